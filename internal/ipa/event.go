@@ -1,0 +1,81 @@
+package ipa
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Event type names. They are part of the public contract; runtimes may add
+// their own under the RuntimeEventPrefix.
+const (
+	EventTaskCreated            = "task_created"
+	EventTaskCompleted          = "task_completed"
+	EventTaskCancelled          = "task_cancelled"
+	EventPhaseChanged           = "phase_changed"
+	EventPodStarted             = "pod_started"
+	EventPodStopped             = "pod_stopped"
+	EventPodCrashed             = "pod_crashed"
+	EventPodRestartScheduled    = "pod_restart_scheduled"
+	EventPodRestartLimitReached = "pod_restart_limit_reached"
+	EventPodLost                = "pod_lost"
+	EventPodReattached          = "pod_reattached"
+	EventPodOutput              = "pod_output"
+
+	RuntimeEventPrefix = "runtime."
+)
+
+// StreamTypeTask is the type of every task's stream.
+const StreamTypeTask = "task"
+
+// Event is one committed fact in a task's stream.
+type Event struct {
+	ID            string
+	TaskID        string // the stream id
+	Version       int64  // 1, 2, 3… per stream, no gaps
+	Position      int64  // global commit order, strictly increasing
+	Type          string
+	Data          json.RawMessage
+	ActorID       string
+	CorrelationID string
+	CausationID   string
+	OccurredAt    time.Time
+}
+
+// NewEvent is an event about to be appended: the store assigns id, version,
+// position and time.
+type NewEvent struct {
+	Type        string
+	Data        any // marshalled to JSON; nil means {}
+	CausationID string
+}
+
+// Event payloads. Their JSON field names are the event data clients see.
+
+// TaskCreatedData is the data of task_created: everything needed to build the row.
+type TaskCreatedData struct {
+	Title          string          `json:"title"`
+	Description    string          `json:"description"`
+	Runtime        string          `json:"runtime"`
+	RuntimeConfig  json.RawMessage `json:"runtimeConfig"`
+	Metadata       json.RawMessage `json:"metadata"`
+	RestartPolicy  RestartPolicy   `json:"restartPolicy"`
+	IdempotencyKey string          `json:"idempotencyKey,omitempty"`
+}
+
+// PhaseChangedData is the data of phase_changed.
+type PhaseChangedData struct {
+	From Phase  `json:"from"`
+	To   Phase  `json:"to"`
+	Note string `json:"note,omitempty"`
+}
+
+// TaskCancelledData is the data of task_cancelled.
+type TaskCancelledData struct {
+	Reason string `json:"reason"`
+	Phase  Phase  `json:"phase"` // phase the task was in when cancelled
+}
+
+// TaskCompletedData is the data of task_completed.
+type TaskCompletedData struct {
+	Phase Phase `json:"phase"` // phase the task was in when completed
+}

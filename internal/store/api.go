@@ -1,0 +1,95 @@
+package store
+
+import (
+	"time"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// AnyVersion as an expected version skips the optimistic concurrency check.
+const AnyVersion int64 = -1
+
+// CreateTaskRequest creates a task's stream, its first event (task_created) and
+// its row in one transaction.
+type CreateTaskRequest struct {
+	TaskID        string       // a new UUID chosen by the caller
+	Created       ipa.TaskCreatedData
+	Actor         string
+	CorrelationID string
+	// IdempotencyKey, when not empty, is unique per Actor: a second create with
+	// the same (Actor, key) creates nothing and returns the first task with
+	// Existing set, also under concurrent identical requests.
+	IdempotencyKey string
+	Now            time.Time
+}
+
+// CreateTaskResult is what CreateTask did.
+type CreateTaskResult struct {
+	Task     *ipa.Task
+	Events   []ipa.Event // empty when Existing
+	Existing bool        // the idempotency key was seen before; nothing was written
+}
+
+// DecideFunc looks at the task's current row, inside the write transaction, and
+// returns the events to append. Returning no events appends nothing. Returning
+// an error aborts the transaction and is passed back unchanged.
+type DecideFunc func(current *ipa.Task) ([]ipa.NewEvent, error)
+
+// AppendRequest appends events to an existing task's stream.
+type AppendRequest struct {
+	TaskID string
+	// ExpectedVersion is the version the caller last saw, or AnyVersion. A
+	// mismatch fails with ipa.VersionConflict and writes nothing.
+	ExpectedVersion int64
+	Decide          DecideFunc
+	Actor           string
+	CorrelationID   string
+	Now             time.Time
+}
+
+// AppendResult is the task after the append and the events written.
+type AppendResult struct {
+	Task   *ipa.Task
+	Events []ipa.Event
+}
+
+// TaskQuery asks for one page of tasks in a total order.
+type TaskQuery struct {
+	Filter ipa.TaskFilter
+	Order  ipa.TaskOrder
+	Limit  int       // rows to return; the store fetches Limit+1 to know if more follow
+	After  *TaskKey  // keyset: the page starts strictly after this key
+}
+
+// TaskKey is a task's position in an order: the sort column's value and the id
+// that breaks ties. Exactly one of the value fields is meaningful for an order.
+type TaskKey struct {
+	Time  time.Time // CREATED_AT / UPDATED_AT
+	Title string    // TITLE
+	ID    string
+}
+
+// TaskPage is one page of a task list.
+type TaskPage struct {
+	Tasks   []*ipa.Task
+	HasMore bool // another row follows the last one in this order
+}
+
+// EventQuery reads events in order.
+type EventQuery struct {
+	TaskID string   // stream to read; "" reads the global feed by position
+	After  int64    // version (stream) or position (global) to start after
+	Types  []string // only these types; empty = all
+	Limit  int
+}
+
+// Token is a stored API token; the secret itself is never stored, only its hash.
+type Token struct {
+	ID        string
+	ActorID   string
+	Role      ipa.Role
+	Hash      string // hex SHA-256 of the secret
+	CreatedAt time.Time
+	RevokedAt *time.Time
+	LastUsed  *time.Time
+}
