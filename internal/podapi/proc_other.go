@@ -1,0 +1,7 @@
+//go:build unix && !linux
+
+package podapi
+
+import "syscall"
+
+func clearDeathSignal(*syscall.SysProcAttr) {}

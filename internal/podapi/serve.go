@@ -1,0 +1,214 @@
+package podapi
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
+)
+
+// Plugin environment. The host may set these on the plugin's command.
+const (
+	// EnvOrphanGrace is how long a plugin with no host connected keeps
+	// running before it stops its work and exits (a Go duration; default
+	// DefaultOrphanGrace).
+	EnvOrphanGrace = "IPA_PLUGIN_ORPHAN_GRACE"
+	// EnvLogFile, when set, is a file the plugin appends its log to as well
+	// as stderr, so its log survives the host (whose stderr pipe dies with it).
+	EnvLogFile = "IPA_PLUGIN_LOG_FILE"
+)
+
+// DefaultOrphanGrace is the orphan grace period when EnvOrphanGrace is unset.
+const DefaultOrphanGrace = 60 * time.Second
+
+// orphanStopTimeout bounds the Stop a plugin gives its work before exiting as
+// an orphan, or after its host shut it down.
+const orphanStopTimeout = 10 * time.Second
+
+// ExitStatus is how a plugin process should end: with Code, or killed by
+// Signal when it is non-zero (re-raised on the plugin itself, so the
+// supervisor sees the same signal the work died of).
+type ExitStatus struct {
+	Code   int
+	Signal syscall.Signal
+}
+
+// Finisher is implemented by a Runtime whose work ends on its own (exec).
+// When the channel yields, Serve exits the plugin process with that status.
+// The runtime must have reported what it has to report through the Host
+// before it sends.
+type Finisher interface {
+	Finished() <-chan ExitStatus
+}
+
+var (
+	loggerOnce sync.Once
+	logger     hclog.Logger
+)
+
+// Logger is the plugin's logger. It writes to the stderr the plugin was
+// started with (read by the host's go-plugin client) and, when EnvLogFile is
+// set, to that file too. Once the host is gone, writes to stderr fail with
+// EPIPE (harmless: Serve makes SIGPIPE non-fatal) and the file keeps the log.
+// Never write to os.Stdout/os.Stderr in a plugin after Serve: go-plugin
+// redirects them into a pipe that blocks once nobody reads it.
+func Logger() hclog.Logger {
+	loggerOnce.Do(func() {
+		var out io.Writer = bestEffort{os.Stderr}
+		if path := os.Getenv(EnvLogFile); path != "" {
+			if f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+				out = io.MultiWriter(bestEffort{f}, out)
+			}
+		}
+		logger = hclog.New(&hclog.LoggerOptions{
+			Name:       "plugin",
+			Level:      hclog.Info,
+			Output:     out,
+			JSONFormat: true,
+		})
+	})
+	return logger
+}
+
+// bestEffort swallows write errors so one dead sink does not silence another.
+type bestEffort struct{ w io.Writer }
+
+func (b bestEffort) Write(p []byte) (int, error) {
+	_, _ = b.w.Write(p)
+	return len(p), nil
+}
+
+// Serve runs impl as a plugin process and never returns: a plugin's main is
+// one call to it. It checks the handshake (a binary started by hand says so
+// and exits 1), makes SIGPIPE non-fatal, serves impl over gRPC, exits when
+// the host shuts the plugin down (after stopping the work), when a Finisher
+// impl finishes (with its status), or when no host has been connected for the
+// orphan grace period (after stopping the work).
+func Serve(impl Runtime) {
+	// A write to a broken stdout/stderr pipe kills a Go program with SIGPIPE
+	// unless SIGPIPE is notified (ignoring it with SIG_IGN would be inherited
+	// by the commands a runtime runs). The channel is never read: the signal
+	// is dropped and the write fails with EPIPE.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+
+	log := Logger()
+	grace := DefaultOrphanGrace
+	if v := os.Getenv(EnvOrphanGrace); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			grace = d
+		} else {
+			log.Warn("ignoring bad orphan grace", "value", v)
+		}
+	}
+
+	var exitOnce sync.Once
+	exit := func(st ExitStatus, why string) {
+		exitOnce.Do(func() {
+			log.Info("plugin exiting", "reason", why, "code", st.Code, "signal", st.Signal)
+			exitProcess(st)
+		})
+	}
+	stopWork := func(reason string) {
+		ctx, cancel := context.WithTimeout(context.Background(), orphanStopTimeout)
+		defer cancel()
+		_, _ = impl.Stop(ctx, StopRequest{Deadline: time.Now().Add(orphanStopTimeout - time.Second), Reason: reason})
+	}
+
+	watch := newConnWatch(grace, func() {
+		log.Warn("no host connected within the orphan grace period; stopping", "grace", grace)
+		stopWork("orphaned: no host attached within " + grace.String())
+		exit(ExitStatus{}, "orphaned")
+	})
+	defer watch.close()
+
+	if f, ok := impl.(Finisher); ok {
+		go func() {
+			st := <-f.Finished()
+			exit(st, "work finished")
+		}()
+	}
+
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         map[string]plugin.Plugin{PluginName: &RuntimePlugin{Impl: impl}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, grpc.StatsHandler(watch))...)
+		},
+		Logger: log,
+	})
+	// plugin.Serve returns when the host shut the plugin down (or could not
+	// start it, e.g. the handshake failed).
+	stopWork("host shut the plugin down")
+	exit(ExitStatus{}, "host shut the plugin down")
+}
+
+// exitProcess ends the process with st: os.Exit(st.Code), or the default
+// action of st.Signal.
+func exitProcess(st ExitStatus) {
+	if st.Signal != 0 {
+		signal.Reset(st.Signal)
+		_ = syscall.Kill(os.Getpid(), st.Signal)
+		time.Sleep(time.Second) // the signal is on its way; fall through if ignored
+		os.Exit(128 + int(st.Signal))
+	}
+	os.Exit(st.Code)
+}
+
+// connWatch counts host connections to the plugin's gRPC server and fires
+// onOrphan once none has been open for grace (counting from start too).
+type connWatch struct {
+	grace    time.Duration
+	onOrphan func()
+
+	mu    sync.Mutex
+	conns int
+	timer *time.Timer
+}
+
+func newConnWatch(grace time.Duration, onOrphan func()) *connWatch {
+	w := &connWatch{grace: grace, onOrphan: onOrphan}
+	w.timer = time.AfterFunc(grace, w.fire)
+	return w
+}
+
+func (w *connWatch) fire() {
+	w.mu.Lock()
+	orphan := w.conns == 0
+	w.mu.Unlock()
+	if orphan {
+		w.onOrphan()
+	}
+}
+
+func (w *connWatch) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer.Stop()
+}
+
+func (w *connWatch) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (w *connWatch) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (w *connWatch) HandleRPC(context.Context, stats.RPCStats)                         {}
+
+func (w *connWatch) HandleConn(_ context.Context, s stats.ConnStats) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch s.(type) {
+	case *stats.ConnBegin:
+		w.conns++
+		w.timer.Stop()
+	case *stats.ConnEnd:
+		w.conns--
+		if w.conns == 0 {
+			w.timer.Reset(w.grace)
+		}
+	}
+}
