@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
+
+	pb "github.com/ipa-dev/ipa/internal/podapi/proto"
 )
 
 // Plugin environment. The host may set these on the plugin's command.
@@ -132,6 +135,9 @@ func Serve(impl Runtime) {
 	if f, ok := impl.(Finisher); ok {
 		go func() {
 			st := <-f.Finished()
+			// Let in-flight Runtime calls (a Stop waiting for this end)
+			// send their answers before the process goes.
+			watch.waitIdle(2 * time.Second)
 			exit(st, "work finished")
 		}()
 	}
@@ -170,7 +176,24 @@ type connWatch struct {
 
 	mu    sync.Mutex
 	conns int
+	calls int // Runtime calls in flight
 	timer *time.Timer
+}
+
+type runtimeCallKey struct{}
+
+// waitIdle waits until no Runtime call is in flight, or max has passed.
+func (w *connWatch) waitIdle(max time.Duration) {
+	end := time.Now().Add(max)
+	for time.Now().Before(end) {
+		w.mu.Lock()
+		n := w.calls
+		w.mu.Unlock()
+		if n <= 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func newConnWatch(grace time.Duration, onOrphan func()) *connWatch {
@@ -195,8 +218,27 @@ func (w *connWatch) close() {
 }
 
 func (w *connWatch) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-func (w *connWatch) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
-func (w *connWatch) HandleRPC(context.Context, stats.RPCStats)                         {}
+
+func (w *connWatch) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if strings.HasPrefix(info.FullMethodName, "/"+pb.Runtime_ServiceDesc.ServiceName+"/") {
+		return context.WithValue(ctx, runtimeCallKey{}, true)
+	}
+	return ctx
+}
+
+func (w *connWatch) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if ctx.Value(runtimeCallKey{}) == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch s.(type) {
+	case *stats.Begin:
+		w.calls++
+	case *stats.End:
+		w.calls--
+	}
+}
 
 func (w *connWatch) HandleConn(_ context.Context, s stats.ConnStats) {
 	w.mu.Lock()

@@ -1,0 +1,263 @@
+// Package demo is the built-in "demo" runtime: it walks its task through
+// SPEC_CLARIFICATION → PLANNING → DEVELOPMENT → REVIEW, one step every
+// stepMs, by asking the host for each phase change, reports its progress as
+// live state and a runtime.demo.step event per step, then idles in REVIEW
+// until a person completes the task (or stops the pod).
+//
+// Runtime config: {"stepMs": 2000}; stepMs between MinStepMs and MaxStepMs,
+// default DefaultStepMs.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
+)
+
+// Description is shown in the runtimes query.
+const Description = "Walks the task through SPEC_CLARIFICATION, PLANNING, DEVELOPMENT and REVIEW on a timer ({\"stepMs\": 2000}), then waits for a person."
+
+// Config limits and default.
+const (
+	DefaultStepMs = 2000
+	MinStepMs     = 10
+	MaxStepMs     = 3_600_000
+)
+
+// EventStep is the type of the event emitted at each step.
+const EventStep = "runtime.demo.step"
+
+// Config is the demo's runtime config.
+type Config struct {
+	StepMs int `json:"stepMs"`
+}
+
+// ParseConfig decodes and validates raw (a JSON object; empty or null means
+// all defaults). Returns an EINVALID *ipa.Error (reason INVALID_ARGUMENT)
+// saying what is wrong.
+func ParseConfig(raw []byte) (Config, error) {
+	c := Config{StepMs: DefaultStepMs}
+	if t := bytes.TrimSpace(raw); len(t) > 0 && !bytes.Equal(t, []byte("null")) {
+		var in struct {
+			StepMs *json.Number `json:"stepMs"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(t))
+		dec.DisallowUnknownFields()
+		dec.UseNumber()
+		if err := dec.Decode(&in); err != nil {
+			return Config{}, invalid("demo runtime config must be a JSON object like {\"stepMs\": 2000}: %v", err)
+		}
+		if in.StepMs != nil {
+			n, err := in.StepMs.Int64()
+			if err != nil {
+				return Config{}, invalid("demo runtime config: stepMs must be an integer number of milliseconds, got %s", in.StepMs.String())
+			}
+			if n < MinStepMs || n > MaxStepMs {
+				return Config{}, invalid("demo runtime config: stepMs must be between %d and %d, got %d", MinStepMs, MaxStepMs, n)
+			}
+			c.StepMs = int(n)
+		}
+	}
+	return c, nil
+}
+
+// ValidateConfig reports whether raw is a valid demo config, without
+// starting anything; see ParseConfig.
+func ValidateConfig(raw []byte) error {
+	_, err := ParseConfig(raw)
+	return err
+}
+
+func invalid(format string, args ...any) error {
+	return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, format, args...)
+}
+
+// Serve runs the demo runtime as a plugin process; it never returns.
+func Serve() { podapi.Serve(New()) }
+
+// order is the walk; progress is the index over len-1.
+var order = []ipa.Phase{ipa.PhaseSpecClarification, ipa.PhasePlanning, ipa.PhaseDevelopment, ipa.PhaseReview}
+
+func index(p ipa.Phase) int {
+	for i, o := range order {
+		if o == p {
+			return i
+		}
+	}
+	return -1
+}
+
+// Runtime is the demo runtime. The zero value is not usable; use New.
+type Runtime struct {
+	mu      sync.Mutex
+	taskID  string
+	cfg     Config
+	host    podapi.Host
+	phase   ipa.Phase // last phase the host confirmed
+	step    int
+	message string
+	running bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// New returns a demo runtime waiting for Start.
+func New() *Runtime { return &Runtime{} }
+
+var _ podapi.Runtime = (*Runtime)(nil)
+
+// Start validates the config and starts the walk. Returns EINVALID for a bad
+// config and ECONFLICT when already started.
+func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.StartResponse, error) {
+	cfg, err := ParseConfig(req.RuntimeConfig)
+	if err != nil {
+		return podapi.StartResponse{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done != nil {
+		return podapi.StartResponse{}, ipa.Errorf(ipa.ECONFLICT, ipa.ReasonInvalidArgument, "The demo runtime is already started.")
+	}
+	// The start phase is not in StartRequest: assume the first one and
+	// learn the real one from the host's first answer.
+	r.taskID, r.cfg, r.host, r.phase = req.TaskID, cfg, req.Host, ipa.PhaseSpecClarification
+	r.running, r.message = true, "starting"
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
+	go r.walk(ctx, r.done)
+	return podapi.StartResponse{}, nil
+}
+
+func (r *Runtime) walk(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+	}()
+	tick := time.NewTicker(time.Duration(r.cfg.StepMs) * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.setMessage("stopped")
+			return
+		case <-tick.C:
+		}
+		if idle := r.stepOnce(ctx); idle {
+			// Nothing left to walk: stay up (the pod runs) until stopped.
+			<-ctx.Done()
+			return
+		}
+	}
+}
+
+// stepOnce asks for the next phase; it reports true once there is nothing
+// left to do (REVIEW reached, or the task is closed).
+func (r *Runtime) stepOnce(ctx context.Context) bool {
+	r.mu.Lock()
+	from := r.phase
+	host := r.host
+	r.mu.Unlock()
+	if from.Final() {
+		r.setMessage("task is closed")
+		return true
+	}
+	i := index(from)
+	if i < 0 || i == len(order)-1 {
+		r.setMessage("in review: waiting for a person")
+		return true
+	}
+	to := order[i+1]
+	resp, err := host.RequestPhase(ctx, podapi.PhaseRequest{To: string(to), Note: "demo runtime step"})
+	r.mu.Lock()
+	r.step++
+	step := r.step
+	switch {
+	case err == nil:
+		r.phase = ipa.Phase(resp.Phase)
+		r.message = "moved to " + resp.Phase
+	case errors.Is(err, podapi.ErrHostUnavailable):
+		r.message = "host unavailable; will retry"
+	case resp.Phase != "":
+		// Refused, e.g. a person moved the task: carry on from where it is.
+		r.phase = ipa.Phase(resp.Phase)
+		r.message = "phase request refused; task is in " + resp.Phase
+	default:
+		r.message = "phase request refused: " + err.Error()
+	}
+	now := r.phase
+	r.mu.Unlock()
+
+	data, _ := json.Marshal(map[string]any{
+		"step": step, "from": from, "requested": to, "phase": now, "accepted": err == nil,
+	})
+	_, _ = host.AppendEvent(ctx, podapi.AppendEventRequest{Type: EventStep, Data: data})
+	if now == ipa.PhaseReview {
+		r.setMessage("in review: waiting for a person")
+		return true
+	}
+	return now.Final()
+}
+
+func (r *Runtime) setMessage(m string) {
+	r.mu.Lock()
+	r.message = m
+	r.mu.Unlock()
+}
+
+// Attach needs nothing: the Host handle from Start follows the new host.
+func (r *Runtime) Attach(_ context.Context, req podapi.AttachRequest) (podapi.AttachResponse, error) {
+	return podapi.AttachResponse{TaskID: req.TaskID}, nil
+}
+
+// State reports the phase, progress (0 at SPEC_CLARIFICATION, 1 at REVIEW),
+// step count and a live JSON blob.
+func (r *Runtime) State(context.Context, podapi.StateRequest) (podapi.StateResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	progress := 0.0
+	wanted := ""
+	if i := index(r.phase); i >= 0 {
+		progress = float64(i) / float64(len(order)-1)
+		if i < len(order)-1 && r.running {
+			wanted = string(order[i+1])
+		}
+	} else if r.phase.Final() {
+		progress = 1
+	}
+	live, _ := json.Marshal(map[string]any{
+		"phase": r.phase, "step": r.step, "stepMs": r.cfg.StepMs, "progress": progress, "message": r.message,
+	})
+	return podapi.StateResponse{
+		TaskID: r.taskID, Phase: string(r.phase), WantedPhase: wanted, Progress: progress,
+		Live: live, Message: r.message, Running: r.running,
+	}, nil
+}
+
+// Stop ends the walk; it never needs force.
+func (r *Runtime) Stop(ctx context.Context, _ podapi.StopRequest) (podapi.StopResponse, error) {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.mu.Unlock()
+	if cancel == nil {
+		return podapi.StopResponse{}, nil
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return podapi.StopResponse{}, nil
+}
+
+// Health is always healthy.
+func (r *Runtime) Health(context.Context, podapi.HealthRequest) (podapi.HealthResponse, error) {
+	return podapi.HealthResponse{Healthy: true}, nil
+}

@@ -1,0 +1,95 @@
+package exec
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// Config limits and defaults.
+const (
+	MaxArgs            = 256
+	MaxCommandBytes    = 16 << 10
+	MaxEnvVars         = 128
+	MaxEnvBytes        = 32 << 10
+	MaxTimeoutMs       = 7 * 24 * 3600 * 1000
+	DefaultOutputLines = 10_000
+	MaxOutputLines     = 1_000_000
+)
+
+// Config is the exec runtime config.
+type Config struct {
+	Command        []string          `json:"command"`                  // argv; required
+	Env            map[string]string `json:"env,omitempty"`            // added to the plugin's environment
+	TimeoutMs      int               `json:"timeoutMs,omitempty"`      // 0 = none; then stopped like Stop
+	MaxOutputLines int               `json:"maxOutputLines,omitempty"` // 0 = DefaultOutputLines
+}
+
+// ParseConfig decodes and validates raw. Returns an EINVALID *ipa.Error
+// (reason INVALID_ARGUMENT) saying what is wrong.
+func ParseConfig(raw []byte) (Config, error) {
+	var c Config
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || bytes.Equal(t, []byte("null")) {
+		return Config{}, invalid(`exec runtime config is required: {"command": ["sh", "-c", "echo hi"]}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(t))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, invalid(`exec runtime config must be a JSON object like {"command": ["sh", "-c", "echo hi"], "env": {"K": "V"}, "timeoutMs": 60000, "maxOutputLines": 10000}: %v`, err)
+	}
+	switch {
+	case len(c.Command) == 0:
+		return Config{}, invalid("exec runtime config: command is required (a non-empty array of strings)")
+	case strings.TrimSpace(c.Command[0]) == "":
+		return Config{}, invalid("exec runtime config: command[0] (the program) must not be empty")
+	case len(c.Command) > MaxArgs:
+		return Config{}, invalid("exec runtime config: command has %d arguments; the limit is %d", len(c.Command), MaxArgs)
+	}
+	n := 0
+	for i, a := range c.Command {
+		if strings.IndexByte(a, 0) >= 0 {
+			return Config{}, invalid("exec runtime config: command[%d] contains a NUL byte", i)
+		}
+		n += len(a)
+	}
+	if n > MaxCommandBytes {
+		return Config{}, invalid("exec runtime config: command is %d bytes; the limit is %d", n, MaxCommandBytes)
+	}
+	if len(c.Env) > MaxEnvVars {
+		return Config{}, invalid("exec runtime config: env has %d variables; the limit is %d", len(c.Env), MaxEnvVars)
+	}
+	n = 0
+	for k, v := range c.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
+			return Config{}, invalid("exec runtime config: env variable %q: names must be non-empty without '=' or NUL, values without NUL", k)
+		}
+		n += len(k) + len(v)
+	}
+	if n > MaxEnvBytes {
+		return Config{}, invalid("exec runtime config: env is %d bytes; the limit is %d", n, MaxEnvBytes)
+	}
+	if c.TimeoutMs < 0 || c.TimeoutMs > MaxTimeoutMs {
+		return Config{}, invalid("exec runtime config: timeoutMs must be between 0 (none) and %d, got %d", MaxTimeoutMs, c.TimeoutMs)
+	}
+	if c.MaxOutputLines < 0 || c.MaxOutputLines > MaxOutputLines {
+		return Config{}, invalid("exec runtime config: maxOutputLines must be between 0 (default %d) and %d, got %d", DefaultOutputLines, MaxOutputLines, c.MaxOutputLines)
+	}
+	if c.MaxOutputLines == 0 {
+		c.MaxOutputLines = DefaultOutputLines
+	}
+	return c, nil
+}
+
+// ValidateConfig reports whether raw is a valid exec config, without
+// starting anything; see ParseConfig.
+func ValidateConfig(raw []byte) error {
+	_, err := ParseConfig(raw)
+	return err
+}
+
+func invalid(format string, args ...any) error {
+	return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, format, args...)
+}

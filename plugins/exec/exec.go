@@ -1,0 +1,381 @@
+// Package exec is the built-in "exec" runtime: it runs a configured command
+// for its task in the task's working directory, streams the command's
+// stdout/stderr lines to the host (pod_output events, batched and capped),
+// reports how the command ended as a runtime.exec.exited event, and then
+// exits the plugin process with the command's own status (exit code, or the
+// signal that killed it) so the supervisor sees the real outcome. When the
+// host asked for the stop (Stop), the plugin exits 0 instead: the pod was
+// stopped, it did not crash.
+//
+// Runtime config: {"command": ["sh", "-c", "echo hi"], "env": {"K": "V"},
+// "timeoutMs": 60000, "maxOutputLines": 10000}; see Config.
+//
+// Working directory: StartRequest.WorkDir, set by the host (by convention
+// <dataDir>/tasks/<taskID>), created when missing; when the host leaves it
+// empty, <os.TempDir()>/ipa-exec/<taskID>.
+package exec
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
+)
+
+// Description is shown in the runtimes query.
+const Description = "Runs a command for the task in its working directory ({\"command\": [\"sh\", \"-c\", \"echo hi\"]}), streams its output and reports its exit status."
+
+// EventExited is the type of the event that reports how the command ended.
+const EventExited = "runtime.exec.exited"
+
+// DefaultStopTimeout is how long Stop waits after SIGTERM before SIGKILL when
+// the request names no deadline.
+const DefaultStopTimeout = 10 * time.Second
+
+// readerGrace is how long the output readers may run on after the command
+// exited (a background child may still hold the pipes) before the process
+// group is killed.
+const readerGrace = 2 * time.Second
+
+// ExitedData is the data of runtime.exec.exited.
+type ExitedData struct {
+	ExitCode     *int   `json:"exitCode"` // nil when killed by a signal
+	Signal       string `json:"signal,omitempty"`
+	Stopped      bool   `json:"stopped"`  // the host asked for the stop
+	TimedOut     bool   `json:"timedOut"` // timeoutMs passed
+	Error        string `json:"error,omitempty"`
+	DurationMs   int64  `json:"durationMs"`
+	OutputLines  int    `json:"outputLines"`
+	DroppedLines int    `json:"droppedLines"`
+}
+
+// Serve runs the exec runtime as a plugin process; it never returns.
+func Serve() { podapi.Serve(New()) }
+
+// Runtime is the exec runtime. Use New.
+type Runtime struct {
+	mu        sync.Mutex
+	taskID    string
+	cfg       Config
+	workDir   string
+	cmd       *osexec.Cmd
+	out       *output
+	started   time.Time
+	stopped   bool // Stop was called
+	timedOut  bool
+	exited    *ExitedData
+	done      chan struct{} // closed once the end is reported
+	finished  chan podapi.ExitStatus
+	termOnce  sync.Once
+	forceKill chan struct{}
+}
+
+// New returns an exec runtime waiting for Start.
+func New() *Runtime {
+	return &Runtime{finished: make(chan podapi.ExitStatus, 1), forceKill: make(chan struct{})}
+}
+
+var (
+	_ podapi.Runtime  = (*Runtime)(nil)
+	_ podapi.Finisher = (*Runtime)(nil)
+)
+
+// Finished yields once the command has ended and its end was reported.
+func (r *Runtime) Finished() <-chan podapi.ExitStatus { return r.finished }
+
+// pluginEnv lists variables of the plugin's own environment that the command
+// must not inherit.
+func pluginEnv(kv string) bool {
+	k, _, _ := strings.Cut(kv, "=")
+	return k == podapi.Handshake.MagicCookieKey || strings.HasPrefix(k, "PLUGIN_") || strings.HasPrefix(k, "IPA_PLUGIN_")
+}
+
+// Start validates the config, creates the working directory and starts the
+// command in its own process group. Returns EINVALID for a bad config,
+// ECONFLICT when already started, and EUNAVAILABLE/RUNTIME_FAILED when the
+// command cannot be started (e.g. not found).
+func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.StartResponse, error) {
+	cfg, err := ParseConfig(req.RuntimeConfig)
+	if err != nil {
+		return podapi.StartResponse{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		return podapi.StartResponse{}, ipa.Errorf(ipa.ECONFLICT, ipa.ReasonInvalidArgument, "The exec runtime is already started.")
+	}
+	dir := req.WorkDir
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "ipa-exec", req.TaskID)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create the working directory: %v.", err)
+	}
+
+	cmd := osexec.Command(cfg.Command[0], cfg.Command[1:]...)
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if !pluginEnv(kv) {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "IPA_TASK_ID="+req.TaskID, "IPA_WORK_DIR="+dir)
+	for k, v := range cfg.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	// Own process group: Stop signals the command and everything it spawned.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		_ = outR.Close()
+		_ = outW.Close()
+		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
+	}
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = outW, errW
+	if err := cmd.Start(); err != nil {
+		for _, f := range []*os.File{outR, outW, errR, errW} {
+			_ = f.Close()
+		}
+		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start %q: %v.", cfg.Command[0], err)
+	}
+	_ = outW.Close()
+	_ = errW.Close()
+
+	r.taskID, r.cfg, r.workDir, r.cmd = req.TaskID, cfg, dir, cmd
+	r.out = newOutput(req.Host, cfg.MaxOutputLines)
+	r.started = time.Now()
+	r.done = make(chan struct{})
+	go r.wait(req.Host, outR, errR)
+	if cfg.TimeoutMs > 0 {
+		time.AfterFunc(time.Duration(cfg.TimeoutMs)*time.Millisecond, func() {
+			r.mu.Lock()
+			ended := r.exited != nil
+			if !ended {
+				r.timedOut = true
+			}
+			r.mu.Unlock()
+			if !ended {
+				r.terminate(time.Now().Add(DefaultStopTimeout))
+			}
+		})
+	}
+	return podapi.StartResponse{}, nil
+}
+
+func (r *Runtime) read(f *os.File, stream string, wg *sync.WaitGroup) {
+	defer wg.Done()
+	br := bufio.NewReaderSize(f, 64<<10)
+	var line []byte
+	for {
+		chunk, isPrefix, err := br.ReadLine()
+		if len(chunk) > 0 || isPrefix {
+			if len(line) < maxLineLen {
+				line = append(line, chunk[:min(len(chunk), maxLineLen-len(line))]...)
+			}
+		}
+		if err != nil {
+			if len(line) > 0 {
+				r.out.add(stream, string(line))
+			}
+			return
+		}
+		if !isPrefix {
+			r.out.add(stream, string(line))
+			line = line[:0]
+		}
+	}
+}
+
+// wait collects the output, waits for the command, reports its end and
+// hands the exit status to Serve.
+func (r *Runtime) wait(host podapi.Host, outR, errR *os.File) {
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go r.read(outR, podapi.StreamStdout, &readers)
+	go r.read(errR, podapi.StreamStderr, &readers)
+
+	werr := r.cmd.Wait()
+	readersDone := make(chan struct{})
+	go func() { readers.Wait(); close(readersDone) }()
+	select {
+	case <-readersDone:
+	case <-time.After(readerGrace):
+		// Something the command spawned still holds the pipes.
+		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+		_ = outR.Close()
+		_ = errR.Close()
+		<-readersDone
+	}
+	_ = outR.Close()
+	_ = errR.Close()
+	r.out.close()
+
+	data := ExitedData{DurationMs: time.Since(r.started).Milliseconds()}
+	data.OutputLines, data.DroppedLines = r.out.counts()
+	status := podapi.ExitStatus{}
+	ws, ok := r.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case ok && ws.Signaled():
+		data.Signal = unix.SignalName(ws.Signal())
+		status.Signal = ws.Signal()
+	case ok:
+		code := ws.ExitStatus()
+		data.ExitCode = &code
+		status.Code = code
+	default:
+		code := r.cmd.ProcessState.ExitCode()
+		data.ExitCode = &code
+		status.Code = code
+	}
+	if werr != nil {
+		var ee *osexec.ExitError
+		if !errors.As(werr, &ee) {
+			data.Error = werr.Error()
+		}
+	}
+	r.mu.Lock()
+	data.Stopped, data.TimedOut = r.stopped, r.timedOut
+	r.exited = &data
+	r.mu.Unlock()
+	if data.Stopped {
+		status = podapi.ExitStatus{} // a requested stop is a clean end
+	}
+
+	raw, _ := json.Marshal(data)
+	reportEnd(host, raw)
+	close(r.done)
+	r.finished <- status
+}
+
+// reportEnd appends runtime.exec.exited, waiting for a host while none is
+// connected (Serve's orphan watch ends the wait if none ever comes back).
+func reportEnd(host podapi.Host, data []byte) {
+	backoff := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := host.AppendEvent(ctx, podapi.AppendEventRequest{Type: EventExited, Data: data})
+		cancel()
+		if err == nil || !errors.Is(err, podapi.ErrHostUnavailable) {
+			if err != nil {
+				podapi.Logger().Error("cannot report the command's end", "error", err)
+			}
+			return
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// terminate sends SIGTERM to the command's process group and SIGKILL at
+// deadline if it is still running; it reports whether SIGKILL was needed.
+func (r *Runtime) terminate(deadline time.Time) bool {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return false
+	}
+	pgid := cmd.Process.Pid
+	r.termOnce.Do(func() { _ = syscall.Kill(-pgid, syscall.SIGTERM) })
+	select {
+	case <-done:
+		return false
+	case <-time.After(time.Until(deadline)):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+		return true
+	}
+}
+
+// Attach needs nothing: the Host handle from Start follows the new host.
+func (r *Runtime) Attach(_ context.Context, req podapi.AttachRequest) (podapi.AttachResponse, error) {
+	return podapi.AttachResponse{TaskID: req.TaskID}, nil
+}
+
+// State reports whether the command runs, and a live blob with its pid,
+// working directory, output counts and, once ended, how it ended.
+func (r *Runtime) State(context.Context, podapi.StateRequest) (podapi.StateResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	live := map[string]any{"command": r.cfg.Command, "workDir": r.workDir}
+	resp := podapi.StateResponse{TaskID: r.taskID}
+	if r.cmd != nil && r.cmd.Process != nil {
+		live["pid"] = r.cmd.Process.Pid
+	}
+	if r.out != nil {
+		live["outputLines"], live["droppedLines"] = r.out.counts()
+	}
+	switch {
+	case r.cmd == nil:
+		resp.Message = "not started"
+	case r.exited == nil:
+		resp.Running = true
+		resp.Message = "running " + r.cfg.Command[0]
+	default:
+		resp.Progress = 1
+		live["exited"] = r.exited
+		if r.exited.ExitCode != nil {
+			resp.Message = "exited with code " + itoa(*r.exited.ExitCode)
+		} else {
+			resp.Message = "killed by " + r.exited.Signal
+		}
+	}
+	resp.Live, _ = json.Marshal(live)
+	return resp, nil
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// Stop sends SIGTERM to the command's process group, SIGKILL once
+// req.Deadline (default DefaultStopTimeout from now) has passed, and returns
+// when the command's end has been reported. Forced says SIGKILL was needed.
+func (r *Runtime) Stop(ctx context.Context, req podapi.StopRequest) (podapi.StopResponse, error) {
+	r.mu.Lock()
+	if r.cmd == nil {
+		r.mu.Unlock()
+		return podapi.StopResponse{}, nil
+	}
+	if r.exited == nil {
+		r.stopped = true
+	}
+	r.mu.Unlock()
+	deadline := req.Deadline
+	if deadline.IsZero() {
+		deadline = time.Now().Add(DefaultStopTimeout)
+	}
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d.Add(-100 * time.Millisecond)
+	}
+	forced := r.terminate(deadline)
+	return podapi.StopResponse{Forced: forced}, nil
+}
+
+// Health reports unhealthy once the command has ended.
+func (r *Runtime) Health(context.Context, podapi.HealthRequest) (podapi.HealthResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.exited != nil {
+		return podapi.HealthResponse{Healthy: false, Message: "command ended"}, nil
+	}
+	return podapi.HealthResponse{Healthy: true}, nil
+}
