@@ -12,7 +12,7 @@ const AnyVersion int64 = -1
 // CreateTaskRequest creates a task's stream, its first event (task_created) and
 // its row in one transaction.
 type CreateTaskRequest struct {
-	TaskID        string       // a new UUID chosen by the caller
+	TaskID        string // a new UUID chosen by the caller
 	Created       ipa.TaskCreatedData
 	Actor         string
 	CorrelationID string
@@ -57,8 +57,8 @@ type AppendResult struct {
 type TaskQuery struct {
 	Filter ipa.TaskFilter
 	Order  ipa.TaskOrder
-	Limit  int       // rows to return; the store fetches Limit+1 to know if more follow
-	After  *TaskKey  // keyset: the page starts strictly after this key
+	Limit  int      // rows to return; the store fetches Limit+1 to know if more follow
+	After  *TaskKey // keyset: the page starts strictly after this key
 }
 
 // TaskKey is a task's position in an order: the sort column's value and the id
@@ -81,6 +81,9 @@ type EventQuery struct {
 	After  int64    // version (stream) or position (global) to start after
 	Types  []string // only these types; empty = all
 	Limit  int
+	// Newest reads a stream backwards from its last event (After is ignored):
+	// the last Limit events, newest first.
+	Newest bool
 }
 
 // Token is a stored API token; the secret itself is never stored, only its hash.

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/ipa-dev/ipa/internal/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// options are the settings shared by the commands. Every flag has an IPA_*
+// environment equivalent; a flag given on the command line wins.
+type options struct {
+	database  string
+	logLevel  string
+	logFormat string
+}
+
+// exitError carries a process exit code other than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func exitCode(err error) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return 1
+}
+
+func newRootCommand() *cobra.Command {
+	opts := &options{}
+	root := &cobra.Command{
+		Use:   "ipa",
+		Short: "ipa is a task manager for long-running, crash-prone work",
+		Long: `ipa is the central task manager for long-running, crash-prone work.
+
+People and programs create tasks, start a pod for each task (an out-of-process
+runtime plugin), watch it live, and complete or cancel the task. Every change
+is an event in the task's own stream; the only front door is a GraphQL API at
+/graphql, with an IDE in the browser at /.
+
+Every flag can also be set with an environment variable: --database is
+IPA_DATABASE_URL, --addr is IPA_ADDR, and any other --some-flag is IPA_SOME_FLAG.
+A flag given on the command line wins over the environment.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd)
+		},
+	}
+	root.PersistentFlags().StringVar(&opts.database, "database", "sqlite://./ipa.db",
+		"database URL: sqlite://PATH (embedded, created on first use) or postgres://USER@HOST:PORT/DB")
+	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(
+		newServeCommand(opts),
+		newMigrateCommand(opts),
+		newReprojectCommand(opts),
+		newTokenCommand(opts),
+		newVersionCommand(),
+		newPluginCommand(),
+	)
+	return root
+}
+
+// envName returns the environment variable of a flag.
+func envName(flag string) string {
+	if flag == "database" {
+		return "IPA_DATABASE_URL"
+	}
+	return "IPA_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its IPA_*
+// environment variable, when set.
+func applyEnv(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+			}
+		}
+	})
+	return err
+}
+
+// newLogger builds the process logger on stderr.
+func (o *options) newLogger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", o.logFormat)
+}
+
+// openStore opens (and migrates) the configured database.
+func (o *options) openStore(ctx context.Context, log *slog.Logger) (*store.Store, error) {
+	s, err := store.Open(ctx, o.database, store.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,3 @@
+package graph
+
+//go:generate go -C .. run github.com/99designs/gqlgen generate

@@ -1,0 +1,62 @@
+// Package scalar marshals the API's custom scalars, Time and JSON.
+package scalar
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+)
+
+// MarshalTime writes t as RFC 3339 with nanoseconds, in UTC.
+func MarshalTime(t time.Time) graphql.Marshaler {
+	return graphql.WriterFunc(func(w io.Writer) {
+		_, _ = io.WriteString(w, strconv.Quote(t.UTC().Format(time.RFC3339Nano)))
+	})
+}
+
+// UnmarshalTime reads an RFC 3339 string (any offset, fractional seconds
+// optional) and returns it in UTC. Returns an error for anything else.
+func UnmarshalTime(v any) (time.Time, error) {
+	s, ok := v.(string)
+	if !ok {
+		return time.Time{}, fmt.Errorf("Time must be an RFC 3339 string")
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("Time must be RFC 3339, e.g. 2026-01-02T15:04:05Z")
+	}
+	return t.UTC(), nil
+}
+
+// MarshalJSON writes a stored JSON value as it is; empty means null.
+func MarshalJSON(raw json.RawMessage) graphql.Marshaler {
+	return graphql.WriterFunc(func(w io.Writer) {
+		if len(raw) == 0 {
+			_, _ = io.WriteString(w, "null")
+			return
+		}
+		_, _ = w.Write(raw)
+	})
+}
+
+// UnmarshalJSON accepts any JSON value from a query variable or an inline
+// literal and returns its compact encoding.
+func UnmarshalJSON(v any) (json.RawMessage, error) {
+	if n, ok := v.(json.Number); ok {
+		return json.RawMessage(n.String()), nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("JSON value cannot be encoded")
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return nil, fmt.Errorf("JSON value cannot be encoded")
+	}
+	return out.Bytes(), nil
+}

@@ -1,0 +1,199 @@
+// Package auth mints API tokens and turns an Authorization header into an
+// authenticated actor. Tokens are random secrets shown once; only their
+// SHA-256 hash is stored. High-entropy secrets need no slow hash: a stolen
+// hash cannot be reversed and cannot be guessed.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/store"
+)
+
+// Mode is how strictly requests must carry a token.
+type Mode string
+
+const (
+	// ModeAuto requires tokens, except on a loopback-only server with no
+	// token yet: there every request acts as the local admin.
+	ModeAuto Mode = "auto"
+	// ModeRequired always requires a token.
+	ModeRequired Mode = "required"
+)
+
+// ParseMode returns the mode named s. Returns an error for anything else.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case ModeAuto, ModeRequired:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("auth mode must be auto or required, not %q", s)
+}
+
+// LocalActor is who acts on a loopback server that has no tokens yet.
+var LocalActor = ipa.Actor{ID: "local", Role: ipa.RoleAdmin}
+
+// tokenPrefix marks ipa tokens so secret scanners and people recognise them.
+const tokenPrefix = "ipa_"
+
+// Tokens is the token storage auth needs.
+type Tokens interface {
+	CreateToken(ctx context.Context, t store.Token) error
+	TokenByHash(ctx context.Context, hash string) (*store.Token, error)
+	CountActiveTokens(ctx context.Context) (int64, error)
+	TouchToken(ctx context.Context, id string, at time.Time) error
+}
+
+// Hash returns the stored form of a token secret.
+func Hash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// Mint creates and stores a token for the actor and role and returns the
+// secret, which is never stored. Returns EINVALID for an empty actor or an
+// unknown role.
+func Mint(ctx context.Context, tokens Tokens, actorID string, role ipa.Role, now time.Time) (store.Token, string, error) {
+	actorID = strings.TrimSpace(actorID)
+	if actorID == "" || len(actorID) > 255 {
+		return store.Token{}, "", ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "The actor id must be 1 to 255 characters.")
+	}
+	if !role.Valid() {
+		return store.Token{}, "", ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Unknown role %q.", role)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return store.Token{}, "", err
+	}
+	secret := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	id, err := uuid.NewV7()
+	if err != nil {
+		return store.Token{}, "", err
+	}
+	t := store.Token{ID: id.String(), ActorID: actorID, Role: role, Hash: Hash(secret), CreatedAt: now.UTC()}
+	if err := tokens.CreateToken(ctx, t); err != nil {
+		return store.Token{}, "", err
+	}
+	return t, secret, nil
+}
+
+// Authenticator resolves request credentials to actors.
+type Authenticator struct {
+	tokens   Tokens
+	mode     Mode
+	loopback bool
+	now      func() time.Time
+
+	mu          sync.Mutex
+	anyChecked  time.Time // when tokens-exist was last read
+	anyTokens   bool
+	lastTouched map[string]time.Time
+}
+
+// anyTokensTTL is how long "no token exists" is trusted before it is read
+// again; minting the first token locks the open door within this time.
+const anyTokensTTL = time.Second
+
+// touchEvery limits last-used writes to one per token per interval.
+const touchEvery = time.Minute
+
+// New returns an authenticator. loopback says whether the server listens on
+// loopback addresses only.
+func New(tokens Tokens, mode Mode, loopback bool) *Authenticator {
+	return &Authenticator{tokens: tokens, mode: mode, loopback: loopback, now: time.Now, lastTouched: make(map[string]time.Time)}
+}
+
+// Authenticate returns the actor for an Authorization header value ("" when
+// absent). Returns EUNAUTHENTICATED for a missing token where one is needed
+// and for a bad, unknown or revoked token; EUNAVAILABLE when the store is
+// unreachable.
+func (a *Authenticator) Authenticate(ctx context.Context, authorization string) (ipa.Actor, error) {
+	authorization = strings.TrimSpace(authorization)
+	if authorization == "" {
+		open, err := a.openDoor(ctx)
+		if err != nil {
+			return ipa.Actor{}, err
+		}
+		if open {
+			return LocalActor, nil
+		}
+		return ipa.Actor{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "Authentication required: send Authorization: Bearer <token>.")
+	}
+	scheme, secret, ok := strings.Cut(authorization, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
+		return ipa.Actor{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "The Authorization header must be \"Bearer <token>\".")
+	}
+	t, err := a.tokens.TokenByHash(ctx, Hash(strings.TrimSpace(secret)))
+	if err != nil {
+		return ipa.Actor{}, err
+	}
+	if t == nil || t.RevokedAt != nil {
+		return ipa.Actor{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "The token is unknown or revoked.")
+	}
+	a.touch(ctx, t.ID)
+	return ipa.Actor{ID: t.ActorID, Role: t.Role}, nil
+}
+
+// openDoor reports whether a request without a token acts as the local admin.
+func (a *Authenticator) openDoor(ctx context.Context) (bool, error) {
+	if a.mode != ModeAuto || !a.loopback {
+		return false, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now := a.now(); now.Sub(a.anyChecked) > anyTokensTTL {
+		n, err := a.tokens.CountActiveTokens(ctx)
+		if err != nil {
+			return false, err
+		}
+		a.anyTokens, a.anyChecked = n > 0, now
+	}
+	return !a.anyTokens, nil
+}
+
+// touch records that a token was used, at most once per touchEvery.
+func (a *Authenticator) touch(ctx context.Context, id string) {
+	now := a.now()
+	a.mu.Lock()
+	last, ok := a.lastTouched[id]
+	due := !ok || now.Sub(last) > touchEvery
+	if due {
+		a.lastTouched[id] = now
+	}
+	a.mu.Unlock()
+	if due {
+		_ = a.tokens.TouchToken(context.WithoutCancel(ctx), id, now)
+	}
+}
+
+// ErrNotLoopbackWithoutTokens is returned by CheckListen.
+var ErrNotLoopbackWithoutTokens = errors.New("refusing to listen on a non-loopback address with no API token: create one with `ipa token create --actor ID --role admin` first")
+
+// CheckListen refuses a server that would listen beyond loopback with no
+// token configured: it would be open to anyone (in auto mode) or useless (in
+// required mode).
+func CheckListen(ctx context.Context, tokens Tokens, loopback bool) error {
+	if loopback {
+		return nil
+	}
+	n, err := tokens.CountActiveTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotLoopbackWithoutTokens
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package eventstore
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/store"
+)
+
+// catchUpPage is how many events one store read returns while catching up.
+const catchUpPage = 1000
+
+// Reader is what the feeds read from the store.
+type Reader interface {
+	ReadEvents(ctx context.Context, q store.EventQuery) ([]ipa.Event, error)
+	HeadPosition(ctx context.Context) (int64, error)
+	GetTask(ctx context.Context, id string) (*ipa.Task, error)
+}
+
+// Feed serves catch-up subscriptions over a store and a broker.
+type Feed struct {
+	store  Reader
+	broker *Broker
+	log    *slog.Logger
+}
+
+// NewFeed returns a feed reading from r and listening on b.
+func NewFeed(r Reader, b *Broker, log *slog.Logger) *Feed {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Feed{store: r, broker: b, log: log}
+}
+
+// TaskEvents streams the task's events with version > after (all of them
+// when after is 0), then live ones; with after nil it starts at the task's
+// current version (live only). The channel closes when ctx ends or the store
+// fails. Returns ENOTFOUND when the task does not exist.
+func (f *Feed) TaskEvents(ctx context.Context, taskID string, after *int64) (<-chan *ipa.Event, error) {
+	l := f.broker.listen(taskID) // listen before reading, so nothing commits unheard
+	t, err := f.store.GetTask(ctx, taskID)
+	if err != nil {
+		f.broker.unlisten(l)
+		return nil, err
+	}
+	last := t.Version
+	if after != nil {
+		if *after < 0 {
+			f.broker.unlisten(l)
+			return nil, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "afterVersion must not be negative.")
+		}
+		last = *after
+	}
+	s := &stream{feed: f, l: l, out: make(chan *ipa.Event), last: last, taskID: taskID,
+		seq: func(e ipa.Event) int64 { return e.Version }}
+	go s.run(ctx, after != nil)
+	return s.out, nil
+}
+
+// Events streams the global feed after the position (from the live head when
+// after is nil), only the given types when types is not empty. The channel
+// closes when ctx ends or the store fails.
+func (f *Feed) Events(ctx context.Context, after *int64, types []string) (<-chan *ipa.Event, error) {
+	l := f.broker.listen("")
+	var last int64
+	if after != nil {
+		last = *after
+	} else {
+		head, err := f.store.HeadPosition(ctx)
+		if err != nil {
+			f.broker.unlisten(l)
+			return nil, err
+		}
+		last = head
+	}
+	s := &stream{feed: f, l: l, out: make(chan *ipa.Event), last: last, types: types,
+		seq: func(e ipa.Event) int64 { return e.Position }}
+	go s.run(ctx, after != nil)
+	return s.out, nil
+}
+
+// stream is one running event subscription. last is the sequence number
+// (version or position) of the last event it has accounted for — delivered,
+// or skipped by the type filter.
+type stream struct {
+	feed   *Feed
+	l      *listener
+	out    chan *ipa.Event
+	last   int64
+	taskID string // "" = global feed by position
+	types  []string
+	seq    func(ipa.Event) int64
+}
+
+func (s *stream) run(ctx context.Context, catchUp bool) {
+	defer close(s.out)
+	defer s.feed.broker.unlisten(s.l)
+	if catchUp && !s.readStore(ctx) {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-s.l.ch:
+			if s.l.takeLagged() || !s.follows(c) {
+				if !s.readStore(ctx) {
+					return
+				}
+				continue
+			}
+			for i := range c.Events {
+				if !s.deliver(ctx, c.Events[i]) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// follows reports whether the commit's events continue exactly where the
+// stream stands, so they can be delivered without reading the store. Commits
+// already accounted for are dropped (returns true with nothing new).
+func (s *stream) follows(c Commit) bool {
+	if len(c.Events) == 0 {
+		return s.commitSeq(c) <= s.last // a bare notice: only skip when already seen
+	}
+	first := s.seq(c.Events[0])
+	if s.seq(c.Events[len(c.Events)-1]) <= s.last {
+		return true // all already delivered; deliver() drops each
+	}
+	return first <= s.last+1
+}
+
+func (s *stream) commitSeq(c Commit) int64 {
+	if s.taskID != "" {
+		return c.Version
+	}
+	return c.Position
+}
+
+// deliver sends e unless it was already accounted for or filtered out.
+// Returns false when ctx ended.
+func (s *stream) deliver(ctx context.Context, e ipa.Event) bool {
+	n := s.seq(e)
+	if n <= s.last {
+		return true
+	}
+	s.last = n
+	if len(s.types) > 0 && !slices.Contains(s.types, e.Type) {
+		return true
+	}
+	select {
+	case s.out <- &e:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// readStore delivers everything stored after s.last. Returns false when ctx
+// ended or the store failed (the subscription then ends).
+func (s *stream) readStore(ctx context.Context) bool {
+	for {
+		q := store.EventQuery{TaskID: s.taskID, After: s.last, Limit: catchUpPage}
+		if s.taskID == "" {
+			// The global filter is applied here, not in SQL: skipped events
+			// must still advance s.last so gaps stay detectable.
+			q.Types = nil
+		}
+		evs, err := s.feed.store.ReadEvents(ctx, q)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.feed.log.Warn("subscription ended: store read failed", "task_id", s.taskID, "err", err)
+			}
+			return false
+		}
+		for _, e := range evs {
+			if !s.deliver(ctx, e) {
+				return false
+			}
+		}
+		if len(evs) < catchUpPage {
+			return true
+		}
+	}
+}

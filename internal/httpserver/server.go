@@ -1,0 +1,175 @@
+// Package httpserver assembles the HTTP face of ipa: the GraphQL endpoint
+// with its transports and limits, the IDE, health, readiness and metrics.
+package httpserver
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/ipa-dev/ipa/graph"
+	"github.com/ipa-dev/ipa/graph/generated"
+	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/ide"
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/manager"
+)
+
+// Limits a request must stay within. They are refused before any resolver runs.
+const (
+	MaxBodyBytes      = 1 << 20 // POST body
+	MaxWSMessageBytes = 1 << 20 // one WebSocket message
+	MaxQueryDepth     = 12
+	MaxComplexity     = 5000
+)
+
+// Config wires the server.
+type Config struct {
+	Manager  *manager.Manager
+	Auth     *auth.Authenticator
+	Registry *prometheus.Registry // /metrics serves it
+	Logger   *slog.Logger
+	// Ready reports whether the server can serve: store reachable, supervisor
+	// running. Nil means always ready.
+	Ready func(ctx context.Context) error
+}
+
+// New returns the server's handler.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := newMetrics(cfg.Registry)
+	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &graph.Resolver{Manager: cfg.Manager}}))
+	gql.AddTransport(transport.Websocket{
+		KeepAlivePingInterval: 15 * time.Second,
+		InitTimeout:           10 * time.Second,
+		InitFunc:              wsInit(cfg.Auth),
+		PayloadReadLimit:      ptr(int64(MaxWSMessageBytes)),
+	})
+	gql.AddTransport(transport.Options{})
+	gql.AddTransport(transport.SSE{})
+	gql.AddTransport(transport.GET{})
+	gql.AddTransport(transport.POST{})
+	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	gql.Use(extension.Introspection{})
+	gql.Use(depthLimit{max: MaxQueryDepth})
+	gql.Use(extension.FixedComplexityLimit(MaxComplexity))
+	gql.Use(m)
+	gql.SetErrorPresenter(presentError(cfg.Logger, m))
+	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
+
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", withCorrelation(withAuth(cfg.Auth, withBodyLimit(gql))))
+	mux.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if cfg.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := cfg.Ready(ctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("not ready\n"))
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/", ide.Handler("/graphql"))
+	return mux
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// withCorrelation gives every request a correlation id — the client's
+// X-Request-Id when it sends a sane one, else a new UUID — and echoes it.
+func withCorrelation(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimSpace(r.Header.Get("X-Request-Id"))
+		if id == "" || len(id) > 128 || strings.ContainsFunc(id, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+			id = uuid.NewString()
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(ipa.WithCorrelationID(r.Context(), id)))
+	})
+}
+
+// withAuth authenticates HTTP and SSE requests from the Authorization
+// header. WebSocket upgrades authenticate in connection_init instead.
+func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions || (isWebSocket(r) && r.Header.Get("Authorization") == "") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		actor, err := a.Authenticate(r.Context(), r.Header.Get("Authorization"))
+		if err != nil {
+			status := http.StatusUnauthorized
+			if ipa.ErrorCode(err) != ipa.EUNAUTHENTICATED {
+				status = http.StatusServiceUnavailable
+			}
+			writeError(w, r, status, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(ipa.WithActor(r.Context(), actor)))
+	})
+}
+
+// withBodyLimit refuses bodies over MaxBodyBytes with 413 before reading them,
+// and caps what is read when the length is not announced.
+func withBodyLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxBodyBytes {
+			writeError(w, r, http.StatusRequestEntityTooLarge,
+				ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "The request body is over %d bytes.", MaxBodyBytes))
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isWebSocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// writeError answers a request refused before GraphQL ran, in the GraphQL
+// response shape so clients read it like any other error.
+func writeError(w http.ResponseWriter, r *http.Request, status int, err error) {
+	ext := map[string]any{"code": ipa.ErrorCode(err), "correlationId": ipa.CorrelationID(r.Context())}
+	msg := "Internal server error."
+	if e, ok := err.(*ipa.Error); ok {
+		msg = e.Message
+		if e.Reason != "" {
+			ext["reason"] = e.Reason
+		}
+	}
+	body, _ := json.Marshal(map[string]any{
+		"errors":     []any{map[string]any{"message": msg, "extensions": ext}},
+		"extensions": map[string]any{"correlationId": ipa.CorrelationID(r.Context())},
+	})
+	w.Header().Set("Content-Type", "application/json")
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ipa"`)
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

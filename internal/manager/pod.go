@@ -1,0 +1,230 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/store"
+)
+
+// ErrNotRunning is returned by a PodController asked to stop a pod that does
+// not run.
+var ErrNotRunning = errors.New("pod not running")
+
+// PodController starts, stops and watches pods: the supervisor, seen from the
+// manager. It records pod lifecycle events through RecordPodEvent.
+type PodController interface {
+	// StartPod starts the task's pod unless one runs; started is false when
+	// one already ran. causationID names the event that caused the start.
+	StartPod(ctx context.Context, t *ipa.Task, causationID string) (started bool, err error)
+	// StopPod stops the pod gracefully; ErrNotRunning when none runs.
+	StopPod(ctx context.Context, taskID, reason string) error
+	// RestartPod stops the pod if it runs, then starts it, clearing FAILED.
+	RestartPod(ctx context.Context, t *ipa.Task) error
+	// Status answers from memory, never calling into the pod.
+	Status(taskID string) PodStatus
+	// Forget drops what is kept in memory about a closed task.
+	Forget(taskID string)
+}
+
+// PodStatus is the supervisor's in-memory view of a pod.
+type PodStatus struct {
+	Known         bool // false when the supervisor holds nothing for the task
+	State         ipa.PodState
+	PID           int
+	StartedAt     *time.Time
+	Restarts      int
+	NextAttemptAt *time.Time
+	Live          json.RawMessage
+}
+
+// PodView is a task's pod as the API shows it.
+type PodView struct {
+	TaskID        string
+	State         ipa.PodState
+	Pid           *int
+	StartedAt     *time.Time
+	Restarts      int
+	NextAttemptAt *time.Time
+	Live          json.RawMessage
+}
+
+// PodCrash is one recorded crash, read from a pod_crashed event.
+type PodCrash struct {
+	At       time.Time
+	ExitCode *int
+	Signal   *string
+	Reason   string
+	UptimeMs int
+}
+
+// podCrashedData is the part of pod_crashed's data the API shows.
+type podCrashedData struct {
+	ExitCode *int    `json:"exitCode"`
+	Signal   *string `json:"signal"`
+	Reason   string  `json:"reason"`
+	UptimeMs int     `json:"uptimeMs"`
+}
+
+func podsUnavailable() error {
+	return ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Pods are not available on this server.")
+}
+
+func isNotRunning(err error) bool { return errors.Is(err, ErrNotRunning) }
+
+// Pod returns the pod view of a task: the supervisor's live view when it holds
+// one, else the state recorded in the task's stream.
+func (m *Manager) Pod(t *ipa.Task) *PodView {
+	v := &PodView{TaskID: t.ID, State: t.PodState}
+	if v.State == "" {
+		v.State = ipa.PodStopped
+	}
+	if pods := m.podController(); pods != nil {
+		if s := pods.Status(t.ID); s.Known {
+			v.State, v.StartedAt, v.Restarts, v.NextAttemptAt = s.State, s.StartedAt, s.Restarts, s.NextAttemptAt
+			if s.PID > 0 {
+				pid := s.PID
+				v.Pid = &pid
+			}
+			if s.State == ipa.PodRunning {
+				v.Live = s.Live
+			}
+		}
+	}
+	return v
+}
+
+// Crashes returns the task's last recorded crashes, newest first, from its
+// pod_crashed events. Requires VIEWER.
+func (m *Manager) Crashes(ctx context.Context, taskID string, last int) ([]PodCrash, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	if last < 1 || last > MaxPageSize {
+		return nil, invalidArg("last must be between 1 and %d.", MaxPageSize)
+	}
+	evs, err := m.store.ReadEvents(ctx, store.EventQuery{TaskID: taskID, Types: []string{ipa.EventPodCrashed}, Limit: last, Newest: true})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PodCrash, 0, len(evs))
+	for _, e := range evs {
+		var d podCrashedData
+		_ = json.Unmarshal(e.Data, &d)
+		out = append(out, PodCrash{At: e.OccurredAt, ExitCode: d.ExitCode, Signal: d.Signal, Reason: d.Reason, UptimeMs: d.UptimeMs})
+	}
+	return out, nil
+}
+
+// ActivePods returns the tasks whose pod is not STOPPED. Requires VIEWER.
+func (m *Manager) ActivePods(ctx context.Context) ([]*ipa.Task, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	return m.store.TasksWithPods(ctx)
+}
+
+// StartPod starts the task's pod unless one runs. Requires OPERATOR. Returns
+// ENOTFOUND, ECONFLICT (closed, VERSION_CONFLICT), EUNAVAILABLE
+// (RUNTIME_FAILED) when the runtime cannot start.
+func (m *Manager) StartPod(ctx context.Context, taskID string, expected *int64) (*ipa.Task, bool, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
+		return nil, false, err
+	}
+	return m.startPod(ctx, taskID, expected, "")
+}
+
+func (m *Manager) startPod(ctx context.Context, taskID string, expected *int64, causation string) (*ipa.Task, bool, error) {
+	t, err := m.openTask(ctx, taskID, expected)
+	if err != nil {
+		return nil, false, err
+	}
+	pods := m.podController()
+	if pods == nil {
+		return nil, false, podsUnavailable()
+	}
+	started, err := pods.StartPod(ctx, t, causation)
+	if err != nil {
+		return nil, false, err
+	}
+	t, err = m.store.GetTask(ctx, taskID)
+	return t, started, err
+}
+
+// StopPod stops the task's pod. Requires OPERATOR. Returns ENOTFOUND,
+// ECONFLICT (NOT_RUNNING, closed, VERSION_CONFLICT).
+func (m *Manager) StopPod(ctx context.Context, taskID string, reason *string, expected *int64) (*ipa.Task, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
+		return nil, err
+	}
+	why, err := optionalText("reason", reason)
+	if err != nil {
+		return nil, err
+	}
+	if why == "" {
+		why = "stopped by request"
+	}
+	t, err := m.openTask(ctx, taskID, expected)
+	if err != nil {
+		return nil, err
+	}
+	notRunning := ipa.Errorf(ipa.ECONFLICT, ipa.ReasonNotRunning, "No pod runs for this task.")
+	pods := m.podController()
+	if pods == nil {
+		if t.PodState == ipa.PodRunning || t.PodState == ipa.PodStarting || t.PodState == ipa.PodBackoff {
+			return nil, podsUnavailable()
+		}
+		return nil, notRunning
+	}
+	if err := pods.StopPod(ctx, taskID, why); err != nil {
+		if isNotRunning(err) {
+			return nil, notRunning
+		}
+		return nil, err
+	}
+	return m.store.GetTask(ctx, taskID)
+}
+
+// RestartPod stops the pod if it runs, then starts it, clearing FAILED.
+// Requires OPERATOR. Returns ENOTFOUND, ECONFLICT (closed, VERSION_CONFLICT),
+// EUNAVAILABLE (RUNTIME_FAILED).
+func (m *Manager) RestartPod(ctx context.Context, taskID string, expected *int64) (*ipa.Task, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
+		return nil, err
+	}
+	t, err := m.openTask(ctx, taskID, expected)
+	if err != nil {
+		return nil, err
+	}
+	pods := m.podController()
+	if pods == nil {
+		return nil, podsUnavailable()
+	}
+	if err := pods.RestartPod(ctx, t); err != nil {
+		return nil, err
+	}
+	return m.store.GetTask(ctx, taskID)
+}
+
+// systemActor records events the server decides on its own (crashes, restarts).
+const systemActor = "system:supervisor"
+
+// RecordPodEvent appends a pod lifecycle event to the task's stream, as the
+// actor in ctx (the person who asked) or the supervisor itself. It is the
+// supervisor's only way to write.
+func (m *Manager) RecordPodEvent(ctx context.Context, taskID string, ev ipa.NewEvent) (ipa.Event, error) {
+	actor := systemActor
+	if a, ok := ipa.ActorFrom(ctx); ok {
+		actor = a.ID
+	}
+	_, evs, err := m.append(ctx, taskID, nil, actor, func(*ipa.Task) ([]ipa.NewEvent, error) {
+		return []ipa.NewEvent{ev}, nil
+	})
+	if err != nil {
+		return ipa.Event{}, err
+	}
+	return evs[0], nil
+}
