@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"gorm.io/gorm"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// Read limits.
+const (
+	maxTaskPage   = 10_000 // rows per FindTasks page
+	maxEventsRead = 10_000 // events per ReadEvents call
+	idChunk       = 500    // ids per IN list
+)
+
+// GetTask returns the task with the given id. Returns ipa.TaskNotFound when
+// there is none (also for an id that is not a UUID), EUNAVAILABLE when the
+// database is unreachable.
+func (s *Store) GetTask(ctx context.Context, id string) (*ipa.Task, error) {
+	if !validID(id) {
+		return nil, ipa.TaskNotFound(id)
+	}
+	var rows []taskRow
+	if err := s.read.WithContext(ctx).Raw(`SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id).Scan(&rows).Error; err != nil {
+		return nil, s.wrap(fmt.Errorf("store: get task: %w", err))
+	}
+	if len(rows) == 0 {
+		return nil, ipa.TaskNotFound(id)
+	}
+	return rows[0].task()
+}
+
+// GetTasks returns the tasks that exist among ids, keyed by id; missing and
+// malformed ids are simply absent. Returns EUNAVAILABLE when the database is
+// unreachable.
+func (s *Store) GetTasks(ctx context.Context, ids []string) (map[string]*ipa.Task, error) {
+	out := make(map[string]*ipa.Task, len(ids))
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if validID(id) {
+			valid = append(valid, id)
+		}
+	}
+	for len(valid) > 0 {
+		chunk := valid[:min(idChunk, len(valid))]
+		valid = valid[len(chunk):]
+		var rows []taskRow
+		if err := s.read.WithContext(ctx).Raw(`SELECT `+taskColumns+` FROM tasks WHERE id IN ?`, chunk).Scan(&rows).Error; err != nil {
+			return nil, s.wrap(fmt.Errorf("store: get tasks: %w", err))
+		}
+		for _, r := range rows {
+			t, err := r.task()
+			if err != nil {
+				return nil, err
+			}
+			out[t.ID] = t
+		}
+	}
+	return out, nil
+}
+
+// FindTasks returns one page of the tasks passing q.Filter in q.Order, by
+// keyset (never OFFSET): the page starts strictly after q.After, ties broken
+// by id in the order's direction, and HasMore says whether a row follows.
+// Every filter+order the API offers is served by an index range scan.
+// Returns a plain error for a Limit outside 1..10000 or an unknown order
+// field, EUNAVAILABLE when the database is unreachable.
+func (s *Store) FindTasks(ctx context.Context, q TaskQuery) (TaskPage, error) {
+	if q.Limit <= 0 || q.Limit > maxTaskPage {
+		return TaskPage{}, fmt.Errorf("store: find tasks: limit %d outside 1..%d", q.Limit, maxTaskPage)
+	}
+	order := q.Order
+	if order.Field == "" {
+		order = ipa.DefaultTaskOrder
+	}
+	col, err := orderColumn(order.Field)
+	if err != nil {
+		return TaskPage{}, err
+	}
+	dir, cmp := "ASC", ">"
+	if order.Descending {
+		dir, cmp = "DESC", "<"
+	}
+	db := s.filter(s.read.WithContext(ctx).Table("tasks"), q.Filter)
+	if q.After != nil {
+		// A row-value comparison: both SQLite and PostgreSQL turn it into the
+		// start of an index range scan on (col, id).
+		var v any = nanos(q.After.Time)
+		if order.Field == ipa.OrderTitle {
+			v = q.After.Title
+		}
+		db = db.Where(fmt.Sprintf("(%s, id) %s (?, ?)", col, cmp), v, afterID(q.After.ID))
+	}
+	var rows []taskRow
+	err = db.Select(taskColumns).Order(fmt.Sprintf("%s %s, id %s", col, dir, dir)).Limit(q.Limit + 1).Scan(&rows).Error
+	if err != nil {
+		return TaskPage{}, s.wrap(fmt.Errorf("store: find tasks: %w", err))
+	}
+	page := TaskPage{HasMore: len(rows) > q.Limit}
+	rows = rows[:min(len(rows), q.Limit)]
+	page.Tasks = make([]*ipa.Task, len(rows))
+	for i, r := range rows {
+		if page.Tasks[i], err = r.task(); err != nil {
+			return TaskPage{}, err
+		}
+	}
+	return page, nil
+}
+
+// afterID makes a keyset id comparable with a uuid column: a malformed id
+// (which no row has) is replaced by the nil UUID, the smallest one. Cursors
+// are signed by the API, so this only guards against misuse.
+func afterID(id string) string {
+	if validID(id) {
+		return id
+	}
+	return "00000000-0000-0000-0000-000000000000"
+}
+
+// CountTasks returns how many tasks pass f. Returns EUNAVAILABLE when the
+// database is unreachable.
+func (s *Store) CountTasks(ctx context.Context, f ipa.TaskFilter) (int64, error) {
+	var n int64
+	if err := s.filter(s.read.WithContext(ctx).Table("tasks"), f).Count(&n).Error; err != nil {
+		return 0, s.wrap(fmt.Errorf("store: count tasks: %w", err))
+	}
+	return n, nil
+}
+
+func orderColumn(f ipa.TaskOrderField) (string, error) {
+	switch f {
+	case ipa.OrderCreatedAt:
+		return "created_at", nil
+	case ipa.OrderUpdatedAt:
+		return "updated_at", nil
+	case ipa.OrderTitle:
+		return "title", nil
+	}
+	return "", fmt.Errorf("store: unknown task order %q", f)
+}
+
+// filter adds f's conditions with the meaning ipa.TaskFilter.Matches gives
+// them. A single status or phase is an equality, so it is an index prefix.
+func (s *Store) filter(db *gorm.DB, f ipa.TaskFilter) *gorm.DB {
+	if len(f.Statuses) == 1 {
+		db = db.Where("status = ?", string(f.Statuses[0]))
+	} else if len(f.Statuses) > 1 {
+		db = db.Where("status IN ?", strs(f.Statuses))
+	}
+	if len(f.Phases) == 1 {
+		db = db.Where("phase = ?", string(f.Phases[0]))
+	} else if len(f.Phases) > 1 {
+		db = db.Where("phase IN ?", strs(f.Phases))
+	}
+	if f.CreatedAfter != nil {
+		db = db.Where("created_at > ?", nanos(*f.CreatedAfter))
+	}
+	if f.CreatedBefore != nil {
+		db = db.Where("created_at < ?", nanos(*f.CreatedBefore))
+	}
+	if f.CreatedBy != nil {
+		db = db.Where("created_by = ?", *f.CreatedBy)
+	}
+	if f.Runtime != nil {
+		db = db.Where("runtime = ?", *f.Runtime)
+	}
+	if f.TitleContains != nil && *f.TitleContains != "" {
+		// title_lower is strings.ToLower(title), computed in Go, and the
+		// needle is lowered the same way; a plain substring search (no LIKE,
+		// so % and _ need no escaping) then agrees with Matches exactly.
+		needle := strings.ToLower(*f.TitleContains)
+		if s.postgres() {
+			db = db.Where("strpos(title_lower, ?) > 0", needle)
+		} else {
+			db = db.Where("instr(title_lower, ?) > 0", needle)
+		}
+	}
+	return db
+}
+
+func strs[T ~string](in []T) []string {
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = string(v)
+	}
+	return out
+}
+
+// ReadEvents returns events in order: one stream's by version after q.After
+// when q.TaskID is set, else the global feed by position after q.After; with
+// q.Newest the last events instead, newest first; only q.Types when given; at most q.Limit (capped at 10000). An unknown or
+// malformed TaskID reads nothing. Returns a plain error for a Limit below 1,
+// EUNAVAILABLE when the database is unreachable.
+func (s *Store) ReadEvents(ctx context.Context, q EventQuery) ([]ipa.Event, error) {
+	if q.Limit <= 0 {
+		return nil, errors.New("store: read events: limit must be positive")
+	}
+	db := s.read.WithContext(ctx).Table("events").Select(eventColumns)
+	switch {
+	case q.TaskID != "" && !validID(q.TaskID):
+		return nil, nil
+	case q.TaskID != "" && q.Newest:
+		db = db.Where("stream_id = ?", q.TaskID).Order("version DESC")
+	case q.TaskID != "":
+		db = db.Where("stream_id = ? AND version > ?", q.TaskID, q.After).Order("version")
+	case q.Newest:
+		db = db.Order("position DESC")
+	default:
+		db = db.Where("position > ?", q.After).Order("position")
+	}
+	if len(q.Types) > 0 {
+		db = db.Where("type IN ?", q.Types)
+	}
+	var rows []eventRow
+	if err := db.Limit(min(q.Limit, maxEventsRead)).Scan(&rows).Error; err != nil {
+		return nil, s.wrap(fmt.Errorf("store: read events: %w", err))
+	}
+	out := make([]ipa.Event, len(rows))
+	for i, r := range rows {
+		out[i] = r.event()
+	}
+	return out, nil
+}
+
+const eventColumns = "position, id, stream_id, version, type, data, actor_id, correlation_id, causation_id, occurred_at"
+
+// CountEvents returns how many events the task's stream holds, only of types
+// when given. Returns EUNAVAILABLE when the database is unreachable.
+func (s *Store) CountEvents(ctx context.Context, taskID string, types []string) (int64, error) {
+	if !validID(taskID) {
+		return 0, nil
+	}
+	db := s.read.WithContext(ctx).Table("events").Where("stream_id = ?", taskID)
+	if len(types) > 0 {
+		db = db.Where("type IN ?", types)
+	}
+	var n int64
+	if err := db.Count(&n).Error; err != nil {
+		return 0, s.wrap(fmt.Errorf("store: count events: %w", err))
+	}
+	return n, nil
+}
+
+// HeadPosition returns the highest committed global position, 0 when no
+// event was ever written. Returns EUNAVAILABLE when the database is
+// unreachable.
+func (s *Store) HeadPosition(ctx context.Context) (int64, error) {
+	// The counter only moves in committed transactions (see allocatePositions).
+	var last int64
+	if err := s.read.WithContext(ctx).Raw(`SELECT last FROM positions WHERE id = 1`).Scan(&last).Error; err != nil {
+		return 0, s.wrap(fmt.Errorf("store: head position: %w", err))
+	}
+	return last, nil
+}

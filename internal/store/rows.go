@@ -1,0 +1,154 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// Rows as stored. Times are unix nanoseconds; JSON is text (SQLite) or jsonb
+// (PostgreSQL), carried as a string either way.
+
+type streamRow struct {
+	ID        string `gorm:"column:id;primaryKey"`
+	Type      string `gorm:"column:type"`
+	Version   int64  `gorm:"column:version"`
+	CreatedAt int64  `gorm:"column:created_at"`
+	UpdatedAt int64  `gorm:"column:updated_at"`
+}
+
+func (streamRow) TableName() string { return "streams" }
+
+type eventRow struct {
+	Position      int64  `gorm:"column:position;primaryKey;autoIncrement:false"`
+	ID            string `gorm:"column:id"`
+	StreamID      string `gorm:"column:stream_id"`
+	Version       int64  `gorm:"column:version"`
+	Type          string `gorm:"column:type"`
+	Data          string `gorm:"column:data"`
+	ActorID       string `gorm:"column:actor_id"`
+	CorrelationID string `gorm:"column:correlation_id"`
+	CausationID   string `gorm:"column:causation_id"`
+	OccurredAt    int64  `gorm:"column:occurred_at"`
+}
+
+func (eventRow) TableName() string { return "events" }
+
+func eventToRow(e ipa.Event) eventRow {
+	return eventRow{
+		Position: e.Position, ID: e.ID, StreamID: e.TaskID, Version: e.Version, Type: e.Type,
+		Data: string(e.Data), ActorID: e.ActorID, CorrelationID: e.CorrelationID,
+		CausationID: e.CausationID, OccurredAt: e.OccurredAt.UnixNano(),
+	}
+}
+
+func (r eventRow) event() ipa.Event {
+	return ipa.Event{
+		ID: r.ID, TaskID: r.StreamID, Version: r.Version, Position: r.Position, Type: r.Type,
+		Data: json.RawMessage(r.Data), ActorID: r.ActorID, CorrelationID: r.CorrelationID,
+		CausationID: r.CausationID, OccurredAt: fromNanos(r.OccurredAt),
+	}
+}
+
+type taskRow struct {
+	ID            string `gorm:"column:id;primaryKey"`
+	Title         string `gorm:"column:title"`
+	TitleLower    string `gorm:"column:title_lower"` // strings.ToLower(Title): titleContains agrees with TaskFilter.Matches
+	Description   string `gorm:"column:description"`
+	Status        string `gorm:"column:status"`
+	Phase         string `gorm:"column:phase"`
+	Runtime       string `gorm:"column:runtime"`
+	RuntimeConfig string `gorm:"column:runtime_config"`
+	RestartPolicy string `gorm:"column:restart_policy"`
+	Metadata      string `gorm:"column:metadata"`
+	PodState      string `gorm:"column:pod_state"`
+	CreatedBy     string `gorm:"column:created_by"`
+	CreatedAt     int64  `gorm:"column:created_at"`
+	UpdatedAt     int64  `gorm:"column:updated_at"`
+	ClosedAt      *int64 `gorm:"column:closed_at"`
+	Version       int64  `gorm:"column:version"`
+}
+
+func (taskRow) TableName() string { return "tasks" }
+
+// taskColumns is the select list for taskRow.
+const taskColumns = "id, title, title_lower, description, status, phase, runtime, runtime_config, restart_policy, metadata, pod_state, created_by, created_at, updated_at, closed_at, version"
+
+func taskToRow(t *ipa.Task) (taskRow, error) {
+	policy, err := json.Marshal(t.RestartPolicy)
+	if err != nil {
+		return taskRow{}, err
+	}
+	r := taskRow{
+		ID: t.ID, Title: t.Title, TitleLower: strings.ToLower(t.Title), Description: t.Description,
+		Status: string(t.Status), Phase: string(t.Phase), Runtime: t.Runtime,
+		RuntimeConfig: jsonText(t.RuntimeConfig), RestartPolicy: string(policy), Metadata: jsonText(t.Metadata),
+		PodState: string(t.PodState), CreatedBy: t.CreatedBy,
+		CreatedAt: t.CreatedAt.UnixNano(), UpdatedAt: t.UpdatedAt.UnixNano(), Version: t.Version,
+	}
+	if t.ClosedAt != nil {
+		n := t.ClosedAt.UnixNano()
+		r.ClosedAt = &n
+	}
+	return r, nil
+}
+
+func (r taskRow) task() (*ipa.Task, error) {
+	t := &ipa.Task{
+		ID: r.ID, Title: r.Title, Description: r.Description,
+		Status: ipa.TaskStatus(r.Status), Phase: ipa.Phase(r.Phase), Runtime: r.Runtime,
+		RuntimeConfig: json.RawMessage(r.RuntimeConfig), Metadata: json.RawMessage(r.Metadata),
+		PodState: ipa.PodState(r.PodState), CreatedBy: r.CreatedBy,
+		CreatedAt: fromNanos(r.CreatedAt), UpdatedAt: fromNanos(r.UpdatedAt), Version: r.Version,
+	}
+	if err := json.Unmarshal([]byte(r.RestartPolicy), &t.RestartPolicy); err != nil {
+		return nil, fmt.Errorf("store: task %s: decode restart policy: %w", r.ID, err)
+	}
+	if r.ClosedAt != nil {
+		at := fromNanos(*r.ClosedAt)
+		t.ClosedAt = &at
+	}
+	return t, nil
+}
+
+// sameRow reports whether two rows hold the same task: JSON columns are
+// compared by meaning, because PostgreSQL's jsonb does not keep bytes.
+func sameRow(a, b taskRow) bool {
+	ja := [3]string{a.RuntimeConfig, a.RestartPolicy, a.Metadata}
+	jb := [3]string{b.RuntimeConfig, b.RestartPolicy, b.Metadata}
+	for i := range ja {
+		if !sameJSON(ja[i], jb[i]) {
+			return false
+		}
+	}
+	a.RuntimeConfig, a.RestartPolicy, a.Metadata = "", "", ""
+	b.RuntimeConfig, b.RestartPolicy, b.Metadata = "", "", ""
+	return reflect.DeepEqual(a, b)
+}
+
+func sameJSON(a, b string) bool {
+	if a == b {
+		return true
+	}
+	var va, vb any
+	if json.Unmarshal([]byte(a), &va) != nil || json.Unmarshal([]byte(b), &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+func jsonText(raw json.RawMessage) string {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return "{}"
+	}
+	return string(raw)
+}
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func nanos(t time.Time) int64 { return t.UnixNano() }

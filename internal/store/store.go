@@ -1,0 +1,253 @@
+// Package store keeps task streams, events and the tasks projection in SQLite
+// or PostgreSQL. It is the only package that knows GORM or SQL.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/glebarez/sqlite"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Dialect names returned by (*Store).Dialect.
+const (
+	dialectSQLite   = "sqlite"
+	dialectPostgres = "postgres"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Options tune Open. The zero value is fine.
+type Options struct {
+	Logger       *slog.Logger // nil discards
+	MaxOpenConns int          // PostgreSQL pool size, or SQLite reader pool size; 0 picks a default
+	SkipMigrate  bool         // do not apply migrations on Open
+}
+
+// Store is a handle on the database. It is safe for concurrent use.
+type Store struct {
+	dialect string
+	log     *slog.Logger
+	// write runs every write transaction. On SQLite it is a pool of one
+	// connection, so writers queue in Go instead of failing with SQLITE_BUSY;
+	// on PostgreSQL it is the same pool as read.
+	write *gorm.DB
+	// read serves queries outside transactions; on SQLite several WAL readers
+	// run concurrently with the writer.
+	read *gorm.DB
+
+	// Test hooks; nil in production.
+	afterAllocate  func(ctx context.Context) // called between position allocation and commit
+	naivePositions bool                      // allocate like a sequence (outside the tx) to prove the test can fail
+}
+
+// Open connects to the database named by rawURL — sqlite://./ipa.db,
+// sqlite:///abs/path.db, postgres://… or postgresql://… — and applies pending
+// migrations unless opts.SkipMigrate. Returns an EUNAVAILABLE *ipa.Error
+// (wrapped) when the database cannot be reached, and a plain error for a bad
+// URL or a failed migration.
+func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{log: log}
+	var err error
+	switch {
+	case strings.HasPrefix(rawURL, "sqlite://"):
+		err = s.openSQLite(rawURL, opts)
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		err = s.openPostgres(rawURL, opts)
+	default:
+		return nil, fmt.Errorf("store: unsupported database URL scheme (want sqlite:// or postgres://)")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if !opts.SkipMigrate {
+		if _, err := s.Migrate(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func gormConfig() *gorm.Config {
+	return &gorm.Config{
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true,
+		PrepareStmt:            false,
+	}
+}
+
+func (s *Store) openSQLite(rawURL string, opts Options) error {
+	path := strings.TrimPrefix(rawURL, "sqlite://")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" {
+		return fmt.Errorf("store: sqlite URL names no file")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("store: create database directory: %w", err)
+		}
+	}
+	q := url.Values{}
+	for _, p := range []string{"busy_timeout(5000)", "journal_mode(WAL)", "foreign_keys(1)", "synchronous(NORMAL)"} {
+		q.Add("_pragma", p)
+	}
+	// IMMEDIATE takes the write lock at BEGIN, so another process writing the
+	// same file makes us wait (busy_timeout) instead of failing mid-transaction.
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+
+	s.dialect = dialectSQLite
+	var err error
+	if s.write, err = gorm.Open(sqlite.Open(dsn), gormConfig()); err != nil {
+		return s.wrap(err)
+	}
+	if s.read, err = gorm.Open(sqlite.Open(dsn), gormConfig()); err != nil {
+		s.Close()
+		return s.wrap(err)
+	}
+	wdb, _ := s.write.DB()
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	n := opts.MaxOpenConns
+	if n <= 0 {
+		n = max(4, runtime.NumCPU())
+	}
+	rdb, _ := s.read.DB()
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	return nil
+}
+
+func (s *Store) openPostgres(rawURL string, opts Options) error {
+	s.dialect = dialectPostgres
+	db, err := gorm.Open(postgres.Open(rawURL), gormConfig())
+	if err != nil {
+		return s.wrap(err)
+	}
+	n := opts.MaxOpenConns
+	if n <= 0 {
+		n = 20
+	}
+	sdb, _ := db.DB()
+	sdb.SetMaxOpenConns(n)
+	sdb.SetMaxIdleConns(n)
+	s.write, s.read = db, db
+	return nil
+}
+
+// Dialect returns "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+func (s *Store) postgres() bool { return s.dialect == dialectPostgres }
+
+// Ping checks that the database answers. Returns an EUNAVAILABLE *ipa.Error
+// (wrapped) when it does not.
+func (s *Store) Ping(ctx context.Context) error {
+	for _, g := range s.handles() {
+		db, err := g.DB()
+		if err != nil {
+			return s.wrap(err)
+		}
+		if err := db.PingContext(ctx); err != nil {
+			return s.wrap(err)
+		}
+	}
+	return nil
+}
+
+// handles returns the distinct GORM handles (one on PostgreSQL, two on SQLite).
+func (s *Store) handles() []*gorm.DB {
+	var out []*gorm.DB
+	if s.write != nil {
+		out = append(out, s.write)
+	}
+	if s.read != nil && s.read != s.write {
+		out = append(out, s.read)
+	}
+	return out
+}
+
+// Close closes every connection. Later calls fail with EUNAVAILABLE.
+func (s *Store) Close() error {
+	var errs []error
+	for _, g := range s.handles() {
+		if db, err := g.DB(); err == nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Migrate applies pending schema migrations and returns how many it applied;
+// running it again applies nothing. On PostgreSQL a session advisory lock
+// keeps concurrent instances from migrating at once. Returns a plain error
+// when a migration fails, EUNAVAILABLE when the database is unreachable.
+func (s *Store) Migrate(ctx context.Context) (int, error) {
+	dir, err := fs.Sub(migrations, "migrations/"+s.dialect)
+	if err != nil {
+		return 0, err
+	}
+	gooseDialect := goose.DialectSQLite3
+	// On SQLite the single-connection writer pool could deadlock with goose's
+	// own connection use; the reader pool is an ordinary connection too.
+	handle := s.read
+	popts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if s.postgres() {
+		gooseDialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return 0, err
+		}
+		popts = append(popts, goose.WithSessionLocker(locker))
+	}
+	db, err := handle.DB()
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	p, err := goose.NewProvider(gooseDialect, db, dir, popts...)
+	if err != nil {
+		return 0, fmt.Errorf("store: migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return 0, s.wrap(fmt.Errorf("store: migrate: %w", err))
+	}
+	for _, r := range results {
+		s.log.Info("applied migration", "version", r.Source.Version, "path", r.Source.Path, "took", r.Duration)
+	}
+	return len(results), nil
+}
+
+// rawDB returns the writer's *sql.DB for tests and benchmarks.
+func (s *Store) rawDB() *sql.DB {
+	db, _ := s.write.DB()
+	return db
+}

@@ -1,0 +1,303 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// errExisting rolls a CreateTask back when its idempotency key was seen before.
+var errExisting = errors.New("store: idempotency key exists")
+
+// CreateTask writes the idempotency key (when given), the stream, the
+// task_created event and the task row in one transaction. When the actor used
+// the key before, it writes nothing and returns the first task with Existing
+// set. Returns a plain error for a TaskID that is not a UUID or a duplicate
+// TaskID, and EUNAVAILABLE when the database is unreachable.
+func (s *Store) CreateTask(ctx context.Context, req CreateTaskRequest) (CreateTaskResult, error) {
+	if !validID(req.TaskID) {
+		return CreateTaskResult{}, fmt.Errorf("store: create task: id %q is not a UUID", req.TaskID)
+	}
+	data, err := json.Marshal(req.Created)
+	if err != nil {
+		return CreateTaskResult{}, fmt.Errorf("store: create task: encode data: %w", err)
+	}
+	now := req.Now.UTC()
+	ev := ipa.Event{
+		ID: newID(), TaskID: req.TaskID, Version: 1, Type: ipa.EventTaskCreated, Data: data,
+		ActorID: req.Actor, CorrelationID: req.CorrelationID, OccurredAt: now,
+	}
+	task := &ipa.Task{}
+	if err := ipa.Apply(task, ev); err != nil {
+		return CreateTaskResult{}, err
+	}
+	row, err := taskToRow(task)
+	if err != nil {
+		return CreateTaskResult{}, err
+	}
+
+	var existing *ipa.Task
+	err = s.inTx(ctx, func(tx *gorm.DB) error {
+		if req.IdempotencyKey != "" {
+			// On a concurrent identical insert PostgreSQL waits here for the
+			// other transaction: DO NOTHING once it commits, insert if it
+			// rolls back. SQLite's single writer serializes anyway.
+			res := tx.Exec(`INSERT INTO idempotency_keys (actor_id, key, task_id, created_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (actor_id, key) DO NOTHING`, req.Actor, req.IdempotencyKey, req.TaskID, nanos(now))
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == 0 {
+				if existing, err = keyTask(tx, req.Actor, req.IdempotencyKey); err != nil {
+					return err
+				}
+				return errExisting
+			}
+		}
+		stream := streamRow{ID: req.TaskID, Type: ipa.StreamTypeTask, Version: 1, CreatedAt: nanos(now), UpdatedAt: nanos(now)}
+		if err := tx.Create(&stream).Error; err != nil {
+			return err
+		}
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		events := []ipa.Event{ev}
+		if err := s.insertEvents(tx, events); err != nil {
+			return err
+		}
+		ev = events[0]
+		return nil
+	})
+	if errors.Is(err, errExisting) {
+		return CreateTaskResult{Task: existing, Existing: true}, nil
+	}
+	if err != nil {
+		return CreateTaskResult{}, s.wrap(fmt.Errorf("store: create task: %w", err))
+	}
+	return CreateTaskResult{Task: task, Events: []ipa.Event{ev}}, nil
+}
+
+// keyTask reads the task an idempotency key points to.
+func keyTask(tx *gorm.DB, actor, key string) (*ipa.Task, error) {
+	var rows []taskRow
+	err := tx.Raw(`SELECT `+taskColumns+` FROM tasks WHERE id = (SELECT task_id FROM idempotency_keys WHERE actor_id = ? AND key = ?)`, actor, key).
+		Scan(&rows).Error
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("store: idempotency key of %q points to no task", actor)
+	}
+	return rows[0].task()
+}
+
+// Append runs req.Decide on the task's current row and appends the events it
+// returns, updating the stream and the row, in one transaction. Returns
+// ipa.TaskNotFound when there is no such task, ipa.VersionConflict when
+// ExpectedVersion is stale or another writer got in first, Decide's error
+// unchanged when it fails (nothing is written), EUNAVAILABLE when the database
+// is unreachable.
+func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+	if req.Decide == nil {
+		return AppendResult{}, errors.New("store: append: no Decide")
+	}
+	if !validID(req.TaskID) {
+		return AppendResult{}, ipa.TaskNotFound(req.TaskID)
+	}
+	var (
+		res       AppendResult
+		decideErr error
+	)
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		cur, err := s.currentTask(tx, req.TaskID)
+		if err != nil {
+			return err
+		}
+		if req.ExpectedVersion != AnyVersion && req.ExpectedVersion != cur.Version {
+			return ipa.VersionConflict(req.ExpectedVersion, cur.Version)
+		}
+		view := *cur
+		news, err := req.Decide(&view)
+		if err != nil {
+			decideErr = err
+			return err
+		}
+		if len(news) == 0 {
+			res = AppendResult{Task: cur}
+			return nil
+		}
+		next, events, err := fold(cur, news, req)
+		if err != nil {
+			return err
+		}
+		if err := updateStream(tx, cur, next, req.ExpectedVersion); err != nil {
+			return err
+		}
+		if err := updateTask(tx, next); err != nil {
+			return err
+		}
+		if err := s.insertEvents(tx, events); err != nil {
+			return err
+		}
+		res = AppendResult{Task: next, Events: events}
+		return nil
+	})
+	switch {
+	case decideErr != nil:
+		return AppendResult{}, decideErr
+	case err == nil:
+		return res, nil
+	}
+	var ie *ipa.Error
+	if errors.As(err, &ie) {
+		return AppendResult{}, err
+	}
+	return AppendResult{}, s.wrap(fmt.Errorf("store: append to %s: %w", req.TaskID, err))
+}
+
+// currentTask reads the task row, locking it on PostgreSQL until the
+// transaction ends so concurrent appends to one task queue instead of racing.
+func (s *Store) currentTask(tx *gorm.DB, id string) (*ipa.Task, error) {
+	q := `SELECT ` + taskColumns + ` FROM tasks WHERE id = ?`
+	if s.postgres() {
+		q += ` FOR UPDATE`
+	}
+	var rows []taskRow
+	if err := tx.Raw(q, id).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, ipa.TaskNotFound(id)
+	}
+	return rows[0].task()
+}
+
+// fold turns the decided events into stored events on top of cur and returns
+// the task after them.
+func fold(cur *ipa.Task, news []ipa.NewEvent, req AppendRequest) (*ipa.Task, []ipa.Event, error) {
+	next := *cur
+	now := req.Now.UTC()
+	events := make([]ipa.Event, len(news))
+	for i, ne := range news {
+		data := []byte("{}")
+		if ne.Data != nil {
+			var err error
+			if data, err = json.Marshal(ne.Data); err != nil {
+				return nil, nil, fmt.Errorf("encode %s data: %w", ne.Type, err)
+			}
+		}
+		events[i] = ipa.Event{
+			ID: newID(), TaskID: cur.ID, Version: cur.Version + int64(i) + 1, Type: ne.Type, Data: data,
+			ActorID: req.Actor, CorrelationID: req.CorrelationID, CausationID: ne.CausationID, OccurredAt: now,
+		}
+		if err := ipa.Apply(&next, events[i]); err != nil {
+			return nil, nil, err
+		}
+	}
+	return &next, events, nil
+}
+
+// updateStream moves the stream from cur's version to next's. The WHERE on
+// the old version makes it optimistic: if anything else moved the stream, no
+// row matches and the append fails with a conflict instead of overwriting.
+func updateStream(tx *gorm.DB, cur, next *ipa.Task, expected int64) error {
+	res := tx.Exec(`UPDATE streams SET version = ?, updated_at = ? WHERE id = ? AND version = ?`,
+		next.Version, nanos(next.UpdatedAt), cur.ID, cur.Version)
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		var now int64
+		if err := tx.Raw(`SELECT version FROM streams WHERE id = ?`, cur.ID).Scan(&now).Error; err != nil {
+			return err
+		}
+		if expected == AnyVersion {
+			expected = cur.Version
+		}
+		return ipa.VersionConflict(expected, now)
+	}
+	return nil
+}
+
+func updateTask(tx *gorm.DB, t *ipa.Task) error {
+	r, err := taskToRow(t)
+	if err != nil {
+		return err
+	}
+	return tx.Exec(`UPDATE tasks SET title = ?, title_lower = ?, description = ?, status = ?, phase = ?, runtime = ?,
+		runtime_config = ?, restart_policy = ?, metadata = ?, pod_state = ?, created_by = ?, created_at = ?,
+		updated_at = ?, closed_at = ?, version = ? WHERE id = ?`,
+		r.Title, r.TitleLower, r.Description, r.Status, r.Phase, r.Runtime, r.RuntimeConfig, r.RestartPolicy,
+		r.Metadata, r.PodState, r.CreatedBy, r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.Version, r.ID).Error
+}
+
+// insertEvents gives events their global positions and inserts them. It must
+// be the last thing a write transaction does before COMMIT.
+func (s *Store) insertEvents(tx *gorm.DB, events []ipa.Event) error {
+	last, err := s.allocatePositions(tx, len(events))
+	if err != nil {
+		return err
+	}
+	rows := make([]eventRow, len(events))
+	for i := range events {
+		events[i].Position = last - int64(len(events)) + int64(i) + 1
+		rows[i] = eventToRow(events[i])
+	}
+	if s.afterAllocate != nil {
+		s.afterAllocate(tx.Statement.Context)
+	}
+	return tx.Create(&rows).Error
+}
+
+// allocatePositions reserves n global positions and returns the last one.
+//
+// Why a counter row and not a sequence (bigserial): a sequence hands numbers
+// out immediately and outside the transaction, so tx A can take 10, tx B take
+// 11 and commit first; a reader tailing "position > last" sees 11, moves past
+// it, and never sees 10 when A commits. Here the UPDATE row-locks the single
+// counter row until this transaction commits or rolls back (a rollback also
+// returns the numbers, so no gaps). The next writer's UPDATE waits on that
+// lock and reads the counter only after we are visible, so positions commit
+// strictly in order and any snapshot a reader takes holds a gap-free prefix
+// of them. The lock serializes the tail of every write transaction, so this
+// runs as the last step, after all other writes, just before the event
+// inserts and COMMIT. On SQLite the single writer connection serializes whole
+// transactions already; the counter keeps one code path for both.
+func (s *Store) allocatePositions(tx *gorm.DB, n int) (int64, error) {
+	const q = `UPDATE positions SET last = last + ? WHERE id = 1 RETURNING last`
+	db := tx
+	if s.naivePositions {
+		// Test only: allocate in its own autocommit transaction, the way a
+		// sequence does, so the tailing test can show it loses events.
+		db = s.write.WithContext(tx.Statement.Context)
+	}
+	var last int64
+	if err := db.Raw(q, n).Scan(&last).Error; err != nil {
+		return 0, err
+	}
+	if last == 0 {
+		return 0, errors.New("store: positions counter row is missing")
+	}
+	return last, nil
+}
+
+// inTx runs fn in a write transaction: committed when fn returns nil, rolled
+// back otherwise (and on panic). The error is fn's, or the commit's.
+func (s *Store) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.write.WithContext(ctx).Transaction(fn)
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// validID reports whether id is a UUID in its canonical form, the only form
+// the store writes (and PostgreSQL's uuid columns accept).
+func validID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
+}
