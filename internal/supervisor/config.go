@@ -1,0 +1,199 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
+)
+
+// Recorder appends pod lifecycle events to a task's stream. The manager
+// implements it over the event store, one transaction per call, and applies
+// the projection (pod_crashed makes the task INACTIVE with pod CRASHED, and so
+// on). ctx is the caller's for events a request causes (it carries actor and
+// correlation id) and a supervisor context with no actor for the events the
+// supervisor decides on its own (crashes, restarts, reconcile): the manager
+// attributes those to the system.
+type Recorder interface {
+	RecordPodEvent(ctx context.Context, taskID string, ev ipa.NewEvent) (ipa.Event, error)
+}
+
+// HostFactory builds the host service served to one pod, bound to that task;
+// the manager implements the phase rules and event appends behind it.
+type HostFactory func(taskID string, runtime string) podapi.Host
+
+// Launcher resolves a runtime name to the command that runs its plugin.
+// Returns an EINVALID error (reason INVALID_ARGUMENT) for an unknown runtime.
+type Launcher interface {
+	Command(runtime string) (*exec.Cmd, error)
+}
+
+// LauncherFunc adapts a function to a Launcher.
+type LauncherFunc func(runtime string) (*exec.Cmd, error)
+
+func (f LauncherFunc) Command(runtime string) (*exec.Cmd, error) { return f(runtime) }
+
+// ExecLauncher launches built-in runtimes by re-executing the ipa binary with
+// the arguments Builtin gives (wire builtin.Lookup/builtin.Args there), and
+// external ones from PluginDir/<name>.
+type ExecLauncher struct {
+	Executable string                             // "" means os.Executable()
+	Builtin    func(name string) ([]string, bool) // args for a built-in runtime, false if none
+	PluginDir  string                             // "" means no external runtimes
+}
+
+func (l ExecLauncher) Command(runtime string) (*exec.Cmd, error) {
+	if l.Builtin != nil {
+		if args, ok := l.Builtin(runtime); ok {
+			exe := l.Executable
+			if exe == "" {
+				var err error
+				if exe, err = os.Executable(); err != nil {
+					return nil, fmt.Errorf("find own executable: %w", err)
+				}
+			}
+			return exec.Command(exe, args...), nil
+		}
+	}
+	if l.PluginDir != "" && runtime != "" && filepath.Base(runtime) == runtime && runtime[0] != '.' {
+		p := filepath.Join(l.PluginDir, runtime)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return exec.Command(p), nil
+		}
+	}
+	return nil, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Unknown runtime %q.", runtime)
+}
+
+// Config configures a Supervisor. Zero durations and counts take the defaults
+// below; New validates the result once.
+type Config struct {
+	Recorder    Recorder    // required
+	HostFactory HostFactory // required
+	Launcher    Launcher    // required
+	// Leases persists pod ownership for Reconcile. nil: a FileLeaseStore in
+	// DataDir/leases when DataDir is set, else a MemoryLeaseStore.
+	Leases  LeaseStore
+	DataDir string
+
+	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
+	StartTimeout     time.Duration // handshake + Start; default 10s
+	StateInterval    time.Duration // live state poll; default 1s
+	HealthInterval   time.Duration // default 5s
+	HealthTimeout    time.Duration // per State/Health call; default 2s
+	HealthFailures   int           // failed health checks in a row before SIGKILL; default 3
+	ReattachTimeout  time.Duration // per lease in Reconcile; default 5s
+	RecordTimeout    time.Duration // for events the supervisor records on its own; default 10s
+	KillWait         time.Duration // wait for exit after SIGKILL; default 5s
+	CrashHistory     int           // crashes kept in memory per pod; default 20
+	CrashHistoryKeep time.Duration // and for no longer than this; default 1h
+
+	// DefaultPolicy applies to a task whose RestartPolicy is the zero value
+	// (WindowSeconds 0); default ipa.DefaultRestartPolicy().
+	DefaultPolicy ipa.RestartPolicy
+
+	Now   func() time.Time                     // default time.Now
+	After func(time.Duration) <-chan time.Time // back-off timer; default time.After
+
+	Logger   *slog.Logger          // default slog.Default()
+	Registry prometheus.Registerer // nil: metrics are kept but not registered
+}
+
+// Defaults named, as Nomad names its driver manager's.
+const (
+	DefaultStopTimeout      = 10 * time.Second
+	DefaultStartTimeout     = 10 * time.Second
+	DefaultStateInterval    = time.Second
+	DefaultHealthInterval   = 5 * time.Second
+	DefaultHealthTimeout    = 2 * time.Second
+	DefaultHealthFailures   = 3
+	DefaultReattachTimeout  = 5 * time.Second
+	DefaultRecordTimeout    = 10 * time.Second
+	DefaultKillWait         = 5 * time.Second
+	DefaultCrashHistory     = 20
+	DefaultCrashHistoryKeep = time.Hour
+)
+
+func (c *Config) withDefaults() error {
+	dur := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	dur(&c.StopTimeout, DefaultStopTimeout)
+	dur(&c.StartTimeout, DefaultStartTimeout)
+	dur(&c.StateInterval, DefaultStateInterval)
+	dur(&c.HealthInterval, DefaultHealthInterval)
+	dur(&c.HealthTimeout, DefaultHealthTimeout)
+	dur(&c.ReattachTimeout, DefaultReattachTimeout)
+	dur(&c.RecordTimeout, DefaultRecordTimeout)
+	dur(&c.KillWait, DefaultKillWait)
+	dur(&c.CrashHistoryKeep, DefaultCrashHistoryKeep)
+	if c.HealthFailures == 0 {
+		c.HealthFailures = DefaultHealthFailures
+	}
+	if c.CrashHistory == 0 {
+		c.CrashHistory = DefaultCrashHistory
+	}
+	if c.DefaultPolicy == (ipa.RestartPolicy{}) {
+		c.DefaultPolicy = ipa.DefaultRestartPolicy()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.After == nil {
+		c.After = time.After
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Leases == nil {
+		if c.DataDir != "" {
+			fs, err := NewFileLeaseStore(filepath.Join(c.DataDir, "leases"))
+			if err != nil {
+				return err
+			}
+			c.Leases = fs
+		} else {
+			c.Leases = NewMemoryLeaseStore()
+		}
+	}
+
+	var errs []error
+	if c.Recorder == nil {
+		errs = append(errs, errors.New("Recorder is required"))
+	}
+	if c.HostFactory == nil {
+		errs = append(errs, errors.New("HostFactory is required"))
+	}
+	if c.Launcher == nil {
+		errs = append(errs, errors.New("Launcher is required"))
+	}
+	for name, d := range map[string]time.Duration{
+		"StopTimeout": c.StopTimeout, "StartTimeout": c.StartTimeout, "StateInterval": c.StateInterval,
+		"HealthInterval": c.HealthInterval, "HealthTimeout": c.HealthTimeout, "ReattachTimeout": c.ReattachTimeout,
+		"RecordTimeout": c.RecordTimeout, "KillWait": c.KillWait, "CrashHistoryKeep": c.CrashHistoryKeep,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	if c.HealthFailures < 0 || c.CrashHistory < 0 {
+		errs = append(errs, errors.New("HealthFailures and CrashHistory must be positive"))
+	}
+	if err := c.DefaultPolicy.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("DefaultPolicy: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("supervisor config: %w", err)
+	}
+	return nil
+}

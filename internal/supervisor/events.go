@@ -1,0 +1,90 @@
+package supervisor
+
+import "time"
+
+// Event payloads of the pod lifecycle events the supervisor records. Their
+// JSON field names are the event data clients see. (They would sit well in
+// internal/ipa next to the other payloads; they are here until that move.)
+
+// PodStartedData is the data of pod_started.
+type PodStartedData struct {
+	PID     int    `json:"pid"`
+	Attempt int    `json:"attempt"` // 0 when a person or the manager started it, n for the nth automatic restart
+	Runtime string `json:"runtime"`
+	Trigger string `json:"trigger"` // "manual", "auto" (manager without a person) or "restart" (restart policy)
+}
+
+// PodStoppedData is the data of pod_stopped.
+type PodStoppedData struct {
+	Reason           string `json:"reason"`
+	PID              int    `json:"pid,omitempty"`
+	ExitCode         *int   `json:"exitCode,omitempty"`
+	Signal           string `json:"signal,omitempty"`
+	Forced           bool   `json:"forced,omitempty"` // it did not exit within StopTimeout and was killed
+	UptimeMs         int64  `json:"uptimeMs,omitempty"`
+	CancelledRestart bool   `json:"cancelledRestart,omitempty"` // the stop came during BACKOFF
+}
+
+// PodCrashedData is the data of pod_crashed; its fields are the API's PodCrash
+// (at is the event's occurredAt).
+type PodCrashedData struct {
+	PID      int      `json:"pid,omitempty"`
+	Attempt  int      `json:"attempt"`
+	Runtime  string   `json:"runtime"`
+	ExitCode *int     `json:"exitCode"`         // null when a signal ended it or the status is unknown
+	Signal   string   `json:"signal,omitempty"` // e.g. "SIGKILL"
+	Reason   string   `json:"reason"`           // see the Reason constants
+	UptimeMs int64    `json:"uptimeMs"`
+	Stderr   []string `json:"stderr,omitempty"` // the plugin's last stderr lines, oldest first
+}
+
+// PodRestartScheduledData is the data of pod_restart_scheduled.
+type PodRestartScheduledData struct {
+	Attempt int       `json:"attempt"` // 1 for the first automatic restart in the window
+	DelayMs int64     `json:"delayMs"`
+	At      time.Time `json:"at"`
+}
+
+// PodRestartLimitReachedData is the data of pod_restart_limit_reached.
+type PodRestartLimitReachedData struct {
+	MaxAttempts   int `json:"maxAttempts"`
+	WindowSeconds int `json:"windowSeconds"`
+}
+
+// PodLostData is the data of pod_lost.
+type PodLostData struct {
+	Reason string `json:"reason"` // see the Lost constants
+	PID    int    `json:"pid,omitempty"`
+}
+
+// PodReattachedData is the data of pod_reattached.
+type PodReattachedData struct {
+	PID     int    `json:"pid"`
+	Attempt int    `json:"attempt"`
+	Runtime string `json:"runtime"`
+}
+
+// Crash reasons (PodCrashedData.Reason).
+const (
+	ReasonExitCode     = "exit_code"    // it exited on its own with a non-zero status
+	ReasonSignal       = "signal"       // a signal ended it (someone ran kill -9, the OOM killer…)
+	ReasonUnresponsive = "unresponsive" // it failed HealthFailures health checks in a row and was killed
+	ReasonExited       = "exited"       // an adopted process ended; only our own children's status is known
+	ReasonStartFailed  = "start_failed" // an automatic restart could not launch it
+)
+
+// Lost reasons (PodLostData.Reason).
+const (
+	LostNoLease        = "no_lease"        // the task was ACTIVE but this server holds no lease for it
+	LostProcessGone    = "process_gone"    // the leased process is dead, or its pid now names another process
+	LostReattachFailed = "reattach_failed" // it was alive and ours, but did not answer; it was killed
+	LostNotActive      = "not_active"      // a lease for a task that is not open and ACTIVE; the process was killed
+)
+
+// Stop reasons the supervisor itself uses (PodStoppedData.Reason); people
+// give their own.
+const (
+	StopShutdown = "server_shutdown"
+	StopRestart  = "restart"
+	StopExited   = "exited" // the plugin exited with status 0 without being asked: its work is done
+)

@@ -1,0 +1,347 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file owns the OS side of a pod: the plugin process itself. It is
+// Linux-only on purpose: exit is learnt without polling from waitid on our own
+// children and from a pidfd for a process we adopted after a restart, and
+// identity is proven with the start time in /proc/<pid>/stat.
+
+// exitInfo says how a plugin process ended.
+type exitInfo struct {
+	Code   *int   // exit status when it exited on its own
+	Signal string // signal name ("SIGKILL") when a signal ended it
+	Known  bool   // false for an adopted process: only our own children can be waited on
+}
+
+// proc is one plugin process, ours (child) or adopted (reattached).
+type proc struct {
+	pid        int
+	startTicks uint64 // /proc/<pid>/stat field 22: with pid, the identity of the process
+	groupLead  bool   // the process leads its own process group (we start it so)
+
+	mu     sync.Mutex
+	reaped bool // after this the pid may be recycled: never signal it again
+	pidfd  int  // adopted processes only; -1 otherwise
+	done   chan struct{}
+	exit   exitInfo
+}
+
+// exited is closed once the process has ended and every process of its group
+// has been sent SIGKILL.
+func (p *proc) exited() <-chan struct{} { return p.done }
+
+// exitStatus returns how the process ended; valid once exited() is closed.
+func (p *proc) exitStatus() exitInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exit
+}
+
+// kill sends sig to the process and, when it leads its group, to the whole
+// group, so a runtime's own children never outlive it. It never signals a pid
+// that may have been recycled: once reaped it does nothing.
+func (p *proc) kill(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return nil
+	}
+	var err error
+	if p.pidfd >= 0 {
+		err = unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	} else {
+		err = syscall.Kill(p.pid, sig)
+	}
+	if p.groupLead {
+		// The leader is not reaped, so its pid (the group id) is still ours.
+		_ = syscall.Kill(-p.pid, sig)
+	}
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return err
+}
+
+// alive reports whether the process has not ended yet.
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// childRunner starts a plugin as our child with its own pipes and process
+// group, and waits on it itself, so the supervisor learns the exit status the
+// instant the process ends (go-plugin's own runner hides it). It implements
+// go-plugin's runner.Runner (see plugin.go).
+type childRunner struct {
+	cmd            *exec.Cmd
+	stdout, stderr *os.File // read ends, handed to go-plugin
+	p              *proc
+}
+
+// newChildRunner prepares cmd: own process group (so we can kill the whole
+// tree, and so a terminal's Ctrl-C does not reach plugins meant to survive a
+// server restart), no stdin, and pipes we own.
+func newChildRunner(cmd *exec.Cmd) *childRunner {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.Stdin = nil
+	return &childRunner{cmd: cmd}
+}
+
+// start launches the process and the goroutine that waits for it. The
+// goroutine ends when the process ends; nothing else can block it.
+func (r *childRunner) start() error {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	r.cmd.Stdout, r.cmd.Stderr = outW, errW
+	err = r.cmd.Start()
+	// The child has its copies; ours must close or the readers never see EOF.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return err
+	}
+	r.stdout, r.stderr = outR, errR
+	pid := r.cmd.Process.Pid
+	ticks, _ := procStartTicks(pid) // the child is ours and alive: the read only fails if /proc is missing
+	r.p = &proc{pid: pid, startTicks: ticks, groupLead: true, pidfd: -1, done: make(chan struct{})}
+	go r.wait()
+	return nil
+}
+
+func (r *childRunner) wait() {
+	p := r.p
+	// Block until the child has exited without reaping it, so its pid (the
+	// process group id) stays ours while the rest of the group is killed.
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	p.mu.Lock()
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // orphans of the runtime die with it
+	p.reaped = true
+	p.mu.Unlock()
+	_ = r.cmd.Wait()
+	ex := exitInfo{Known: true}
+	if st := r.cmd.ProcessState; st != nil {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			ex.Signal = unix.SignalName(ws.Signal())
+		} else {
+			c := st.ExitCode()
+			ex.Code = &c
+		}
+	}
+	p.mu.Lock()
+	p.exit = ex
+	p.mu.Unlock()
+	close(p.done)
+}
+
+// adopt takes hold of a running process that is not (necessarily) our child,
+// after a server restart. It fails unless the process alive at pid started at
+// startTicks, so a recycled pid is never adopted. The pidfd taken first pins
+// the identity: the check after it cannot race a recycle.
+func adopt(pid int, startTicks uint64) (*proc, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("pid %d: %w", pid, errNotOurs)
+	}
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w (%w)", pid, errNotOurs, err)
+	}
+	ticks, err := procStartTicks(pid)
+	if err != nil || ticks != startTicks {
+		unix.Close(fd)
+		return nil, fmt.Errorf("pid %d started at %d, lease says %d: %w", pid, ticks, startTicks, errNotOurs)
+	}
+	st, _ := procStat(pid)
+	p := &proc{pid: pid, startTicks: ticks, groupLead: st.pgrp == pid, pidfd: fd, done: make(chan struct{})}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	go p.waitPidfd(f)
+	return p, nil
+}
+
+// errNotOurs means the pid in a lease is not (or no longer) the plugin we started.
+var errNotOurs = errors.New("process is gone or is not the one we started")
+
+// waitPidfd blocks (in the runtime's poller, no thread and no polling loop)
+// until the pidfd becomes readable, which the kernel does when the process
+// exits. The goroutine ends when the process ends.
+func (p *proc) waitPidfd(f *os.File) {
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Read(func(fd uintptr) bool {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, perr := unix.Poll(fds, 0)
+			return perr != nil || n > 0
+		})
+	}
+	if err != nil {
+		// Not pollable (very old kernel): fall back to a blocking poll in this goroutine.
+		fds := []unix.PollFd{{Fd: int32(p.pidfd), Events: unix.POLLIN}}
+		for {
+			if _, perr := unix.Poll(fds, -1); !errors.Is(perr, syscall.EINTR) {
+				break
+			}
+		}
+	}
+	p.mu.Lock()
+	if p.groupLead {
+		// The leader is gone but maybe not reaped by its parent yet; its
+		// group members, if any, still belong to it.
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	}
+	p.reaped = true
+	p.pidfd = -1
+	p.exit = exitInfo{Known: false}
+	p.mu.Unlock()
+	f.Close()
+	close(p.done)
+}
+
+// stat is the part of /proc/<pid>/stat the supervisor reads.
+type stat struct {
+	state      byte
+	pgrp       int
+	startTicks uint64
+}
+
+// procStartTicks returns the start time of pid in clock ticks since boot, or
+// an error when no such process is alive (a zombie counts as gone).
+func procStartTicks(pid int) (uint64, error) {
+	st, err := procStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	if st.state == 'Z' || st.state == 'X' {
+		return 0, fmt.Errorf("pid %d is a zombie", pid)
+	}
+	return st.startTicks, nil
+}
+
+func procStat(pid int) (stat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return stat{}, err
+	}
+	// The command name (field 2) may hold spaces and parentheses: fields are
+	// counted after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return stat{}, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+2:]))
+	// f[0] is field 3 (state), so field n is f[n-3].
+	if len(f) < 20 {
+		return stat{}, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	pgrp, err1 := strconv.Atoi(f[5-3])
+	start, err2 := strconv.ParseUint(f[22-3], 10, 64)
+	if err1 != nil || err2 != nil {
+		return stat{}, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return stat{state: f[0][0], pgrp: pgrp, startTicks: start}, nil
+}
+
+// bootID identifies the current boot, so a lease from before a reboot is
+// never matched against a process that happens to have the same pid and ticks.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// terminate ends p: SIGKILL to it and its group, then waits up to wait for
+// the exit to be observed. Returns an error when it is still alive after that.
+func terminate(p *proc, wait time.Duration) error {
+	if err := p.kill(syscall.SIGKILL); err != nil {
+		return err
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-p.exited():
+		return nil
+	case <-t.C:
+		return fmt.Errorf("pid %d still alive %s after SIGKILL", p.pid, wait)
+	}
+}
+
+// Runner plumbing for go-plugin (runner.Runner); kept here because it is
+// about the process, not the protocol.
+
+func (r *childRunner) Start(context.Context) error     { return r.start() }
+func (r *childRunner) Diagnose(context.Context) string { return "" }
+func (r *childRunner) Stdout() io.ReadCloser           { return r.stdout }
+func (r *childRunner) Stderr() io.ReadCloser           { return r.stderr }
+func (r *childRunner) Name() string                    { return r.cmd.Path }
+func (r *childRunner) ID() string                      { return strconv.Itoa(r.p.pid) }
+func (r *childRunner) Wait(ctx context.Context) error {
+	select {
+	case <-r.p.exited():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (r *childRunner) Kill(context.Context) error {
+	if r.p == nil {
+		return nil
+	}
+	return r.p.kill(syscall.SIGKILL)
+}
+func (r *childRunner) PluginToHost(n, a string) (string, string, error) { return n, a, nil }
+func (r *childRunner) HostToPlugin(n, a string) (string, string, error) { return n, a, nil }
+
+// adoptedRunner is go-plugin's runner.AttachedRunner for a reattached process.
+type adoptedRunner struct{ p *proc }
+
+func (r adoptedRunner) Wait(ctx context.Context) error {
+	select {
+	case <-r.p.exited():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (r adoptedRunner) Kill(context.Context) error                       { return r.p.kill(syscall.SIGKILL) }
+func (r adoptedRunner) ID() string                                       { return strconv.Itoa(r.p.pid) }
+func (r adoptedRunner) PluginToHost(n, a string) (string, string, error) { return n, a, nil }
+func (r adoptedRunner) HostToPlugin(n, a string) (string, string, error) { return n, a, nil }

@@ -1,0 +1,240 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
+)
+
+// ReconcileTarget is a task the manager believes should have a pod or a
+// pending restart: its projection says ACTIVE, or its pod BACKOFF or FAILED.
+type ReconcileTarget struct {
+	Task *ipa.Task
+}
+
+// reconcileParallelism bounds how many leases are checked at once: reattach
+// is a dial and two small calls, so a few hundred pods finish in seconds.
+const reconcileParallelism = 16
+
+// Reconcile brings the supervisor in line with the world after a server
+// start, before the API serves. For every lease in the LeaseStore:
+//
+//   - the task is an open target, and the leased process is alive and really
+//     ours (pidfd, then the start time in /proc/<pid>/stat equals the lease's,
+//     so a recycled pid is never adopted): reattach with go-plugin, call the
+//     runtime's Attach with a fresh Host, record pod_reattached;
+//   - the process is dead or is not ours: record pod_lost and apply the
+//     restart policy;
+//   - the reattach fails, or the task is not an open target: kill the
+//     verified process (an old plugin never runs unsupervised), record
+//     pod_lost.
+//
+// Targets whose task is ACTIVE (or whose pod was in BACKOFF) and that have no
+// lease get pod_lost and the policy; targets in FAILED stay FAILED.
+// ctx is used for the events recorded; each lease gets ReattachTimeout.
+// Returns the LeaseStore's error when leases cannot be listed (nothing else
+// is done then), and errClosed when the supervisor is not running.
+func (s *Supervisor) Reconcile(ctx context.Context, targets []ReconcileTarget) error {
+	if s.closing() {
+		return errClosed
+	}
+	leases, err := s.cfg.Leases.List(ctx)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	byID := make(map[string]ipa.Task, len(targets))
+	for _, t := range targets {
+		if t.Task != nil && t.Task.ID != "" {
+			byID[t.Task.ID] = *t.Task
+		}
+	}
+	began := time.Now()
+	leased := make(map[string]bool, len(leases))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, reconcileParallelism)
+	for _, l := range leases {
+		leased[l.TaskID] = true
+		t, ok := byID[l.TaskID]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.reconcileLease(ctx, l, t, ok && !t.Status.Closed())
+		}()
+	}
+	wg.Wait()
+	for id, t := range byID {
+		if leased[id] || t.Status.Closed() {
+			continue
+		}
+		s.reconcileUnleased(ctx, t)
+	}
+	s.log.Info("reconcile done", slog.Int("leases", len(leases)), slog.Int("targets", len(byID)), slog.Duration("took", time.Since(began)))
+	return nil
+}
+
+// reconcileLease settles one lease (see Reconcile).
+func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wanted bool) {
+	log := s.log.With(slog.String("task_id", l.TaskID), slog.Int("pid", l.PID), slog.Int("attempt", l.Attempt))
+	if !wanted {
+		t = ipa.Task{ID: l.TaskID, Runtime: l.Runtime}
+	}
+	p, err := s.lockPod(ctx, l.TaskID, true)
+	if err != nil {
+		log.Error("reconcile lease", slog.Any("error", err))
+		return
+	}
+	defer p.unlock()
+	p.mu.Lock()
+	p.task = t
+	running := p.run != nil
+	p.mu.Unlock()
+	if running {
+		return // already supervised: Reconcile ran twice
+	}
+
+	var pr *proc
+	if l.BootID == "" || l.BootID == bootID() {
+		pr, err = adopt(l.PID, l.StartTicks)
+	} else {
+		err = fmt.Errorf("lease from another boot: %w", errNotOurs)
+	}
+	dropLease := func() {
+		if err := s.cfg.Leases.Delete(context.WithoutCancel(ctx), l.TaskID); err != nil {
+			log.Error("delete lease", slog.Any("error", err))
+		}
+	}
+	if err != nil {
+		dropLease()
+		log.Warn("pod lost", slog.String("decision", "process_gone"), slog.Any("error", err))
+		if wanted {
+			s.lost(ctx, p, l, LostProcessGone)
+		}
+		return
+	}
+	if !wanted {
+		s.killAdopted(pr, log)
+		dropLease()
+		log.Warn("pod lost", slog.String("decision", "kill_not_active"))
+		s.lost(ctx, p, l, LostNotActive)
+		return
+	}
+
+	conn, err := s.reattach(ctx, l, pr, t)
+	if err != nil {
+		s.killAdopted(pr, log)
+		dropLease()
+		log.Warn("pod lost", slog.String("decision", "kill_reattach_failed"), slog.Any("error", err))
+		s.lost(ctx, p, l, LostReattachFailed)
+		return
+	}
+	r := &run{conn: conn, proc: pr, runtime: l.Runtime, attempt: l.Attempt, trigger: "reattach", startedAt: l.StartedAt,
+		stderr: newStderrTail(log.With(slog.String("source", "plugin")))}
+	if !s.reserve(2) {
+		conn.close()
+		s.killAdopted(pr, log)
+		conn.release()
+		return
+	}
+	r.startedEventID, _ = s.record(ctx, l.TaskID, ipa.EventPodReattached, PodReattachedData{PID: l.PID, Attempt: l.Attempt, Runtime: l.Runtime}, "")
+	s.adoptRun(p, r)
+	s.m.starts.WithLabelValues(l.Runtime, "reattach").Inc()
+	log.Info("pod reattached", slog.String("decision", "reattached"))
+}
+
+// reattach connects to an adopted plugin and re-binds its host service,
+// within ReattachTimeout. On error the caller kills the process.
+func (s *Supervisor) reattach(ctx context.Context, l Lease, pr *proc, t ipa.Task) (*pluginConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReattachTimeout)
+	defer cancel()
+	type result struct {
+		conn *pluginConn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := reattachPlugin(l, pr, s.log)
+		if err == nil {
+			var resp podapi.AttachResponse
+			resp, err = c.rt.Attach(ctx, podapi.AttachRequest{TaskID: l.TaskID, Host: s.cfg.HostFactory(l.TaskID, t.Runtime)})
+			if err == nil && resp.TaskID != "" && resp.TaskID != l.TaskID {
+				err = fmt.Errorf("plugin runs task %s, not %s", resp.TaskID, l.TaskID)
+			}
+			if err != nil {
+				c.close()
+				c = nil
+			}
+		}
+		done <- result{c, err}
+	}()
+	select {
+	case res := <-done:
+		return res.conn, res.err
+	case <-ctx.Done():
+		// Killing the process (the caller does) ends the dial; the goroutine
+		// then sends into its buffered channel and ends.
+		return nil, errors.Join(errors.New("reattach timed out"), ctx.Err())
+	}
+}
+
+// killAdopted kills a verified process and waits (KillWait) for its exit.
+func (s *Supervisor) killAdopted(pr *proc, log *slog.Logger) {
+	if err := terminate(pr, s.cfg.KillWait); err != nil {
+		log.Error("kill old plugin", slog.Any("error", err))
+	}
+}
+
+// lost records pod_lost for the task and applies its restart policy as for a
+// crash of a run that started at the lease's StartedAt. Operation lock held.
+func (s *Supervisor) lost(ctx context.Context, p *pod, l Lease, reason string) {
+	now := s.cfg.Now()
+	p.mu.Lock()
+	p.state = ipa.PodCrashed
+	p.mu.Unlock()
+	s.m.lost.WithLabelValues(l.Runtime).Inc()
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
+	defer cancel()
+	evID, _ := s.record(rctx, l.TaskID, ipa.EventPodLost, PodLostData{Reason: reason, PID: l.PID}, "")
+	if reason == LostNotActive {
+		return
+	}
+	var uptime time.Duration
+	if !l.StartedAt.IsZero() {
+		uptime = now.Sub(l.StartedAt)
+	}
+	s.applyPolicy(p, now, uptime, evID)
+}
+
+// reconcileUnleased settles a target with no lease: a pod it should have is
+// lost (and the policy applies); a FAILED pod is remembered as FAILED.
+func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
+	lostPod := t.Status == ipa.StatusActive || t.PodState == ipa.PodBackoff ||
+		t.PodState == ipa.PodRunning || t.PodState == ipa.PodStarting || t.PodState == ipa.PodStopping
+	if !lostPod && t.PodState != ipa.PodFailed {
+		return
+	}
+	p, err := s.lockPod(ctx, t.ID, true)
+	if err != nil {
+		return
+	}
+	defer p.unlock()
+	p.mu.Lock()
+	p.task = t
+	running := p.run != nil
+	if !lostPod && !running {
+		p.state = ipa.PodFailed
+	}
+	p.mu.Unlock()
+	if !lostPod || running {
+		return
+	}
+	s.log.Warn("pod lost", slog.String("task_id", t.ID), slog.String("decision", "no_lease"))
+	s.lost(ctx, p, Lease{TaskID: t.ID, Runtime: t.Runtime}, LostNoLease)
+}
