@@ -44,7 +44,8 @@ var errClosed = ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "The pod s
 
 // PodSpec is what StartPod needs to know about a task.
 type PodSpec struct {
-	Task *ipa.Task // ID, Title, Description, Runtime, RuntimeConfig, RestartPolicy are used
+	Task        *ipa.Task // ID, Title, Description, Runtime, RuntimeConfig, RestartPolicy are used
+	CausationID string    // the event that caused the start (task_created for autoStart), if any
 }
 
 // Crash is one crash kept in memory (the durable record is pod_crashed).
@@ -59,6 +60,7 @@ type Crash struct {
 // PodStatus is the supervisor's view of one task's pod, answered from memory.
 type PodStatus struct {
 	TaskID        string
+	Known         bool // false when the supervisor holds nothing for the task (State is then STOPPED)
 	State         ipa.PodState
 	Runtime       string
 	PID           int
@@ -327,7 +329,7 @@ func (s *Supervisor) StartPod(ctx context.Context, spec PodSpec, manual bool) (s
 	if manual {
 		trigger = "manual"
 	}
-	if err := s.launch(ctx, p, t, 1, trigger, ""); err != nil {
+	if err := s.launch(ctx, p, t, 1, trigger, spec.CausationID); err != nil {
 		p.mu.Lock()
 		if p.state == ipa.PodStarting {
 			p.state = state
@@ -839,7 +841,7 @@ func (s *Supervisor) status(p *pod) PodStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pol := s.policy(p.task)
-	st := PodStatus{TaskID: p.taskID, State: p.state, Runtime: p.task.Runtime, Attempt: p.attempt}
+	st := PodStatus{TaskID: p.taskID, Known: true, State: p.state, Runtime: p.task.Runtime, Attempt: p.attempt}
 	if p.nextAttemptAt != nil {
 		t := *p.nextAttemptAt
 		st.NextAttemptAt = &t
@@ -886,15 +888,17 @@ func (s *Supervisor) List() []PodStatus {
 // Forget drops what the supervisor remembers of a task (crash history,
 // restart counters, a pending restart) once the task is closed. The manager
 // stops the pod first; if one still runs, Forget keeps it supervised and only
-// clears the history. Returns ctx's error if another operation on the pod
-// outlasts ctx.
-func (s *Supervisor) Forget(ctx context.Context, taskID string) error {
+// clears the history. It waits for another operation on the pod for at most
+// StartTimeout+StopTimeout, and gives up (logged) after that.
+func (s *Supervisor) Forget(taskID string) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.StartTimeout+s.cfg.StopTimeout)
+	defer cancel()
 	p, err := s.lockPod(ctx, taskID, false)
 	if err != nil || p == nil {
-		if errors.Is(err, errClosed) {
-			return nil
+		if err != nil && !errors.Is(err, errClosed) {
+			s.log.Warn("forget pod", slog.String("task_id", taskID), slog.Any("error", err))
 		}
-		return err
+		return
 	}
 	defer p.unlock()
 	p.mu.Lock()
@@ -905,13 +909,12 @@ func (s *Supervisor) Forget(ctx context.Context, taskID string) error {
 	defer p.mu.Unlock()
 	p.crashes, p.crashTimes, p.restartTimes = nil, nil, nil
 	if p.run != nil {
-		return nil
+		return
 	}
 	p.forgotten = true
 	s.mu.Lock()
 	delete(s.pods, taskID)
 	s.mu.Unlock()
-	return nil
 }
 
 // Shutdown stops every pod (runtime Stop, then SIGKILL after StopTimeout, all
