@@ -120,16 +120,29 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	pods, err := startPods(ctx, so, mgr, st, reg, log)
+	pods, err := startPods(ctx, so, mgr, reg, log)
 	if err != nil {
 		return err
 	}
+	// Stop every pod on the way out, whatever path leaves serve.
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), so.shutdownTimeout)
+		defer cancel()
+		if err := pods.Shutdown(stopCtx); err != nil {
+			log.Warn("pod shutdown", "err", err)
+		}
+	}()
 	handler := httpserver.New(httpserver.Config{
 		Manager:  mgr,
 		Auth:     auth.New(st, mode, loopback),
 		Registry: reg,
 		Logger:   log,
-		Ready:    mgr.Ready,
+		Ready: func(ctx context.Context) error {
+			if !pods.Running() {
+				return errors.New("pod supervisor not running")
+			}
+			return mgr.Ready(ctx)
+		},
 	})
 
 	ln, err := net.Listen("tcp", so.addr)
@@ -154,21 +167,15 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 
 	select {
 	case err := <-served:
-		if pods != nil {
-			pods.shutdown(context.Background())
-		}
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
+	log.Info("shutting down: closing connections, then stopping pods")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), so.shutdownTimeout)
 	defer cancel()
 	cancelBase()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("http shutdown", "err", err)
-	}
-	if pods != nil {
-		pods.shutdown(shutdownCtx)
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

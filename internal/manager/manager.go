@@ -48,7 +48,7 @@ type Config struct {
 	DefaultPolicy ipa.RestartPolicy
 	Publisher     Publisher        // may be nil: no live feeds
 	Feed          *eventstore.Feed // may be nil: subscriptions answer UNAVAILABLE
-	Metrics       *Metrics  // may be nil
+	Metrics       *Metrics         // may be nil
 	Logger        *slog.Logger
 	Now           func() time.Time
 }

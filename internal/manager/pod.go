@@ -228,3 +228,20 @@ func (m *Manager) RecordPodEvent(ctx context.Context, taskID string, ev ipa.NewE
 	}
 	return evs[0], nil
 }
+
+// PodTargets returns the open tasks whose stream says a pod runs or should
+// run (ACTIVE, or pod BACKOFF or FAILED): what the supervisor reconciles
+// against at start-up.
+func (m *Manager) PodTargets(ctx context.Context) ([]*ipa.Task, error) {
+	all, err := m.store.TasksWithPods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, t := range all {
+		if !t.Status.Closed() {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
