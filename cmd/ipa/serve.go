@@ -25,13 +25,14 @@ import (
 
 // serveOptions are the settings of `ipa serve`.
 type serveOptions struct {
-	addr            string
-	authMode        string
-	pluginDir       string
-	dataDir         string
-	shutdownTimeout time.Duration
-	enableExec      bool
-	policy          ipa.RestartPolicy
+	addr             string
+	authMode         string
+	pluginDir        string
+	pluginSHA256File string
+	dataDir          string
+	shutdownTimeout  time.Duration
+	enableExec       bool
+	policy           ipa.RestartPolicy
 }
 
 func newServeCommand(opts *options) *cobra.Command {
@@ -51,7 +52,8 @@ forcibly) and the store is flushed.`,
 	f := cmd.Flags()
 	f.StringVar(&so.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	f.StringVar(&so.authMode, "auth", "auto", "auto: tokens required unless listening on loopback with no token yet; required: always")
-	f.StringVar(&so.pluginDir, "plugin-dir", "", "directory of external runtime plugins (one executable per runtime)")
+	f.StringVar(&so.pluginDir, "plugin-dir", "", "directory of external runtime plugins (one executable per runtime, named after it)")
+	f.StringVar(&so.pluginSHA256File, "plugin-sha256-file", "", "allow-list of external plugins in sha256sum format; only listed files with matching checksums run")
 	f.StringVar(&so.dataDir, "data-dir", "./ipa-data", "directory for pod working directories and runtime state")
 	f.DurationVar(&so.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a clean shutdown may take before pods are killed")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
@@ -107,10 +109,14 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cat, err := discoverRuntimes(so, log)
+	if err != nil {
+		return err
+	}
 	broker := eventstore.NewBroker()
 	mgr, err := manager.New(ctx, manager.Config{
 		Store:         st,
-		Runtimes:      runtimes(so),
+		Runtimes:      cat.runtimes(),
 		DefaultPolicy: so.policy,
 		Publisher:     broker,
 		Feed:          eventstore.NewFeed(st, broker, log),
@@ -120,7 +126,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	pods, err := startPods(ctx, so, mgr, reg, log)
+	pods, err := startPods(ctx, so, cat, mgr, reg, log)
 	if err != nil {
 		return err
 	}
