@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: Go tests with the race detector (SQLite always;
+# PostgreSQL through a throwaway cluster the tests start themselves when the
+# server binaries are installed), then the end-to-end suite with real
+# third-party GraphQL clients and a headless Chromium when Node.js is present.
+#
+#   IPA_REQUIRE_POSTGRES=1  fail instead of skipping when PostgreSQL is missing
+#   IPA_REQUIRE_E2E=1       fail instead of skipping when Node.js or Chromium is missing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  echo "== e2e (node $(node --version))"
+  (cd e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
+elif [ "${IPA_REQUIRE_E2E:-}" = 1 ]; then
+  echo "Node.js is required for the end-to-end suite (IPA_REQUIRE_E2E=1)" >&2
+  exit 1
+else
+  echo "== e2e skipped: Node.js not found"
+fi
