@@ -137,6 +137,13 @@ func (m *Manager) close(ctx context.Context, taskID string, expected *int64, act
 		return nil, err
 	}
 	if pods := m.podController(); pods != nil {
+		// A startPod that passed its checks before the close may have started
+		// a pod between the stop above and the closing event; stop it too.
+		// After the close no pod can start: pod_started is refused on a
+		// closed task.
+		if err := pods.StopPod(ctx, taskID, stopReason); err != nil && !isNotRunning(err) {
+			m.log.WarnContext(ctx, "stop pod of closed task", "task_id", taskID, "err", err)
+		}
 		pods.Forget(taskID)
 	}
 	m.metrics.taskClosed(t)

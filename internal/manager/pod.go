@@ -220,7 +220,14 @@ func (m *Manager) RecordPodEvent(ctx context.Context, taskID string, ev ipa.NewE
 	if a, ok := ipa.ActorFrom(ctx); ok {
 		actor = a.ID
 	}
-	_, evs, err := m.append(ctx, taskID, nil, actor, func(*ipa.Task) ([]ipa.NewEvent, error) {
+	_, evs, err := m.append(ctx, taskID, nil, actor, func(cur *ipa.Task) ([]ipa.NewEvent, error) {
+		if ev.Type == ipa.EventPodStarted || ev.Type == ipa.EventPodReattached {
+			// A closed task never runs a pod: the supervisor stops a pod
+			// whose start cannot be recorded.
+			if err := ipa.ClosedTaskError(cur.Status); err != nil {
+				return nil, err
+			}
+		}
 		return []ipa.NewEvent{ev}, nil
 	})
 	if err != nil {
