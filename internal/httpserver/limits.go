@@ -2,6 +2,7 @@ package httpserver
 
 import (
 	"context"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -43,6 +44,12 @@ func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, dept
 		var d int
 		switch s := sel.(type) {
 		case *ast.Field:
+			if strings.HasPrefix(s.Name, "__") {
+				// Introspection (__schema, __type) is as deep as the
+				// schema's type system, not the data; tools' standard
+				// introspection query must always pass.
+				continue
+			}
 			if len(s.SelectionSet) == 0 {
 				d = depth + 1
 			} else {
