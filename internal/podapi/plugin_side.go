@@ -41,6 +41,8 @@ func (s *runtimeServer) Start(ctx context.Context, req *pb.StartRequest) (*pb.St
 		return nil, toStatus(fmt.Errorf("dial host service: %w", err), "")
 	}
 	s.host.bind(req.GetTaskId(), conn)
+	// Also proves logging survives a vanished host (stderr gives EPIPE).
+	Logger().Info("starting work", "task", req.GetTaskId(), "attempt", req.GetAttempt())
 	_, err = s.impl.Start(ctx, StartRequest{
 		TaskID:        req.GetTaskId(),
 		Title:         req.GetTitle(),
@@ -78,6 +80,7 @@ func (s *runtimeServer) Attach(ctx context.Context, req *pb.AttachRequest) (*pb.
 		return nil, toStatus(fmt.Errorf("dial host service: %w", err), "")
 	}
 	s.host.bind(running, conn)
+	Logger().Info("host reattached", "task", running)
 	if _, err := s.impl.Attach(ctx, AttachRequest{TaskID: running, Host: s.host}); err != nil {
 		return nil, toStatus(err, "")
 	}
