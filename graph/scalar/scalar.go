@@ -4,12 +4,13 @@ package scalar
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"strconv"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
 // MarshalTime writes t as RFC 3339 with nanoseconds, in UTC.
@@ -20,15 +21,16 @@ func MarshalTime(t time.Time) graphql.Marshaler {
 }
 
 // UnmarshalTime reads an RFC 3339 string (any offset, fractional seconds
-// optional) and returns it in UTC. Returns an error for anything else.
+// optional) and returns it in UTC. Returns an EINVALID *ipa.Error for
+// anything else, so the client sees BAD_USER_INPUT, not an internal error.
 func UnmarshalTime(v any) (time.Time, error) {
 	s, ok := v.(string)
 	if !ok {
-		return time.Time{}, fmt.Errorf("Time must be an RFC 3339 string")
+		return time.Time{}, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Time must be an RFC 3339 string.")
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("Time must be RFC 3339, e.g. 2026-01-02T15:04:05Z")
+		return time.Time{}, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Time must be RFC 3339, e.g. 2026-01-02T15:04:05Z.")
 	}
 	return t.UTC(), nil
 }
@@ -52,11 +54,11 @@ func UnmarshalJSON(v any) (json.RawMessage, error) {
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("JSON value cannot be encoded")
+		return nil, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "JSON value cannot be encoded.")
 	}
 	var out bytes.Buffer
 	if err := json.Compact(&out, b); err != nil {
-		return nil, fmt.Errorf("JSON value cannot be encoded")
+		return nil, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "JSON value cannot be encoded.")
 	}
 	return out.Bytes(), nil
 }

@@ -34,6 +34,12 @@ func presentError(log *slog.Logger, m *metrics) graphql.ErrorPresenterFunc {
 			}
 		case hasCode(gerr) && gerr.Err == nil:
 			// Parse, validation and limit errors made by gqlgen itself.
+		case gerr.Err == nil && len(gerr.Path) == 0:
+			// A request gqlgen's transport could not read or decode (not
+			// JSON, wrong shapes): the client's fault. Its message may echo
+			// the whole body, so it is replaced.
+			gerr.Message = "The request is not a GraphQL request: send JSON like {\"query\": \"…\", \"variables\": {…}}."
+			gerr.Extensions = map[string]any{"code": ipa.EINVALID, "reason": ipa.ReasonInvalidArgument}
 		default:
 			log.ErrorContext(ctx, "internal error", "err", err, "correlation_id", ipa.CorrelationID(ctx))
 			gerr.Message = "Internal server error."

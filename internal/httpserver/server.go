@@ -3,8 +3,11 @@
 package httpserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -131,16 +134,33 @@ func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
 	})
 }
 
-// withBodyLimit refuses bodies over MaxBodyBytes with 413 before reading them,
-// and caps what is read when the length is not announced.
+// withBodyLimit refuses bodies over MaxBodyBytes with 413 before reading them.
+// A body of unannounced length (chunked) is read up to the limit here, so an
+// oversized one is refused the same way rather than failing inside the
+// transport as an internal error.
 func withBodyLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > MaxBodyBytes {
+		tooLarge := func() {
 			writeError(w, r, http.StatusRequestEntityTooLarge,
 				ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "The request body is over %d bytes.", MaxBodyBytes))
+		}
+		if r.ContentLength > MaxBodyBytes {
+			tooLarge()
 			return
 		}
-		if r.Body != nil {
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength < 0 && !isWebSocket(r) {
+			body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+			if err != nil {
+				writeError(w, r, http.StatusBadRequest,
+					ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "The request body could not be read."))
+				return
+			}
+			if len(body) > MaxBodyBytes {
+				tooLarge()
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		} else if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		}
 		next.ServeHTTP(w, r)
@@ -156,7 +176,8 @@ func isWebSocket(r *http.Request) bool {
 func writeError(w http.ResponseWriter, r *http.Request, status int, err error) {
 	ext := map[string]any{"code": ipa.ErrorCode(err), "correlationId": ipa.CorrelationID(r.Context())}
 	msg := "Internal server error."
-	if e, ok := err.(*ipa.Error); ok {
+	var e *ipa.Error
+	if errors.As(err, &e) { // the store wraps its EUNAVAILABLE around the cause
 		msg = e.Message
 		if e.Reason != "" {
 			ext["reason"] = e.Reason

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"unicode/utf8"
 
@@ -118,13 +119,16 @@ func (m *Manager) validateCreate(in CreateTaskInput) (ipa.TaskCreatedData, error
 	if err != nil {
 		return d, err
 	}
+	if strings.ContainsRune(title, 0) {
+		return d, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidTitle, "The title must not contain NUL characters.")
+	}
 	d.Title = title
 	if in.Description != nil {
 		if len(*in.Description) > ipa.MaxDescriptionBytes {
 			return d, invalidArg("description is %d bytes; the limit is %d.", len(*in.Description), ipa.MaxDescriptionBytes)
 		}
-		if !utf8.ValidString(*in.Description) {
-			return d, invalidArg("description must be valid UTF-8.")
+		if !utf8.ValidString(*in.Description) || strings.ContainsRune(*in.Description, 0) {
+			return d, invalidArg("description must be valid UTF-8 without NUL characters.")
 		}
 		d.Description = *in.Description
 	}
@@ -141,7 +145,12 @@ func (m *Manager) validateCreate(in CreateTaskInput) (ipa.TaskCreatedData, error
 	}
 	if rt.ValidateConfig != nil {
 		if err := rt.ValidateConfig(d.RuntimeConfig); err != nil {
-			return d, invalidArg("runtimeConfig for %s: %s", d.Runtime, err.Error())
+			msg := err.Error()
+			var e *ipa.Error
+			if errors.As(err, &e) {
+				msg = e.Message // not "BAD_USER_INPUT/INVALID_ARGUMENT: …" twice over
+			}
+			return d, invalidArg("runtimeConfig for %s: %s", d.Runtime, msg)
 		}
 	}
 	if d.Metadata, err = jsonObject("metadata", in.Metadata, ipa.MaxMetadataBytes); err != nil {
@@ -153,7 +162,7 @@ func (m *Manager) validateCreate(in CreateTaskInput) (ipa.TaskCreatedData, error
 	}
 	if in.IdempotencyKey != nil {
 		k := *in.IdempotencyKey
-		if k == "" || len(k) > ipa.MaxIdempotencyKey || !utf8.ValidString(k) {
+		if k == "" || len(k) > ipa.MaxIdempotencyKey || !utf8.ValidString(k) || strings.ContainsRune(k, 0) {
 			return d, invalidArg("idempotencyKey must be 1 to %d bytes of UTF-8.", ipa.MaxIdempotencyKey)
 		}
 		d.IdempotencyKey = k
@@ -174,7 +183,25 @@ func jsonObject(field string, raw json.RawMessage, limit int) (json.RawMessage, 
 	if err := json.Compact(&buf, raw); err != nil || buf.Len() == 0 || buf.Bytes()[0] != '{' {
 		return nil, invalidArg("%s must be a JSON object.", field)
 	}
+	if hasNULEscape(buf.Bytes()) {
+		return nil, invalidArg("%s must not contain NUL characters (\\u0000).", field)
+	}
 	return buf.Bytes(), nil
+}
+
+// hasNULEscape reports whether valid JSON holds a \u0000 escape. NUL is
+// refused everywhere (PostgreSQL's text and jsonb cannot store it), so both
+// databases accept the same inputs.
+func hasNULEscape(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\\' {
+			if bytes.HasPrefix(b[i+1:], []byte("u0000")) {
+				return true
+			}
+			i++ // skip the escaped character
+		}
+	}
+	return false
 }
 
 func invalidArg(format string, args ...any) *ipa.Error {

@@ -174,8 +174,8 @@ func optionalText(field string, s *string) (string, error) {
 		return "", nil
 	}
 	v := strings.TrimSpace(*s)
-	if !utf8.ValidString(v) || utf8.RuneCountInString(v) > ipa.MaxReasonChars {
-		return "", invalidArg("%s must be UTF-8 text of at most %d characters.", field, ipa.MaxReasonChars)
+	if !utf8.ValidString(v) || utf8.RuneCountInString(v) > ipa.MaxReasonChars || strings.ContainsRune(v, 0) {
+		return "", invalidArg("%s must be UTF-8 text of at most %d characters, without NUL.", field, ipa.MaxReasonChars)
 	}
 	return v, nil
 }

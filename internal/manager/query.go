@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -115,6 +116,11 @@ func validateFilter(f ipa.TaskFilter) error {
 	if f.TitleContains != nil && len(*f.TitleContains) > 4*ipa.MaxTitleChars {
 		return invalidArg("titleContains is too long.")
 	}
+	for _, s := range []*string{f.TitleContains, f.CreatedBy, f.Runtime} {
+		if s != nil && strings.ContainsRune(*s, 0) {
+			return invalidArg("Filter strings must not contain NUL characters.")
+		}
+	}
 	for _, s := range f.Statuses {
 		if !s.Valid() {
 			return invalidArg("Unknown status %q.", s)
@@ -157,6 +163,11 @@ func (m *Manager) TaskEvents(ctx context.Context, taskID string, first int, afte
 	}
 	if first < 1 || first > MaxPageSize {
 		return EventList{}, invalidArg("first must be between 1 and %d.", MaxPageSize)
+	}
+	for _, t := range types {
+		if strings.ContainsRune(t, 0) {
+			return EventList{}, invalidArg("Event types must not contain NUL characters.")
+		}
 	}
 	shape := "events:" + taskID
 	var from int64
