@@ -142,11 +142,16 @@ func fileSHA256(path string) (string, error) {
 // startPods starts the supervisor, reconciles what the previous server left
 // behind (reattach or record pod_lost), and connects it to the manager.
 func startPods(ctx context.Context, so *serveOptions, cat *catalog, mgr *manager.Manager, reg prometheus.Registerer, log *slog.Logger) (*supervisor.Supervisor, error) {
+	// Absolute, so plugins and leases do not depend on the working directory.
+	dataDir, err := filepath.Abs(so.dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
 	sup, err := supervisor.New(supervisor.Config{
 		Recorder:      mgr,
 		HostFactory:   func(taskID, runtime string) podapi.Host { return newRuntimeHost(mgr, taskID, runtime) },
 		Launcher:      supervisor.LauncherFunc(cat.command),
-		DataDir:       filepath.Clean(so.dataDir),
+		DataDir:       dataDir,
 		DefaultPolicy: so.policy,
 		Logger:        log,
 		Registry:      reg,
