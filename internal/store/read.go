@@ -71,8 +71,30 @@ func (s *Store) GetTasks(ctx context.Context, ids []string) (map[string]*ipa.Tas
 // Returns a plain error for a Limit outside 1..10000 or an unknown order
 // field, EUNAVAILABLE when the database is unreachable.
 func (s *Store) FindTasks(ctx context.Context, q TaskQuery) (TaskPage, error) {
+	db, err := s.findQuery(s.read.WithContext(ctx), q)
+	if err != nil {
+		return TaskPage{}, err
+	}
+	var rows []taskRow
+	if err := db.Scan(&rows).Error; err != nil {
+		return TaskPage{}, s.wrap(fmt.Errorf("store: find tasks: %w", err))
+	}
+	page := TaskPage{HasMore: len(rows) > q.Limit}
+	rows = rows[:min(len(rows), q.Limit)]
+	page.Tasks = make([]*ipa.Task, len(rows))
+	for i, r := range rows {
+		var err error
+		if page.Tasks[i], err = r.task(); err != nil {
+			return TaskPage{}, err
+		}
+	}
+	return page, nil
+}
+
+// findQuery builds FindTasks' query (Limit+1 rows) on db.
+func (s *Store) findQuery(db *gorm.DB, q TaskQuery) (*gorm.DB, error) {
 	if q.Limit <= 0 || q.Limit > maxTaskPage {
-		return TaskPage{}, fmt.Errorf("store: find tasks: limit %d outside 1..%d", q.Limit, maxTaskPage)
+		return nil, fmt.Errorf("store: find tasks: limit %d outside 1..%d", q.Limit, maxTaskPage)
 	}
 	order := q.Order
 	if order.Field == "" {
@@ -80,13 +102,13 @@ func (s *Store) FindTasks(ctx context.Context, q TaskQuery) (TaskPage, error) {
 	}
 	col, err := orderColumn(order.Field)
 	if err != nil {
-		return TaskPage{}, err
+		return nil, err
 	}
 	dir, cmp := "ASC", ">"
 	if order.Descending {
 		dir, cmp = "DESC", "<"
 	}
-	db := s.filter(s.read.WithContext(ctx).Table("tasks"), q.Filter)
+	db = s.filter(db.Table("tasks"), q.Filter)
 	if q.After != nil {
 		// A row-value comparison: both SQLite and PostgreSQL turn it into the
 		// start of an index range scan on (col, id).
@@ -96,20 +118,7 @@ func (s *Store) FindTasks(ctx context.Context, q TaskQuery) (TaskPage, error) {
 		}
 		db = db.Where(fmt.Sprintf("(%s, id) %s (?, ?)", col, cmp), v, afterID(q.After.ID))
 	}
-	var rows []taskRow
-	err = db.Select(taskColumns).Order(fmt.Sprintf("%s %s, id %s", col, dir, dir)).Limit(q.Limit + 1).Scan(&rows).Error
-	if err != nil {
-		return TaskPage{}, s.wrap(fmt.Errorf("store: find tasks: %w", err))
-	}
-	page := TaskPage{HasMore: len(rows) > q.Limit}
-	rows = rows[:min(len(rows), q.Limit)]
-	page.Tasks = make([]*ipa.Task, len(rows))
-	for i, r := range rows {
-		if page.Tasks[i], err = r.task(); err != nil {
-			return TaskPage{}, err
-		}
-	}
-	return page, nil
+	return db.Select(taskColumns).Order(fmt.Sprintf("%s %s, id %s", col, dir, dir)).Limit(q.Limit + 1), nil
 }
 
 // afterID makes a keyset id comparable with a uuid column: a malformed id

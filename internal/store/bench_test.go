@@ -1,0 +1,397 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// seedTasks bulk-inserts n streams and task rows (no events: only the
+// projection is read by the list benchmarks) with multi-row INSERTs in
+// one transaction. Statuses cycle through all four; created_at increases;
+// updated_at is created_at plus up to an hour, with ties.
+func seedTasks(tb testing.TB, s *Store, n int) {
+	tb.Helper()
+	db := s.rawDB()
+	ctx := context.Background()
+	// Build the indexes after the rows (a sort instead of a million random
+	// b-tree inserts each), as a bulk load would.
+	indexes := taskIndexes(tb, s)
+	for name := range indexes {
+		_, err := db.ExecContext(ctx, "DROP INDEX "+name)
+		require.NoError(tb, err)
+	}
+	if !s.postgres() {
+		_, err := db.ExecContext(ctx, "PRAGMA cache_size = -262144") // 256 MiB on the writer connection
+		require.NoError(tb, err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(tb, err)
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	policy, _ := json.Marshal(ipa.DefaultRestartPolicy())
+	statuses := []ipa.TaskStatus{ipa.StatusActive, ipa.StatusInactive, ipa.StatusCompleted, ipa.StatusCancelled}
+	rng := rand.New(rand.NewPCG(1, 2))
+	// Rows per INSERT. The SQLite driver binds parameters in time quadratic
+	// in their number per statement, so SQLite gets one prepared single-row
+	// statement per table instead.
+	batch := 1000
+	var stmts [2]*sql.Stmt
+	if !s.postgres() {
+		batch = 1
+		for i, q := range []string{
+			"INSERT INTO streams (id, type, version, created_at, updated_at) VALUES " + s.placeholders(0, 5),
+			"INSERT INTO tasks (" + taskColumns + ") VALUES " + s.placeholders(0, 16),
+		} {
+			stmts[i], err = tx.PrepareContext(ctx, q)
+			require.NoError(tb, err)
+			defer stmts[i].Close()
+		}
+	}
+	for start := 0; start < n; start += batch {
+		m := min(batch, n-start)
+		var streams, tasks strings.Builder
+		sargs := make([]any, 0, m*5)
+		targs := make([]any, 0, m*16)
+		for i := range m {
+			k := start + i
+			id := uuid.NewString()
+			created := t0.Add(time.Duration(k) * time.Millisecond).UnixNano()
+			updated := created + rng.Int64N(int64(time.Hour))/1000*1000
+			title := fmt.Sprintf("task %d", rng.IntN(n))
+			if i > 0 {
+				streams.WriteString(",")
+				tasks.WriteString(",")
+			}
+			streams.WriteString(s.placeholders(len(sargs), 5))
+			sargs = append(sargs, id, ipa.StreamTypeTask, 1, created, updated)
+			tasks.WriteString(s.placeholders(len(targs), 16))
+			targs = append(targs, id, title, strings.ToLower(title), "", string(statuses[k%4]), string(ipa.PhasePlanning),
+				"demo", "{}", string(policy), "{}", string(ipa.PodStopped), []string{"alice", "bob"}[k%2],
+				created, updated, nil, 1)
+		}
+		if stmts[0] != nil {
+			_, err = stmts[0].ExecContext(ctx, sargs...)
+			require.NoError(tb, err)
+			_, err = stmts[1].ExecContext(ctx, targs...)
+			require.NoError(tb, err)
+			continue
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO streams (id, type, version, created_at, updated_at) VALUES "+streams.String(), sargs...)
+		require.NoError(tb, err)
+		_, err = tx.ExecContext(ctx, "INSERT INTO tasks ("+taskColumns+") VALUES "+tasks.String(), targs...)
+		require.NoError(tb, err)
+	}
+	require.NoError(tb, tx.Commit())
+	for _, def := range indexes {
+		_, err := db.ExecContext(ctx, def)
+		require.NoError(tb, err)
+	}
+	analyze := "ANALYZE"
+	if !s.postgres() {
+		analyze = "PRAGMA optimize"
+	}
+	_, err = db.ExecContext(ctx, analyze)
+	require.NoError(tb, err)
+}
+
+// taskIndexes returns the CREATE INDEX statements of the tasks table's
+// secondary indexes, by name.
+func taskIndexes(tb testing.TB, s *Store) map[string]string {
+	q := `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' AND sql IS NOT NULL`
+	if s.postgres() {
+		q = `SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks' AND indexname <> 'tasks_pkey'`
+	}
+	rows, err := s.rawDB().Query(q)
+	require.NoError(tb, err)
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, def string
+		require.NoError(tb, rows.Scan(&name, &def))
+		out[name] = def
+	}
+	require.NoError(tb, rows.Err())
+	require.NotEmpty(tb, out)
+	return out
+}
+
+// placeholders returns "(?, ?, …)" or "($k+1, $k+2, …)" for n values after k.
+func (s *Store) placeholders(k, n int) string {
+	p := make([]string, n)
+	for i := range p {
+		p[i] = "?"
+		if s.postgres() {
+			p[i] = fmt.Sprintf("$%d", k+i+1)
+		}
+	}
+	return "(" + strings.Join(p, ", ") + ")"
+}
+
+// explain returns the query plan of FindTasks for q.
+func explain(t testing.TB, s *Store, q TaskQuery) string {
+	t.Helper()
+	query := s.read.ToSQL(func(tx *gorm.DB) *gorm.DB {
+		db, err := s.findQuery(tx, q)
+		require.NoError(t, err)
+		var rows []taskRow
+		return db.Scan(&rows)
+	})
+	prefix := "EXPLAIN QUERY PLAN "
+	if s.postgres() {
+		prefix = "EXPLAIN "
+	}
+	rows, err := s.rawDB().Query(prefix + query)
+	require.NoError(t, err)
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var plan []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		require.NoError(t, rows.Scan(ptrs...))
+		plan = append(plan, fmt.Sprint(vals[len(vals)-1]))
+	}
+	return strings.Join(plan, "\n")
+}
+
+// TestFindTasksPlans checks that the list queries the API serves most are
+// index range scans with no sort, on the first page and after a key.
+func TestFindTasksPlans(t *testing.T) {
+	t.Parallel()
+	for _, d := range dialects() {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			s := d.open(t)
+			n := 20_000 // PostgreSQL plans by statistics: give it a realistic table
+			if !s.postgres() {
+				n = 2_000 // SQLite's planner picks the index by shape (and -race makes seeding slow)
+			}
+			seedTasks(t, s, n)
+			// Keys in the middle of the set, so a deep page has many rows after it.
+			mid := t0.Add(time.Duration(n/2) * time.Millisecond)
+			upd := &TaskKey{Time: mid.Add(30 * time.Minute), ID: uuid.NewString()}
+			key := &TaskKey{Time: mid, Title: "task 5", ID: uuid.NewString()}
+			active := ipa.TaskFilter{Statuses: []ipa.TaskStatus{ipa.StatusActive}}
+			cases := map[string]TaskQuery{
+				"updatedDesc":        {Order: ipa.DefaultTaskOrder, Limit: 100},
+				"updatedDescAfter":   {Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+				"statusUpdated":      {Filter: active, Order: ipa.DefaultTaskOrder, Limit: 100},
+				"statusUpdatedAfter": {Filter: active, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+				"createdAscAfter":    {Order: ipa.TaskOrder{Field: ipa.OrderCreatedAt}, Limit: 100, After: key},
+				"statusCreatedAfter": {Filter: active, Order: ipa.TaskOrder{Field: ipa.OrderCreatedAt, Descending: true}, Limit: 100, After: key},
+				"titleAfter":         {Order: ipa.TaskOrder{Field: ipa.OrderTitle}, Limit: 100, After: key},
+				"phaseUpdated":       {Filter: ipa.TaskFilter{Phases: []ipa.Phase{ipa.PhasePlanning}}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+				"createdByUpdated":   {Filter: ipa.TaskFilter{CreatedBy: ptr("bob")}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+				"runtimeUpdated":     {Filter: ipa.TaskFilter{Runtime: ptr("demo")}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+			}
+			for name, q := range cases {
+				plan := explain(t, s, q)
+				if s.postgres() {
+					assert.Contains(t, plan, "Index Scan", name+"\n"+plan)
+					assert.NotContains(t, plan, "Sort", name+"\n"+plan)
+					assert.NotContains(t, plan, "Seq Scan", name+"\n"+plan)
+				} else {
+					assert.Contains(t, plan, "USING INDEX", name+"\n"+plan)
+					assert.NotContains(t, plan, "TEMP B-TREE", name+"\n"+plan)
+				}
+				if name == "statusUpdatedAfter" {
+					t.Logf("%s plan:\n%s", name, plan)
+				}
+			}
+		})
+	}
+}
+
+// benchDialects is dialects() for benchmarks; PostgreSQL is skipped when
+// it cannot be started.
+func benchDialects() []dialect { return dialects() }
+
+func createReq() CreateTaskRequest {
+	return CreateTaskRequest{
+		TaskID:  uuid.NewString(),
+		Created: ipa.TaskCreatedData{Title: "bench", Runtime: "demo", RestartPolicy: ipa.DefaultRestartPolicy()},
+		Actor:   "bench", Now: time.Now(),
+	}
+}
+
+// rawCreate is the baseline: the same three writes as CreateTask (stream,
+// event, task row) in one database/sql transaction, with no GORM, no
+// position counter and no fold.
+func rawCreate(ctx context.Context, s *Store, pos int64) error {
+	tx, err := s.rawDB().BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	id, now := uuid.NewString(), time.Now().UnixNano()
+	q := func(sql string) string {
+		if !s.postgres() {
+			return sql
+		}
+		n := 0
+		return replaceEach(sql, "?", func() string { n++; return fmt.Sprintf("$%d", n) })
+	}
+	if _, err := tx.ExecContext(ctx, q(`INSERT INTO streams (id, type, version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)`),
+		id, ipa.StreamTypeTask, now, now); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, q(`INSERT INTO events (position, id, stream_id, version, type, data, actor_id, occurred_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?)`),
+		pos, uuid.Must(uuid.NewV7()).String(), id, ipa.EventTaskCreated, `{"title":"bench"}`, "bench", now); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, q(`INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		id, "bench", "bench", "", "INACTIVE", "SPEC_CLARIFICATION", "demo", "{}", "{}", "{}", "STOPPED", "bench", now, now, nil, 1); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func replaceEach(s, old string, next func() string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, old)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(next())
+		s = s[i+len(old):]
+	}
+}
+
+// run calls fn b.N times, sequentially or from par goroutines.
+func run(b *testing.B, par int, fn func() error) {
+	b.ResetTimer()
+	if par <= 1 {
+		for range b.N {
+			if err := fn(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return
+	}
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var wg sync.WaitGroup
+	for range par {
+		wg.Go(func() {
+			for left.Add(-1) >= 0 {
+				if err := fn(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkCreateTask compares CreateTask with a raw database/sql baseline
+// doing the same three inserts, sequentially and from 16 goroutines.
+func BenchmarkCreateTask(b *testing.B) {
+	for _, d := range benchDialects() {
+		b.Run(d.name, func(b *testing.B) {
+			s := d.open(b)
+			ctx := context.Background()
+			var pos atomic.Int64
+			pos.Store(1 << 40) // raw rows stay clear of the store's counter
+			raw := func() error { return rawCreate(ctx, s, pos.Add(1)) }
+			store := func() error { _, err := s.CreateTask(ctx, createReq()); return err }
+			for _, mode := range []struct {
+				name string
+				par  int
+			}{{"seq", 1}, {"par16", 16}} {
+				b.Run("raw/"+mode.name, func(b *testing.B) { run(b, mode.par, raw) })
+				b.Run("store/"+mode.name, func(b *testing.B) { run(b, mode.par, store) })
+			}
+		})
+	}
+}
+
+// BenchmarkFindTasks reads the first page and a page ~90% deep (by key) of
+// UPDATED_AT DESC lists, with and without a status filter, and counts.
+// 1M rows only with IPA_BENCH_LARGE=1.
+func BenchmarkFindTasks(b *testing.B) {
+	sizes := []struct {
+		name string
+		n    int
+	}{{"1k", 1_000}, {"100k", 100_000}}
+	if os.Getenv("IPA_BENCH_LARGE") == "1" {
+		sizes = append(sizes, struct {
+			name string
+			n    int
+		}{"1M", 1_000_000})
+	}
+	for _, d := range benchDialects() {
+		b.Run(d.name, func(b *testing.B) {
+			for _, size := range sizes {
+				b.Run(size.name, func(b *testing.B) {
+					s := d.open(b)
+					start := time.Now()
+					seedTasks(b, s, size.n)
+					b.Logf("seeded %d tasks in %v", size.n, time.Since(start))
+					benchLists(b, s, size.n)
+				})
+			}
+		})
+	}
+}
+
+func benchLists(b *testing.B, s *Store, n int) {
+	ctx := context.Background()
+	active := ipa.TaskFilter{Statuses: []ipa.TaskStatus{ipa.StatusActive}}
+	for _, c := range []struct {
+		name   string
+		filter ipa.TaskFilter
+		total  int
+	}{{"all", ipa.TaskFilter{}, n}, {"status", active, n / 4}} {
+		deep := deepKey(b, s, c.filter, c.total*9/10)
+		for _, p := range []struct {
+			name  string
+			after *TaskKey
+		}{{"first", nil}, {"deep", deep}} {
+			b.Run(c.name+"/"+p.name, func(b *testing.B) {
+				q := TaskQuery{Filter: c.filter, Order: ipa.DefaultTaskOrder, Limit: 100, After: p.after}
+				run(b, 1, func() error {
+					page, err := s.FindTasks(ctx, q)
+					if err == nil && len(page.Tasks) == 0 {
+						err = fmt.Errorf("got %d tasks", len(page.Tasks))
+					}
+					return err
+				})
+			})
+		}
+		b.Run(c.name+"/count", func(b *testing.B) {
+			run(b, 1, func() error { _, err := s.CountTasks(ctx, c.filter); return err })
+		})
+	}
+}
+
+// deepKey returns the key of the row at offset k in the UPDATED_AT DESC
+// order under f (setup only: it uses OFFSET, which FindTasks never does).
+func deepKey(tb testing.TB, s *Store, f ipa.TaskFilter, k int) *TaskKey {
+	var r taskRow
+	db := s.filter(s.read.Table("tasks"), f).Select(taskColumns).Order("updated_at DESC, id DESC").Offset(k).Limit(1)
+	require.NoError(tb, db.Scan(&r).Error)
+	require.NotEmpty(tb, r.ID)
+	return &TaskKey{Time: fromNanos(r.UpdatedAt), ID: r.ID}
+}
