@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ipa-dev/ipa/internal/pgtest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,6 +54,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	code := m.Run()
+	pgtest.Stop()
 	// Last line of defence: nothing this run started survives it.
 	for _, pid := range taggedPids(runID) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)

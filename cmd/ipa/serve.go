@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/manager"
+	"github.com/ipa-dev/ipa/internal/store"
 )
 
 // serveOptions are the settings of `ipa serve`.
@@ -109,11 +111,23 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Commits of other instances on the same PostgreSQL database reach this
+	// instance's live feeds as notices; SQLite has no other instances.
+	listenCtx, stopListening := context.WithCancel(ctx)
+	var listening sync.WaitGroup
+	defer func() { stopListening(); listening.Wait() }()
 	cat, err := discoverRuntimes(so, log)
 	if err != nil {
 		return err
 	}
 	broker := eventstore.NewBroker()
+	listening.Add(1)
+	go func() {
+		defer listening.Done()
+		st.ListenCommits(listenCtx, func(n store.CommitNotice) {
+			broker.Publish(eventstore.Commit{TaskID: n.TaskID, Version: n.Version, Position: n.Position})
+		}, broker.Resync)
+	}()
 	mgr, err := manager.New(ctx, manager.Config{
 		Store:         st,
 		Runtimes:      cat.runtimes(),

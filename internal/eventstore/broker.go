@@ -14,6 +14,7 @@
 package eventstore
 
 import (
+	"math"
 	"sync"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -132,6 +133,22 @@ func (b *Broker) Publish(c Commit) {
 		}
 		select {
 		case l.ch <- c:
+		default:
+			l.mu.Lock()
+			l.lagged = true
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Resync makes every event subscriber read the store, as if it had missed a
+// commit: used when notices from other instances may have been lost.
+func (b *Broker) Resync() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for l := range b.subs {
+		select {
+		case l.ch <- Commit{Position: math.MaxInt64, Version: math.MaxInt64}:
 		default:
 			l.mu.Lock()
 			l.lagged = true

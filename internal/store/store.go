@@ -38,12 +38,17 @@ type Options struct {
 	Logger       *slog.Logger // nil discards
 	MaxOpenConns int          // PostgreSQL pool size, or SQLite reader pool size; 0 picks a default
 	SkipMigrate  bool         // do not apply migrations on Open
+	// Instance names this process in commit notices (PostgreSQL), so it can
+	// ignore its own; "" picks a random one.
+	Instance string
 }
 
 // Store is a handle on the database. It is safe for concurrent use.
 type Store struct {
-	dialect string
-	log     *slog.Logger
+	dialect  string
+	log      *slog.Logger
+	url      string // PostgreSQL: for the LISTEN connection
+	instance string // names this process in commit notices
 	// write runs every write transaction. On SQLite it is a pool of one
 	// connection, so writers queue in Go instead of failing with SQLITE_BUSY;
 	// on PostgreSQL it is the same pool as read.
@@ -67,7 +72,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log}
+	s := &Store{log: log, instance: opts.Instance}
+	if s.instance == "" {
+		s.instance = newID()
+	}
 	var err error
 	switch {
 	case strings.HasPrefix(rawURL, "sqlite://"):
@@ -148,6 +156,7 @@ func (s *Store) openSQLite(rawURL string, opts Options) error {
 
 func (s *Store) openPostgres(rawURL string, opts Options) error {
 	s.dialect = dialectPostgres
+	s.url = rawURL
 	db, err := gorm.Open(postgres.Open(rawURL), gormConfig())
 	if err != nil {
 		return s.wrap(err)

@@ -252,7 +252,10 @@ func (s *Store) insertEvents(tx *gorm.DB, events []ipa.Event) error {
 	if s.afterAllocate != nil {
 		s.afterAllocate(tx.Statement.Context)
 	}
-	return tx.Create(&rows).Error
+	if err := tx.Create(&rows).Error; err != nil {
+		return err
+	}
+	return s.notifyCommit(tx, events[len(events)-1])
 }
 
 // allocatePositions reserves n global positions and returns the last one.
