@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,12 +14,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/manager"
 	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/plugins/builtin"
 )
@@ -141,7 +144,7 @@ func fileSHA256(path string) (string, error) {
 
 // startPods starts the supervisor, reconciles what the previous server left
 // behind (reattach or record pod_lost), and connects it to the manager.
-func startPods(ctx context.Context, so *serveOptions, cat *catalog, mgr *manager.Manager, reg prometheus.Registerer, log *slog.Logger) (*supervisor.Supervisor, error) {
+func startPods(ctx context.Context, so *serveOptions, cat *catalog, mgr *manager.Manager, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*supervisor.Supervisor, error) {
 	// Absolute, so plugins and leases do not depend on the working directory.
 	dataDir, err := filepath.Abs(so.dataDir)
 	if err != nil {
@@ -152,6 +155,7 @@ func startPods(ctx context.Context, so *serveOptions, cat *catalog, mgr *manager
 		HostFactory:   func(taskID, runtime string) podapi.Host { return newRuntimeHost(mgr, taskID, runtime) },
 		Launcher:      supervisor.LauncherFunc(cat.command),
 		DataDir:       dataDir,
+		Leases:        leaseStore{st: st, owner: instanceID(so, dataDir)},
 		DefaultPolicy: so.policy,
 		Logger:        log,
 		Registry:      reg,
@@ -250,4 +254,55 @@ func (h *runtimeHost) Output(ctx context.Context, req podapi.OutputRequest) (pod
 		lines[i] = manager.OutputLine{Stream: l.Stream, Text: l.Text}
 	}
 	return podapi.OutputResponse{}, h.mgr.RuntimeOutput(ctx, h.taskID, h.runtime, h.causation(ctx), lines, req.Dropped)
+}
+
+// instanceID names this server as the owner of its pods' leases. It must be
+// the same after a restart (to find and reattach its pods) and differ
+// between servers sharing a database: by default the host name and the data
+// directory, which two servers never share.
+func instanceID(so *serveOptions, dataDir string) string {
+	if so.instanceID != "" {
+		return so.instanceID
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	return host + ":" + dataDir
+}
+
+// leaseStore keeps the supervisor's pod leases in the database, one owner
+// per pod, so several servers on one PostgreSQL database never run the same
+// task's pod twice.
+type leaseStore struct {
+	st    *store.Store
+	owner string
+}
+
+func (l leaseStore) Save(ctx context.Context, lease supervisor.Lease) error {
+	data, err := json.Marshal(lease)
+	if err != nil {
+		return err
+	}
+	return l.st.SaveLease(ctx, l.owner, lease.TaskID, data, time.Now())
+}
+
+func (l leaseStore) Delete(ctx context.Context, taskID string) error {
+	return l.st.DeleteLease(ctx, l.owner, taskID)
+}
+
+func (l leaseStore) List(ctx context.Context) ([]supervisor.Lease, error) {
+	rows, err := l.st.ListLeases(ctx, l.owner)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]supervisor.Lease, 0, len(rows))
+	for _, r := range rows {
+		var lease supervisor.Lease
+		if err := json.Unmarshal(r, &lease); err != nil {
+			return nil, fmt.Errorf("decode pod lease: %w", err)
+		}
+		out = append(out, lease)
+	}
+	return out, nil
 }

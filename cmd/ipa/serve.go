@@ -31,6 +31,7 @@ type serveOptions struct {
 	authMode         string
 	pluginDir        string
 	pluginSHA256File string
+	instanceID       string
 	dataDir          string
 	shutdownTimeout  time.Duration
 	enableExec       bool
@@ -57,6 +58,7 @@ forcibly) and the store is flushed.`,
 	f.StringVar(&so.pluginDir, "plugin-dir", "", "directory of external runtime plugins (one executable per runtime, named after it)")
 	f.StringVar(&so.pluginSHA256File, "plugin-sha256-file", "", "allow-list of external plugins in sha256sum format; only listed files with matching checksums run")
 	f.StringVar(&so.dataDir, "data-dir", "./ipa-data", "directory for pod working directories and runtime state")
+	f.StringVar(&so.instanceID, "instance-id", "", "name of this server as the owner of its pods (default: host name and data dir); must be stable across restarts and unique per database")
 	f.DurationVar(&so.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a clean shutdown may take before pods are killed")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
@@ -140,7 +142,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	pods, err := startPods(ctx, so, cat, mgr, reg, log)
+	pods, err := startPods(ctx, so, cat, mgr, st, reg, log)
 	if err != nil {
 		return err
 	}

@@ -81,6 +81,7 @@ func runSuite(t *testing.T, open func(testing.TB) *Store) {
 		{"ClosedStoreUnavailable", testClosedStoreUnavailable},
 		{"MigrateTwice", testMigrateTwice},
 		{"TailingReaderMissesNothing", testTailingReader},
+		{"Leases", testLeases},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
