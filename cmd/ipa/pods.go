@@ -187,7 +187,13 @@ func startPods(ctx context.Context, so *serveOptions, cat *catalog, mgr *manager
 type podController struct{ sup *supervisor.Supervisor }
 
 func (p podController) StartPod(ctx context.Context, t *ipa.Task, causation string) (bool, error) {
-	return p.sup.StartPod(ctx, supervisor.PodSpec{Task: t, CausationID: causation}, true)
+	started, err := p.sup.StartPod(ctx, supervisor.PodSpec{Task: t, CausationID: causation}, true)
+	if errors.Is(err, store.ErrLeaseHeld) {
+		// Another server sharing the database runs this pod: as far as the
+		// caller is concerned, a pod already runs.
+		return false, nil
+	}
+	return started, err
 }
 
 func (p podController) StopPod(ctx context.Context, taskID, reason string) error {
