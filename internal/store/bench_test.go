@@ -305,28 +305,6 @@ func run(b *testing.B, par int, fn func() error) {
 	wg.Wait()
 }
 
-// BenchmarkCreateTask compares CreateTask with a raw database/sql baseline
-// doing the same three inserts, sequentially and from 16 goroutines.
-func BenchmarkCreateTask(b *testing.B) {
-	for _, d := range benchDialects() {
-		b.Run(d.name, func(b *testing.B) {
-			s := d.open(b)
-			ctx := context.Background()
-			var pos atomic.Int64
-			pos.Store(1 << 40) // raw rows stay clear of the store's counter
-			raw := func() error { return rawCreate(ctx, s, pos.Add(1)) }
-			store := func() error { _, err := s.CreateTask(ctx, createReq()); return err }
-			for _, mode := range []struct {
-				name string
-				par  int
-			}{{"seq", 1}, {"par16", 16}} {
-				b.Run("raw/"+mode.name, func(b *testing.B) { run(b, mode.par, raw) })
-				b.Run("store/"+mode.name, func(b *testing.B) { run(b, mode.par, store) })
-			}
-		})
-	}
-}
-
 // BenchmarkFindTasks reads the first page and a page ~90% deep (by key) of
 // UPDATED_AT DESC lists, with and without a status filter, and counts.
 // 1M rows only with IPA_BENCH_LARGE=1.

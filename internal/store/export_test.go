@@ -1,0 +1,20 @@
+package store
+
+import (
+	"context"
+	"testing"
+)
+
+// Exported for the benchmarks in package store_test, which compare the
+// store with the layers above it in one run.
+
+// BenchDialect opens a fresh store of one dialect.
+type BenchDialect = dialect
+
+// Name and Open give the external package access to a dialect.
+func (d dialect) Name() string                                 { return d.name }
+func (d dialect) Open(tb testing.TB) *Store                    { return d.open(tb) }
+func Dialects() []BenchDialect                                 { return dialects() }
+func RunBench(b *testing.B, par int, fn func() error)          { run(b, par, fn) }
+func RawCreate(ctx context.Context, s *Store, pos int64) error { return rawCreate(ctx, s, pos) }
+func NewCreateRequest() CreateTaskRequest                      { return createReq() }
