@@ -43,6 +43,20 @@ type ComplexityRoot struct {
 		Role func(childComplexity int) int
 	}
 
+	ApiToken struct {
+		ActorID   func(childComplexity int) int
+		CreatedAt func(childComplexity int) int
+		ID        func(childComplexity int) int
+		LastUsed  func(childComplexity int) int
+		RevokedAt func(childComplexity int) int
+		Role      func(childComplexity int) int
+	}
+
+	CreateTokenPayload struct {
+		Secret func(childComplexity int) int
+		Token  func(childComplexity int) int
+	}
+
 	Event struct {
 		ActorID       func(childComplexity int) int
 		CausationID   func(childComplexity int) int
@@ -71,7 +85,9 @@ type ComplexityRoot struct {
 		CancelTask      func(childComplexity int, taskID string, reason string, expectedVersion *int) int
 		CompleteTask    func(childComplexity int, taskID string, expectedVersion *int) int
 		CreateTask      func(childComplexity int, input manager.CreateTaskInput) int
+		CreateToken     func(childComplexity int, actorID string, role ipa.Role) int
 		RestartPod      func(childComplexity int, taskID string, expectedVersion *int) int
+		RevokeToken     func(childComplexity int, id string) int
 		StartPod        func(childComplexity int, taskID string, expectedVersion *int) int
 		StopPod         func(childComplexity int, taskID string, reason *string, expectedVersion *int) int
 		TransitionPhase func(childComplexity int, taskID string, to ipa.Phase, note *string, expectedVersion *int) int
@@ -103,6 +119,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		APITokens  func(childComplexity int) int
 		ActivePods func(childComplexity int) int
 		Node       func(childComplexity int, id string) int
 		Runtimes   func(childComplexity int) int
@@ -168,6 +185,10 @@ type ComplexityRoot struct {
 	TaskPayload struct {
 		Task func(childComplexity int) int
 	}
+
+	TokenPayload struct {
+		Token func(childComplexity int) int
+	}
 }
 
 type executableSchema graphql.ExecutableSchemaState[ResolverRoot, DirectiveRoot, ComplexityRoot]
@@ -196,6 +217,56 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Actor.Role(childComplexity), true
+
+	case "ApiToken.actorId":
+		if e.ComplexityRoot.ApiToken.ActorID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiToken.ActorID(childComplexity), true
+	case "ApiToken.createdAt":
+		if e.ComplexityRoot.ApiToken.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiToken.CreatedAt(childComplexity), true
+	case "ApiToken.id":
+		if e.ComplexityRoot.ApiToken.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiToken.ID(childComplexity), true
+	case "ApiToken.lastUsedAt":
+		if e.ComplexityRoot.ApiToken.LastUsed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiToken.LastUsed(childComplexity), true
+	case "ApiToken.revokedAt":
+		if e.ComplexityRoot.ApiToken.RevokedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiToken.RevokedAt(childComplexity), true
+	case "ApiToken.role":
+		if e.ComplexityRoot.ApiToken.Role == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiToken.Role(childComplexity), true
+
+	case "CreateTokenPayload.secret":
+		if e.ComplexityRoot.CreateTokenPayload.Secret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateTokenPayload.Secret(childComplexity), true
+	case "CreateTokenPayload.token":
+		if e.ComplexityRoot.CreateTokenPayload.Token == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateTokenPayload.Token(childComplexity), true
 
 	case "Event.actorId":
 		if e.ComplexityRoot.Event.ActorID == nil {
@@ -323,6 +394,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateTask(childComplexity, args["input"].(manager.CreateTaskInput)), true
+	case "Mutation.createToken":
+		if e.ComplexityRoot.Mutation.CreateToken == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createToken_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateToken(childComplexity, args["actorId"].(string), args["role"].(ipa.Role)), true
 	case "Mutation.restartPod":
 		if e.ComplexityRoot.Mutation.RestartPod == nil {
 			break
@@ -334,6 +416,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RestartPod(childComplexity, args["taskId"].(string), args["expectedVersion"].(*int)), true
+	case "Mutation.revokeToken":
+		if e.ComplexityRoot.Mutation.RevokeToken == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_revokeToken_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RevokeToken(childComplexity, args["id"].(string)), true
 	case "Mutation.startPod":
 		if e.ComplexityRoot.Mutation.StartPod == nil {
 			break
@@ -472,6 +565,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PodCrash.UptimeMs(childComplexity), true
 
+	case "Query.apiTokens":
+		if e.ComplexityRoot.Query.APITokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.APITokens(childComplexity), true
 	case "Query.activePods":
 		if e.ComplexityRoot.Query.ActivePods == nil {
 			break
@@ -761,6 +860,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.TaskPayload.Task(childComplexity), true
+
+	case "TokenPayload.token":
+		if e.ComplexityRoot.TokenPayload.Token == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TokenPayload.Token(childComplexity), true
 
 	}
 	return 0, false
@@ -1181,6 +1287,41 @@ extend type Mutation {
   cancelTask(taskId: ID!, reason: String!, expectedVersion: Int): TaskPayload!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/token.graphqls", Input: `"""
+An API token. The secret is shown once, when it is created; only its hash is stored.
+"""
+type ApiToken {
+  id: ID!
+  "Actor recorded on every event made with this token."
+  actorId: String!
+  role: Role!
+  createdAt: Time!
+  lastUsedAt: Time
+  revokedAt: Time
+}
+
+type CreateTokenPayload {
+  token: ApiToken!
+  "The secret to send as ` + "`" + `Authorization: Bearer <secret>` + "`" + `. Shown only here."
+  secret: String!
+}
+
+type TokenPayload {
+  token: ApiToken!
+}
+
+extend type Query {
+  "Every API token, newest first (admin only)."
+  apiTokens: [ApiToken!]!
+}
+
+extend type Mutation {
+  "Mints an API token for an actor and role (admin only)."
+  createToken(actorId: String!, role: Role!): CreateTokenPayload!
+  "Revokes a token by id (admin only); requests with it fail from then on."
+  revokeToken(id: ID!): TokenPayload!
+}
+`, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
 
@@ -1196,6 +1337,34 @@ func (ec *executionContext) childFields_Actor(ctx context.Context, field graphql
 		return ec.fieldContext_Actor_role(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Actor", field.Name)
+}
+
+func (ec *executionContext) childFields_ApiToken(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ApiToken_id(ctx, field)
+	case "actorId":
+		return ec.fieldContext_ApiToken_actorId(ctx, field)
+	case "role":
+		return ec.fieldContext_ApiToken_role(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_ApiToken_createdAt(ctx, field)
+	case "lastUsedAt":
+		return ec.fieldContext_ApiToken_lastUsedAt(ctx, field)
+	case "revokedAt":
+		return ec.fieldContext_ApiToken_revokedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApiToken", field.Name)
+}
+
+func (ec *executionContext) childFields_CreateTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "token":
+		return ec.fieldContext_CreateTokenPayload_token(ctx, field)
+	case "secret":
+		return ec.fieldContext_CreateTokenPayload_secret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateTokenPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Event(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1396,6 +1565,14 @@ func (ec *executionContext) childFields_TaskPayload(ctx context.Context, field g
 		return ec.fieldContext_TaskPayload_task(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type TaskPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_TokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "token":
+		return ec.fieldContext_TokenPayload_token(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TokenPayload", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

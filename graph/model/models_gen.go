@@ -9,7 +9,14 @@ import (
 	"strconv"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/store"
 )
+
+type CreateTokenPayload struct {
+	Token *store.Token `json:"token"`
+	// The secret to send as `Authorization: Bearer <secret>`. Shown only here.
+	Secret string `json:"secret"`
+}
 
 type EventEdge struct {
 	Cursor string     `json:"cursor"`
@@ -51,6 +58,10 @@ type TaskOrder struct {
 
 type TaskPayload struct {
 	Task *ipa.Task `json:"task"`
+}
+
+type TokenPayload struct {
+	Token *store.Token `json:"token"`
 }
 
 type OrderDirection string
