@@ -1,0 +1,74 @@
+package main
+
+import (
+	"database/sql"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/glebarez/go-sqlite" // database/sql driver "sqlite", to corrupt a row behind the store's back
+)
+
+// runIPA runs the ipa binary with args on the home's database and returns
+// its stdout and exit code.
+func (h *home) runIPA(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(ipaBin, append(args, "--database", h.db)...)
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(out), exit.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("ipa %v: %v", args, err)
+	}
+	return string(out), 0
+}
+
+// TestReprojectCommand: `ipa reproject --check` agrees with a clean database,
+// finds a row that differs from its events (exit 1), and `ipa reproject`
+// repairs it.
+func TestReprojectCommand(t *testing.T) {
+	t.Parallel()
+	h := newHome(t)
+	s := h.start()
+	id := s.createTask(t, map[string]any{"title": "original"})
+	s.createTask(t, map[string]any{"title": "other"})
+	s.must(t, `mutation($id: ID!) { transitionPhase(taskId: $id, to: PLANNING) { task { id } } }`, map[string]any{"id": id}, nil)
+	s.stop(t, 15*time.Second)
+
+	out, code := h.runIPA(t, "reproject", "--check")
+	if code != 0 || !strings.Contains(out, "0 rows differ") {
+		t.Fatalf("clean database: exit %d, %q", code, out)
+	}
+
+	db, err := sql.Open("sqlite", strings.TrimPrefix(h.db, "sqlite://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE tasks SET title = 'tampered', phase = 'REVIEW' WHERE id = ?`, id); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	out, code = h.runIPA(t, "reproject", "--check")
+	if code != 1 || !strings.Contains(out, "1 rows differ") {
+		t.Fatalf("tampered row: exit %d, %q; want exit 1 and 1 row", code, out)
+	}
+	out, code = h.runIPA(t, "reproject")
+	if code != 0 || !strings.Contains(out, "1 rows changed") {
+		t.Fatalf("reproject: exit %d, %q", code, out)
+	}
+	out, code = h.runIPA(t, "reproject", "--check")
+	if code != 0 || !strings.Contains(out, "0 rows differ") {
+		t.Fatalf("after reproject: exit %d, %q", code, out)
+	}
+	s = h.start()
+	var got struct{ Task struct{ Title, Phase string } }
+	s.must(t, `query($id: ID!) { task(id: $id) { title phase } }`, map[string]any{"id": id}, &got)
+	if got.Task.Title != "original" || got.Task.Phase != "PLANNING" {
+		t.Fatalf("after reproject the task is %+v", got.Task)
+	}
+}
