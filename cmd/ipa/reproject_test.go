@@ -3,6 +3,7 @@ package main
 import (
 	"database/sql"
 	"errors"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -70,5 +71,66 @@ func TestReprojectCommand(t *testing.T) {
 	s.must(t, `query($id: ID!) { task(id: $id) { title phase } }`, map[string]any{"id": id}, &got)
 	if got.Task.Title != "original" || got.Task.Phase != "PLANNING" {
 		t.Fatalf("after reproject the task is %+v", got.Task)
+	}
+}
+
+// TestAdminCommands: migrate is harmless to repeat, token create works on a
+// brand-new database and prints the secret alone on the last line, the
+// secret authenticates, list never shows it, revoke makes it useless.
+func TestAdminCommands(t *testing.T) {
+	t.Parallel()
+	h := newHome(t)
+	if out, code := h.runIPA(t, "migrate"); code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("migrate: exit %d, %q", code, out)
+	}
+	if out, code := h.runIPA(t, "migrate"); code != 0 || !strings.Contains(out, "0 migrations applied") {
+		t.Fatalf("second migrate: exit %d, %q", code, out)
+	}
+	out, code := h.runIPA(t, "token", "create", "--actor", "ci-bot", "--role", "operator")
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	secret := lines[len(lines)-1]
+	if code != 0 || !strings.HasPrefix(secret, "ipa_") || strings.Contains(secret, " ") {
+		t.Fatalf("token create: exit %d, %q", code, out)
+	}
+	if out, _ := h.runIPA(t, "token", "list"); !strings.Contains(out, "ci-bot") || strings.Contains(out, secret) {
+		t.Fatalf("token list must show the actor and never the secret: %q", out)
+	}
+	if _, code := h.runIPA(t, "token", "create", "--actor", "x", "--role", "root"); code == 0 {
+		t.Fatal("an unknown role must be refused")
+	}
+
+	s := h.start("--auth", "required")
+	req := func() int {
+		r, err := http.NewRequest(http.MethodPost, s.url+"/graphql", strings.NewReader(`{"query":"{ viewer { id } }"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := s.client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := req(); got != http.StatusOK {
+		t.Fatalf("the minted token got HTTP %d", got)
+	}
+	list, _ := h.runIPA(t, "token", "list")
+	var id string
+	for _, l := range strings.Split(list, "\n") {
+		if strings.Contains(l, "ci-bot") {
+			id = strings.Fields(l)[0]
+		}
+	}
+	if out, code := h.runIPA(t, "token", "revoke", id); code != 0 {
+		t.Fatalf("revoke: exit %d, %q", code, out)
+	}
+	if got := req(); got != http.StatusUnauthorized {
+		t.Fatalf("a revoked token got HTTP %d, want 401", got)
+	}
+	if out, code := h.runIPA(t, "version"); code != 0 || !strings.HasPrefix(out, "ipa ") {
+		t.Fatalf("version: exit %d, %q", code, out)
 	}
 }
