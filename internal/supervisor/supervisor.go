@@ -573,11 +573,13 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 	defer cancel()
 
 	if ex.Known && ex.Signal == "" && ex.Code != nil && *ex.Code == 0 && !r.unresponsive.Load() {
-		p.setState(ipa.PodStopped)
 		log.Info("pod exited", slog.String("decision", "finished"), slog.Duration("uptime", uptime))
 		_, _ = s.record(ctx, p.taskID, ipa.EventPodStopped, PodStoppedData{
 			Reason: StopExited, PID: r.proc.pid, ExitCode: ex.Code, UptimeMs: uptime.Milliseconds(),
 		}, r.startedEventID)
+		// The state changes after the event is committed, so a reader never
+		// sees a stopped pod on a task whose row still says ACTIVE.
+		p.setState(ipa.PodStopped)
 		return
 	}
 	reason := ReasonExited
@@ -600,17 +602,19 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 // Operation lock held; the pod has no run.
 func (s *Supervisor) noteCrash(p *pod, c Crash, data PodCrashedData, causation string, uptime time.Duration) {
 	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", data.PID), slog.Int("attempt", data.Attempt))
-	p.mu.Lock()
-	p.state = ipa.PodCrashed
-	p.crashes = append(p.crashes, c)
-	p.trimCrashes(c.At, s.cfg.CrashHistory, s.cfg.CrashHistoryKeep)
-	p.mu.Unlock()
 	s.m.crashes.WithLabelValues(data.Runtime, data.Signal, data.Reason).Inc()
 	log.Warn("pod crashed", slog.String("decision", "record_crash"), slog.String("reason", c.Reason),
 		slog.Any("exit_code", c.ExitCode), slog.String("signal", c.Signal), slog.Duration("uptime", uptime))
 	ctx, cancel := s.ownCtx()
 	defer cancel()
 	evID, _ := s.record(ctx, p.taskID, ipa.EventPodCrashed, data, causation)
+	// The state changes after the event is committed, so a reader never
+	// sees a crashed pod on a task whose row still says ACTIVE.
+	p.mu.Lock()
+	p.state = ipa.PodCrashed
+	p.crashes = append(p.crashes, c)
+	p.trimCrashes(c.At, s.cfg.CrashHistory, s.cfg.CrashHistoryKeep)
+	p.mu.Unlock()
 	s.applyPolicy(p, c.At, uptime, evID)
 }
 
