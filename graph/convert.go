@@ -57,3 +57,13 @@ func pageInfo(cursors []string, hasNext, hasPrevious bool) *model.PageInfo {
 	}
 	return p
 }
+
+// ptrs returns pointers to the elements of list, as gqlgen's generated
+// resolvers want lists of objects.
+func ptrs[T any](list []T) []*T {
+	out := make([]*T, len(list))
+	for i := range list {
+		out[i] = &list[i]
+	}
+	return out
+}

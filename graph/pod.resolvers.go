@@ -22,11 +22,7 @@ func (r *podResolver) Crashes(ctx context.Context, obj *manager.PodView, last *i
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*manager.PodCrash, len(list))
-	for i := range list {
-		out[i] = &list[i]
-	}
-	return out, nil
+	return ptrs(list), nil
 }
 
 // Pod returns generated.PodResolver implementation.

@@ -53,11 +53,7 @@ func (r *queryResolver) Runtimes(ctx context.Context) ([]*manager.RuntimeInfo, e
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*manager.RuntimeInfo, len(list))
-	for i := range list {
-		out[i] = &list[i]
-	}
-	return out, nil
+	return ptrs(list), nil
 }
 
 // Node is the resolver for the node field. Task ids are the only node ids.

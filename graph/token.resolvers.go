@@ -37,9 +37,5 @@ func (r *queryResolver) APITokens(ctx context.Context) ([]*store.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*store.Token, len(list))
-	for i := range list {
-		out[i] = &list[i]
-	}
-	return out, nil
+	return ptrs(list), nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/store"
 )
 
 func newVersionCommand() *cobra.Command {
@@ -30,21 +30,14 @@ func newMigrateCommand(opts *options) *cobra.Command {
 		Long:  "Applies pending schema migrations to the configured database and exits. Running it again is harmless.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := opts.newLogger(os.Stderr)
-			if err != nil {
-				return err
-			}
-			s, err := opts.openStore(cmd.Context(), log)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			n, err := s.Migrate(cmd.Context())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "database is up to date (%d migrations applied now)\n", n)
-			return nil
+			return opts.withStore(cmd, false, func(s *store.Store) error {
+				n, err := s.Migrate(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "database is up to date (%d migrations applied now)\n", n)
+				return nil
+			})
 		},
 	}
 }
@@ -58,28 +51,21 @@ func newReprojectCommand(opts *options) *cobra.Command {
 With --check it only compares, and exits 1 when any row differs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := opts.newLogger(os.Stderr)
-			if err != nil {
-				return err
-			}
-			s, err := opts.openStore(cmd.Context(), log)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			n, err := s.Reproject(cmd.Context(), check)
-			if err != nil {
-				return err
-			}
-			if check {
-				fmt.Fprintf(cmd.OutOrStdout(), "%d rows differ from the event log\n", n)
-				if n > 0 {
-					return &exitError{code: 1, err: fmt.Errorf("%d rows differ from the event log", n)}
+			return opts.withStore(cmd, true, func(s *store.Store) error {
+				n, err := s.Reproject(cmd.Context(), check)
+				if err != nil {
+					return err
 				}
+				if check {
+					fmt.Fprintf(cmd.OutOrStdout(), "%d rows differ from the event log\n", n)
+					if n > 0 {
+						return &exitError{code: 1, err: fmt.Errorf("%d rows differ from the event log", n)}
+					}
+					return nil
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%d rows changed\n", n)
 				return nil
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d rows changed\n", n)
-			return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&check, "check", false, "only compare; exit 1 when any row differs")
@@ -104,23 +90,16 @@ stored, so keep it safe.`,
 			if !r.Valid() {
 				return fmt.Errorf("--role must be viewer, operator or admin, not %q", role)
 			}
-			log, err := opts.newLogger(os.Stderr)
-			if err != nil {
-				return err
-			}
-			s, err := opts.openStore(cmd.Context(), log)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			t, secret, err := auth.Mint(cmd.Context(), s, actor, r, time.Now())
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "token %s for actor %q with role %s (shown once; only its hash is stored):\n", t.ID, t.ActorID, t.Role)
-			fmt.Fprintln(out, secret)
-			return nil
+			return opts.withStore(cmd, true, func(s *store.Store) error {
+				t, secret, err := auth.Mint(cmd.Context(), s, actor, r, time.Now())
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "token %s for actor %q with role %s (shown once; only its hash is stored):\n", t.ID, t.ActorID, t.Role)
+				fmt.Fprintln(out, secret)
+				return nil
+			})
 		},
 	}
 	create.Flags().StringVar(&actor, "actor", "", "actor id recorded on every event made with this token (required)")
@@ -133,26 +112,19 @@ stored, so keep it safe.`,
 		Short: "List tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := opts.newLogger(os.Stderr)
-			if err != nil {
-				return err
-			}
-			s, err := opts.openStore(cmd.Context(), log)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			tokens, err := s.ListTokens(cmd.Context())
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tACTOR\tROLE\tCREATED\tLAST USED\tREVOKED")
-			for _, t := range tokens {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.ActorID, t.Role, t.CreatedAt.Format(time.RFC3339),
-					optTime(t.LastUsed), optTime(t.RevokedAt))
-			}
-			return w.Flush()
+			return opts.withStore(cmd, true, func(s *store.Store) error {
+				tokens, err := s.ListTokens(cmd.Context())
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "ID\tACTOR\tROLE\tCREATED\tLAST USED\tREVOKED")
+				for _, t := range tokens {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.ActorID, t.Role, t.CreatedAt.Format(time.RFC3339),
+						optTime(t.LastUsed), optTime(t.RevokedAt))
+				}
+				return w.Flush()
+			})
 		},
 	}
 	revoke := &cobra.Command{
@@ -160,20 +132,13 @@ stored, so keep it safe.`,
 		Short: "Revoke a token by its id (or a unique prefix of it)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := opts.newLogger(os.Stderr)
-			if err != nil {
-				return err
-			}
-			s, err := opts.openStore(cmd.Context(), log)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if err := s.RevokeToken(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "token %s revoked\n", args[0])
-			return nil
+			return opts.withStore(cmd, true, func(s *store.Store) error {
+				if err := s.RevokeToken(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "token %s revoked\n", args[0])
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(create, list, revoke)

@@ -121,9 +121,29 @@ func (o *options) newLogger(w io.Writer) (*slog.Logger, error) {
 
 // openStore opens (and migrates) the configured database.
 func (o *options) openStore(ctx context.Context, log *slog.Logger) (*store.Store, error) {
-	s, err := store.Open(ctx, o.database, store.Options{Logger: log})
+	return o.open(ctx, log, true)
+}
+
+func (o *options) open(ctx context.Context, log *slog.Logger, migrate bool) (*store.Store, error) {
+	s, err := store.Open(ctx, o.database, store.Options{Logger: log, SkipMigrate: !migrate})
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	return s, nil
+}
+
+// withStore runs fn with the configured database open (migrated first when
+// migrate is set) and closes it afterwards: the body of every one-shot
+// command.
+func (o *options) withStore(cmd *cobra.Command, migrate bool, fn func(*store.Store) error) error {
+	log, err := o.newLogger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	s, err := o.open(cmd.Context(), log, migrate)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
 }
