@@ -1,0 +1,498 @@
+package httpserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/eventstore"
+	"github.com/ipa-dev/ipa/internal/httpserver"
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/manager"
+	"github.com/ipa-dev/ipa/internal/pgtest"
+	"github.com/ipa-dev/ipa/internal/store"
+	"github.com/ipa-dev/ipa/plugins/builtin"
+)
+
+// Feed benchmarks: real WebSocket clients (coder/websocket, graphql-transport-ws)
+// over real sockets against the full server. Run them with
+//
+//	go test -run '^$' -bench 'DeliveryLatency|CatchUp' -benchtime 1x ./internal/httpserver/
+
+// benchServer is the full stack behind a real socket, for benchmarks.
+type benchServer struct {
+	store *store.Store
+	url   string // http://host:port
+	http  *http.Client
+}
+
+// benchSetup assembles the server as cmd/ipa/serve.go does, on a fresh
+// database of backend, in auto auth mode (loopback callers are the local admin).
+func benchSetup(tb testing.TB, backend string) *benchServer {
+	tb.Helper()
+	var dbURL string
+	switch backend {
+	case "sqlite":
+		dbURL = "sqlite://" + filepath.Join(tb.TempDir(), "ipa.db")
+	case "postgres":
+		dbURL = pgtest.Start(tb)
+	default:
+		tb.Fatalf("unknown backend %q", backend)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(ctx, dbURL, store.Options{Logger: log})
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = st.Close() })
+	var rts []manager.Runtime
+	for _, rt := range builtin.All() {
+		rts = append(rts, manager.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig})
+	}
+	reg := prometheus.NewRegistry()
+	broker := eventstore.NewBroker()
+	mgr, err := manager.New(ctx, manager.Config{
+		Store: st, Runtimes: rts, Publisher: broker, Feed: eventstore.NewFeed(st, broker, log),
+		Metrics: manager.NewMetrics(reg), Logger: log,
+	})
+	require.NoError(tb, err)
+	a := auth.New(st, auth.ModeAuto, true)
+	srv := httptest.NewServer(httpserver.New(httpserver.Config{Manager: mgr, Auth: a, Registry: reg, Logger: log, Ready: mgr.Ready}))
+	tb.Cleanup(srv.Close)
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	return &benchServer{store: st, url: srv.URL, http: &http.Client{Transport: tr}}
+}
+
+// post sends one GraphQL operation and returns its data, or the first error.
+func (s *benchServer) post(ctx context.Context, query string, vars map[string]any) (json.RawMessage, error) {
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Data   json.RawMessage `json:"data"`
+		Errors []gqlError      `json:"errors"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, raw)
+	}
+	if len(out.Errors) > 0 {
+		return nil, &out.Errors[0]
+	}
+	return out.Data, nil
+}
+
+func (e *gqlError) Error() string { return e.reason() + ": " + e.Message }
+
+// createTask creates a task over HTTP and returns its id.
+func (s *benchServer) createTask(ctx context.Context, title string) (string, error) {
+	data, err := s.post(ctx, `mutation($t: String!) { createTask(input: {title: $t}) { task { id } } }`, map[string]any{"t": title})
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		CreateTask struct{ Task struct{ ID string } }
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return "", err
+	}
+	return out.CreateTask.Task.ID, nil
+}
+
+// toggle moves the task one phase over HTTP — from SPEC_CLARIFICATION to
+// PLANNING, then back and forth between PLANNING and DEVELOPMENT — trying the
+// other way when another client moved it first; *to is left at the next move.
+func (s *benchServer) toggle(ctx context.Context, id string, to *string) error {
+	for range 10_000 { // one of 16 writers on one task loses most races
+
+		_, err := s.post(ctx, `mutation($id: ID!, $to: TaskPhase!) { transitionPhase(taskId: $id, to: $to) { task { version } } }`,
+			map[string]any{"id": id, "to": *to})
+		if *to == "DEVELOPMENT" {
+			*to = "PLANNING"
+		} else {
+			*to = "DEVELOPMENT"
+		}
+		var ge *gqlError
+		if err == nil {
+			return nil
+		}
+		if errors.As(err, &ge) && (ge.reason() == ipa.ReasonInvalidTransition || ge.reason() == ipa.ReasonVersionConflict) {
+			continue
+		}
+		return err
+	}
+	return errors.New("toggle: kept losing races")
+}
+
+// wsSub is one WebSocket connection carrying one graphql-transport-ws subscription.
+type wsSub struct{ conn *websocket.Conn }
+
+// subscribe opens a socket, does connection_init/ack and starts the subscription.
+func (s *benchServer) subscribe(ctx context.Context, query string, vars map[string]any) (*wsSub, error) {
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"/graphql",
+		&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	if err != nil {
+		return nil, err
+	}
+	conn.SetReadLimit(1 << 20)
+	send := func(v any) error {
+		raw, _ := json.Marshal(v)
+		return conn.Write(ctx, websocket.MessageText, raw)
+	}
+	if err := send(map[string]any{"type": "connection_init", "payload": map[string]any{}}); err != nil {
+		conn.CloseNow()
+		return nil, err
+	}
+	_, raw, err := conn.Read(ctx)
+	if err != nil || !bytes.Contains(raw, []byte(`"connection_ack"`)) {
+		conn.CloseNow()
+		return nil, fmt.Errorf("no connection_ack: %s %v", raw, err)
+	}
+	if err := send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": query, "variables": vars}}); err != nil {
+		conn.CloseNow()
+		return nil, err
+	}
+	return &wsSub{conn: conn}, nil
+}
+
+// next returns the payload of the next "next" message; other message types
+// (ping, complete, error) are an error except ping, which is answered.
+func (w *wsSub) next(ctx context.Context) ([]byte, error) {
+	for {
+		_, raw, err := w.conn.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case bytes.HasPrefix(raw, []byte(`{"payload"`)), bytes.Contains(raw, []byte(`"type":"next"`)):
+			return raw, nil
+		case bytes.Contains(raw, []byte(`"type":"ping"`)):
+			_ = w.conn.Write(ctx, websocket.MessageText, []byte(`{"type":"pong"}`))
+		default:
+			return nil, fmt.Errorf("unexpected message: %s", raw)
+		}
+	}
+}
+
+func (w *wsSub) close() { _ = w.conn.Close(websocket.StatusNormalClosure, "") }
+
+// field extracts a scalar field's raw value ("version":12 → 12, "occurredAt":"…" → …)
+// without decoding the whole message, so clients spend little CPU per message.
+func field(raw []byte, name string) []byte {
+	key := []byte(`"` + name + `":`)
+	i := bytes.Index(raw, key)
+	if i < 0 {
+		return nil
+	}
+	v := raw[i+len(key):]
+	if len(v) > 0 && v[0] == '"' {
+		end := bytes.IndexByte(v[1:], '"')
+		if end < 0 {
+			return nil
+		}
+		return v[1 : 1+end]
+	}
+	end := bytes.IndexAny(v, ",}")
+	if end < 0 {
+		return nil
+	}
+	return v[:end]
+}
+
+func fieldInt(raw []byte, name string) int64 {
+	n, _ := strconv.ParseInt(string(field(raw, name)), 10, 64)
+	return n
+}
+
+// raiseFileLimit lifts the soft open-files limit to the hard one: a thousand
+// subscribers hold two thousand sockets in this one process.
+func raiseFileLimit(tb testing.TB) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		tb.Fatalf("getrlimit: %v", err)
+	}
+	if l.Cur < l.Max {
+		l.Cur = l.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+			tb.Fatalf("setrlimit: %v", err)
+		}
+	}
+	if l.Cur < 4096 {
+		tb.Skipf("open-files limit %d is too low for 1000 subscribers", l.Cur)
+	}
+}
+
+const taskEventsSub = `subscription($id: ID!, $v: Int) { taskEvents(taskId: $id, afterVersion: $v) { version occurredAt } }`
+
+// BenchmarkDeliveryLatency measures how long a committed event takes to reach
+// WebSocket subscribers of its task while 16 HTTP clients write: latency =
+// receive time − the event's occurredAt (taken just before the commit; one
+// machine, one clock). Reports p50/p99/max over every delivery in ms.
+func BenchmarkDeliveryLatency(b *testing.B) {
+	raiseFileLimit(b)
+	for _, backend := range backends {
+		for _, n := range []int{1, 100, 1000} {
+			b.Run(fmt.Sprintf("%s/subs=%d", backend, n), func(b *testing.B) {
+				benchDeliveryLatency(b, backend, n)
+			})
+		}
+	}
+}
+
+func benchDeliveryLatency(b *testing.B, backend string, subscribers int) {
+	const writers, togglesPerRound = 16, 400
+	s := benchSetup(b, backend)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hot, err := s.createTask(ctx, "hot")
+	require.NoError(b, err)
+	to := "PLANNING"
+	require.NoError(b, s.toggle(ctx, hot, &to)) // version 2
+
+	// Subscribe from version 1, so each subscription's first message (version
+	// 2) proves it is live before any measured write starts.
+	subs := make([]*wsSub, subscribers)
+	{
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 32)
+		var mu sync.Mutex
+		var firstErr error
+		for i := range subs {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				sub, err := s.subscribe(ctx, taskEventsSub, map[string]any{"id": hot, "v": 1})
+				if err == nil {
+					var raw []byte
+					if raw, err = sub.next(ctx); err == nil && fieldInt(raw, "version") != 2 {
+						err = fmt.Errorf("first message: %s", raw)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					firstErr = cmp(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				subs[i] = sub
+			})
+		}
+		wg.Wait()
+		require.NoError(b, firstErr)
+		defer func() {
+			for _, sub := range subs {
+				sub.close()
+			}
+		}()
+	}
+
+	var all []time.Duration
+	version := int64(2)
+	b.ResetTimer()
+	for range b.N {
+		// The writes' final version is known up front: every toggle succeeds once.
+		final := version + togglesPerRound
+		lat := make([][]time.Duration, subscribers)
+		var readers sync.WaitGroup
+		readErr := make(chan error, subscribers)
+		for i, sub := range subs {
+			readers.Go(func() {
+				for {
+					raw, err := sub.next(ctx)
+					now := time.Now()
+					if err != nil {
+						readErr <- err
+						return
+					}
+					at, err := time.Parse(time.RFC3339Nano, string(field(raw, "occurredAt")))
+					if err != nil {
+						readErr <- fmt.Errorf("occurredAt in %s: %w", raw, err)
+						return
+					}
+					lat[i] = append(lat[i], now.Sub(at))
+					if fieldInt(raw, "version") >= final {
+						return
+					}
+				}
+			})
+		}
+		var wg sync.WaitGroup
+		var claimed sync.Mutex
+		left := togglesPerRound
+		writeErr := make(chan error, writers)
+		for w := range writers {
+			wg.Go(func() {
+				to := "PLANNING"
+				for j := 0; ; j++ {
+					claimed.Lock()
+					mine := left > 0
+					left--
+					claimed.Unlock()
+					if !mine {
+						return
+					}
+					if err := s.toggle(ctx, hot, &to); err != nil {
+						writeErr <- err
+						return
+					}
+					if (w+j)%4 == 0 { // and other tasks are being created meanwhile
+						if _, err := s.createTask(ctx, "other"); err != nil {
+							writeErr <- err
+							return
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(writeErr)
+		require.NoError(b, <-writeErr)
+		readers.Wait()
+		close(readErr)
+		require.NoError(b, <-readErr)
+		for _, l := range lat {
+			require.Len(b, l, togglesPerRound)
+			all = append(all, l...)
+		}
+		version = final
+	}
+	b.StopTimer()
+	slices.Sort(all)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(all[len(all)/2]), "p50-ms")
+	b.ReportMetric(ms(all[len(all)*99/100]), "p99-ms")
+	b.ReportMetric(ms(all[len(all)-1]), "max-ms")
+	b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// catchUpEvents is how many events the catch-up task holds.
+const catchUpEvents = 100_000
+
+// BenchmarkCatchUp reads a 100,000-event task from the start over WebSocket
+// (taskEvents(afterVersion: 0), every field) and, side by side, straight from
+// store.ReadEvents in pages of 1000: the floor the feed is measured against.
+func BenchmarkCatchUp(b *testing.B) {
+	for _, backend := range backends {
+		b.Run(backend, func(b *testing.B) {
+			s := benchSetup(b, backend)
+			ctx := context.Background()
+			id := seedTask(b, s.store, catchUpEvents)
+			var wsTime, storeTime time.Duration
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				n := 0
+				for after := int64(0); ; {
+					page, err := s.store.ReadEvents(ctx, store.EventQuery{TaskID: id, After: after, Limit: 1000})
+					require.NoError(b, err)
+					n += len(page)
+					if len(page) < 1000 {
+						break
+					}
+					after = page[len(page)-1].Version
+				}
+				storeTime += time.Since(start)
+				require.Equal(b, catchUpEvents, n)
+
+				start = time.Now()
+				sub, err := s.subscribe(ctx, `subscription($id: ID!) { taskEvents(taskId: $id, afterVersion: 0) { `+eventFields+` causationId } }`,
+					map[string]any{"id": id})
+				require.NoError(b, err)
+				want := int64(1)
+				for want <= catchUpEvents {
+					raw, err := sub.next(ctx)
+					require.NoError(b, err)
+					if v := fieldInt(raw, "version"); v != want {
+						b.Fatalf("got version %d, want %d", v, want)
+					}
+					want++
+				}
+				wsTime += time.Since(start)
+				sub.close()
+			}
+			b.StopTimer()
+			wsRate := float64(catchUpEvents*b.N) / wsTime.Seconds()
+			storeRate := float64(catchUpEvents*b.N) / storeTime.Seconds()
+			b.ReportMetric(wsRate, "ws-events/s")
+			b.ReportMetric(storeRate, "store-events/s")
+			b.ReportMetric(storeRate/wsRate, "x-floor")
+		})
+	}
+}
+
+// seedTask creates a task with n events straight through the store, a
+// thousand events per transaction, and returns its id.
+func seedTask(tb testing.TB, st *store.Store, n int) string {
+	tb.Helper()
+	ctx := context.Background()
+	res, err := st.CreateTask(ctx, store.CreateTaskRequest{
+		TaskID: uuid.Must(uuid.NewV7()).String(), Created: ipa.TaskCreatedData{Title: "long", Runtime: manager.DefaultRuntime, RestartPolicy: ipa.DefaultRestartPolicy()},
+		Actor: "bench", Now: time.Now(),
+	})
+	require.NoError(tb, err)
+	id := res.Task.ID
+	for left := n - 1; left > 0; {
+		batch := min(left, 1000)
+		_, err := st.Append(ctx, store.AppendRequest{
+			TaskID: id, ExpectedVersion: store.AnyVersion, Actor: "bench", Now: time.Now(),
+			Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
+				out := make([]ipa.NewEvent, batch)
+				from := cur.Phase
+				for i := range out {
+					to := ipa.PhaseDevelopment
+					if from == ipa.PhaseDevelopment {
+						to = ipa.PhasePlanning
+					}
+					out[i] = ipa.NewEvent{Type: ipa.EventPhaseChanged, Data: ipa.PhaseChangedData{From: from, To: to}}
+					from = to
+				}
+				return out, nil
+			},
+		})
+		require.NoError(tb, err)
+		left -= batch
+	}
+	return id
+}
