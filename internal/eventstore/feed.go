@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
@@ -11,6 +12,11 @@ import (
 
 // catchUpPage is how many events one store read returns while catching up.
 const catchUpPage = 1000
+
+// feedBuffer is how many events a stream may have ready for its client, so
+// reading the store and sending to the client overlap instead of taking
+// turns event by event.
+const feedBuffer = 256
 
 // Reader is what the feeds read from the store.
 type Reader interface {
@@ -53,7 +59,7 @@ func (f *Feed) TaskEvents(ctx context.Context, taskID string, after *int64) (<-c
 		}
 		last = *after
 	}
-	s := &stream{feed: f, l: l, out: make(chan *ipa.Event), last: last, taskID: taskID,
+	s := &stream{feed: f, l: l, out: make(chan *ipa.Event, feedBuffer), last: last, taskID: taskID,
 		seq: func(e ipa.Event) int64 { return e.Version }}
 	go s.run(ctx, after != nil)
 	return s.out, nil
@@ -75,7 +81,7 @@ func (f *Feed) Events(ctx context.Context, after *int64, types []string) (<-chan
 		}
 		last = head
 	}
-	s := &stream{feed: f, l: l, out: make(chan *ipa.Event), last: last, types: types,
+	s := &stream{feed: f, l: l, out: make(chan *ipa.Event, feedBuffer), last: last, types: types,
 		seq: func(e ipa.Event) int64 { return e.Position }}
 	go s.run(ctx, after != nil)
 	return s.out, nil
@@ -100,24 +106,90 @@ func (s *stream) run(ctx context.Context, catchUp bool) {
 	if catchUp && !s.readStore(ctx) {
 		return
 	}
+	// Commits are published by the goroutines that made them, after COMMIT,
+	// so two of them can arrive swapped. A commit that does not follow on is
+	// held briefly: usually the one before it arrives within microseconds and
+	// both are delivered from memory. Only when the gap stays open (a commit
+	// of another instance, a dropped batch) does the stream read the store;
+	// without the hold, every swap would send every subscriber to the store
+	// at once.
+	var (
+		held    []Commit
+		timer   *time.Timer
+		timeout <-chan time.Time
+	)
+	stopHolding := func() {
+		held = held[:0]
+		if timer != nil {
+			timer.Stop()
+			timer, timeout = nil, nil
+		}
+	}
+	defer stopHolding()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-timeout:
+			stopHolding()
+			if !s.readStore(ctx) {
+				return
+			}
 		case c := <-s.l.ch:
-			if s.l.takeLagged() || !s.follows(c) {
+			if s.l.takeLagged() || (len(c.Events) == 0 && !s.follows(c)) || len(held) >= maxHeld {
+				stopHolding()
 				if !s.readStore(ctx) {
 					return
 				}
 				continue
 			}
-			for i := range c.Events {
-				if !s.deliver(ctx, c.Events[i]) {
-					return
+			if !s.follows(c) {
+				held = append(held, c)
+				if timer == nil {
+					timer = time.NewTimer(holdGap)
+					timeout = timer.C
 				}
+				continue
+			}
+			if !s.deliverCommit(ctx, c) {
+				return
+			}
+			// Deliver whatever was held and now follows on, in order.
+			for progressed := true; progressed && len(held) > 0; {
+				progressed = false
+				for i := 0; i < len(held); i++ {
+					if s.follows(held[i]) {
+						h := held[i]
+						held = append(held[:i], held[i+1:]...)
+						if !s.deliverCommit(ctx, h) {
+							return
+						}
+						progressed = true
+						i--
+					}
+				}
+			}
+			if len(held) == 0 {
+				stopHolding()
 			}
 		}
 	}
+}
+
+// How long and how many out-of-order commits a stream holds before it reads
+// the store instead.
+const (
+	holdGap = 20 * time.Millisecond
+	maxHeld = 64
+)
+
+func (s *stream) deliverCommit(ctx context.Context, c Commit) bool {
+	for i := range c.Events {
+		if !s.deliver(ctx, c.Events[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // follows reports whether the commit's events continue exactly where the
