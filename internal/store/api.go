@@ -32,7 +32,10 @@ type CreateTaskResult struct {
 
 // DecideFunc looks at the task's current row, inside the write transaction, and
 // returns the events to append. Returning no events appends nothing. Returning
-// an error aborts the transaction and is passed back unchanged.
+// an error rolls back this write (only: the transaction may be shared with
+// other writes) and is passed back unchanged. It must be pure: it may run
+// more than once, on the store's writer goroutine, and must not write
+// through the store.
 type DecideFunc func(current *ipa.Task) ([]ipa.NewEvent, error)
 
 // AppendRequest appends events to an existing task's stream.

@@ -10,8 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
-
-	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
 // commitChannel is the PostgreSQL NOTIFY channel on which every write
@@ -29,15 +27,28 @@ type CommitNotice struct {
 	Position int64 // position of the commit's last event
 }
 
-// notifyCommit queues the commit notice inside the write transaction:
-// PostgreSQL delivers it only if the transaction commits, and in commit
-// order. SQLite has a single process, whose feeds hear commits in memory.
-func (s *Store) notifyCommit(tx *gorm.DB, last ipa.Event) error {
+// notifyCommits queues, inside the write transaction, one commit notice per
+// request that wrote events, naming its last event, in position order:
+// PostgreSQL delivers them only if the transaction commits, in commit order
+// and in the order they were sent. SQLite has a single process, whose feeds
+// hear commits in memory.
+func (s *Store) notifyCommits(tx *gorm.DB, batch []*writeReq) error {
 	if !s.postgres() {
 		return nil
 	}
-	payload := s.instance + "|" + last.TaskID + "|" + strconv.FormatInt(last.Version, 10) + "|" + strconv.FormatInt(last.Position, 10)
-	return tx.Exec(`SELECT pg_notify(?, ?)`, commitChannel, payload).Error
+	args := []any{commitChannel}
+	var ph []string
+	for _, r := range batch {
+		if r.err != nil || len(r.events) == 0 {
+			continue
+		}
+		last := r.events[len(r.events)-1]
+		args = append(args, s.instance+"|"+last.TaskID+"|"+strconv.FormatInt(last.Version, 10)+"|"+strconv.FormatInt(last.Position, 10))
+		ph = append(ph, "?")
+	}
+	// unnest yields the array in order, and pg_notify runs once per row as
+	// it is produced.
+	return tx.Exec(`SELECT pg_notify(?, p) FROM unnest(ARRAY[`+strings.Join(ph, ", ")+`]::text[]) AS p`, args...).Error
 }
 
 func parseNotice(payload string) (CommitNotice, error) {

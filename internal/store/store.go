@@ -1,5 +1,11 @@
 // Package store keeps task streams, events and the tasks projection in SQLite
 // or PostgreSQL. It is the only package that knows GORM or SQL.
+//
+// Every event has a global position, dense and increasing in commit order
+// (see allocatePositions). Writes that append events (CreateTask, Append) go
+// through one writer loop per Store that commits whatever is queued in a
+// single transaction, each write in its own savepoint (group commit, see
+// batch.go); each caller still gets its own outcome, after COMMIT.
 package store
 
 import (
@@ -56,10 +62,14 @@ type Store struct {
 	// read serves queries outside transactions; on SQLite several WAL readers
 	// run concurrently with the writer.
 	read *gorm.DB
+	// w is the writer loop that batches CreateTask and Append into shared
+	// transactions (see batch.go); started by Open, stopped by Close.
+	w *writer
 
 	// Test hooks; nil in production.
 	afterAllocate  func(ctx context.Context) // called between position allocation and commit
 	naivePositions bool                      // allocate like a sequence (outside the tx) to prove the test can fail
+	onBatch        func(size int)            // called by the writer loop before it runs a batch of size requests
 }
 
 // Open connects to the database named by rawURL — sqlite://./ipa.db,
@@ -88,6 +98,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.startWriter()
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -204,8 +215,11 @@ func (s *Store) handles() []*gorm.DB {
 	return out
 }
 
-// Close closes every connection. Later calls fail with EUNAVAILABLE.
+// Close lets the writes in flight commit and deliver their results, fails
+// the writes still queued, then closes every connection. Later calls fail
+// with EUNAVAILABLE.
 func (s *Store) Close() error {
+	s.stopWriter()
 	var errs []error
 	for _, g := range s.handles() {
 		if db, err := g.DB(); err == nil {

@@ -809,12 +809,23 @@ func tail(t *testing.T, s *Store, writers, appends int, delay time.Duration) (wr
 	for i := range ids {
 		ids[i] = createTask(t, s, fmt.Sprintf("w%d", i), t0).ID
 	}
+	// On PostgreSQL the writers share two stores on one database, as two
+	// instances would: each store's writer loop commits one batch at a
+	// time, so it is between stores that transactions run concurrently.
+	stores := []*Store{s}
+	if s.postgres() {
+		other := mustOpen(t, s.url)
+		other.naivePositions = s.naivePositions
+		stores = append(stores, other)
+	}
 	// Half the writers stall between taking their position and committing,
 	// which is where a sequence lets a later position commit first.
 	var slow sync.Map
-	s.afterAllocate = func(ctx context.Context) {
-		if _, ok := slow.Load(ctx.Value(writerKey{})); ok {
-			time.Sleep(delay)
+	for _, st := range stores {
+		st.afterAllocate = func(ctx context.Context) {
+			if _, ok := slow.Load(ctx.Value(writerKey{})); ok {
+				time.Sleep(delay)
+			}
 		}
 	}
 	start, err := s.HeadPosition(ctx)
@@ -829,7 +840,7 @@ func tail(t *testing.T, s *Store, writers, appends int, delay time.Duration) (wr
 		wg.Go(func() {
 			wctx := context.WithValue(ctx, writerKey{}, w)
 			for range appends {
-				_, err := s.Append(wctx, AppendRequest{TaskID: ids[w], ExpectedVersion: AnyVersion, Now: t0,
+				_, err := stores[(w/2)%len(stores)].Append(wctx, AppendRequest{TaskID: ids[w], ExpectedVersion: AnyVersion, Now: t0,
 					Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
 						return []ipa.NewEvent{{Type: ipa.EventPodOutput}}, nil
 					}})

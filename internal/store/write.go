@@ -43,36 +43,36 @@ func (s *Store) CreateTask(ctx context.Context, req CreateTaskRequest) (CreateTa
 	}
 
 	var existing *ipa.Task
-	err = s.inTx(ctx, func(tx *gorm.DB) error {
+	events, err := s.submit(ctx, func(tx *gorm.DB) ([]ipa.Event, error) {
+		existing = nil
 		if req.IdempotencyKey != "" {
 			// On a concurrent identical insert PostgreSQL waits here for the
 			// other transaction: DO NOTHING once it commits, insert if it
-			// rolls back. SQLite's single writer serializes anyway.
+			// rolls back. SQLite's single writer serializes anyway. An
+			// identical request earlier in the same batch has committed
+			// its savepoint: DO NOTHING, and its task row is visible.
 			res := tx.Exec(`INSERT INTO idempotency_keys (actor_id, key, task_id, created_at) VALUES (?, ?, ?, ?)
 				ON CONFLICT (actor_id, key) DO NOTHING`, req.Actor, req.IdempotencyKey, req.TaskID, nanos(now))
 			if res.Error != nil {
-				return res.Error
+				return nil, res.Error
 			}
 			if res.RowsAffected == 0 {
-				if existing, err = keyTask(tx, req.Actor, req.IdempotencyKey); err != nil {
-					return err
+				t, err := keyTask(tx, req.Actor, req.IdempotencyKey)
+				if err != nil {
+					return nil, err
 				}
-				return errExisting
+				existing = t
+				return nil, errExisting
 			}
 		}
 		stream := streamRow{ID: req.TaskID, Type: ipa.StreamTypeTask, Version: 1, CreatedAt: nanos(now), UpdatedAt: nanos(now)}
 		if err := tx.Create(&stream).Error; err != nil {
-			return err
+			return nil, err
 		}
 		if err := tx.Create(&row).Error; err != nil {
-			return err
+			return nil, err
 		}
-		events := []ipa.Event{ev}
-		if err := s.insertEvents(tx, events); err != nil {
-			return err
-		}
-		ev = events[0]
-		return nil
+		return []ipa.Event{ev}, nil
 	})
 	if errors.Is(err, errExisting) {
 		return CreateTaskResult{Task: existing, Existing: true}, nil
@@ -80,7 +80,7 @@ func (s *Store) CreateTask(ctx context.Context, req CreateTaskRequest) (CreateTa
 	if err != nil {
 		return CreateTaskResult{}, s.wrap(fmt.Errorf("store: create task: %w", err))
 	}
-	return CreateTaskResult{Task: task, Events: []ipa.Event{ev}}, nil
+	return CreateTaskResult{Task: task, Events: events}, nil
 }
 
 // keyTask reads the task an idempotency key points to.
@@ -102,7 +102,11 @@ func keyTask(tx *gorm.DB, actor, key string) (*ipa.Task, error) {
 // ipa.TaskNotFound when there is no such task, ipa.VersionConflict when
 // ExpectedVersion is stale or another writer got in first, Decide's error
 // unchanged when it fails (nothing is written), EUNAVAILABLE when the database
-// is unreachable.
+// is unreachable or the store closed.
+//
+// The transaction may be shared with other writes (see batch.go): Decide
+// runs on the store's writer goroutine, may run more than once when a shared
+// transaction has to be retried, and must not call the store's writes.
 func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
 	if req.Decide == nil {
 		return AppendResult{}, errors.New("store: append: no Decide")
@@ -110,48 +114,44 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, er
 	if !validID(req.TaskID) {
 		return AppendResult{}, ipa.TaskNotFound(req.TaskID)
 	}
-	var (
-		res       AppendResult
-		decideErr error
-	)
-	err := s.inTx(ctx, func(tx *gorm.DB) error {
+	var res AppendResult
+	events, err := s.submit(ctx, func(tx *gorm.DB) ([]ipa.Event, error) {
+		res = AppendResult{}
 		cur, err := s.currentTask(tx, req.TaskID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if req.ExpectedVersion != AnyVersion && req.ExpectedVersion != cur.Version {
-			return ipa.VersionConflict(req.ExpectedVersion, cur.Version)
+			return nil, ipa.VersionConflict(req.ExpectedVersion, cur.Version)
 		}
 		view := *cur
 		news, err := req.Decide(&view)
 		if err != nil {
-			decideErr = err
-			return err
+			return nil, decideError{err}
 		}
 		if len(news) == 0 {
 			res = AppendResult{Task: cur}
-			return nil
+			return nil, nil
 		}
 		next, events, err := fold(cur, news, req)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := updateStream(tx, cur, next, req.ExpectedVersion); err != nil {
-			return err
+			return nil, err
 		}
 		if err := updateTask(tx, next); err != nil {
-			return err
+			return nil, err
 		}
-		if err := s.insertEvents(tx, events); err != nil {
-			return err
-		}
-		res = AppendResult{Task: next, Events: events}
-		return nil
+		res = AppendResult{Task: next}
+		return events, nil
 	})
+	var de decideError
 	switch {
-	case decideErr != nil:
-		return AppendResult{}, decideErr
+	case errors.As(err, &de):
+		return AppendResult{}, de.err
 	case err == nil:
+		res.Events = events
 		return res, nil
 	}
 	var ie *ipa.Error
@@ -160,6 +160,12 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, er
 	}
 	return AppendResult{}, s.wrap(fmt.Errorf("store: append to %s: %w", req.TaskID, err))
 }
+
+// decideError carries a Decide failure through the writer loop, so that it
+// reaches the caller unchanged and is never mistaken for a database error.
+type decideError struct{ err error }
+
+func (e decideError) Error() string { return e.err.Error() }
 
 // currentTask reads the task row, locking it on PostgreSQL until the
 // transaction ends so concurrent appends to one task queue instead of racing.
@@ -237,27 +243,6 @@ func updateTask(tx *gorm.DB, t *ipa.Task) error {
 		r.Metadata, r.PodState, r.CreatedBy, r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.Version, r.ID).Error
 }
 
-// insertEvents gives events their global positions and inserts them. It must
-// be the last thing a write transaction does before COMMIT.
-func (s *Store) insertEvents(tx *gorm.DB, events []ipa.Event) error {
-	last, err := s.allocatePositions(tx, len(events))
-	if err != nil {
-		return err
-	}
-	rows := make([]eventRow, len(events))
-	for i := range events {
-		events[i].Position = last - int64(len(events)) + int64(i) + 1
-		rows[i] = eventToRow(events[i])
-	}
-	if s.afterAllocate != nil {
-		s.afterAllocate(tx.Statement.Context)
-	}
-	if err := tx.Create(&rows).Error; err != nil {
-		return err
-	}
-	return s.notifyCommit(tx, events[len(events)-1])
-}
-
 // allocatePositions reserves n global positions and returns the last one.
 //
 // Why a counter row and not a sequence (bigserial): a sequence hands numbers
@@ -268,9 +253,17 @@ func (s *Store) insertEvents(tx *gorm.DB, events []ipa.Event) error {
 // returns the numbers, so no gaps). The next writer's UPDATE waits on that
 // lock and reads the counter only after we are visible, so positions commit
 // strictly in order and any snapshot a reader takes holds a gap-free prefix
-// of them. The lock serializes the tail of every write transaction, so this
-// runs as the last step, after all other writes, just before the event
-// inserts and COMMIT. On SQLite the single writer connection serializes whole
+// of them.
+//
+// The lock serializes the tail of every write transaction, so it is taken as
+// the last step, after all other writes, just before the event inserts and
+// COMMIT — and only once per batch: CreateTask and Append go through the
+// store's writer loop (batch.go), which runs whatever writes are queued in
+// one transaction, each in its own savepoint, and allocates the positions of
+// all of them here at the end. Held once per batch, the lock no longer makes
+// every write wait for its own WAL flush: a batch shares one. Other
+// instances' batches still queue on the lock, so the order argument above is
+// unchanged. On SQLite the single writer connection serializes whole
 // transactions already; the counter keeps one code path for both.
 func (s *Store) allocatePositions(tx *gorm.DB, n int) (int64, error) {
 	const q = `UPDATE positions SET last = last + ? WHERE id = 1 RETURNING last`
@@ -290,8 +283,10 @@ func (s *Store) allocatePositions(tx *gorm.DB, n int) (int64, error) {
 	return last, nil
 }
 
-// inTx runs fn in a write transaction: committed when fn returns nil, rolled
-// back otherwise (and on panic). The error is fn's, or the commit's.
+// inTx runs fn in a write transaction of its own (not through the writer
+// loop): committed when fn returns nil, rolled back otherwise (and on panic).
+// The error is fn's, or the commit's. Writes that append events must go
+// through submit instead.
 func (s *Store) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	return s.write.WithContext(ctx).Transaction(fn)
 }
