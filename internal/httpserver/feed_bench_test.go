@@ -266,16 +266,26 @@ const taskEventsSub = `subscription($id: ID!, $v: Int) { taskEvents(taskId: $id,
 func BenchmarkDeliveryLatency(b *testing.B) {
 	raiseFileLimit(b)
 	for _, backend := range backends {
-		for _, n := range []int{1, 100, 1000} {
-			b.Run(fmt.Sprintf("%s/subs=%d", backend, n), func(b *testing.B) {
-				benchDeliveryLatency(b, backend, n)
-			})
+		for _, mode := range []string{"burst", "paced"} {
+			for _, n := range []int{1, 100, 1000} {
+				b.Run(fmt.Sprintf("%s/%s/subs=%d", backend, mode, n), func(b *testing.B) {
+					benchDeliveryLatency(b, backend, n, mode == "paced")
+				})
+			}
 		}
 	}
 }
 
-func benchDeliveryLatency(b *testing.B, backend string, subscribers int) {
-	const writers, togglesPerRound = 16, 400
+// In burst mode all 16 writers write to the watched task as fast as they
+// can: an overload test, whose latency is mostly backlog. In paced mode the
+// watched task changes at a steady 20 events/s while the 16 writers keep the
+// server busy with other tasks: the latency a watcher sees on a busy server.
+func benchDeliveryLatency(b *testing.B, backend string, subscribers int, paced bool) {
+	const writers = 16
+	togglesPerRound := 400
+	if paced {
+		togglesPerRound = 100
+	}
 	s := benchSetup(b, backend)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -326,7 +336,7 @@ func benchDeliveryLatency(b *testing.B, backend string, subscribers int) {
 	b.ResetTimer()
 	for range b.N {
 		// The writes' final version is known up front: every toggle succeeds once.
-		final := version + togglesPerRound
+		final := version + int64(togglesPerRound)
 		lat := make([][]time.Duration, subscribers)
 		var readers sync.WaitGroup
 		readErr := make(chan error, subscribers)
@@ -354,8 +364,40 @@ func benchDeliveryLatency(b *testing.B, backend string, subscribers int) {
 		var wg sync.WaitGroup
 		var claimed sync.Mutex
 		left := togglesPerRound
-		writeErr := make(chan error, writers)
+		writeErr := make(chan error, writers+1)
+		if paced {
+			left = 0 // the writers below only create other tasks
+			wg.Go(func() {
+				to := "PLANNING"
+				tick := time.NewTicker(50 * time.Millisecond)
+				defer tick.Stop()
+				for range togglesPerRound {
+					<-tick.C
+					if err := s.toggle(ctx, hot, &to); err != nil {
+						writeErr <- err
+						return
+					}
+				}
+			})
+		}
+		hotDone := make(chan struct{})
 		for w := range writers {
+			if paced {
+				wg.Go(func() {
+					for {
+						select {
+						case <-hotDone:
+							return
+						default:
+						}
+						if _, err := s.createTask(ctx, "other"); err != nil {
+							writeErr <- err
+							return
+						}
+					}
+				})
+				continue
+			}
 			wg.Go(func() {
 				to := "PLANNING"
 				for j := 0; ; j++ {
@@ -379,10 +421,11 @@ func benchDeliveryLatency(b *testing.B, backend string, subscribers int) {
 				}
 			})
 		}
+		readers.Wait()
+		close(hotDone)
 		wg.Wait()
 		close(writeErr)
 		require.NoError(b, <-writeErr)
-		readers.Wait()
 		close(readErr)
 		require.NoError(b, <-readErr)
 		for _, l := range lat {
