@@ -29,7 +29,6 @@ func (m *Manager) append(ctx context.Context, taskID string, expected *int64, ac
 			Decide:          decide,
 			Actor:           actor,
 			CorrelationID:   ipa.CorrelationID(ctx),
-			Now:             m.now(),
 		})
 		if err != nil && expected == nil && ipa.ErrorReason(err) == ipa.ReasonVersionConflict && attempt < maxAppendRetries {
 			continue

@@ -20,7 +20,7 @@ type CreateTaskRequest struct {
 	// the same (Actor, key) creates nothing and returns the first task with
 	// Existing set, also under concurrent identical requests.
 	IdempotencyKey string
-	Now            time.Time
+	Now            time.Time // event time; zero means now
 }
 
 // CreateTaskResult is what CreateTask did.
@@ -47,7 +47,10 @@ type AppendRequest struct {
 	Decide          DecideFunc
 	Actor           string
 	CorrelationID   string
-	Now             time.Time
+	// Now is the events' time. Zero (what the manager passes) stamps them
+	// inside the transaction, after the row lock, so a stream's occurredAt
+	// never goes backwards.
+	Now time.Time
 }
 
 // AppendResult is the task after the append and the events written.

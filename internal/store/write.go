@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -28,7 +29,7 @@ func (s *Store) CreateTask(ctx context.Context, req CreateTaskRequest) (CreateTa
 	if err != nil {
 		return CreateTaskResult{}, fmt.Errorf("store: create task: encode data: %w", err)
 	}
-	now := req.Now.UTC()
+	now := stamp(req.Now)
 	ev := ipa.Event{
 		ID: newID(), TaskID: req.TaskID, Version: 1, Type: ipa.EventTaskCreated, Data: data,
 		ActorID: req.Actor, CorrelationID: req.CorrelationID, OccurredAt: now,
@@ -188,7 +189,7 @@ func (s *Store) currentTask(tx *gorm.DB, id string) (*ipa.Task, error) {
 // the task after them.
 func fold(cur *ipa.Task, news []ipa.NewEvent, req AppendRequest) (*ipa.Task, []ipa.Event, error) {
 	next := *cur
-	now := req.Now.UTC()
+	now := stamp(req.Now)
 	events := make([]ipa.Event, len(news))
 	for i, ne := range news {
 		data := []byte("{}")
@@ -298,4 +299,15 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 func validID(id string) bool {
 	u, err := uuid.Parse(id)
 	return err == nil && u.String() == id
+}
+
+// stamp returns the time events are recorded at: the caller's, or when it
+// gave none, now. Append folds inside the write transaction after the task's
+// row is locked, so stamping there keeps occurredAt in version order and
+// close to the commit.
+func stamp(given time.Time) time.Time {
+	if given.IsZero() {
+		return time.Now().UTC()
+	}
+	return given.UTC()
 }
