@@ -40,17 +40,35 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 var (
-	_ graphql.HandlerExtension    = (*metrics)(nil)
-	_ graphql.ResponseInterceptor = (*metrics)(nil)
+	_ graphql.HandlerExtension     = (*metrics)(nil)
+	_ graphql.OperationInterceptor = (*metrics)(nil)
+	_ graphql.ResponseInterceptor  = (*metrics)(nil)
 )
 
 func (*metrics) ExtensionName() string                   { return "Metrics" }
 func (*metrics) Validate(graphql.ExecutableSchema) error { return nil }
 
-// InterceptResponse adds the correlation id to every response, times it and
-// counts it. For subscriptions it
-// counts every event sent, timed from the subscription's start.
+// InterceptOperation counts a subscription once, when it starts; its events
+// are not requests.
+func (m *metrics) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	if oc := graphql.GetOperationContext(ctx); isSubscription(oc) {
+		m.requests.WithLabelValues(operationLabel(oc)).Inc()
+	}
+	return next(ctx)
+}
+
+// InterceptResponse adds the correlation id to the response of a query or
+// mutation, times it and counts it. A subscription's events pass untouched:
+// they are the hot path of every live feed, and the subscription's
+// correlation id is in the X-Request-Id header of its request.
 func (m *metrics) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	var oc *graphql.OperationContext
+	if graphql.HasOperationContext(ctx) {
+		oc = graphql.GetOperationContext(ctx)
+		if isSubscription(oc) {
+			return next(ctx)
+		}
+	}
 	resp := next(ctx)
 	if resp != nil {
 		if resp.Extensions == nil {
@@ -58,16 +76,17 @@ func (m *metrics) InterceptResponse(ctx context.Context, next graphql.ResponseHa
 		}
 		resp.Extensions["correlationId"] = ipa.CorrelationID(ctx)
 	}
-	if !graphql.HasOperationContext(ctx) {
+	if oc == nil {
 		return resp
 	}
-	oc := graphql.GetOperationContext(ctx)
 	op := operationLabel(oc)
 	m.requests.WithLabelValues(op).Inc()
-	if oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
-		m.latency.WithLabelValues(op).Observe(time.Since(oc.Stats.OperationStart).Seconds())
-	}
+	m.latency.WithLabelValues(op).Observe(time.Since(oc.Stats.OperationStart).Seconds())
 	return resp
+}
+
+func isSubscription(oc *graphql.OperationContext) bool {
+	return oc != nil && oc.Operation != nil && oc.Operation.Operation == ast.Subscription
 }
 
 func (m *metrics) countError(code any) {
