@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,5 +133,46 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if out, code := h.runIPA(t, "version"); code != 0 || !strings.HasPrefix(out, "ipa ") {
 		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+// TestServeRefusesOpenNonLoopback: a server that would listen beyond
+// loopback with no token refuses to start, and says how to fix it.
+func TestServeRefusesOpenNonLoopback(t *testing.T) {
+	t.Parallel()
+	h := newHome(t)
+	cmd := exec.Command(ipaBin, "serve", "--addr", "0.0.0.0:0", "--database", h.db, "--data-dir", h.dataDir)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("serve on 0.0.0.0 with no token: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "token create") {
+		t.Fatalf("the refusal should say how to create a token:\n%s", out)
+	}
+}
+
+// TestServeStopsOnSIGINT: Ctrl-C stops the server cleanly (exit 0) and its
+// pod with it.
+func TestServeStopsOnSIGINT(t *testing.T) {
+	t.Parallel()
+	h := newHome(t)
+	s := h.start()
+	id := s.createTask(t, map[string]any{"title": "interrupted", "runtimeConfig": demoConfig(200)})
+	_, view := s.startPod(t, id)
+	if view.Pod.PID <= 0 || !ourAlive(view.Pod.PID, h.tag) {
+		t.Fatalf("no live pod before SIGINT: %+v", view.Pod)
+	}
+	s.kill(syscall.SIGINT)
+	select {
+	case <-s.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not stop on SIGINT")
+	}
+	if s.waitErr != nil {
+		t.Fatalf("server exit after SIGINT: %v\n%s", s.waitErr, s.logTail(20))
+	}
+	if left := waitGone([]int{view.Pod.PID}, h.tag, 5*time.Second); len(left) > 0 {
+		t.Fatalf("pod %v survived the server's SIGINT", left)
 	}
 }
