@@ -7,10 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,17 +18,11 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ipa-dev/ipa/internal/auth"
-	"github.com/ipa-dev/ipa/internal/eventstore"
-	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/manager"
-	"github.com/ipa-dev/ipa/internal/pgtest"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/plugins/builtin"
 )
 
 // Feed benchmarks: real WebSocket clients (coder/websocket, graphql-transport-ws)
@@ -46,42 +37,14 @@ type benchServer struct {
 	http  *http.Client
 }
 
-// benchSetup assembles the server as cmd/ipa/serve.go does, on a fresh
-// database of backend, in auto auth mode (loopback callers are the local admin).
+// benchSetup is the tests' setup (the server as cmd/ipa/serve.go assembles
+// it, in auto auth mode) with a client pool sized for many writers.
 func benchSetup(tb testing.TB, backend string) *benchServer {
 	tb.Helper()
-	var dbURL string
-	switch backend {
-	case "sqlite":
-		dbURL = "sqlite://" + filepath.Join(tb.TempDir(), "ipa.db")
-	case "postgres":
-		dbURL = pgtest.Start(tb)
-	default:
-		tb.Fatalf("unknown backend %q", backend)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tb.Cleanup(cancel)
-	log := slog.New(slog.DiscardHandler)
-	st, err := store.Open(ctx, dbURL, store.Options{Logger: log})
-	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = st.Close() })
-	var rts []manager.Runtime
-	for _, rt := range builtin.All() {
-		rts = append(rts, manager.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig})
-	}
-	reg := prometheus.NewRegistry()
-	broker := eventstore.NewBroker()
-	mgr, err := manager.New(ctx, manager.Config{
-		Store: st, Runtimes: rts, Publisher: broker, Feed: eventstore.NewFeed(st, broker, log),
-		Metrics: manager.NewMetrics(reg), Logger: log,
-	})
-	require.NoError(tb, err)
-	a := auth.New(st, auth.ModeAuto, true)
-	srv := httptest.NewServer(httpserver.New(httpserver.Config{Manager: mgr, Auth: a, Registry: reg, Logger: log, Ready: mgr.Ready}))
-	tb.Cleanup(srv.Close)
-	tr := srv.Client().Transport.(*http.Transport).Clone()
+	b := setup(tb, backend)
+	tr := b.srv.Client().Transport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	return &benchServer{store: st, url: srv.URL, http: &http.Client{Transport: tr}}
+	return &benchServer{store: b.store, url: b.url, http: &http.Client{Transport: tr}}
 }
 
 // post sends one GraphQL operation and returns its data, or the first error.

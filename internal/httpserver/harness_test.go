@@ -70,7 +70,7 @@ func withAuthMode(m auth.Mode) setupOption { return func(o *setupOptions) { o.mo
 // setup builds the stack on a fresh database of backend and serves it. Every
 // error response its clients see is checked for leaked internals when the
 // test ends.
-func setup(t *testing.T, backend string, opts ...setupOption) *bundle {
+func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 	t.Helper()
 	o := setupOptions{mode: auth.ModeAuto}
 	for _, f := range opts {
@@ -130,7 +130,7 @@ var leakMarkers = []string{"SELECT", "INSERT", "sql", "gorm", "pq:", "sqlite", "
 
 // checkNoLeaks asserts that no error the bundle's clients saw names SQL, a
 // driver, a file, a stack or a panic.
-func (b *bundle) checkNoLeaks(t *testing.T) {
+func (b *bundle) checkNoLeaks(t testing.TB) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, e := range b.errs {
