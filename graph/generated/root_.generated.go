@@ -1222,7 +1222,7 @@ input TaskFilter {
   createdBefore: Time
   createdBy: String
   runtime: String
-  "Case-insensitive (ASCII) substring of the title."
+  "Case-insensitive substring of the title."
   titleContains: String
 }
 
