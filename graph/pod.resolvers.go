@@ -9,11 +9,11 @@ import (
 	"context"
 
 	"github.com/ipa-dev/ipa/graph/generated"
-	"github.com/ipa-dev/ipa/internal/manager"
+	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
 // Crashes is the resolver for the crashes field.
-func (r *podResolver) Crashes(ctx context.Context, obj *manager.PodView, last *int) ([]*manager.PodCrash, error) {
+func (r *podResolver) Crashes(ctx context.Context, obj *ipa.Pod, last *int) ([]*ipa.PodCrash, error) {
 	n := 10
 	if last != nil {
 		n = *last

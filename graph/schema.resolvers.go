@@ -48,7 +48,7 @@ func (r *queryResolver) ActivePods(ctx context.Context) ([]*ipa.Task, error) {
 }
 
 // Runtimes is the resolver for the runtimes field.
-func (r *queryResolver) Runtimes(ctx context.Context) ([]*manager.RuntimeInfo, error) {
+func (r *queryResolver) Runtimes(ctx context.Context) ([]*ipa.RuntimeInfo, error) {
 	list, err := r.Manager.Runtimes(ctx)
 	if err != nil {
 		return nil, err

@@ -15,7 +15,7 @@ import (
 )
 
 // CreateTask is the resolver for the createTask field.
-func (r *mutationResolver) CreateTask(ctx context.Context, input manager.CreateTaskInput) (*model.TaskPayload, error) {
+func (r *mutationResolver) CreateTask(ctx context.Context, input ipa.CreateTaskInput) (*model.TaskPayload, error) {
 	return taskPayload(r.Manager.CreateTask(ctx, input))
 }
 
@@ -62,7 +62,7 @@ func (r *taskResolver) Description(ctx context.Context, obj *ipa.Task) (*string,
 }
 
 // Pod is the resolver for the pod field.
-func (r *taskResolver) Pod(ctx context.Context, obj *ipa.Task) (*manager.PodView, error) {
+func (r *taskResolver) Pod(ctx context.Context, obj *ipa.Task) (*ipa.Pod, error) {
 	return r.Manager.Pod(obj), nil
 }
 

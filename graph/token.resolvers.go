@@ -10,7 +10,6 @@ import (
 
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
 
 // CreateToken is the resolver for the createToken field.
@@ -32,7 +31,7 @@ func (r *mutationResolver) RevokeToken(ctx context.Context, id string) (*model.T
 }
 
 // APITokens is the resolver for the apiTokens field.
-func (r *queryResolver) APITokens(ctx context.Context) ([]*store.Token, error) {
+func (r *queryResolver) APITokens(ctx context.Context) ([]*ipa.Token, error) {
 	list, err := r.Manager.Tokens(ctx)
 	if err != nil {
 		return nil, err

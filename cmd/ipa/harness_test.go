@@ -15,7 +15,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ipa-dev/ipa/internal/pgtest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipa-dev/ipa/internal/pgtest"
 )
 
 const tagVar = "IPA_E2E_TAG"

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -179,42 +178,9 @@ func startPods(ctx context.Context, so *serveOptions, cat *catalog, mgr *manager
 		_ = sup.Shutdown(ctx)
 		return nil, fmt.Errorf("reconcile pods: %w", err)
 	}
-	mgr.SetPods(podController{sup})
+	mgr.SetPods(sup)
 	return sup, nil
 }
-
-// podController adapts the supervisor to the manager's PodController.
-type podController struct{ sup *supervisor.Supervisor }
-
-func (p podController) StartPod(ctx context.Context, t *ipa.Task, causation string) (bool, error) {
-	started, err := p.sup.StartPod(ctx, supervisor.PodSpec{Task: t, CausationID: causation}, true)
-	if errors.Is(err, store.ErrLeaseHeld) {
-		// Another server sharing the database runs this pod: as far as the
-		// caller is concerned, a pod already runs.
-		return false, nil
-	}
-	return started, err
-}
-
-func (p podController) StopPod(ctx context.Context, taskID, reason string) error {
-	err := p.sup.StopPod(ctx, taskID, reason)
-	if errors.Is(err, supervisor.ErrNotRunning) {
-		return manager.ErrNotRunning
-	}
-	return err
-}
-
-func (p podController) RestartPod(ctx context.Context, t *ipa.Task) error {
-	return p.sup.RestartPod(ctx, supervisor.PodSpec{Task: t})
-}
-
-func (p podController) Status(taskID string) manager.PodStatus {
-	s := p.sup.Status(taskID)
-	return manager.PodStatus{Known: s.Known, State: s.State, PID: s.PID, StartedAt: s.StartedAt,
-		Restarts: s.Restarts, NextAttemptAt: s.NextAttemptAt, Live: s.Live}
-}
-
-func (p podController) Forget(taskID string) { p.sup.Forget(taskID) }
 
 // runtimeHost is the host service one pod talks to: every call is bound to
 // the pod's own task, so a runtime can never write to another task's stream.

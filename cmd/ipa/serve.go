@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ipa-dev/ipa/internal/auth"
-	"github.com/ipa-dev/ipa/internal/eventstore"
+	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/manager"
@@ -122,12 +122,12 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	broker := eventstore.NewBroker()
+	broker := feed.NewBroker()
 	listening.Add(1)
 	go func() {
 		defer listening.Done()
 		st.ListenCommits(listenCtx, func(n store.CommitNotice) {
-			broker.Publish(eventstore.Commit{TaskID: n.TaskID, Version: n.Version, Position: n.Position})
+			broker.Publish(feed.Commit{TaskID: n.TaskID, Version: n.Version, Position: n.Position})
 		}, broker.Resync)
 	}()
 	mgr, err := manager.New(ctx, manager.Config{
@@ -135,7 +135,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		Runtimes:      cat.runtimes(),
 		DefaultPolicy: so.policy,
 		Publisher:     broker,
-		Feed:          eventstore.NewFeed(st, broker, log),
+		Feed:          feed.NewFeed(st, broker, log),
 		Metrics:       manager.NewMetrics(reg),
 		Logger:        log,
 	})

@@ -12,14 +12,13 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // region    ************************** generated!.gotpl **************************
 
 type PodResolver interface {
-	Crashes(ctx context.Context, obj *manager.PodView, last *int) ([]*manager.PodCrash, error)
+	Crashes(ctx context.Context, obj *ipa.Pod, last *int) ([]*ipa.PodCrash, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -44,7 +43,7 @@ func (ec *executionContext) field_Pod_crashes_args(ctx context.Context, rawArgs 
 
 // region    **************************** field.gotpl *****************************
 
-func (ec *executionContext) _Pod_state(ctx context.Context, field graphql.CollectedField, obj *manager.PodView) (ret graphql.Marshaler) {
+func (ec *executionContext) _Pod_state(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -67,7 +66,7 @@ func (ec *executionContext) fieldContext_Pod_state(_ context.Context, field grap
 	return graphql.NewScalarFieldContext("Pod", field, false, false, "PodState")
 }
 
-func (ec *executionContext) _Pod_pid(ctx context.Context, field graphql.CollectedField, obj *manager.PodView) (ret graphql.Marshaler) {
+func (ec *executionContext) _Pod_pid(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -76,7 +75,7 @@ func (ec *executionContext) _Pod_pid(ctx context.Context, field graphql.Collecte
 			return ec.fieldContext_Pod_pid(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Pid, nil
+			return obj.PID, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
@@ -90,7 +89,7 @@ func (ec *executionContext) fieldContext_Pod_pid(_ context.Context, field graphq
 	return graphql.NewScalarFieldContext("Pod", field, false, false, "Int")
 }
 
-func (ec *executionContext) _Pod_startedAt(ctx context.Context, field graphql.CollectedField, obj *manager.PodView) (ret graphql.Marshaler) {
+func (ec *executionContext) _Pod_startedAt(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -113,7 +112,7 @@ func (ec *executionContext) fieldContext_Pod_startedAt(_ context.Context, field 
 	return graphql.NewScalarFieldContext("Pod", field, false, false, "Time")
 }
 
-func (ec *executionContext) _Pod_restarts(ctx context.Context, field graphql.CollectedField, obj *manager.PodView) (ret graphql.Marshaler) {
+func (ec *executionContext) _Pod_restarts(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -136,7 +135,7 @@ func (ec *executionContext) fieldContext_Pod_restarts(_ context.Context, field g
 	return graphql.NewScalarFieldContext("Pod", field, false, false, "Int")
 }
 
-func (ec *executionContext) _Pod_nextAttemptAt(ctx context.Context, field graphql.CollectedField, obj *manager.PodView) (ret graphql.Marshaler) {
+func (ec *executionContext) _Pod_nextAttemptAt(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -159,7 +158,7 @@ func (ec *executionContext) fieldContext_Pod_nextAttemptAt(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Pod", field, false, false, "Time")
 }
 
-func (ec *executionContext) _Pod_crashes(ctx context.Context, field graphql.CollectedField, obj *manager.PodView) (ret graphql.Marshaler) {
+func (ec *executionContext) _Pod_crashes(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -172,8 +171,8 @@ func (ec *executionContext) _Pod_crashes(ctx context.Context, field graphql.Coll
 			return ec.Resolvers.Pod().Crashes(ctx, obj, fc.Args["last"].(*int))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*manager.PodCrash) graphql.Marshaler {
-			return ec.marshalNPodCrash2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐPodCrashᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*ipa.PodCrash) graphql.Marshaler {
+			return ec.marshalNPodCrash2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPodCrashᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -203,7 +202,7 @@ func (ec *executionContext) fieldContext_Pod_crashes(ctx context.Context, field 
 	return fc, nil
 }
 
-func (ec *executionContext) _Pod_live(ctx context.Context, field graphql.CollectedField, obj *manager.PodView) (ret graphql.Marshaler) {
+func (ec *executionContext) _Pod_live(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -226,7 +225,7 @@ func (ec *executionContext) fieldContext_Pod_live(_ context.Context, field graph
 	return graphql.NewScalarFieldContext("Pod", field, false, false, "JSON")
 }
 
-func (ec *executionContext) _PodCrash_at(ctx context.Context, field graphql.CollectedField, obj *manager.PodCrash) (ret graphql.Marshaler) {
+func (ec *executionContext) _PodCrash_at(ctx context.Context, field graphql.CollectedField, obj *ipa.PodCrash) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -249,7 +248,7 @@ func (ec *executionContext) fieldContext_PodCrash_at(_ context.Context, field gr
 	return graphql.NewScalarFieldContext("PodCrash", field, false, false, "Time")
 }
 
-func (ec *executionContext) _PodCrash_exitCode(ctx context.Context, field graphql.CollectedField, obj *manager.PodCrash) (ret graphql.Marshaler) {
+func (ec *executionContext) _PodCrash_exitCode(ctx context.Context, field graphql.CollectedField, obj *ipa.PodCrash) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -272,7 +271,7 @@ func (ec *executionContext) fieldContext_PodCrash_exitCode(_ context.Context, fi
 	return graphql.NewScalarFieldContext("PodCrash", field, false, false, "Int")
 }
 
-func (ec *executionContext) _PodCrash_signal(ctx context.Context, field graphql.CollectedField, obj *manager.PodCrash) (ret graphql.Marshaler) {
+func (ec *executionContext) _PodCrash_signal(ctx context.Context, field graphql.CollectedField, obj *ipa.PodCrash) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -281,7 +280,7 @@ func (ec *executionContext) _PodCrash_signal(ctx context.Context, field graphql.
 			return ec.fieldContext_PodCrash_signal(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Signal, nil
+			return obj.SignalName(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -292,10 +291,10 @@ func (ec *executionContext) _PodCrash_signal(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_PodCrash_signal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("PodCrash", field, false, false, "String")
+	return graphql.NewScalarFieldContext("PodCrash", field, true, false, "String")
 }
 
-func (ec *executionContext) _PodCrash_reason(ctx context.Context, field graphql.CollectedField, obj *manager.PodCrash) (ret graphql.Marshaler) {
+func (ec *executionContext) _PodCrash_reason(ctx context.Context, field graphql.CollectedField, obj *ipa.PodCrash) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -318,7 +317,7 @@ func (ec *executionContext) fieldContext_PodCrash_reason(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("PodCrash", field, false, false, "String")
 }
 
-func (ec *executionContext) _PodCrash_uptimeMs(ctx context.Context, field graphql.CollectedField, obj *manager.PodCrash) (ret graphql.Marshaler) {
+func (ec *executionContext) _PodCrash_uptimeMs(ctx context.Context, field graphql.CollectedField, obj *ipa.PodCrash) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -330,8 +329,8 @@ func (ec *executionContext) _PodCrash_uptimeMs(ctx context.Context, field graphq
 			return obj.UptimeMs, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -355,7 +354,7 @@ func (ec *executionContext) fieldContext_PodCrash_uptimeMs(_ context.Context, fi
 
 var podImplementors = []string{"Pod"}
 
-func (ec *executionContext) _Pod(ctx context.Context, sel ast.SelectionSet, obj *manager.PodView) graphql.Marshaler {
+func (ec *executionContext) _Pod(ctx context.Context, sel ast.SelectionSet, obj *ipa.Pod) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, podImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -419,7 +418,7 @@ func (ec *executionContext) _Pod(ctx context.Context, sel ast.SelectionSet, obj 
 
 var podCrashImplementors = []string{"PodCrash"}
 
-func (ec *executionContext) _PodCrash(ctx context.Context, sel ast.SelectionSet, obj *manager.PodCrash) graphql.Marshaler {
+func (ec *executionContext) _PodCrash(ctx context.Context, sel ast.SelectionSet, obj *ipa.PodCrash) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, podCrashImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -474,7 +473,7 @@ func (ec *executionContext) _PodCrash(ctx context.Context, sel ast.SelectionSet,
 
 // region    ***************************** type.gotpl *****************************
 
-func (ec *executionContext) marshalNPod2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐPodView(ctx context.Context, sel ast.SelectionSet, v *manager.PodView) graphql.Marshaler {
+func (ec *executionContext) marshalNPod2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPod(ctx context.Context, sel ast.SelectionSet, v *ipa.Pod) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Pod!")
 		return graphql.Null
@@ -482,11 +481,11 @@ func (ec *executionContext) marshalNPod2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinte
 	return ec._Pod(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNPodCrash2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐPodCrashᚄ(ctx context.Context, sel ast.SelectionSet, v []*manager.PodCrash) graphql.Marshaler {
+func (ec *executionContext) marshalNPodCrash2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPodCrashᚄ(ctx context.Context, sel ast.SelectionSet, v []*ipa.PodCrash) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNPodCrash2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐPodCrash(ctx, sel, v[i])
+		return ec.marshalNPodCrash2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPodCrash(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -498,7 +497,7 @@ func (ec *executionContext) marshalNPodCrash2ᚕᚖgithubᚗcomᚋipaᚑdevᚋip
 	return ret
 }
 
-func (ec *executionContext) marshalNPodCrash2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐPodCrash(ctx context.Context, sel ast.SelectionSet, v *manager.PodCrash) graphql.Marshaler {
+func (ec *executionContext) marshalNPodCrash2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPodCrash(ctx context.Context, sel ast.SelectionSet, v *ipa.PodCrash) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "PodCrash!")
 		return graphql.Null

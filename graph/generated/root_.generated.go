@@ -11,7 +11,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -84,7 +83,7 @@ type ComplexityRoot struct {
 	Mutation struct {
 		CancelTask      func(childComplexity int, taskID string, reason string, expectedVersion *int) int
 		CompleteTask    func(childComplexity int, taskID string, expectedVersion *int) int
-		CreateTask      func(childComplexity int, input manager.CreateTaskInput) int
+		CreateTask      func(childComplexity int, input ipa.CreateTaskInput) int
 		CreateToken     func(childComplexity int, actorID string, role ipa.Role) int
 		RestartPod      func(childComplexity int, taskID string, expectedVersion *int) int
 		RevokeToken     func(childComplexity int, id string) int
@@ -104,18 +103,18 @@ type ComplexityRoot struct {
 		Crashes       func(childComplexity int, last *int) int
 		Live          func(childComplexity int) int
 		NextAttemptAt func(childComplexity int) int
-		Pid           func(childComplexity int) int
+		PID           func(childComplexity int) int
 		Restarts      func(childComplexity int) int
 		StartedAt     func(childComplexity int) int
 		State         func(childComplexity int) int
 	}
 
 	PodCrash struct {
-		At       func(childComplexity int) int
-		ExitCode func(childComplexity int) int
-		Reason   func(childComplexity int) int
-		Signal   func(childComplexity int) int
-		UptimeMs func(childComplexity int) int
+		At         func(childComplexity int) int
+		ExitCode   func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		SignalName func(childComplexity int) int
+		UptimeMs   func(childComplexity int) int
 	}
 
 	Query struct {
@@ -393,7 +392,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.CreateTask(childComplexity, args["input"].(manager.CreateTaskInput)), true
+		return e.ComplexityRoot.Mutation.CreateTask(childComplexity, args["input"].(ipa.CreateTaskInput)), true
 	case "Mutation.createToken":
 		if e.ComplexityRoot.Mutation.CreateToken == nil {
 			break
@@ -510,11 +509,11 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Pod.NextAttemptAt(childComplexity), true
 	case "Pod.pid":
-		if e.ComplexityRoot.Pod.Pid == nil {
+		if e.ComplexityRoot.Pod.PID == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Pod.Pid(childComplexity), true
+		return e.ComplexityRoot.Pod.PID(childComplexity), true
 	case "Pod.restarts":
 		if e.ComplexityRoot.Pod.Restarts == nil {
 			break
@@ -553,11 +552,11 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PodCrash.Reason(childComplexity), true
 	case "PodCrash.signal":
-		if e.ComplexityRoot.PodCrash.Signal == nil {
+		if e.ComplexityRoot.PodCrash.SignalName == nil {
 			break
 		}
 
-		return e.ComplexityRoot.PodCrash.Signal(childComplexity), true
+		return e.ComplexityRoot.PodCrash.SignalName(childComplexity), true
 	case "PodCrash.uptimeMs":
 		if e.ComplexityRoot.PodCrash.UptimeMs == nil {
 			break

@@ -17,15 +17,13 @@ import (
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/graph/scalar"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
-	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // region    ************************** generated!.gotpl **************************
 
 type MutationResolver interface {
-	CreateTask(ctx context.Context, input manager.CreateTaskInput) (*model.TaskPayload, error)
+	CreateTask(ctx context.Context, input ipa.CreateTaskInput) (*model.TaskPayload, error)
 	StartPod(ctx context.Context, taskID string, expectedVersion *int) (*model.StartPodPayload, error)
 	StopPod(ctx context.Context, taskID string, reason *string, expectedVersion *int) (*model.TaskPayload, error)
 	RestartPod(ctx context.Context, taskID string, expectedVersion *int) (*model.TaskPayload, error)
@@ -40,10 +38,10 @@ type QueryResolver interface {
 	Tasks(ctx context.Context, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string) (*model.TaskConnection, error)
 	TaskCount(ctx context.Context, filter *ipa.TaskFilter) (int, error)
 	ActivePods(ctx context.Context) ([]*ipa.Task, error)
-	Runtimes(ctx context.Context) ([]*manager.RuntimeInfo, error)
+	Runtimes(ctx context.Context) ([]*ipa.RuntimeInfo, error)
 	Node(ctx context.Context, id string) (model.Node, error)
 	Viewer(ctx context.Context) (*ipa.Actor, error)
-	APITokens(ctx context.Context) ([]*store.Token, error)
+	APITokens(ctx context.Context) ([]*ipa.Token, error)
 }
 type SubscriptionResolver interface {
 	TaskEvents(ctx context.Context, taskID string, afterVersion *int) (<-chan *ipa.Event, error)
@@ -111,8 +109,8 @@ func (ec *executionContext) field_Mutation_createTask_args(ctx context.Context, 
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
-		func(ctx context.Context, v any) (manager.CreateTaskInput, error) {
-			return ec.unmarshalNCreateTaskInput2githubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐCreateTaskInput(ctx, v)
+		func(ctx context.Context, v any) (ipa.CreateTaskInput, error) {
+			return ec.unmarshalNCreateTaskInput2githubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐCreateTaskInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -481,7 +479,7 @@ func (ec *executionContext) _Mutation_createTask(ctx context.Context, field grap
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().CreateTask(ctx, fc.Args["input"].(manager.CreateTaskInput))
+			return ec.Resolvers.Mutation().CreateTask(ctx, fc.Args["input"].(ipa.CreateTaskInput))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.TaskPayload) graphql.Marshaler {
@@ -1135,8 +1133,8 @@ func (ec *executionContext) _Query_runtimes(ctx context.Context, field graphql.C
 			return ec.Resolvers.Query().Runtimes(ctx)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*manager.RuntimeInfo) graphql.Marshaler {
-			return ec.marshalNRuntime2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐRuntimeInfoᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*ipa.RuntimeInfo) graphql.Marshaler {
+			return ec.marshalNRuntime2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐRuntimeInfoᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1243,8 +1241,8 @@ func (ec *executionContext) _Query_apiTokens(ctx context.Context, field graphql.
 			return ec.Resolvers.Query().APITokens(ctx)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*store.Token) graphql.Marshaler {
-			return ec.marshalNApiToken2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋstoreᚐTokenᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*ipa.Token) graphql.Marshaler {
+			return ec.marshalNApiToken2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐTokenᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1339,7 +1337,7 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 	return fc, nil
 }
 
-func (ec *executionContext) _Runtime_name(ctx context.Context, field graphql.CollectedField, obj *manager.RuntimeInfo) (ret graphql.Marshaler) {
+func (ec *executionContext) _Runtime_name(ctx context.Context, field graphql.CollectedField, obj *ipa.RuntimeInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1362,7 +1360,7 @@ func (ec *executionContext) fieldContext_Runtime_name(_ context.Context, field g
 	return graphql.NewScalarFieldContext("Runtime", field, false, false, "String")
 }
 
-func (ec *executionContext) _Runtime_description(ctx context.Context, field graphql.CollectedField, obj *manager.RuntimeInfo) (ret graphql.Marshaler) {
+func (ec *executionContext) _Runtime_description(ctx context.Context, field graphql.CollectedField, obj *ipa.RuntimeInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1834,7 +1832,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 
 var runtimeImplementors = []string{"Runtime"}
 
-func (ec *executionContext) _Runtime(ctx context.Context, sel ast.SelectionSet, obj *manager.RuntimeInfo) graphql.Marshaler {
+func (ec *executionContext) _Runtime(ctx context.Context, sel ast.SelectionSet, obj *ipa.RuntimeInfo) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, runtimeImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1947,11 +1945,11 @@ func (ec *executionContext) marshalNRole2githubᚗcomᚋipaᚑdevᚋipaᚋintern
 	return res
 }
 
-func (ec *executionContext) marshalNRuntime2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐRuntimeInfoᚄ(ctx context.Context, sel ast.SelectionSet, v []*manager.RuntimeInfo) graphql.Marshaler {
+func (ec *executionContext) marshalNRuntime2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐRuntimeInfoᚄ(ctx context.Context, sel ast.SelectionSet, v []*ipa.RuntimeInfo) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNRuntime2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐRuntimeInfo(ctx, sel, v[i])
+		return ec.marshalNRuntime2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐRuntimeInfo(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -1963,7 +1961,7 @@ func (ec *executionContext) marshalNRuntime2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipa
 	return ret
 }
 
-func (ec *executionContext) marshalNRuntime2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐRuntimeInfo(ctx context.Context, sel ast.SelectionSet, v *manager.RuntimeInfo) graphql.Marshaler {
+func (ec *executionContext) marshalNRuntime2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐRuntimeInfo(ctx context.Context, sel ast.SelectionSet, v *ipa.RuntimeInfo) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Runtime!")
 		return graphql.Null

@@ -13,7 +13,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
@@ -22,7 +21,7 @@ import (
 type TaskResolver interface {
 	Description(ctx context.Context, obj *ipa.Task) (*string, error)
 
-	Pod(ctx context.Context, obj *ipa.Task) (*manager.PodView, error)
+	Pod(ctx context.Context, obj *ipa.Task) (*ipa.Pod, error)
 	Events(ctx context.Context, obj *ipa.Task, first *int, after *string, types []string) (*model.EventConnection, error)
 }
 type TaskConnectionResolver interface {
@@ -557,8 +556,8 @@ func (ec *executionContext) _Task_pod(ctx context.Context, field graphql.Collect
 			return ec.Resolvers.Task().Pod(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *manager.PodView) graphql.Marshaler {
-			return ec.marshalNPod2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐPodView(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *ipa.Pod) graphql.Marshaler {
+			return ec.marshalNPod2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPod(ctx, selections, v)
 		},
 		true,
 		true,
@@ -799,8 +798,8 @@ func (ec *executionContext) fieldContext_TaskPayload_task(_ context.Context, fie
 
 // region    **************************** input.gotpl *****************************
 
-func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, obj any) (manager.CreateTaskInput, error) {
-	var it manager.CreateTaskInput
+func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, obj any) (ipa.CreateTaskInput, error) {
+	var it ipa.CreateTaskInput
 	if obj == nil {
 		return it, nil
 	}
@@ -865,7 +864,7 @@ func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, o
 			it.AutoStart = data
 		case "restartPolicy":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("restartPolicy"))
-			data, err := ec.unmarshalORestartPolicyInput2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐRestartPolicyInput(ctx, v)
+			data, err := ec.unmarshalORestartPolicyInput2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐRestartPolicyInput(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -888,14 +887,14 @@ func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, o
 //
 // ctx must come from a gqlgen request; outside one there is no unmarshaler to use
 // and the returned error says so.
-func UnmarshalCreateTaskInput(ctx context.Context, raw any) (manager.CreateTaskInput, error) {
-	var out manager.CreateTaskInput
+func UnmarshalCreateTaskInput(ctx context.Context, raw any) (ipa.CreateTaskInput, error) {
+	var out ipa.CreateTaskInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateTaskInput", raw, &out)
 	return out, err
 }
 
-func (ec *executionContext) unmarshalInputRestartPolicyInput(ctx context.Context, obj any) (manager.RestartPolicyInput, error) {
-	var it manager.RestartPolicyInput
+func (ec *executionContext) unmarshalInputRestartPolicyInput(ctx context.Context, obj any) (ipa.RestartPolicyInput, error) {
+	var it ipa.RestartPolicyInput
 	if obj == nil {
 		return it, nil
 	}
@@ -958,8 +957,8 @@ func (ec *executionContext) unmarshalInputRestartPolicyInput(ctx context.Context
 //
 // ctx must come from a gqlgen request; outside one there is no unmarshaler to use
 // and the returned error says so.
-func UnmarshalRestartPolicyInput(ctx context.Context, raw any) (manager.RestartPolicyInput, error) {
-	var out manager.RestartPolicyInput
+func UnmarshalRestartPolicyInput(ctx context.Context, raw any) (ipa.RestartPolicyInput, error) {
+	var out ipa.RestartPolicyInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "RestartPolicyInput", raw, &out)
 	return out, err
 }
@@ -1421,7 +1420,7 @@ func (ec *executionContext) _TaskPayload(ctx context.Context, sel ast.SelectionS
 
 // region    ***************************** type.gotpl *****************************
 
-func (ec *executionContext) unmarshalNCreateTaskInput2githubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐCreateTaskInput(ctx context.Context, v any) (manager.CreateTaskInput, error) {
+func (ec *executionContext) unmarshalNCreateTaskInput2githubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐCreateTaskInput(ctx context.Context, v any) (ipa.CreateTaskInput, error) {
 	res, err := ec.unmarshalInputCreateTaskInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
@@ -1552,7 +1551,7 @@ func (ec *executionContext) marshalNTaskStatus2githubᚗcomᚋipaᚑdevᚋipaᚋ
 	return res
 }
 
-func (ec *executionContext) unmarshalORestartPolicyInput2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋmanagerᚐRestartPolicyInput(ctx context.Context, v any) (*manager.RestartPolicyInput, error) {
+func (ec *executionContext) unmarshalORestartPolicyInput2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐRestartPolicyInput(ctx context.Context, v any) (*ipa.RestartPolicyInput, error) {
 	if v == nil {
 		return nil, nil
 	}

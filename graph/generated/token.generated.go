@@ -12,7 +12,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
@@ -26,7 +25,7 @@ import (
 
 // region    **************************** field.gotpl *****************************
 
-func (ec *executionContext) _ApiToken_id(ctx context.Context, field graphql.CollectedField, obj *store.Token) (ret graphql.Marshaler) {
+func (ec *executionContext) _ApiToken_id(ctx context.Context, field graphql.CollectedField, obj *ipa.Token) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -49,7 +48,7 @@ func (ec *executionContext) fieldContext_ApiToken_id(_ context.Context, field gr
 	return graphql.NewScalarFieldContext("ApiToken", field, false, false, "ID")
 }
 
-func (ec *executionContext) _ApiToken_actorId(ctx context.Context, field graphql.CollectedField, obj *store.Token) (ret graphql.Marshaler) {
+func (ec *executionContext) _ApiToken_actorId(ctx context.Context, field graphql.CollectedField, obj *ipa.Token) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -72,7 +71,7 @@ func (ec *executionContext) fieldContext_ApiToken_actorId(_ context.Context, fie
 	return graphql.NewScalarFieldContext("ApiToken", field, false, false, "String")
 }
 
-func (ec *executionContext) _ApiToken_role(ctx context.Context, field graphql.CollectedField, obj *store.Token) (ret graphql.Marshaler) {
+func (ec *executionContext) _ApiToken_role(ctx context.Context, field graphql.CollectedField, obj *ipa.Token) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -95,7 +94,7 @@ func (ec *executionContext) fieldContext_ApiToken_role(_ context.Context, field 
 	return graphql.NewScalarFieldContext("ApiToken", field, false, false, "Role")
 }
 
-func (ec *executionContext) _ApiToken_createdAt(ctx context.Context, field graphql.CollectedField, obj *store.Token) (ret graphql.Marshaler) {
+func (ec *executionContext) _ApiToken_createdAt(ctx context.Context, field graphql.CollectedField, obj *ipa.Token) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -118,7 +117,7 @@ func (ec *executionContext) fieldContext_ApiToken_createdAt(_ context.Context, f
 	return graphql.NewScalarFieldContext("ApiToken", field, false, false, "Time")
 }
 
-func (ec *executionContext) _ApiToken_lastUsedAt(ctx context.Context, field graphql.CollectedField, obj *store.Token) (ret graphql.Marshaler) {
+func (ec *executionContext) _ApiToken_lastUsedAt(ctx context.Context, field graphql.CollectedField, obj *ipa.Token) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -141,7 +140,7 @@ func (ec *executionContext) fieldContext_ApiToken_lastUsedAt(_ context.Context, 
 	return graphql.NewScalarFieldContext("ApiToken", field, false, false, "Time")
 }
 
-func (ec *executionContext) _ApiToken_revokedAt(ctx context.Context, field graphql.CollectedField, obj *store.Token) (ret graphql.Marshaler) {
+func (ec *executionContext) _ApiToken_revokedAt(ctx context.Context, field graphql.CollectedField, obj *ipa.Token) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -176,8 +175,8 @@ func (ec *executionContext) _CreateTokenPayload_token(ctx context.Context, field
 			return obj.Token, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *store.Token) graphql.Marshaler {
-			return ec.marshalNApiToken2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋstoreᚐToken(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *ipa.Token) graphql.Marshaler {
+			return ec.marshalNApiToken2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐToken(ctx, selections, v)
 		},
 		true,
 		true,
@@ -231,8 +230,8 @@ func (ec *executionContext) _TokenPayload_token(ctx context.Context, field graph
 			return obj.Token, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *store.Token) graphql.Marshaler {
-			return ec.marshalNApiToken2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋstoreᚐToken(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *ipa.Token) graphql.Marshaler {
+			return ec.marshalNApiToken2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐToken(ctx, selections, v)
 		},
 		true,
 		true,
@@ -265,7 +264,7 @@ func (ec *executionContext) fieldContext_TokenPayload_token(_ context.Context, f
 
 var apiTokenImplementors = []string{"ApiToken"}
 
-func (ec *executionContext) _ApiToken(ctx context.Context, sel ast.SelectionSet, obj *store.Token) graphql.Marshaler {
+func (ec *executionContext) _ApiToken(ctx context.Context, sel ast.SelectionSet, obj *ipa.Token) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, apiTokenImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -396,11 +395,11 @@ func (ec *executionContext) _TokenPayload(ctx context.Context, sel ast.Selection
 
 // region    ***************************** type.gotpl *****************************
 
-func (ec *executionContext) marshalNApiToken2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋstoreᚐTokenᚄ(ctx context.Context, sel ast.SelectionSet, v []*store.Token) graphql.Marshaler {
+func (ec *executionContext) marshalNApiToken2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐTokenᚄ(ctx context.Context, sel ast.SelectionSet, v []*ipa.Token) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNApiToken2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋstoreᚐToken(ctx, sel, v[i])
+		return ec.marshalNApiToken2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐToken(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -412,7 +411,7 @@ func (ec *executionContext) marshalNApiToken2ᚕᚖgithubᚗcomᚋipaᚑdevᚋip
 	return ret
 }
 
-func (ec *executionContext) marshalNApiToken2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋstoreᚐToken(ctx context.Context, sel ast.SelectionSet, v *store.Token) graphql.Marshaler {
+func (ec *executionContext) marshalNApiToken2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐToken(ctx context.Context, sel ast.SelectionSet, v *ipa.Token) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "ApiToken!")
 		return graphql.Null

@@ -9,11 +9,10 @@ import (
 	"strconv"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
 
 type CreateTokenPayload struct {
-	Token *store.Token `json:"token"`
+	Token *ipa.Token `json:"token"`
 	// The secret to send as `Authorization: Bearer <secret>`. Shown only here.
 	Secret string `json:"secret"`
 }
@@ -61,7 +60,7 @@ type TaskPayload struct {
 }
 
 type TokenPayload struct {
-	Token *store.Token `json:"token"`
+	Token *ipa.Token `json:"token"`
 }
 
 type OrderDirection string

@@ -19,7 +19,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
 
 // Mode is how strictly requests must carry a token.
@@ -50,8 +49,8 @@ const tokenPrefix = "ipa_"
 
 // Tokens is the token storage auth needs.
 type Tokens interface {
-	CreateToken(ctx context.Context, t store.Token) error
-	TokenByHash(ctx context.Context, hash string) (*store.Token, error)
+	CreateToken(ctx context.Context, t ipa.Token) error
+	TokenByHash(ctx context.Context, hash string) (*ipa.Token, error)
 	CountActiveTokens(ctx context.Context) (int64, error)
 	TouchToken(ctx context.Context, id string, at time.Time) error
 }
@@ -65,26 +64,26 @@ func Hash(secret string) string {
 // Mint creates and stores a token for the actor and role and returns the
 // secret, which is never stored. Returns EINVALID for an empty actor or an
 // unknown role.
-func Mint(ctx context.Context, tokens Tokens, actorID string, role ipa.Role, now time.Time) (store.Token, string, error) {
+func Mint(ctx context.Context, tokens Tokens, actorID string, role ipa.Role, now time.Time) (ipa.Token, string, error) {
 	actorID = strings.TrimSpace(actorID)
 	if actorID == "" || len(actorID) > 255 {
-		return store.Token{}, "", ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "The actor id must be 1 to 255 characters.")
+		return ipa.Token{}, "", ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "The actor id must be 1 to 255 characters.")
 	}
 	if !role.Valid() {
-		return store.Token{}, "", ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Unknown role %q.", role)
+		return ipa.Token{}, "", ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Unknown role %q.", role)
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
-		return store.Token{}, "", err
+		return ipa.Token{}, "", err
 	}
 	secret := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	id, err := uuid.NewV7()
 	if err != nil {
-		return store.Token{}, "", err
+		return ipa.Token{}, "", err
 	}
-	t := store.Token{ID: id.String(), ActorID: actorID, Role: role, Hash: Hash(secret), CreatedAt: now.UTC()}
+	t := ipa.Token{ID: id.String(), ActorID: actorID, Role: role, Hash: Hash(secret), CreatedAt: now.UTC()}
 	if err := tokens.CreateToken(ctx, t); err != nil {
-		return store.Token{}, "", err
+		return ipa.Token{}, "", err
 	}
 	return t, secret, nil
 }

@@ -431,7 +431,7 @@ func BenchmarkCatchUp(b *testing.B) {
 				start := time.Now()
 				n := 0
 				for after := int64(0); ; {
-					page, err := s.store.ReadEvents(ctx, store.EventQuery{TaskID: id, After: after, Limit: 1000})
+					page, err := s.store.ReadEvents(ctx, ipa.EventQuery{TaskID: id, After: after, Limit: 1000})
 					require.NoError(b, err)
 					n += len(page)
 					if len(page) < 1000 {

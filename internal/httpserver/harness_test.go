@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/auth"
-	"github.com/ipa-dev/ipa/internal/eventstore"
+	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/manager"
@@ -98,13 +98,13 @@ func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 		rts = append(rts, manager.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig})
 	}
 	reg := prometheus.NewRegistry()
-	broker := eventstore.NewBroker()
+	broker := feed.NewBroker()
 	mgr, err := manager.New(ctx, manager.Config{
 		Store:         st,
 		Runtimes:      rts,
 		DefaultPolicy: ipa.DefaultRestartPolicy(),
 		Publisher:     broker,
-		Feed:          eventstore.NewFeed(st, broker, log),
+		Feed:          feed.NewFeed(st, broker, log),
 		Metrics:       manager.NewMetrics(reg),
 		Logger:        log,
 	})
@@ -160,7 +160,7 @@ func (b *bundle) errorsSeen() int {
 }
 
 // mint creates a token for actor with role and returns its secret.
-func (b *bundle) mint(t *testing.T, actor string, role ipa.Role) (store.Token, string) {
+func (b *bundle) mint(t *testing.T, actor string, role ipa.Role) (ipa.Token, string) {
 	t.Helper()
 	tok, secret, err := auth.Mint(context.Background(), b.store, actor, role, time.Now())
 	require.NoError(t, err)

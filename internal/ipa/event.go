@@ -79,3 +79,14 @@ type TaskCancelledData struct {
 type TaskCompletedData struct {
 	Phase Phase `json:"phase"` // phase the task was in when completed
 }
+
+// EventQuery reads events in order.
+type EventQuery struct {
+	TaskID string   // stream to read; "" reads the global feed by position
+	After  int64    // version (stream) or position (global) to start after
+	Types  []string // only these types; empty = all
+	Limit  int
+	// Newest reads a stream backwards from its last event (After is ignored):
+	// the last Limit events, newest first.
+	Newest bool
+}

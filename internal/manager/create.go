@@ -17,53 +17,6 @@ import (
 // DefaultRuntime is the runtime of a task created without one.
 const DefaultRuntime = "demo"
 
-// CreateTaskInput is what a client gives to create a task.
-type CreateTaskInput struct {
-	Title          string
-	Description    *string
-	Runtime        *string
-	RuntimeConfig  json.RawMessage
-	Metadata       json.RawMessage
-	AutoStart      *bool
-	RestartPolicy  *RestartPolicyInput
-	IdempotencyKey *string
-}
-
-// RestartPolicyInput overrides the server's default restart policy field by field.
-type RestartPolicyInput struct {
-	AutoRestart      *bool
-	MaxAttempts      *int
-	WindowSeconds    *int
-	InitialBackoffMs *int
-	MaxBackoffMs     *int
-}
-
-// apply returns the default policy with the given fields replaced.
-func (in *RestartPolicyInput) apply(p ipa.RestartPolicy) ipa.RestartPolicy {
-	if in == nil {
-		return p
-	}
-	if in.AutoRestart != nil {
-		p.AutoRestart = *in.AutoRestart
-	}
-	if in.MaxAttempts != nil {
-		p.MaxAttempts = *in.MaxAttempts
-	}
-	if in.WindowSeconds != nil {
-		p.WindowSeconds = *in.WindowSeconds
-	}
-	if in.InitialBackoffMs != nil {
-		p.InitialBackoffMs = *in.InitialBackoffMs
-	}
-	if in.MaxBackoffMs != nil {
-		p.MaxBackoffMs = *in.MaxBackoffMs
-		if in.InitialBackoffMs == nil && p.InitialBackoffMs > p.MaxBackoffMs {
-			p.InitialBackoffMs = p.MaxBackoffMs
-		}
-	}
-	return p
-}
-
 // CreateTask validates the input and creates the task: its stream, its
 // task_created event and its row, in one transaction. With an idempotency key
 // already used by the same actor it returns the first task and creates
@@ -71,7 +24,7 @@ func (in *RestartPolicyInput) apply(p ipa.RestartPolicy) ipa.RestartPolicy {
 // start does not undo the task (the error is returned with the task).
 // Requires OPERATOR. Returns EINVALID (INVALID_TITLE, INVALID_ARGUMENT) for bad
 // input.
-func (m *Manager) CreateTask(ctx context.Context, in CreateTaskInput) (*ipa.Task, error) {
+func (m *Manager) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*ipa.Task, error) {
 	actor, err := ipa.RequireRole(ctx, ipa.RoleOperator)
 	if err != nil {
 		return nil, err
@@ -113,7 +66,7 @@ func (m *Manager) CreateTask(ctx context.Context, in CreateTaskInput) (*ipa.Task
 }
 
 // validateCreate checks every field of a create and returns the event data.
-func (m *Manager) validateCreate(in CreateTaskInput) (ipa.TaskCreatedData, error) {
+func (m *Manager) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedData, error) {
 	var d ipa.TaskCreatedData
 	title, err := ipa.NormalizeTitle(in.Title)
 	if err != nil {
@@ -156,7 +109,7 @@ func (m *Manager) validateCreate(in CreateTaskInput) (ipa.TaskCreatedData, error
 	if d.Metadata, err = jsonObject("metadata", in.Metadata, ipa.MaxMetadataBytes); err != nil {
 		return d, err
 	}
-	d.RestartPolicy = in.RestartPolicy.apply(m.policy)
+	d.RestartPolicy = in.RestartPolicy.Apply(m.policy)
 	if err := d.RestartPolicy.Validate(); err != nil {
 		return d, err
 	}

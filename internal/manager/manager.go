@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/cursor"
-	"github.com/ipa-dev/ipa/internal/eventstore"
+	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
 )
@@ -29,16 +29,10 @@ type Runtime struct {
 	ValidateConfig func(raw []byte) error
 }
 
-// RuntimeInfo is a runtime as the API lists it.
-type RuntimeInfo struct {
-	Name        string
-	Description *string
-}
-
 // Publisher hears about every commit, after it committed. Live feeds hang
-// off it; it must not block. *eventstore.Broker is the in-process one.
+// off it; it must not block. *feed.Broker is the in-process one.
 type Publisher interface {
-	Publish(c eventstore.Commit)
+	Publish(c feed.Commit)
 }
 
 // Config wires a Manager.
@@ -47,7 +41,7 @@ type Config struct {
 	Runtimes      []Runtime
 	DefaultPolicy ipa.RestartPolicy
 	Publisher     Publisher        // may be nil: no live feeds
-	Feed          *eventstore.Feed // may be nil: subscriptions answer UNAVAILABLE
+	Feed          *feed.Feed // may be nil: subscriptions answer UNAVAILABLE
 	Metrics       *Metrics         // may be nil
 	Logger        *slog.Logger
 	Now           func() time.Time
@@ -60,7 +54,7 @@ type Manager struct {
 	names     []string
 	policy    ipa.RestartPolicy
 	publisher Publisher
-	feed      *eventstore.Feed
+	feed      *feed.Feed
 	metrics   *Metrics
 	log       *slog.Logger
 	now       func() time.Time
@@ -131,14 +125,14 @@ func (m *Manager) podController() PodController {
 }
 
 // Runtimes lists the runtimes the server can start, by name. Requires VIEWER.
-func (m *Manager) Runtimes(ctx context.Context) ([]RuntimeInfo, error) {
+func (m *Manager) Runtimes(ctx context.Context) ([]ipa.RuntimeInfo, error) {
 	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
 		return nil, err
 	}
-	out := make([]RuntimeInfo, 0, len(m.names))
+	out := make([]ipa.RuntimeInfo, 0, len(m.names))
 	for _, n := range m.names {
 		rt := m.runtimes[n]
-		info := RuntimeInfo{Name: rt.Name}
+		info := ipa.RuntimeInfo{Name: rt.Name}
 		if rt.Description != "" {
 			d := rt.Description
 			info.Description = &d
@@ -160,6 +154,6 @@ func (m *Manager) Ready(ctx context.Context) error { return m.store.Ping(ctx) }
 func (m *Manager) publish(events []ipa.Event, t *ipa.Task) {
 	if m.publisher != nil && len(events) > 0 {
 		last := events[len(events)-1]
-		m.publisher.Publish(eventstore.Commit{TaskID: t.ID, Version: last.Version, Position: last.Position, Events: events, Task: t})
+		m.publisher.Publish(feed.Commit{TaskID: t.ID, Version: last.Version, Position: last.Position, Events: events, Task: t})
 	}
 }

@@ -4,15 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
-
-// ErrNotRunning is returned by a PodController asked to stop a pod that does
-// not run.
-var ErrNotRunning = errors.New("pod not running")
 
 // PodController starts, stops and watches pods: the supervisor, seen from the
 // manager. It records pod lifecycle events through RecordPodEvent.
@@ -20,65 +14,26 @@ type PodController interface {
 	// StartPod starts the task's pod unless one runs; started is false when
 	// one already ran. causationID names the event that caused the start.
 	StartPod(ctx context.Context, t *ipa.Task, causationID string) (started bool, err error)
-	// StopPod stops the pod gracefully; ErrNotRunning when none runs.
+	// StopPod stops the pod gracefully; ipa.ErrPodNotRunning when none runs.
 	StopPod(ctx context.Context, taskID, reason string) error
 	// RestartPod stops the pod if it runs, then starts it, clearing FAILED.
 	RestartPod(ctx context.Context, t *ipa.Task) error
 	// Status answers from memory, never calling into the pod.
-	Status(taskID string) PodStatus
+	Status(taskID string) ipa.PodStatus
 	// Forget drops what is kept in memory about a closed task.
 	Forget(taskID string)
-}
-
-// PodStatus is the supervisor's in-memory view of a pod.
-type PodStatus struct {
-	Known         bool // false when the supervisor holds nothing for the task
-	State         ipa.PodState
-	PID           int
-	StartedAt     *time.Time
-	Restarts      int
-	NextAttemptAt *time.Time
-	Live          json.RawMessage
-}
-
-// PodView is a task's pod as the API shows it.
-type PodView struct {
-	TaskID        string
-	State         ipa.PodState
-	Pid           *int
-	StartedAt     *time.Time
-	Restarts      int
-	NextAttemptAt *time.Time
-	Live          json.RawMessage
-}
-
-// PodCrash is one recorded crash, read from a pod_crashed event.
-type PodCrash struct {
-	At       time.Time
-	ExitCode *int
-	Signal   *string
-	Reason   string
-	UptimeMs int
-}
-
-// podCrashedData is the part of pod_crashed's data the API shows.
-type podCrashedData struct {
-	ExitCode *int    `json:"exitCode"`
-	Signal   *string `json:"signal"`
-	Reason   string  `json:"reason"`
-	UptimeMs int     `json:"uptimeMs"`
 }
 
 func podsUnavailable() error {
 	return ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Pods are not available on this server.")
 }
 
-func isNotRunning(err error) bool { return errors.Is(err, ErrNotRunning) }
+func isNotRunning(err error) bool { return errors.Is(err, ipa.ErrPodNotRunning) }
 
 // Pod returns the pod view of a task: the supervisor's live view when it holds
 // one, else the state recorded in the task's stream.
-func (m *Manager) Pod(t *ipa.Task) *PodView {
-	v := &PodView{TaskID: t.ID, State: t.PodState}
+func (m *Manager) Pod(t *ipa.Task) *ipa.Pod {
+	v := &ipa.Pod{TaskID: t.ID, State: t.PodState}
 	if v.State == "" {
 		v.State = ipa.PodStopped
 	}
@@ -87,7 +42,7 @@ func (m *Manager) Pod(t *ipa.Task) *PodView {
 			v.State, v.StartedAt, v.Restarts, v.NextAttemptAt = s.State, s.StartedAt, s.Restarts, s.NextAttemptAt
 			if s.PID > 0 {
 				pid := s.PID
-				v.Pid = &pid
+				v.PID = &pid
 			}
 			if s.State == ipa.PodRunning {
 				v.Live = s.Live
@@ -99,22 +54,22 @@ func (m *Manager) Pod(t *ipa.Task) *PodView {
 
 // Crashes returns the task's last recorded crashes, newest first, from its
 // pod_crashed events. Requires VIEWER.
-func (m *Manager) Crashes(ctx context.Context, taskID string, last int) ([]PodCrash, error) {
+func (m *Manager) Crashes(ctx context.Context, taskID string, last int) ([]ipa.PodCrash, error) {
 	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
 		return nil, err
 	}
 	if last < 1 || last > MaxPageSize {
 		return nil, invalidArg("last must be between 1 and %d.", MaxPageSize)
 	}
-	evs, err := m.store.ReadEvents(ctx, store.EventQuery{TaskID: taskID, Types: []string{ipa.EventPodCrashed}, Limit: last, Newest: true})
+	evs, err := m.store.ReadEvents(ctx, ipa.EventQuery{TaskID: taskID, Types: []string{ipa.EventPodCrashed}, Limit: last, Newest: true})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]PodCrash, 0, len(evs))
+	out := make([]ipa.PodCrash, 0, len(evs))
 	for _, e := range evs {
-		var d podCrashedData
+		var d ipa.PodCrashedData
 		_ = json.Unmarshal(e.Data, &d)
-		out = append(out, PodCrash{At: e.OccurredAt, ExitCode: d.ExitCode, Signal: d.Signal, Reason: d.Reason, UptimeMs: d.UptimeMs})
+		out = append(out, ipa.PodCrash{At: e.OccurredAt, ExitCode: d.ExitCode, Signal: d.Signal, Reason: d.Reason, UptimeMs: d.UptimeMs})
 	}
 	return out, nil
 }

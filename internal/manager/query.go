@@ -176,7 +176,7 @@ func (m *Manager) TaskEvents(ctx context.Context, taskID string, first int, afte
 			return EventList{}, invalidArg("after is not a cursor of this task's events.")
 		}
 	}
-	evs, err := m.store.ReadEvents(ctx, store.EventQuery{TaskID: taskID, After: from, Types: types, Limit: first + 1})
+	evs, err := m.store.ReadEvents(ctx, ipa.EventQuery{TaskID: taskID, After: from, Types: types, Limit: first + 1})
 	if err != nil {
 		return EventList{}, err
 	}

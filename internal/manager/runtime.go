@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
 
 // What a runtime may write through the host service, per call.
@@ -36,7 +35,7 @@ type podOutputData struct {
 // current pod run (pod_started or pod_reattached), which events a runtime
 // writes name as their cause; "" when there is none.
 func (m *Manager) RuntimeCausation(ctx context.Context, taskID string) string {
-	evs, err := m.store.ReadEvents(ctx, store.EventQuery{TaskID: taskID, Types: []string{ipa.EventPodStarted, ipa.EventPodReattached}, Limit: 1, Newest: true})
+	evs, err := m.store.ReadEvents(ctx, ipa.EventQuery{TaskID: taskID, Types: []string{ipa.EventPodStarted, ipa.EventPodReattached}, Limit: 1, Newest: true})
 	if err != nil || len(evs) == 0 {
 		return ""
 	}

@@ -81,24 +81,4 @@ type TaskPage struct {
 	HasMore bool // another row follows the last one in this order
 }
 
-// EventQuery reads events in order.
-type EventQuery struct {
-	TaskID string   // stream to read; "" reads the global feed by position
-	After  int64    // version (stream) or position (global) to start after
-	Types  []string // only these types; empty = all
-	Limit  int
-	// Newest reads a stream backwards from its last event (After is ignored):
-	// the last Limit events, newest first.
-	Newest bool
-}
 
-// Token is a stored API token; the secret itself is never stored, only its hash.
-type Token struct {
-	ID        string
-	ActorID   string
-	Role      ipa.Role
-	Hash      string // hex SHA-256 of the secret
-	CreatedAt time.Time
-	RevokedAt *time.Time
-	LastUsed  *time.Time
-}

@@ -175,7 +175,7 @@ func TestBatchMixedOutcomes(t *testing.T) {
 				want = append(want, o.events...)
 			}
 			require.Len(t, want, 6)
-			got, err := s.ReadEvents(ctx, EventQuery{After: head, Limit: 100})
+			got, err := s.ReadEvents(ctx, ipa.EventQuery{After: head, Limit: 100})
 			require.NoError(t, err)
 			require.Len(t, got, len(want))
 			for i := range want {
@@ -241,7 +241,7 @@ func TestBatchFallsBackAlone(t *testing.T) {
 	assert.Equal(t, []int{1, len(tasks)}, sizes)
 	head, err := s.HeadPosition(ctx)
 	require.NoError(t, err)
-	all, err := s.ReadEvents(ctx, EventQuery{Limit: 1000})
+	all, err := s.ReadEvents(ctx, ipa.EventQuery{Limit: 1000})
 	require.NoError(t, err)
 	for i, task := range tasks {
 		got, n, _ := snapshot(t, s, task.ID)
@@ -309,7 +309,7 @@ func TestBatchDeadlockRetried(t *testing.T) {
 		assert.Equal(t, int64(3), task.Version)
 		assert.Equal(t, int64(3), n)
 	}
-	all, err := s1.ReadEvents(ctx, EventQuery{Limit: 100})
+	all, err := s1.ReadEvents(ctx, ipa.EventQuery{Limit: 100})
 	require.NoError(t, err)
 	for i, e := range all {
 		assert.Equal(t, int64(i+1), e.Position)
@@ -422,7 +422,7 @@ func TestCloseWithWritesInFlight(t *testing.T) {
 				ok++
 				require.NoError(t, err, "a create that succeeded is committed")
 				assert.Equal(t, r.id, task.ID)
-				evs, err := again.ReadEvents(ctx, EventQuery{TaskID: r.id, Limit: 10})
+				evs, err := again.ReadEvents(ctx, ipa.EventQuery{TaskID: r.id, Limit: 10})
 				require.NoError(t, err)
 				require.Len(t, evs, 1)
 				assert.Equal(t, r.pos, evs[0].Position)

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipa-dev/ipa/internal/auth"
-	"github.com/ipa-dev/ipa/internal/eventstore"
+	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/manager"
@@ -34,12 +34,12 @@ func BenchmarkCreateTask(b *testing.B) {
 		b.Run(d.Name(), func(b *testing.B) {
 			s := d.Open(b)
 			ctx := ipa.WithActor(context.Background(), ipa.Actor{ID: "bench", Role: ipa.RoleAdmin})
-			broker := eventstore.NewBroker()
+			broker := feed.NewBroker()
 			mgr, err := manager.New(ctx, manager.Config{
 				Store:     s,
 				Runtimes:  []manager.Runtime{{Name: "demo"}},
 				Publisher: broker,
-				Feed:      eventstore.NewFeed(s, broker, quiet),
+				Feed:      feed.NewFeed(s, broker, quiet),
 				Logger:    quiet,
 			})
 			if err != nil {
@@ -63,7 +63,7 @@ func BenchmarkCreateTask(b *testing.B) {
 			}{
 				{"raw", func() error { return store.RawCreate(ctx, s, pos.Add(1)) }},
 				{"store", func() error { _, err := s.CreateTask(ctx, store.NewCreateRequest()); return err }},
-				{"manager", func() error { _, err := mgr.CreateTask(ctx, manager.CreateTaskInput{Title: "bench"}); return err }},
+				{"manager", func() error { _, err := mgr.CreateTask(ctx, ipa.CreateTaskInput{Title: "bench"}); return err }},
 				{"http", func() error { return post(client, srv.URL+"/graphql", body) }},
 			}
 			for _, mode := range []struct {

@@ -8,11 +8,8 @@ import (
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
-// ErrLeaseHeld is returned by SaveLease when another owner runs the pod.
-var ErrLeaseHeld = &ipa.Error{Code: ipa.ECONFLICT, Message: "Another server instance runs this task's pod."}
-
 // SaveLease records that owner runs the task's pod, with the reattach data
-// (JSON). It replaces owner's earlier lease of the task. Returns ErrLeaseHeld
+// (JSON). It replaces owner's earlier lease of the task. Returns ipa.ErrLeaseHeld
 // (ECONFLICT) when another owner holds the task's lease: a pod has exactly one owner, so
 // a second instance's start is refused. ENOTFOUND for an unknown task.
 func (s *Store) SaveLease(ctx context.Context, owner, taskID string, data []byte, now time.Time) error {
@@ -28,7 +25,7 @@ func (s *Store) SaveLease(ctx context.Context, owner, taskID string, data []byte
 		return s.wrap(fmt.Errorf("store: save lease: %w", res.Error))
 	}
 	if res.RowsAffected == 0 {
-		return ErrLeaseHeld
+		return ipa.ErrLeaseHeld
 	}
 	return nil
 }

@@ -205,7 +205,7 @@ func strs[T ~string](in []T) []string {
 // q.Newest the last events instead, newest first; only q.Types when given; at most q.Limit (capped at 10000). An unknown or
 // malformed TaskID reads nothing. Returns a plain error for a Limit below 1,
 // EUNAVAILABLE when the database is unreachable.
-func (s *Store) ReadEvents(ctx context.Context, q EventQuery) ([]ipa.Event, error) {
+func (s *Store) ReadEvents(ctx context.Context, q ipa.EventQuery) ([]ipa.Event, error) {
 	if q.Limit <= 0 {
 		return nil, errors.New("store: read events: limit must be positive")
 	}

@@ -35,7 +35,7 @@ func TestOccurredAtFollowsVersions(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			evs, err := s.ReadEvents(context.Background(), EventQuery{TaskID: task.ID, After: 1, Limit: 1000})
+			evs, err := s.ReadEvents(context.Background(), ipa.EventQuery{TaskID: task.ID, After: 1, Limit: 1000})
 			require.NoError(t, err)
 			require.Len(t, evs, 80)
 			for i := 1; i < len(evs); i++ {

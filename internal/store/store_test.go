@@ -177,7 +177,7 @@ func testCreateAndReadBack(t *testing.T, s *Store) {
 	assert.Equal(t, int64(1), got.Version)
 	assertSameTask(t, res.Task, got)
 
-	evs, err := s.ReadEvents(ctx, EventQuery{TaskID: req.TaskID, Limit: 10})
+	evs, err := s.ReadEvents(ctx, ipa.EventQuery{TaskID: req.TaskID, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, evs, 1)
 	e := evs[0]
@@ -281,7 +281,7 @@ func testAppendVersionsNoGaps(t *testing.T, s *Store) {
 		assert.Equal(t, int64(3+2*i), res.Task.Version)
 		assert.Less(t, res.Events[0].Position, res.Events[1].Position)
 	}
-	evs, err := s.ReadEvents(ctx, EventQuery{TaskID: task.ID, Limit: 100})
+	evs, err := s.ReadEvents(ctx, ipa.EventQuery{TaskID: task.ID, Limit: 100})
 	require.NoError(t, err)
 	require.Len(t, evs, 11)
 	for i, e := range evs {
@@ -313,7 +313,7 @@ func testAppendVersionsNoGaps(t *testing.T, s *Store) {
 		}})
 	require.NoError(t, err)
 	assert.Equal(t, ipa.PhasePlanning, res.Task.Phase)
-	evs, err = s.ReadEvents(ctx, EventQuery{TaskID: task.ID, After: 11, Limit: 100})
+	evs, err = s.ReadEvents(ctx, ipa.EventQuery{TaskID: task.ID, After: 11, Limit: 100})
 	require.NoError(t, err)
 	require.Len(t, evs, 1)
 	assert.Equal(t, evs[0].CausationID, res.Events[0].CausationID)
@@ -602,7 +602,7 @@ func testReadEvents(t *testing.T, s *Store) {
 	appendEvents(t, s, b.ID, t0, ipa.EventPodOutput)
 	appendEvents(t, s, a.ID, t0, ipa.EventPodStopped)
 
-	all, err := s.ReadEvents(ctx, EventQuery{Limit: 100})
+	all, err := s.ReadEvents(ctx, ipa.EventQuery{Limit: 100})
 	require.NoError(t, err)
 	require.Len(t, all, 6)
 	for i := 1; i < len(all); i++ {
@@ -612,18 +612,18 @@ func testReadEvents(t *testing.T, s *Store) {
 	require.NoError(t, err)
 	assert.Equal(t, all[5].Position, head)
 
-	rest, err := s.ReadEvents(ctx, EventQuery{After: all[2].Position, Limit: 2})
+	rest, err := s.ReadEvents(ctx, ipa.EventQuery{After: all[2].Position, Limit: 2})
 	require.NoError(t, err)
 	require.Len(t, rest, 2)
 	assert.Equal(t, all[3].ID, rest[0].ID)
 
-	out, err := s.ReadEvents(ctx, EventQuery{Types: []string{ipa.EventPodOutput}, Limit: 100})
+	out, err := s.ReadEvents(ctx, ipa.EventQuery{Types: []string{ipa.EventPodOutput}, Limit: 100})
 	require.NoError(t, err)
 	require.Len(t, out, 2)
 	assert.Equal(t, a.ID, out[0].TaskID)
 	assert.Equal(t, b.ID, out[1].TaskID)
 
-	stream, err := s.ReadEvents(ctx, EventQuery{TaskID: a.ID, After: 1, Types: []string{ipa.EventPodOutput, ipa.EventPodStopped}, Limit: 100})
+	stream, err := s.ReadEvents(ctx, ipa.EventQuery{TaskID: a.ID, After: 1, Types: []string{ipa.EventPodOutput, ipa.EventPodStopped}, Limit: 100})
 	require.NoError(t, err)
 	require.Len(t, stream, 2)
 	assert.Equal(t, int64(3), stream[0].Version)
@@ -636,10 +636,10 @@ func testReadEvents(t *testing.T, s *Store) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), n)
 
-	none, err := s.ReadEvents(ctx, EventQuery{TaskID: "junk", Limit: 10})
+	none, err := s.ReadEvents(ctx, ipa.EventQuery{TaskID: "junk", Limit: 10})
 	require.NoError(t, err)
 	assert.Empty(t, none)
-	_, err = s.ReadEvents(ctx, EventQuery{})
+	_, err = s.ReadEvents(ctx, ipa.EventQuery{})
 	require.Error(t, err)
 }
 
@@ -687,10 +687,10 @@ func testTokens(t *testing.T, s *Store) {
 	n, err := s.CountActiveTokens(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, int64(0), n)
-	tok := Token{ID: "tok_abc123", ActorID: "ci", Role: ipa.RoleOperator, Hash: "h1", CreatedAt: t0}
+	tok := ipa.Token{ID: "tok_abc123", ActorID: "ci", Role: ipa.RoleOperator, Hash: "h1", CreatedAt: t0}
 	require.NoError(t, s.CreateToken(ctx, tok))
-	require.NoError(t, s.CreateToken(ctx, Token{ID: "tok_abd999", ActorID: "ops", Role: ipa.RoleAdmin, Hash: "h2", CreatedAt: t0.Add(time.Second)}))
-	require.Error(t, s.CreateToken(ctx, Token{ID: "tok_other", Hash: "h1", CreatedAt: t0}), "duplicate hash")
+	require.NoError(t, s.CreateToken(ctx, ipa.Token{ID: "tok_abd999", ActorID: "ops", Role: ipa.RoleAdmin, Hash: "h2", CreatedAt: t0.Add(time.Second)}))
+	require.Error(t, s.CreateToken(ctx, ipa.Token{ID: "tok_other", Hash: "h1", CreatedAt: t0}), "duplicate hash")
 
 	got, err := s.TokenByHash(ctx, "h1")
 	require.NoError(t, err)
@@ -857,7 +857,7 @@ func tail(t *testing.T, s *Store, writers, appends int, delay time.Duration) (wr
 	seenAt := map[int64]bool{}
 	last := start
 	read := func() {
-		evs, err := s.ReadEvents(ctx, EventQuery{After: last, Limit: 500})
+		evs, err := s.ReadEvents(ctx, ipa.EventQuery{After: last, Limit: 500})
 		require.NoError(t, err)
 		for _, e := range evs {
 			require.Greater(t, e.Position, last, "positions must increase")
@@ -911,12 +911,12 @@ func TestReadEventsNewest(t *testing.T) {
 			s := d.open(t)
 			a := createTask(t, s, "a", t0)
 			appendEvents(t, s, a.ID, t0, ipa.EventPodStarted, ipa.EventPodOutput, ipa.EventPodStopped)
-			evs, err := s.ReadEvents(context.Background(), EventQuery{TaskID: a.ID, Newest: true, After: 99, Limit: 2})
+			evs, err := s.ReadEvents(context.Background(), ipa.EventQuery{TaskID: a.ID, Newest: true, After: 99, Limit: 2})
 			require.NoError(t, err)
 			require.Len(t, evs, 2)
 			assert.Equal(t, int64(4), evs[0].Version)
 			assert.Equal(t, int64(3), evs[1].Version)
-			evs, err = s.ReadEvents(context.Background(), EventQuery{Newest: true, Types: []string{ipa.EventTaskCreated}, Limit: 5})
+			evs, err = s.ReadEvents(context.Background(), ipa.EventQuery{Newest: true, Types: []string{ipa.EventTaskCreated}, Limit: 5})
 			require.NoError(t, err)
 			require.Len(t, evs, 1)
 		})

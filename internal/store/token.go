@@ -23,8 +23,8 @@ type tokenRow struct {
 
 func (tokenRow) TableName() string { return "api_tokens" }
 
-func (r tokenRow) token() Token {
-	return Token{
+func (r tokenRow) token() ipa.Token {
+	return ipa.Token{
 		ID: r.ID, ActorID: r.ActorID, Role: ipa.Role(r.Role), Hash: r.Hash,
 		CreatedAt: fromNanos(r.CreatedAt), RevokedAt: optTime(r.RevokedAt), LastUsed: optTime(r.LastUsedAt),
 	}
@@ -48,7 +48,7 @@ func optNanos(t *time.Time) *int64 {
 
 // CreateToken stores t. Returns a plain error when its id or hash exists,
 // EUNAVAILABLE when the database is unreachable.
-func (s *Store) CreateToken(ctx context.Context, t Token) error {
+func (s *Store) CreateToken(ctx context.Context, t ipa.Token) error {
 	r := tokenRow{
 		ID: t.ID, ActorID: t.ActorID, Role: string(t.Role), Hash: t.Hash, CreatedAt: nanos(t.CreatedAt),
 		RevokedAt: optNanos(t.RevokedAt), LastUsedAt: optNanos(t.LastUsed),
@@ -62,7 +62,7 @@ func (s *Store) CreateToken(ctx context.Context, t Token) error {
 // TokenByHash returns the token with the given hash, revoked or not, or nil
 // and no error when there is none. Returns EUNAVAILABLE when the database is
 // unreachable.
-func (s *Store) TokenByHash(ctx context.Context, hash string) (*Token, error) {
+func (s *Store) TokenByHash(ctx context.Context, hash string) (*ipa.Token, error) {
 	var rows []tokenRow
 	if err := s.read.WithContext(ctx).Where("hash = ?", hash).Limit(1).Find(&rows).Error; err != nil {
 		return nil, s.wrap(fmt.Errorf("store: token by hash: %w", err))
@@ -76,12 +76,12 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (*Token, error) {
 
 // ListTokens returns every token, revoked ones included, oldest first.
 // Returns EUNAVAILABLE when the database is unreachable.
-func (s *Store) ListTokens(ctx context.Context) ([]Token, error) {
+func (s *Store) ListTokens(ctx context.Context) ([]ipa.Token, error) {
 	var rows []tokenRow
 	if err := s.read.WithContext(ctx).Order("created_at, id").Find(&rows).Error; err != nil {
 		return nil, s.wrap(fmt.Errorf("store: list tokens: %w", err))
 	}
-	out := make([]Token, len(rows))
+	out := make([]ipa.Token, len(rows))
 	for i, r := range rows {
 		out[i] = r.token()
 	}

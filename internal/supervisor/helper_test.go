@@ -382,9 +382,9 @@ func newTask(cfg string, pol ipa.RestartPolicy) *ipa.Task {
 	}
 }
 
-func mustStart(t testing.TB, s *Supervisor, task *ipa.Task) PodStatus {
+func mustStart(t testing.TB, s *Supervisor, task *ipa.Task) ipa.PodStatus {
 	t.Helper()
-	started, err := s.StartPod(context.Background(), PodSpec{Task: task}, true)
+	started, err := s.StartPod(context.Background(), task, "")
 	if err != nil {
 		t.Fatalf("StartPod: %v", err)
 	}
@@ -399,7 +399,7 @@ func mustStart(t testing.TB, s *Supervisor, task *ipa.Task) PodStatus {
 }
 
 // waitState waits up to 10s for the pod to reach state.
-func waitState(t testing.TB, s *Supervisor, taskID string, state ipa.PodState) PodStatus {
+func waitState(t testing.TB, s *Supervisor, taskID string, state ipa.PodState) ipa.PodStatus {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -115,7 +115,7 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		dropLease()
 		log.Warn("pod lost", slog.String("decision", "process_gone"), slog.Any("error", err))
 		if wanted {
-			s.lost(ctx, p, l, LostProcessGone)
+			s.lost(ctx, p, l, ipa.LostProcessGone)
 		}
 		return
 	}
@@ -123,7 +123,7 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		s.killAdopted(pr, log)
 		dropLease()
 		log.Warn("pod lost", slog.String("decision", "kill_not_active"))
-		s.lost(ctx, p, l, LostNotActive)
+		s.lost(ctx, p, l, ipa.LostNotActive)
 		return
 	}
 
@@ -132,7 +132,7 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		s.killAdopted(pr, log)
 		dropLease()
 		log.Warn("pod lost", slog.String("decision", "kill_reattach_failed"), slog.Any("error", err))
-		s.lost(ctx, p, l, LostReattachFailed)
+		s.lost(ctx, p, l, ipa.LostReattachFailed)
 		return
 	}
 	r := &run{conn: conn, proc: pr, runtime: l.Runtime, attempt: l.Attempt, trigger: "reattach", startedAt: l.StartedAt,
@@ -143,7 +143,7 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		conn.release()
 		return
 	}
-	r.startedEventID, _ = s.record(ctx, l.TaskID, ipa.EventPodReattached, PodReattachedData{PID: l.PID, Attempt: l.Attempt, Runtime: l.Runtime}, "")
+	r.startedEventID, _ = s.record(ctx, l.TaskID, ipa.EventPodReattached, ipa.PodReattachedData{PID: l.PID, Attempt: l.Attempt, Runtime: l.Runtime}, "")
 	s.adoptRun(p, r)
 	s.m.starts.WithLabelValues(l.Runtime, "reattach").Inc()
 	log.Info("pod reattached", slog.String("decision", "reattached"))
@@ -201,8 +201,8 @@ func (s *Supervisor) lost(ctx context.Context, p *pod, l Lease, reason string) {
 	s.m.lost.WithLabelValues(l.Runtime).Inc()
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
 	defer cancel()
-	evID, _ := s.record(rctx, l.TaskID, ipa.EventPodLost, PodLostData{Reason: reason, PID: l.PID}, "")
-	if reason == LostNotActive {
+	evID, _ := s.record(rctx, l.TaskID, ipa.EventPodLost, ipa.PodLostData{Reason: reason, PID: l.PID}, "")
+	if reason == ipa.LostNotActive {
 		return
 	}
 	var uptime time.Duration
@@ -236,5 +236,5 @@ func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
 		return
 	}
 	s.log.Warn("pod lost", slog.String("task_id", t.ID), slog.String("decision", "no_lease"))
-	s.lost(ctx, p, Lease{TaskID: t.ID, Runtime: t.Runtime}, LostNoLease)
+	s.lost(ctx, p, Lease{TaskID: t.ID, Runtime: t.Runtime}, ipa.LostNoLease)
 }

@@ -35,9 +35,6 @@ import (
 	"github.com/ipa-dev/ipa/internal/podapi"
 )
 
-// ErrNotRunning is returned by StopPod when the task has no pod running and no
-// restart pending. It is the API's CONFLICT / NOT_RUNNING.
-var ErrNotRunning = ipa.Errorf(ipa.ECONFLICT, ipa.ReasonNotRunning, "No pod is running for this task.")
 
 // errClosed is returned by StartPod when the supervisor is not running.
 var errClosed = ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "The pod supervisor is not running.")
@@ -48,32 +45,7 @@ type PodSpec struct {
 	CausationID string    // the event that caused the start (task_created for autoStart), if any
 }
 
-// Crash is one crash kept in memory (the durable record is pod_crashed).
-type Crash struct {
-	At       time.Time
-	ExitCode *int
-	Signal   string
-	Reason   string
-	UptimeMs int64
-}
 
-// PodStatus is the supervisor's view of one task's pod, answered from memory.
-type PodStatus struct {
-	TaskID        string
-	Known         bool // false when the supervisor holds nothing for the task (State is then STOPPED)
-	State         ipa.PodState
-	Runtime       string
-	PID           int
-	Attempt       int
-	StartedAt     *time.Time
-	Restarts      int        // automatic restarts inside the current policy window
-	NextAttemptAt *time.Time // while BACKOFF
-	Live          json.RawMessage
-	Phase         string
-	Progress      float64
-	Message       string
-	Crashes       []Crash // newest first, at most Config.CrashHistory
-}
 
 // Supervisor runs the pods of one server. Create it with New, Start it, and
 // Shutdown it; all methods are safe for concurrent use.
@@ -155,7 +127,7 @@ type pod struct {
 	attempt       int         // attempt number of the last launch, 1-based
 	crashTimes    []time.Time // crashes inside the policy window (what the limit counts)
 	restartTimes  []time.Time // automatic restarts inside the window (Status.Restarts)
-	crashes       []Crash     // newest last, bounded
+	crashes       []ipa.PodCrash     // newest last, bounded
 	pending       *pendingRestart
 	nextAttemptAt *time.Time
 	live          podapi.StateResponse
@@ -298,7 +270,19 @@ func (s *Supervisor) ownCtx() (context.Context, context.CancelFunc) {
 // unknown runtime, ctx's error when ctx ends while waiting for another
 // operation on the pod, and the Recorder's error when pod_started cannot be
 // recorded (the process is then killed: no pod runs unrecorded).
-func (s *Supervisor) StartPod(ctx context.Context, spec PodSpec, manual bool) (started bool, err error) {
+func (s *Supervisor) StartPod(ctx context.Context, t *ipa.Task, causationID string) (started bool, err error) {
+	started, err = s.startPod(ctx, PodSpec{Task: t, CausationID: causationID}, true)
+	if errors.Is(err, ipa.ErrLeaseHeld) {
+		// Another server sharing the database runs this pod: as far as the
+		// caller is concerned, a pod already runs.
+		return false, nil
+	}
+	return started, err
+}
+
+// startPod starts the pod of spec.Task; manual is true when a person (or the
+// API on one's behalf) asked, which calls off BACKOFF and FAILED.
+func (s *Supervisor) startPod(ctx context.Context, spec PodSpec, manual bool) (started bool, err error) {
 	if spec.Task == nil || spec.Task.ID == "" {
 		return false, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "A pod needs a task.")
 	}
@@ -421,7 +405,7 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	if !s.reserve(2) {
 		return abort(errClosed)
 	}
-	evID, err := s.record(ctx, t.ID, ipa.EventPodStarted, PodStartedData{PID: pr.pid, Attempt: attempt, Runtime: t.Runtime, Trigger: trigger}, causation)
+	evID, err := s.record(ctx, t.ID, ipa.EventPodStarted, ipa.PodStartedData{PID: pr.pid, Attempt: attempt, Runtime: t.Runtime, Trigger: trigger}, causation)
 	if err != nil {
 		s.wg.Add(-2)
 		log.Error("pod start undone", slog.String("decision", "record_failed"))
@@ -574,25 +558,25 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 
 	if ex.Known && ex.Signal == "" && ex.Code != nil && *ex.Code == 0 && !r.unresponsive.Load() {
 		log.Info("pod exited", slog.String("decision", "finished"), slog.Duration("uptime", uptime))
-		_, _ = s.record(ctx, p.taskID, ipa.EventPodStopped, PodStoppedData{
-			Reason: StopExited, PID: r.proc.pid, ExitCode: ex.Code, UptimeMs: uptime.Milliseconds(),
+		_, _ = s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{
+			Reason: ipa.StopExited, PID: r.proc.pid, ExitCode: ex.Code, UptimeMs: uptime.Milliseconds(),
 		}, r.startedEventID)
 		// The state changes after the event is committed, so a reader never
 		// sees a stopped pod on a task whose row still says ACTIVE.
 		p.setState(ipa.PodStopped)
 		return
 	}
-	reason := ReasonExited
+	reason := ipa.CrashExited
 	switch {
 	case r.unresponsive.Load():
-		reason = ReasonUnresponsive
+		reason = ipa.CrashUnresponsive
 	case ex.Signal != "":
-		reason = ReasonSignal
+		reason = ipa.CrashSignal
 	case ex.Code != nil:
-		reason = ReasonExitCode
+		reason = ipa.CrashExitCode
 	}
-	c := Crash{At: now, ExitCode: ex.Code, Signal: ex.Signal, Reason: reason, UptimeMs: uptime.Milliseconds()}
-	s.noteCrash(p, c, PodCrashedData{
+	c := ipa.PodCrash{At: now, ExitCode: ex.Code, Signal: ex.Signal, Reason: reason, UptimeMs: uptime.Milliseconds()}
+	s.noteCrash(p, c, ipa.PodCrashedData{
 		PID: r.proc.pid, Attempt: r.attempt, Runtime: r.runtime, ExitCode: ex.Code, Signal: ex.Signal,
 		Reason: reason, UptimeMs: uptime.Milliseconds(), Stderr: r.stderr.Tail(),
 	}, r.startedEventID, uptime)
@@ -600,7 +584,7 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 
 // noteCrash records a crash (pod_crashed) and applies the restart policy.
 // Operation lock held; the pod has no run.
-func (s *Supervisor) noteCrash(p *pod, c Crash, data PodCrashedData, causation string, uptime time.Duration) {
+func (s *Supervisor) noteCrash(p *pod, c ipa.PodCrash, data ipa.PodCrashedData, causation string, uptime time.Duration) {
 	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", data.PID), slog.Int("attempt", data.Attempt))
 	s.m.crashes.WithLabelValues(data.Runtime, data.Signal, data.Reason).Inc()
 	log.Warn("pod crashed", slog.String("decision", "record_crash"), slog.String("reason", c.Reason),
@@ -673,7 +657,7 @@ func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, cau
 		p.mu.Unlock()
 		s.m.restartLimit.WithLabelValues(p.task.Runtime).Inc()
 		log.Error("pod failed", slog.String("decision", "restart_limit_reached"), slog.Int("crashes_in_window", n), slog.Int("max_attempts", pol.MaxAttempts))
-		_, _ = s.record(ctx, p.taskID, ipa.EventPodRestartLimitReached, PodRestartLimitReachedData{MaxAttempts: pol.MaxAttempts, WindowSeconds: pol.WindowSeconds}, causation)
+		_, _ = s.record(ctx, p.taskID, ipa.EventPodRestartLimitReached, ipa.PodRestartLimitReachedData{MaxAttempts: pol.MaxAttempts, WindowSeconds: pol.WindowSeconds}, causation)
 		return
 	}
 	delay := backoffDelay(pol, n)
@@ -688,7 +672,7 @@ func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, cau
 	log.Info("pod restart scheduled", slog.String("decision", "backoff"), slog.Int("attempt", pr.attempt), slog.Duration("delay", delay))
 	// The goroutine reads pr.causation only after taking the operation lock,
 	// which this caller holds: set it before.
-	pr.causation, _ = s.record(ctx, p.taskID, ipa.EventPodRestartScheduled, PodRestartScheduledData{Attempt: n, DelayMs: delay.Milliseconds(), At: next}, causation)
+	pr.causation, _ = s.record(ctx, p.taskID, ipa.EventPodRestartScheduled, ipa.PodRestartScheduledData{Attempt: n, DelayMs: delay.Milliseconds(), At: next}, causation)
 	go s.restartAfter(p, pr, timer)
 }
 
@@ -724,8 +708,8 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 			p.setState(ipa.PodStopped)
 			return
 		}
-		c := Crash{At: s.cfg.Now(), Reason: ReasonStartFailed}
-		s.noteCrash(p, c, PodCrashedData{Attempt: pr.attempt, Runtime: t.Runtime, Reason: ReasonStartFailed}, pr.causation, 0)
+		c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed}
+		s.noteCrash(p, c, ipa.PodCrashedData{Attempt: pr.attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed}, pr.causation, 0)
 	}
 }
 
@@ -737,7 +721,7 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 // ctx ends (it is not abandoned half-way); ctx only bounds the wait for
 // another operation on the pod.
 //
-// Returns ErrNotRunning when no pod runs and no restart is pending (FAILED
+// Returns ipa.ErrPodNotRunning when no pod runs and no restart is pending (FAILED
 // stays FAILED), and the Recorder's error when pod_stopped cannot be recorded
 // (the pod is stopped all the same).
 func (s *Supervisor) StopPod(ctx context.Context, taskID, reason string) error {
@@ -746,7 +730,7 @@ func (s *Supervisor) StopPod(ctx context.Context, taskID, reason string) error {
 		return err
 	}
 	if p == nil {
-		return ErrNotRunning
+		return ipa.ErrPodNotRunning
 	}
 	defer p.unlock()
 	return s.stopLocked(context.WithoutCancel(ctx), p, reason)
@@ -759,12 +743,12 @@ func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) erro
 	log := s.log.With(slog.String("task_id", p.taskID))
 	if r == nil {
 		if pending == nil {
-			return ErrNotRunning
+			return ipa.ErrPodNotRunning
 		}
 		s.cancelPending(p, pending)
 		p.setState(ipa.PodStopped)
 		log.Info("pod restart called off", slog.String("decision", "stop_during_backoff"), slog.String("reason", reason))
-		_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, PodStoppedData{Reason: reason, CancelledRestart: true}, pending.causation)
+		_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{Reason: reason, CancelledRestart: true}, pending.causation)
 		return err
 	}
 	data := s.stopRun(p, r, reason)
@@ -775,7 +759,7 @@ func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) erro
 
 // stopRun ends r gracefully if it can, forcibly if it must, and detaches it.
 // Operation lock held.
-func (s *Supervisor) stopRun(p *pod, r *run, reason string) PodStoppedData {
+func (s *Supervisor) stopRun(p *pod, r *run, reason string) ipa.PodStoppedData {
 	r.stopping.Store(true)
 	p.setState(ipa.PodStopping)
 	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", r.proc.pid))
@@ -803,49 +787,49 @@ func (s *Supervisor) stopRun(p *pod, r *run, reason string) PodStoppedData {
 	uptime := s.cfg.Now().Sub(r.startedAt)
 	s.endRun(p, r)
 	log.Info("pod stopped", slog.String("decision", "stopped"), slog.String("reason", reason), slog.Bool("forced", forced))
-	return PodStoppedData{Reason: reason, PID: r.proc.pid, ExitCode: ex.Code, Signal: ex.Signal, Forced: forced, UptimeMs: uptime.Milliseconds()}
+	return ipa.PodStoppedData{Reason: reason, PID: r.proc.pid, ExitCode: ex.Code, Signal: ex.Signal, Forced: forced, UptimeMs: uptime.Milliseconds()}
 }
 
 // RestartPod stops the task's pod if one runs (recording pod_stopped with
 // reason "restart"), then starts it as a manual start: FAILED and the restart
 // counter are cleared. Errors are StartPod's.
-func (s *Supervisor) RestartPod(ctx context.Context, spec PodSpec) error {
-	if spec.Task == nil || spec.Task.ID == "" {
+func (s *Supervisor) RestartPod(ctx context.Context, t *ipa.Task) error {
+	if t == nil || t.ID == "" {
 		return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "A pod needs a task.")
 	}
-	p, err := s.lockPod(ctx, spec.Task.ID, true)
+	p, err := s.lockPod(ctx, t.ID, true)
 	if err != nil {
 		return err
 	}
-	err = s.stopLocked(context.WithoutCancel(ctx), p, StopRestart)
+	err = s.stopLocked(context.WithoutCancel(ctx), p, ipa.StopRestart)
 	p.unlock()
-	if err != nil && !errors.Is(err, ErrNotRunning) {
+	if err != nil && !errors.Is(err, ipa.ErrPodNotRunning) {
 		return err
 	}
 	// Between the unlock and StartPod another caller may start it: then it
 	// runs, which is what was asked.
-	_, err = s.StartPod(ctx, spec, true)
+	_, err = s.startPod(ctx, PodSpec{Task: t}, true)
 	return err
 }
 
 // Status returns the task's pod as the supervisor knows it, from memory: it
 // never calls the plugin. An unknown task's pod is STOPPED.
-func (s *Supervisor) Status(taskID string) PodStatus {
+func (s *Supervisor) Status(taskID string) ipa.PodStatus {
 	s.mu.Lock()
 	p := s.pods[taskID]
 	s.mu.Unlock()
 	if p == nil {
-		return PodStatus{TaskID: taskID, State: ipa.PodStopped}
+		return ipa.PodStatus{TaskID: taskID, State: ipa.PodStopped}
 	}
 	return s.status(p)
 }
 
-func (s *Supervisor) status(p *pod) PodStatus {
+func (s *Supervisor) status(p *pod) ipa.PodStatus {
 	now := s.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pol := s.policy(p.task)
-	st := PodStatus{TaskID: p.taskID, Known: true, State: p.state, Runtime: p.task.Runtime, Attempt: p.attempt}
+	st := ipa.PodStatus{TaskID: p.taskID, Known: true, State: p.state, Runtime: p.task.Runtime, Attempt: p.attempt}
 	if p.nextAttemptAt != nil {
 		t := *p.nextAttemptAt
 		st.NextAttemptAt = &t
@@ -873,14 +857,14 @@ func (s *Supervisor) status(p *pod) PodStatus {
 
 // List returns the pods that are not STOPPED (the API's activePods), in no
 // particular order.
-func (s *Supervisor) List() []PodStatus {
+func (s *Supervisor) List() []ipa.PodStatus {
 	s.mu.Lock()
 	pods := make([]*pod, 0, len(s.pods))
 	for _, p := range s.pods {
 		pods = append(pods, p)
 	}
 	s.mu.Unlock()
-	var out []PodStatus
+	var out []ipa.PodStatus
 	for _, p := range pods {
 		if st := s.status(p); st.State != ipa.PodStopped {
 			out = append(out, st)
@@ -966,7 +950,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 			}
 			rctx, cancel := s.ownCtx()
 			defer cancel()
-			_ = s.stopLocked(rctx, p, StopShutdown)
+			_ = s.stopLocked(rctx, p, ipa.StopShutdown)
 		}()
 	}
 	allStopped := make(chan struct{})

@@ -21,7 +21,7 @@ func TestStartStop(t *testing.T) {
 	ctx := context.Background()
 
 	st := mustStart(t, b.sup, task)
-	ev := decode[PodStartedData](t, b.rec.wait(t, task.ID, ipa.EventPodStarted, 1))
+	ev := decode[ipa.PodStartedData](t, b.rec.wait(t, task.ID, ipa.EventPodStarted, 1))
 	if ev.PID != st.PID || ev.Runtime != "test" || ev.Attempt != 1 || ev.Trigger != "manual" {
 		t.Fatalf("pod_started = %+v, status pid %d", ev, st.PID)
 	}
@@ -50,7 +50,7 @@ func TestStartStop(t *testing.T) {
 	})
 
 	t.Run("StartAgainIsNoop", func(t *testing.T) {
-		started, err := b.sup.StartPod(ctx, PodSpec{Task: task}, true)
+		started, err := b.sup.StartPod(ctx, task, "")
 		if err != nil || started {
 			t.Fatalf("StartPod again = %v, %v", started, err)
 		}
@@ -62,7 +62,7 @@ func TestStartStop(t *testing.T) {
 	if processAlive(st.PID) {
 		t.Fatal("plugin alive after StopPod")
 	}
-	stopped := decode[PodStoppedData](t, b.rec.wait(t, task.ID, ipa.EventPodStopped, 1))
+	stopped := decode[ipa.PodStoppedData](t, b.rec.wait(t, task.ID, ipa.EventPodStopped, 1))
 	if stopped.Reason != "done for today" || stopped.Forced || stopped.PID != st.PID {
 		t.Fatalf("pod_stopped = %+v", stopped)
 	}
@@ -72,10 +72,10 @@ func TestStartStop(t *testing.T) {
 	if ls, _ := b.leases.List(ctx); len(ls) != 0 {
 		t.Fatalf("leases after stop = %+v", ls)
 	}
-	if err := b.sup.StopPod(ctx, task.ID, "again"); !errors.Is(err, ErrNotRunning) {
+	if err := b.sup.StopPod(ctx, task.ID, "again"); !errors.Is(err, ipa.ErrPodNotRunning) {
 		t.Fatalf("StopPod of a stopped pod = %v", err)
 	}
-	if err := b.sup.StopPod(ctx, "no-such-task", "x"); !errors.Is(err, ErrNotRunning) || ipa.ErrorReason(err) != ipa.ReasonNotRunning {
+	if err := b.sup.StopPod(ctx, "no-such-task", "x"); !errors.Is(err, ipa.ErrPodNotRunning) || ipa.ErrorReason(err) != ipa.ReasonNotRunning {
 		t.Fatalf("StopPod of unknown task = %v", err)
 	}
 	if got := b.rec.types(task.ID); !slices.Equal(got, []string{ipa.EventPodStarted, ipa.EventPodStopped}) {
@@ -88,7 +88,7 @@ func TestRestartPod(t *testing.T) {
 	b := setup(t, nil)
 	task := newTask("", ipa.RestartPolicy{})
 	first := mustStart(t, b.sup, task)
-	if err := b.sup.RestartPod(context.Background(), PodSpec{Task: task}); err != nil {
+	if err := b.sup.RestartPod(context.Background(), task); err != nil {
 		t.Fatal(err)
 	}
 	second := b.sup.Status(task.ID)
@@ -98,14 +98,14 @@ func TestRestartPod(t *testing.T) {
 	if got := b.rec.types(task.ID); !slices.Equal(got, []string{ipa.EventPodStarted, ipa.EventPodStopped, ipa.EventPodStarted}) {
 		t.Fatalf("events = %v", got)
 	}
-	if r := decode[PodStoppedData](t, b.rec.of(task.ID, ipa.EventPodStopped)[0]).Reason; r != StopRestart {
+	if r := decode[ipa.PodStoppedData](t, b.rec.of(task.ID, ipa.EventPodStopped)[0]).Reason; r != ipa.StopRestart {
 		t.Fatalf("stop reason = %q", r)
 	}
 	// Restart of a stopped pod just starts it.
 	if err := b.sup.StopPod(context.Background(), task.ID, "x"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.sup.RestartPod(context.Background(), PodSpec{Task: task}); err != nil {
+	if err := b.sup.RestartPod(context.Background(), task); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, b.sup, task.ID, ipa.PodRunning)
@@ -117,7 +117,7 @@ func TestStartPodErrors(t *testing.T) {
 	t.Run("UnknownRuntime", func(t *testing.T) {
 		task := newTask("", ipa.RestartPolicy{})
 		task.Runtime = "nope"
-		_, err := b.sup.StartPod(context.Background(), PodSpec{Task: task}, true)
+		_, err := b.sup.StartPod(context.Background(), task, "")
 		if ipa.ErrorCode(err) != ipa.EINVALID {
 			t.Fatalf("err = %v", err)
 		}
@@ -128,7 +128,7 @@ func TestStartPodErrors(t *testing.T) {
 		cfg.StartTimeout = 2 * time.Second
 		s := newStarted(t, cfg)
 		task := newTask("", ipa.RestartPolicy{})
-		_, err := s.StartPod(context.Background(), PodSpec{Task: task}, true)
+		_, err := s.StartPod(context.Background(), task, "")
 		if ipa.ErrorCode(err) != ipa.EUNAVAILABLE || ipa.ErrorReason(err) != ipa.ReasonRuntimeFailed {
 			t.Fatalf("err = %v", err)
 		}
@@ -138,7 +138,7 @@ func TestStartPodErrors(t *testing.T) {
 	})
 	t.Run("BadConfig", func(t *testing.T) {
 		task := newTask(`{"exitAfterMs":"soon"}`, ipa.RestartPolicy{})
-		_, err := b.sup.StartPod(context.Background(), PodSpec{Task: task}, true)
+		_, err := b.sup.StartPod(context.Background(), task, "")
 		if ipa.ErrorCode(err) != ipa.EINVALID {
 			t.Fatalf("err = %v", err)
 		}
@@ -162,7 +162,7 @@ func TestConcurrentStartPod(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			started, err := b.sup.StartPod(context.Background(), PodSpec{Task: task}, true)
+			started, err := b.sup.StartPod(context.Background(), task, "")
 			if err != nil {
 				t.Error(err)
 			}
@@ -200,15 +200,15 @@ func TestCrash(t *testing.T) {
 		if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		c := decode[PodCrashedData](t, b.rec.wait(t, task.ID, ipa.EventPodCrashed, 1))
-		if c.Signal != "SIGKILL" || c.ExitCode != nil || c.Reason != ReasonSignal || c.UptimeMs < 50 || c.PID != st.PID {
+		c := decode[ipa.PodCrashedData](t, b.rec.wait(t, task.ID, ipa.EventPodCrashed, 1))
+		if c.Signal != "SIGKILL" || c.ExitCode != nil || c.Reason != ipa.CrashSignal || c.UptimeMs < 50 || c.PID != st.PID {
 			t.Fatalf("pod_crashed = %+v", c)
 		}
 		s := waitState(t, b.sup, task.ID, ipa.PodCrashed)
 		if s.PID != 0 || len(s.Crashes) != 1 || s.Crashes[0].Signal != "SIGKILL" {
 			t.Fatalf("status = %+v", s)
 		}
-		if err := b.sup.StopPod(context.Background(), task.ID, "x"); !errors.Is(err, ErrNotRunning) {
+		if err := b.sup.StopPod(context.Background(), task.ID, "x"); !errors.Is(err, ipa.ErrPodNotRunning) {
 			t.Fatalf("StopPod of a crashed pod = %v", err)
 		}
 	})
@@ -216,8 +216,8 @@ func TestCrash(t *testing.T) {
 		t.Parallel()
 		task := newTask(`{"exitAfterMs":100,"exitCode":3}`, ipa.RestartPolicy{})
 		mustStart(t, b.sup, task)
-		c := decode[PodCrashedData](t, b.rec.wait(t, task.ID, ipa.EventPodCrashed, 1))
-		if c.ExitCode == nil || *c.ExitCode != 3 || c.Signal != "" || c.Reason != ReasonExitCode {
+		c := decode[ipa.PodCrashedData](t, b.rec.wait(t, task.ID, ipa.EventPodCrashed, 1))
+		if c.ExitCode == nil || *c.ExitCode != 3 || c.Signal != "" || c.Reason != ipa.CrashExitCode {
 			t.Fatalf("pod_crashed = %+v", c)
 		}
 		if len(c.Stderr) != stderrTailLines || c.Stderr[len(c.Stderr)-1] != "boom line 24" {
@@ -228,8 +228,8 @@ func TestCrash(t *testing.T) {
 		t.Parallel()
 		task := newTask(`{"exitAfterMs":50,"exitCode":0}`, ipa.RestartPolicy{AutoRestart: true, MaxAttempts: 3, WindowSeconds: 60, InitialBackoffMs: 10, MaxBackoffMs: 10})
 		mustStart(t, b.sup, task)
-		s := decode[PodStoppedData](t, b.rec.wait(t, task.ID, ipa.EventPodStopped, 1))
-		if s.Reason != StopExited || s.ExitCode == nil || *s.ExitCode != 0 {
+		s := decode[ipa.PodStoppedData](t, b.rec.wait(t, task.ID, ipa.EventPodStopped, 1))
+		if s.Reason != ipa.StopExited || s.ExitCode == nil || *s.ExitCode != 0 {
 			t.Fatalf("pod_stopped = %+v", s)
 		}
 		waitState(t, b.sup, task.ID, ipa.PodStopped)
@@ -245,8 +245,8 @@ func TestUnresponsivePluginIsKilled(t *testing.T) {
 	})
 	task := newTask(`{"hangHealth":true}`, ipa.RestartPolicy{})
 	st := mustStart(t, b.sup, task)
-	c := decode[PodCrashedData](t, b.rec.wait(t, task.ID, ipa.EventPodCrashed, 1))
-	if c.Reason != ReasonUnresponsive || c.Signal != "SIGKILL" {
+	c := decode[ipa.PodCrashedData](t, b.rec.wait(t, task.ID, ipa.EventPodCrashed, 1))
+	if c.Reason != ipa.CrashUnresponsive || c.Signal != "SIGKILL" {
 		t.Fatalf("pod_crashed = %+v", c)
 	}
 	if processAlive(st.PID) {
@@ -273,13 +273,13 @@ func TestRestartPolicy(t *testing.T) {
 	mustStart(t, b.sup, task)
 	for i := 1; i <= 3; i++ {
 		crash(i)
-		ev := decode[PodRestartScheduledData](t, b.rec.wait(t, task.ID, ipa.EventPodRestartScheduled, i))
+		ev := decode[ipa.PodRestartScheduledData](t, b.rec.wait(t, task.ID, ipa.EventPodRestartScheduled, i))
 		st := waitState(t, b.sup, task.ID, ipa.PodBackoff)
 		if st.NextAttemptAt == nil || !st.NextAttemptAt.Equal(ev.At) || ev.Attempt != i {
 			t.Fatalf("backoff %d: status %+v event %+v", i, st, ev)
 		}
 		clock.fire(t, i)
-		started := decode[PodStartedData](t, b.rec.wait(t, task.ID, ipa.EventPodStarted, i+1))
+		started := decode[ipa.PodStartedData](t, b.rec.wait(t, task.ID, ipa.EventPodStarted, i+1))
 		if started.Trigger != "restart" || started.Attempt != i+1 {
 			t.Fatalf("restart %d: pod_started %+v", i, started)
 		}
@@ -293,15 +293,15 @@ func TestRestartPolicy(t *testing.T) {
 
 	// The fourth crash in the window exceeds MaxAttempts: FAILED, and it stays.
 	crash(4)
-	lim := decode[PodRestartLimitReachedData](t, b.rec.wait(t, task.ID, ipa.EventPodRestartLimitReached, 1))
+	lim := decode[ipa.PodRestartLimitReachedData](t, b.rec.wait(t, task.ID, ipa.EventPodRestartLimitReached, 1))
 	if lim.MaxAttempts != 3 || lim.WindowSeconds != 60 {
 		t.Fatalf("limit = %+v", lim)
 	}
 	waitState(t, b.sup, task.ID, ipa.PodFailed)
-	if started, err := b.sup.StartPod(ctx, PodSpec{Task: task}, false); started || err != nil {
+	if started, err := b.sup.startPod(ctx, PodSpec{Task: task}, false); started || err != nil {
 		t.Fatalf("non-manual start of FAILED = %v, %v", started, err)
 	}
-	if err := b.sup.StopPod(ctx, task.ID, "x"); !errors.Is(err, ErrNotRunning) {
+	if err := b.sup.StopPod(ctx, task.ID, "x"); !errors.Is(err, ipa.ErrPodNotRunning) {
 		t.Fatalf("stop of FAILED = %v", err)
 	}
 
@@ -329,7 +329,7 @@ func TestRestartPolicy(t *testing.T) {
 	if err := b.sup.StopPod(ctx, task.ID, "enough"); err != nil {
 		t.Fatal(err)
 	}
-	s := decode[PodStoppedData](t, b.rec.wait(t, task.ID, ipa.EventPodStopped, 1))
+	s := decode[ipa.PodStoppedData](t, b.rec.wait(t, task.ID, ipa.EventPodStopped, 1))
 	if !s.CancelledRestart || s.Reason != "enough" {
 		t.Fatalf("pod_stopped = %+v", s)
 	}
@@ -378,12 +378,12 @@ func TestShutdownStopsEveryPlugin(t *testing.T) {
 		}
 	}
 	for i, task := range tasks {
-		s := decode[PodStoppedData](t, b.rec.wait(t, task.ID, ipa.EventPodStopped, 1))
-		if s.Reason != StopShutdown || s.Forced != (i == 2) {
+		s := decode[ipa.PodStoppedData](t, b.rec.wait(t, task.ID, ipa.EventPodStopped, 1))
+		if s.Reason != ipa.StopShutdown || s.Forced != (i == 2) {
 			t.Errorf("pod_stopped %d = %+v", i, s)
 		}
 	}
-	if _, err := b.sup.StartPod(context.Background(), PodSpec{Task: newTask("", ipa.RestartPolicy{})}, true); ipa.ErrorCode(err) != ipa.EUNAVAILABLE {
+	if _, err := b.sup.StartPod(context.Background(), newTask("", ipa.RestartPolicy{}), ""); ipa.ErrorCode(err) != ipa.EUNAVAILABLE {
 		t.Fatalf("StartPod after Shutdown = %v", err)
 	}
 	if err := b.sup.Shutdown(ctx); err != nil {
@@ -420,7 +420,7 @@ func TestReattach(t *testing.T) {
 	if took > 5*time.Second {
 		t.Fatalf("reconcile took %s", took)
 	}
-	re := decode[PodReattachedData](t, rec2.wait(t, task.ID, ipa.EventPodReattached, 1))
+	re := decode[ipa.PodReattachedData](t, rec2.wait(t, task.ID, ipa.EventPodReattached, 1))
 	if re.PID != pid {
 		t.Fatalf("reattached pid %d, want %d", re.PID, pid)
 	}
@@ -437,8 +437,8 @@ func TestReattach(t *testing.T) {
 		t.Fatal("no live state after reattach")
 	}
 	// The stray plugin (task not active) was killed and recorded lost.
-	lost := decode[PodLostData](t, rec2.wait(t, stray.ID, ipa.EventPodLost, 1))
-	if lost.Reason != LostNotActive || processAlive(strayPID) {
+	lost := decode[ipa.PodLostData](t, rec2.wait(t, stray.ID, ipa.EventPodLost, 1))
+	if lost.Reason != ipa.LostNotActive || processAlive(strayPID) {
 		t.Fatalf("stray: %+v alive=%v", lost, processAlive(strayPID))
 	}
 
@@ -446,8 +446,8 @@ func TestReattach(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	c := decode[PodCrashedData](t, rec2.wait(t, task.ID, ipa.EventPodCrashed, 1))
-	if c.PID != pid || c.Reason != ReasonExited {
+	c := decode[ipa.PodCrashedData](t, rec2.wait(t, task.ID, ipa.EventPodCrashed, 1))
+	if c.PID != pid || c.Reason != ipa.CrashExited {
 		t.Fatalf("pod_crashed = %+v", c)
 	}
 	t.Logf("reconcile of 2 leases took %s", took)
@@ -483,8 +483,8 @@ func TestReconcileLost(t *testing.T) {
 	if err := b.sup.Reconcile(ctx, []ReconcileTarget{{gone}, {recycled}, {unleased}, {failed}}); err != nil {
 		t.Fatal(err)
 	}
-	for task, reason := range map[*ipa.Task]string{gone: LostProcessGone, recycled: LostProcessGone, unleased: LostNoLease} {
-		if l := decode[PodLostData](t, b.rec.wait(t, task.ID, ipa.EventPodLost, 1)); l.Reason != reason {
+	for task, reason := range map[*ipa.Task]string{gone: ipa.LostProcessGone, recycled: ipa.LostProcessGone, unleased: ipa.LostNoLease} {
+		if l := decode[ipa.PodLostData](t, b.rec.wait(t, task.ID, ipa.EventPodLost, 1)); l.Reason != reason {
 			t.Errorf("%s: lost %+v, want %s", task.ID, l, reason)
 		}
 	}

@@ -1,4 +1,4 @@
-package eventstore
+package feed
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
 
 // catchUpPage is how many events one store read returns while catching up.
@@ -20,7 +19,7 @@ const feedBuffer = 256
 
 // Reader is what the feeds read from the store.
 type Reader interface {
-	ReadEvents(ctx context.Context, q store.EventQuery) ([]ipa.Event, error)
+	ReadEvents(ctx context.Context, q ipa.EventQuery) ([]ipa.Event, error)
 	HeadPosition(ctx context.Context) (int64, error)
 	GetTask(ctx context.Context, id string) (*ipa.Task, error)
 }
@@ -236,7 +235,7 @@ func (s *stream) deliver(ctx context.Context, e ipa.Event) bool {
 // ended or the store failed (the subscription then ends).
 func (s *stream) readStore(ctx context.Context) bool {
 	for {
-		q := store.EventQuery{TaskID: s.taskID, After: s.last, Limit: catchUpPage}
+		q := ipa.EventQuery{TaskID: s.taskID, After: s.last, Limit: catchUpPage}
 		if s.taskID == "" {
 			// The global filter is applied here, not in SQL: skipped events
 			// must still advance s.last so gaps stay detectable.

@@ -1,4 +1,4 @@
-package eventstore_test
+package feed_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ipa-dev/ipa/internal/eventstore"
+	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/manager"
 	"github.com/ipa-dev/ipa/internal/pgtest"
@@ -56,11 +56,11 @@ func forEachBackendReordering(t *testing.T, fn func(t *testing.T, e *env)) {
 
 // delayedPublisher publishes each commit after a random delay.
 type delayedPublisher struct {
-	b  *eventstore.Broker
+	b  *feed.Broker
 	wg sync.WaitGroup
 }
 
-func (p *delayedPublisher) Publish(c eventstore.Commit) {
+func (p *delayedPublisher) Publish(c feed.Commit) {
 	p.wg.Go(func() {
 		time.Sleep(rand.N(2 * time.Millisecond))
 		p.b.Publish(c)
@@ -71,8 +71,8 @@ func (p *delayedPublisher) Publish(c eventstore.Commit) {
 // broker, wired as cmd/ipa/serve.go wires them.
 type env struct {
 	store  *store.Store
-	broker *eventstore.Broker
-	feed   *eventstore.Feed
+	broker *feed.Broker
+	feed   *feed.Feed
 	mgr    *manager.Manager
 	ctx    context.Context // an admin's context, cancelled when the test ends
 }
@@ -94,8 +94,8 @@ func setup(t *testing.T, backend string, reorder bool) *env {
 	ctx, cancel := context.WithCancel(ipa.WithActor(context.Background(), ipa.Actor{ID: "t", Role: ipa.RoleAdmin}))
 	st, err := store.Open(ctx, url, store.Options{Logger: log})
 	require.NoError(t, err)
-	b := eventstore.NewBroker()
-	f := eventstore.NewFeed(st, b, log)
+	b := feed.NewBroker()
+	f := feed.NewFeed(st, b, log)
 	var pub manager.Publisher = b
 	if reorder {
 		dp := &delayedPublisher{b: b}
@@ -120,7 +120,7 @@ func setup(t *testing.T, backend string, reorder bool) *env {
 // create creates a task with title through the manager.
 func (e *env) create(t testing.TB, title string) *ipa.Task {
 	t.Helper()
-	task, err := e.mgr.CreateTask(e.ctx, manager.CreateTaskInput{Title: title})
+	task, err := e.mgr.CreateTask(e.ctx, ipa.CreateTaskInput{Title: title})
 	require.NoError(t, err)
 	return task
 }
@@ -250,7 +250,7 @@ func requireClosed[T any](t testing.TB, ch <-chan T) {
 }
 
 // requireSubscribers polls until the broker has want subscribers.
-func requireSubscribers(t testing.TB, b *eventstore.Broker, want int) {
+func requireSubscribers(t testing.TB, b *feed.Broker, want int) {
 	t.Helper()
 	deadline := time.Now().Add(hang)
 	for b.Subscribers() != want {
@@ -270,7 +270,7 @@ func (e *env) readAll(t testing.TB) []ipa.Event {
 		if len(all) > 0 {
 			after = all[len(all)-1].Position
 		}
-		page, err := e.store.ReadEvents(e.ctx, store.EventQuery{After: after, Limit: 1000})
+		page, err := e.store.ReadEvents(e.ctx, ipa.EventQuery{After: after, Limit: 1000})
 		require.NoError(t, err)
 		all = append(all, page...)
 		if len(page) < 1000 {

@@ -1,4 +1,4 @@
-package eventstore_test
+package feed_test
 
 import (
 	"context"
@@ -12,9 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ipa-dev/ipa/internal/eventstore"
+	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
 )
 
 // Subscribers join one task's stream at moments spread over a run of
@@ -100,7 +99,7 @@ func TestEventsNoGapNoDuplicate(t *testing.T) {
 						return
 					}
 					if j%10 == 9 {
-						if _, err := e.mgr.CreateTask(e.ctx, manager.CreateTaskInput{Title: "more"}); !assert.NoError(t, err) {
+						if _, err := e.mgr.CreateTask(e.ctx, ipa.CreateTaskInput{Title: "more"}); !assert.NoError(t, err) {
 							return
 						}
 					}
@@ -276,7 +275,7 @@ func TestBareNotice(t *testing.T) {
 
 		res := e.appendQuietly(t, task.ID, 3) // versions 2..4, unpublished
 		last := res.Events[len(res.Events)-1]
-		e.broker.Publish(eventstore.Commit{TaskID: task.ID, Version: last.Version, Position: last.Position})
+		e.broker.Publish(feed.Commit{TaskID: task.ID, Version: last.Version, Position: last.Position})
 		for _, want := range res.Events {
 			got := next(t, stream)
 			assert.Equal(t, want.ID, got.ID)
@@ -288,8 +287,8 @@ func TestBareNotice(t *testing.T) {
 
 		// Notices for what both have delivered: nothing. The next thing each
 		// receives is the next commit.
-		e.broker.Publish(eventstore.Commit{TaskID: task.ID, Version: head + 1, Position: res.Events[0].Position})
-		e.broker.Publish(eventstore.Commit{TaskID: task.ID, Version: last.Version, Position: last.Position})
+		e.broker.Publish(feed.Commit{TaskID: task.ID, Version: head + 1, Position: res.Events[0].Position})
+		e.broker.Publish(feed.Commit{TaskID: task.ID, Version: last.Version, Position: last.Position})
 		to := nextPhase(res.Task.Phase)
 		moved := e.toggle(t, task.ID, &to)
 		require.NotNil(t, moved)
@@ -298,7 +297,7 @@ func TestBareNotice(t *testing.T) {
 
 		// A notice for another task does not disturb a task stream.
 		other := e.create(t, "other")
-		e.broker.Publish(eventstore.Commit{TaskID: other.ID, Version: other.Version, Position: last.Position + 2})
+		e.broker.Publish(feed.Commit{TaskID: other.ID, Version: other.Version, Position: last.Position + 2})
 		assert.Equal(t, last.Position+2, next(t, global).Position) // other's task_created, once
 		e.toggle(t, task.ID, &to)
 		assert.Equal(t, moved.Version+1, next(t, stream).Version)

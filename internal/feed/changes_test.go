@@ -1,4 +1,4 @@
-package eventstore_test
+package feed_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ipa-dev/ipa/internal/eventstore"
+	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
@@ -149,8 +149,8 @@ func TestTaskChangedCoalesces(t *testing.T) {
 // buffering without limit, and leaves the broker.
 func TestTaskChangedTooFarBehind(t *testing.T) {
 	t.Parallel()
-	b := eventstore.NewBroker()
-	f := eventstore.NewFeed(nil, b, nil) // commits carry their task: the store is never read
+	b := feed.NewBroker()
+	f := feed.NewFeed(nil, b, nil) // commits carry their task: the store is never read
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ch, err := f.TaskChanged(ctx, ipa.TaskFilter{})
@@ -160,7 +160,7 @@ func TestTaskChangedTooFarBehind(t *testing.T) {
 	const published = 2*10_000 + 2
 	for i := range published {
 		task := &ipa.Task{ID: uuid.NewString(), Version: 1}
-		b.Publish(eventstore.Commit{TaskID: task.ID, Version: 1, Position: int64(i + 1), Task: task})
+		b.Publish(feed.Commit{TaskID: task.ID, Version: 1, Position: int64(i + 1), Task: task})
 	}
 	received := 0
 	for range ch {

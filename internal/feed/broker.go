@@ -1,4 +1,4 @@
-// Package eventstore turns the stored event log into live feeds: catch-up
+// Package feed turns the stored event log into live feeds: catch-up
 // subscriptions that read what is stored and then follow what commits, with no
 // gap and no duplicate across the switch, for one task's stream, for the
 // global feed, and for task rows.
@@ -11,7 +11,7 @@
 // notice from another instance that carries no events, a dropped batch after
 // the subscriber fell behind — makes the subscriber read the store from its
 // last position, which is always correct. Duplicates are dropped by position.
-package eventstore
+package feed
 
 import (
 	"math"

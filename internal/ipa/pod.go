@@ -1,10 +1,69 @@
-package supervisor
+package ipa
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
-// Event payloads of the pod lifecycle events the supervisor records. Their
-// JSON field names are the event data clients see. (They would sit well in
-// internal/ipa next to the other payloads; they are here until that move.)
+// The pod vocabulary: what the supervisor knows of a pod, what the API shows
+// of it, and the data of the pod_* events. Their JSON field names are the
+// event data clients see.
+
+// ErrPodNotRunning is returned when a pod is asked to stop but no pod runs
+// for the task and no restart is pending.
+var ErrPodNotRunning = Errorf(ECONFLICT, ReasonNotRunning, "No pod is running for this task.")
+
+// ErrLeaseHeld is returned when another server instance sharing the database
+// owns the task's pod.
+var ErrLeaseHeld = &Error{Code: ECONFLICT, Message: "Another server instance runs this task's pod."}
+
+// PodCrash is one crash of a pod: kept in memory by the supervisor for a
+// while, and read back from pod_crashed events (its durable record).
+type PodCrash struct {
+	At       time.Time
+	ExitCode *int
+	Signal   string // "" when no signal ended it
+	Reason   string // see the Crash constants
+	UptimeMs int64
+}
+
+// SignalName is Signal for the API: null when no signal ended the pod.
+func (c PodCrash) SignalName() *string {
+	if c.Signal == "" {
+		return nil
+	}
+	s := c.Signal
+	return &s
+}
+
+// PodStatus is the supervisor's in-memory view of one task's pod.
+type PodStatus struct {
+	TaskID        string
+	Known         bool // false when the supervisor holds nothing for the task (State is then STOPPED)
+	State         PodState
+	Runtime       string
+	PID           int
+	Attempt       int
+	StartedAt     *time.Time
+	Restarts      int        // automatic restarts inside the current policy window
+	NextAttemptAt *time.Time // while BACKOFF
+	Live          json.RawMessage
+	Phase         string
+	Progress      float64
+	Message       string
+	Crashes       []PodCrash // newest first, a bounded number
+}
+
+// Pod is a task's pod as the API shows it.
+type Pod struct {
+	TaskID        string
+	State         PodState
+	PID           *int
+	StartedAt     *time.Time
+	Restarts      int
+	NextAttemptAt *time.Time
+	Live          json.RawMessage
+}
 
 // PodStartedData is the data of pod_started.
 type PodStartedData struct {
@@ -33,7 +92,7 @@ type PodCrashedData struct {
 	Runtime  string   `json:"runtime"`
 	ExitCode *int     `json:"exitCode"`         // null when a signal ended it or the status is unknown
 	Signal   string   `json:"signal,omitempty"` // e.g. "SIGKILL"
-	Reason   string   `json:"reason"`           // see the Reason constants
+	Reason   string   `json:"reason"`           // see the Crash constants
 	UptimeMs int64    `json:"uptimeMs"`
 	Stderr   []string `json:"stderr,omitempty"` // the plugin's last stderr lines, oldest first
 }
@@ -66,11 +125,11 @@ type PodReattachedData struct {
 
 // Crash reasons (PodCrashedData.Reason).
 const (
-	ReasonExitCode     = "exit_code"    // it exited on its own with a non-zero status
-	ReasonSignal       = "signal"       // a signal ended it (someone ran kill -9, the OOM killer…)
-	ReasonUnresponsive = "unresponsive" // it failed HealthFailures health checks in a row and was killed
-	ReasonExited       = "exited"       // an adopted process ended; only our own children's status is known
-	ReasonStartFailed  = "start_failed" // an automatic restart could not launch it
+	CrashExitCode     = "exit_code"    // it exited on its own with a non-zero status
+	CrashSignal       = "signal"       // a signal ended it (someone ran kill -9, the OOM killer…)
+	CrashUnresponsive = "unresponsive" // it failed HealthFailures health checks in a row and was killed
+	CrashExited       = "exited"       // an adopted process ended; only our own children's status is known
+	CrashStartFailed  = "start_failed" // an automatic restart could not launch it
 )
 
 // Lost reasons (PodLostData.Reason).

@@ -1,0 +1,56 @@
+package ipa
+
+import "encoding/json"
+
+// CreateTaskInput is what a client gives to create a task.
+type CreateTaskInput struct {
+	Title          string
+	Description    *string
+	Runtime        *string
+	RuntimeConfig  json.RawMessage
+	Metadata       json.RawMessage
+	AutoStart      *bool
+	RestartPolicy  *RestartPolicyInput
+	IdempotencyKey *string
+}
+
+// RestartPolicyInput overrides the server's default restart policy field by field.
+type RestartPolicyInput struct {
+	AutoRestart      *bool
+	MaxAttempts      *int
+	WindowSeconds    *int
+	InitialBackoffMs *int
+	MaxBackoffMs     *int
+}
+
+// Apply returns the default policy with the given fields replaced.
+func (in *RestartPolicyInput) Apply(p RestartPolicy) RestartPolicy {
+	if in == nil {
+		return p
+	}
+	if in.AutoRestart != nil {
+		p.AutoRestart = *in.AutoRestart
+	}
+	if in.MaxAttempts != nil {
+		p.MaxAttempts = *in.MaxAttempts
+	}
+	if in.WindowSeconds != nil {
+		p.WindowSeconds = *in.WindowSeconds
+	}
+	if in.InitialBackoffMs != nil {
+		p.InitialBackoffMs = *in.InitialBackoffMs
+	}
+	if in.MaxBackoffMs != nil {
+		p.MaxBackoffMs = *in.MaxBackoffMs
+		if in.InitialBackoffMs == nil && p.InitialBackoffMs > p.MaxBackoffMs {
+			p.InitialBackoffMs = p.MaxBackoffMs
+		}
+	}
+	return p
+}
+
+// RuntimeInfo is a runtime as the API lists it.
+type RuntimeInfo struct {
+	Name        string
+	Description *string
+}
