@@ -5,9 +5,11 @@ package main
 // fast); each test runs its own `ipa serve` on a fresh SQLite database and
 // data dir, in its own process group, with a unique IPA_E2E_TAG in its
 // environment. Plugins inherit the server's environment, so every process a
-// test caused (server, plugins, an exec runtime's commands) can be found by
-// that tag in /proc/<pid>/environ, even after the server died and its plugins
-// were reparented. Cleanup kills them all, whatever the test did.
+// test caused (server, plugins) can be found by that tag in
+// /proc/<pid>/environ, even after the server died and its plugins were
+// reparented. An exec runtime's commands get a clean environment instead, so
+// tests hand them the tag in runtimeConfig.env (tagEnv). Cleanup kills them
+// all, whatever the test did.
 
 import (
 	"bufio"
@@ -105,6 +107,9 @@ func environHas(pid int, tag string) bool {
 	}
 	return false
 }
+
+// tagEnv is an exec runtimeConfig.env that tags the command as h's.
+func tagEnv(h *home) map[string]string { return map[string]string{tagVar: h.tag} }
 
 // taggedPids lists the live processes whose tag starts with tag.
 func taggedPids(tag string) []int {

@@ -329,7 +329,7 @@ func TestExecRuntime(t *testing.T) {
 		h := newHome(t)
 		s := h.start()
 		id := s.createTask(t, map[string]any{"runtime": "exec",
-			"runtimeConfig": map[string]any{"command": []string{"sh", "-c", "echo out1; echo err1 >&2; exit 3"}}})
+			"runtimeConfig": map[string]any{"command": []string{"sh", "-c", "echo out1; echo err1 >&2; exit 3"}, "env": tagEnv(h)}})
 		s.startPod(t, id)
 		var crashed []event
 		eventually(t, 5*time.Second, func() string {
@@ -374,7 +374,7 @@ func TestExecRuntime(t *testing.T) {
 		h := newHome(t)
 		s := h.start()
 		id := s.createTask(t, map[string]any{"runtime": "exec",
-			"runtimeConfig": map[string]any{"command": []string{"sh", "-c", "echo done"}}})
+			"runtimeConfig": map[string]any{"command": []string{"sh", "-c", "echo done"}, "env": tagEnv(h)}})
 		_, tv := s.startPod(t, id)
 		pid := tv.Pod.PID
 		tv = s.waitPod(t, id, "STOPPED", "INACTIVE", 0, 5*time.Second)

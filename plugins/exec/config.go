@@ -22,7 +22,7 @@ const (
 // Config is the exec runtime config.
 type Config struct {
 	Command        []string          `json:"command"`                  // argv; required
-	Env            map[string]string `json:"env,omitempty"`            // added to the plugin's environment
+	Env            map[string]string `json:"env,omitempty"`            // the command's variables, over PATH, HOME and LANG; see commandEnv
 	TimeoutMs      int               `json:"timeoutMs,omitempty"`      // 0 = none; then stopped like Stop
 	MaxOutputLines int               `json:"maxOutputLines,omitempty"` // 0 = DefaultOutputLines
 }
@@ -34,6 +34,9 @@ func ParseConfig(raw []byte) (Config, error) {
 	t := bytes.TrimSpace(raw)
 	if len(t) == 0 || bytes.Equal(t, []byte("null")) {
 		return Config{}, invalid(`exec runtime config is required: {"command": ["sh", "-c", "echo hi"]}`)
+	}
+	if err := envTypes(t); err != nil {
+		return Config{}, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(t))
 	dec.DisallowUnknownFields()
@@ -58,18 +61,8 @@ func ParseConfig(raw []byte) (Config, error) {
 	if n > MaxCommandBytes {
 		return Config{}, invalid("exec runtime config: command is %d bytes; the limit is %d", n, MaxCommandBytes)
 	}
-	if len(c.Env) > MaxEnvVars {
-		return Config{}, invalid("exec runtime config: env has %d variables; the limit is %d", len(c.Env), MaxEnvVars)
-	}
-	n = 0
-	for k, v := range c.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
-			return Config{}, invalid("exec runtime config: env variable %q: names must be non-empty without '=' or NUL, values without NUL", k)
-		}
-		n += len(k) + len(v)
-	}
-	if n > MaxEnvBytes {
-		return Config{}, invalid("exec runtime config: env is %d bytes; the limit is %d", n, MaxEnvBytes)
+	if err := checkEnv(c.Env); err != nil {
+		return Config{}, err
 	}
 	if c.TimeoutMs < 0 || c.TimeoutMs > MaxTimeoutMs {
 		return Config{}, invalid("exec runtime config: timeoutMs must be between 0 (none) and %d, got %d", MaxTimeoutMs, c.TimeoutMs)

@@ -10,6 +10,14 @@
 // Runtime config: {"command": ["sh", "-c", "echo hi"], "env": {"K": "V"},
 // "timeoutMs": 60000, "maxOutputLines": 10000}; see Config.
 //
+// Environment: the command gets a clean one, never the server's (which the
+// plugin process inherits): PATH (DefaultPath), HOME (the working
+// directory), LANG (DefaultLang), then runtimeConfig.env, an object of
+// strings that may override those three. Names are [A-Za-z_][A-Za-z0-9_]*
+// of at most MaxEnvNameLen bytes, values have no NUL byte, at most
+// MaxEnvVars variables and MaxEnvBytes in all. The program (command[0]) is
+// looked up in that PATH.
+//
 // Working directory: StartRequest.WorkDir, set by the host (by convention
 // <dataDir>/tasks/<taskID>), created when missing; when the host leaves it
 // empty, <os.TempDir()>/ipa-exec/<taskID>.
@@ -23,7 +31,6 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -95,13 +102,6 @@ var (
 // Finished yields once the command has ended and its end was reported.
 func (r *Runtime) Finished() <-chan podapi.ExitStatus { return r.finished }
 
-// pluginEnv lists variables of the plugin's own environment that the command
-// must not inherit.
-func pluginEnv(kv string) bool {
-	k, _, _ := strings.Cut(kv, "=")
-	return k == podapi.Handshake.MagicCookieKey || strings.HasPrefix(k, "PLUGIN_") || strings.HasPrefix(k, "IPA_PLUGIN_")
-}
-
 // Start validates the config, creates the working directory and starts the
 // command in its own process group. Returns EINVALID for a bad config,
 // ECONFLICT when already started, and EUNAVAILABLE/RUNTIME_FAILED when the
@@ -120,21 +120,25 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	if dir == "" {
 		dir = filepath.Join(os.TempDir(), "ipa-exec", req.TaskID)
 	}
+	// Absolute, as HOME must be (the default --data-dir is relative; the
+	// plugin runs in the server's directory, so it resolves the same).
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create the working directory: %v.", err)
 	}
 
-	cmd := osexec.Command(cfg.Command[0], cfg.Command[1:]...)
+	// Never nil, so os/exec does not fall back to the plugin's environment.
+	env := commandEnv(cfg.Env, dir)
+	prog, err := lookPath(cfg.Command[0], commandPath(cfg.Env))
+	if err != nil {
+		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start the command: %v.", err)
+	}
+	cmd := osexec.Command(prog, cfg.Command[1:]...)
+	cmd.Args[0] = cfg.Command[0] // argv[0] as the task gave it
 	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		if !pluginEnv(kv) {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "IPA_TASK_ID="+req.TaskID, "IPA_WORK_DIR="+dir)
-	for k, v := range cfg.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = env
 	// Own process group: Stop signals the command and everything it spawned.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	outR, outW, err := os.Pipe()
