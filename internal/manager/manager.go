@@ -40,9 +40,9 @@ type Config struct {
 	Store         *store.Store
 	Runtimes      []Runtime
 	DefaultPolicy ipa.RestartPolicy
-	Publisher     Publisher        // may be nil: no live feeds
+	Publisher     Publisher  // may be nil: no live feeds
 	Feed          *feed.Feed // may be nil: subscriptions answer UNAVAILABLE
-	Metrics       *Metrics         // may be nil
+	Metrics       *Metrics   // may be nil
 	Logger        *slog.Logger
 	Now           func() time.Time
 }

@@ -80,5 +80,3 @@ type TaskPage struct {
 	Tasks   []*ipa.Task
 	HasMore bool // another row follows the last one in this order
 }
-
-

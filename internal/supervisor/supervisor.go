@@ -35,7 +35,6 @@ import (
 	"github.com/ipa-dev/ipa/internal/podapi"
 )
 
-
 // errClosed is returned by StartPod when the supervisor is not running.
 var errClosed = ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "The pod supervisor is not running.")
 
@@ -44,8 +43,6 @@ type PodSpec struct {
 	Task        *ipa.Task // ID, Title, Description, Runtime, RuntimeConfig, RestartPolicy are used
 	CausationID string    // the event that caused the start (task_created for autoStart), if any
 }
-
-
 
 // Supervisor runs the pods of one server. Create it with New, Start it, and
 // Shutdown it; all methods are safe for concurrent use.
@@ -124,10 +121,10 @@ type pod struct {
 	task          ipa.Task   // last spec seen (runtime, policy, config)
 	state         ipa.PodState
 	run           *run
-	attempt       int         // attempt number of the last launch, 1-based
-	crashTimes    []time.Time // crashes inside the policy window (what the limit counts)
-	restartTimes  []time.Time // automatic restarts inside the window (Status.Restarts)
-	crashes       []ipa.PodCrash     // newest last, bounded
+	attempt       int            // attempt number of the last launch, 1-based
+	crashTimes    []time.Time    // crashes inside the policy window (what the limit counts)
+	restartTimes  []time.Time    // automatic restarts inside the window (Status.Restarts)
+	crashes       []ipa.PodCrash // newest last, bounded
 	pending       *pendingRestart
 	nextAttemptAt *time.Time
 	live          podapi.StateResponse
