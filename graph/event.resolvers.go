@@ -36,22 +36,22 @@ func (r *eventResolver) CausationID(ctx context.Context, obj *ipa.Event) (*strin
 
 // TotalCount is the resolver for the totalCount field.
 func (r *eventConnectionResolver) TotalCount(ctx context.Context, obj *model.EventConnection) (int, error) {
-	return r.Manager.CountEvents(ctx, obj.TaskID, obj.Types)
+	return r.TaskService.CountEvents(ctx, obj.TaskID, obj.Types)
 }
 
 // TaskEvents is the resolver for the taskEvents field.
 func (r *subscriptionResolver) TaskEvents(ctx context.Context, taskID string, afterVersion *int) (<-chan *ipa.Event, error) {
-	return r.Manager.SubscribeTaskEvents(ctx, taskID, version(afterVersion))
+	return r.FeedService.SubscribeTaskEvents(ctx, taskID, version(afterVersion))
 }
 
 // Events is the resolver for the events field.
 func (r *subscriptionResolver) Events(ctx context.Context, afterPosition *string, types []string) (<-chan *ipa.Event, error) {
-	return r.Manager.SubscribeEvents(ctx, afterPosition, types)
+	return r.FeedService.SubscribeEvents(ctx, afterPosition, types)
 }
 
 // TaskChanged is the resolver for the taskChanged field.
 func (r *subscriptionResolver) TaskChanged(ctx context.Context, filter *ipa.TaskFilter) (<-chan *ipa.Task, error) {
-	return r.Manager.SubscribeTaskChanged(ctx, filterOf(filter))
+	return r.FeedService.SubscribeTaskChanged(ctx, filterOf(filter))
 }
 
 // Event returns generated.EventResolver implementation.

@@ -18,7 +18,7 @@ func (r *podResolver) Crashes(ctx context.Context, obj *ipa.Pod, last *int) ([]*
 	if last != nil {
 		n = *last
 	}
-	list, err := r.Manager.Crashes(ctx, obj.TaskID, n)
+	list, err := r.PodService.Crashes(ctx, obj.TaskID, n)
 	if err != nil {
 		return nil, err
 	}

@@ -1,14 +1,17 @@
 // Package graph is the GraphQL front door: resolvers that parse arguments,
-// call one manager method and map the result. Generated code lives in
+// call one service method and map the result. Generated code lives in
 // graph/generated and graph/model/models_gen.go; regenerate with
 // `go generate ./graph`.
 package graph
 
 import (
-	"github.com/ipa-dev/ipa/internal/manager"
+	"github.com/ipa-dev/ipa/internal/service"
 )
 
 // Resolver holds the dependencies of every resolver, and nothing else.
 type Resolver struct {
-	Manager *manager.Manager
+	TaskService  *service.TaskService
+	PodService   *service.PodService
+	FeedService  *service.FeedService
+	TokenService *service.TokenService
 }

@@ -11,21 +11,21 @@ import (
 	"github.com/ipa-dev/ipa/graph/generated"
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
+	"github.com/ipa-dev/ipa/internal/service"
 )
 
 // Task is the resolver for the task field.
 func (r *queryResolver) Task(ctx context.Context, id string) (*ipa.Task, error) {
-	return nullWhenNotFound(r.Manager.Task(ctx, id))
+	return nullWhenNotFound(r.TaskService.Task(ctx, id))
 }
 
 // Tasks is the resolver for the tasks field.
 func (r *queryResolver) Tasks(ctx context.Context, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string) (*model.TaskConnection, error) {
-	in := manager.ListTasksInput{First: manager.DefaultPageSize, After: after, Filter: filterOf(filter), Order: orderOf(orderBy)}
+	in := service.ListTasksInput{First: service.DefaultPageSize, After: after, Filter: filterOf(filter), Order: orderOf(orderBy)}
 	if first != nil {
 		in.First = *first
 	}
-	page, err := r.Manager.ListTasks(ctx, in)
+	page, err := r.TaskService.ListTasks(ctx, in)
 	if err != nil {
 		return nil, err
 	}
@@ -39,17 +39,17 @@ func (r *queryResolver) Tasks(ctx context.Context, filter *ipa.TaskFilter, order
 
 // TaskCount is the resolver for the taskCount field.
 func (r *queryResolver) TaskCount(ctx context.Context, filter *ipa.TaskFilter) (int, error) {
-	return r.Manager.CountTasks(ctx, filterOf(filter))
+	return r.TaskService.CountTasks(ctx, filterOf(filter))
 }
 
 // ActivePods is the resolver for the activePods field.
 func (r *queryResolver) ActivePods(ctx context.Context) ([]*ipa.Task, error) {
-	return r.Manager.ActivePods(ctx)
+	return r.PodService.ActivePods(ctx)
 }
 
 // Runtimes is the resolver for the runtimes field.
 func (r *queryResolver) Runtimes(ctx context.Context) ([]*ipa.RuntimeInfo, error) {
-	list, err := r.Manager.Runtimes(ctx)
+	list, err := r.TaskService.Runtimes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func (r *queryResolver) Runtimes(ctx context.Context) ([]*ipa.RuntimeInfo, error
 
 // Node is the resolver for the node field. Task ids are the only node ids.
 func (r *queryResolver) Node(ctx context.Context, id string) (model.Node, error) {
-	t, err := nullWhenNotFound(r.Manager.Task(ctx, id))
+	t, err := nullWhenNotFound(r.TaskService.Task(ctx, id))
 	if t == nil || err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (r *queryResolver) Node(ctx context.Context, id string) (model.Node, error)
 
 // Viewer is the resolver for the viewer field.
 func (r *queryResolver) Viewer(ctx context.Context) (*ipa.Actor, error) {
-	a, err := r.Manager.Viewer(ctx)
+	a, err := r.TokenService.Viewer(ctx)
 	if err != nil {
 		return nil, err
 	}

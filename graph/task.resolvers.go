@@ -11,17 +11,17 @@ import (
 	"github.com/ipa-dev/ipa/graph/generated"
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
+	"github.com/ipa-dev/ipa/internal/service"
 )
 
 // CreateTask is the resolver for the createTask field.
 func (r *mutationResolver) CreateTask(ctx context.Context, input ipa.CreateTaskInput) (*model.TaskPayload, error) {
-	return taskPayload(r.Manager.CreateTask(ctx, input))
+	return taskPayload(r.TaskService.CreateTask(ctx, input))
 }
 
 // StartPod is the resolver for the startPod field.
 func (r *mutationResolver) StartPod(ctx context.Context, taskID string, expectedVersion *int) (*model.StartPodPayload, error) {
-	t, started, err := r.Manager.StartPod(ctx, taskID, version(expectedVersion))
+	t, started, err := r.PodService.StartPod(ctx, taskID, version(expectedVersion))
 	if err != nil {
 		return nil, err
 	}
@@ -30,27 +30,27 @@ func (r *mutationResolver) StartPod(ctx context.Context, taskID string, expected
 
 // StopPod is the resolver for the stopPod field.
 func (r *mutationResolver) StopPod(ctx context.Context, taskID string, reason *string, expectedVersion *int) (*model.TaskPayload, error) {
-	return taskPayload(r.Manager.StopPod(ctx, taskID, reason, version(expectedVersion)))
+	return taskPayload(r.PodService.StopPod(ctx, taskID, reason, version(expectedVersion)))
 }
 
 // RestartPod is the resolver for the restartPod field.
 func (r *mutationResolver) RestartPod(ctx context.Context, taskID string, expectedVersion *int) (*model.TaskPayload, error) {
-	return taskPayload(r.Manager.RestartPod(ctx, taskID, version(expectedVersion)))
+	return taskPayload(r.PodService.RestartPod(ctx, taskID, version(expectedVersion)))
 }
 
 // TransitionPhase is the resolver for the transitionPhase field.
 func (r *mutationResolver) TransitionPhase(ctx context.Context, taskID string, to ipa.Phase, note *string, expectedVersion *int) (*model.TaskPayload, error) {
-	return taskPayload(r.Manager.TransitionPhase(ctx, taskID, to, note, version(expectedVersion)))
+	return taskPayload(r.TaskService.TransitionPhase(ctx, taskID, to, note, version(expectedVersion)))
 }
 
 // CompleteTask is the resolver for the completeTask field.
 func (r *mutationResolver) CompleteTask(ctx context.Context, taskID string, expectedVersion *int) (*model.TaskPayload, error) {
-	return taskPayload(r.Manager.CompleteTask(ctx, taskID, version(expectedVersion)))
+	return taskPayload(r.TaskService.CompleteTask(ctx, taskID, version(expectedVersion)))
 }
 
 // CancelTask is the resolver for the cancelTask field.
 func (r *mutationResolver) CancelTask(ctx context.Context, taskID string, reason string, expectedVersion *int) (*model.TaskPayload, error) {
-	return taskPayload(r.Manager.CancelTask(ctx, taskID, reason, version(expectedVersion)))
+	return taskPayload(r.TaskService.CancelTask(ctx, taskID, reason, version(expectedVersion)))
 }
 
 // Description is the resolver for the description field.
@@ -63,16 +63,16 @@ func (r *taskResolver) Description(ctx context.Context, obj *ipa.Task) (*string,
 
 // Pod is the resolver for the pod field.
 func (r *taskResolver) Pod(ctx context.Context, obj *ipa.Task) (*ipa.Pod, error) {
-	return r.Manager.Pod(obj), nil
+	return r.PodService.Pod(obj), nil
 }
 
 // Events is the resolver for the events field.
 func (r *taskResolver) Events(ctx context.Context, obj *ipa.Task, first *int, after *string, types []string) (*model.EventConnection, error) {
-	n := manager.DefaultPageSize
+	n := service.DefaultPageSize
 	if first != nil {
 		n = *first
 	}
-	page, err := r.Manager.TaskEvents(ctx, obj.ID, n, after, types)
+	page, err := r.TaskService.TaskEvents(ctx, obj.ID, n, after, types)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func (r *taskResolver) Events(ctx context.Context, obj *ipa.Task, first *int, af
 
 // TotalCount is the resolver for the totalCount field.
 func (r *taskConnectionResolver) TotalCount(ctx context.Context, obj *model.TaskConnection) (int, error) {
-	return r.Manager.CountTasks(ctx, obj.Filter)
+	return r.TaskService.CountTasks(ctx, obj.Filter)
 }
 
 // Task returns generated.TaskResolver implementation.

@@ -14,7 +14,7 @@ import (
 
 // CreateToken is the resolver for the createToken field.
 func (r *mutationResolver) CreateToken(ctx context.Context, actorID string, role ipa.Role) (*model.CreateTokenPayload, error) {
-	t, secret, err := r.Manager.CreateToken(ctx, actorID, role)
+	t, secret, err := r.TokenService.CreateToken(ctx, actorID, role)
 	if err != nil {
 		return nil, err
 	}
@@ -23,7 +23,7 @@ func (r *mutationResolver) CreateToken(ctx context.Context, actorID string, role
 
 // RevokeToken is the resolver for the revokeToken field.
 func (r *mutationResolver) RevokeToken(ctx context.Context, id string) (*model.TokenPayload, error) {
-	t, err := r.Manager.RevokeToken(ctx, id)
+	t, err := r.TokenService.RevokeToken(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +32,7 @@ func (r *mutationResolver) RevokeToken(ctx context.Context, id string) (*model.T
 
 // APITokens is the resolver for the apiTokens field.
 func (r *queryResolver) APITokens(ctx context.Context) ([]*ipa.Token, error) {
-	list, err := r.Manager.Tokens(ctx)
+	list, err := r.TokenService.Tokens(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,16 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
 	"github.com/ipa-dev/ipa/internal/podapi"
-	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/supervisor"
+	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/plugins/builtin"
 )
 
@@ -91,15 +83,15 @@ func readChecksums(path string) (map[string]string, error) {
 }
 
 // runtimes lists the catalog for the manager, built-ins first.
-func (c *catalog) runtimes() []manager.Runtime {
-	var out []manager.Runtime
+func (c *catalog) runtimes() []service.Runtime {
+	var out []service.Runtime
 	for _, rt := range builtin.All() {
 		if c.builtins[rt.Name] {
-			out = append(out, manager.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig})
+			out = append(out, service.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig})
 		}
 	}
 	for _, rt := range c.external {
-		out = append(out, manager.Runtime{Name: rt.Name, Description: "External runtime plugin " + filepath.Base(rt.Path) + "."})
+		out = append(out, service.Runtime{Name: rt.Name, Description: "External runtime plugin " + filepath.Base(rt.Path) + "."})
 	}
 	return out
 }
@@ -141,93 +133,6 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// startPods starts the supervisor, reconciles what the previous server left
-// behind (reattach or record pod_lost), and connects it to the manager.
-func startPods(ctx context.Context, so *serveOptions, cat *catalog, mgr *manager.Manager, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*supervisor.Supervisor, error) {
-	// Absolute, so plugins and leases do not depend on the working directory.
-	dataDir, err := filepath.Abs(so.dataDir)
-	if err != nil {
-		return nil, fmt.Errorf("--data-dir: %w", err)
-	}
-	sup, err := supervisor.New(supervisor.Config{
-		Recorder:      mgr,
-		HostFactory:   func(taskID, runtime string) podapi.Host { return newRuntimeHost(mgr, taskID, runtime) },
-		Launcher:      supervisor.LauncherFunc(cat.command),
-		DataDir:       dataDir,
-		Leases:        leaseStore{st: st, owner: instanceID(so, dataDir)},
-		DefaultPolicy: so.policy,
-		Logger:        log,
-		Registry:      reg,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := sup.Start(ctx); err != nil {
-		return nil, err
-	}
-	targets, err := mgr.PodTargets(ctx)
-	if err != nil {
-		_ = sup.Shutdown(ctx)
-		return nil, fmt.Errorf("reconcile pods: %w", err)
-	}
-	rt := make([]supervisor.ReconcileTarget, len(targets))
-	for i, t := range targets {
-		rt[i] = supervisor.ReconcileTarget{Task: t}
-	}
-	if err := sup.Reconcile(ctx, rt); err != nil {
-		_ = sup.Shutdown(ctx)
-		return nil, fmt.Errorf("reconcile pods: %w", err)
-	}
-	mgr.SetPods(sup)
-	return sup, nil
-}
-
-// runtimeHost is the host service one pod talks to: every call is bound to
-// the pod's own task, so a runtime can never write to another task's stream.
-type runtimeHost struct {
-	mgr       *manager.Manager
-	taskID    string
-	runtime   string
-	causation func(ctx context.Context) string
-}
-
-func newRuntimeHost(mgr *manager.Manager, taskID, runtime string) *runtimeHost {
-	h := &runtimeHost{mgr: mgr, taskID: taskID, runtime: runtime}
-	var (
-		mu     sync.Mutex
-		cached string
-	)
-	// The run's pod_started is recorded after the plugin starts, so the
-	// cause is looked up on the first call, not when the host is made.
-	h.causation = func(ctx context.Context) string {
-		mu.Lock()
-		defer mu.Unlock()
-		if cached == "" {
-			cached = mgr.RuntimeCausation(ctx, taskID)
-		}
-		return cached
-	}
-	return h
-}
-
-func (h *runtimeHost) AppendEvent(ctx context.Context, req podapi.AppendEventRequest) (podapi.AppendEventResponse, error) {
-	v, err := h.mgr.RuntimeAppend(ctx, h.taskID, h.runtime, h.causation(ctx), req.Type, req.Data)
-	return podapi.AppendEventResponse{Version: v}, err
-}
-
-func (h *runtimeHost) RequestPhase(ctx context.Context, req podapi.PhaseRequest) (podapi.PhaseResponse, error) {
-	p, err := h.mgr.RuntimeRequestPhase(ctx, h.taskID, h.runtime, h.causation(ctx), ipa.Phase(req.To), req.Note)
-	return podapi.PhaseResponse{Phase: string(p)}, err
-}
-
-func (h *runtimeHost) Output(ctx context.Context, req podapi.OutputRequest) (podapi.OutputResponse, error) {
-	lines := make([]manager.OutputLine, len(req.Lines))
-	for i, l := range req.Lines {
-		lines[i] = manager.OutputLine{Stream: l.Stream, Text: l.Text}
-	}
-	return podapi.OutputResponse{}, h.mgr.RuntimeOutput(ctx, h.taskID, h.runtime, h.causation(ctx), lines, req.Dropped)
-}
-
 // instanceID names this server as the owner of its pods' leases. It must be
 // the same after a restart (to find and reattach its pods) and differ
 // between servers sharing a database: by default the host name and the data
@@ -241,40 +146,4 @@ func instanceID(so *serveOptions, dataDir string) string {
 		host = "localhost"
 	}
 	return host + ":" + dataDir
-}
-
-// leaseStore keeps the supervisor's pod leases in the database, one owner
-// per pod, so several servers on one PostgreSQL database never run the same
-// task's pod twice.
-type leaseStore struct {
-	st    *store.Store
-	owner string
-}
-
-func (l leaseStore) Save(ctx context.Context, lease supervisor.Lease) error {
-	data, err := json.Marshal(lease)
-	if err != nil {
-		return err
-	}
-	return l.st.SaveLease(ctx, l.owner, lease.TaskID, data, time.Now())
-}
-
-func (l leaseStore) Delete(ctx context.Context, taskID string) error {
-	return l.st.DeleteLease(ctx, l.owner, taskID)
-}
-
-func (l leaseStore) List(ctx context.Context) ([]supervisor.Lease, error) {
-	rows, err := l.st.ListLeases(ctx, l.owner)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]supervisor.Lease, 0, len(rows))
-	for _, r := range rows {
-		var lease supervisor.Lease
-		if err := json.Unmarshal(r, &lease); err != nil {
-			return nil, fmt.Errorf("decode pod lease: %w", err)
-		}
-		out = append(out, lease)
-	}
-	return out, nil
 }

@@ -119,11 +119,6 @@ func (o *options) newLogger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be text or json, not %q", o.logFormat)
 }
 
-// openStore opens (and migrates) the configured database.
-func (o *options) openStore(ctx context.Context, log *slog.Logger) (*store.Store, error) {
-	return o.open(ctx, log, true)
-}
-
 func (o *options) open(ctx context.Context, log *slog.Logger, migrate bool) (*store.Store, error) {
 	s, err := store.Open(ctx, o.database, store.Options{Logger: log, SkipMigrate: !migrate})
 	if err != nil {

@@ -2,27 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"sync"
+	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
-	"github.com/ipa-dev/ipa/internal/feed"
-	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
-	"github.com/ipa-dev/ipa/internal/store"
+	"github.com/ipa-dev/ipa/internal/supervisor"
 )
 
 // serveOptions are the settings of `ipa serve`.
@@ -99,107 +93,40 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	st, err := opts.openStore(ctx, log)
+	dataDir, err := filepath.Abs(so.dataDir)
 	if err != nil {
-		return err
+		return fmt.Errorf("--data-dir: %w", err)
 	}
-	defer st.Close()
-	if err := auth.CheckListen(ctx, st, loopback); err != nil {
-		return err
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// Commits of other instances on the same PostgreSQL database reach this
-	// instance's live feeds as notices; SQLite has no other instances.
-	listenCtx, stopListening := context.WithCancel(ctx)
-	var listening sync.WaitGroup
-	defer func() { stopListening(); listening.Wait() }()
 	cat, err := discoverRuntimes(so, log)
 	if err != nil {
 		return err
 	}
-	broker := feed.NewBroker()
-	listening.Add(1)
-	go func() {
-		defer listening.Done()
-		st.ListenCommits(listenCtx, func(n store.CommitNotice) {
-			broker.Publish(feed.Commit{TaskID: n.TaskID, Version: n.Version, Position: n.Position})
-		}, broker.Resync)
-	}()
-	mgr, err := manager.New(ctx, manager.Config{
-		Store:         st,
-		Runtimes:      cat.runtimes(),
-		DefaultPolicy: so.policy,
-		Publisher:     broker,
-		Feed:          feed.NewFeed(st, broker, log),
-		Metrics:       manager.NewMetrics(reg),
-		Logger:        log,
-	})
-	if err != nil {
-		return err
-	}
-	pods, err := startPods(ctx, so, cat, mgr, st, reg, log)
-	if err != nil {
-		return err
-	}
-	// Stop every pod on the way out, whatever path leaves serve.
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), so.shutdownTimeout)
-		defer cancel()
-		if err := pods.Shutdown(stopCtx); err != nil {
-			log.Warn("pod shutdown", "err", err)
-		}
-	}()
-	handler := httpserver.New(httpserver.Config{
-		Manager:  mgr,
-		Auth:     auth.New(st, mode, loopback),
-		Registry: reg,
-		Logger:   log,
-		Ready: func(ctx context.Context) error {
-			if !pods.Running() {
-				return errors.New("pod supervisor not running")
-			}
-			return mgr.Ready(ctx)
-		},
-	})
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 
+	srv, err := app.New(ctx, app.Config{
+		DatabaseURL:     opts.database,
+		Runtimes:        cat.runtimes(),
+		Launcher:        supervisor.LauncherFunc(cat.command),
+		DataDir:         dataDir,
+		InstanceID:      instanceID(so, dataDir),
+		DefaultPolicy:   so.policy,
+		AuthMode:        mode,
+		Loopback:        loopback,
+		ShutdownTimeout: so.shutdownTimeout,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", so.addr)
 	if err != nil {
+		_ = srv.Close()
 		return err
 	}
-	// Subscriptions live as long as the base context: cancelling it on
-	// shutdown ends them, which http.Server.Shutdown alone would not.
-	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBase()
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
-		"ide", "http://"+ln.Addr().String()+"/", "database", st.Dialect(), "auth", mode, "version", version)
-
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: closing connections, then stopping pods")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), so.shutdownTimeout)
-	defer cancel()
-	cancelBase()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("http shutdown", "err", err)
-	}
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
+	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}
 	log.Info("stopped")

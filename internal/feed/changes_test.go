@@ -50,14 +50,14 @@ func TestTaskChangedFilter(t *testing.T) {
 		for range 3 { // PLANNING, DEVELOPMENT, PLANNING: passed the phase filter once
 			c = e.toggle(t, c.ID, &to)
 		}
-		n, err := e.mgr.CancelTask(e.ctx, n.ID, "done with it", nil)
+		n, err := e.tasks.CancelTask(e.ctx, n.ID, "done with it", nil)
 		require.NoError(t, err)
 		sp := e.create(t, "sentinel phase")
 		to = ipa.PhasePlanning
 		e.toggle(t, sp.ID, &to)
 		sp = e.toggle(t, sp.ID, &to)
 		ss := e.create(t, "sentinel status")
-		ss, err = e.mgr.CancelTask(e.ctx, ss.ID, "sentinel", nil)
+		ss, err = e.tasks.CancelTask(e.ctx, ss.ID, "sentinel", nil)
 		require.NoError(t, err)
 		sn := e.create(t, "sentinel NEEDLE")
 		wg.Wait()

@@ -99,7 +99,7 @@ func TestEventsNoGapNoDuplicate(t *testing.T) {
 						return
 					}
 					if j%10 == 9 {
-						if _, err := e.mgr.CreateTask(e.ctx, ipa.CreateTaskInput{Title: "more"}); !assert.NoError(t, err) {
+						if _, err := e.tasks.CreateTask(e.ctx, ipa.CreateTaskInput{Title: "more"}); !assert.NoError(t, err) {
 							return
 						}
 					}

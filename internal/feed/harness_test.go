@@ -3,9 +3,7 @@ package feed_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"math/rand/v2"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,26 +11,27 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app"
+	"github.com/ipa-dev/ipa/internal/app/apptest"
+	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
-	"github.com/ipa-dev/ipa/internal/pgtest"
+	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
+	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { testdb.Main(m) }
 
 // hang is how long a test waits for something that must happen before it
 // calls it a hang. It is a deadlock detector, never a timing assertion.
 const hang = 30 * time.Second
 
-// backends are the stores every feed test runs against.
-var backends = []string{"sqlite", "postgres"}
-
 // forEachBackend runs fn as a parallel subtest per backend on a fresh stack.
 func forEachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Helper()
-	for _, b := range backends {
+	for _, b := range testdb.Backends {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			fn(t, setup(t, b, false))
@@ -40,13 +39,13 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
-// forEachBackendReordering is forEachBackend with the manager publishing
+// forEachBackendReordering is forEachBackend with the event log publishing
 // each commit after a random delay of up to 2ms, so concurrent writers'
 // commits often reach subscribers out of commit order — as they may when the
 // goroutine that committed is descheduled before it publishes.
 func forEachBackendReordering(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Helper()
-	for _, b := range backends {
+	for _, b := range testdb.Backends {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			fn(t, setup(t, b, true))
@@ -56,24 +55,24 @@ func forEachBackendReordering(t *testing.T, fn func(t *testing.T, e *env)) {
 
 // delayedPublisher publishes each commit after a random delay.
 type delayedPublisher struct {
-	b  *feed.Broker
-	wg sync.WaitGroup
+	next eventlog.Publisher
+	wg   sync.WaitGroup
 }
 
 func (p *delayedPublisher) Publish(c feed.Commit) {
 	p.wg.Go(func() {
 		time.Sleep(rand.N(2 * time.Millisecond))
-		p.b.Publish(c)
+		p.next.Publish(c)
 	})
 }
 
-// env is a store, a broker, a feed over them and a manager publishing to the
-// broker, wired as cmd/ipa/serve.go wires them.
+// env is a server assembled by package app as ipa serve is: a store, a
+// broker, a feed over them, and the task service writing to the broker.
 type env struct {
 	store  *store.Store
 	broker *feed.Broker
 	feed   *feed.Feed
-	mgr    *manager.Manager
+	tasks  *service.TaskService
 	ctx    context.Context // an admin's context, cancelled when the test ends
 }
 
@@ -81,51 +80,34 @@ type env struct {
 // its context is cancelled and every subscription must have gone.
 func setup(t *testing.T, backend string, reorder bool) *env {
 	t.Helper()
-	var url string
-	switch backend {
-	case "sqlite":
-		url = "sqlite://" + filepath.Join(t.TempDir(), "ipa.db")
-	case "postgres":
-		url = pgtest.Start(t)
-	default:
-		t.Fatalf("unknown backend %q", backend)
-	}
-	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(ipa.WithActor(context.Background(), ipa.Actor{ID: "t", Role: ipa.RoleAdmin}))
-	st, err := store.Open(ctx, url, store.Options{Logger: log})
-	require.NoError(t, err)
-	b := feed.NewBroker()
-	f := feed.NewFeed(st, b, log)
-	var pub manager.Publisher = b
-	if reorder {
-		dp := &delayedPublisher{b: b}
-		t.Cleanup(dp.wg.Wait)
-		pub = dp
-	}
-	m, err := manager.New(ctx, manager.Config{
-		Store:     st,
-		Runtimes:  []manager.Runtime{{Name: manager.DefaultRuntime}},
-		Publisher: pub,
-		Feed:      f,
-		Logger:    log,
+	var delayed *delayedPublisher
+	a := apptest.New(t, testdb.URL(t, backend), auth.ModeAuto, func(c *app.Config) {
+		if reorder {
+			c.Publish = func(next eventlog.Publisher) eventlog.Publisher {
+				delayed = &delayedPublisher{next: next}
+				return delayed
+			}
+		}
 	})
-	require.NoError(t, err)
+	if delayed != nil {
+		t.Cleanup(delayed.wg.Wait)
+	}
 	// Cleanups run last-registered first: cancel, then check, then close.
-	t.Cleanup(func() { _ = st.Close() })
-	t.Cleanup(func() { requireSubscribers(t, b, 0) })
+	t.Cleanup(func() { requireSubscribers(t, a.Broker, 0) })
 	t.Cleanup(cancel)
-	return &env{store: st, broker: b, feed: f, mgr: m, ctx: ctx}
+	return &env{store: a.Store, broker: a.Broker, feed: a.Feed, tasks: a.Services.TaskService, ctx: ctx}
 }
 
-// create creates a task with title through the manager.
+// create creates a task with title through the task service.
 func (e *env) create(t testing.TB, title string) *ipa.Task {
 	t.Helper()
-	task, err := e.mgr.CreateTask(e.ctx, ipa.CreateTaskInput{Title: title})
+	task, err := e.tasks.CreateTask(e.ctx, ipa.CreateTaskInput{Title: title})
 	require.NoError(t, err)
 	return task
 }
 
-// toggle moves the task one phase through the manager, as a person would
+// toggle moves the task one phase through the task service, as a person would
 // with transitionPhase: from SPEC_CLARIFICATION to PLANNING, then back and
 // forth between PLANNING and DEVELOPMENT. *to is the phase to try first and is
 // left pointing at the next move. When another writer moved the task in
@@ -134,7 +116,7 @@ func (e *env) create(t testing.TB, title string) *ipa.Task {
 // goroutine: failures are reported with t.Errorf and return nil.
 func (e *env) toggle(t testing.TB, id string, to *ipa.Phase) *ipa.Task {
 	for range 10_000 {
-		task, err := e.mgr.TransitionPhase(e.ctx, id, *to, nil, nil)
+		task, err := e.tasks.TransitionPhase(e.ctx, id, *to, nil, nil)
 		if err == nil {
 			*to = nextPhase(task.Phase)
 			return task

@@ -463,8 +463,9 @@ func TestErrorCodes(t *testing.T) {
 		})
 
 		t.Run("PodsUnavailable", func(t *testing.T) {
-			// No supervisor is wired in this harness (as in serve.go today):
-			// starting a pod is a clean UNAVAILABLE, never an internal error.
+			// This harness's server cannot launch plugins: starting a pod
+			// is a clean UNAVAILABLE, never an internal error, and records
+			// nothing.
 			head := b.headPosition(t)
 			e := c.fail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": open.ID})
 			requireError(t, e, ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed)

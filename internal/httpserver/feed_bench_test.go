@@ -21,8 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
+	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
+	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // Feed benchmarks: real WebSocket clients (coder/websocket, graphql-transport-ws)
@@ -228,7 +229,7 @@ const taskEventsSub = `subscription($id: ID!, $v: Int) { taskEvents(taskId: $id,
 // machine, one clock). Reports p50/p99/max over every delivery in ms.
 func BenchmarkDeliveryLatency(b *testing.B) {
 	raiseFileLimit(b)
-	for _, backend := range backends {
+	for _, backend := range testdb.Backends {
 		for _, mode := range []string{"burst", "paced"} {
 			for _, n := range []int{1, 100, 1000} {
 				b.Run(fmt.Sprintf("%s/%s/subs=%d", backend, mode, n), func(b *testing.B) {
@@ -420,7 +421,7 @@ const catchUpEvents = 100_000
 // (taskEvents(afterVersion: 0), every field) and, side by side, straight from
 // store.ReadEvents in pages of 1000: the floor the feed is measured against.
 func BenchmarkCatchUp(b *testing.B) {
-	for _, backend := range backends {
+	for _, backend := range testdb.Backends {
 		b.Run(backend, func(b *testing.B) {
 			s := benchSetup(b, backend)
 			ctx := context.Background()
@@ -474,7 +475,7 @@ func seedTask(tb testing.TB, st *store.Store, n int) string {
 	tb.Helper()
 	ctx := context.Background()
 	res, err := st.CreateTask(ctx, store.CreateTaskRequest{
-		TaskID: uuid.Must(uuid.NewV7()).String(), Created: ipa.TaskCreatedData{Title: "long", Runtime: manager.DefaultRuntime, RestartPolicy: ipa.DefaultRestartPolicy()},
+		TaskID: uuid.Must(uuid.NewV7()).String(), Created: ipa.TaskCreatedData{Title: "long", Runtime: service.DefaultRuntime, RestartPolicy: ipa.DefaultRestartPolicy()},
 		Actor: "bench", Now: time.Now(),
 	})
 	require.NoError(tb, err)

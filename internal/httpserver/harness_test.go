@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,38 +16,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app"
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
-	"github.com/ipa-dev/ipa/internal/feed"
-	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
-	"github.com/ipa-dev/ipa/internal/pgtest"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/plugins/builtin"
+	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { testdb.Main(m) }
 
-// backends are the databases every API test runs against.
-var backends = []string{"sqlite", "postgres"}
-
-// forEachBackend runs fn as a parallel subtest per backend.
+// forEachBackend runs fn as a parallel subtest per database.
 func forEachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
 	t.Helper()
-	for _, b := range backends {
-		t.Run(b, func(t *testing.T) {
-			t.Parallel()
-			fn(t, b)
-		})
-	}
+	testdb.ForEach(t, fn)
 }
 
-// bundle is one full server, assembled as cmd/ipa/serve.go assembles it,
-// behind a real socket.
+// bundle is one full server, assembled by package app as ipa serve is,
+// behind a real socket. Pod starts are refused (the test binary cannot run
+// plugins); cmd/ipa tests the real binary with real pods.
 type bundle struct {
 	backend string
+	app     *app.App
 	store   *store.Store
-	mgr     *manager.Manager
 	auth    *auth.Authenticator
 	reg     *prometheus.Registry
 	srv     *httptest.Server
@@ -76,51 +65,11 @@ func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 	for _, f := range opts {
 		f(&o)
 	}
-	var dbURL string
-	switch backend {
-	case "sqlite":
-		dbURL = "sqlite://" + filepath.Join(t.TempDir(), "ipa.db")
-	case "postgres":
-		dbURL = pgtest.Start(t)
-	default:
-		t.Fatalf("unknown backend %q", backend)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	log := slog.New(slog.DiscardHandler)
-
-	st, err := store.Open(ctx, dbURL, store.Options{Logger: log})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-
-	var rts []manager.Runtime
-	for _, rt := range builtin.All() {
-		rts = append(rts, manager.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig})
-	}
-	reg := prometheus.NewRegistry()
-	broker := feed.NewBroker()
-	mgr, err := manager.New(ctx, manager.Config{
-		Store:         st,
-		Runtimes:      rts,
-		DefaultPolicy: ipa.DefaultRestartPolicy(),
-		Publisher:     broker,
-		Feed:          feed.NewFeed(st, broker, log),
-		Metrics:       manager.NewMetrics(reg),
-		Logger:        log,
-	})
-	require.NoError(t, err)
-	a := auth.New(st, o.mode, true) // httptest listens on loopback
-	h := httpserver.New(httpserver.Config{
-		Manager:  mgr,
-		Auth:     a,
-		Registry: reg,
-		Logger:   log,
-		Ready:    mgr.Ready,
-	})
-	srv := httptest.NewServer(h)
+	a := apptest.New(t, testdb.URL(t, backend), o.mode, nil)
+	srv := httptest.NewServer(a.Handler)
 	t.Cleanup(srv.Close)
 
-	b := &bundle{backend: backend, store: st, mgr: mgr, auth: a, reg: reg, srv: srv, url: srv.URL}
+	b := &bundle{backend: backend, app: a, store: a.Store, auth: a.Auth, reg: a.Registry, srv: srv, url: srv.URL}
 	t.Cleanup(func() { b.checkNoLeaks(t) })
 	return b
 }

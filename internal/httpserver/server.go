@@ -27,7 +27,6 @@ import (
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/ide"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
 )
 
 // Limits a request must stay within. They are refused before any resolver runs.
@@ -40,7 +39,7 @@ const (
 
 // Config wires the server.
 type Config struct {
-	Manager  *manager.Manager
+	Resolver *graph.Resolver // the services behind the schema
 	Auth     *auth.Authenticator
 	Registry *prometheus.Registry // /metrics serves it
 	Logger   *slog.Logger
@@ -55,7 +54,7 @@ func New(cfg Config) http.Handler {
 		cfg.Logger = slog.Default()
 	}
 	m := newMetrics(cfg.Registry)
-	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &graph.Resolver{Manager: cfg.Manager}}))
+	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: cfg.Resolver}))
 	gql.AddTransport(transport.Websocket{
 		KeepAlivePingInterval: 15 * time.Second,
 		InitTimeout:           10 * time.Second,

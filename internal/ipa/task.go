@@ -92,6 +92,20 @@ func CheckPhaseTransition(from, to Phase) error {
 	return nil
 }
 
+// PhaseChange decides a phase change of the open task t under the phase
+// rules: the phase_changed event to append, or the refusal
+// (ALREADY_COMPLETED, ALREADY_CANCELLED, INVALID_TRANSITION, INVALID_ARGUMENT).
+// People (transitionPhase) and runtimes (the host service) both go through it.
+func PhaseChange(t *Task, to Phase, note, causationID string) (NewEvent, error) {
+	if err := ClosedTaskError(t.Status); err != nil {
+		return NewEvent{}, err
+	}
+	if err := CheckPhaseTransition(t.Phase, to); err != nil {
+		return NewEvent{}, err
+	}
+	return NewEvent{Type: EventPhaseChanged, Data: PhaseChangedData{From: t.Phase, To: to, Note: note}, CausationID: causationID}, nil
+}
+
 // PodState is the supervisor's view of a task's pod.
 type PodState string
 

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -14,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/pgtest"
+	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // hold blocks s's writer loop inside a batch until the returned release is
@@ -352,16 +351,10 @@ func TestBatchWithdrawQueued(t *testing.T) {
 // returned, every one that failed (EUNAVAILABLE) wrote nothing.
 func TestCloseWithWritesInFlight(t *testing.T) {
 	t.Parallel()
-	for _, d := range []struct {
-		name string
-		url  func(t *testing.T) string
-	}{
-		{"sqlite", func(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "ipa.db") }},
-		{"postgres", func(t *testing.T) string { return pgtest.Start(t) }},
-	} {
-		t.Run(d.name, func(t *testing.T) {
+	for _, backend := range testdb.Backends {
+		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
-			url := d.url(t)
+			url := testdb.URL(t, backend)
 			s := mustOpen(t, url)
 			type result struct {
 				id  string

@@ -5,20 +5,16 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
-	"github.com/ipa-dev/ipa/internal/feed"
-	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/manager"
 	"github.com/ipa-dev/ipa/internal/store"
+	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // BenchmarkCreateTask creates tasks four ways in one run, on each dialect,
@@ -27,30 +23,15 @@ import (
 //	raw      the floor: the same three inserts (stream, event, task row) in
 //	         one database/sql transaction
 //	store    store.CreateTask (GORM, position counter, fold)
-//	manager  manager.CreateTask (validation, authorization, live-feed publish)
+//	service  TaskService.CreateTask (validation, authorization, live-feed publish)
 //	http     createTask as a GraphQL mutation over HTTP on a real socket
 func BenchmarkCreateTask(b *testing.B) {
-	for _, d := range store.Dialects() {
-		b.Run(d.Name(), func(b *testing.B) {
-			s := d.Open(b)
+	for _, backend := range testdb.Backends {
+		b.Run(backend, func(b *testing.B) {
+			a := apptest.New(b, testdb.URL(b, backend), auth.ModeAuto, nil)
+			s, tasks := a.Store, a.Services.TaskService
 			ctx := ipa.WithActor(context.Background(), ipa.Actor{ID: "bench", Role: ipa.RoleAdmin})
-			broker := feed.NewBroker()
-			mgr, err := manager.New(ctx, manager.Config{
-				Store:     s,
-				Runtimes:  []manager.Runtime{{Name: "demo"}},
-				Publisher: broker,
-				Feed:      feed.NewFeed(s, broker, quiet),
-				Logger:    quiet,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := httptest.NewServer(httpserver.New(httpserver.Config{
-				Manager:  mgr,
-				Auth:     auth.New(s, auth.ModeAuto, true),
-				Registry: prometheus.NewRegistry(),
-				Logger:   quiet,
-			}))
+			srv := httptest.NewServer(a.Handler)
 			defer srv.Close()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
 			body := []byte(`{"query":"mutation { createTask(input: {title: \"bench\"}) { task { id version } } }"}`)
@@ -63,7 +44,7 @@ func BenchmarkCreateTask(b *testing.B) {
 			}{
 				{"raw", func() error { return store.RawCreate(ctx, s, pos.Add(1)) }},
 				{"store", func() error { _, err := s.CreateTask(ctx, store.NewCreateRequest()); return err }},
-				{"manager", func() error { _, err := mgr.CreateTask(ctx, ipa.CreateTaskInput{Title: "bench"}); return err }},
+				{"service", func() error { _, err := tasks.CreateTask(ctx, ipa.CreateTaskInput{Title: "bench"}); return err }},
 				{"http", func() error { return post(client, srv.URL+"/graphql", body) }},
 			}
 			for _, mode := range []struct {
@@ -77,8 +58,6 @@ func BenchmarkCreateTask(b *testing.B) {
 		})
 	}
 }
-
-var quiet = slog.New(slog.DiscardHandler)
 
 func post(c *http.Client, url string, body []byte) error {
 	resp, err := c.Post(url, "application/json", bytes.NewReader(body))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -18,10 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/pgtest"
+	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { testdb.Main(m) }
 
 // dialect opens a fresh, migrated store for one test.
 type dialect struct {
@@ -31,10 +30,8 @@ type dialect struct {
 
 func dialects() []dialect {
 	return []dialect{
-		{"sqlite", func(t testing.TB) *Store {
-			return mustOpen(t, "sqlite://"+filepath.Join(t.TempDir(), "sub", "ipa.db"))
-		}},
-		{"postgres", func(t testing.TB) *Store { return mustOpen(t, pgtest.Start(t)) }},
+		{"sqlite", func(t testing.TB) *Store { return mustOpen(t, testdb.URL(t, "sqlite")) }},
+		{"postgres", func(t testing.TB) *Store { return mustOpen(t, testdb.URL(t, "postgres")) }},
 	}
 }
 

@@ -1,4 +1,4 @@
-package manager
+package service
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -6,7 +6,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
-// Metrics are the manager's Prometheus collectors. A nil *Metrics records
+// Metrics are the services' Prometheus collectors. A nil *Metrics records
 // nothing, so tests and tools need not build one.
 type Metrics struct {
 	tasksCreated *prometheus.CounterVec

@@ -1,0 +1,308 @@
+// Package app assembles one ipa server from its parts, in the order data
+// flows through them: store → live feed → event log writer → supervisor →
+// services → HTTP. `ipa serve` and every test and benchmark harness build the
+// server here, so there is one wiring, and Close takes it apart in the
+// reverse order.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ipa-dev/ipa/graph"
+	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/cursor"
+	"github.com/ipa-dev/ipa/internal/eventlog"
+	"github.com/ipa-dev/ipa/internal/feed"
+	"github.com/ipa-dev/ipa/internal/httpserver"
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/runtimehost"
+	"github.com/ipa-dev/ipa/internal/service"
+	"github.com/ipa-dev/ipa/internal/store"
+	"github.com/ipa-dev/ipa/internal/supervisor"
+)
+
+// Config is everything a server is built from.
+type Config struct {
+	// DatabaseURL is sqlite://PATH or postgres://…; the store is opened and
+	// migrated by New and closed by Close.
+	DatabaseURL string
+	// Runtimes are the runtimes offered, and Launcher how each plugin starts.
+	Runtimes []service.Runtime
+	Launcher supervisor.Launcher
+	// DataDir holds pod working directories; made absolute by New.
+	DataDir string
+	// InstanceID names this server as the owner of its pod leases: stable
+	// across restarts, unique among the servers on one database.
+	InstanceID    string
+	DefaultPolicy ipa.RestartPolicy // zero: ipa.DefaultRestartPolicy()
+	AuthMode      auth.Mode         // "" is auth.ModeAuto
+	// Loopback says the server listens on loopback addresses only (the
+	// anonymous local admin is possible only then).
+	Loopback bool
+	// ShutdownTimeout bounds Close: connections, then pods (gracefully, then
+	// killed). Zero is 20 s.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger // default slog.Default()
+	// Publish, when set, stands between the event log and the live feeds;
+	// tests use it to delay or reorder commits on their way to subscribers.
+	Publish func(eventlog.Publisher) eventlog.Publisher
+	// Supervisor, when set, adjusts the supervisor's settings (timeouts,
+	// intervals) before it is built; tests use it to make faults quick.
+	Supervisor func(*supervisor.Config)
+}
+
+// App is one assembled server. Build it with New, serve it with Serve (or
+// mount Handler yourself), and take it apart with Close.
+type App struct {
+	cfg Config
+	log *slog.Logger
+
+	Store      *store.Store
+	Broker     *feed.Broker
+	Feed       *feed.Feed
+	Writer     *eventlog.Writer
+	Supervisor *supervisor.Supervisor
+	Services   *graph.Resolver
+	Auth       *auth.Authenticator
+	Registry   *prometheus.Registry
+	Handler    http.Handler
+
+	stopListening context.CancelFunc
+	listening     sync.WaitGroup
+
+	// baseCtx is the context of every request: cancelling it ends open
+	// subscriptions, which http.Server.Shutdown alone would not.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the store and builds every part on it, then reconciles the pods
+// the previous server left (reattach, or record pod_lost). On error, what was
+// built is taken apart again. Returns the store's errors (unreachable,
+// migration) and configuration errors.
+func New(ctx context.Context, cfg Config) (*App, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.AuthMode == "" {
+		cfg.AuthMode = auth.ModeAuto
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 20 * time.Second
+	}
+	if cfg.DefaultPolicy == (ipa.RestartPolicy{}) {
+		cfg.DefaultPolicy = ipa.DefaultRestartPolicy()
+	}
+	if cfg.Launcher == nil {
+		return nil, errors.New("app: no runtime launcher")
+	}
+	a := &App{cfg: cfg, log: cfg.Logger}
+	if err := a.build(ctx); err != nil {
+		_ = a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) build(ctx context.Context) (err error) {
+	cfg, log := a.cfg, a.log
+	a.baseCtx, a.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
+
+	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log}); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	if err := auth.CheckListen(ctx, a.Store, cfg.Loopback); err != nil {
+		return err
+	}
+	a.Registry = prometheus.NewRegistry()
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Live feeds. Commits of other instances on the same PostgreSQL
+	// database arrive as notices; SQLite has no other instances.
+	a.Broker = feed.NewBroker()
+	a.Feed = feed.NewFeed(a.Store, a.Broker, log)
+	listenCtx, stop := context.WithCancel(a.baseCtx)
+	a.stopListening = stop
+	a.listening.Go(func() {
+		a.Store.ListenCommits(listenCtx, func(n store.CommitNotice) {
+			a.Broker.Publish(feed.Commit{TaskID: n.TaskID, Version: n.Version, Position: n.Position})
+		}, a.Broker.Resync)
+	})
+	var pub eventlog.Publisher = a.Broker
+	if cfg.Publish != nil {
+		pub = cfg.Publish(pub)
+	}
+	a.Writer = eventlog.NewWriter(a.Store, pub)
+
+	// Pods.
+	dataDir := cfg.DataDir
+	if dataDir != "" {
+		// Absolute, so plugins and leases do not depend on the working directory.
+		if dataDir, err = filepath.Abs(dataDir); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+	}
+	supCfg := supervisor.Config{
+		Recorder:      eventlog.NewPodRecorder(a.Writer),
+		HostFactory:   runtimehost.Factory(a.Writer, a.Store),
+		Launcher:      cfg.Launcher,
+		DataDir:       dataDir,
+		Leases:        leaseStore{st: a.Store, owner: cfg.InstanceID},
+		DefaultPolicy: cfg.DefaultPolicy,
+		Logger:        log,
+		Registry:      a.Registry,
+	}
+	if cfg.Supervisor != nil {
+		cfg.Supervisor(&supCfg)
+	}
+	if a.Supervisor, err = supervisor.New(supCfg); err != nil {
+		return err
+	}
+	if err := a.Supervisor.Start(ctx); err != nil {
+		return err
+	}
+
+	// Services.
+	key, err := a.Store.Secret(ctx, cursorSecretName, 32)
+	if err != nil {
+		return fmt.Errorf("cursor key: %w", err)
+	}
+	tasks, err := service.NewTaskService(service.TaskConfig{
+		Store:         a.Store,
+		Writer:        a.Writer,
+		Pods:          a.Supervisor,
+		Cursors:       cursor.New(key),
+		Runtimes:      cfg.Runtimes,
+		DefaultPolicy: cfg.DefaultPolicy,
+		Metrics:       service.NewMetrics(a.Registry),
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	pods := service.NewPodService(a.Store, a.Supervisor)
+	a.Services = &graph.Resolver{
+		TaskService:  tasks,
+		PodService:   pods,
+		FeedService:  service.NewFeedService(a.Feed),
+		TokenService: service.NewTokenService(a.Store, log, nil),
+	}
+	if err := a.reconcile(ctx, pods); err != nil {
+		return fmt.Errorf("reconcile pods: %w", err)
+	}
+
+	// HTTP.
+	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback)
+	a.Handler = httpserver.New(httpserver.Config{
+		Resolver: a.Services,
+		Auth:     a.Auth,
+		Registry: a.Registry,
+		Logger:   log,
+		Ready:    a.Ready,
+	})
+	return nil
+}
+
+// cursorSecretName is the settings row holding the cursor signing key; it is
+// shared by every instance on one database so cursors survive restarts and
+// work across instances.
+const cursorSecretName = "cursor-hmac-key"
+
+// reconcile hands the supervisor the tasks whose stream says a pod runs or
+// should run, so it reattaches to the plugins the previous server left or
+// records what was lost.
+func (a *App) reconcile(ctx context.Context, pods *service.PodService) error {
+	targets, err := pods.PodTargets(ctx)
+	if err != nil {
+		return err
+	}
+	rt := make([]supervisor.ReconcileTarget, len(targets))
+	for i, t := range targets {
+		rt[i] = supervisor.ReconcileTarget{Task: t}
+	}
+	return a.Supervisor.Reconcile(ctx, rt)
+}
+
+// Ready reports whether the server can serve: supervisor running, store
+// reachable.
+func (a *App) Ready(ctx context.Context) error {
+	if !a.Supervisor.Running() {
+		return errors.New("pod supervisor not running")
+	}
+	return a.Store.Ping(ctx)
+}
+
+// Serve serves HTTP on ln until ctx ends or the listener fails, then closes
+// the App. Returns the listener's error, or Close's.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return a.baseCtx },
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	var serveErr error
+	select {
+	case serveErr = <-served:
+	case <-ctx.Done():
+		a.log.Info("shutting down: closing connections, then stopping pods")
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		a.cancelBase()
+		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			a.log.Warn("http shutdown", "err", err)
+		}
+		cancel()
+		serveErr = <-served
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return errors.Join(serveErr, a.Close())
+}
+
+// Close takes the server apart in reverse order: open subscriptions end,
+// every pod is stopped (gracefully, then killed after the shutdown timeout),
+// the commit listener stops, and the store is closed. It is safe to call more
+// than once; later calls return the first result.
+func (a *App) Close() error {
+	a.closeOnce.Do(func() {
+		if a.cancelBase != nil {
+			a.cancelBase()
+		}
+		var errs []error
+		if a.Supervisor != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+			if err := a.Supervisor.Shutdown(ctx); err != nil {
+				a.log.Warn("pod shutdown", "err", err)
+				errs = append(errs, err)
+			}
+			cancel()
+		}
+		if a.stopListening != nil {
+			a.stopListening()
+			a.listening.Wait()
+		}
+		if a.Store != nil {
+			errs = append(errs, a.Store.Close())
+		}
+		a.closeErr = errors.Join(errs...)
+	})
+	return a.closeErr
+}

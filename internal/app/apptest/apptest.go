@@ -1,0 +1,60 @@
+// Package apptest builds servers for tests and benchmarks through the same
+// assembly as ipa serve (package app).
+package apptest
+
+import (
+	"context"
+	"log/slog"
+	"os/exec"
+	"testing"
+
+	"github.com/ipa-dev/ipa/internal/app"
+	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/service"
+	"github.com/ipa-dev/ipa/internal/supervisor"
+	"github.com/ipa-dev/ipa/plugins/builtin"
+)
+
+// BuiltinRuntimes are the built-in runtimes as the services list them.
+func BuiltinRuntimes() []service.Runtime {
+	var out []service.Runtime
+	for _, rt := range builtin.All() {
+		out = append(out, service.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig})
+	}
+	return out
+}
+
+// NoLauncher refuses every pod start with UNAVAILABLE/RUNTIME_FAILED: for
+// servers assembled in a test binary, which cannot re-execute itself as a
+// plugin.
+var NoLauncher = supervisor.LauncherFunc(func(runtime string) (*exec.Cmd, error) {
+	return nil, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "This server cannot launch runtime %q.", runtime)
+})
+
+// New builds a server on databaseURL for a test or benchmark: the
+// built-in runtimes, pods refused (NoLauncher) unless cfg says otherwise,
+// loopback, quiet logs. Adjust sets any other field before it is built. The
+// server is closed when tb ends.
+func New(tb testing.TB, databaseURL string, mode auth.Mode, adjust func(*app.Config)) *app.App {
+	tb.Helper()
+	cfg := app.Config{
+		DatabaseURL: databaseURL,
+		Runtimes:    BuiltinRuntimes(),
+		Launcher:    NoLauncher,
+		DataDir:     tb.TempDir(),
+		InstanceID:  tb.Name(),
+		AuthMode:    mode,
+		Loopback:    true,
+		Logger:      slog.New(slog.DiscardHandler),
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	a, err := app.New(context.Background(), cfg)
+	if err != nil {
+		tb.Fatalf("assemble server: %v", err)
+	}
+	tb.Cleanup(func() { _ = a.Close() })
+	return a
+}

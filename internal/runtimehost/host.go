@@ -1,0 +1,186 @@
+// Package runtimehost is the host service a pod's runtime calls back into
+// (podapi.Host): append its own runtime.* events, ask for a phase change,
+// record output lines. Every call is bound to the pod's own task, so a
+// runtime can never write to another task's stream, and obeys the same phase
+// rules as a person.
+package runtimehost
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+
+	"github.com/ipa-dev/ipa/internal/eventlog"
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
+)
+
+// What a runtime may write through the host service, per call.
+const (
+	maxRuntimeEventBytes = 64 << 10
+	maxOutputLines       = 1000
+	maxOutputLineBytes   = 8 << 10
+)
+
+// Reader is what the host reads: the task (for a refused phase change) and
+// the event that started the current run (the cause of what the runtime
+// writes).
+type Reader interface {
+	GetTask(ctx context.Context, id string) (*ipa.Task, error)
+	ReadEvents(ctx context.Context, q ipa.EventQuery) ([]ipa.Event, error)
+}
+
+// Factory returns the constructor the supervisor calls for each pod.
+func Factory(w *eventlog.Writer, r Reader) func(taskID, runtime string) podapi.Host {
+	return func(taskID, runtime string) podapi.Host { return New(w, r, taskID, runtime) }
+}
+
+// Actor is the actor recorded on events a runtime writes.
+func Actor(runtime string) string { return "runtime:" + runtime }
+
+// Host serves one pod. Create it with New.
+type Host struct {
+	w       *eventlog.Writer
+	r       Reader
+	taskID  string
+	runtime string
+
+	mu        sync.Mutex
+	causation string // cached once found
+}
+
+// New returns the host service for the pod of taskID running runtime.
+func New(w *eventlog.Writer, r Reader, taskID, runtime string) *Host {
+	return &Host{w: w, r: r, taskID: taskID, runtime: runtime}
+}
+
+// cause returns the id of the event that started the task's current pod run
+// (pod_started or pod_reattached), which events a runtime writes name as
+// their cause; "" when there is none. The run's pod_started is recorded after
+// the plugin starts, so it is looked up on the first call, not when the host
+// is made.
+func (h *Host) cause(ctx context.Context) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.causation == "" {
+		evs, err := h.r.ReadEvents(ctx, ipa.EventQuery{TaskID: h.taskID, Types: []string{ipa.EventPodStarted, ipa.EventPodReattached}, Limit: 1, Newest: true})
+		if err == nil && len(evs) > 0 {
+			h.causation = evs[0].ID
+		}
+	}
+	return h.causation
+}
+
+// appendOpen appends ev to the pod's task when the task is open.
+func (h *Host) appendOpen(ctx context.Context, ev ipa.NewEvent) (*ipa.Task, error) {
+	t, _, err := h.w.Append(ctx, eventlog.Append{TaskID: h.taskID, Actor: Actor(h.runtime), Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
+		if err := ipa.ClosedTaskError(cur.Status); err != nil {
+			return nil, err
+		}
+		return []ipa.NewEvent{ev}, nil
+	}})
+	return t, err
+}
+
+// AppendEvent appends a runtime's own event (type under "runtime."). Returns
+// EINVALID for another type or bad data, ECONFLICT for a closed task.
+func (h *Host) AppendEvent(ctx context.Context, req podapi.AppendEventRequest) (podapi.AppendEventResponse, error) {
+	typ := req.Type
+	if !strings.HasPrefix(typ, ipa.RuntimeEventPrefix) || len(typ) > 128 || len(typ) == len(ipa.RuntimeEventPrefix) {
+		return podapi.AppendEventResponse{}, invalidArg("A runtime may only append event types under %q (at most 128 characters).", ipa.RuntimeEventPrefix)
+	}
+	raw, err := eventJSON(req.Data)
+	if err != nil {
+		return podapi.AppendEventResponse{}, err
+	}
+	t, err := h.appendOpen(ctx, ipa.NewEvent{Type: typ, Data: raw, CausationID: h.cause(ctx)})
+	if err != nil {
+		return podapi.AppendEventResponse{}, err
+	}
+	return podapi.AppendEventResponse{Version: t.Version}, nil
+}
+
+// RequestPhase moves the task as the runtime asked, under the same phase
+// rules as transitionPhase. Answers the phase after the request, and the
+// refusal error (with the current phase) when the rules forbid it.
+func (h *Host) RequestPhase(ctx context.Context, req podapi.PhaseRequest) (podapi.PhaseResponse, error) {
+	note := req.Note
+	if len(note) > ipa.MaxReasonChars {
+		note = strings.ToValidUTF8(note[:ipa.MaxReasonChars], "")
+	}
+	causation := h.cause(ctx)
+	t, _, err := h.w.Append(ctx, eventlog.Append{TaskID: h.taskID, Actor: Actor(h.runtime), Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
+		ev, err := ipa.PhaseChange(cur, ipa.Phase(req.To), note, causation)
+		if err != nil {
+			return nil, err
+		}
+		return []ipa.NewEvent{ev}, nil
+	}})
+	if err != nil {
+		if cur, gerr := h.r.GetTask(ctx, h.taskID); gerr == nil {
+			return podapi.PhaseResponse{Phase: string(cur.Phase)}, err
+		}
+		return podapi.PhaseResponse{}, err
+	}
+	return podapi.PhaseResponse{Phase: string(t.Phase)}, nil
+}
+
+// OutputLine is one line a pod's work printed, as pod_output records it.
+type OutputLine struct {
+	Stream string `json:"stream"` // stdout or stderr
+	Text   string `json:"text"`
+}
+
+// outputData is the data of pod_output.
+type outputData struct {
+	Lines   []OutputLine `json:"lines"`
+	Dropped int          `json:"dropped,omitempty"` // lines the runtime dropped at its cap
+}
+
+// Output records lines a pod printed as one pod_output event. Over-long lines
+// are cut; at most maxOutputLines per call, the rest counted as dropped.
+func (h *Host) Output(ctx context.Context, req podapi.OutputRequest) (podapi.OutputResponse, error) {
+	dropped := req.Dropped
+	if len(req.Lines) == 0 && dropped == 0 {
+		return podapi.OutputResponse{}, nil
+	}
+	in := req.Lines
+	if len(in) > maxOutputLines {
+		dropped += len(in) - maxOutputLines
+		in = in[:maxOutputLines]
+	}
+	lines := make([]OutputLine, len(in))
+	for i, l := range in {
+		lines[i] = OutputLine{Stream: l.Stream, Text: l.Text}
+		if len(lines[i].Text) > maxOutputLineBytes {
+			lines[i].Text = strings.ToValidUTF8(lines[i].Text[:maxOutputLineBytes], "")
+		}
+		if lines[i].Stream != "stderr" {
+			lines[i].Stream = "stdout"
+		}
+	}
+	_, err := h.appendOpen(ctx, ipa.NewEvent{Type: ipa.EventPodOutput, Data: outputData{Lines: lines, Dropped: dropped}, CausationID: h.cause(ctx)})
+	return podapi.OutputResponse{}, err
+}
+
+// eventJSON checks a runtime's event data: empty means {}, else valid JSON
+// within the size limit.
+func eventJSON(data []byte) (json.RawMessage, error) {
+	if len(data) == 0 {
+		return json.RawMessage("{}"), nil
+	}
+	if len(data) > maxRuntimeEventBytes {
+		return nil, invalidArg("Event data is %d bytes; the limit is %d.", len(data), maxRuntimeEventBytes)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, data); err != nil {
+		return nil, invalidArg("Event data must be JSON.")
+	}
+	return buf.Bytes(), nil
+}
+
+func invalidArg(format string, args ...any) *ipa.Error {
+	return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, format, args...)
+}

@@ -1,0 +1,61 @@
+package service
+
+import (
+	"context"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// Feed is the live feed the FeedService hands out (*feed.Feed).
+type Feed interface {
+	TaskEvents(ctx context.Context, taskID string, after *int64) (<-chan *ipa.Event, error)
+	Events(ctx context.Context, after *int64, types []string) (<-chan *ipa.Event, error)
+	TaskChanged(ctx context.Context, filter ipa.TaskFilter) (<-chan *ipa.Task, error)
+}
+
+// FeedService opens live feeds for authorized callers.
+type FeedService struct{ feed Feed }
+
+// NewFeedService returns a FeedService over f.
+func NewFeedService(f Feed) *FeedService { return &FeedService{feed: f} }
+
+// SubscribeTaskEvents streams the task's events after the version (0 = from
+// the start; nil = live only), then live ones. Requires VIEWER. Returns
+// ENOTFOUND when the task does not exist.
+func (s *FeedService) SubscribeTaskEvents(ctx context.Context, taskID string, after *int64) (<-chan *ipa.Event, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	return s.feed.TaskEvents(ctx, taskID, after)
+}
+
+// SubscribeEvents streams the global feed after the position (nil = from the
+// live head), only the given types when any. Requires VIEWER. Returns
+// EINVALID for a malformed position.
+func (s *FeedService) SubscribeEvents(ctx context.Context, afterPosition *string, types []string) (<-chan *ipa.Event, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	var after *int64
+	if afterPosition != nil {
+		p, err := ParsePosition(*afterPosition)
+		if err != nil {
+			return nil, err
+		}
+		after = &p
+	}
+	return s.feed.Events(ctx, after, types)
+}
+
+// SubscribeTaskChanged streams the new view of each task matching the filter
+// whenever its row changes. Requires VIEWER. Returns EINVALID for a filter no
+// task can match.
+func (s *FeedService) SubscribeTaskChanged(ctx context.Context, filter ipa.TaskFilter) (<-chan *ipa.Task, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	if err := validateFilter(filter); err != nil {
+		return nil, err
+	}
+	return s.feed.TaskChanged(ctx, filter)
+}

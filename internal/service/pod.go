@@ -1,0 +1,150 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// PodService starts, stops and shows pods. It is safe for concurrent use.
+type PodService struct {
+	store TaskReader
+	pods  Pods
+}
+
+// NewPodService returns a PodService reading tasks from r and driving pods.
+func NewPodService(r TaskReader, pods Pods) *PodService {
+	return &PodService{store: r, pods: pods}
+}
+
+// Pod returns the pod view of a task: the supervisor's live view when it holds
+// one, else the state recorded in the task's stream.
+func (s *PodService) Pod(t *ipa.Task) *ipa.Pod {
+	v := &ipa.Pod{TaskID: t.ID, State: t.PodState}
+	if v.State == "" {
+		v.State = ipa.PodStopped
+	}
+	if st := s.pods.Status(t.ID); st.Known {
+		v.State, v.StartedAt, v.Restarts, v.NextAttemptAt = st.State, st.StartedAt, st.Restarts, st.NextAttemptAt
+		if st.PID > 0 {
+			pid := st.PID
+			v.PID = &pid
+		}
+		if st.State == ipa.PodRunning {
+			v.Live = st.Live
+		}
+	}
+	return v
+}
+
+// Crashes returns the task's last recorded crashes, newest first, from its
+// pod_crashed events. Requires VIEWER. Returns EINVALID when last is outside
+// 1..1000.
+func (s *PodService) Crashes(ctx context.Context, taskID string, last int) ([]ipa.PodCrash, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	if last < 1 || last > MaxPageSize {
+		return nil, invalidArg("last must be between 1 and %d.", MaxPageSize)
+	}
+	evs, err := s.store.ReadEvents(ctx, ipa.EventQuery{TaskID: taskID, Types: []string{ipa.EventPodCrashed}, Limit: last, Newest: true})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ipa.PodCrash, 0, len(evs))
+	for _, e := range evs {
+		var d ipa.PodCrashedData
+		_ = json.Unmarshal(e.Data, &d)
+		out = append(out, ipa.PodCrash{At: e.OccurredAt, ExitCode: d.ExitCode, Signal: d.Signal, Reason: d.Reason, UptimeMs: d.UptimeMs})
+	}
+	return out, nil
+}
+
+// ActivePods returns the tasks whose pod is not STOPPED. Requires VIEWER.
+func (s *PodService) ActivePods(ctx context.Context) ([]*ipa.Task, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	return s.store.TasksWithPods(ctx)
+}
+
+// StartPod starts the task's pod unless one runs; started is false when one
+// already ran. Requires OPERATOR. Returns ENOTFOUND, ECONFLICT (closed,
+// VERSION_CONFLICT), EUNAVAILABLE (RUNTIME_FAILED) when the runtime cannot
+// start.
+func (s *PodService) StartPod(ctx context.Context, taskID string, expected *int64) (*ipa.Task, bool, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
+		return nil, false, err
+	}
+	t, err := openTask(ctx, s.store, taskID, expected)
+	if err != nil {
+		return nil, false, err
+	}
+	started, err := s.pods.StartPod(ctx, t, "")
+	if err != nil {
+		return nil, false, err
+	}
+	t, err = s.store.GetTask(ctx, taskID)
+	return t, started, err
+}
+
+// StopPod stops the task's pod. Requires OPERATOR. Returns ENOTFOUND,
+// ECONFLICT (NOT_RUNNING, closed, VERSION_CONFLICT).
+func (s *PodService) StopPod(ctx context.Context, taskID string, reason *string, expected *int64) (*ipa.Task, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
+		return nil, err
+	}
+	why, err := optionalText("reason", reason)
+	if err != nil {
+		return nil, err
+	}
+	if why == "" {
+		why = "stopped by request"
+	}
+	if _, err := openTask(ctx, s.store, taskID, expected); err != nil {
+		return nil, err
+	}
+	if err := s.pods.StopPod(ctx, taskID, why); err != nil {
+		if errors.Is(err, ipa.ErrPodNotRunning) {
+			return nil, ipa.ErrPodNotRunning
+		}
+		return nil, err
+	}
+	return s.store.GetTask(ctx, taskID)
+}
+
+// RestartPod stops the pod if it runs, then starts it, clearing FAILED.
+// Requires OPERATOR. Returns ENOTFOUND, ECONFLICT (closed, VERSION_CONFLICT),
+// EUNAVAILABLE (RUNTIME_FAILED).
+func (s *PodService) RestartPod(ctx context.Context, taskID string, expected *int64) (*ipa.Task, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
+		return nil, err
+	}
+	t, err := openTask(ctx, s.store, taskID, expected)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.pods.RestartPod(ctx, t); err != nil {
+		return nil, err
+	}
+	return s.store.GetTask(ctx, taskID)
+}
+
+// PodTargets returns the open tasks whose stream says a pod runs or should
+// run (ACTIVE, or pod BACKOFF or FAILED): what the supervisor reconciles
+// against at start-up. It is the server's own call, not a client's.
+func (s *PodService) PodTargets(ctx context.Context) ([]*ipa.Task, error) {
+	all, err := s.store.TasksWithPods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, t := range all {
+		if !t.Status.Closed() {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,490 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/ipa-dev/ipa/internal/cursor"
+	"github.com/ipa-dev/ipa/internal/eventlog"
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/store"
+)
+
+// DefaultRuntime is the runtime of a task created without one.
+const DefaultRuntime = "demo"
+
+// Runtime describes a pod runtime the server can start.
+type Runtime struct {
+	Name        string
+	Description string
+	// ValidateConfig checks a task's runtime config when the task is created,
+	// without starting anything. Nil accepts any JSON object.
+	ValidateConfig func(raw []byte) error
+}
+
+// TaskConfig is what a TaskService is built from.
+type TaskConfig struct {
+	Store         TaskReader    // required
+	Writer        EventWriter   // required
+	Pods          Pods          // required
+	Cursors       *cursor.Codec // required: signs list cursors
+	Runtimes      []Runtime
+	DefaultPolicy ipa.RestartPolicy // zero: ipa.DefaultRestartPolicy()
+	Metrics       *Metrics          // may be nil
+	Logger        *slog.Logger      // default slog.Default()
+	Now           func() time.Time  // default time.Now
+}
+
+// TaskService creates, lists, moves and closes tasks. It is safe for
+// concurrent use.
+type TaskService struct {
+	store    TaskReader
+	writer   EventWriter
+	pods     Pods
+	cursors  *cursor.Codec
+	runtimes map[string]Runtime
+	names    []string
+	policy   ipa.RestartPolicy
+	metrics  *Metrics
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// NewTaskService returns a TaskService. Returns an error when a required
+// dependency is missing or the default restart policy is invalid.
+func NewTaskService(cfg TaskConfig) (*TaskService, error) {
+	if cfg.Store == nil || cfg.Writer == nil || cfg.Pods == nil || cfg.Cursors == nil {
+		return nil, errors.New("service: a TaskService needs a store, a writer, pods and a cursor codec")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.DefaultPolicy == (ipa.RestartPolicy{}) {
+		cfg.DefaultPolicy = ipa.DefaultRestartPolicy()
+	}
+	if err := cfg.DefaultPolicy.Validate(); err != nil {
+		return nil, fmt.Errorf("service: default restart policy: %w", err)
+	}
+	now := cfg.Now
+	s := &TaskService{
+		store:    cfg.Store,
+		writer:   cfg.Writer,
+		pods:     cfg.Pods,
+		cursors:  cfg.Cursors,
+		runtimes: make(map[string]Runtime, len(cfg.Runtimes)),
+		policy:   cfg.DefaultPolicy,
+		metrics:  cfg.Metrics,
+		log:      cfg.Logger,
+		now:      func() time.Time { return now().UTC() },
+	}
+	for _, rt := range cfg.Runtimes {
+		s.runtimes[rt.Name] = rt
+		s.names = append(s.names, rt.Name)
+	}
+	sort.Strings(s.names)
+	return s, nil
+}
+
+// Runtimes lists the runtimes the server can start, by name. Requires VIEWER.
+func (s *TaskService) Runtimes(ctx context.Context) ([]ipa.RuntimeInfo, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	out := make([]ipa.RuntimeInfo, 0, len(s.names))
+	for _, n := range s.names {
+		rt := s.runtimes[n]
+		info := ipa.RuntimeInfo{Name: rt.Name}
+		if rt.Description != "" {
+			d := rt.Description
+			info.Description = &d
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// CreateTask validates the input and creates the task: its stream, its
+// task_created event and its row, in one transaction. With an idempotency key
+// already used by the same actor it returns the first task and creates
+// nothing. When AutoStart is set it then starts the pod; a pod that fails to
+// start does not undo the task (the error is returned with the task).
+// Requires OPERATOR. Returns EINVALID (INVALID_TITLE, INVALID_ARGUMENT) for bad
+// input.
+func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*ipa.Task, error) {
+	actor, err := ipa.RequireRole(ctx, ipa.RoleOperator)
+	if err != nil {
+		return nil, err
+	}
+	data, err := s.validateCreate(in)
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.writer.CreateTask(ctx, store.CreateTaskRequest{
+		TaskID:         id.String(),
+		Created:        data,
+		Actor:          actor.ID,
+		CorrelationID:  ipa.CorrelationID(ctx),
+		IdempotencyKey: data.IdempotencyKey,
+		Now:            s.now(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res.Existing {
+		return res.Task, nil
+	}
+	s.metrics.taskCreated(res.Task.Runtime)
+	s.log.InfoContext(ctx, "task created", "task_id", res.Task.ID, "runtime", res.Task.Runtime,
+		"actor", actor.ID, "correlation_id", ipa.CorrelationID(ctx))
+	if in.AutoStart != nil && *in.AutoStart {
+		if _, err := s.pods.StartPod(ctx, res.Task, res.Events[0].ID); err != nil {
+			return res.Task, err
+		}
+		return s.store.GetTask(ctx, res.Task.ID)
+	}
+	return res.Task, nil
+}
+
+// validateCreate checks every field of a create and returns the event data.
+func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedData, error) {
+	var d ipa.TaskCreatedData
+	title, err := ipa.NormalizeTitle(in.Title)
+	if err != nil {
+		return d, err
+	}
+	if strings.ContainsRune(title, 0) {
+		return d, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidTitle, "The title must not contain NUL characters.")
+	}
+	d.Title = title
+	if in.Description != nil {
+		if len(*in.Description) > ipa.MaxDescriptionBytes {
+			return d, invalidArg("description is %d bytes; the limit is %d.", len(*in.Description), ipa.MaxDescriptionBytes)
+		}
+		if !utf8.ValidString(*in.Description) || strings.ContainsRune(*in.Description, 0) {
+			return d, invalidArg("description must be valid UTF-8 without NUL characters.")
+		}
+		d.Description = *in.Description
+	}
+	d.Runtime = DefaultRuntime
+	if in.Runtime != nil && *in.Runtime != "" {
+		d.Runtime = *in.Runtime
+	}
+	rt, ok := s.runtimes[d.Runtime]
+	if !ok {
+		return d, invalidArg("Unknown runtime %q; known runtimes: %s.", d.Runtime, strings.Join(s.names, ", "))
+	}
+	if d.RuntimeConfig, err = jsonObject("runtimeConfig", in.RuntimeConfig, ipa.MaxRuntimeConfigByte); err != nil {
+		return d, err
+	}
+	if rt.ValidateConfig != nil {
+		if err := rt.ValidateConfig(d.RuntimeConfig); err != nil {
+			msg := err.Error()
+			var e *ipa.Error
+			if errors.As(err, &e) {
+				msg = e.Message // not "BAD_USER_INPUT/INVALID_ARGUMENT: …" twice over
+			}
+			return d, invalidArg("runtimeConfig for %s: %s", d.Runtime, msg)
+		}
+	}
+	if d.Metadata, err = jsonObject("metadata", in.Metadata, ipa.MaxMetadataBytes); err != nil {
+		return d, err
+	}
+	d.RestartPolicy = in.RestartPolicy.Apply(s.policy)
+	if err := d.RestartPolicy.Validate(); err != nil {
+		return d, err
+	}
+	if in.IdempotencyKey != nil {
+		k := *in.IdempotencyKey
+		if k == "" || len(k) > ipa.MaxIdempotencyKey || !utf8.ValidString(k) || strings.ContainsRune(k, 0) {
+			return d, invalidArg("idempotencyKey must be 1 to %d bytes of UTF-8.", ipa.MaxIdempotencyKey)
+		}
+		d.IdempotencyKey = k
+	}
+	return d, nil
+}
+
+// Task returns the task with this id. Requires VIEWER. Returns ENOTFOUND
+// (TASK_NOT_FOUND) when there is none, also for a malformed id.
+func (s *TaskService) Task(ctx context.Context, id string) (*ipa.Task, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	return s.store.GetTask(ctx, id)
+}
+
+// ListTasksInput asks for one page of tasks.
+type ListTasksInput struct {
+	Filter ipa.TaskFilter
+	Order  ipa.TaskOrder
+	First  int
+	After  *string // endCursor of the previous page
+}
+
+// TaskList is one page of tasks, each with its cursor.
+type TaskList struct {
+	Tasks       []*ipa.Task
+	Cursors     []string
+	HasNextPage bool
+	HasPrevious bool
+}
+
+// taskCursor is what a task list cursor carries: the last row's sort key.
+type taskCursor struct {
+	Nanos int64  `json:"t,omitempty"`
+	Title string `json:"s,omitempty"`
+	ID    string `json:"id"`
+}
+
+// ListTasks returns one page of tasks in a total order using keyset
+// pagination. Requires VIEWER. Returns EINVALID (INVALID_ARGUMENT) when First
+// is outside 1..1000 or After is not a cursor of the same filter and order.
+func (s *TaskService) ListTasks(ctx context.Context, in ListTasksInput) (TaskList, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return TaskList{}, err
+	}
+	if in.First < 1 || in.First > MaxPageSize {
+		return TaskList{}, invalidArg("first must be between 1 and %d.", MaxPageSize)
+	}
+	if err := validateFilter(in.Filter); err != nil {
+		return TaskList{}, err
+	}
+	if in.Order.Field == "" {
+		in.Order = ipa.DefaultTaskOrder
+	}
+	shape := queryShape(in.Filter, in.Order)
+	q := store.TaskQuery{Filter: in.Filter, Order: in.Order, Limit: in.First}
+	if in.After != nil {
+		var c taskCursor
+		if err := s.cursors.Decode(shape, *in.After, &c); err != nil {
+			return TaskList{}, invalidArg("after is not a cursor of this list; use an endCursor returned with the same filter and order.")
+		}
+		q.After = &store.TaskKey{Time: time.Unix(0, c.Nanos).UTC(), Title: c.Title, ID: c.ID}
+	}
+	page, err := s.store.FindTasks(ctx, q)
+	if err != nil {
+		return TaskList{}, err
+	}
+	out := TaskList{Tasks: page.Tasks, HasNextPage: page.HasMore, HasPrevious: in.After != nil}
+	for _, t := range page.Tasks {
+		c := taskCursor{ID: t.ID}
+		switch in.Order.Field {
+		case ipa.OrderCreatedAt:
+			c.Nanos = t.CreatedAt.UnixNano()
+		case ipa.OrderUpdatedAt:
+			c.Nanos = t.UpdatedAt.UnixNano()
+		case ipa.OrderTitle:
+			c.Title = t.Title
+		}
+		cur, err := s.cursors.Encode(shape, c)
+		if err != nil {
+			return TaskList{}, err
+		}
+		out.Cursors = append(out.Cursors, cur)
+	}
+	return out, nil
+}
+
+// queryShape fingerprints a filter and order, so a cursor only works for the
+// list it came from.
+func queryShape(f ipa.TaskFilter, o ipa.TaskOrder) string {
+	b, _ := json.Marshal(struct {
+		F ipa.TaskFilter
+		O ipa.TaskOrder
+	}{f, o})
+	sum := sha256.Sum256(b)
+	return "tasks:" + hex.EncodeToString(sum[:8])
+}
+
+// CountTasks returns how many tasks match the filter. Requires VIEWER.
+func (s *TaskService) CountTasks(ctx context.Context, f ipa.TaskFilter) (int, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return 0, err
+	}
+	if err := validateFilter(f); err != nil {
+		return 0, err
+	}
+	n, err := s.store.CountTasks(ctx, f)
+	return int(n), err
+}
+
+// EventList is one page of a task's events.
+type EventList struct {
+	Events      []ipa.Event
+	Cursors     []string
+	HasNextPage bool
+	HasPrevious bool
+}
+
+// TaskEvents returns a page of the task's events, oldest first, optionally
+// only the given types. Requires VIEWER. Returns EINVALID for a bad first or
+// cursor.
+func (s *TaskService) TaskEvents(ctx context.Context, taskID string, first int, after *string, types []string) (EventList, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return EventList{}, err
+	}
+	if first < 1 || first > MaxPageSize {
+		return EventList{}, invalidArg("first must be between 1 and %d.", MaxPageSize)
+	}
+	for _, t := range types {
+		if strings.ContainsRune(t, 0) {
+			return EventList{}, invalidArg("Event types must not contain NUL characters.")
+		}
+	}
+	shape := "events:" + taskID
+	var from int64
+	if after != nil {
+		if err := s.cursors.Decode(shape, *after, &from); err != nil {
+			return EventList{}, invalidArg("after is not a cursor of this task's events.")
+		}
+	}
+	evs, err := s.store.ReadEvents(ctx, ipa.EventQuery{TaskID: taskID, After: from, Types: types, Limit: first + 1})
+	if err != nil {
+		return EventList{}, err
+	}
+	out := EventList{HasPrevious: after != nil}
+	if len(evs) > first {
+		evs, out.HasNextPage = evs[:first], true
+	}
+	out.Events = evs
+	for _, e := range evs {
+		cur, err := s.cursors.Encode(shape, e.Version)
+		if err != nil {
+			return EventList{}, err
+		}
+		out.Cursors = append(out.Cursors, cur)
+	}
+	return out, nil
+}
+
+// CountEvents returns how many events of the given types the task has.
+// Requires VIEWER.
+func (s *TaskService) CountEvents(ctx context.Context, taskID string, types []string) (int, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return 0, err
+	}
+	n, err := s.store.CountEvents(ctx, taskID, types)
+	return int(n), err
+}
+
+// TransitionPhase moves the task to another phase under the phase rules.
+// Requires OPERATOR. Returns ENOTFOUND, ECONFLICT (ALREADY_COMPLETED,
+// ALREADY_CANCELLED, INVALID_TRANSITION, VERSION_CONFLICT), EINVALID.
+func (s *TaskService) TransitionPhase(ctx context.Context, taskID string, to ipa.Phase, note *string, expected *int64) (*ipa.Task, error) {
+	actor, err := ipa.RequireRole(ctx, ipa.RoleOperator)
+	if err != nil {
+		return nil, err
+	}
+	n, err := optionalText("note", note)
+	if err != nil {
+		return nil, err
+	}
+	t, _, err := s.writer.Append(ctx, eventlog.Append{TaskID: taskID, Expected: expected, Actor: actor.ID, Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
+		ev, err := ipa.PhaseChange(cur, to, n, "")
+		if err != nil {
+			return nil, err
+		}
+		return []ipa.NewEvent{ev}, nil
+	}})
+	return t, err
+}
+
+// CompleteTask stops a running pod, then closes the task as completed.
+// Requires OPERATOR. Returns ENOTFOUND, ECONFLICT (ALREADY_COMPLETED,
+// ALREADY_CANCELLED, VERSION_CONFLICT).
+func (s *TaskService) CompleteTask(ctx context.Context, taskID string, expected *int64) (*ipa.Task, error) {
+	actor, err := ipa.RequireRole(ctx, ipa.RoleOperator)
+	if err != nil {
+		return nil, err
+	}
+	return s.close(ctx, taskID, expected, actor.ID, "task completed", func(cur *ipa.Task) ipa.NewEvent {
+		return ipa.NewEvent{Type: ipa.EventTaskCompleted, Data: ipa.TaskCompletedData{Phase: cur.Phase}}
+	})
+}
+
+// CancelTask stops a running pod, then closes the task as cancelled with the
+// reason. Requires OPERATOR. Returns EINVALID (MISSING_REASON) for a blank
+// reason, ENOTFOUND, ECONFLICT (ALREADY_COMPLETED, ALREADY_CANCELLED,
+// VERSION_CONFLICT).
+func (s *TaskService) CancelTask(ctx context.Context, taskID, reason string, expected *int64) (*ipa.Task, error) {
+	actor, err := ipa.RequireRole(ctx, ipa.RoleOperator)
+	if err != nil {
+		return nil, err
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return nil, ipa.Errorf(ipa.EINVALID, ipa.ReasonMissingReason, "A reason is required to cancel a task.")
+	}
+	if _, err := optionalText("reason", &reason); err != nil {
+		return nil, err
+	}
+	return s.close(ctx, taskID, expected, actor.ID, "task cancelled", func(cur *ipa.Task) ipa.NewEvent {
+		return ipa.NewEvent{Type: ipa.EventTaskCancelled, Data: ipa.TaskCancelledData{Reason: reason, Phase: cur.Phase}}
+	})
+}
+
+// close checks the task is open (and at the expected version), stops its pod
+// when one runs, then appends the closing event.
+func (s *TaskService) close(ctx context.Context, taskID string, expected *int64, actor, stopReason string, event func(*ipa.Task) ipa.NewEvent) (*ipa.Task, error) {
+	if _, err := openTask(ctx, s.store, taskID, expected); err != nil {
+		return nil, err
+	}
+	if err := s.pods.StopPod(ctx, taskID, stopReason); err != nil && !errors.Is(err, ipa.ErrPodNotRunning) {
+		return nil, err
+	}
+	// The stop appended pod events: the version the client named is now
+	// older, but it was checked above, before anything changed.
+	t, _, err := s.writer.Append(ctx, eventlog.Append{TaskID: taskID, Actor: actor, Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
+		if err := ipa.ClosedTaskError(cur.Status); err != nil {
+			return nil, err
+		}
+		return []ipa.NewEvent{event(cur)}, nil
+	}})
+	if err != nil {
+		return nil, err
+	}
+	// A startPod that passed its checks before the close may have started a
+	// pod between the stop above and the closing event; stop it too. After
+	// the close no pod can start: pod_started is refused on a closed task.
+	if err := s.pods.StopPod(ctx, taskID, stopReason); err != nil && !errors.Is(err, ipa.ErrPodNotRunning) {
+		s.log.WarnContext(ctx, "stop pod of closed task", "task_id", taskID, "err", err)
+	}
+	s.pods.Forget(taskID)
+	s.metrics.taskClosed(t)
+	s.log.InfoContext(ctx, "task closed", "task_id", t.ID, "status", t.Status, "actor", actor,
+		"correlation_id", ipa.CorrelationID(ctx))
+	return t, nil
+}
+
+// openTask returns the task when it exists, is open and (when expected is
+// given) is at that version.
+func openTask(ctx context.Context, r TaskReader, taskID string, expected *int64) (*ipa.Task, error) {
+	cur, err := r.GetTask(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	if err := ipa.ClosedTaskError(cur.Status); err != nil {
+		return nil, err
+	}
+	if expected != nil && *expected != cur.Version {
+		return nil, ipa.VersionConflict(*expected, cur.Version)
+	}
+	return cur, nil
+}
