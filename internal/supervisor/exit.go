@@ -80,7 +80,7 @@ func (s *Supervisor) pollState(ctx context.Context, p *pod, r *run) {
 	if p.run == r {
 		p.live = st
 	}
-	window := time.Duration(s.policy(p.task).WindowSeconds) * time.Second
+	window := policyWindow(s.policy(p.task))
 	p.mu.Unlock()
 	if r.trigger == "restart" && s.cfg.Now().Sub(r.startedAt) > window && r.outlived.CompareAndSwap(false, true) {
 		s.m.restartSuccess.WithLabelValues(r.runtime).Inc()

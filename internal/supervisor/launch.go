@@ -61,7 +61,7 @@ func (s *Supervisor) startPod(ctx context.Context, spec PodSpec, manual bool) (s
 	if manual {
 		s.cancelPending(p, pending)
 		p.mu.Lock()
-		p.crashTimes, p.restartTimes = nil, nil
+		p.restarts.reset()
 		p.mu.Unlock()
 	}
 	trigger := "auto"

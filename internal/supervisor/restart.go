@@ -35,41 +35,34 @@ func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, cau
 	p.mu.Lock()
 	pol := s.policy(p.task)
 	log := s.log.With(slog.String("task_id", p.taskID))
-	if !pol.AutoRestart {
+	d := p.restarts.crash(pol, at, uptime)
+	if d.Action == restartOff {
 		p.mu.Unlock()
 		log.Info("pod not restarted", slog.String("decision", "policy_off"))
 		return
 	}
-	window := time.Duration(pol.WindowSeconds) * time.Second
-	if uptime > window {
-		// It ran well for a whole window: earlier crashes no longer count.
-		p.crashTimes, p.restartTimes = nil, nil
-	}
-	p.crashTimes = append(trimBefore(p.crashTimes, at.Add(-window)), at)
-	n := len(p.crashTimes)
 	ctx, cancel := s.ownCtx()
 	defer cancel()
-	if n > pol.MaxAttempts {
+	if d.Action == restartFailed {
 		p.state, p.nextAttemptAt = ipa.PodFailed, nil
 		p.mu.Unlock()
 		s.m.restartLimit.WithLabelValues(p.task.Runtime).Inc()
-		log.Error("pod failed", slog.String("decision", "restart_limit_reached"), slog.Int("crashes_in_window", n), slog.Int("max_attempts", pol.MaxAttempts))
+		log.Error("pod failed", slog.String("decision", "restart_limit_reached"), slog.Int("crashes_in_window", d.Crashes), slog.Int("max_attempts", pol.MaxAttempts))
 		_, _ = s.record(ctx, p.taskID, ipa.EventPodRestartLimitReached, ipa.PodRestartLimitReachedData{MaxAttempts: pol.MaxAttempts, WindowSeconds: pol.WindowSeconds}, causation)
 		return
 	}
-	delay := backoffDelay(pol, n)
-	next := at.Add(delay)
-	pr := &pendingRestart{attempt: n + 1, cancel: make(chan struct{})}
+	next := at.Add(d.Delay)
+	pr := &pendingRestart{attempt: d.Attempt, cancel: make(chan struct{})}
 	p.state, p.nextAttemptAt, p.pending = ipa.PodBackoff, &next, pr
 	p.mu.Unlock()
 	if !s.reserve(1) {
 		return // shutting down: nothing restarts any more
 	}
-	timer := s.cfg.After(delay)
-	log.Info("pod restart scheduled", slog.String("decision", "backoff"), slog.Int("attempt", pr.attempt), slog.Duration("delay", delay))
+	timer := s.cfg.After(d.Delay)
+	log.Info("pod restart scheduled", slog.String("decision", "backoff"), slog.Int("attempt", pr.attempt), slog.Duration("delay", d.Delay))
 	// The goroutine reads pr.causation only after taking the operation lock,
 	// which this caller holds: set it before.
-	pr.causation, _ = s.record(ctx, p.taskID, ipa.EventPodRestartScheduled, ipa.PodRestartScheduledData{Attempt: n, DelayMs: delay.Milliseconds(), At: next}, causation)
+	pr.causation, _ = s.record(ctx, p.taskID, ipa.EventPodRestartScheduled, ipa.PodRestartScheduledData{Attempt: d.Restart, DelayMs: d.Delay.Milliseconds(), At: next}, causation)
 	go s.restartAfter(p, pr, timer)
 }
 
@@ -95,9 +88,7 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 	}
 	p.pending, p.nextAttemptAt = nil, nil
 	t := p.task
-	pol := s.policy(t)
-	now := s.cfg.Now()
-	p.restartTimes = append(trimBefore(p.restartTimes, now.Add(-time.Duration(pol.WindowSeconds)*time.Second)), now)
+	p.restarts.restarted(s.policy(t), s.cfg.Now())
 	p.mu.Unlock()
 	s.m.restarts.WithLabelValues(t.Runtime).Inc()
 	if err := s.launch(s.ctx, p, t, pr.attempt, "restart", pr.causation); err != nil {

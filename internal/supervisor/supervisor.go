@@ -16,6 +16,12 @@
 // Goroutines, all owned by the Supervisor and all awaited by Shutdown: per
 // running pod, one waiting for its exit and one polling it; per pending
 // restart, one waiting for the back-off timer. Linux only.
+//
+// supervisor.go holds the type and the pod bookkeeping, launch.go starts
+// pods, exit.go notices exits and crashes, restart.go applies the restart
+// policy (whose arithmetic is policy.go's restartTracker: pure, time passed
+// in), stop.go stops pods and the supervisor, and reconcile.go settles what a
+// previous server left behind.
 package supervisor
 
 import (
@@ -120,8 +126,7 @@ type pod struct {
 	state         ipa.PodState
 	run           *run
 	attempt       int            // attempt number of the last launch, 1-based
-	crashTimes    []time.Time    // crashes inside the policy window (what the limit counts)
-	restartTimes  []time.Time    // automatic restarts inside the window (Status.Restarts)
+	restarts      restartTracker // crashes and automatic restarts the policy counts
 	crashes       []ipa.PodCrash // newest last, bounded
 	pending       *pendingRestart
 	nextAttemptAt *time.Time
@@ -266,11 +271,7 @@ func (s *Supervisor) status(p *pod) ipa.PodStatus {
 		t := *p.nextAttemptAt
 		st.NextAttemptAt = &t
 	}
-	for _, t := range p.restartTimes {
-		if !t.Before(now.Add(-time.Duration(pol.WindowSeconds) * time.Second)) {
-			st.Restarts++
-		}
-	}
+	st.Restarts = p.restarts.restartsInWindow(pol, now)
 	for i := len(p.crashes) - 1; i >= 0; i-- {
 		st.Crashes = append(st.Crashes, p.crashes[i])
 	}
@@ -327,7 +328,8 @@ func (s *Supervisor) Forget(taskID string) {
 	s.cancelPending(p, pending)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.crashes, p.crashTimes, p.restartTimes = nil, nil, nil
+	p.crashes = nil
+	p.restarts.reset()
 	if p.run != nil {
 		return
 	}

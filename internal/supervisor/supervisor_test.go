@@ -346,17 +346,6 @@ func TestRestartPolicy(t *testing.T) {
 	}
 }
 
-func TestBackoffDelay(t *testing.T) {
-	t.Parallel()
-	pol := ipa.RestartPolicy{InitialBackoffMs: 100, MaxBackoffMs: 1000}
-	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
-	for i, w := range want {
-		if got := backoffDelay(pol, i+1); got != w*time.Millisecond {
-			t.Errorf("n=%d: %v, want %v", i+1, got, w*time.Millisecond)
-		}
-	}
-}
-
 func TestShutdownStopsEveryPlugin(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) { c.StopTimeout = 300 * time.Millisecond })
