@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,47 +40,14 @@ type LauncherFunc func(runtime string) (*exec.Cmd, error)
 
 func (f LauncherFunc) Command(runtime string) (*exec.Cmd, error) { return f(runtime) }
 
-// ExecLauncher launches built-in runtimes by re-executing the ipa binary with
-// the arguments Builtin gives (wire builtin.Lookup/builtin.Args there), and
-// external ones from PluginDir/<name>.
-type ExecLauncher struct {
-	Executable string                             // "" means os.Executable()
-	Builtin    func(name string) ([]string, bool) // args for a built-in runtime, false if none
-	PluginDir  string                             // "" means no external runtimes
-}
-
-func (l ExecLauncher) Command(runtime string) (*exec.Cmd, error) {
-	if l.Builtin != nil {
-		if args, ok := l.Builtin(runtime); ok {
-			exe := l.Executable
-			if exe == "" {
-				var err error
-				if exe, err = os.Executable(); err != nil {
-					return nil, fmt.Errorf("find own executable: %w", err)
-				}
-			}
-			return exec.Command(exe, args...), nil
-		}
-	}
-	if l.PluginDir != "" && runtime != "" && filepath.Base(runtime) == runtime && runtime[0] != '.' {
-		p := filepath.Join(l.PluginDir, runtime)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return exec.Command(p), nil
-		}
-	}
-	return nil, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Unknown runtime %q.", runtime)
-}
-
 // Config configures a Supervisor. Zero durations and counts take the defaults
 // below; New validates the result once.
 type Config struct {
 	Recorder    Recorder    // required
 	HostFactory HostFactory // required
 	Launcher    Launcher    // required
-	// Leases persists pod ownership for Reconcile. nil: a FileLeaseStore in
-	// DataDir/leases when DataDir is set, else a MemoryLeaseStore.
-	Leases  LeaseStore
-	DataDir string
+	Leases      LeaseStore  // required: persists pod ownership for Reconcile
+	DataDir     string      // pods work in DataDir/tasks/<id>; "": the runtime picks a directory
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
 	StartTimeout     time.Duration // handshake + Start; default 10s
@@ -155,18 +120,6 @@ func (c *Config) withDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Leases == nil {
-		if c.DataDir != "" {
-			fs, err := NewFileLeaseStore(filepath.Join(c.DataDir, "leases"))
-			if err != nil {
-				return err
-			}
-			c.Leases = fs
-		} else {
-			c.Leases = NewMemoryLeaseStore()
-		}
-	}
-
 	var errs []error
 	if c.Recorder == nil {
 		errs = append(errs, errors.New("Recorder is required"))
@@ -176,6 +129,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.Launcher == nil {
 		errs = append(errs, errors.New("Launcher is required"))
+	}
+	if c.Leases == nil {
+		errs = append(errs, errors.New("Leases is required"))
 	}
 	for name, d := range map[string]time.Duration{
 		"StopTimeout": c.StopTimeout, "StartTimeout": c.StartTimeout, "StateInterval": c.StateInterval,

@@ -346,17 +346,6 @@ func TestRestartPolicy(t *testing.T) {
 	}
 }
 
-func TestBackoffDelay(t *testing.T) {
-	t.Parallel()
-	pol := ipa.RestartPolicy{InitialBackoffMs: 100, MaxBackoffMs: 1000}
-	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
-	for i, w := range want {
-		if got := backoffDelay(pol, i+1); got != w*time.Millisecond {
-			t.Errorf("n=%d: %v, want %v", i+1, got, w*time.Millisecond)
-		}
-	}
-}
-
 func TestShutdownStopsEveryPlugin(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) { c.StopTimeout = 300 * time.Millisecond })
@@ -505,35 +494,6 @@ func TestReconcileLost(t *testing.T) {
 	}
 }
 
-func TestFileLeaseStore(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s, err := NewFileLeaseStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := Lease{TaskID: "a", PID: 42, StartTicks: 7, Network: "unix", Addr: "/tmp/x", StartedAt: time.Unix(1, 0).UTC()}
-	if err := s.Save(ctx, l); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Save(ctx, Lease{TaskID: "../evil"}); err == nil {
-		t.Fatal("path traversal accepted")
-	}
-	got, err := s.List(ctx)
-	if err != nil || len(got) != 1 || got[0] != l {
-		t.Fatalf("List = %+v, %v", got, err)
-	}
-	if err := s.Delete(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Delete(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.List(ctx); len(got) != 0 {
-		t.Fatalf("after delete: %+v", got)
-	}
-}
-
 func TestStderrTail(t *testing.T) {
 	t.Parallel()
 	tail := newStderrTail(quietLogger())
@@ -549,7 +509,10 @@ func TestStderrTail(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Recorder") {
-		t.Fatalf("New(empty) = %v", err)
+	_, err := New(Config{})
+	for _, field := range []string{"Recorder", "HostFactory", "Launcher", "Leases"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("New(empty) = %v, want it to name %s", err, field)
+		}
 	}
 }

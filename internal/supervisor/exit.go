@@ -1,0 +1,184 @@
+package supervisor
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
+)
+
+// watch waits for the run's process to end (or the supervisor to be
+// dropped) and hands the exit to onExit.
+func (s *Supervisor) watch(p *pod, r *run) {
+	defer s.wg.Done()
+	select {
+	case <-r.proc.exited():
+		s.onExit(p, r)
+	case <-s.ctx.Done():
+		// Shutdown stops (or detach abandons) every run itself.
+	}
+}
+
+// poll caches the runtime's live state every StateInterval and checks its
+// health every HealthInterval; after HealthFailures failed checks in a row it
+// kills the plugin (SIGKILL to its group), which onExit then records as a
+// crash with reason "unresponsive".
+func (s *Supervisor) poll(ctx context.Context, p *pod, r *run) {
+	defer s.wg.Done()
+	defer close(r.pollDone)
+	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", r.proc.pid))
+	stateT := time.NewTicker(s.cfg.StateInterval)
+	defer stateT.Stop()
+	healthT := time.NewTicker(s.cfg.HealthInterval)
+	defer healthT.Stop()
+	failures := 0
+	s.pollState(ctx, p, r)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.proc.exited():
+			return
+		case <-stateT.C:
+			s.pollState(ctx, p, r)
+		case <-healthT.C:
+			hctx, cancel := context.WithTimeout(ctx, s.cfg.HealthTimeout)
+			resp, err := r.conn.rt.Health(hctx, podapi.HealthRequest{})
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil && resp.Healthy {
+				failures = 0
+				continue
+			}
+			failures++
+			log.Warn("pod health check failed", slog.Int("failures", failures), slog.Any("error", err), slog.String("message", resp.Message))
+			if failures >= s.cfg.HealthFailures {
+				r.unresponsive.Store(true)
+				s.m.unresponsiveKil.WithLabelValues(r.runtime).Inc()
+				log.Error("pod unresponsive", slog.String("decision", "kill"), slog.Int("failures", failures))
+				_ = r.proc.kill(syscall.SIGKILL)
+				return
+			}
+		}
+	}
+}
+
+func (s *Supervisor) pollState(ctx context.Context, p *pod, r *run) {
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.HealthTimeout)
+	st, err := r.conn.rt.State(sctx, podapi.StateRequest{})
+	cancel()
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	if p.run == r {
+		p.live = st
+	}
+	window := policyWindow(s.policy(p.task))
+	p.mu.Unlock()
+	if r.trigger == "restart" && s.cfg.Now().Sub(r.startedAt) > window && r.outlived.CompareAndSwap(false, true) {
+		s.m.restartSuccess.WithLabelValues(r.runtime).Inc()
+	}
+}
+
+// endRun detaches r from the pod after its process ended: poller stopped,
+// go-plugin released, lease deleted. Operation lock held.
+func (s *Supervisor) endRun(p *pod, r *run) {
+	r.stopPoll()
+	<-r.pollDone // returns promptly: every poll call has HealthTimeout
+	r.conn.release()
+	p.mu.Lock()
+	if p.run == r {
+		p.run = nil
+		p.live = podapi.StateResponse{}
+	}
+	p.mu.Unlock()
+	s.m.running.Dec()
+	ctx, cancel := s.ownCtx()
+	defer cancel()
+	if err := s.cfg.Leases.Delete(ctx, p.taskID); err != nil {
+		s.log.Error("delete lease", slog.String("task_id", p.taskID), slog.Any("error", err))
+	}
+}
+
+// onExit handles a process that ended while it was the pod's run: a crash
+// (recorded, then the restart policy) or, for status 0, a finished pod.
+func (s *Supervisor) onExit(p *pod, r *run) {
+	if err := p.lock(context.WithoutCancel(s.ctx)); err != nil {
+		return
+	}
+	defer p.unlock()
+	p.mu.Lock()
+	current := p.run == r
+	p.mu.Unlock()
+	if !current || r.stopping.Load() {
+		return // a stop is (or was) in charge of this exit
+	}
+	ex := r.proc.exitStatus()
+	now := s.cfg.Now()
+	uptime := now.Sub(r.startedAt)
+	s.endRun(p, r)
+	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", r.proc.pid), slog.Int("attempt", r.attempt))
+	ctx, cancel := s.ownCtx()
+	defer cancel()
+
+	if ex.Known && ex.Signal == "" && ex.Code != nil && *ex.Code == 0 && !r.unresponsive.Load() {
+		log.Info("pod exited", slog.String("decision", "finished"), slog.Duration("uptime", uptime))
+		_, _ = s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{
+			Reason: ipa.StopExited, PID: r.proc.pid, ExitCode: ex.Code, UptimeMs: uptime.Milliseconds(),
+		}, r.startedEventID)
+		// The state changes after the event is committed, so a reader never
+		// sees a stopped pod on a task whose row still says ACTIVE.
+		p.setState(ipa.PodStopped)
+		return
+	}
+	reason := ipa.CrashExited
+	switch {
+	case r.unresponsive.Load():
+		reason = ipa.CrashUnresponsive
+	case ex.Signal != "":
+		reason = ipa.CrashSignal
+	case ex.Code != nil:
+		reason = ipa.CrashExitCode
+	}
+	c := ipa.PodCrash{At: now, ExitCode: ex.Code, Signal: ex.Signal, Reason: reason, UptimeMs: uptime.Milliseconds()}
+	s.noteCrash(p, c, ipa.PodCrashedData{
+		PID: r.proc.pid, Attempt: r.attempt, Runtime: r.runtime, ExitCode: ex.Code, Signal: ex.Signal,
+		Reason: reason, UptimeMs: uptime.Milliseconds(), Stderr: r.stderr.Tail(),
+	}, r.startedEventID, uptime)
+}
+
+// noteCrash records a crash (pod_crashed) and applies the restart policy.
+// Operation lock held; the pod has no run.
+func (s *Supervisor) noteCrash(p *pod, c ipa.PodCrash, data ipa.PodCrashedData, causation string, uptime time.Duration) {
+	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", data.PID), slog.Int("attempt", data.Attempt))
+	s.m.crashes.WithLabelValues(data.Runtime, data.Signal, data.Reason).Inc()
+	log.Warn("pod crashed", slog.String("decision", "record_crash"), slog.String("reason", c.Reason),
+		slog.Any("exit_code", c.ExitCode), slog.String("signal", c.Signal), slog.Duration("uptime", uptime))
+	ctx, cancel := s.ownCtx()
+	defer cancel()
+	evID, _ := s.record(ctx, p.taskID, ipa.EventPodCrashed, data, causation)
+	// The state changes after the event is committed, so a reader never
+	// sees a crashed pod on a task whose row still says ACTIVE.
+	p.mu.Lock()
+	p.state = ipa.PodCrashed
+	p.crashes = append(p.crashes, c)
+	p.trimCrashes(c.At, s.cfg.CrashHistory, s.cfg.CrashHistoryKeep)
+	p.mu.Unlock()
+	s.applyPolicy(p, c.At, uptime, evID)
+}
+
+// trimCrashes keeps at most max crashes, none older than keep. p.mu held.
+func (p *pod) trimCrashes(now time.Time, max int, keep time.Duration) {
+	i := 0
+	for i < len(p.crashes) && (len(p.crashes)-i > max || now.Sub(p.crashes[i].At) > keep) {
+		i++
+	}
+	p.crashes = slices.Delete(p.crashes, 0, i)
+}

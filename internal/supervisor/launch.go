@@ -1,0 +1,204 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
+)
+
+// StartPod starts the task's pod unless one runs already. Any number of
+// concurrent calls for one task start exactly one process: the first one
+// launches it and returns started=true, the others wait for it and return
+// started=false. manual says a person asked: it clears FAILED, resets the
+// restart counter and calls off a pending restart (starting now instead); a
+// non-manual call leaves a pending restart or FAILED alone (started=false).
+// pod_started is recorded with ctx (actor, correlation id).
+//
+// Returns an UNAVAILABLE/RUNTIME_FAILED *ipa.Error (wrapped with the cause)
+// when the plugin cannot be launched or refuses Start, an EINVALID one for an
+// unknown runtime, ctx's error when ctx ends while waiting for another
+// operation on the pod, and the Recorder's error when pod_started cannot be
+// recorded (the process is then killed: no pod runs unrecorded).
+func (s *Supervisor) StartPod(ctx context.Context, t *ipa.Task, causationID string) (started bool, err error) {
+	started, err = s.startPod(ctx, PodSpec{Task: t, CausationID: causationID}, true)
+	if errors.Is(err, ipa.ErrLeaseHeld) {
+		// Another server sharing the database runs this pod: as far as the
+		// caller is concerned, a pod already runs.
+		return false, nil
+	}
+	return started, err
+}
+
+// startPod starts the pod of spec.Task; manual is true when a person (or the
+// API on one's behalf) asked, which calls off BACKOFF and FAILED.
+func (s *Supervisor) startPod(ctx context.Context, spec PodSpec, manual bool) (started bool, err error) {
+	if spec.Task == nil || spec.Task.ID == "" {
+		return false, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "A pod needs a task.")
+	}
+	t := *spec.Task
+	p, err := s.lockPod(ctx, t.ID, true)
+	if err != nil {
+		return false, err
+	}
+	defer p.unlock()
+
+	p.mu.Lock()
+	p.task = t
+	state, pending := p.state, p.pending
+	p.mu.Unlock()
+	switch {
+	case p.run != nil:
+		return false, nil
+	case (state == ipa.PodBackoff || state == ipa.PodFailed) && !manual:
+		return false, nil
+	}
+	if manual {
+		s.cancelPending(p, pending)
+		p.mu.Lock()
+		p.restarts.reset()
+		p.mu.Unlock()
+	}
+	trigger := "auto"
+	if manual {
+		trigger = "manual"
+	}
+	if err := s.launch(ctx, p, t, 1, trigger, spec.CausationID); err != nil {
+		p.mu.Lock()
+		if p.state == ipa.PodStarting {
+			p.state = state
+			if state == ipa.PodBackoff || state == ipa.PodFailed {
+				p.state = ipa.PodStopped // the manual start called those off
+			}
+		}
+		p.mu.Unlock()
+		return false, err
+	}
+	return true, nil
+}
+
+// launch starts a plugin for t and makes it the pod's run: handshake, Start,
+// lease, pod_started, then the exit watcher and poller. Operation lock held.
+// On error nothing of the attempt is left running.
+func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int, trigger, causation string) error {
+	if s.closing() {
+		return errClosed
+	}
+	log := s.log.With(slog.String("task_id", t.ID), slog.String("runtime", t.Runtime), slog.Int("attempt", attempt))
+	cmd, err := s.cfg.Launcher.Command(t.Runtime)
+	if err != nil {
+		log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
+		return err
+	}
+	p.setState(ipa.PodStarting)
+	began := time.Now()
+	startCtx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+
+	tail := newStderrTail(log.With(slog.String("source", "plugin")))
+	conn, pr, err := launchPlugin(startCtx, cmd, tail, log, s.cfg.StartTimeout)
+	if err != nil {
+		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
+		log.Error("pod start failed", slog.String("decision", "launch_failed"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
+		return runtimeFailed(t, err)
+	}
+	log = log.With(slog.Int("pid", pr.pid))
+	r := &run{conn: conn, proc: pr, runtime: t.Runtime, attempt: attempt, trigger: trigger, startedAt: s.cfg.Now(), stderr: tail}
+	abort := func(err error) error {
+		conn.close()
+		_ = terminate(pr, s.cfg.KillWait)
+		conn.release()
+		_ = s.cfg.Leases.Delete(context.WithoutCancel(ctx), t.ID)
+		return err
+	}
+
+	host := s.cfg.HostFactory(t.ID, t.Runtime)
+	req := podapi.StartRequest{
+		TaskID: t.ID, Title: t.Title, Description: t.Description,
+		RuntimeConfig: []byte(t.RuntimeConfig), Attempt: attempt, Host: host,
+	}
+	if s.cfg.DataDir != "" {
+		req.WorkDir = filepath.Join(s.cfg.DataDir, "tasks", t.ID)
+	}
+	if _, err := conn.rt.Start(startCtx, req); err != nil {
+		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
+		log.Error("pod start failed", slog.String("decision", "runtime_refused_start"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
+		var de *ipa.Error
+		if errors.As(err, &de) && de.Code == ipa.EINVALID {
+			return abort(err) // a bad runtime config is the caller's to fix
+		}
+		return abort(runtimeFailed(t, err))
+	}
+
+	network, addr, protocol, version := reattachInfo(conn)
+	lease := Lease{
+		TaskID: t.ID, Runtime: t.Runtime, Attempt: attempt, PID: pr.pid, StartTicks: pr.startTicks, BootID: bootID(),
+		Network: network, Addr: addr, Protocol: protocol, ProtocolVersion: version, StartedAt: r.startedAt,
+	}
+	if err := s.cfg.Leases.Save(ctx, lease); err != nil {
+		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
+		return abort(fmt.Errorf("save lease of task %s: %w", t.ID, err))
+	}
+	if !s.reserve(2) {
+		return abort(errClosed)
+	}
+	evID, err := s.record(ctx, t.ID, ipa.EventPodStarted, ipa.PodStartedData{PID: pr.pid, Attempt: attempt, Runtime: t.Runtime, Trigger: trigger}, causation)
+	if err != nil {
+		s.wg.Add(-2)
+		log.Error("pod start undone", slog.String("decision", "record_failed"))
+		return abort(err)
+	}
+	r.startedEventID = evID
+	s.adoptRun(p, r)
+	s.m.starts.WithLabelValues(t.Runtime, trigger).Inc()
+	s.m.startSeconds.WithLabelValues(t.Runtime).Observe(time.Since(began).Seconds())
+	log.Info("pod running", slog.String("decision", "started"), slog.String("trigger", trigger), slog.Duration("took", time.Since(began)))
+	return nil
+}
+
+// runtimeFailed wraps a launch failure as the API's UNAVAILABLE/RUNTIME_FAILED
+// (whose message names no path) with its cause for the logs.
+func runtimeFailed(t ipa.Task, cause error) error {
+	return fmt.Errorf("%w: %w", ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "The runtime %q failed to start.", t.Runtime), cause)
+}
+
+// adoptRun makes r the pod's running process and starts its two goroutines,
+// for which the caller has reserved two wait group slots. Operation lock held.
+func (s *Supervisor) adoptRun(p *pod, r *run) {
+	pollCtx, stop := context.WithCancel(s.ctx)
+	r.stopPoll, r.pollDone = stop, make(chan struct{})
+	p.mu.Lock()
+	p.run, p.state, p.attempt = r, ipa.PodRunning, r.attempt
+	p.live = podapi.StateResponse{}
+	p.mu.Unlock()
+	s.m.running.Inc()
+	go s.watch(p, r)
+	go s.poll(pollCtx, p, r)
+}
+
+// RestartPod stops the task's pod if one runs (recording pod_stopped with
+// reason "restart"), then starts it as a manual start: FAILED and the restart
+// counter are cleared. Errors are StartPod's.
+func (s *Supervisor) RestartPod(ctx context.Context, t *ipa.Task) error {
+	if t == nil || t.ID == "" {
+		return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "A pod needs a task.")
+	}
+	p, err := s.lockPod(ctx, t.ID, true)
+	if err != nil {
+		return err
+	}
+	err = s.stopLocked(context.WithoutCancel(ctx), p, ipa.StopRestart)
+	p.unlock()
+	if err != nil && !errors.Is(err, ipa.ErrPodNotRunning) {
+		return err
+	}
+	// Between the unlock and StartPod another caller may start it: then it
+	// runs, which is what was asked.
+	_, err = s.startPod(ctx, PodSpec{Task: t}, true)
+	return err
+}

@@ -1,0 +1,102 @@
+package supervisor
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// policy returns the restart policy in force for t.
+func (s *Supervisor) policy(t ipa.Task) ipa.RestartPolicy {
+	if t.RestartPolicy.WindowSeconds == 0 {
+		return s.cfg.DefaultPolicy
+	}
+	return t.RestartPolicy
+}
+
+// cancelPending calls off a scheduled restart. Operation lock held.
+func (s *Supervisor) cancelPending(p *pod, pr *pendingRestart) {
+	if pr == nil {
+		return
+	}
+	close(pr.cancel)
+	p.mu.Lock()
+	if p.pending == pr {
+		p.pending, p.nextAttemptAt = nil, nil
+	}
+	p.mu.Unlock()
+}
+
+// applyPolicy decides what follows a crash (or a lost pod) at time at after
+// a run of uptime: nothing (no auto restart), FAILED (the window's limit is
+// spent) or BACKOFF with a restart scheduled. Operation lock held.
+func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, causation string) {
+	p.mu.Lock()
+	pol := s.policy(p.task)
+	log := s.log.With(slog.String("task_id", p.taskID))
+	d := p.restarts.crash(pol, at, uptime)
+	if d.Action == restartOff {
+		p.mu.Unlock()
+		log.Info("pod not restarted", slog.String("decision", "policy_off"))
+		return
+	}
+	ctx, cancel := s.ownCtx()
+	defer cancel()
+	if d.Action == restartFailed {
+		p.state, p.nextAttemptAt = ipa.PodFailed, nil
+		p.mu.Unlock()
+		s.m.restartLimit.WithLabelValues(p.task.Runtime).Inc()
+		log.Error("pod failed", slog.String("decision", "restart_limit_reached"), slog.Int("crashes_in_window", d.Crashes), slog.Int("max_attempts", pol.MaxAttempts))
+		_, _ = s.record(ctx, p.taskID, ipa.EventPodRestartLimitReached, ipa.PodRestartLimitReachedData{MaxAttempts: pol.MaxAttempts, WindowSeconds: pol.WindowSeconds}, causation)
+		return
+	}
+	next := at.Add(d.Delay)
+	pr := &pendingRestart{attempt: d.Attempt, cancel: make(chan struct{})}
+	p.state, p.nextAttemptAt, p.pending = ipa.PodBackoff, &next, pr
+	p.mu.Unlock()
+	if !s.reserve(1) {
+		return // shutting down: nothing restarts any more
+	}
+	timer := s.cfg.After(d.Delay)
+	log.Info("pod restart scheduled", slog.String("decision", "backoff"), slog.Int("attempt", pr.attempt), slog.Duration("delay", d.Delay))
+	// The goroutine reads pr.causation only after taking the operation lock,
+	// which this caller holds: set it before.
+	pr.causation, _ = s.record(ctx, p.taskID, ipa.EventPodRestartScheduled, ipa.PodRestartScheduledData{Attempt: d.Restart, DelayMs: d.Delay.Milliseconds(), At: next}, causation)
+	go s.restartAfter(p, pr, timer)
+}
+
+// restartAfter waits out a back-off and restarts the pod, unless the restart
+// was called off or the supervisor shuts down first.
+func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.Time) {
+	defer s.wg.Done()
+	select {
+	case <-timer:
+	case <-pr.cancel:
+		return
+	case <-s.ctx.Done():
+		return
+	}
+	if err := p.lock(s.ctx); err != nil {
+		return
+	}
+	defer p.unlock()
+	p.mu.Lock()
+	if p.pending != pr || p.forgotten {
+		p.mu.Unlock()
+		return
+	}
+	p.pending, p.nextAttemptAt = nil, nil
+	t := p.task
+	p.restarts.restarted(s.policy(t), s.cfg.Now())
+	p.mu.Unlock()
+	s.m.restarts.WithLabelValues(t.Runtime).Inc()
+	if err := s.launch(s.ctx, p, t, pr.attempt, "restart", pr.causation); err != nil {
+		if s.closing() {
+			p.setState(ipa.PodStopped)
+			return
+		}
+		c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed}
+		s.noteCrash(p, c, ipa.PodCrashedData{Attempt: pr.attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed}, pr.causation, 0)
+	}
+}
