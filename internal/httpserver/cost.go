@@ -91,7 +91,8 @@ func (c *costLimit) Validate(es graphql.ExecutableSchema) error {
 }
 
 // MutateOperationContext prices the operation and refuses it when it is over
-// a limit.
+// a limit. Cost is checked first: many aliases of an expensive list are
+// refused as too costly, many cheap ones as too many aliases.
 func (c *costLimit) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
 	if oc.Operation == nil {
 		return nil

@@ -150,7 +150,11 @@ func TestQueryCost(t *testing.T) {
 		require.Len(t, p.Tasks.Edges, 3)
 		require.NotEmpty(t, c.events(t, p.Tasks.Edges[0].Node.ID))
 		passes(t, `{ activePods { id pod { state pid crashes { at reason } } } runtimes { name description } viewer { id role } }`, nil)
-		passes(t, `{ e2e: tasks(first: 1000) { totalCount edges { node { id version } } } }`, nil)
+		// The end-to-end suite's reads (e2e/test/subscriptions.test.js).
+		passes(t, `{ tasks(first: 1000) { totalCount edges { node { id version } } } }`, nil)
+		passes(t, `query($id: ID!, $after: String) { task(id: $id) {
+			events(first: 1000, after: $after) { edges { node { id version position type } } pageInfo { hasNextPage endCursor } }
+			} }`, map[string]any{"id": p.Tasks.Edges[0].Node.ID, "after": nil})
 		// Mutations pass one at a time and in small batches.
 		passes(t, "mutation "+manyAliases(20, `createTask(input: {title: "batch"}) { task { `+taskFields+` } }`), nil)
 		require.Equal(t, 23, c.count(t, nil))
