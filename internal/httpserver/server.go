@@ -34,7 +34,10 @@ const (
 	MaxBodyBytes      = 1 << 20 // POST body
 	MaxWSMessageBytes = 1 << 20 // one WebSocket message
 	MaxQueryDepth     = 12
-	MaxComplexity     = 5000
+	// MaxComplexity bounds an operation's cost, which multiplies down the
+	// tree by list sizes (cost.go): 1000 tasks with all their fields and
+	// pods pass, 1000 tasks with 1000 events each do not.
+	MaxComplexity = 100_000
 )
 
 // Config wires the server.
@@ -68,9 +71,11 @@ func New(cfg Config) http.Handler {
 	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	gql.Use(extension.Introspection{})
 	gql.Use(depthLimit{max: MaxQueryDepth})
-	gql.Use(extension.FixedComplexityLimit(MaxComplexity))
+	gql.Use(newCostLimit(MaxComplexity))
+	present := presentError(cfg.Logger, m)
+	gql.Use(responseLimit{max: MaxResponseBytes, present: present})
 	gql.Use(m)
-	gql.SetErrorPresenter(presentError(cfg.Logger, m))
+	gql.SetErrorPresenter(present)
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 
 	mux := http.NewServeMux()
