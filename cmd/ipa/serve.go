@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/catalog"
 	"github.com/ipa-dev/ipa/internal/eventstore"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -118,7 +119,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	listenCtx, stopListening := context.WithCancel(ctx)
 	var listening sync.WaitGroup
 	defer func() { stopListening(); listening.Wait() }()
-	cat, err := discoverRuntimes(so, log)
+	cat, err := catalog.Discover(catalog.Options{
+		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, DataDir: so.dataDir,
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -132,7 +135,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}()
 	mgr, err := manager.New(ctx, manager.Config{
 		Store:         st,
-		Runtimes:      cat.runtimes(),
+		Runtimes:      managerRuntimes(cat),
 		DefaultPolicy: so.policy,
 		Publisher:     broker,
 		Feed:          eventstore.NewFeed(st, broker, log),
