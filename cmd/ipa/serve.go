@@ -15,6 +15,7 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/catalog"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 )
@@ -97,7 +98,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
-	cat, err := discoverRuntimes(so, log)
+	cat, err := catalog.Discover(catalog.Options{
+		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, DataDir: dataDir,
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -106,8 +109,8 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 
 	srv, err := app.New(ctx, app.Config{
 		DatabaseURL:     opts.database,
-		Runtimes:        cat.runtimes(),
-		Launcher:        supervisor.LauncherFunc(cat.command),
+		Runtimes:        cat.Runtimes(),
+		Launcher:        supervisor.LauncherFunc(cat.Command),
 		DataDir:         dataDir,
 		InstanceID:      instanceID(so, dataDir),
 		DefaultPolicy:   so.policy,

@@ -38,7 +38,7 @@ type Config struct {
 	// migrated by New and closed by Close.
 	DatabaseURL string
 	// Runtimes are the runtimes offered, and Launcher how each plugin starts.
-	Runtimes []service.Runtime
+	Runtimes []ipa.Runtime
 	Launcher supervisor.Launcher
 	// DataDir holds pod working directories; made absolute by New.
 	DataDir string

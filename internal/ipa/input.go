@@ -54,3 +54,12 @@ type RuntimeInfo struct {
 	Name        string
 	Description *string
 }
+
+// Runtime is a pod runtime a server offers.
+type Runtime struct {
+	Name        string
+	Description string
+	// ValidateConfig checks a task's runtime config when the task is
+	// created, without starting anything. Nil accepts any JSON object.
+	ValidateConfig func(raw []byte) error
+}

@@ -230,7 +230,7 @@ func newFixture(t *testing.T) *fixture {
 	ts, err := NewTaskService(TaskConfig{
 		Logger: slog.New(slog.DiscardHandler),
 		Store:  l, Writer: l, Pods: p, Cursors: cursor.New([]byte("0123456789abcdef0123456789abcdef")),
-		Runtimes: []Runtime{{Name: "demo"}, {Name: "picky", ValidateConfig: func(raw []byte) error {
+		Runtimes: []ipa.Runtime{{Name: "demo"}, {Name: "picky", ValidateConfig: func(raw []byte) error {
 			if string(raw) != `{"ok":true}` {
 				return fmt.Errorf("want ok")
 			}

@@ -24,22 +24,13 @@ import (
 // DefaultRuntime is the runtime of a task created without one.
 const DefaultRuntime = "demo"
 
-// Runtime describes a pod runtime the server can start.
-type Runtime struct {
-	Name        string
-	Description string
-	// ValidateConfig checks a task's runtime config when the task is created,
-	// without starting anything. Nil accepts any JSON object.
-	ValidateConfig func(raw []byte) error
-}
-
 // TaskConfig is what a TaskService is built from.
 type TaskConfig struct {
 	Store         TaskReader    // required
 	Writer        EventWriter   // required
 	Pods          Pods          // required
 	Cursors       *cursor.Codec // required: signs list cursors
-	Runtimes      []Runtime
+	Runtimes      []ipa.Runtime
 	DefaultPolicy ipa.RestartPolicy // zero: ipa.DefaultRestartPolicy()
 	Metrics       *Metrics          // may be nil
 	Logger        *slog.Logger      // default slog.Default()
@@ -53,7 +44,7 @@ type TaskService struct {
 	writer   EventWriter
 	pods     Pods
 	cursors  *cursor.Codec
-	runtimes map[string]Runtime
+	runtimes map[string]ipa.Runtime
 	names    []string
 	policy   ipa.RestartPolicy
 	metrics  *Metrics
@@ -85,7 +76,7 @@ func NewTaskService(cfg TaskConfig) (*TaskService, error) {
 		writer:   cfg.Writer,
 		pods:     cfg.Pods,
 		cursors:  cfg.Cursors,
-		runtimes: make(map[string]Runtime, len(cfg.Runtimes)),
+		runtimes: make(map[string]ipa.Runtime, len(cfg.Runtimes)),
 		policy:   cfg.DefaultPolicy,
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,

@@ -10,20 +10,10 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/catalog"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/supervisor"
-	"github.com/ipa-dev/ipa/plugins/builtin"
 )
-
-// BuiltinRuntimes are the built-in runtimes as the services list them.
-func BuiltinRuntimes() []service.Runtime {
-	var out []service.Runtime
-	for _, rt := range builtin.All() {
-		out = append(out, service.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig})
-	}
-	return out
-}
 
 // NoLauncher refuses every pod start with UNAVAILABLE/RUNTIME_FAILED: for
 // servers assembled in a test binary, which cannot re-execute itself as a
@@ -40,7 +30,7 @@ func New(tb testing.TB, databaseURL string, mode auth.Mode, adjust func(*app.Con
 	tb.Helper()
 	cfg := app.Config{
 		DatabaseURL: databaseURL,
-		Runtimes:    BuiltinRuntimes(),
+		Runtimes:    builtinRuntimes(tb),
 		Launcher:    NoLauncher,
 		DataDir:     tb.TempDir(),
 		InstanceID:  tb.Name(),
@@ -57,4 +47,13 @@ func New(tb testing.TB, databaseURL string, mode auth.Mode, adjust func(*app.Con
 	}
 	tb.Cleanup(func() { _ = a.Close() })
 	return a
+}
+
+// builtinRuntimes are the built-in runtimes, as ipa serve offers them.
+func builtinRuntimes(tb testing.TB) []ipa.Runtime {
+	cat, err := catalog.Discover(catalog.Options{EnableExec: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatalf("runtime catalog: %v", err)
+	}
+	return cat.Runtimes()
 }
