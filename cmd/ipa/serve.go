@@ -36,6 +36,9 @@ type serveOptions struct {
 	shutdownTimeout  time.Duration
 	enableExec       bool
 	policy           ipa.RestartPolicy
+	metricsAddr      string
+	rateLimit        float64
+	rateBurst        int
 }
 
 func newServeCommand(opts *options) *cobra.Command {
@@ -61,6 +64,9 @@ forcibly) and the store is flushed.`,
 	f.StringVar(&so.instanceID, "instance-id", "", "name of this server as the owner of its pods (default: host name and data dir); must be stable across restarts and unique per database")
 	f.DurationVar(&so.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a clean shutdown may take before pods are killed")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
+	f.StringVar(&so.metricsAddr, "metrics-addr", "", "also serve /metrics, without authentication, on this address (a private interface for the scraper)")
+	f.Float64Var(&so.rateLimit, "rate-limit", 0, "requests per second each token (or remote address without one) may send to /graphql; 0: no limit")
+	f.IntVar(&so.rateBurst, "rate-burst", 0, "requests a caller may send at once above --rate-limit (default: the rate, at least 1)")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
 	f.IntVar(&so.policy.MaxAttempts, "restart-max-attempts", so.policy.MaxAttempts, "default restart policy: restarts allowed inside the window")
 	f.IntVar(&so.policy.WindowSeconds, "restart-window-seconds", so.policy.WindowSeconds, "default restart policy: window in seconds")
@@ -155,10 +161,12 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		}
 	}()
 	handler := httpserver.New(httpserver.Config{
-		Manager:  mgr,
-		Auth:     auth.New(st, mode, loopback),
-		Registry: reg,
-		Logger:   log,
+		Manager:   mgr,
+		Auth:      auth.New(st, mode, loopback),
+		Registry:  reg,
+		Logger:    log,
+		RateLimit: so.rateLimit,
+		RateBurst: so.rateBurst,
 		Ready: func(ctx context.Context) error {
 			if !pods.Running() {
 				return errors.New("pod supervisor not running")
@@ -175,15 +183,27 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	// shutdown ends them, which http.Server.Shutdown alone would not.
 	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := httpserver.NewServer(handler, httpserver.ServerOptions{
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
+		Logger:      log,
+	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if so.metricsAddr != "" {
+		mln, err := net.Listen("tcp", so.metricsAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		msrv := httpserver.NewServer(httpserver.MetricsHandler(reg), httpserver.ServerOptions{Logger: log})
+		defer msrv.Close()
+		go func() {
+			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener stopped", "err", err)
+			}
+		}()
+		log.Info("metrics served", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
 		"ide", "http://"+ln.Addr().String()+"/", "database", st.Dialect(), "auth", mode, "version", version)
 

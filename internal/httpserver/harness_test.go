@@ -60,12 +60,25 @@ type bundle struct {
 }
 
 type setupOptions struct {
-	mode auth.Mode
+	mode      auth.Mode
+	server    httpserver.ServerOptions
+	rateLimit float64
+	rateBurst int
 }
 
 type setupOption func(*setupOptions)
 
 func withAuthMode(m auth.Mode) setupOption { return func(o *setupOptions) { o.mode = m } }
+
+// withServerOptions sets the connection limits of the server.
+func withServerOptions(so httpserver.ServerOptions) setupOption {
+	return func(o *setupOptions) { o.server = so }
+}
+
+// withRateLimit turns on the per-caller rate limit.
+func withRateLimit(perSecond float64, burst int) setupOption {
+	return func(o *setupOptions) { o.rateLimit, o.rateBurst = perSecond, burst }
+}
 
 // setup builds the stack on a fresh database of backend and serves it. Every
 // error response its clients see is checked for leaked internals when the
@@ -111,13 +124,17 @@ func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 	require.NoError(t, err)
 	a := auth.New(st, o.mode, true) // httptest listens on loopback
 	h := httpserver.New(httpserver.Config{
-		Manager:  mgr,
-		Auth:     a,
-		Registry: reg,
-		Logger:   log,
-		Ready:    mgr.Ready,
+		Manager:   mgr,
+		Auth:      a,
+		Registry:  reg,
+		Logger:    log,
+		Ready:     mgr.Ready,
+		RateLimit: o.rateLimit,
+		RateBurst: o.rateBurst,
 	})
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config = httpserver.NewServer(h, o.server)
+	srv.Start()
 	t.Cleanup(srv.Close)
 
 	b := &bundle{backend: backend, store: st, mgr: mgr, auth: a, reg: reg, srv: srv, url: srv.URL}
