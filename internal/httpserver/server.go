@@ -159,6 +159,9 @@ func withBodyLimit(next http.Handler) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody && !isWebSocket(r) {
 			body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The write deadline may be as near as the read one was;
+				// the short answer gets a moment of its own.
+				_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Second))
 				w.Header().Set("Connection", "close")
 				writeError(w, r, http.StatusRequestTimeout,
 					ipa.Errorf(CodeRequestTimeout, "", "The request body did not arrive in time."))
