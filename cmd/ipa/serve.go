@@ -30,6 +30,9 @@ type serveOptions struct {
 	dataDir          string
 	shutdownTimeout  time.Duration
 	enableExec       bool
+	metricsAddr      string
+	rateLimit        float64
+	rateBurst        int
 	policy           ipa.RestartPolicy
 }
 
@@ -55,6 +58,9 @@ forcibly) and the store is flushed.`,
 	f.StringVar(&so.dataDir, "data-dir", "./ipa-data", "directory for pod working directories and runtime state")
 	f.StringVar(&so.instanceID, "instance-id", "", "name of this server as the owner of its pods (default: host name and data dir); must be stable across restarts and unique per database")
 	f.DurationVar(&so.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a clean shutdown may take before pods are killed")
+	f.StringVar(&so.metricsAddr, "metrics-addr", "", "also serve /metrics, without authentication, on this address (a private interface for the scraper)")
+	f.Float64Var(&so.rateLimit, "rate-limit", 0, "requests per second each token (or remote address without one) may send to /graphql; 0: no limit")
+	f.IntVar(&so.rateBurst, "rate-burst", 0, "requests a caller may send at once above --rate-limit (default: the rate, at least 1)")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
 	f.IntVar(&so.policy.MaxAttempts, "restart-max-attempts", so.policy.MaxAttempts, "default restart policy: restarts allowed inside the window")
@@ -117,6 +123,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		AuthMode:        mode,
 		Loopback:        loopback,
 		ShutdownTimeout: so.shutdownTimeout,
+		RateLimit:       so.rateLimit,
+		RateBurst:       so.rateBurst,
+		MetricsAddr:     so.metricsAddr,
 		Logger:          log,
 	})
 	if err != nil {

@@ -50,6 +50,15 @@ type Config struct {
 	// Loopback says the server listens on loopback addresses only (the
 	// anonymous local admin is possible only then).
 	Loopback bool
+	// RateLimit is the requests per second each caller may send to
+	// /graphql (0: no limit), RateBurst how many at once above it.
+	RateLimit float64
+	RateBurst int
+	// HTTP sets the HTTP server's timeouts; zero fields take the defaults.
+	HTTP httpserver.ServerOptions
+	// MetricsAddr, when set, also serves /metrics alone, unauthenticated, on
+	// that address (a private interface for the scraper).
+	MetricsAddr string
 	// ShutdownTimeout bounds Close: connections, then pods (gracefully, then
 	// killed). Zero is 20 s.
 	ShutdownTimeout time.Duration
@@ -208,11 +217,13 @@ func (a *App) build(ctx context.Context) (err error) {
 	// HTTP.
 	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback)
 	a.Handler = httpserver.New(httpserver.Config{
-		Resolver: a.Services,
-		Auth:     a.Auth,
-		Registry: a.Registry,
-		Logger:   log,
-		Ready:    a.Ready,
+		Resolver:  a.Services,
+		Auth:      a.Auth,
+		Registry:  a.Registry,
+		Logger:    log,
+		Ready:     a.Ready,
+		RateLimit: cfg.RateLimit,
+		RateBurst: cfg.RateBurst,
 	})
 	return nil
 }
@@ -249,15 +260,28 @@ func (a *App) Ready(ctx context.Context) error {
 // Serve serves HTTP on ln until ctx ends or the listener fails, then closes
 // the App. Returns the listener's error, or Close's.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           a.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return a.baseCtx },
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-	}
+	opts := a.cfg.HTTP
+	opts.BaseContext = func(net.Listener) context.Context { return a.baseCtx }
+	opts.Logger = a.log
+	srv := httpserver.NewServer(a.Handler, opts)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if a.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+		if err != nil {
+			_ = srv.Close()
+			<-served
+			return errors.Join(fmt.Errorf("metrics address: %w", err), a.Close())
+		}
+		msrv := httpserver.NewServer(httpserver.MetricsHandler(a.Registry), httpserver.ServerOptions{Logger: a.log})
+		defer msrv.Close()
+		go func() {
+			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("metrics listener stopped", "err", err)
+			}
+		}()
+		a.log.Info("metrics served", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	var serveErr error
 	select {
 	case serveErr = <-served:

@@ -19,6 +19,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/testdb"
@@ -49,12 +50,25 @@ type bundle struct {
 }
 
 type setupOptions struct {
-	mode auth.Mode
+	mode      auth.Mode
+	server    httpserver.ServerOptions
+	rateLimit float64
+	rateBurst int
 }
 
 type setupOption func(*setupOptions)
 
 func withAuthMode(m auth.Mode) setupOption { return func(o *setupOptions) { o.mode = m } }
+
+// withServerOptions sets the connection limits of the server.
+func withServerOptions(so httpserver.ServerOptions) setupOption {
+	return func(o *setupOptions) { o.server = so }
+}
+
+// withRateLimit turns on the per-caller rate limit.
+func withRateLimit(perSecond float64, burst int) setupOption {
+	return func(o *setupOptions) { o.rateLimit, o.rateBurst = perSecond, burst }
+}
 
 // setup builds the stack on a fresh database of backend and serves it. Every
 // error response its clients see is checked for leaked internals when the
@@ -65,8 +79,14 @@ func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 	for _, f := range opts {
 		f(&o)
 	}
-	a := apptest.New(t, testdb.URL(t, backend), o.mode, nil)
-	srv := httptest.NewServer(a.Handler)
+	a := apptest.New(t, testdb.URL(t, backend), o.mode, func(c *app.Config) {
+		c.RateLimit, c.RateBurst = o.rateLimit, o.rateBurst
+	})
+	// The same http.Server ipa serve runs (timeouts, deadlines), behind a
+	// test listener.
+	srv := httptest.NewUnstartedServer(a.Handler)
+	srv.Config = httpserver.NewServer(a.Handler, o.server)
+	srv.Start()
 	t.Cleanup(srv.Close)
 
 	b := &bundle{backend: backend, app: a, store: a.Store, auth: a.Auth, reg: a.Registry, srv: srv, url: srv.URL}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -49,6 +50,11 @@ type Config struct {
 	// Ready reports whether the server can serve: store reachable, supervisor
 	// running. Nil means always ready.
 	Ready func(ctx context.Context) error
+	// RateLimit is the requests per second each caller (token, or remote
+	// address without one) may send to /graphql; 0 means no limit.
+	// RateBurst is the burst above it (0: the rate, at least 1).
+	RateLimit float64
+	RateBurst int
 }
 
 // New returns the server's handler.
@@ -79,8 +85,10 @@ func New(cfg Config) http.Handler {
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withCorrelation(withAuth(cfg.Auth, withBodyLimit(gql))))
-	mux.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/graphql", withCorrelation(withErrorMetrics(m, withRateLimit(newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+		withTransportGate(withAuth(cfg.Auth, withBodyLimit(gql)))))))
+	mux.Handle("/metrics", withCorrelation(withErrorMetrics(m, withMetricsAuth(cfg.Auth,
+		promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -139,9 +147,9 @@ func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
 }
 
 // withBodyLimit refuses bodies over MaxBodyBytes with 413 before reading them.
-// A body of unannounced length (chunked) is read up to the limit here, so an
-// oversized one is refused the same way rather than failing inside the
-// transport as an internal error.
+// Any other body is read up to the limit here, so an oversized chunked one is
+// refused the same way, and one that does not arrive before the read deadline
+// (see withDeadlines) gets 408, rather than failing inside the transport.
 func withBodyLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tooLarge := func() {
@@ -152,8 +160,17 @@ func withBodyLimit(next http.Handler) http.Handler {
 			tooLarge()
 			return
 		}
-		if r.Body != nil && r.Body != http.NoBody && r.ContentLength < 0 && !isWebSocket(r) {
+		if r.Body != nil && r.Body != http.NoBody && !isWebSocket(r) {
 			body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The write deadline may be as near as the read one was;
+				// the short answer gets a moment of its own.
+				_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Second))
+				w.Header().Set("Connection", "close")
+				writeError(w, r, http.StatusRequestTimeout,
+					ipa.Errorf(CodeRequestTimeout, "", "The request body did not arrive in time."))
+				return
+			}
 			if err != nil {
 				writeError(w, r, http.StatusBadRequest,
 					ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "The request body could not be read."))
@@ -179,6 +196,7 @@ func isWebSocket(r *http.Request) bool {
 // response shape so clients read it like any other error.
 func writeError(w http.ResponseWriter, r *http.Request, status int, err error) {
 	ext := map[string]any{"code": ipa.ErrorCode(err), "correlationId": ipa.CorrelationID(r.Context())}
+	metricsFrom(r.Context()).countError(ext["code"])
 	msg := "Internal server error."
 	var e *ipa.Error
 	if errors.As(err, &e) { // the store wraps its EUNAVAILABLE around the cause

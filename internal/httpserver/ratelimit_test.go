@@ -1,0 +1,71 @@
+package httpserver_test
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/httpserver"
+	"github.com/ipa-dev/ipa/internal/ipa"
+)
+
+// requireRateLimited requires r to be a 429 with Retry-After and RATE_LIMITED.
+func requireRateLimited(t *testing.T, r *gqlResponse) {
+	t.Helper()
+	require.Equalf(t, http.StatusTooManyRequests, r.Status, "%s", r.Raw)
+	requireCoded(t, r.Header, r.Raw, httpserver.CodeRateLimited)
+	secs, err := strconv.Atoi(r.Header.Get("Retry-After"))
+	require.NoError(t, err, "Retry-After: %q", r.Header.Get("Retry-After"))
+	// 0.2 requests per second: the next one is due within 5 s.
+	require.True(t, secs >= 1 && secs <= 5, "Retry-After: %d", secs)
+}
+
+// The limiter keeps no state in the database, so these run on SQLite only.
+func TestRateLimit(t *testing.T) {
+	t.Run("OffByDefault", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite")
+		c := b.anon()
+		for range 50 {
+			r := c.gql(t, `{ taskCount }`, nil)
+			require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
+		}
+	})
+
+	t.Run("PerToken", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite", withAuthMode(auth.ModeRequired), withRateLimit(0.2, 3))
+		_, alice := b.mint(t, "alice", ipa.RoleViewer)
+		_, bob := b.mint(t, "bob", ipa.RoleViewer)
+		for range 3 {
+			b.as(alice).must(t, `{ taskCount }`, nil, nil)
+		}
+		requireRateLimited(t, b.as(alice).gql(t, `{ taskCount }`, nil))
+		// Another token has its own budget, even from the same address.
+		b.as(bob).must(t, `{ taskCount }`, nil, nil)
+
+		// Every request counts, refused ones too, and so do requests without
+		// a token, by remote address.
+		for range 3 {
+			r := b.anon().gql(t, `{ taskCount }`, nil)
+			require.Equal(t, http.StatusUnauthorized, r.Status, "%s", r.Raw)
+		}
+		requireRateLimited(t, b.anon().gql(t, `{ taskCount }`, nil))
+
+		status, _, raw := scrape(t, b.url+"/metrics", "Bearer "+bob)
+		require.Equal(t, http.StatusOK, status)
+		require.Equal(t, 2.0, metricValue(t, string(raw), `ipa_graphql_errors_total{code="RATE_LIMITED"}`))
+	})
+
+	t.Run("Anonymous", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite", withRateLimit(0.2, 2))
+		c := b.anon()
+		c.must(t, `{ taskCount }`, nil, nil)
+		c.must(t, `{ taskCount }`, nil, nil)
+		requireRateLimited(t, c.gql(t, `{ taskCount }`, nil))
+	})
+}
