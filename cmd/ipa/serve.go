@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ type serveOptions struct {
 	dataDir          string
 	shutdownTimeout  time.Duration
 	enableExec       bool
+	execRole         string
 	metricsAddr      string
 	rateLimit        float64
 	rateBurst        int
@@ -61,6 +63,7 @@ forcibly) and the store is flushed.`,
 	f.StringVar(&so.metricsAddr, "metrics-addr", "", "also serve /metrics, without authentication, on this address (a private interface for the scraper)")
 	f.Float64Var(&so.rateLimit, "rate-limit", 0, "requests per second each token (or remote address without one) may send to /graphql; 0: no limit")
 	f.IntVar(&so.rateBurst, "rate-burst", 0, "requests a caller may send at once above --rate-limit (default: the rate, at least 1)")
+	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
 	f.IntVar(&so.policy.MaxAttempts, "restart-max-attempts", so.policy.MaxAttempts, "default restart policy: restarts allowed inside the window")
@@ -104,8 +107,12 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
+	execRole := ipa.Role(strings.ToUpper(so.execRole))
+	if execRole != ipa.RoleAdmin && execRole != ipa.RoleOperator {
+		return fmt.Errorf("--exec-role must be admin or operator, not %q", so.execRole)
+	}
 	cat, err := catalog.Discover(catalog.Options{
-		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, DataDir: dataDir,
+		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, ExecRole: execRole, DataDir: dataDir,
 	}, log)
 	if err != nil {
 		return err

@@ -203,7 +203,7 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	pods := service.NewPodService(a.Store, a.Supervisor)
+	pods := service.NewPodService(a.Store, a.Supervisor, cfg.Runtimes)
 	a.Services = &graph.Resolver{
 		TaskService:  tasks,
 		PodService:   pods,

@@ -35,6 +35,9 @@ type Options struct {
 	SHA256File string
 	// EnableExec offers the built-in exec runtime.
 	EnableExec bool
+	// ExecRole is the role needed to create or start an exec task; ""
+	// means ADMIN. Whoever may run exec runs code as the server's OS user.
+	ExecRole ipa.Role
 	// DataDir is the server's data directory; the private copies of
 	// allow-listed plugins live in DataDir/plugins. Required with SHA256File.
 	DataDir string
@@ -45,6 +48,7 @@ type Options struct {
 type Catalog struct {
 	builtins map[string]bool
 	external map[string]external
+	execRole ipa.Role
 }
 
 // external is a plugin that passed discovery.
@@ -60,7 +64,10 @@ type external struct {
 // private plugin directory is not safe to use (not ours, or writable by
 // others), since then no plugin could be pinned.
 func Discover(opts Options, log *slog.Logger) (*Catalog, error) {
-	c := &Catalog{builtins: map[string]bool{}, external: map[string]external{}}
+	c := &Catalog{builtins: map[string]bool{}, external: map[string]external{}, execRole: opts.ExecRole}
+	if c.execRole == "" {
+		c.execRole = ipa.RoleAdmin
+	}
 	for _, rt := range builtin.All() {
 		if rt.Name != "exec" || opts.EnableExec {
 			c.builtins[rt.Name] = true
@@ -115,7 +122,11 @@ func (c *Catalog) Runtimes() []ipa.Runtime {
 	var out []ipa.Runtime
 	for _, rt := range builtin.All() {
 		if c.builtins[rt.Name] {
-			out = append(out, ipa.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig})
+			r := ipa.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig}
+			if rt.Name == "exec" {
+				r.Role = c.execRole
+			}
+			out = append(out, r)
 		}
 	}
 	names := make([]string, 0, len(c.external))

@@ -62,4 +62,8 @@ type Runtime struct {
 	// ValidateConfig checks a task's runtime config when the task is
 	// created, without starting anything. Nil accepts any JSON object.
 	ValidateConfig func(raw []byte) error
+	// Role is the role needed to create a task of this runtime or start its
+	// pod; "" means OPERATOR, as for every mutation. exec, which runs any
+	// command as the server's OS user, needs ADMIN by default.
+	Role Role
 }

@@ -223,6 +223,19 @@ type fixture struct {
 	podS  *PodService
 }
 
+// runtimes are the fixture's: demo, one that validates its config, and one
+// that needs ADMIN (as exec does by default).
+var runtimes = []ipa.Runtime{
+	{Name: "demo"},
+	{Name: "picky", ValidateConfig: func(raw []byte) error {
+		if string(raw) != `{"ok":true}` {
+			return fmt.Errorf("want ok")
+		}
+		return nil
+	}},
+	{Name: "shell", Role: ipa.RoleAdmin},
+}
+
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	l := newMemLog()
@@ -230,15 +243,10 @@ func newFixture(t *testing.T) *fixture {
 	ts, err := NewTaskService(TaskConfig{
 		Logger: slog.New(slog.DiscardHandler),
 		Store:  l, Writer: l, Pods: p, Cursors: cursor.New([]byte("0123456789abcdef0123456789abcdef")),
-		Runtimes: []ipa.Runtime{{Name: "demo"}, {Name: "picky", ValidateConfig: func(raw []byte) error {
-			if string(raw) != `{"ok":true}` {
-				return fmt.Errorf("want ok")
-			}
-			return nil
-		}}},
+		Runtimes: runtimes,
 	})
 	require.NoError(t, err)
-	return &fixture{log: l, pods: p, tasks: ts, podS: NewPodService(l, p)}
+	return &fixture{log: l, pods: p, tasks: ts, podS: NewPodService(l, p, runtimes)}
 }
 
 func as(role ipa.Role) context.Context {

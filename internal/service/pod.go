@@ -10,13 +10,31 @@ import (
 
 // PodService starts, stops and shows pods. It is safe for concurrent use.
 type PodService struct {
-	store TaskReader
-	pods  Pods
+	store    TaskReader
+	pods     Pods
+	runtimes map[string]ipa.Runtime
 }
 
-// NewPodService returns a PodService reading tasks from r and driving pods.
-func NewPodService(r TaskReader, pods Pods) *PodService {
-	return &PodService{store: r, pods: pods}
+// NewPodService returns a PodService reading tasks from r and driving pods
+// of the given runtimes.
+func NewPodService(r TaskReader, pods Pods, runtimes []ipa.Runtime) *PodService {
+	s := &PodService{store: r, pods: pods, runtimes: make(map[string]ipa.Runtime, len(runtimes))}
+	for _, rt := range runtimes {
+		s.runtimes[rt.Name] = rt
+	}
+	return s
+}
+
+// openTaskFor is openTask plus the role the task's runtime needs to run.
+func (s *PodService) openTaskFor(ctx context.Context, taskID string, expected *int64) (*ipa.Task, error) {
+	t, err := openTask(ctx, s.store, taskID, expected)
+	if err != nil {
+		return nil, err
+	}
+	if err := requireRuntimeRole(ctx, s.runtimes[t.Runtime]); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // Pod returns the pod view of a task: the supervisor's live view when it holds
@@ -73,12 +91,12 @@ func (s *PodService) ActivePods(ctx context.Context) ([]*ipa.Task, error) {
 // StartPod starts the task's pod unless one runs; started is false when one
 // already ran. Requires OPERATOR. Returns ENOTFOUND, ECONFLICT (closed,
 // VERSION_CONFLICT), EUNAVAILABLE (RUNTIME_FAILED) when the runtime cannot
-// start.
+// start. A runtime with a role of its own (exec) needs that role too.
 func (s *PodService) StartPod(ctx context.Context, taskID string, expected *int64) (*ipa.Task, bool, error) {
 	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
 		return nil, false, err
 	}
-	t, err := openTask(ctx, s.store, taskID, expected)
+	t, err := s.openTaskFor(ctx, taskID, expected)
 	if err != nil {
 		return nil, false, err
 	}
@@ -117,12 +135,13 @@ func (s *PodService) StopPod(ctx context.Context, taskID string, reason *string,
 
 // RestartPod stops the pod if it runs, then starts it, clearing FAILED.
 // Requires OPERATOR. Returns ENOTFOUND, ECONFLICT (closed, VERSION_CONFLICT),
-// EUNAVAILABLE (RUNTIME_FAILED).
+// EUNAVAILABLE (RUNTIME_FAILED). A runtime with a role of its own (exec)
+// needs that role too.
 func (s *PodService) RestartPod(ctx context.Context, taskID string, expected *int64) (*ipa.Task, error) {
 	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
 		return nil, err
 	}
-	t, err := openTask(ctx, s.store, taskID, expected)
+	t, err := s.openTaskFor(ctx, taskID, expected)
 	if err != nil {
 		return nil, err
 	}

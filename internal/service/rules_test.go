@@ -316,3 +316,35 @@ func TestPodRules(t *testing.T) {
 		requireCode(t, err, ipa.EINVALID, ipa.ReasonInvalidArgument)
 	})
 }
+
+// TestRuntimeRole: a runtime that needs ADMIN (exec by default) refuses
+// operators on create, start and restart, and lets admins through; other
+// runtimes stay open to operators.
+func TestRuntimeRole(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	op, admin := as(ipa.RoleOperator), as(ipa.RoleAdmin)
+	_, err := f.tasks.CreateTask(op, ipa.CreateTaskInput{Title: "rm -rf", Runtime: ptr("shell")})
+	requireCode(t, err, ipa.EFORBIDDEN, "")
+	require.Contains(t, err.Error(), "shell runtime needs role ADMIN")
+	require.Empty(t, f.log.tasks, "a refused create wrote a task")
+
+	task, err := f.tasks.CreateTask(admin, ipa.CreateTaskInput{Title: "ls", Runtime: ptr("shell")})
+	require.NoError(t, err)
+	_, _, err = f.podS.StartPod(op, task.ID, nil)
+	requireCode(t, err, ipa.EFORBIDDEN, "")
+	_, err = f.podS.RestartPod(op, task.ID, nil)
+	requireCode(t, err, ipa.EFORBIDDEN, "")
+	require.Empty(t, f.pods.running, "a refused start ran a pod")
+	_, started, err := f.podS.StartPod(admin, task.ID, nil)
+	require.NoError(t, err)
+	require.True(t, started)
+	// Stopping, moving and closing are the operator's as before.
+	_, err = f.podS.StopPod(op, task.ID, nil, nil)
+	require.NoError(t, err)
+	_, err = f.tasks.CancelTask(op, task.ID, "enough", nil)
+	require.NoError(t, err)
+
+	_, err = f.tasks.CreateTask(op, ipa.CreateTaskInput{Title: "walk", Runtime: ptr("demo")})
+	require.NoError(t, err)
+}

@@ -140,3 +140,19 @@ func validateFilter(f ipa.TaskFilter) error {
 	}
 	return nil
 }
+
+// requireRuntimeRole refuses a caller whose role is below the one the
+// runtime needs to create a task or start its pod (exec needs ADMIN unless
+// the server says otherwise). Returns EFORBIDDEN naming the runtime.
+func requireRuntimeRole(ctx context.Context, rt ipa.Runtime) error {
+	if rt.Role == "" {
+		return nil
+	}
+	if _, err := ipa.RequireRole(ctx, rt.Role); err != nil {
+		if ipa.ErrorCode(err) == ipa.EFORBIDDEN {
+			return ipa.Errorf(ipa.EFORBIDDEN, "", "The %s runtime needs role %s on this server.", rt.Name, rt.Role)
+		}
+		return err
+	}
+	return nil
+}

@@ -113,8 +113,9 @@ func (s *TaskService) Runtimes(ctx context.Context) ([]ipa.RuntimeInfo, error) {
 // already used by the same actor it returns the first task and creates
 // nothing. When AutoStart is set it then starts the pod; a pod that fails to
 // start does not undo the task (the error is returned with the task).
-// Requires OPERATOR. Returns EINVALID (INVALID_TITLE, INVALID_ARGUMENT) for bad
-// input.
+// Requires OPERATOR, and the runtime's own role when it has one (exec:
+// ADMIN by default). Returns EINVALID (INVALID_TITLE, INVALID_ARGUMENT) for
+// bad input.
 func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*ipa.Task, error) {
 	actor, err := ipa.RequireRole(ctx, ipa.RoleOperator)
 	if err != nil {
@@ -122,6 +123,9 @@ func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*
 	}
 	data, err := s.validateCreate(in)
 	if err != nil {
+		return nil, err
+	}
+	if err := requireRuntimeRole(ctx, s.runtimes[data.Runtime]); err != nil {
 		return nil, err
 	}
 	id, err := uuid.NewV7()
