@@ -36,6 +36,7 @@ type serveOptions struct {
 	shutdownTimeout  time.Duration
 	enableExec       bool
 	policy           ipa.RestartPolicy
+	allowedHosts     []string
 }
 
 func newServeCommand(opts *options) *cobra.Command {
@@ -60,6 +61,7 @@ forcibly) and the store is flushed.`,
 	f.StringVar(&so.dataDir, "data-dir", "./ipa-data", "directory for pod working directories and runtime state")
 	f.StringVar(&so.instanceID, "instance-id", "", "name of this server as the owner of its pods (default: host name and data dir); must be stable across restarts and unique per database")
 	f.DurationVar(&so.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a clean shutdown may take before pods are killed")
+	f.StringSliceVar(&so.allowedHosts, "allowed-hosts", nil, "host names served, besides localhost and loopback addresses, while requests need no token (comma-separated)")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
 	f.IntVar(&so.policy.MaxAttempts, "restart-max-attempts", so.policy.MaxAttempts, "default restart policy: restarts allowed inside the window")
@@ -156,9 +158,10 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}()
 	handler := httpserver.New(httpserver.Config{
 		Manager:  mgr,
-		Auth:     auth.New(st, mode, loopback),
-		Registry: reg,
-		Logger:   log,
+		Auth:         auth.New(st, mode, loopback, auth.WithLogger(log)),
+		AllowedHosts: so.allowedHosts,
+		Registry:     reg,
+		Logger:       log,
 		Ready: func(ctx context.Context) error {
 			if !pods.Running() {
 				return errors.New("pod supervisor not running")

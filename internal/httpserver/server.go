@@ -47,6 +47,9 @@ type Config struct {
 	// Ready reports whether the server can serve: store reachable, supervisor
 	// running. Nil means always ready.
 	Ready func(ctx context.Context) error
+	// AllowedHosts are host names served while the anonymous local door is
+	// open, besides loopback names and addresses.
+	AllowedHosts []string
 }
 
 // New returns the server's handler.
@@ -57,6 +60,7 @@ func New(cfg Config) http.Handler {
 	m := newMetrics(cfg.Registry)
 	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: &graph.Resolver{Manager: cfg.Manager}}))
 	gql.AddTransport(transport.Websocket{
+		Implementation:        wsImplementation{},
 		KeepAlivePingInterval: 15 * time.Second,
 		InitTimeout:           10 * time.Second,
 		InitFunc:              wsInit(cfg.Auth),
@@ -71,6 +75,7 @@ func New(cfg Config) http.Handler {
 	gql.Use(depthLimit{max: MaxQueryDepth})
 	gql.Use(extension.FixedComplexityLimit(MaxComplexity))
 	gql.Use(m)
+	gql.Use(sessionCheck{present: presentError(cfg.Logger, m)})
 	gql.SetErrorPresenter(presentError(cfg.Logger, m))
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 
@@ -95,7 +100,7 @@ func New(cfg Config) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/", ide.Handler("/graphql"))
-	return mux
+	return withHostCheck(cfg.Auth, cfg.AllowedHosts, mux)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -114,23 +119,52 @@ func withCorrelation(next http.Handler) http.Handler {
 }
 
 // withAuth authenticates HTTP and SSE requests from the Authorization
-// header. WebSocket upgrades authenticate in connection_init instead.
+// header. WebSocket upgrades authenticate in connection_init instead (an
+// upgrade with a bad header is refused here, before it upgrades). SSE streams
+// and WebSocket connections are bound to their credential: revoking it ends
+// them (see sessions.go).
 func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodOptions || (isWebSocket(r) && r.Header.Get("Authorization") == "") {
+		r = r.WithContext(auth.WithRemoteAddr(r.Context(), r.RemoteAddr))
+		if r.Method == http.MethodOptions {
 			next.ServeHTTP(w, r)
 			return
 		}
-		actor, err := a.Authenticate(r.Context(), r.Header.Get("Authorization"))
-		if err != nil {
+		header := r.Header.Get("Authorization")
+		refuse := func(err error) {
 			status := http.StatusUnauthorized
 			if ipa.ErrorCode(err) != ipa.EUNAUTHENTICATED {
 				status = http.StatusServiceUnavailable
 			}
 			writeError(w, r, status, err)
-			return
 		}
-		next.ServeHTTP(w, r.WithContext(ipa.WithActor(r.Context(), actor)))
+		switch {
+		case isWebSocket(r):
+			if header != "" {
+				if _, err := a.Authenticate(r.Context(), header); err != nil {
+					refuse(err)
+					return
+				}
+			}
+			h := &wsHolder{upgradeAuth: header}
+			defer h.close()
+			next.ServeHTTP(w, r.WithContext(withWSHolder(r.Context(), h)))
+		case isSSE(r):
+			ctx, sess, err := a.Open(r.Context(), header)
+			if err != nil {
+				refuse(err)
+				return
+			}
+			defer sess.Close()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		default:
+			actor, err := a.Authenticate(r.Context(), header)
+			if err != nil {
+				refuse(err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(ipa.WithActor(r.Context(), actor)))
+		}
 	})
 }
 

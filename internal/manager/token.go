@@ -40,7 +40,7 @@ func (m *Manager) CreateToken(ctx context.Context, actorID string, role ipa.Role
 		return store.Token{}, "", err
 	}
 	m.log.InfoContext(ctx, "token created", "token_id", t.ID, "for_actor", t.ActorID, "role", t.Role,
-		"actor", admin.ID, "correlation_id", ipa.CorrelationID(ctx))
+		"actor", admin.ID, "remote_addr", auth.RemoteAddr(ctx), "correlation_id", ipa.CorrelationID(ctx))
 	return t, secret, nil
 }
 
@@ -67,6 +67,7 @@ func (m *Manager) RevokeToken(ctx context.Context, id string) (store.Token, erro
 		now := m.now()
 		t.RevokedAt = &now
 	}
-	m.log.InfoContext(ctx, "token revoked", "token_id", t.ID, "actor", admin.ID, "correlation_id", ipa.CorrelationID(ctx))
+	m.log.InfoContext(ctx, "token revoked", "token_id", t.ID, "for_actor", t.ActorID, "actor", admin.ID,
+		"remote_addr", auth.RemoteAddr(ctx), "correlation_id", ipa.CorrelationID(ctx))
 	return t, nil
 }
