@@ -157,7 +157,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		}
 	}()
 	handler := httpserver.New(httpserver.Config{
-		Manager:  mgr,
+		Manager:      mgr,
 		Auth:         auth.New(st, mode, loopback, auth.WithLogger(log)),
 		AllowedHosts: so.allowedHosts,
 		Registry:     reg,
