@@ -48,6 +48,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
 // behind a real socket.
 type bundle struct {
 	backend string
+	dbURL   string
 	store   *store.Store
 	mgr     *manager.Manager
 	auth    *auth.Authenticator
@@ -60,12 +61,25 @@ type bundle struct {
 }
 
 type setupOptions struct {
-	mode auth.Mode
+	mode         auth.Mode
+	log          *slog.Logger
+	allowedHosts []string
+	dbURL        string
 }
 
 type setupOption func(*setupOptions)
 
 func withAuthMode(m auth.Mode) setupOption { return func(o *setupOptions) { o.mode = m } }
+
+// withLogger makes the server log to l instead of discarding.
+func withLogger(l *slog.Logger) setupOption { return func(o *setupOptions) { o.log = l } }
+
+// withAllowedHosts sets the server's --allowed-hosts.
+func withAllowedHosts(h ...string) setupOption { return func(o *setupOptions) { o.allowedHosts = h } }
+
+// withDatabase serves an existing database (as a restarted server would)
+// instead of a fresh one.
+func withDatabase(url string) setupOption { return func(o *setupOptions) { o.dbURL = url } }
 
 // setup builds the stack on a fresh database of backend and serves it. Every
 // error response its clients see is checked for leaked internals when the
@@ -76,18 +90,22 @@ func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 	for _, f := range opts {
 		f(&o)
 	}
-	var dbURL string
-	switch backend {
-	case "sqlite":
+	dbURL := o.dbURL
+	switch {
+	case dbURL != "":
+	case backend == "sqlite":
 		dbURL = "sqlite://" + filepath.Join(t.TempDir(), "ipa.db")
-	case "postgres":
+	case backend == "postgres":
 		dbURL = pgtest.Start(t)
 	default:
 		t.Fatalf("unknown backend %q", backend)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	log := slog.New(slog.DiscardHandler)
+	log := o.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 
 	st, err := store.Open(ctx, dbURL, store.Options{Logger: log})
 	require.NoError(t, err)
@@ -109,18 +127,19 @@ func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 		Logger:        log,
 	})
 	require.NoError(t, err)
-	a := auth.New(st, o.mode, true) // httptest listens on loopback
+	a := auth.New(st, o.mode, true, auth.WithLogger(log)) // httptest listens on loopback
 	h := httpserver.New(httpserver.Config{
-		Manager:  mgr,
-		Auth:     a,
-		Registry: reg,
-		Logger:   log,
-		Ready:    mgr.Ready,
+		Manager:      mgr,
+		Auth:         a,
+		Registry:     reg,
+		Logger:       log,
+		Ready:        mgr.Ready,
+		AllowedHosts: o.allowedHosts,
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 
-	b := &bundle{backend: backend, store: st, mgr: mgr, auth: a, reg: reg, srv: srv, url: srv.URL}
+	b := &bundle{backend: backend, dbURL: dbURL, store: st, mgr: mgr, auth: a, reg: reg, srv: srv, url: srv.URL}
 	t.Cleanup(func() { b.checkNoLeaks(t) })
 	return b
 }
