@@ -29,18 +29,24 @@ func withHostCheck(a *auth.Authenticator, allowed []string, next http.Handler) h
 			return
 		}
 		open, err := a.LocalDoorOpen(r.Context())
-		if err != nil {
-			writeError(w, r, http.StatusServiceUnavailable, err)
-			return
-		}
-		if open {
-			writeError(w, r, http.StatusForbidden, ipa.Errorf(ipa.EFORBIDDEN, "",
+		switch {
+		case err != nil:
+			refuseHost(w, r, http.StatusServiceUnavailable, err)
+		case open:
+			refuseHost(w, r, http.StatusForbidden, ipa.Errorf(ipa.EFORBIDDEN, "",
 				"This server accepts requests without a token, so it answers only to localhost; "+
 					"open it as http://localhost:PORT/ or add this name with --allowed-hosts."))
-			return
+		default:
+			next.ServeHTTP(w, r)
 		}
-		next.ServeHTTP(w, r)
 	})
+}
+
+// refuseHost answers with err, under a correlation id like every refusal.
+func refuseHost(w http.ResponseWriter, r *http.Request, status int, err error) {
+	withCorrelation(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, status, err)
+	})).ServeHTTP(w, r)
 }
 
 // normalHost returns the host of a Host header or an --allowed-hosts entry,

@@ -418,6 +418,7 @@ func TestHostCheck(t *testing.T) {
 			require.Equalf(t, http.StatusForbidden, status, "Host %q", host)
 			require.Lenf(t, errs, 1, "Host %q", host)
 			requireError(t, errs[0], ipa.EFORBIDDEN, "")
+			require.NotEmpty(t, errs[0].Extensions["correlationId"])
 		}
 		// A WebSocket upgrade is refused the same way, before it upgrades.
 		status, errs := b.rawRequest(t, "attacker.example", map[string]string{
