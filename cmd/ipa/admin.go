@@ -75,7 +75,7 @@ With --check it only compares, and exits 1 when any row differs.`,
 func newTokenCommand(opts *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
-		Short: "Manage API tokens (create, list, revoke)",
+		Short: "Manage API tokens (create, list, revoke, reset-local)",
 	}
 	var actor, role string
 	create := &cobra.Command{
@@ -95,6 +95,7 @@ stored, so keep it safe.`,
 				if err != nil {
 					return err
 				}
+				cliAudit(opts, "token created", "token_id", t.ID, "for_actor", t.ActorID, "role", t.Role)
 				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "token %s for actor %q with role %s (shown once; only its hash is stored):\n", t.ID, t.ActorID, t.Role)
 				fmt.Fprintln(out, secret)
@@ -136,12 +137,13 @@ stored, so keep it safe.`,
 				if err := s.RevokeToken(cmd.Context(), args[0]); err != nil {
 					return err
 				}
+				cliAudit(opts, "token revoked", "token_id", args[0])
 				fmt.Fprintf(cmd.OutOrStdout(), "token %s revoked\n", args[0])
 				return nil
 			})
 		},
 	}
-	cmd.AddCommand(create, list, revoke)
+	cmd.AddCommand(create, list, revoke, newResetLocalCommand(opts))
 	return cmd
 }
 

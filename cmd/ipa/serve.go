@@ -32,6 +32,7 @@ type serveOptions struct {
 	shutdownTimeout  time.Duration
 	enableExec       bool
 	execRole         string
+	allowedHosts     []string
 	metricsAddr      string
 	rateLimit        float64
 	rateBurst        int
@@ -63,6 +64,7 @@ forcibly) and the store is flushed.`,
 	f.StringVar(&so.metricsAddr, "metrics-addr", "", "also serve /metrics, without authentication, on this address (a private interface for the scraper)")
 	f.Float64Var(&so.rateLimit, "rate-limit", 0, "requests per second each token (or remote address without one) may send to /graphql; 0: no limit")
 	f.IntVar(&so.rateBurst, "rate-burst", 0, "requests a caller may send at once above --rate-limit (default: the rate, at least 1)")
+	f.StringSliceVar(&so.allowedHosts, "allowed-hosts", nil, "host names served, besides localhost and loopback addresses, while requests need no token (comma-separated)")
 	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
@@ -133,6 +135,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		RateLimit:       so.rateLimit,
 		RateBurst:       so.rateBurst,
 		MetricsAddr:     so.metricsAddr,
+		AllowedHosts:    so.allowedHosts,
 		Logger:          log,
 	})
 	if err != nil {

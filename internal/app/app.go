@@ -56,6 +56,9 @@ type Config struct {
 	RateBurst int
 	// HTTP sets the HTTP server's timeouts; zero fields take the defaults.
 	HTTP httpserver.ServerOptions
+	// AllowedHosts are host names served while the anonymous local door is
+	// open, besides loopback names and addresses (DNS rebinding defence).
+	AllowedHosts []string
 	// MetricsAddr, when set, also serves /metrics alone, unauthenticated, on
 	// that address (a private interface for the scraper).
 	MetricsAddr string
@@ -215,15 +218,16 @@ func (a *App) build(ctx context.Context) (err error) {
 	}
 
 	// HTTP.
-	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback)
+	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback, auth.WithLogger(log))
 	a.Handler = httpserver.New(httpserver.Config{
-		Resolver:  a.Services,
-		Auth:      a.Auth,
-		Registry:  a.Registry,
-		Logger:    log,
-		Ready:     a.Ready,
-		RateLimit: cfg.RateLimit,
-		RateBurst: cfg.RateBurst,
+		Resolver:     a.Services,
+		Auth:         a.Auth,
+		Registry:     a.Registry,
+		Logger:       log,
+		Ready:        a.Ready,
+		RateLimit:    cfg.RateLimit,
+		RateBurst:    cfg.RateBurst,
+		AllowedHosts: cfg.AllowedHosts,
 	})
 	return nil
 }

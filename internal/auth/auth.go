@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ type Tokens interface {
 	TokenByHash(ctx context.Context, hash string) (*ipa.Token, error)
 	CountActiveTokens(ctx context.Context) (int64, error)
 	TouchToken(ctx context.Context, id string, at time.Time) error
+	ListTokens(ctx context.Context) ([]ipa.Token, error)
+	LocalDoorOpen(ctx context.Context) (bool, error)
+	WatchTokens(fn func(ipa.TokenChange))
 }
 
 // Hash returns the stored form of a token secret.
@@ -94,12 +98,22 @@ type Authenticator struct {
 	mode     Mode
 	loopback bool
 	now      func() time.Time
+	log      *slog.Logger // audit: failed authentications, revoked sessions
 
 	mu          sync.Mutex
-	anyChecked  time.Time // when tokens-exist was last read
-	anyTokens   bool
+	anyChecked  time.Time // when the door was last read
+	anyTokens   bool      // the door is shut
+	doorGen     uint64    // bumped by every token change, so a read that raced one is not cached
 	lastTouched map[string]time.Time
+
+	sessions sessions // open WebSocket connections and SSE streams, by credential
 }
+
+// Option tunes New.
+type Option func(*Authenticator)
+
+// WithLogger makes the authenticator write its audit records to log.
+func WithLogger(log *slog.Logger) Option { return func(a *Authenticator) { a.log = log } }
 
 // anyTokensTTL is how long "no token exists" is trusted before it is read
 // again; minting the first token locks the open door within this time.
@@ -110,8 +124,14 @@ const touchEvery = time.Minute
 
 // New returns an authenticator. loopback says whether the server listens on
 // loopback addresses only.
-func New(tokens Tokens, mode Mode, loopback bool) *Authenticator {
-	return &Authenticator{tokens: tokens, mode: mode, loopback: loopback, now: time.Now, lastTouched: make(map[string]time.Time)}
+func New(tokens Tokens, mode Mode, loopback bool, opts ...Option) *Authenticator {
+	a := &Authenticator{tokens: tokens, mode: mode, loopback: loopback, now: time.Now, lastTouched: make(map[string]time.Time),
+		log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(a)
+	}
+	tokens.WatchTokens(a.tokenChanged)
+	return a
 }
 
 // Authenticate returns the actor for an Authorization header value ("" when
@@ -119,47 +139,92 @@ func New(tokens Tokens, mode Mode, loopback bool) *Authenticator {
 // and for a bad, unknown or revoked token; EUNAVAILABLE when the store is
 // unreachable.
 func (a *Authenticator) Authenticate(ctx context.Context, authorization string) (ipa.Actor, error) {
+	actor, _, err := a.authenticate(ctx, authorization)
+	return actor, err
+}
+
+// authenticate is Authenticate, also returning the credential used. Every
+// refusal is logged for audit, with the client's address (RemoteAddr) and,
+// for a known but revoked token, its id and actor; never the secret.
+func (a *Authenticator) authenticate(ctx context.Context, authorization string) (ipa.Actor, Credential, error) {
+	actor, cred, err := a.verify(ctx, authorization)
+	if ipa.ErrorCode(err) == ipa.EUNAUTHENTICATED {
+		var e *ipa.Error
+		errors.As(err, &e)
+		a.log.WarnContext(ctx, "authentication failed", "actor", actor.ID, "token_id", cred.TokenID,
+			"remote_addr", RemoteAddr(ctx), "reason", e.Message, "correlation_id", ipa.CorrelationID(ctx))
+		return ipa.Actor{}, Credential{}, err
+	}
+	return actor, cred, err
+}
+
+// verify checks the credential. On a revoked token it returns the token's
+// actor and id with the error, for the audit log only.
+func (a *Authenticator) verify(ctx context.Context, authorization string) (ipa.Actor, Credential, error) {
 	authorization = strings.TrimSpace(authorization)
 	if authorization == "" {
 		open, err := a.openDoor(ctx)
 		if err != nil {
-			return ipa.Actor{}, err
+			return ipa.Actor{}, Credential{}, err
 		}
 		if open {
-			return LocalActor, nil
+			return LocalActor, Credential{}, nil
 		}
-		return ipa.Actor{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "Authentication required: send Authorization: Bearer <token>.")
+		return ipa.Actor{}, Credential{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "Authentication required: send Authorization: Bearer <token>.")
 	}
 	scheme, secret, ok := strings.Cut(authorization, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
-		return ipa.Actor{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "The Authorization header must be \"Bearer <token>\".")
+		return ipa.Actor{}, Credential{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "The Authorization header must be \"Bearer <token>\".")
 	}
 	t, err := a.tokens.TokenByHash(ctx, Hash(strings.TrimSpace(secret)))
 	if err != nil {
-		return ipa.Actor{}, err
+		return ipa.Actor{}, Credential{}, err
 	}
-	if t == nil || t.RevokedAt != nil {
-		return ipa.Actor{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "The token is unknown or revoked.")
+	if t == nil {
+		return ipa.Actor{}, Credential{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "The token is unknown or revoked.")
+	}
+	if t.RevokedAt != nil {
+		return ipa.Actor{ID: t.ActorID, Role: t.Role}, Credential{TokenID: t.ID},
+			ipa.Errorf(ipa.EUNAUTHENTICATED, "", "The token is unknown or revoked.")
 	}
 	a.touch(ctx, t.ID)
-	return ipa.Actor{ID: t.ActorID, Role: t.Role}, nil
+	return ipa.Actor{ID: t.ActorID, Role: t.Role}, Credential{TokenID: t.ID}, nil
 }
+
+// LocalDoorOpen reports whether a request without a token acts as the local
+// admin now. Returns EUNAVAILABLE when the store is unreachable.
+func (a *Authenticator) LocalDoorOpen(ctx context.Context) (bool, error) { return a.openDoor(ctx) }
 
 // openDoor reports whether a request without a token acts as the local admin.
 func (a *Authenticator) openDoor(ctx context.Context) (bool, error) {
+	return a.readDoor(ctx, false)
+}
+
+// readDoor is openDoor; fresh skips the cache.
+func (a *Authenticator) readDoor(ctx context.Context, fresh bool) (bool, error) {
 	if a.mode != ModeAuto || !a.loopback {
 		return false, nil
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if now := a.now(); now.Sub(a.anyChecked) > anyTokensTTL {
-		n, err := a.tokens.CountActiveTokens(ctx)
-		if err != nil {
-			return false, err
-		}
-		a.anyTokens, a.anyChecked = n > 0, now
+	now, gen := a.now(), a.doorGen
+	if !fresh && now.Sub(a.anyChecked) <= anyTokensTTL {
+		defer a.mu.Unlock()
+		return !a.anyTokens, nil
 	}
-	return !a.anyTokens, nil
+	a.mu.Unlock()
+	open, err := a.tokens.LocalDoorOpen(ctx)
+	if err != nil {
+		return false, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.doorGen != gen {
+		// A token change landed while reading: trust what it set, when
+		// it shut the door.
+		return open && !a.anyTokens, nil
+	}
+	a.anyTokens, a.anyChecked = !open, now
+	return open, nil
 }
 
 // touch records that a token was used, at most once per touchEvery.

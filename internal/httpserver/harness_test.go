@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -39,6 +40,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
 type bundle struct {
 	backend string
 	app     *app.App
+	dbURL   string
 	store   *store.Store
 	auth    *auth.Authenticator
 	reg     *prometheus.Registry
@@ -50,10 +52,13 @@ type bundle struct {
 }
 
 type setupOptions struct {
-	mode      auth.Mode
-	server    httpserver.ServerOptions
-	rateLimit float64
-	rateBurst int
+	mode         auth.Mode
+	server       httpserver.ServerOptions
+	rateLimit    float64
+	rateBurst    int
+	log          *slog.Logger
+	allowedHosts []string
+	dbURL        string
 }
 
 type setupOption func(*setupOptions)
@@ -70,6 +75,16 @@ func withRateLimit(perSecond float64, burst int) setupOption {
 	return func(o *setupOptions) { o.rateLimit, o.rateBurst = perSecond, burst }
 }
 
+// withLogger makes the server log to l instead of discarding.
+func withLogger(l *slog.Logger) setupOption { return func(o *setupOptions) { o.log = l } }
+
+// withAllowedHosts sets the server's --allowed-hosts.
+func withAllowedHosts(h ...string) setupOption { return func(o *setupOptions) { o.allowedHosts = h } }
+
+// withDatabase serves an existing database (as a restarted server would)
+// instead of a fresh one.
+func withDatabase(url string) setupOption { return func(o *setupOptions) { o.dbURL = url } }
+
 // setup builds the stack on a fresh database of backend and serves it. Every
 // error response its clients see is checked for leaked internals when the
 // test ends.
@@ -79,8 +94,16 @@ func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 	for _, f := range opts {
 		f(&o)
 	}
-	a := apptest.New(t, testdb.URL(t, backend), o.mode, func(c *app.Config) {
+	dbURL := o.dbURL
+	if dbURL == "" {
+		dbURL = testdb.URL(t, backend)
+	}
+	a := apptest.New(t, dbURL, o.mode, func(c *app.Config) {
 		c.RateLimit, c.RateBurst = o.rateLimit, o.rateBurst
+		c.AllowedHosts = o.allowedHosts
+		if o.log != nil {
+			c.Logger = o.log
+		}
 	})
 	// The same http.Server ipa serve runs (timeouts, deadlines), behind a
 	// test listener.
@@ -89,7 +112,7 @@ func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	b := &bundle{backend: backend, app: a, store: a.Store, auth: a.Auth, reg: a.Registry, srv: srv, url: srv.URL}
+	b := &bundle{backend: backend, app: a, dbURL: dbURL, store: a.Store, auth: a.Auth, reg: a.Registry, srv: srv, url: srv.URL}
 	t.Cleanup(func() { b.checkNoLeaks(t) })
 	return b
 }

@@ -55,6 +55,9 @@ type Config struct {
 	// RateBurst is the burst above it (0: the rate, at least 1).
 	RateLimit float64
 	RateBurst int
+	// AllowedHosts are host names served while the anonymous local door is
+	// open, besides loopback names and addresses.
+	AllowedHosts []string
 }
 
 // New returns the server's handler.
@@ -65,6 +68,7 @@ func New(cfg Config) http.Handler {
 	m := newMetrics(cfg.Registry)
 	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: cfg.Resolver}))
 	gql.AddTransport(transport.Websocket{
+		Implementation:        wsImplementation{},
 		KeepAlivePingInterval: 15 * time.Second,
 		InitTimeout:           10 * time.Second,
 		InitFunc:              wsInit(cfg.Auth),
@@ -81,6 +85,7 @@ func New(cfg Config) http.Handler {
 	present := presentError(cfg.Logger, m)
 	gql.Use(responseLimit{max: MaxResponseBytes, present: present})
 	gql.Use(m)
+	gql.Use(sessionCheck{present: present})
 	gql.SetErrorPresenter(present)
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 
@@ -107,7 +112,7 @@ func New(cfg Config) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/", ide.Handler("/graphql"))
-	return mux
+	return withHostCheck(cfg.Auth, cfg.AllowedHosts, mux)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -126,23 +131,52 @@ func withCorrelation(next http.Handler) http.Handler {
 }
 
 // withAuth authenticates HTTP and SSE requests from the Authorization
-// header. WebSocket upgrades authenticate in connection_init instead.
+// header. WebSocket upgrades authenticate in connection_init instead (an
+// upgrade with a bad header is refused here, before it upgrades). SSE streams
+// and WebSocket connections are bound to their credential: revoking it ends
+// them (see sessions.go).
 func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodOptions || (isWebSocket(r) && r.Header.Get("Authorization") == "") {
+		r = r.WithContext(auth.WithRemoteAddr(r.Context(), r.RemoteAddr))
+		if r.Method == http.MethodOptions {
 			next.ServeHTTP(w, r)
 			return
 		}
-		actor, err := a.Authenticate(r.Context(), r.Header.Get("Authorization"))
-		if err != nil {
+		header := r.Header.Get("Authorization")
+		refuse := func(err error) {
 			status := http.StatusUnauthorized
 			if ipa.ErrorCode(err) != ipa.EUNAUTHENTICATED {
 				status = http.StatusServiceUnavailable
 			}
 			writeError(w, r, status, err)
-			return
 		}
-		next.ServeHTTP(w, r.WithContext(ipa.WithActor(r.Context(), actor)))
+		switch {
+		case isWebSocket(r):
+			if header != "" {
+				if _, err := a.Authenticate(r.Context(), header); err != nil {
+					refuse(err)
+					return
+				}
+			}
+			h := &wsHolder{upgradeAuth: header}
+			defer h.close()
+			next.ServeHTTP(w, r.WithContext(withWSHolder(r.Context(), h)))
+		case isSSE(r):
+			ctx, sess, err := a.Open(r.Context(), header)
+			if err != nil {
+				refuse(err)
+				return
+			}
+			defer sess.Close()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		default:
+			actor, err := a.Authenticate(r.Context(), header)
+			if err != nil {
+				refuse(err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(ipa.WithActor(r.Context(), actor)))
+		}
 	})
 }
 

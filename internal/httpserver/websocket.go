@@ -21,24 +21,34 @@ const (
 
 // wsInit authenticates a WebSocket connection from its connection_init
 // payload ({"Authorization": "Bearer …"}), or from the upgrade request's
-// header when it had one. A refusal closes the socket with 4401 (no or bad
-// token) or 4403 (role not allowed).
+// header when it had one, and binds the connection to that credential (see
+// sessions.go). A refusal closes the socket with 4401 (no or bad token) or
+// 4403 (role not allowed).
 func wsInit(a *auth.Authenticator) transport.WebsocketInitFunc {
 	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-		if actor, ok := ipa.ActorFrom(ctx); ok && p.Authorization() == "" {
-			return checkViewer(ctx, actor)
-		}
+		h := wsHolderFrom(ctx)
 		header := p.Authorization()
 		if header == "" {
 			if v, ok := p["authorization"].(string); ok {
 				header = v
 			}
 		}
-		actor, err := a.Authenticate(ctx, header)
+		if header == "" && h != nil {
+			header = h.upgradeAuth
+		}
+		if h == nil { // not through withAuth: nothing would close a session
+			actor, err := a.Authenticate(ctx, header)
+			if err != nil {
+				return transport.WithWebsocketCloseCode(ctx, closeUnauthorized), nil, err
+			}
+			return checkViewer(ipa.WithActor(ctx, actor), actor)
+		}
+		ctx, sess, err := a.Open(ctx, header)
 		if err != nil {
 			return transport.WithWebsocketCloseCode(ctx, closeUnauthorized), nil, err
 		}
-		return checkViewer(ipa.WithActor(ctx, actor), actor)
+		h.sess.Store(sess)
+		return checkViewer(ctx, sess.Actor())
 	}
 }
 

@@ -300,3 +300,5 @@ func (memFeed) TaskChanged(context.Context, ipa.TaskFilter) (<-chan *ipa.Task, e
 	close(ch)
 	return ch, nil
 }
+func (memTokens) LocalDoorOpen(context.Context) (bool, error) { return false, nil }
+func (memTokens) WatchTokens(func(ipa.TokenChange))           {}

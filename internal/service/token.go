@@ -72,7 +72,7 @@ func (s *TokenService) CreateToken(ctx context.Context, actorID string, role ipa
 		return ipa.Token{}, "", err
 	}
 	s.log.InfoContext(ctx, "token created", "token_id", t.ID, "for_actor", t.ActorID, "role", t.Role,
-		"actor", admin.ID, "correlation_id", ipa.CorrelationID(ctx))
+		"actor", admin.ID, "remote_addr", auth.RemoteAddr(ctx), "correlation_id", ipa.CorrelationID(ctx))
 	return t, secret, nil
 }
 
@@ -99,6 +99,7 @@ func (s *TokenService) RevokeToken(ctx context.Context, id string) (ipa.Token, e
 		now := s.now()
 		t.RevokedAt = &now
 	}
-	s.log.InfoContext(ctx, "token revoked", "token_id", t.ID, "actor", admin.ID, "correlation_id", ipa.CorrelationID(ctx))
+	s.log.InfoContext(ctx, "token revoked", "token_id", t.ID, "for_actor", t.ActorID, "actor", admin.ID,
+		"remote_addr", auth.RemoteAddr(ctx), "correlation_id", ipa.CorrelationID(ctx))
 	return t, nil
 }

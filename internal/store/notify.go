@@ -99,14 +99,19 @@ func (s *Store) listenOnce(ctx context.Context, onCommit func(CommitNotice), onR
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+commitChannel); err != nil {
-		return err
+	for _, ch := range []string{commitChannel, tokenChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return err
+		}
 	}
 	onResync()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if s.heardToken(n.Channel, n.Payload) {
+			continue
 		}
 		notice, err := parseNotice(n.Payload)
 		if err != nil {

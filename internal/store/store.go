@@ -65,6 +65,8 @@ type Store struct {
 	// w is the writer loop that batches CreateTask and Append into shared
 	// transactions (see batch.go); started by Open, stopped by Close.
 	w *writer
+	// tokenWatch hears token changes (see WatchTokens).
+	tokenWatch tokenWatchers
 
 	// Test hooks; nil in production.
 	afterAllocate  func(ctx context.Context) // called between position allocation and commit

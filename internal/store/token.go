@@ -46,14 +46,15 @@ func optNanos(t *time.Time) *int64 {
 	return &n
 }
 
-// CreateToken stores t. Returns a plain error when its id or hash exists,
+// CreateToken stores t and shuts the anonymous local door for good (see
+// LocalDoorOpen). Returns a plain error when its id or hash exists,
 // EUNAVAILABLE when the database is unreachable.
 func (s *Store) CreateToken(ctx context.Context, t ipa.Token) error {
 	r := tokenRow{
 		ID: t.ID, ActorID: t.ActorID, Role: string(t.Role), Hash: t.Hash, CreatedAt: nanos(t.CreatedAt),
 		RevokedAt: optNanos(t.RevokedAt), LastUsedAt: optNanos(t.LastUsed),
 	}
-	if err := s.write.WithContext(ctx).Create(&r).Error; err != nil {
+	if err := s.createToken(ctx, r); err != nil {
 		return s.wrap(fmt.Errorf("store: create token: %w", err))
 	}
 	return nil
@@ -89,7 +90,8 @@ func (s *Store) ListTokens(ctx context.Context) ([]ipa.Token, error) {
 }
 
 // RevokeToken revokes the token whose id is idOrPrefix, or else the one token
-// whose id starts with it; revoking a revoked token changes nothing. Returns
+// whose id starts with it; revoking a revoked token changes nothing. Token
+// watchers hear of it (see WatchTokens). Returns
 // ENOTFOUND when no token matches, EINVALID when a prefix matches several,
 // EUNAVAILABLE when the database is unreachable.
 func (s *Store) RevokeToken(ctx context.Context, idOrPrefix string) error {
@@ -118,9 +120,10 @@ func (s *Store) RevokeToken(ctx context.Context, idOrPrefix string) error {
 	default:
 		id = ids[0]
 	}
-	err = s.write.WithContext(ctx).Exec(`UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
-		nanos(time.Now()), id).Error
-	return s.wrap(err)
+	if err := s.revokeToken(ctx, id); err != nil {
+		return s.wrap(fmt.Errorf("store: revoke token: %w", err))
+	}
+	return nil
 }
 
 // escapeLike escapes LIKE's wildcards (and the escape character) in s.
