@@ -36,6 +36,7 @@ func listFixture(t *testing.T, b *bundle, n int) (map[string]task, []*client) {
 					in["title"] = "same title" // ties broken by id
 				}
 				if i%5 == 4 {
+					c = creators[1] // exec needs an admin
 					in["runtime"] = "exec"
 					in["runtimeConfig"] = map[string]any{"command": []string{"true"}}
 				}
