@@ -28,7 +28,7 @@ type CreateTaskRequest struct {
 type CreateTaskResult struct {
 	Task     *Task
 	Events   []Event // empty when Existing
-	Existing bool        // the idempotency key was seen before; nothing was written
+	Existing bool    // the idempotency key was seen before; nothing was written
 }
 
 // DecideFunc looks at the task's current row, inside the write transaction, and
