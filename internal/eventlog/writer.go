@@ -12,7 +12,6 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
 
 // maxAppendRetries bounds how often a write without a client-given expected
@@ -21,8 +20,8 @@ const maxAppendRetries = 5
 
 // Store is the part of the store a Writer needs.
 type Store interface {
-	CreateTask(ctx context.Context, req store.CreateTaskRequest) (store.CreateTaskResult, error)
-	Append(ctx context.Context, req store.AppendRequest) (store.AppendResult, error)
+	CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.CreateTaskResult, error)
+	Append(ctx context.Context, req ipa.AppendRequest) (ipa.AppendResult, error)
 }
 
 // Publisher hears about every commit, after it committed. Live feeds hang
@@ -51,7 +50,7 @@ type Append struct {
 	// (decide runs again against the newer row).
 	Expected *int64
 	Actor    string
-	Decide   store.DecideFunc
+	Decide   ipa.DecideFunc
 }
 
 // Append runs a.Decide against the task's current row and commits its events,
@@ -59,12 +58,12 @@ type Append struct {
 // comes from ctx. Returns the store's errors unchanged (TASK_NOT_FOUND,
 // VERSION_CONFLICT, STORE_UNAVAILABLE …) and Decide's errors.
 func (w *Writer) Append(ctx context.Context, a Append) (*ipa.Task, []ipa.Event, error) {
-	want := store.AnyVersion
+	want := ipa.AnyVersion
 	if a.Expected != nil {
 		want = *a.Expected
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := w.store.Append(ctx, store.AppendRequest{
+		res, err := w.store.Append(ctx, ipa.AppendRequest{
 			TaskID:          a.TaskID,
 			ExpectedVersion: want,
 			Decide:          a.Decide,
@@ -85,7 +84,7 @@ func (w *Writer) Append(ctx context.Context, a Append) (*ipa.Task, []ipa.Event, 
 // CreateTask creates the task's stream, first event and row in one
 // transaction and publishes them (nothing is published when an idempotency
 // key returned an existing task). Returns the store's errors unchanged.
-func (w *Writer) CreateTask(ctx context.Context, req store.CreateTaskRequest) (store.CreateTaskResult, error) {
+func (w *Writer) CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.CreateTaskResult, error) {
 	res, err := w.store.CreateTask(ctx, req)
 	if err == nil && !res.Existing {
 		w.publish(res.Events, res.Task)

@@ -151,11 +151,11 @@ func flip(p *ipa.Phase) { *p = nextPhase(*p) }
 // appendQuietly appends n phase changes to the task straight through the
 // store, in one transaction, and publishes nothing — as another instance's
 // write looks to this one. Returns the append's result.
-func (e *env) appendQuietly(t testing.TB, id string, n int) store.AppendResult {
+func (e *env) appendQuietly(t testing.TB, id string, n int) ipa.AppendResult {
 	t.Helper()
-	res, err := e.store.Append(e.ctx, store.AppendRequest{
+	res, err := e.store.Append(e.ctx, ipa.AppendRequest{
 		TaskID:          id,
-		ExpectedVersion: store.AnyVersion,
+		ExpectedVersion: ipa.AnyVersion,
 		Actor:           "t",
 		Now:             time.Now(),
 		Decide:          func(cur *ipa.Task) ([]ipa.NewEvent, error) { return phaseChanges(cur.Phase, n), nil },

@@ -474,7 +474,7 @@ func BenchmarkCatchUp(b *testing.B) {
 func seedTask(tb testing.TB, st *store.Store, n int) string {
 	tb.Helper()
 	ctx := context.Background()
-	res, err := st.CreateTask(ctx, store.CreateTaskRequest{
+	res, err := st.CreateTask(ctx, ipa.CreateTaskRequest{
 		TaskID: uuid.Must(uuid.NewV7()).String(), Created: ipa.TaskCreatedData{Title: "long", Runtime: service.DefaultRuntime, RestartPolicy: ipa.DefaultRestartPolicy()},
 		Actor: "bench", Now: time.Now(),
 	})
@@ -482,8 +482,8 @@ func seedTask(tb testing.TB, st *store.Store, n int) string {
 	id := res.Task.ID
 	for left := n - 1; left > 0; {
 		batch := min(left, 1000)
-		_, err := st.Append(ctx, store.AppendRequest{
-			TaskID: id, ExpectedVersion: store.AnyVersion, Actor: "bench", Now: time.Now(),
+		_, err := st.Append(ctx, ipa.AppendRequest{
+			TaskID: id, ExpectedVersion: ipa.AnyVersion, Actor: "bench", Now: time.Now(),
 			Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
 				out := make([]ipa.NewEvent, batch)
 				from := cur.Phase

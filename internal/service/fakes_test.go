@@ -15,7 +15,6 @@ import (
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
 
 // The fakes below stand in for the store, the event log and the supervisor,
@@ -59,17 +58,17 @@ func (l *memLog) fold(t *ipa.Task, taskID, actor string, evs []ipa.NewEvent) ([]
 	return out, nil
 }
 
-func (l *memLog) CreateTask(_ context.Context, req store.CreateTaskRequest) (store.CreateTaskResult, error) {
+func (l *memLog) CreateTask(_ context.Context, req ipa.CreateTaskRequest) (ipa.CreateTaskResult, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	t := &ipa.Task{}
 	evs, err := l.fold(t, req.TaskID, req.Actor, []ipa.NewEvent{{Type: ipa.EventTaskCreated, Data: req.Created}})
 	if err != nil {
-		return store.CreateTaskResult{}, err
+		return ipa.CreateTaskResult{}, err
 	}
 	l.tasks[req.TaskID], l.events[req.TaskID] = t, evs
 	cp := *t
-	return store.CreateTaskResult{Task: &cp, Events: evs}, nil
+	return ipa.CreateTaskResult{Task: &cp, Events: evs}, nil
 }
 
 func (l *memLog) Append(_ context.Context, a eventlog.Append) (*ipa.Task, []ipa.Event, error) {
@@ -108,8 +107,8 @@ func (l *memLog) GetTask(_ context.Context, id string) (*ipa.Task, error) {
 	return &cp, nil
 }
 
-func (l *memLog) FindTasks(context.Context, store.TaskQuery) (store.TaskPage, error) {
-	return store.TaskPage{}, nil
+func (l *memLog) FindTasks(context.Context, ipa.TaskQuery) (ipa.TaskPage, error) {
+	return ipa.TaskPage{}, nil
 }
 
 func (l *memLog) CountTasks(context.Context, ipa.TaskFilter) (int64, error) {

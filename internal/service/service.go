@@ -18,7 +18,6 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
 
 // Page size bounds for every list.
@@ -30,7 +29,7 @@ const (
 // TaskReader reads task rows and streams.
 type TaskReader interface {
 	GetTask(ctx context.Context, id string) (*ipa.Task, error)
-	FindTasks(ctx context.Context, q store.TaskQuery) (store.TaskPage, error)
+	FindTasks(ctx context.Context, q ipa.TaskQuery) (ipa.TaskPage, error)
 	CountTasks(ctx context.Context, f ipa.TaskFilter) (int64, error)
 	ReadEvents(ctx context.Context, q ipa.EventQuery) ([]ipa.Event, error)
 	CountEvents(ctx context.Context, taskID string, types []string) (int64, error)
@@ -40,7 +39,7 @@ type TaskReader interface {
 // EventWriter commits events and publishes them (*eventlog.Writer).
 type EventWriter interface {
 	Append(ctx context.Context, a eventlog.Append) (*ipa.Task, []ipa.Event, error)
-	CreateTask(ctx context.Context, req store.CreateTaskRequest) (store.CreateTaskResult, error)
+	CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.CreateTaskResult, error)
 }
 
 // Pods is the supervisor as the services see it.

@@ -18,7 +18,6 @@ import (
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/store"
 )
 
 // DefaultRuntime is the runtime of a task created without one.
@@ -132,7 +131,7 @@ func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.writer.CreateTask(ctx, store.CreateTaskRequest{
+	res, err := s.writer.CreateTask(ctx, ipa.CreateTaskRequest{
 		TaskID:         id.String(),
 		Created:        data,
 		Actor:          actor.ID,
@@ -265,13 +264,13 @@ func (s *TaskService) ListTasks(ctx context.Context, in ListTasksInput) (TaskLis
 		in.Order = ipa.DefaultTaskOrder
 	}
 	shape := queryShape(in.Filter, in.Order)
-	q := store.TaskQuery{Filter: in.Filter, Order: in.Order, Limit: in.First}
+	q := ipa.TaskQuery{Filter: in.Filter, Order: in.Order, Limit: in.First}
 	if in.After != nil {
 		var c taskCursor
 		if err := s.cursors.Decode(shape, *in.After, &c); err != nil {
 			return TaskList{}, invalidArg("after is not a cursor of this list; use an endCursor returned with the same filter and order.")
 		}
-		q.After = &store.TaskKey{Time: time.Unix(0, c.Nanos).UTC(), Title: c.Title, ID: c.ID}
+		q.After = &ipa.TaskKey{Time: time.Unix(0, c.Nanos).UTC(), Title: c.Title, ID: c.ID}
 	}
 	page, err := s.store.FindTasks(ctx, q)
 	if err != nil {

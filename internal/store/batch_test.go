@@ -23,7 +23,7 @@ func hold(t *testing.T, s *Store, taskID string) (release func()) {
 	entered, gate := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.Append(context.Background(), AppendRequest{TaskID: taskID, ExpectedVersion: AnyVersion, Now: t0,
+		_, err := s.Append(context.Background(), ipa.AppendRequest{TaskID: taskID, ExpectedVersion: ipa.AnyVersion, Now: t0,
 			Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
 				close(entered)
 				<-gate
@@ -84,7 +84,7 @@ func TestBatchMixedOutcomes(t *testing.T) {
 			release := hold(t, s, blocker.ID)
 
 			boom := errors.New("boom")
-			emit := func(types ...string) DecideFunc {
+			emit := func(types ...string) ipa.DecideFunc {
 				return func(*ipa.Task) ([]ipa.NewEvent, error) {
 					out := make([]ipa.NewEvent, len(types))
 					for i, ty := range types {
@@ -93,15 +93,15 @@ func TestBatchMixedOutcomes(t *testing.T) {
 					return out, nil
 				}
 			}
-			appendReq := func(id string, expected int64, decide DecideFunc) func() ([]ipa.Event, error) {
+			appendReq := func(id string, expected int64, decide ipa.DecideFunc) func() ([]ipa.Event, error) {
 				return func() ([]ipa.Event, error) {
-					res, err := s.Append(ctx, AppendRequest{TaskID: id, ExpectedVersion: expected, Now: t0.Add(time.Hour), Actor: "bob", Decide: decide})
+					res, err := s.Append(ctx, ipa.AppendRequest{TaskID: id, ExpectedVersion: expected, Now: t0.Add(time.Hour), Actor: "bob", Decide: decide})
 					return res.Events, err
 				}
 			}
 			createReq := func(id, key string) func() ([]ipa.Event, error) {
 				return func() ([]ipa.Event, error) {
-					res, err := s.CreateTask(ctx, CreateTaskRequest{TaskID: id, Actor: "alice", IdempotencyKey: key, Now: t0,
+					res, err := s.CreateTask(ctx, ipa.CreateTaskRequest{TaskID: id, Actor: "alice", IdempotencyKey: key, Now: t0,
 						Created: ipa.TaskCreatedData{Title: "new", Runtime: "demo"}})
 					if err == nil && res.Existing {
 						err = errExisting
@@ -117,13 +117,13 @@ func TestBatchMixedOutcomes(t *testing.T) {
 				fn   func() ([]ipa.Event, error)
 			}{
 				{"a ok", appendReq(a.ID, 1, emit(ipa.EventPodStarted))},
-				{"b decide error", appendReq(b.ID, AnyVersion, func(*ipa.Task) ([]ipa.NewEvent, error) { return nil, boom })},
+				{"b decide error", appendReq(b.ID, ipa.AnyVersion, func(*ipa.Task) ([]ipa.NewEvent, error) { return nil, boom })},
 				{"a stale", appendReq(a.ID, 1, emit(ipa.EventPodStopped))},
 				{"a ok again", appendReq(a.ID, 2, emit(ipa.EventPodOutput, ipa.EventPodStopped))},
-				{"missing", appendReq(uuid.NewString(), AnyVersion, emit(ipa.EventPodStarted))},
+				{"missing", appendReq(uuid.NewString(), ipa.AnyVersion, emit(ipa.EventPodStarted))},
 				{"create", createReq(newID1, "")},
 				{"create dup id", createReq(dup.ID, "")},
-				{"c ok", appendReq(c.ID, AnyVersion, emit(ipa.EventPodStarted))},
+				{"c ok", appendReq(c.ID, ipa.AnyVersion, emit(ipa.EventPodStarted))},
 				{"create key", createReq(newID2, "k")},
 				{"create key again", createReq(newID3, "k")},
 				{"b no events", appendReq(b.ID, 1, emit())},
@@ -141,7 +141,7 @@ func TestBatchMixedOutcomes(t *testing.T) {
 			var panicked any
 			wg.Go(func() {
 				defer func() { panicked = recover() }()
-				_, _ = appendReq(b.ID, AnyVersion, func(*ipa.Task) ([]ipa.NewEvent, error) { panic("decide panicked") })()
+				_, _ = appendReq(b.ID, ipa.AnyVersion, func(*ipa.Task) ([]ipa.NewEvent, error) { panic("decide panicked") })()
 			})
 			queued(t, s, len(reqs)+1)
 			release()
@@ -230,7 +230,7 @@ func TestBatchFallsBackAlone(t *testing.T) {
 			typ = "runtime.bad\x00type" // text columns refuse NUL
 		}
 		wg.Go(func() {
-			_, errs[i] = s.Append(ctx, AppendRequest{TaskID: task.ID, ExpectedVersion: AnyVersion, Now: t0,
+			_, errs[i] = s.Append(ctx, ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: ipa.AnyVersion, Now: t0,
 				Decide: func(*ipa.Task) ([]ipa.NewEvent, error) { return []ipa.NewEvent{{Type: typ}}, nil }})
 		})
 		queued(t, s, i+1)
@@ -274,7 +274,7 @@ func TestBatchDeadlockRetried(t *testing.T) {
 	// has too, so their second requests wait on each other.
 	var both sync.WaitGroup
 	both.Add(2)
-	decide := func(first bool) DecideFunc {
+	decide := func(first bool) ipa.DecideFunc {
 		var once sync.Once
 		return func(*ipa.Task) ([]ipa.NewEvent, error) {
 			if first {
@@ -293,7 +293,7 @@ func TestBatchDeadlockRetried(t *testing.T) {
 		first bool
 	}{{s1, a.ID, true}, {s1, b.ID, false}, {s2, b.ID, true}, {s2, a.ID, false}} {
 		wg.Go(func() {
-			_, errs[i] = w.s.Append(ctx, AppendRequest{TaskID: w.id, ExpectedVersion: AnyVersion, Now: t0, Decide: decide(w.first)})
+			_, errs[i] = w.s.Append(ctx, ipa.AppendRequest{TaskID: w.id, ExpectedVersion: ipa.AnyVersion, Now: t0, Decide: decide(w.first)})
 		})
 		queued(t, w.s, i%2+1)
 	}
@@ -329,7 +329,7 @@ func TestBatchWithdrawQueued(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			errc := make(chan error, 1)
 			go func() {
-				_, err := s.Append(ctx, AppendRequest{TaskID: task.ID, ExpectedVersion: AnyVersion, Now: t0,
+				_, err := s.Append(ctx, ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: ipa.AnyVersion, Now: t0,
 					Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
 						return []ipa.NewEvent{{Type: ipa.EventPodStarted}}, nil
 					}})
@@ -339,7 +339,7 @@ func TestBatchWithdrawQueued(t *testing.T) {
 			cancel()
 			assert.ErrorIs(t, <-errc, context.Canceled)
 			release()
-			_, err := s.Append(context.Background(), AppendRequest{TaskID: task.ID, ExpectedVersion: 1, Now: t0,
+			_, err := s.Append(context.Background(), ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: 1, Now: t0,
 				Decide: func(*ipa.Task) ([]ipa.NewEvent, error) { return nil, nil }})
 			require.NoError(t, err, "the withdrawn write wrote nothing")
 		})

@@ -143,7 +143,7 @@ func (s *Store) placeholders(k, n int) string {
 }
 
 // explain returns the query plan of FindTasks for q.
-func explain(t testing.TB, s *Store, q TaskQuery) string {
+func explain(t testing.TB, s *Store, q ipa.TaskQuery) string {
 	t.Helper()
 	query := s.read.ToSQL(func(tx *gorm.DB) *gorm.DB {
 		db, err := s.findQuery(tx, q)
@@ -187,10 +187,10 @@ func TestFindTasksPlans(t *testing.T) {
 			seedTasks(t, s, n)
 			// Keys in the middle of the set, so a deep page has many rows after it.
 			mid := t0.Add(time.Duration(n/2) * time.Millisecond)
-			upd := &TaskKey{Time: mid.Add(30 * time.Minute), ID: uuid.NewString()}
-			key := &TaskKey{Time: mid, Title: "task 5", ID: uuid.NewString()}
+			upd := &ipa.TaskKey{Time: mid.Add(30 * time.Minute), ID: uuid.NewString()}
+			key := &ipa.TaskKey{Time: mid, Title: "task 5", ID: uuid.NewString()}
 			active := ipa.TaskFilter{Statuses: []ipa.TaskStatus{ipa.StatusActive}}
-			cases := map[string]TaskQuery{
+			cases := map[string]ipa.TaskQuery{
 				"updatedDesc":        {Order: ipa.DefaultTaskOrder, Limit: 100},
 				"updatedDescAfter":   {Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
 				"statusUpdated":      {Filter: active, Order: ipa.DefaultTaskOrder, Limit: 100},
@@ -224,8 +224,8 @@ func TestFindTasksPlans(t *testing.T) {
 // it cannot be started.
 func benchDialects() []dialect { return dialects() }
 
-func createReq() CreateTaskRequest {
-	return CreateTaskRequest{
+func createReq() ipa.CreateTaskRequest {
+	return ipa.CreateTaskRequest{
 		TaskID:  uuid.NewString(),
 		Created: ipa.TaskCreatedData{Title: "bench", Runtime: "demo", RestartPolicy: ipa.DefaultRestartPolicy()},
 		Actor:   "bench", Now: time.Now(),
@@ -345,10 +345,10 @@ func benchLists(b *testing.B, s *Store, n int) {
 		deep := deepKey(b, s, c.filter, c.total*9/10)
 		for _, p := range []struct {
 			name  string
-			after *TaskKey
+			after *ipa.TaskKey
 		}{{"first", nil}, {"deep", deep}} {
 			b.Run(c.name+"/"+p.name, func(b *testing.B) {
-				q := TaskQuery{Filter: c.filter, Order: ipa.DefaultTaskOrder, Limit: 100, After: p.after}
+				q := ipa.TaskQuery{Filter: c.filter, Order: ipa.DefaultTaskOrder, Limit: 100, After: p.after}
 				run(b, 1, func() error {
 					page, err := s.FindTasks(ctx, q)
 					if err == nil && len(page.Tasks) == 0 {
@@ -366,10 +366,10 @@ func benchLists(b *testing.B, s *Store, n int) {
 
 // deepKey returns the key of the row at offset k in the UPDATED_AT DESC
 // order under f (setup only: it uses OFFSET, which FindTasks never does).
-func deepKey(tb testing.TB, s *Store, f ipa.TaskFilter, k int) *TaskKey {
+func deepKey(tb testing.TB, s *Store, f ipa.TaskFilter, k int) *ipa.TaskKey {
 	var r taskRow
 	db := s.filter(s.read.Table("tasks"), f).Select(taskColumns).Order("updated_at DESC, id DESC").Offset(k).Limit(1)
 	require.NoError(tb, db.Scan(&r).Error)
 	require.NotEmpty(tb, r.ID)
-	return &TaskKey{Time: fromNanos(r.UpdatedAt), ID: r.ID}
+	return &ipa.TaskKey{Time: fromNanos(r.UpdatedAt), ID: r.ID}
 }

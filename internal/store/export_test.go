@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"testing"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
 // Exported for the benchmarks in package store_test, which compare the
@@ -17,4 +19,4 @@ func (d dialect) Open(tb testing.TB) *Store                    { return d.open(t
 func Dialects() []BenchDialect                                 { return dialects() }
 func RunBench(b *testing.B, par int, fn func() error)          { run(b, par, fn) }
 func RawCreate(ctx context.Context, s *Store, pos int64) error { return rawCreate(ctx, s, pos) }
-func NewCreateRequest() CreateTaskRequest                      { return createReq() }
+func NewCreateRequest() ipa.CreateTaskRequest                  { return createReq() }

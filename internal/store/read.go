@@ -70,29 +70,29 @@ func (s *Store) GetTasks(ctx context.Context, ids []string) (map[string]*ipa.Tas
 // Every filter+order the API offers is served by an index range scan.
 // Returns a plain error for a Limit outside 1..10000 or an unknown order
 // field, EUNAVAILABLE when the database is unreachable.
-func (s *Store) FindTasks(ctx context.Context, q TaskQuery) (TaskPage, error) {
+func (s *Store) FindTasks(ctx context.Context, q ipa.TaskQuery) (ipa.TaskPage, error) {
 	db, err := s.findQuery(s.read.WithContext(ctx), q)
 	if err != nil {
-		return TaskPage{}, err
+		return ipa.TaskPage{}, err
 	}
 	var rows []taskRow
 	if err := db.Scan(&rows).Error; err != nil {
-		return TaskPage{}, s.wrap(fmt.Errorf("store: find tasks: %w", err))
+		return ipa.TaskPage{}, s.wrap(fmt.Errorf("store: find tasks: %w", err))
 	}
-	page := TaskPage{HasMore: len(rows) > q.Limit}
+	page := ipa.TaskPage{HasMore: len(rows) > q.Limit}
 	rows = rows[:min(len(rows), q.Limit)]
 	page.Tasks = make([]*ipa.Task, len(rows))
 	for i, r := range rows {
 		var err error
 		if page.Tasks[i], err = r.task(); err != nil {
-			return TaskPage{}, err
+			return ipa.TaskPage{}, err
 		}
 	}
 	return page, nil
 }
 
 // findQuery builds FindTasks' query (Limit+1 rows) on db.
-func (s *Store) findQuery(db *gorm.DB, q TaskQuery) (*gorm.DB, error) {
+func (s *Store) findQuery(db *gorm.DB, q ipa.TaskQuery) (*gorm.DB, error) {
 	if q.Limit <= 0 || q.Limit > maxTaskPage {
 		return nil, fmt.Errorf("store: find tasks: limit %d outside 1..%d", q.Limit, maxTaskPage)
 	}

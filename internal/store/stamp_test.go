@@ -24,8 +24,8 @@ func TestOccurredAtFollowsVersions(t *testing.T) {
 			for range 8 {
 				wg.Go(func() {
 					for range 10 {
-						_, err := s.Append(context.Background(), AppendRequest{
-							TaskID: task.ID, ExpectedVersion: AnyVersion, Actor: "t",
+						_, err := s.Append(context.Background(), ipa.AppendRequest{
+							TaskID: task.ID, ExpectedVersion: ipa.AnyVersion, Actor: "t",
 							Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
 								return []ipa.NewEvent{{Type: "runtime.tick"}}, nil
 							},

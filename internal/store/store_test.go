@@ -90,11 +90,11 @@ func runSuite(t *testing.T, open func(testing.TB) *Store) {
 
 var t0 = time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
 
-type taskOpt func(*CreateTaskRequest)
+type taskOpt func(*ipa.CreateTaskRequest)
 
 func createTask(t testing.TB, s *Store, title string, at time.Time, opts ...taskOpt) *ipa.Task {
 	t.Helper()
-	req := CreateTaskRequest{
+	req := ipa.CreateTaskRequest{
 		TaskID: uuid.NewString(),
 		Created: ipa.TaskCreatedData{
 			Title: title, Runtime: "demo", RestartPolicy: ipa.DefaultRestartPolicy(),
@@ -111,10 +111,10 @@ func createTask(t testing.TB, s *Store, title string, at time.Time, opts ...task
 }
 
 // appendEvents appends events of the given types at at, with any version.
-func appendEvents(t testing.TB, s *Store, id string, at time.Time, types ...string) AppendResult {
+func appendEvents(t testing.TB, s *Store, id string, at time.Time, types ...string) ipa.AppendResult {
 	t.Helper()
-	res, err := s.Append(context.Background(), AppendRequest{
-		TaskID: id, ExpectedVersion: AnyVersion, Actor: "bob", CorrelationID: "corr-2", Now: at,
+	res, err := s.Append(context.Background(), ipa.AppendRequest{
+		TaskID: id, ExpectedVersion: ipa.AnyVersion, Actor: "bob", CorrelationID: "corr-2", Now: at,
 		Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
 			out := make([]ipa.NewEvent, len(types))
 			for i, ty := range types {
@@ -139,7 +139,7 @@ func requireCode(t testing.TB, err error, code, reason string) {
 func testCreateAndReadBack(t *testing.T, s *Store) {
 	ctx := context.Background()
 	at := time.Date(2025, 1, 2, 3, 4, 5, 987654321, time.FixedZone("X", 3600))
-	req := CreateTaskRequest{
+	req := ipa.CreateTaskRequest{
 		TaskID: uuid.NewString(),
 		Created: ipa.TaskCreatedData{
 			Title: "Write the store", Description: "with tests", Runtime: "exec",
@@ -214,11 +214,11 @@ func assertSameTask(t testing.TB, want, got *ipa.Task) {
 }
 
 func testCreateRejectsBadID(t *testing.T, s *Store) {
-	_, err := s.CreateTask(context.Background(), CreateTaskRequest{TaskID: "t1", Now: t0})
+	_, err := s.CreateTask(context.Background(), ipa.CreateTaskRequest{TaskID: "t1", Now: t0})
 	require.Error(t, err)
 	id := uuid.NewString()
-	createTask(t, s, "a", t0, func(r *CreateTaskRequest) { r.TaskID = id })
-	_, err = s.CreateTask(context.Background(), CreateTaskRequest{TaskID: id, Now: t0, Created: ipa.TaskCreatedData{Title: "b"}})
+	createTask(t, s, "a", t0, func(r *ipa.CreateTaskRequest) { r.TaskID = id })
+	_, err = s.CreateTask(context.Background(), ipa.CreateTaskRequest{TaskID: id, Now: t0, Created: ipa.TaskCreatedData{Title: "b"}})
 	require.Error(t, err, "duplicate id")
 	n, err := s.CountEvents(context.Background(), id, nil)
 	require.NoError(t, err)
@@ -228,12 +228,12 @@ func testCreateRejectsBadID(t *testing.T, s *Store) {
 func testIdempotentCreateConcurrent(t *testing.T, s *Store) {
 	ctx := context.Background()
 	const n = 20
-	results := make([]CreateTaskResult, n)
+	results := make([]ipa.CreateTaskResult, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			results[i], errs[i] = s.CreateTask(ctx, CreateTaskRequest{
+			results[i], errs[i] = s.CreateTask(ctx, ipa.CreateTaskRequest{
 				TaskID:  uuid.NewString(),
 				Created: ipa.TaskCreatedData{Title: "once", IdempotencyKey: "k1"},
 				Actor:   "alice", IdempotencyKey: "k1", Now: t0,
@@ -262,7 +262,7 @@ func testIdempotentCreateConcurrent(t *testing.T, s *Store) {
 	assert.Equal(t, int64(1), streams)
 
 	// The same key from another actor is another task.
-	res, err := s.CreateTask(ctx, CreateTaskRequest{TaskID: uuid.NewString(), Actor: "bob", IdempotencyKey: "k1", Now: t0,
+	res, err := s.CreateTask(ctx, ipa.CreateTaskRequest{TaskID: uuid.NewString(), Actor: "bob", IdempotencyKey: "k1", Now: t0,
 		Created: ipa.TaskCreatedData{Title: "other"}})
 	require.NoError(t, err)
 	assert.False(t, res.Existing)
@@ -302,7 +302,7 @@ func testAppendVersionsNoGaps(t *testing.T, s *Store) {
 	assert.Equal(t, evs[10].Position, head)
 
 	// Data and causation are stored as given.
-	res, err := s.Append(ctx, AppendRequest{TaskID: task.ID, ExpectedVersion: 11, Now: t0, Actor: "carol",
+	res, err := s.Append(ctx, ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: 11, Now: t0, Actor: "carol",
 		Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
 			assert.Equal(t, int64(11), cur.Version)
 			return []ipa.NewEvent{{Type: ipa.EventPhaseChanged, CausationID: evs[10].ID,
@@ -334,7 +334,7 @@ func testAppendVersionConflict(t *testing.T, s *Store) {
 	appendEvents(t, s, task.ID, t0, ipa.EventPodStarted)
 	before, n, head := snapshot(t, s, task.ID)
 	called := false
-	_, err := s.Append(context.Background(), AppendRequest{TaskID: task.ID, ExpectedVersion: 1, Now: t0.Add(time.Hour),
+	_, err := s.Append(context.Background(), ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: 1, Now: t0.Add(time.Hour),
 		Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
 			called = true
 			return []ipa.NewEvent{{Type: ipa.EventPodStopped}}, nil
@@ -354,11 +354,11 @@ func testAppendDecideError(t *testing.T, s *Store) {
 	task := createTask(t, s, "d", t0)
 	before, n, head := snapshot(t, s, task.ID)
 	boom := ipa.Errorf(ipa.ECONFLICT, ipa.ReasonInvalidTransition, "no")
-	_, err := s.Append(context.Background(), AppendRequest{TaskID: task.ID, ExpectedVersion: 1, Now: t0,
+	_, err := s.Append(context.Background(), ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: 1, Now: t0,
 		Decide: func(*ipa.Task) ([]ipa.NewEvent, error) { return nil, boom }})
 	assert.Same(t, boom, err)
 	plain := errors.New("plain")
-	_, err = s.Append(context.Background(), AppendRequest{TaskID: task.ID, ExpectedVersion: AnyVersion, Now: t0,
+	_, err = s.Append(context.Background(), ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: ipa.AnyVersion, Now: t0,
 		Decide: func(*ipa.Task) ([]ipa.NewEvent, error) { return nil, plain }})
 	assert.Same(t, plain, err)
 	after, n2, head2 := snapshot(t, s, task.ID)
@@ -369,7 +369,7 @@ func testAppendDecideError(t *testing.T, s *Store) {
 
 func testAppendNoEvents(t *testing.T, s *Store) {
 	task := createTask(t, s, "n", t0)
-	res, err := s.Append(context.Background(), AppendRequest{TaskID: task.ID, ExpectedVersion: 1, Now: t0.Add(time.Hour),
+	res, err := s.Append(context.Background(), ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: 1, Now: t0.Add(time.Hour),
 		Decide: func(*ipa.Task) ([]ipa.NewEvent, error) { return nil, nil }})
 	require.NoError(t, err)
 	assert.Empty(t, res.Events)
@@ -380,7 +380,7 @@ func testAppendNoEvents(t *testing.T, s *Store) {
 
 func testAppendNotFound(t *testing.T, s *Store) {
 	for _, id := range []string{uuid.NewString(), "nope"} {
-		_, err := s.Append(context.Background(), AppendRequest{TaskID: id, ExpectedVersion: AnyVersion, Now: t0,
+		_, err := s.Append(context.Background(), ipa.AppendRequest{TaskID: id, ExpectedVersion: ipa.AnyVersion, Now: t0,
 			Decide: func(*ipa.Task) ([]ipa.NewEvent, error) { return nil, nil }})
 		requireCode(t, err, ipa.ENOTFOUND, ipa.ReasonTaskNotFound)
 	}
@@ -398,7 +398,7 @@ func testAppendConcurrentOneTask(t *testing.T, s *Store) {
 				if !assert.NoError(t, err) {
 					return
 				}
-				_, err = s.Append(ctx, AppendRequest{TaskID: task.ID, ExpectedVersion: cur.Version, Now: t0,
+				_, err = s.Append(ctx, ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: cur.Version, Now: t0,
 					Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
 						return []ipa.NewEvent{{Type: ipa.EventPodOutput}}, nil
 					}})
@@ -459,9 +459,9 @@ func sortKey(t *ipa.Task, f ipa.TaskOrderField) string {
 	return t.Title
 }
 
-func keyOf(t *ipa.Task) *TaskKey {
+func keyOf(t *ipa.Task) *ipa.TaskKey {
 	// Both time fields cannot be set; pick by the order at the call site.
-	return &TaskKey{ID: t.ID, Title: t.Title}
+	return &ipa.TaskKey{ID: t.ID, Title: t.Title}
 }
 
 func testFindTasksPagination(t *testing.T, s *Store) {
@@ -493,10 +493,10 @@ func testFindTasksPagination(t *testing.T, s *Store) {
 					want = append(want, task.ID)
 				}
 				var got []string
-				var after *TaskKey
+				var after *ipa.TaskKey
 				for pages := 0; ; pages++ {
 					require.Less(t, pages, 100)
-					page, err := s.FindTasks(context.Background(), TaskQuery{Filter: f, Order: order, Limit: 7, After: after})
+					page, err := s.FindTasks(context.Background(), ipa.TaskQuery{Filter: f, Order: order, Limit: 7, After: after})
 					require.NoError(t, err)
 					for _, task := range page.Tasks {
 						got = append(got, task.ID)
@@ -517,10 +517,10 @@ func testFindTasksPagination(t *testing.T, s *Store) {
 		}
 	}
 	// The default order is UPDATED_AT DESC.
-	page, err := s.FindTasks(context.Background(), TaskQuery{Limit: 1})
+	page, err := s.FindTasks(context.Background(), ipa.TaskQuery{Limit: 1})
 	require.NoError(t, err)
 	assert.True(t, page.Tasks[0].UpdatedAt.Equal(t0.Add(time.Hour)))
-	_, err = s.FindTasks(context.Background(), TaskQuery{Limit: 0})
+	_, err = s.FindTasks(context.Background(), ipa.TaskQuery{Limit: 0})
 	require.Error(t, err)
 }
 
@@ -531,7 +531,7 @@ func testFindTasksFilters(t *testing.T, s *Store) {
 	titles := []string{"100% done", "100 percent", "snake_case", "snakeXcase", "ÄRGER im Büro", "ärger", `back\slash`, "Plain"}
 	var all []*ipa.Task
 	for i, title := range titles {
-		task := createTask(t, s, title, t0.Add(time.Duration(i)*time.Second), func(r *CreateTaskRequest) {
+		task := createTask(t, s, title, t0.Add(time.Duration(i)*time.Second), func(r *ipa.CreateTaskRequest) {
 			if i%2 == 0 {
 				r.Actor = "bob"
 				r.Created.Runtime = "exec"
@@ -571,7 +571,7 @@ func testFindTasksFilters(t *testing.T, s *Store) {
 				want = append(want, task.ID)
 			}
 		}
-		page, err := s.FindTasks(ctx, TaskQuery{Filter: f, Order: ipa.TaskOrder{Field: ipa.OrderCreatedAt}, Limit: 100})
+		page, err := s.FindTasks(ctx, ipa.TaskQuery{Filter: f, Order: ipa.TaskOrder{Field: ipa.OrderCreatedAt}, Limit: 100})
 		require.NoError(t, err)
 		var got []string
 		for _, task := range page.Tasks {
@@ -644,7 +644,7 @@ func testReproject(t *testing.T, s *Store) {
 	ctx := context.Background()
 	var tasks []*ipa.Task
 	for i := range 7 {
-		task := createTask(t, s, fmt.Sprintf("t%d", i), t0, func(r *CreateTaskRequest) {
+		task := createTask(t, s, fmt.Sprintf("t%d", i), t0, func(r *ipa.CreateTaskRequest) {
 			r.Created.Metadata = json.RawMessage(`{"b": 2, "a": [1, 2]}`)
 		})
 		appendEvents(t, s, task.ID, t0.Add(time.Second), ipa.EventPodStarted, ipa.EventPodCrashed)
@@ -753,9 +753,9 @@ func testClosedStoreUnavailable(t *testing.T, s *Store) {
 	require.NoError(t, s.Close())
 	_, err := s.GetTask(ctx, task.ID)
 	requireCode(t, err, ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable)
-	_, err = s.CreateTask(ctx, CreateTaskRequest{TaskID: uuid.NewString(), Now: t0})
+	_, err = s.CreateTask(ctx, ipa.CreateTaskRequest{TaskID: uuid.NewString(), Now: t0})
 	requireCode(t, err, ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable)
-	_, err = s.Append(ctx, AppendRequest{TaskID: task.ID, ExpectedVersion: AnyVersion, Now: t0,
+	_, err = s.Append(ctx, ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: ipa.AnyVersion, Now: t0,
 		Decide: func(*ipa.Task) ([]ipa.NewEvent, error) { return nil, nil }})
 	requireCode(t, err, ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable)
 	requireCode(t, s.Ping(ctx), ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable)
@@ -837,7 +837,7 @@ func tail(t *testing.T, s *Store, writers, appends int, delay time.Duration) (wr
 		wg.Go(func() {
 			wctx := context.WithValue(ctx, writerKey{}, w)
 			for range appends {
-				_, err := stores[(w/2)%len(stores)].Append(wctx, AppendRequest{TaskID: ids[w], ExpectedVersion: AnyVersion, Now: t0,
+				_, err := stores[(w/2)%len(stores)].Append(wctx, ipa.AppendRequest{TaskID: ids[w], ExpectedVersion: ipa.AnyVersion, Now: t0,
 					Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
 						return []ipa.NewEvent{{Type: ipa.EventPodOutput}}, nil
 					}})

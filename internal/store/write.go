@@ -21,13 +21,13 @@ var errExisting = errors.New("store: idempotency key exists")
 // the key before, it writes nothing and returns the first task with Existing
 // set. Returns a plain error for a TaskID that is not a UUID or a duplicate
 // TaskID, and EUNAVAILABLE when the database is unreachable.
-func (s *Store) CreateTask(ctx context.Context, req CreateTaskRequest) (CreateTaskResult, error) {
+func (s *Store) CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.CreateTaskResult, error) {
 	if !validID(req.TaskID) {
-		return CreateTaskResult{}, fmt.Errorf("store: create task: id %q is not a UUID", req.TaskID)
+		return ipa.CreateTaskResult{}, fmt.Errorf("store: create task: id %q is not a UUID", req.TaskID)
 	}
 	data, err := json.Marshal(req.Created)
 	if err != nil {
-		return CreateTaskResult{}, fmt.Errorf("store: create task: encode data: %w", err)
+		return ipa.CreateTaskResult{}, fmt.Errorf("store: create task: encode data: %w", err)
 	}
 	now := stamp(req.Now)
 	ev := ipa.Event{
@@ -36,11 +36,11 @@ func (s *Store) CreateTask(ctx context.Context, req CreateTaskRequest) (CreateTa
 	}
 	task := &ipa.Task{}
 	if err := ipa.Apply(task, ev); err != nil {
-		return CreateTaskResult{}, err
+		return ipa.CreateTaskResult{}, err
 	}
 	row, err := taskToRow(task)
 	if err != nil {
-		return CreateTaskResult{}, err
+		return ipa.CreateTaskResult{}, err
 	}
 
 	var existing *ipa.Task
@@ -76,12 +76,12 @@ func (s *Store) CreateTask(ctx context.Context, req CreateTaskRequest) (CreateTa
 		return []ipa.Event{ev}, nil
 	})
 	if errors.Is(err, errExisting) {
-		return CreateTaskResult{Task: existing, Existing: true}, nil
+		return ipa.CreateTaskResult{Task: existing, Existing: true}, nil
 	}
 	if err != nil {
-		return CreateTaskResult{}, s.wrap(fmt.Errorf("store: create task: %w", err))
+		return ipa.CreateTaskResult{}, s.wrap(fmt.Errorf("store: create task: %w", err))
 	}
-	return CreateTaskResult{Task: task, Events: events}, nil
+	return ipa.CreateTaskResult{Task: task, Events: events}, nil
 }
 
 // keyTask reads the task an idempotency key points to.
@@ -108,21 +108,21 @@ func keyTask(tx *gorm.DB, actor, key string) (*ipa.Task, error) {
 // The transaction may be shared with other writes (see batch.go): Decide
 // runs on the store's writer goroutine, may run more than once when a shared
 // transaction has to be retried, and must not call the store's writes.
-func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+func (s *Store) Append(ctx context.Context, req ipa.AppendRequest) (ipa.AppendResult, error) {
 	if req.Decide == nil {
-		return AppendResult{}, errors.New("store: append: no Decide")
+		return ipa.AppendResult{}, errors.New("store: append: no Decide")
 	}
 	if !validID(req.TaskID) {
-		return AppendResult{}, ipa.TaskNotFound(req.TaskID)
+		return ipa.AppendResult{}, ipa.TaskNotFound(req.TaskID)
 	}
-	var res AppendResult
+	var res ipa.AppendResult
 	events, err := s.submit(ctx, func(tx *gorm.DB) ([]ipa.Event, error) {
-		res = AppendResult{}
+		res = ipa.AppendResult{}
 		cur, err := s.currentTask(tx, req.TaskID)
 		if err != nil {
 			return nil, err
 		}
-		if req.ExpectedVersion != AnyVersion && req.ExpectedVersion != cur.Version {
+		if req.ExpectedVersion != ipa.AnyVersion && req.ExpectedVersion != cur.Version {
 			return nil, ipa.VersionConflict(req.ExpectedVersion, cur.Version)
 		}
 		view := *cur
@@ -131,7 +131,7 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, er
 			return nil, decideError{err}
 		}
 		if len(news) == 0 {
-			res = AppendResult{Task: cur}
+			res = ipa.AppendResult{Task: cur}
 			return nil, nil
 		}
 		next, events, err := fold(cur, news, req)
@@ -144,22 +144,22 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, er
 		if err := updateTask(tx, next); err != nil {
 			return nil, err
 		}
-		res = AppendResult{Task: next}
+		res = ipa.AppendResult{Task: next}
 		return events, nil
 	})
 	var de decideError
 	switch {
 	case errors.As(err, &de):
-		return AppendResult{}, de.err
+		return ipa.AppendResult{}, de.err
 	case err == nil:
 		res.Events = events
 		return res, nil
 	}
 	var ie *ipa.Error
 	if errors.As(err, &ie) {
-		return AppendResult{}, err
+		return ipa.AppendResult{}, err
 	}
-	return AppendResult{}, s.wrap(fmt.Errorf("store: append to %s: %w", req.TaskID, err))
+	return ipa.AppendResult{}, s.wrap(fmt.Errorf("store: append to %s: %w", req.TaskID, err))
 }
 
 // decideError carries a Decide failure through the writer loop, so that it
@@ -187,7 +187,7 @@ func (s *Store) currentTask(tx *gorm.DB, id string) (*ipa.Task, error) {
 
 // fold turns the decided events into stored events on top of cur and returns
 // the task after them.
-func fold(cur *ipa.Task, news []ipa.NewEvent, req AppendRequest) (*ipa.Task, []ipa.Event, error) {
+func fold(cur *ipa.Task, news []ipa.NewEvent, req ipa.AppendRequest) (*ipa.Task, []ipa.Event, error) {
 	next := *cur
 	now := stamp(req.Now)
 	events := make([]ipa.Event, len(news))
@@ -224,7 +224,7 @@ func updateStream(tx *gorm.DB, cur, next *ipa.Task, expected int64) error {
 		if err := tx.Raw(`SELECT version FROM streams WHERE id = ?`, cur.ID).Scan(&now).Error; err != nil {
 			return err
 		}
-		if expected == AnyVersion {
+		if expected == ipa.AnyVersion {
 			expected = cur.Version
 		}
 		return ipa.VersionConflict(expected, now)

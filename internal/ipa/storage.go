@@ -1,10 +1,11 @@
-package store
+package ipa
 
-import (
-	"time"
+import "time"
 
-	"github.com/ipa-dev/ipa/internal/ipa"
-)
+// What the store is asked and answers: the write requests of the event log
+// and the task list query. They live here, not in package store, so the
+// layers above the store (services, event log, live feeds) speak the domain
+// vocabulary and never import it.
 
 // AnyVersion as an expected version skips the optimistic concurrency check.
 const AnyVersion int64 = -1
@@ -13,7 +14,7 @@ const AnyVersion int64 = -1
 // its row in one transaction.
 type CreateTaskRequest struct {
 	TaskID        string // a new UUID chosen by the caller
-	Created       ipa.TaskCreatedData
+	Created       TaskCreatedData
 	Actor         string
 	CorrelationID string
 	// IdempotencyKey, when not empty, is unique per Actor: a second create with
@@ -25,9 +26,9 @@ type CreateTaskRequest struct {
 
 // CreateTaskResult is what CreateTask did.
 type CreateTaskResult struct {
-	Task     *ipa.Task
-	Events   []ipa.Event // empty when Existing
-	Existing bool        // the idempotency key was seen before; nothing was written
+	Task     *Task
+	Events   []Event // empty when Existing
+	Existing bool    // the idempotency key was seen before; nothing was written
 }
 
 // DecideFunc looks at the task's current row, inside the write transaction, and
@@ -36,13 +37,13 @@ type CreateTaskResult struct {
 // other writes) and is passed back unchanged. It must be pure: it may run
 // more than once, on the store's writer goroutine, and must not write
 // through the store.
-type DecideFunc func(current *ipa.Task) ([]ipa.NewEvent, error)
+type DecideFunc func(current *Task) ([]NewEvent, error)
 
 // AppendRequest appends events to an existing task's stream.
 type AppendRequest struct {
 	TaskID string
 	// ExpectedVersion is the version the caller last saw, or AnyVersion. A
-	// mismatch fails with ipa.VersionConflict and writes nothing.
+	// mismatch fails with VersionConflict and writes nothing.
 	ExpectedVersion int64
 	Decide          DecideFunc
 	Actor           string
@@ -55,14 +56,14 @@ type AppendRequest struct {
 
 // AppendResult is the task after the append and the events written.
 type AppendResult struct {
-	Task   *ipa.Task
-	Events []ipa.Event
+	Task   *Task
+	Events []Event
 }
 
 // TaskQuery asks for one page of tasks in a total order.
 type TaskQuery struct {
-	Filter ipa.TaskFilter
-	Order  ipa.TaskOrder
+	Filter TaskFilter
+	Order  TaskOrder
 	Limit  int      // rows to return; the store fetches Limit+1 to know if more follow
 	After  *TaskKey // keyset: the page starts strictly after this key
 }
@@ -77,6 +78,6 @@ type TaskKey struct {
 
 // TaskPage is one page of a task list.
 type TaskPage struct {
-	Tasks   []*ipa.Task
+	Tasks   []*Task
 	HasMore bool // another row follows the last one in this order
 }
