@@ -77,9 +77,9 @@ type Config struct {
 	// Pod facts the store cannot take because it is unreachable wait in an
 	// outbox, in order per task, and are retried; so does a restart that
 	// cannot be recorded, without spending the policy's attempts.
-	OutboxLimit     int           // pending pod facts kept, all tasks together; default 10000
-	StoreRetryMin   time.Duration // first wait for the store; default 250ms
-	StoreRetryMax   time.Duration // the wait doubles up to this; default 5s
+	OutboxLimit   int           // pending pod facts kept, all tasks together; default 10000
+	StoreRetryMin time.Duration // first wait for the store; default 250ms
+	StoreRetryMax time.Duration // the wait doubles up to this; default 5s
 
 	// DefaultPolicy applies to a task whose RestartPolicy is the zero value
 	// (WindowSeconds 0); default ipa.DefaultRestartPolicy().
