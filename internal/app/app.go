@@ -170,6 +170,7 @@ func (a *App) build(ctx context.Context) (err error) {
 	}
 	supCfg := supervisor.Config{
 		Recorder:      eventlog.NewPodRecorder(a.Writer),
+		History:       eventlog.NewPodHistory(a.Store),
 		HostFactory:   runtimehost.Factory(a.Writer, a.Store),
 		Launcher:      cfg.Launcher,
 		DataDir:       dataDir,

@@ -279,3 +279,39 @@ func freePort() (int, error) {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Block makes the database of url (one Start returned) unreachable the way an
+// outage does: it refuses new connections and the open ones are ended. The
+// returned function lets connections in again; it is also called when tb
+// ends. Fails tb on an error.
+func Block(tb testing.TB, dbURL string) (unblock func()) {
+	tb.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		tb.Fatalf("pgtest: block: %v", err)
+	}
+	name := pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := adminExec(ctx, "ALTER DATABASE "+name+" ALLOW_CONNECTIONS false"); err != nil {
+		tb.Fatalf("pgtest: block: %v", err)
+	}
+	if err := adminExec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "+
+		quoteLiteral(strings.TrimPrefix(u.Path, "/"))+" AND pid <> pg_backend_pid()"); err != nil {
+		tb.Fatalf("pgtest: block: %v", err)
+	}
+	var once sync.Once
+	unblock = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := adminExec(ctx, "ALTER DATABASE "+name+" ALLOW_CONNECTIONS true"); err != nil {
+				tb.Errorf("pgtest: unblock: %v", err)
+			}
+		})
+	}
+	tb.Cleanup(unblock)
+	return unblock
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -25,6 +25,16 @@ type Recorder interface {
 	RecordPodEvent(ctx context.Context, taskID string, ev ipa.NewEvent) (ipa.Event, error)
 }
 
+// History reads back the pod events a task's stream already holds, so a
+// supervisor that has just started (after a server restart) knows the crashes
+// and automatic restarts the task had inside its policy window and cannot be
+// dodged by restarting the server. RecentPodEvents returns the task's
+// pod_started, pod_crashed and pod_lost events that occurred at or after
+// since, oldest first; a bounded read. Errors are the store's.
+type History interface {
+	RecentPodEvents(ctx context.Context, taskID string, since time.Time) ([]ipa.Event, error)
+}
+
 // HostFactory builds the host service served to one pod, bound to that task;
 // the manager implements the phase rules and event appends behind it.
 type HostFactory func(taskID string, runtime string) podapi.Host
@@ -48,6 +58,9 @@ type Config struct {
 	Launcher    Launcher    // required
 	Leases      LeaseStore  // required: persists pod ownership for Reconcile
 	DataDir     string      // pods work in DataDir/tasks/<id>; "": the runtime picks a directory
+	// History, when set, seeds a task's restart accounting from its stream
+	// the first time this supervisor handles the task; nil: in memory only.
+	History History
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
 	StartTimeout     time.Duration // handshake + Start; default 10s
@@ -60,6 +73,13 @@ type Config struct {
 	KillWait         time.Duration // wait for exit after SIGKILL; default 5s
 	CrashHistory     int           // crashes kept in memory per pod; default 20
 	CrashHistoryKeep time.Duration // and for no longer than this; default 1h
+
+	// Pod facts the store cannot take because it is unreachable wait in an
+	// outbox, in order per task, and are retried; so does a restart that
+	// cannot be recorded, without spending the policy's attempts.
+	OutboxLimit   int           // pending pod facts kept, all tasks together; default 10000
+	StoreRetryMin time.Duration // first wait for the store; default 250ms
+	StoreRetryMax time.Duration // the wait doubles up to this; default 5s
 
 	// DefaultPolicy applies to a task whose RestartPolicy is the zero value
 	// (WindowSeconds 0); default ipa.DefaultRestartPolicy().
@@ -85,6 +105,9 @@ const (
 	DefaultKillWait         = 5 * time.Second
 	DefaultCrashHistory     = 20
 	DefaultCrashHistoryKeep = time.Hour
+	DefaultOutboxLimit      = 10000
+	DefaultStoreRetryMin    = 250 * time.Millisecond
+	DefaultStoreRetryMax    = 5 * time.Second
 )
 
 func (c *Config) withDefaults() error {
@@ -102,6 +125,11 @@ func (c *Config) withDefaults() error {
 	dur(&c.RecordTimeout, DefaultRecordTimeout)
 	dur(&c.KillWait, DefaultKillWait)
 	dur(&c.CrashHistoryKeep, DefaultCrashHistoryKeep)
+	dur(&c.StoreRetryMin, DefaultStoreRetryMin)
+	dur(&c.StoreRetryMax, DefaultStoreRetryMax)
+	if c.OutboxLimit == 0 {
+		c.OutboxLimit = DefaultOutboxLimit
+	}
 	if c.HealthFailures == 0 {
 		c.HealthFailures = DefaultHealthFailures
 	}
@@ -137,13 +165,14 @@ func (c *Config) withDefaults() error {
 		"StopTimeout": c.StopTimeout, "StartTimeout": c.StartTimeout, "StateInterval": c.StateInterval,
 		"HealthInterval": c.HealthInterval, "HealthTimeout": c.HealthTimeout, "ReattachTimeout": c.ReattachTimeout,
 		"RecordTimeout": c.RecordTimeout, "KillWait": c.KillWait, "CrashHistoryKeep": c.CrashHistoryKeep,
+		"StoreRetryMin": c.StoreRetryMin, "StoreRetryMax": c.StoreRetryMax,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
 		}
 	}
-	if c.HealthFailures < 0 || c.CrashHistory < 0 {
-		errs = append(errs, errors.New("HealthFailures and CrashHistory must be positive"))
+	if c.HealthFailures < 0 || c.CrashHistory < 0 || c.OutboxLimit < 0 {
+		errs = append(errs, errors.New("HealthFailures, CrashHistory and OutboxLimit must be positive"))
 	}
 	if err := c.DefaultPolicy.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("DefaultPolicy: %w", err))

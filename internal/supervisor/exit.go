@@ -163,6 +163,7 @@ func (s *Supervisor) noteCrash(p *pod, c ipa.PodCrash, data ipa.PodCrashedData, 
 		slog.Any("exit_code", c.ExitCode), slog.String("signal", c.Signal), slog.Duration("uptime", uptime))
 	ctx, cancel := s.ownCtx()
 	defer cancel()
+	s.seedHistory(ctx, p)
 	evID, _ := s.record(ctx, p.taskID, ipa.EventPodCrashed, data, causation)
 	// The state changes after the event is committed, so a reader never
 	// sees a crashed pod on a task whose row still says ACTIVE.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // The tests run real plugin processes: the test binary re-executed with
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 		podapi.Serve(&testRuntime{})
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	testdb.Main(m) // stops the PostgreSQL cluster the database tests started
 }
 
 // testConfig is the runtime config the helper plugin understands.

@@ -62,6 +62,7 @@ func (s *Supervisor) startPod(ctx context.Context, spec PodSpec, manual bool) (s
 		s.cancelPending(p, pending)
 		p.mu.Lock()
 		p.restarts.reset()
+		p.seeded = true // what came before a person's start does not count
 		p.mu.Unlock()
 	}
 	trigger := "auto"
@@ -90,6 +91,12 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		return errClosed
 	}
 	log := s.log.With(slog.String("task_id", t.ID), slog.String("runtime", t.Runtime), slog.Int("attempt", attempt))
+	// The task's kept facts (a crash during an outage, its restart) go
+	// before its pod_started; while they cannot, no plugin is launched.
+	if err := s.flushTask(ctx, t.ID); err != nil {
+		log.Warn("pod start waits", slog.String("decision", "store_unavailable"), slog.Any("error", err))
+		return err
+	}
 	cmd, err := s.cfg.Launcher.Command(t.Runtime)
 	if err != nil {
 		log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
@@ -147,7 +154,7 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	if !s.reserve(2) {
 		return abort(errClosed)
 	}
-	evID, err := s.record(ctx, t.ID, ipa.EventPodStarted, ipa.PodStartedData{PID: pr.pid, Attempt: attempt, Runtime: t.Runtime, Trigger: trigger}, causation)
+	evID, err := s.recordNow(ctx, t.ID, ipa.EventPodStarted, ipa.PodStartedData{PID: pr.pid, Attempt: attempt, Runtime: t.Runtime, Trigger: trigger}, causation)
 	if err != nil {
 		s.wg.Add(-2)
 		log.Error("pod start undone", slog.String("decision", "record_failed"))
@@ -159,6 +166,21 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	s.m.startSeconds.WithLabelValues(t.Runtime).Observe(time.Since(began).Seconds())
 	log.Info("pod running", slog.String("decision", "started"), slog.String("trigger", trigger), slog.Duration("took", time.Since(began)))
 	return nil
+}
+
+// recordNow appends a fact the supervisor must not act on unrecorded
+// (pod_started: no pod runs unrecorded). The task's kept facts are written
+// first; nothing is kept: the caller undoes what it did on error.
+func (s *Supervisor) recordNow(ctx context.Context, taskID, typ string, data any, causation string) (string, error) {
+	if err := s.flushTask(ctx, taskID); err != nil {
+		return "", err
+	}
+	ev, err := s.cfg.Recorder.RecordPodEvent(ctx, taskID, ipa.NewEvent{Type: typ, Data: data, CausationID: s.out.resolveID(causation)})
+	if err != nil {
+		s.log.Error("record pod event", slog.String("task_id", taskID), slog.String("type", typ), slog.Any("error", err))
+		return "", err
+	}
+	return ev.ID, nil
 }
 
 // runtimeFailed wraps a launch failure as the API's UNAVAILABLE/RUNTIME_FAILED

@@ -18,6 +18,9 @@ type metrics struct {
 	restartLimit    *prometheus.CounterVec // runtime
 	lost            *prometheus.CounterVec // runtime
 	unresponsiveKil *prometheus.CounterVec // runtime
+	pending         prometheus.Gauge       // pod facts waiting in the outbox
+	dropped         *prometheus.CounterVec // reason (outbox_full, rejected, shutdown)
+	storeWaits      *prometheus.CounterVec // runtime
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,12 +56,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		unresponsiveKil: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ipa_pod_unresponsive_kills_total", Help: "Plugins killed for failing consecutive health checks.",
 		}, []string{"runtime"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ipa_pod_events_pending", Help: "Pod events waiting to be written because the database was unreachable.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ipa_pod_events_dropped_total", Help: "Pod events given up on: the outbox was full, the store refused them once back, or the server shut down with the database still unreachable.",
+		}, []string{"reason"}),
+		storeWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ipa_pod_restarts_deferred_total", Help: "Automatic restarts put off because the database was unreachable (they spend no restart attempt).",
+		}, []string{"runtime"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.running, m.starts, m.startFailures, m.startSeconds, m.crashes,
-		m.restarts, m.restartSuccess, m.restartLimit, m.lost, m.unresponsiveKil} {
+		m.restarts, m.restartSuccess, m.restartLimit, m.lost, m.unresponsiveKil, m.pending, m.dropped, m.storeWaits} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

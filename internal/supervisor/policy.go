@@ -70,6 +70,14 @@ func (t *restartTracker) restarted(pol ipa.RestartPolicy, at time.Time) {
 	t.restarts = append(trimBefore(t.restarts, at.Add(-policyWindow(pol))), at)
 }
 
+// unrestarted takes back the restart noted at time at: it could not even be
+// recorded (the store was unreachable), so it spent no attempt.
+func (t *restartTracker) unrestarted(at time.Time) {
+	if n := len(t.restarts); n > 0 && t.restarts[n-1].Equal(at) {
+		t.restarts = t.restarts[:n-1]
+	}
+}
+
 // restartsInWindow counts the automatic restarts inside the window that ends
 // at now (a restart exactly at its start still counts).
 func (t *restartTracker) restartsInWindow(pol ipa.RestartPolicy, now time.Time) int {
@@ -87,6 +95,40 @@ func (t *restartTracker) restartsInWindow(pol ipa.RestartPolicy, now time.Time) 
 // task is gone.
 func (t *restartTracker) reset() {
 	t.crashes, t.restarts = nil, nil
+}
+
+// empty reports whether the tracker holds no crash and no restart.
+func (t *restartTracker) empty() bool { return len(t.crashes) == 0 && len(t.restarts) == 0 }
+
+// podFact is one recorded event the restart accounting counts.
+type podFact struct {
+	Kind   factKind
+	At     time.Time
+	Uptime time.Duration // factCrash: how long the run lasted (0 when unknown)
+}
+
+type factKind int
+
+const (
+	factCrash   factKind = iota // pod_crashed, pod_lost: a crash
+	factRestart                 // an automatic restart (pod_started by the policy, or one that failed to start)
+	factReset                   // a person started the pod: earlier crashes and restarts stop counting
+)
+
+// replay notes recorded facts, oldest first, as they were noted when they
+// happened: after it the tracker is what it would be had the supervisor that
+// recorded them never stopped.
+func (t *restartTracker) replay(pol ipa.RestartPolicy, facts []podFact) {
+	for _, f := range facts {
+		switch f.Kind {
+		case factReset:
+			t.reset()
+		case factRestart:
+			t.restarted(pol, f.At)
+		case factCrash:
+			t.crash(pol, f.At, f.Uptime)
+		}
+	}
 }
 
 // trimBefore drops the times before cutoff from a sorted slice.

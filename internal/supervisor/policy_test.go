@@ -1,6 +1,8 @@
 package supervisor
 
 import (
+	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -211,5 +213,65 @@ func TestRestartTrackerReset(t *testing.T) {
 	}
 	if d := tr.crash(pol, clock.Now(), 0); d.Action != restartBackoff || d.Crashes != 1 {
 		t.Fatalf("crash after reset: %+v", d)
+	}
+}
+
+// Replaying the recorded facts of a crash loop (as a new server does) gives
+// the tracker the supervisor that lived through it had: same crashes, same
+// restarts, same next decision; a person's start and a long run reset it,
+// and facts outside the window age out.
+func TestRestartTrackerReplay(t *testing.T) {
+	t.Parallel()
+	pol := autoPolicy(3, 60, 100, 1000)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	ev := func(typ string, s int, data any) ipa.Event {
+		b, _ := json.Marshal(data)
+		return ipa.Event{Type: typ, OccurredAt: at(s), Data: b}
+	}
+	crashed := func(s int, uptimeMs int64) ipa.Event {
+		return ev(ipa.EventPodCrashed, s, ipa.PodCrashedData{Reason: ipa.CrashSignal, UptimeMs: uptimeMs})
+	}
+	started := func(s int, trigger string) ipa.Event {
+		return ev(ipa.EventPodStarted, s, ipa.PodStartedData{Trigger: trigger})
+	}
+
+	// What the live tracker noted: crash at 10, restart at 11, crash at 20,
+	// a failed restart at 21, restart at 31, crash at 40.
+	var live restartTracker
+	live.crash(pol, at(10), time.Second)
+	live.restarted(pol, at(11))
+	live.crash(pol, at(20), time.Second)
+	live.restarted(pol, at(21))
+	live.crash(pol, at(21), 0)
+	live.restarted(pol, at(31))
+	live.crash(pol, at(40), time.Second)
+
+	var seeded restartTracker
+	seeded.replay(pol, podFacts([]ipa.Event{
+		started(0, "manual"), crashed(10, 1000), started(11, "restart"), crashed(20, 1000),
+		ev(ipa.EventPodCrashed, 21, ipa.PodCrashedData{Reason: ipa.CrashStartFailed}),
+		started(31, "restart"), ev(ipa.EventPodLost, 35, ipa.PodLostData{Reason: ipa.LostNotActive}), crashed(40, 1000),
+	}))
+	if !slices.Equal(seeded.crashes, live.crashes) || !slices.Equal(seeded.restarts, live.restarts) {
+		t.Fatalf("replayed %+v, lived %+v", seeded, live)
+	}
+	if got, want := seeded.restartsInWindow(pol, at(41)), 3; got != want {
+		t.Fatalf("restarts in window = %d, want %d", got, want)
+	}
+	// Four crashes in the window: the next one spends the limit either way.
+	if d := seeded.crash(pol, at(45), 0); d.Action != restartFailed {
+		t.Fatalf("next crash = %+v, want the limit", d)
+	}
+
+	var reset restartTracker
+	reset.replay(pol, podFacts([]ipa.Event{crashed(10, 1000), started(11, "restart"), started(15, "manual"), crashed(20, 1000)}))
+	if len(reset.crashes) != 1 || len(reset.restarts) != 0 {
+		t.Fatalf("after a manual start: %+v", reset)
+	}
+	var long restartTracker
+	long.replay(pol, podFacts([]ipa.Event{crashed(10, 1000), started(11, "restart"), ev(ipa.EventPodLost, 30, ipa.PodLostData{Reason: ipa.LostProcessGone}), crashed(200, 120000)}))
+	if len(long.crashes) != 1 || len(long.restarts) != 0 {
+		t.Fatalf("after a run longer than the window: %+v", long)
 	}
 }

@@ -99,6 +99,8 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 	if running {
 		return // already supervised: Reconcile ran twice
 	}
+	// Status shows the restarts of the window from the first moment.
+	s.seedHistory(ctx, p)
 
 	var pr *proc
 	if l.BootID == "" || l.BootID == bootID() {
@@ -201,6 +203,7 @@ func (s *Supervisor) lost(ctx context.Context, p *pod, l Lease, reason string) {
 	s.m.lost.WithLabelValues(l.Runtime).Inc()
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
 	defer cancel()
+	s.seedHistory(rctx, p)
 	evID, _ := s.record(rctx, l.TaskID, ipa.EventPodLost, ipa.PodLostData{Reason: reason, PID: l.PID}, "")
 	if reason == ipa.LostNotActive {
 		return
@@ -233,6 +236,7 @@ func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
 	}
 	p.mu.Unlock()
 	if !lostPod || running {
+		s.seedHistory(ctx, p)
 		return
 	}
 	s.log.Warn("pod lost", slog.String("task_id", t.ID), slog.String("decision", "no_lease"))

@@ -88,15 +88,60 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 	}
 	p.pending, p.nextAttemptAt = nil, nil
 	t := p.task
-	p.restarts.restarted(s.policy(t), s.cfg.Now())
+	now := s.cfg.Now()
+	p.restarts.restarted(s.policy(t), now)
 	p.mu.Unlock()
-	s.m.restarts.WithLabelValues(t.Runtime).Inc()
-	if err := s.launch(s.ctx, p, t, pr.attempt, "restart", pr.causation); err != nil {
-		if s.closing() {
-			p.setState(ipa.PodStopped)
-			return
-		}
-		c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed}
-		s.noteCrash(p, c, ipa.PodCrashedData{Attempt: pr.attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed}, pr.causation, 0)
+	err := s.launch(s.ctx, p, t, pr.attempt, "restart", pr.causation)
+	if err == nil {
+		s.m.restarts.WithLabelValues(t.Runtime).Inc()
+		return
 	}
+	if s.closing() {
+		p.setState(ipa.PodStopped)
+		return
+	}
+	if storeUnavailable(err) {
+		// The plugin is fine as far as anyone knows; the database is not.
+		// This is no attempt: wait for the store and try the same restart.
+		p.mu.Lock()
+		p.restarts.unrestarted(now)
+		p.mu.Unlock()
+		s.waitForStore(p, pr, err)
+		return
+	}
+	s.m.restarts.WithLabelValues(t.Runtime).Inc()
+	c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed}
+	s.noteCrash(p, c, ipa.PodCrashedData{Attempt: pr.attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed}, pr.causation, 0)
+}
+
+// waitForStore schedules pr's restart again after a back-off of its own
+// (StoreRetryMin doubling up to StoreRetryMax), because it could not be
+// recorded: the store is unreachable. The pod stays in BACKOFF and no restart
+// attempt is spent. Operation lock held.
+func (s *Supervisor) waitForStore(p *pod, pr *pendingRestart, cause error) {
+	delay := s.cfg.StoreRetryMin
+	for range pr.storeWaits {
+		if delay >= s.cfg.StoreRetryMax {
+			break
+		}
+		delay *= 2
+	}
+	delay = min(delay, s.cfg.StoreRetryMax)
+	next := s.cfg.Now().Add(delay)
+	again := &pendingRestart{attempt: pr.attempt, cancel: make(chan struct{}), causation: pr.causation, storeWaits: pr.storeWaits + 1}
+	p.mu.Lock()
+	if p.forgotten {
+		p.mu.Unlock()
+		return
+	}
+	p.state, p.nextAttemptAt, p.pending = ipa.PodBackoff, &next, again
+	runtime := p.task.Runtime
+	p.mu.Unlock()
+	s.m.storeWaits.WithLabelValues(runtime).Inc()
+	s.log.Warn("pod restart waits for the database", slog.String("task_id", p.taskID), slog.String("decision", "store_unavailable"),
+		slog.Int("attempt", pr.attempt), slog.Duration("delay", delay), slog.Int("waits", again.storeWaits), slog.Any("error", cause))
+	if !s.reserve(1) {
+		return
+	}
+	go s.restartAfter(p, again, s.cfg.After(delay))
 }

@@ -153,6 +153,15 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 		}
 		t.Stop()
 	}
+	// What the store could not take (it is unreachable) gets one last
+	// chance; what is left after it is dropped, loudly.
+	dctx, dcancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
+	if ctx.Err() != nil {
+		dcancel()
+		dctx, dcancel = context.WithTimeout(context.Background(), s.cfg.KillWait)
+	}
+	s.drainOutbox(dctx)
+	dcancel()
 	s.mu.Lock()
 	s.cancel() // under mu: no reserve after this
 	s.mu.Unlock()

@@ -15,7 +15,8 @@
 //
 // Goroutines, all owned by the Supervisor and all awaited by Shutdown: per
 // running pod, one waiting for its exit and one polling it; per pending
-// restart, one waiting for the back-off timer. Linux only.
+// restart, one waiting for the back-off timer; one retrying the pod facts
+// kept while the store was unreachable (outbox.go). Linux only.
 //
 // supervisor.go holds the type and the pod bookkeeping, launch.go starts
 // pods, exit.go notices exits and crashes, restart.go applies the restart
@@ -61,6 +62,8 @@ type Supervisor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	out *outbox // pod facts waiting for the store
+
 	mu      sync.Mutex
 	state   int // stateNew, stateRunning, stateClosed
 	pods    map[string]*pod
@@ -87,19 +90,21 @@ func New(cfg Config) (*Supervisor, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Supervisor{
 		cfg: cfg, log: cfg.Logger.With(slog.String("component", "supervisor")), m: m,
-		ctx: ctx, cancel: cancel, pods: map[string]*pod{}, stopped: make(chan struct{}),
+		ctx: ctx, cancel: cancel, out: newOutbox(cfg.OutboxLimit), pods: map[string]*pod{}, stopped: make(chan struct{}),
 	}, nil
 }
 
 // Start makes the supervisor accept pods. It is idempotent; it returns an
-// error only after Shutdown. The supervisor needs no background loop of its
-// own: the goroutines are per pod.
+// error only after Shutdown. Its one background loop writes the pod facts
+// kept while the store was unreachable; the other goroutines are per pod.
 func (s *Supervisor) Start(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch s.state {
 	case stateNew:
 		s.state = stateRunning
+		s.wg.Add(1)
+		go s.retryOutbox()
 		s.log.Info("supervisor started")
 		return nil
 	case stateRunning:
@@ -127,6 +132,7 @@ type pod struct {
 	run           *run
 	attempt       int            // attempt number of the last launch, 1-based
 	restarts      restartTracker // crashes and automatic restarts the policy counts
+	seeded        bool           // restarts holds the history of the task's stream (or a person reset it)
 	crashes       []ipa.PodCrash // newest last, bounded
 	pending       *pendingRestart
 	nextAttemptAt *time.Time
@@ -136,9 +142,10 @@ type pod struct {
 // pendingRestart is a restart the policy scheduled. cancel is closed (under
 // the pod's operation lock) to call it off.
 type pendingRestart struct {
-	attempt   int
-	cancel    chan struct{}
-	causation string
+	attempt    int
+	cancel     chan struct{}
+	causation  string
+	storeWaits int // times this restart was put off because the store was unreachable
 }
 
 // run is one plugin process of a pod, from launch (or adoption) to its end.
@@ -230,18 +237,6 @@ func (s *Supervisor) reserve(n int) bool {
 	}
 	s.wg.Add(n)
 	return true
-}
-
-// record appends ev to the task's stream and returns the event id ("" on
-// failure, which is logged: a lost lifecycle event must not stop the
-// supervisor from acting on what happened).
-func (s *Supervisor) record(ctx context.Context, taskID string, typ string, data any, causation string) (string, error) {
-	ev, err := s.cfg.Recorder.RecordPodEvent(ctx, taskID, ipa.NewEvent{Type: typ, Data: data, CausationID: causation})
-	if err != nil {
-		s.log.Error("record pod event", slog.String("task_id", taskID), slog.String("type", typ), slog.Any("error", err))
-		return "", err
-	}
-	return ev.ID, nil
 }
 
 // ownCtx is the context for events the supervisor records on its own.
