@@ -31,11 +31,11 @@ type dbStore struct{ cur atomic.Pointer[store.Store] }
 
 func (d *dbStore) st() *store.Store { return d.cur.Load() }
 
-func (d *dbStore) CreateTask(ctx context.Context, req store.CreateTaskRequest) (store.CreateTaskResult, error) {
+func (d *dbStore) CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.CreateTaskResult, error) {
 	return d.st().CreateTask(ctx, req)
 }
 
-func (d *dbStore) Append(ctx context.Context, req store.AppendRequest) (store.AppendResult, error) {
+func (d *dbStore) Append(ctx context.Context, req ipa.AppendRequest) (ipa.AppendResult, error) {
 	return d.st().Append(ctx, req)
 }
 
@@ -130,7 +130,7 @@ func (w *dbWorld) config(tune func(*Config)) func(*Config) {
 
 func (w *dbWorld) createTask(t *testing.T, pol ipa.RestartPolicy) *ipa.Task {
 	t.Helper()
-	res, err := w.writer.CreateTask(context.Background(), store.CreateTaskRequest{
+	res, err := w.writer.CreateTask(context.Background(), ipa.CreateTaskRequest{
 		TaskID: uuid.NewString(), Actor: "test",
 		Created: ipa.TaskCreatedData{Title: "t", Runtime: "test", RuntimeConfig: json.RawMessage(`{}`), RestartPolicy: pol},
 	})
