@@ -48,7 +48,7 @@ type AppendRequest struct {
 	Decide          DecideFunc
 	Actor           string
 	CorrelationID   string
-	// Now is the events' time. Zero (what the manager passes) stamps them
+	// Now is the events' time. Zero (what the services pass) stamps them
 	// inside the transaction, after the row lock, so a stream's occurredAt
 	// never goes backwards.
 	Now time.Time

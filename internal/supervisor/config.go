@@ -14,13 +14,13 @@ import (
 	"github.com/ipa-dev/ipa/internal/podapi"
 )
 
-// Recorder appends pod lifecycle events to a task's stream. The manager
-// implements it over the event store, one transaction per call, and applies
-// the projection (pod_crashed makes the task INACTIVE with pod CRASHED, and so
-// on). ctx is the caller's for events a request causes (it carries actor and
-// correlation id) and a supervisor context with no actor for the events the
-// supervisor decides on its own (crashes, restarts, reconcile): the manager
-// attributes those to the system.
+// Recorder appends pod lifecycle events to a task's stream.
+// eventlog.PodRecorder implements it over the store, one transaction per
+// call, which applies the projection (pod_crashed makes the task INACTIVE
+// with pod CRASHED, and so on). ctx is the caller's for events a request
+// causes (it carries actor and correlation id) and a supervisor context with
+// no actor for the events the supervisor decides on its own (crashes,
+// restarts, reconcile): the recorder attributes those to the system.
 type Recorder interface {
 	RecordPodEvent(ctx context.Context, taskID string, ev ipa.NewEvent) (ipa.Event, error)
 }
@@ -36,7 +36,7 @@ type History interface {
 }
 
 // HostFactory builds the host service served to one pod, bound to that task;
-// the manager implements the phase rules and event appends behind it.
+// runtimehost implements the phase rules and event appends behind it.
 type HostFactory func(taskID string, runtime string) podapi.Host
 
 // Launcher resolves a runtime name to the command that runs its plugin.

@@ -12,7 +12,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/podapi"
 )
 
-// ReconcileTarget is a task the manager believes should have a pod or a
+// ReconcileTarget is a task whose stream says it should have a pod or a
 // pending restart: its projection says ACTIVE, or its pod BACKOFF or FAILED.
 type ReconcileTarget struct {
 	Task *ipa.Task

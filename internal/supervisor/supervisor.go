@@ -302,7 +302,7 @@ func (s *Supervisor) List() []ipa.PodStatus {
 }
 
 // Forget drops what the supervisor remembers of a task (crash history,
-// restart counters, a pending restart) once the task is closed. The manager
+// restart counters, a pending restart) once the task is closed. TaskService
 // stops the pod first; if one still runs, Forget keeps it supervised and only
 // clears the history. It waits for another operation on the pod for at most
 // StartTimeout+StopTimeout, and gives up (logged) after that.
