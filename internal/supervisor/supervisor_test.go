@@ -217,7 +217,7 @@ func TestCrash(t *testing.T) {
 		task := newTask(`{"exitAfterMs":100,"exitCode":3}`, ipa.RestartPolicy{})
 		mustStart(t, b.sup, task)
 		c := decode[ipa.PodCrashedData](t, b.rec.wait(t, task.ID, ipa.EventPodCrashed, 1))
-		if c.ExitCode == nil || *c.ExitCode != 3 || c.Signal != "" || c.Reason != ipa.CrashExitCode {
+		if c.ExitCode == nil || *c.ExitCode != 3 || c.Signal != "" || c.Reason != ipa.CrashExited {
 			t.Fatalf("pod_crashed = %+v", c)
 		}
 		if len(c.Stderr) != stderrTailLines || c.Stderr[len(c.Stderr)-1] != "boom line 24" {
@@ -436,7 +436,7 @@ func TestReattach(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := decode[ipa.PodCrashedData](t, rec2.wait(t, task.ID, ipa.EventPodCrashed, 1))
-	if c.PID != pid || c.Reason != ipa.CrashExited {
+	if c.PID != pid || c.Reason != ipa.CrashLost {
 		t.Fatalf("pod_crashed = %+v", c)
 	}
 	t.Logf("reconcile of 2 leases took %s", took)
