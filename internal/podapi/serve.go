@@ -172,6 +172,7 @@ func exitProcess(st ExitStatus) {
 		// The signal is the work's (SIGXCPU, SIGSEGV…): no core of the plugin.
 		_ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{})
 		signal.Reset(st.Signal)
+		defaultSignalAction(st.Signal)
 		_ = syscall.Kill(os.Getpid(), st.Signal)
 		time.Sleep(time.Second) // the signal is on its way; fall through if ignored
 		os.Exit(128 + int(st.Signal))

@@ -185,9 +185,13 @@ func TestExecLimits(t *testing.T) {
 		}
 	})
 	t.Run("CPU", func(t *testing.T) {
-		_, h := startExec(t, `{"command": ["sh", "-c", "while :; do :; done"], "limits": {"cpuSeconds": 1}}`)
+		p, h := startExec(t, `{"command": ["sh", "-c", "while :; do :; done"], "limits": {"cpuSeconds": 1}}`)
 		if d := exited(t, h); d.Reason != ipa.CrashLimitCPU || d.Signal != "SIGXCPU" {
 			t.Fatalf("exited %+v, want SIGXCPU with reason %q", d, ipa.CrashLimitCPU)
+		}
+		// The plugin dies of its command's signal, even one Go would drop.
+		if ws := exitStatus(t, p); !ws.Signaled() || ws.Signal() != syscall.SIGXCPU {
+			t.Fatalf("plugin exit status %v, want SIGXCPU", ws)
 		}
 	})
 	t.Run("Memory", func(t *testing.T) {
