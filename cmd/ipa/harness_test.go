@@ -173,6 +173,7 @@ type home struct {
 	db      string
 	dataDir string
 	args    []string
+	env     []string // extra server environment (plugins inherit it)
 
 	mu      sync.Mutex
 	servers []*server
@@ -262,7 +263,7 @@ func (h *home) start(extra ...string) *server {
 		"--shutdown-timeout", "10s", "--log-level", "info"}
 	args = append(append(args, h.args...), extra...)
 	cmd := exec.Command(ipaBin, args...)
-	env := []string{tagVar + "=" + h.tag}
+	env := append([]string{tagVar + "=" + h.tag}, h.env...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "IPA_") {
 			env = append(env, kv)

@@ -340,8 +340,8 @@ func TestExecRuntime(t *testing.T) {
 			return ""
 		})
 		if code := dataField[*int](t, crashed[0], "exitCode"); len(crashed) != 1 || code == nil || *code != 3 ||
-			dataField[string](t, crashed[0], "reason") != "exit_code" {
-			t.Fatalf("pod_crashed %s, want one with exitCode 3 and reason exit_code", crashed[0].Data)
+			dataField[string](t, crashed[0], "reason") != "exited" {
+			t.Fatalf("pod_crashed %s, want one with exitCode 3 and reason exited", crashed[0].Data)
 		}
 		tv := s.task(t, id)
 		if tv.Pod.State != "CRASHED" || tv.Status != "INACTIVE" || len(tv.Pod.Crashes) != 1 ||

@@ -24,6 +24,7 @@ type PodCrash struct {
 	ExitCode *int
 	Signal   string // "" when no signal ended it
 	Reason   string // see the Crash constants
+	Message  string // human-readable cause when known
 	UptimeMs int64
 }
 
@@ -90,9 +91,10 @@ type PodCrashedData struct {
 	PID      int      `json:"pid,omitempty"`
 	Attempt  int      `json:"attempt"`
 	Runtime  string   `json:"runtime"`
-	ExitCode *int     `json:"exitCode"`         // null when a signal ended it or the status is unknown
-	Signal   string   `json:"signal,omitempty"` // e.g. "SIGKILL"
-	Reason   string   `json:"reason"`           // see the Crash constants
+	ExitCode *int     `json:"exitCode"`          // null when a signal ended it or the status is unknown
+	Signal   string   `json:"signal,omitempty"`  // e.g. "SIGKILL"
+	Reason   string   `json:"reason"`            // see the Crash constants
+	Message  string   `json:"message,omitempty"` // human-readable cause when known
 	UptimeMs int64    `json:"uptimeMs"`
 	Stderr   []string `json:"stderr,omitempty"` // the plugin's last stderr lines, oldest first
 }
@@ -123,13 +125,26 @@ type PodReattachedData struct {
 	Runtime string `json:"runtime"`
 }
 
-// Crash reasons (PodCrashedData.Reason).
+// Crash reasons (PodCrashedData.Reason), the contract's stable list.
 const (
-	CrashExitCode     = "exit_code"    // it exited on its own with a non-zero status
+	CrashExited       = "exited"       // it exited on its own with a non-zero status
 	CrashSignal       = "signal"       // a signal ended it (someone ran kill -9, the OOM killer…)
+	CrashTimeout      = "timeout"      // the runtime's own time limit (exec timeoutMs) ended the work
 	CrashUnresponsive = "unresponsive" // it failed HealthFailures health checks in a row and was killed
-	CrashExited       = "exited"       // an adopted process ended; only our own children's status is known
 	CrashStartFailed  = "start_failed" // an automatic restart could not launch it
+	// CrashLost: a process adopted after a server restart ended; only our
+	// own children's exit status is known, so how it ended is not.
+	CrashLost = "lost"
+	// CrashExitCode is the former name of CrashExited.
+	CrashExitCode = CrashExited
+
+	// CrashLimitPrefix starts the reason of a pod that exceeded one of its
+	// resource limits (exec runtimeConfig.limits), when that can be told.
+	CrashLimitPrefix    = "limit: "
+	CrashLimitMemory    = CrashLimitPrefix + "memory"    // memoryMB (address space): an allocation failed
+	CrashLimitCPU       = CrashLimitPrefix + "cpu"       // cpuSeconds: SIGXCPU, then SIGKILL
+	CrashLimitOpenFiles = CrashLimitPrefix + "openFiles" // openFiles
+	CrashLimitProcesses = CrashLimitPrefix + "processes" // processes
 )
 
 // Lost reasons (PodLostData.Reason).

@@ -2,6 +2,11 @@
 
 package podapi
 
-import "syscall"
+import (
+	"os/signal"
+	"syscall"
+)
 
 func clearDeathSignal(*syscall.SysProcAttr) {}
+
+func defaultSignalAction(sig syscall.Signal) { signal.Reset(sig) }

@@ -42,6 +42,11 @@ const orphanStopTimeout = 10 * time.Second
 type ExitStatus struct {
 	Code   int
 	Signal syscall.Signal
+	// Reason and Message, when Reason is set, are written as the exit
+	// report (see ExitReportPrefix) so the host can tell why the work
+	// ended (e.g. "timeout", "limit: cpu").
+	Reason  string
+	Message string
 }
 
 // Finisher is implemented by a Runtime whose work ends on its own (exec).
@@ -115,7 +120,11 @@ func Serve(impl Runtime) {
 	var exitOnce sync.Once
 	exit := func(st ExitStatus, why string) {
 		exitOnce.Do(func() {
-			log.Info("plugin exiting", "reason", why, "code", st.Code, "signal", st.Signal)
+			log.Info("plugin exiting", "reason", why, "code", st.Code, "signal", st.Signal, "crash_reason", st.Reason)
+			if st.Reason != "" {
+				// fd 2 is the pipe the host reads (go-plugin swapped os.Stderr).
+				_, _ = syscall.Write(2, FormatExitReport(ExitReport{Reason: st.Reason, Message: st.Message}))
+			}
 			exitProcess(st)
 		})
 	}
@@ -160,7 +169,10 @@ func Serve(impl Runtime) {
 // action of st.Signal.
 func exitProcess(st ExitStatus) {
 	if st.Signal != 0 {
+		// The signal is the work's (SIGXCPU, SIGSEGV…): no core of the plugin.
+		_ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{})
 		signal.Reset(st.Signal)
+		defaultSignalAction(st.Signal)
 		_ = syscall.Kill(os.Getpid(), st.Signal)
 		time.Sleep(time.Second) // the signal is on its way; fall through if ignored
 		os.Exit(128 + int(st.Signal))

@@ -75,7 +75,7 @@ func (s *PodService) Crashes(ctx context.Context, taskID string, last int) ([]ip
 	for _, e := range evs {
 		var d ipa.PodCrashedData
 		_ = json.Unmarshal(e.Data, &d)
-		out = append(out, ipa.PodCrash{At: e.OccurredAt, ExitCode: d.ExitCode, Signal: d.Signal, Reason: d.Reason, UptimeMs: d.UptimeMs})
+		out = append(out, ipa.PodCrash{At: e.OccurredAt, ExitCode: d.ExitCode, Signal: d.Signal, Reason: d.Reason, Message: d.Message, UptimeMs: d.UptimeMs})
 	}
 	return out, nil
 }

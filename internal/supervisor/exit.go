@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"syscall"
@@ -121,6 +122,10 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 		return // a stop is (or was) in charge of this exit
 	}
 	ex := r.proc.exitStatus()
+	// The plugin's exit report (its last stderr line) says why its work
+	// ended when the exit status cannot: read the pipe to its end first.
+	r.proc.waitStderr(stderrDrainWait)
+	report, reported := r.stderr.Report()
 	now := s.cfg.Now()
 	uptime := now.Sub(r.startedAt)
 	s.endRun(p, r)
@@ -128,7 +133,7 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 	ctx, cancel := s.ownCtx()
 	defer cancel()
 
-	if ex.Known && ex.Signal == "" && ex.Code != nil && *ex.Code == 0 && !r.unresponsive.Load() {
+	if ex.Known && ex.Signal == "" && ex.Code != nil && *ex.Code == 0 && !r.unresponsive.Load() && !reported {
 		log.Info("pod exited", slog.String("decision", "finished"), slog.Duration("uptime", uptime))
 		_, _ = s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{
 			Reason: ipa.StopExited, PID: r.proc.pid, ExitCode: ex.Code, UptimeMs: uptime.Milliseconds(),
@@ -138,20 +143,35 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 		p.setState(ipa.PodStopped)
 		return
 	}
-	reason := ipa.CrashExited
-	switch {
-	case r.unresponsive.Load():
-		reason = ipa.CrashUnresponsive
-	case ex.Signal != "":
-		reason = ipa.CrashSignal
-	case ex.Code != nil:
-		reason = ipa.CrashExitCode
-	}
-	c := ipa.PodCrash{At: now, ExitCode: ex.Code, Signal: ex.Signal, Reason: reason, UptimeMs: uptime.Milliseconds()}
+	reason, message := crashReason(ex, r.unresponsive.Load(), report, reported)
+	c := ipa.PodCrash{At: now, ExitCode: ex.Code, Signal: ex.Signal, Reason: reason, Message: message, UptimeMs: uptime.Milliseconds()}
 	s.noteCrash(p, c, ipa.PodCrashedData{
 		PID: r.proc.pid, Attempt: r.attempt, Runtime: r.runtime, ExitCode: ex.Code, Signal: ex.Signal,
-		Reason: reason, UptimeMs: uptime.Milliseconds(), Stderr: r.stderr.Tail(),
+		Reason: reason, Message: message, UptimeMs: uptime.Milliseconds(), Stderr: r.stderr.Tail(),
 	}, r.startedEventID, uptime)
+}
+
+// stderrDrainWait bounds the wait for a dead plugin's stderr to reach its
+// end; only a descendant still holding the pipe can make it last.
+const stderrDrainWait = time.Second
+
+// crashReason classifies a crash (PodCrash.reason): the supervisor's own
+// verdict (unresponsive) first, then the plugin's exit report, then what the
+// exit status says.
+func crashReason(ex exitInfo, unresponsive bool, report podapi.ExitReport, reported bool) (reason, message string) {
+	switch {
+	case unresponsive:
+		return ipa.CrashUnresponsive, "failed its health checks and was killed"
+	case reported:
+		return report.Reason, report.Message
+	case !ex.Known:
+		return ipa.CrashLost, "the process ended while adopted after a server restart; its exit status is unknown"
+	case ex.Signal != "":
+		return ipa.CrashSignal, "killed by " + ex.Signal
+	case ex.Code != nil:
+		return ipa.CrashExited, fmt.Sprintf("exited with code %d", *ex.Code)
+	}
+	return ipa.CrashLost, ""
 }
 
 // noteCrash records a crash (pod_crashed) and applies the restart policy.

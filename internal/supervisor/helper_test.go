@@ -37,10 +37,11 @@ func TestMain(m *testing.M) {
 
 // testConfig is the runtime config the helper plugin understands.
 type testConfig struct {
-	ExitAfterMs int  `json:"exitAfterMs"` // exit on its own after this long (0: never)
-	ExitCode    int  `json:"exitCode"`
-	HangHealth  bool `json:"hangHealth"` // Health never answers
-	HangStop    bool `json:"hangStop"`   // Stop never returns and the process ignores shutdown
+	ExitAfterMs int    `json:"exitAfterMs"` // exit on its own after this long (0: never)
+	ExitCode    int    `json:"exitCode"`
+	ExitReason  string `json:"exitReason"` // written as the exit report before exiting
+	HangHealth  bool   `json:"hangHealth"` // Health never answers
+	HangStop    bool   `json:"hangStop"`   // Stop never returns and the process ignores shutdown
 }
 
 type testRuntime struct {
@@ -65,6 +66,9 @@ func (r *testRuntime) Start(_ context.Context, req podapi.StartRequest) (podapi.
 			for i := range 25 {
 				// fd 2 is the pipe the host reads (go-plugin swaps os.Stderr).
 				_, _ = syscall.Write(2, []byte(fmt.Sprintf("boom line %d\n", i)))
+			}
+			if cfg.ExitReason != "" {
+				_, _ = syscall.Write(2, podapi.FormatExitReport(podapi.ExitReport{Reason: cfg.ExitReason, Message: "told to"}))
 			}
 			os.Exit(cfg.ExitCode)
 		}()

@@ -35,6 +35,12 @@ type proc struct {
 	startTicks uint64 // /proc/<pid>/stat field 22: with pid, the identity of the process
 	groupLead  bool   // the process leads its own process group (we start it so)
 
+	// stderrEOF is closed once the plugin's stderr pipe reached its end (so
+	// every line it wrote, its exit report too, has been read); nil for an
+	// adopted process, whose stderr we do not hold.
+	stderrEOF  chan struct{}
+	stderrOnce sync.Once
+
 	mu     sync.Mutex
 	reaped bool // after this the pid may be recycled: never signal it again
 	pidfd  int  // adopted processes only; -1 otherwise
@@ -68,8 +74,9 @@ func (p *proc) kill(sig syscall.Signal) error {
 	} else {
 		err = syscall.Kill(p.pid, sig)
 	}
-	if p.groupLead {
-		// The leader is not reaped, so its pid (the group id) is still ours.
+	if p.groupLead && (p.pidfd < 0 || groupStillOurs(p.pid, p.startTicks)) {
+		// Our child is not reaped, so its pid (the group id) is still ours;
+		// an adopted leader may have been reaped by its new parent already.
 		_ = syscall.Kill(-p.pid, sig)
 	}
 	if errors.Is(err, syscall.ESRCH) {
@@ -136,7 +143,7 @@ func (r *childRunner) start() error {
 	r.stdout, r.stderr = outR, errR
 	pid := r.cmd.Process.Pid
 	ticks, _ := procStartTicks(pid) // the child is ours and alive: the read only fails if /proc is missing
-	r.p = &proc{pid: pid, startTicks: ticks, groupLead: true, pidfd: -1, done: make(chan struct{})}
+	r.p = &proc{pid: pid, startTicks: ticks, groupLead: true, pidfd: -1, done: make(chan struct{}), stderrEOF: make(chan struct{})}
 	go r.wait()
 	return nil
 }
@@ -221,9 +228,9 @@ func (p *proc) waitPidfd(f *os.File) {
 		}
 	}
 	p.mu.Lock()
-	if p.groupLead {
-		// The leader is gone but maybe not reaped by its parent yet; its
-		// group members, if any, still belong to it.
+	if p.groupLead && groupStillOurs(p.pid, p.startTicks) {
+		// The leader is gone; its group members, if any, still belong to it
+		// and die with it.
 		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 	}
 	p.reaped = true
@@ -232,6 +239,20 @@ func (p *proc) waitPidfd(f *os.File) {
 	p.mu.Unlock()
 	f.Close()
 	close(p.done)
+}
+
+// groupStillOurs reports whether the process group whose id is pid is still
+// the one our plugin (pid, startTicks) led, for a plugin we did not start
+// (adopted), whose reaping we do not control. While any member of a group is
+// alive the kernel does not hand its id out as a new pid, so the group is
+// ours unless pid now names another process (the old leader was reaped, its
+// group emptied and the number reused).
+func groupStillOurs(pid int, startTicks uint64) bool {
+	st, err := procStat(pid)
+	if err != nil {
+		return true // no process has that pid: a group by that id can only be the old one
+	}
+	return st.startTicks == startTicks
 }
 
 // stat is the part of /proc/<pid>/stat the supervisor reads.
@@ -310,7 +331,7 @@ func terminate(p *proc, wait time.Duration) error {
 func (r *childRunner) Start(context.Context) error     { return r.start() }
 func (r *childRunner) Diagnose(context.Context) string { return "" }
 func (r *childRunner) Stdout() io.ReadCloser           { return r.stdout }
-func (r *childRunner) Stderr() io.ReadCloser           { return r.stderr }
+func (r *childRunner) Stderr() io.ReadCloser           { return &eofReader{f: r.stderr, p: r.p} }
 func (r *childRunner) Name() string                    { return r.cmd.Path }
 func (r *childRunner) ID() string                      { return strconv.Itoa(r.p.pid) }
 func (r *childRunner) Wait(ctx context.Context) error {
@@ -329,6 +350,39 @@ func (r *childRunner) Kill(context.Context) error {
 }
 func (r *childRunner) PluginToHost(n, a string) (string, string, error) { return n, a, nil }
 func (r *childRunner) HostToPlugin(n, a string) (string, string, error) { return n, a, nil }
+
+// eofReader closes eof when its reader reports the end (or fails): go-plugin
+// relays each line before it reads again, so by then every line is relayed.
+type eofReader struct {
+	f *os.File
+	p *proc
+}
+
+func (e *eofReader) Read(b []byte) (int, error) {
+	n, err := e.f.Read(b)
+	if err != nil {
+		e.p.stderrOnce.Do(func() { close(e.p.stderrEOF) })
+	}
+	return n, err
+}
+
+func (e *eofReader) Close() error {
+	e.p.stderrOnce.Do(func() { close(e.p.stderrEOF) })
+	return e.f.Close()
+}
+
+// waitStderr waits up to max for the plugin's stderr to be read to its end.
+func (p *proc) waitStderr(max time.Duration) {
+	if p.stderrEOF == nil {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-p.stderrEOF:
+	case <-t.C:
+	}
+}
 
 // adoptedRunner is go-plugin's runner.AttachedRunner for a reattached process.
 type adoptedRunner struct{ p *proc }

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 
@@ -110,8 +111,13 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 		return
 	}
 	s.m.restarts.WithLabelValues(t.Runtime).Inc()
-	c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed}
-	s.noteCrash(p, c, ipa.PodCrashedData{Attempt: pr.attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed}, pr.causation, 0)
+	// The message is the API error's own (it names no path), not the cause.
+	msg := "the runtime failed to start"
+	if de := (*ipa.Error)(nil); errors.As(err, &de) {
+		msg = de.Message
+	}
+	c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed, Message: msg}
+	s.noteCrash(p, c, ipa.PodCrashedData{Attempt: pr.attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed, Message: msg}, pr.causation, 0)
 }
 
 // waitForStore schedules pr's restart again after a back-off of its own

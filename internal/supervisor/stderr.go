@@ -5,6 +5,8 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+
+	"github.com/ipa-dev/ipa/internal/podapi"
 )
 
 // stderrTailLines is how many of a plugin's last stderr lines a pod_crashed
@@ -25,6 +27,7 @@ type stderrTail struct {
 	lines   [stderrTailLines]string
 	next    int // index the next line goes to
 	n       int // lines held, up to stderrTailLines
+	report  *podapi.ExitReport
 }
 
 func newStderrTail(log *slog.Logger) *stderrTail { return &stderrTail{log: log} }
@@ -45,6 +48,12 @@ func (t *stderrTail) Write(b []byte) (int, error) {
 		t.partial = nil
 		b = b[i+1:]
 		s := string(bytes.TrimRight(line, "\r"))
+		if r, ok := podapi.ParseExitReport(s); ok {
+			// The plugin's account of how its work ended: kept apart, it is
+			// the crash's reason, not a line of its stderr.
+			t.report = &r
+			continue
+		}
 		t.lines[t.next] = s
 		t.next = (t.next + 1) % stderrTailLines
 		t.n = min(t.n+1, stderrTailLines)
@@ -72,4 +81,14 @@ func (t *stderrTail) Tail() []string {
 		out = out[len(out)-stderrTailLines:]
 	}
 	return out
+}
+
+// Report returns the plugin's exit report, if it wrote one.
+func (t *stderrTail) Report() (podapi.ExitReport, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.report == nil {
+		return podapi.ExitReport{}, false
+	}
+	return *t.report, true
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipa-dev/ipa/internal/podapi"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -217,11 +220,32 @@ func TestCrash(t *testing.T) {
 		task := newTask(`{"exitAfterMs":100,"exitCode":3}`, ipa.RestartPolicy{})
 		mustStart(t, b.sup, task)
 		c := decode[ipa.PodCrashedData](t, b.rec.wait(t, task.ID, ipa.EventPodCrashed, 1))
-		if c.ExitCode == nil || *c.ExitCode != 3 || c.Signal != "" || c.Reason != ipa.CrashExitCode {
+		if c.ExitCode == nil || *c.ExitCode != 3 || c.Signal != "" || c.Reason != ipa.CrashExited {
 			t.Fatalf("pod_crashed = %+v", c)
 		}
 		if len(c.Stderr) != stderrTailLines || c.Stderr[len(c.Stderr)-1] != "boom line 24" {
 			t.Fatalf("stderr tail = %q", c.Stderr)
+		}
+	})
+	t.Run("ExitReport", func(t *testing.T) {
+		// The plugin's exit report names the reason; even a status 0 with a
+		// report is a crash, and the report is not a stderr line.
+		t.Parallel()
+		for _, code := range []int{3, 0} {
+			task := newTask(fmt.Sprintf(`{"exitAfterMs":50,"exitCode":%d,"exitReason":"limit: memory"}`, code), ipa.RestartPolicy{})
+			mustStart(t, b.sup, task)
+			c := decode[ipa.PodCrashedData](t, b.rec.wait(t, task.ID, ipa.EventPodCrashed, 1))
+			if c.ExitCode == nil || *c.ExitCode != code || c.Reason != ipa.CrashLimitMemory || c.Message != "told to" {
+				t.Fatalf("pod_crashed = %+v, want exit %d with reason %q", c, code, ipa.CrashLimitMemory)
+			}
+			for _, l := range c.Stderr {
+				if strings.HasPrefix(l, podapi.ExitReportPrefix) {
+					t.Fatalf("exit report in the stderr tail: %q", c.Stderr)
+				}
+			}
+			if s := waitState(t, b.sup, task.ID, ipa.PodCrashed); len(s.Crashes) != 1 || s.Crashes[0].Reason != ipa.CrashLimitMemory {
+				t.Fatalf("status = %+v", s)
+			}
 		}
 	})
 	t.Run("ExitZeroIsAStop", func(t *testing.T) {
@@ -436,7 +460,7 @@ func TestReattach(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := decode[ipa.PodCrashedData](t, rec2.wait(t, task.ID, ipa.EventPodCrashed, 1))
-	if c.PID != pid || c.Reason != ipa.CrashExited {
+	if c.PID != pid || c.Reason != ipa.CrashLost {
 		t.Fatalf("pod_crashed = %+v", c)
 	}
 	t.Logf("reconcile of 2 leases took %s", took)

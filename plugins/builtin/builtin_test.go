@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	osexec "os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -262,12 +263,19 @@ func TestExec(t *testing.T) {
 		}
 	})
 	t.Run("OutputCap", func(t *testing.T) {
+		// Head and tail are kept; what fell between is one marker line whose
+		// batch says how many.
 		_, h := startExec(t, `{"command": ["sh", "-c", "i=0; while [ $i -lt 50 ]; do echo line$i; i=$((i+1)); done"], "maxOutputLines": 5}`)
 		d := exited(t, h)
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if len(h.lines) != 5 || h.lines[0].Text != "line0" || len(h.drops) != 1 || h.drops[0] != 45 || d.DroppedLines != 45 {
-			t.Fatalf("lines %d drops %v exited %+v", len(h.lines), h.drops, d)
+		var text []string
+		for _, l := range h.lines {
+			text = append(text, l.Text)
+		}
+		want := []string{"line0", "line1", "line2", "[ipa: 45 lines dropped]", "line48", "line49"}
+		if !slices.Equal(text, want) || !slices.Equal(h.drops, []int{45}) || d.DroppedLines != 45 || d.DroppedBetween != 45 || d.OutputLines != 5 {
+			t.Fatalf("lines %q drops %v exited %+v; want %q, drops [45]", text, h.drops, d, want)
 		}
 	})
 	t.Run("Stop", func(t *testing.T) {
@@ -318,9 +326,15 @@ func TestKilledPluginIsUnavailable(t *testing.T) {
 // once, as a reattaching host, not being its parent, would see it).
 func startDetached(t *testing.T, env ...string) (*osexec.Cmd, podapi.ReattachInfo, <-chan struct{}) {
 	t.Helper()
+	return startDetachedRuntime(t, "demo", env...)
+}
+
+// startDetachedRuntime is startDetached for the built-in runtime name.
+func startDetachedRuntime(t *testing.T, name string, env ...string) (*osexec.Cmd, podapi.ReattachInfo, <-chan struct{}) {
+	t.Helper()
 	cmd := osexec.Command(os.Args[0])
 	cmd.Env = append(append(os.Environ(), env...),
-		"IPA_TEST_PLUGIN=demo",
+		"IPA_TEST_PLUGIN="+name,
 		podapi.Handshake.MagicCookieKey+"="+podapi.Handshake.MagicCookieValue,
 		"PLUGIN_PROTOCOL_VERSIONS=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

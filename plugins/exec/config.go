@@ -24,7 +24,57 @@ type Config struct {
 	Command        []string          `json:"command"`                  // argv; required
 	Env            map[string]string `json:"env,omitempty"`            // the command's variables, over PATH, HOME and LANG; see commandEnv
 	TimeoutMs      int               `json:"timeoutMs,omitempty"`      // 0 = none; then stopped like Stop
-	MaxOutputLines int               `json:"maxOutputLines,omitempty"` // 0 = DefaultOutputLines
+	MaxOutputLines int               `json:"maxOutputLines,omitempty"` // 0 = DefaultOutputLines; head and tail are kept
+	Limits         Limits            `json:"limits,omitempty"`         // resource limits of the command; see Limits
+}
+
+// Limits are per-pod resource limits, applied to the command (and inherited
+// by everything it starts) as Linux rlimits before the command runs; 0 means
+// no limit. They need no privilege, but an rlimit cannot be raised above the
+// plugin's own hard limit: asking for more fails the start.
+type Limits struct {
+	// MemoryMB caps the address space (RLIMIT_AS) of each process of the
+	// command: an allocation past it fails. Virtual size, not resident
+	// memory: runtimes that reserve much address space up front (Go, JVM)
+	// need a generous value.
+	MemoryMB int `json:"memoryMB,omitempty"`
+	// CPUSeconds caps the CPU time of each process (RLIMIT_CPU): SIGXCPU at
+	// the limit, SIGKILL one second later.
+	CPUSeconds int `json:"cpuSeconds,omitempty"`
+	// OpenFiles caps the open file descriptors of each process (RLIMIT_NOFILE).
+	OpenFiles int `json:"openFiles,omitempty"`
+	// Processes caps RLIMIT_NPROC. The kernel counts it per user, not per
+	// pod: every process of the user the server runs as (the server, its
+	// plugins, other pods' commands) counts, so the command cannot fork at
+	// all once that user has Processes processes.
+	Processes int `json:"processes,omitempty"`
+}
+
+// Limit bounds.
+const (
+	MaxMemoryMB   = 1 << 20 // 1 TiB
+	MaxCPUSeconds = MaxTimeoutMs / 1000
+	MaxOpenFiles  = 1 << 20
+	MaxProcesses  = 1 << 22
+)
+
+func (l Limits) any() bool { return l != Limits{} }
+
+func checkLimits(l Limits) error {
+	for _, c := range []struct {
+		name     string
+		v, limit int
+	}{
+		{"memoryMB", l.MemoryMB, MaxMemoryMB},
+		{"cpuSeconds", l.CPUSeconds, MaxCPUSeconds},
+		{"openFiles", l.OpenFiles, MaxOpenFiles},
+		{"processes", l.Processes, MaxProcesses},
+	} {
+		if c.v < 0 || c.v > c.limit {
+			return invalid("exec runtime config: limits.%s must be between 0 (none) and %d, got %d", c.name, c.limit, c.v)
+		}
+	}
+	return nil
 }
 
 // ParseConfig decodes and validates raw. Returns an EINVALID *ipa.Error
@@ -41,7 +91,7 @@ func ParseConfig(raw []byte) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(t))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return Config{}, invalid(`exec runtime config must be a JSON object like {"command": ["sh", "-c", "echo hi"], "env": {"K": "V"}, "timeoutMs": 60000, "maxOutputLines": 10000}: %v`, err)
+		return Config{}, invalid(`exec runtime config must be a JSON object like {"command": ["sh", "-c", "echo hi"], "env": {"K": "V"}, "timeoutMs": 60000, "maxOutputLines": 10000, "limits": {"memoryMB": 512, "cpuSeconds": 60, "openFiles": 256, "processes": 64}}: %v`, err)
 	}
 	switch {
 	case len(c.Command) == 0:
@@ -69,6 +119,9 @@ func ParseConfig(raw []byte) (Config, error) {
 	}
 	if c.MaxOutputLines < 0 || c.MaxOutputLines > MaxOutputLines {
 		return Config{}, invalid("exec runtime config: maxOutputLines must be between 0 (default %d) and %d, got %d", DefaultOutputLines, MaxOutputLines, c.MaxOutputLines)
+	}
+	if err := checkLimits(c.Limits); err != nil {
+		return Config{}, err
 	}
 	if c.MaxOutputLines == 0 {
 		c.MaxOutputLines = DefaultOutputLines

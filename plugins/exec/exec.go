@@ -8,7 +8,18 @@
 // stopped, it did not crash.
 //
 // Runtime config: {"command": ["sh", "-c", "echo hi"], "env": {"K": "V"},
-// "timeoutMs": 60000, "maxOutputLines": 10000}; see Config.
+// "timeoutMs": 60000, "maxOutputLines": 10000, "limits": {"memoryMB": 512,
+// "cpuSeconds": 60, "openFiles": 256, "processes": 64}}; see Config and
+// Limits. Past maxOutputLines the head and the tail of the output are kept
+// (see output).
+//
+// Processes: the command runs in the plugin's process group and dies with
+// the plugin (group.go). When the plugin is orphaned (no host for the orphan
+// grace) it stops the command like Stop and exits.
+//
+// How the command ended reaches the supervisor as the plugin's own exit
+// status, plus an exit report (podapi.ExitStatus.Reason) when the status
+// cannot tell it: "timeout" after timeoutMs, "limit: …" when a limit was hit.
 //
 // Environment: the command gets a clean one, never the server's (which the
 // plugin process inherits): PATH (DefaultPath), HOME (the working
@@ -51,6 +62,14 @@ const EventExited = "runtime.exec.exited"
 // the request names no deadline.
 const DefaultStopTimeout = 10 * time.Second
 
+// timeoutExitCode is the plugin's exit code when the command ran out of time
+// but exited 0 on the SIGTERM (as timeout(1) does).
+const timeoutExitCode = 124
+
+// reportWait bounds how long Stop waits for the command's end to be reported
+// once it has ended.
+const reportWait = 3 * time.Second
+
 // readerGrace is how long the output readers may run on after the command
 // exited (a background child may still hold the pipes) before the process
 // group is killed.
@@ -58,14 +77,18 @@ const readerGrace = 2 * time.Second
 
 // ExitedData is the data of runtime.exec.exited.
 type ExitedData struct {
-	ExitCode     *int   `json:"exitCode"` // nil when killed by a signal
-	Signal       string `json:"signal,omitempty"`
-	Stopped      bool   `json:"stopped"`  // the host asked for the stop
-	TimedOut     bool   `json:"timedOut"` // timeoutMs passed
-	Error        string `json:"error,omitempty"`
-	DurationMs   int64  `json:"durationMs"`
-	OutputLines  int    `json:"outputLines"`
-	DroppedLines int    `json:"droppedLines"`
+	ExitCode       *int   `json:"exitCode"` // nil when killed by a signal
+	Signal         string `json:"signal,omitempty"`
+	Stopped        bool   `json:"stopped"`  // the host asked for the stop
+	TimedOut       bool   `json:"timedOut"` // timeoutMs passed
+	Error          string `json:"error,omitempty"`
+	DurationMs     int64  `json:"durationMs"`
+	OutputLines    int    `json:"outputLines"`
+	DroppedLines   int    `json:"droppedLines"`   // in all
+	DroppedBetween int    `json:"droppedBetween"` // of them, between the head and the tail kept
+	// Reason is the crash reason the plugin reports for this end ("timeout",
+	// "limit: cpu"…), empty when the exit status tells it all.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Serve runs the exec runtime as a plugin process; it never returns.
@@ -78,6 +101,9 @@ type Runtime struct {
 	cfg       Config
 	workDir   string
 	cmd       *osexec.Cmd
+	pgid      int           // the command's process group
+	shared    bool          // the group is the plugin's own (see group.go)
+	cmdDone   chan struct{} // closed once the command ended and its output is read
 	out       *output
 	started   time.Time
 	stopped   bool // Stop was called
@@ -137,10 +163,26 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	}
 	cmd := osexec.Command(prog, cfg.Command[1:]...)
 	cmd.Args[0] = cfg.Command[0] // argv[0] as the task gave it
+	var gateW *os.File
+	if cfg.Limits.any() {
+		// The shim waits for its limits, then becomes the command.
+		sh, err := osexec.LookPath("/bin/sh")
+		if err != nil {
+			return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Limits need /bin/sh: %v.", err)
+		}
+		cmd = osexec.Command(sh, append([]string{"-c", limitsGate, "ipa-exec-limits", prog}, cfg.Command[1:]...)...)
+		var gateR *os.File
+		if gateR, gateW, err = os.Pipe(); err != nil {
+			return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
+		}
+		cmd.ExtraFiles = []*os.File{gateR}
+		defer gateR.Close()
+		defer gateW.Close()
+	}
 	cmd.Dir = dir
 	cmd.Env = env
-	// Own process group: Stop signals the command and everything it spawned.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	shared := commandGroup(cmd.SysProcAttr)
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
@@ -161,8 +203,24 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	}
 	_ = outW.Close()
 	_ = errW.Close()
+	pgid := cmd.Process.Pid
+	if shared {
+		pgid = os.Getpid()
+	}
+	if gateW != nil {
+		if err := applyLimits(cmd.Process.Pid, cfg.Limits); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			for _, f := range []*os.File{outR, errR} {
+				_ = f.Close()
+			}
+			return podapi.StartResponse{}, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Cannot apply the limits: %v.", err)
+		}
+		_, _ = gateW.Write([]byte("go\n"))
+	}
 
 	r.taskID, r.cfg, r.workDir, r.cmd = req.TaskID, cfg, dir, cmd
+	r.pgid, r.shared, r.cmdDone = pgid, shared, make(chan struct{})
 	r.out = newOutput(req.Host, cfg.MaxOutputLines)
 	r.started = time.Now()
 	r.done = make(chan struct{})
@@ -222,17 +280,18 @@ func (r *Runtime) wait(host podapi.Host, outR, errR *os.File) {
 	case <-readersDone:
 	case <-time.After(readerGrace):
 		// Something the command spawned still holds the pipes.
-		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+		signalGroup(r.pgid, r.shared, syscall.SIGKILL)
 		_ = outR.Close()
 		_ = errR.Close()
 		<-readersDone
 	}
 	_ = outR.Close()
 	_ = errR.Close()
+	close(r.cmdDone)
 	r.out.close()
 
 	data := ExitedData{DurationMs: time.Since(r.started).Milliseconds()}
-	data.OutputLines, data.DroppedLines = r.out.counts()
+	data.OutputLines, data.DroppedLines, data.DroppedBetween = r.out.counts()
 	status := podapi.ExitStatus{}
 	ws, ok := r.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
@@ -256,11 +315,23 @@ func (r *Runtime) wait(host podapi.Host, outR, errR *os.File) {
 	}
 	r.mu.Lock()
 	data.Stopped, data.TimedOut = r.stopped, r.timedOut
+	r.mu.Unlock()
+	switch {
+	case data.Stopped:
+		status = podapi.ExitStatus{} // a requested stop is a clean end
+	case data.TimedOut:
+		status.Reason = ipa.CrashTimeout
+		status.Message = "timeoutMs " + itoa(r.cfg.TimeoutMs) + " passed"
+		if status.Signal == 0 && status.Code == 0 {
+			status.Code = timeoutExitCode // a command that ends well when told to stop still ran out of time
+		}
+	case status.Signal != 0 || status.Code != 0:
+		status.Reason, status.Message = limitReason(r.cfg.Limits, status, r.cmd.ProcessState, r.out.stderrTail())
+	}
+	data.Reason = status.Reason
+	r.mu.Lock()
 	r.exited = &data
 	r.mu.Unlock()
-	if data.Stopped {
-		status = podapi.ExitStatus{} // a requested stop is a clean end
-	}
 
 	raw, _ := json.Marshal(data)
 	reportEnd(host, raw)
@@ -288,21 +359,24 @@ func reportEnd(host podapi.Host, data []byte) {
 }
 
 // terminate sends SIGTERM to the command's process group and SIGKILL at
-// deadline if it is still running; it reports whether SIGKILL was needed.
+// deadline if it is still running; it returns once the command has ended
+// (not waiting for its end to be reported: a host may be gone) and reports
+// whether SIGKILL was needed.
 func (r *Runtime) terminate(deadline time.Time) bool {
 	r.mu.Lock()
-	cmd, done := r.cmd, r.done
+	cmd, done := r.cmd, r.cmdDone
 	r.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {
 		return false
 	}
-	pgid := cmd.Process.Pid
-	r.termOnce.Do(func() { _ = syscall.Kill(-pgid, syscall.SIGTERM) })
+	r.termOnce.Do(func() { signalGroup(r.pgid, r.shared, syscall.SIGTERM) })
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
 	select {
 	case <-done:
 		return false
-	case <-time.After(time.Until(deadline)):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	case <-t.C:
+		signalGroup(r.pgid, r.shared, syscall.SIGKILL)
 		<-done
 		return true
 	}
@@ -324,7 +398,7 @@ func (r *Runtime) State(context.Context, podapi.StateRequest) (podapi.StateRespo
 		live["pid"] = r.cmd.Process.Pid
 	}
 	if r.out != nil {
-		live["outputLines"], live["droppedLines"] = r.out.counts()
+		live["outputLines"], live["droppedLines"], _ = r.out.counts()
 	}
 	switch {
 	case r.cmd == nil:
@@ -371,6 +445,16 @@ func (r *Runtime) Stop(ctx context.Context, req podapi.StopRequest) (podapi.Stop
 		deadline = d.Add(-100 * time.Millisecond)
 	}
 	forced := r.terminate(deadline)
+	// The end is reported promptly while a host is connected; without one
+	// (an orphan stopping its work) the report waits for a host and Stop
+	// returns without it.
+	t := time.NewTimer(reportWait)
+	defer t.Stop()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	case <-t.C:
+	}
 	return podapi.StopResponse{Forced: forced}, nil
 }
 

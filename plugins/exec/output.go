@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -21,23 +22,41 @@ const (
 )
 
 // output collects a command's lines and sends them to the host in batches.
-// Lines past the per-task cap are dropped; how many is reported once, with
-// the final flush.
+// Of a command that prints more than the per-task cap (maxOutputLines), the
+// first half of the cap (the head) is streamed as it comes and the last half
+// (the tail) is kept in a ring and sent when the command ends; what fell in
+// between is dropped. The tail is sent after a marker line
+// ("[ipa: N lines dropped]", stream stdout) whose pod_output event carries
+// dropped: N, so a reader sees where and how much is missing. Lines dropped
+// while the host was away (more than maxPending waiting) are reported as
+// dropped with the last batch.
 type output struct {
-	host podapi.Host
-	cap  int
+	host    podapi.Host
+	headCap int
+	tailCap int
 
 	mu       sync.Mutex
 	pending  []podapi.OutputLine
-	accepted int // lines taken (under the cap)
-	dropped  int // lines dropped (over the cap, or while the host was away)
+	head     int                 // lines taken into the head
+	tail     []podapi.OutputLine // ring of the latest lines past the head
+	tailNext int                 // ring index the next line goes to
+	tailKept int                 // lines of the tail queued once the command ended
+	between  int                 // lines dropped between head and tail
+	dropped  int                 // lines dropped while the host was away
+	marker   int                 // index in pending of the marker line, -1 when none
+	errTail  []string            // the last few stderr lines, whatever the cap, for the exit classification
 	kick     chan struct{}
 	closed   chan struct{}
 	finished chan struct{}
 }
 
+// errTailLines is how many of the last stderr lines the output remembers.
+const errTailLines = 5
+
 func newOutput(host podapi.Host, cap int) *output {
-	o := &output{host: host, cap: cap, kick: make(chan struct{}, 1), closed: make(chan struct{}), finished: make(chan struct{})}
+	headCap := (cap + 1) / 2
+	o := &output{host: host, headCap: headCap, tailCap: cap - headCap, marker: -1,
+		kick: make(chan struct{}, 1), closed: make(chan struct{}), finished: make(chan struct{})}
 	go o.run()
 	return o
 }
@@ -47,13 +66,28 @@ func (o *output) add(stream, text string) {
 	if len(text) > maxLineLen {
 		text = text[:maxLineLen]
 	}
+	line := podapi.OutputLine{Stream: stream, Text: text}
 	o.mu.Lock()
+	if stream == podapi.StreamStderr {
+		if len(o.errTail) == errTailLines {
+			o.errTail = o.errTail[1:]
+		}
+		o.errTail = append(o.errTail, text)
+	}
 	switch {
-	case o.accepted >= o.cap || len(o.pending) >= maxPending:
+	case o.head < o.headCap && len(o.pending) >= maxPending:
 		o.dropped++
+	case o.head < o.headCap:
+		o.head++
+		o.pending = append(o.pending, line)
+	case o.tailCap == 0:
+		o.between++
+	case len(o.tail) < o.tailCap:
+		o.tail = append(o.tail, line)
 	default:
-		o.accepted++
-		o.pending = append(o.pending, podapi.OutputLine{Stream: stream, Text: text})
+		o.tail[o.tailNext] = line // the oldest tail line falls between
+		o.tailNext = (o.tailNext + 1) % o.tailCap
+		o.between++
 	}
 	full := len(o.pending) >= flushLines
 	o.mu.Unlock()
@@ -65,10 +99,34 @@ func (o *output) add(stream, text string) {
 	}
 }
 
-func (o *output) counts() (accepted, dropped int) {
+// counts returns the lines kept (head and tail), those dropped in all, and
+// those of them dropped between head and tail.
+func (o *output) counts() (kept, dropped, between int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.accepted, o.dropped
+	return o.head + len(o.tail) + o.tailKept, o.between + o.dropped, o.between
+}
+
+// stderrTail returns the last few stderr lines, oldest first.
+func (o *output) stderrTail() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.errTail...)
+}
+
+// queueTail moves the kept tail (after its marker) into pending, once the
+// command has ended.
+func (o *output) queueTail() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.between > 0 {
+		o.marker = len(o.pending)
+		o.pending = append(o.pending, podapi.OutputLine{Stream: podapi.StreamStdout, Text: fmt.Sprintf("[ipa: %d lines dropped]", o.between)})
+	}
+	o.pending = append(o.pending, o.tail[o.tailNext:]...)
+	o.pending = append(o.pending, o.tail[:o.tailNext]...)
+	o.tailKept = len(o.tail)
+	o.tail, o.tailNext = nil, 0
 }
 
 func (o *output) run() {
@@ -79,6 +137,7 @@ func (o *output) run() {
 	for {
 		select {
 		case <-o.closed:
+			o.queueTail()
 			o.flushAll()
 			return
 		case <-tick.C:
@@ -88,6 +147,7 @@ func (o *output) run() {
 				select {
 				case <-time.After(wait):
 				case <-o.closed:
+					o.queueTail()
 					o.flushAll()
 					return
 				}
@@ -103,10 +163,16 @@ func (o *output) run() {
 func (o *output) flush(final bool) bool {
 	o.mu.Lock()
 	n := min(len(o.pending), flushLines)
+	if o.marker > 0 && o.marker < n {
+		n = o.marker // the marker starts a batch of its own
+	}
 	batch := append([]podapi.OutputLine(nil), o.pending[:n]...)
 	dropped := 0
+	if o.marker == 0 {
+		dropped = o.between
+	}
 	if final && n == len(o.pending) {
-		dropped = o.dropped
+		dropped += o.dropped
 	}
 	o.mu.Unlock()
 	if n == 0 && dropped == 0 {
@@ -121,6 +187,11 @@ func (o *output) flush(final bool) bool {
 	// Sent, or refused for good: either way these lines are done.
 	o.mu.Lock()
 	o.pending = o.pending[n:]
+	if o.marker >= 0 {
+		if o.marker -= n; o.marker < 0 {
+			o.marker = -1
+		}
+	}
 	o.mu.Unlock()
 	return true
 }
@@ -130,11 +201,11 @@ func (o *output) flush(final bool) bool {
 func (o *output) flushAll() {
 	backoff := 100 * time.Millisecond
 	for {
-		o.mu.Lock()
-		left := len(o.pending)
-		o.mu.Unlock()
 		if o.flush(true) {
-			if left <= flushLines {
+			o.mu.Lock()
+			left := len(o.pending)
+			o.mu.Unlock()
+			if left == 0 {
 				return
 			}
 			continue
