@@ -58,7 +58,7 @@ type apiTaskPage struct {
 		StartCursor     *string `json:"startCursor"`
 		EndCursor       string  `json:"endCursor"`
 	} `json:"pageInfo"`
-	TotalCount int        `json:"totalCount"`
+	TotalCount int       `json:"totalCount"`
 	Rows       []apiTask `json:"-"`
 }
 
