@@ -576,4 +576,3 @@ func TestTaskCLIUsage(t *testing.T) {
 		t.Errorf("completion bash: exit %d", r.code)
 	}
 }
-
