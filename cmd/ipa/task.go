@@ -174,7 +174,10 @@ document (watch and logs -f: one JSON object per line) for scripts.
 		newTaskWatchCommand(o),
 	)
 	for _, c := range cmd.Commands() {
-		c.Long = strings.TrimSpace(c.Long + "\n\n" + taskExitCodes)
+		if c.Long == "" {
+			c.Long = c.Short + "."
+		}
+		c.Long += "\n\n" + taskExitCodes
 	}
 	return cmd
 }
