@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ipa-dev/ipa/internal/client"
 	"github.com/ipa-dev/ipa/internal/store"
 )
 
@@ -38,6 +39,9 @@ func exitCode(err error) int {
 	var e *exitError
 	if errors.As(err, &e) {
 		return e.code
+	}
+	if code := client.ErrorCode(err); code != "" {
+		return apiExitCode(code)
 	}
 	return 1
 }
@@ -74,6 +78,7 @@ A flag given on the command line wins over the environment.`,
 		newTokenCommand(opts),
 		newVersionCommand(),
 		newPluginCommand(),
+		newTaskCommand(),
 	)
 	return root
 }
