@@ -65,6 +65,10 @@ type TaskQuery struct {
 	Order  ipa.TaskOrder
 	Limit  int      // rows to return; the store fetches Limit+1 to know if more follow
 	After  *TaskKey // keyset: the page starts strictly after this key
+	Before *TaskKey // keyset: the page ends strictly before this key
+	// Last takes the last Limit rows of the range instead of the first
+	// (still returned in Order); HasMore then says a row precedes them.
+	Last bool
 }
 
 // TaskKey is a task's position in an order: the sort column's value and the id
@@ -78,5 +82,5 @@ type TaskKey struct {
 // TaskPage is one page of a task list.
 type TaskPage struct {
 	Tasks   []*ipa.Task
-	HasMore bool // another row follows the last one in this order
+	HasMore bool // another row follows the last one in this order (precedes the first one, with Last)
 }
