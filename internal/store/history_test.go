@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -400,4 +402,125 @@ func testPrune(t *testing.T, s *Store) {
 	got, err = s.Prune(ctx, PruneRequest{ClosedBefore: cutoff})
 	require.NoError(t, err)
 	assert.Zero(t, got)
+}
+
+// explainEvents returns the query plan of PageEvents for q.
+func explainEvents(t testing.TB, s *Store, q EventPageQuery) string {
+	t.Helper()
+	query := s.read.ToSQL(func(tx *gorm.DB) *gorm.DB {
+		db, err := eventPageQuery(tx, q)
+		require.NoError(t, err)
+		var rows []eventRow
+		return db.Scan(&rows)
+	})
+	return explainSQL(t, s, query)
+}
+
+func explainSQL(t testing.TB, s *Store, query string) string {
+	t.Helper()
+	prefix := "EXPLAIN QUERY PLAN "
+	if s.postgres() {
+		prefix = "EXPLAIN "
+	}
+	rows, err := s.rawDB().Query(prefix + query)
+	require.NoError(t, err)
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var plan []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		require.NoError(t, rows.Scan(ptrs...))
+		plan = append(plan, fmt.Sprint(vals[len(vals)-1]))
+	}
+	return strings.Join(plan, "\n")
+}
+
+// TestHistoryPlans checks that event pages in both directions and backward
+// task pages are index range scans with no sort.
+func TestHistoryPlans(t *testing.T) {
+	t.Parallel()
+	for _, d := range dialects() {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			s := d.open(t)
+			n := 20_000
+			if !s.postgres() {
+				n = 2_000
+			}
+			seedTasks(t, s, n)
+			seedEvents(t, s, 20)
+			id := bigStream(t, s, 20, 20_000) // a long-running pod's output
+			mid := t0.Add(time.Duration(n/2) * time.Millisecond)
+			key := &TaskKey{Time: mid, Title: "task 5", ID: uuid.NewString()}
+			active := ipa.TaskFilter{Statuses: []ipa.TaskStatus{ipa.StatusActive}}
+			plans := map[string]string{
+				"logForward":       explainEvents(t, s, EventPageQuery{After: i64(100), Limit: 100}),
+				"logBackward":      explainEvents(t, s, EventPageQuery{Before: i64(1000), Limit: 100, Last: true}),
+				"logTypeBackward":  explainEvents(t, s, EventPageQuery{Types: []string{ipa.EventPodOutput}, Limit: 100, Last: true}),
+				"taskTail":         explainEvents(t, s, EventPageQuery{TaskID: id, Types: []string{ipa.EventPodOutput}, Limit: 50, Last: true}),
+				"taskBackward":     explainEvents(t, s, EventPageQuery{TaskID: id, Before: i64(30), Limit: 50, Last: true}),
+				"taskByPosition":   explainEvents(t, s, EventPageQuery{TaskID: id, ByPosition: true, After: i64(10), Limit: 50}),
+				"tasksLast":        explain(t, s, TaskQuery{Order: ipa.DefaultTaskOrder, Limit: 100, Last: true}),
+				"tasksStatusLast":  explain(t, s, TaskQuery{Filter: active, Order: ipa.DefaultTaskOrder, Limit: 100, Before: key, Last: true}),
+				"tasksCreatedLast": explain(t, s, TaskQuery{Order: ipa.TaskOrder{Field: ipa.OrderCreatedAt}, Limit: 100, After: key, Before: key, Last: true}),
+			}
+			for name, plan := range plans {
+				if s.postgres() {
+					assert.Contains(t, plan, "Index", name+"\n"+plan)
+					assert.NotContains(t, plan, "Sort", name+"\n"+plan)
+					assert.NotContains(t, plan, "Seq Scan", name+"\n"+plan)
+				} else {
+					assert.NotContains(t, plan, "TEMP B-TREE", name+"\n"+plan)
+					assert.Regexp(t, "USING (INDEX|INTEGER PRIMARY KEY|COVERING INDEX)", plan, name+"\n"+plan)
+				}
+			}
+		})
+	}
+}
+
+// seedEvents gives every seeded task k events (pod_output and others), so
+// the planner sees a realistic events table.
+func seedEvents(t testing.TB, s *Store, k int) {
+	t.Helper()
+	db := s.rawDB()
+	ctx := context.Background()
+	types := []string{ipa.EventPodOutput, ipa.EventPodOutput, ipa.EventPhaseChanged, ipa.EventPodStarted}
+	q := `INSERT INTO events (position, id, stream_id, version, type, data, occurred_at)
+		SELECT (ROW_NUMBER() OVER (ORDER BY id)) * %d + %d, %s, id, %d, '%s', '{}', 0 FROM streams`
+	newID := "lower(hex(randomblob(16)))"
+	if s.postgres() {
+		newID = "gen_random_uuid()"
+	}
+	for v := 1; v <= k; v++ {
+		_, err := db.ExecContext(ctx, fmt.Sprintf(q, k, v, newID, v, types[v%len(types)]))
+		require.NoError(t, err)
+	}
+}
+
+// bigStream appends n more events (after the k seedEvents gave it) to one
+// seeded stream, and returns its id.
+func bigStream(t testing.TB, s *Store, k, n int) string {
+	t.Helper()
+	db := s.rawDB()
+	ctx := context.Background()
+	var id string
+	var head int64
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT id FROM streams ORDER BY id LIMIT 1`).Scan(&id))
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT MAX(position) FROM events`).Scan(&head))
+	q := `INSERT INTO events (position, id, stream_id, version, type, data, occurred_at)
+		SELECT %d + v, %s, '%s', %d + v, CASE WHEN v %% 4 = 0 THEN 'phase_changed' ELSE 'pod_output' END, '{}', 0
+		FROM (%s) AS g`
+	newID, series := "lower(hex(randomblob(16)))", fmt.Sprintf("WITH RECURSIVE r(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM r WHERE v < %d) SELECT v FROM r", n)
+	if s.postgres() {
+		newID, series = "gen_random_uuid()", fmt.Sprintf("SELECT generate_series(1, %d) AS v", n)
+	}
+	_, err := db.ExecContext(ctx, fmt.Sprintf(q, head, newID, id, k, series))
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, map[bool]string{true: "ANALYZE", false: "PRAGMA optimize"}[s.postgres()])
+	require.NoError(t, err)
+	return id
 }
