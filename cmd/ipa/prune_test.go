@@ -49,7 +49,9 @@ func TestPruneCommand(t *testing.T) {
 			TotalCount int
 			Edges      []struct{ Node struct{ ID string } }
 		}
-		Events struct{ Edges []struct{ Node struct{ TaskID string } } }
+		Events struct {
+			Edges []struct{ Node struct{ TaskID string } }
+		}
 	}
 	s.must(t, `{ tasks { totalCount edges { node { id } } } events(afterPosition: "0") { edges { node { taskId } } } }`, nil, &got)
 	if got.Tasks.TotalCount != 1 || len(got.Tasks.Edges) != 1 || got.Tasks.Edges[0].Node.ID != open {
