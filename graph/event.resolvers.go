@@ -36,7 +36,7 @@ func (r *eventResolver) CausationID(ctx context.Context, obj *ipa.Event) (*strin
 
 // TotalCount is the resolver for the totalCount field.
 func (r *eventConnectionResolver) TotalCount(ctx context.Context, obj *model.EventConnection) (int, error) {
-	return r.TaskService.CountEvents(ctx, obj.TaskID, obj.Types)
+	return r.TaskService.CountLogEvents(ctx, obj.TaskID, obj.Types)
 }
 
 // TaskEvents is the resolver for the taskEvents field.

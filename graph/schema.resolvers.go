@@ -20,10 +20,14 @@ func (r *queryResolver) Task(ctx context.Context, id string) (*ipa.Task, error) 
 }
 
 // Tasks is the resolver for the tasks field.
-func (r *queryResolver) Tasks(ctx context.Context, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string) (*model.TaskConnection, error) {
+func (r *queryResolver) Tasks(ctx context.Context, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string, last *int, before *string) (*model.TaskConnection, error) {
 	in := service.ListTasksInput{First: service.DefaultPageSize, After: after, Filter: filterOf(filter), Order: orderOf(orderBy)}
-	if first != nil {
-		in.First = *first
+	p := pageOf(ctx, first, after, last, before)
+	in.First, in.Last, in.Before = 0, p.Last, p.Before
+	if p.First != nil {
+		in.First = *p.First
+	} else if p.Last == nil {
+		in.First = service.DefaultPageSize
 	}
 	page, err := r.TaskService.ListTasks(ctx, in)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/ipa-dev/ipa/graph/generated"
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/service"
 )
 
 // CreateTask is the resolver for the createTask field.
@@ -67,21 +66,12 @@ func (r *taskResolver) Pod(ctx context.Context, obj *ipa.Task) (*ipa.Pod, error)
 }
 
 // Events is the resolver for the events field.
-func (r *taskResolver) Events(ctx context.Context, obj *ipa.Task, first *int, after *string, types []string) (*model.EventConnection, error) {
-	n := service.DefaultPageSize
-	if first != nil {
-		n = *first
-	}
-	page, err := r.TaskService.TaskEvents(ctx, obj.ID, n, after, types)
+func (r *taskResolver) Events(ctx context.Context, obj *ipa.Task, first *int, after *string, types []string, last *int, before *string) (*model.EventConnection, error) {
+	page, err := r.TaskService.TaskEventsPage(ctx, obj.ID, pageOf(ctx, first, after, last, before), types)
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.EventConnection{TaskID: obj.ID, Types: types, PageInfo: pageInfo(page.Cursors, page.HasNextPage, page.HasPrevious)}
-	conn.Edges = make([]*model.EventEdge, len(page.Events))
-	for i := range page.Events {
-		conn.Edges[i] = &model.EventEdge{Cursor: page.Cursors[i], Node: &page.Events[i]}
-	}
-	return conn, nil
+	return eventConnection(page, obj.ID, types), nil
 }
 
 // TotalCount is the resolver for the totalCount field.

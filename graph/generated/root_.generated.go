@@ -56,6 +56,10 @@ type ComplexityRoot struct {
 		Token  func(childComplexity int) int
 	}
 
+	DeleteTaskPayload struct {
+		TaskID func(childComplexity int) int
+	}
+
 	Event struct {
 		ActorID       func(childComplexity int) int
 		CausationID   func(childComplexity int) int
@@ -81,10 +85,12 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		ArchiveTask     func(childComplexity int, taskID string) int
 		CancelTask      func(childComplexity int, taskID string, reason string, expectedVersion *int) int
 		CompleteTask    func(childComplexity int, taskID string, expectedVersion *int) int
 		CreateTask      func(childComplexity int, input ipa.CreateTaskInput) int
 		CreateToken     func(childComplexity int, actorID string, role ipa.Role) int
+		DeleteTask      func(childComplexity int, taskID string) int
 		RestartPod      func(childComplexity int, taskID string, expectedVersion *int) int
 		RevokeToken     func(childComplexity int, id string) int
 		StartPod        func(childComplexity int, taskID string, expectedVersion *int) int
@@ -120,11 +126,12 @@ type ComplexityRoot struct {
 	Query struct {
 		APITokens  func(childComplexity int) int
 		ActivePods func(childComplexity int) int
+		Events     func(childComplexity int, afterPosition *string, first *int, types []string, taskID *string, after *string, last *int, before *string) int
 		Node       func(childComplexity int, id string) int
 		Runtimes   func(childComplexity int) int
 		Task       func(childComplexity int, id string) int
 		TaskCount  func(childComplexity int, filter *ipa.TaskFilter) int
-		Tasks      func(childComplexity int, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string) int
+		Tasks      func(childComplexity int, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string, last *int, before *string) int
 		Viewer     func(childComplexity int) int
 	}
 
@@ -153,10 +160,11 @@ type ComplexityRoot struct {
 	}
 
 	Task struct {
+		Archived      func(childComplexity int) int
 		CreatedAt     func(childComplexity int) int
 		CreatedBy     func(childComplexity int) int
 		Description   func(childComplexity int) int
-		Events        func(childComplexity int, first *int, after *string, types []string) int
+		Events        func(childComplexity int, first *int, after *string, types []string, last *int, before *string) int
 		ID            func(childComplexity int) int
 		Metadata      func(childComplexity int) int
 		Phase         func(childComplexity int) int
@@ -267,6 +275,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CreateTokenPayload.Token(childComplexity), true
 
+	case "DeleteTaskPayload.taskId":
+		if e.ComplexityRoot.DeleteTaskPayload.TaskID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeleteTaskPayload.TaskID(childComplexity), true
+
 	case "Event.actorId":
 		if e.ComplexityRoot.Event.ActorID == nil {
 			break
@@ -360,6 +375,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.EventEdge.Node(childComplexity), true
 
+	case "Mutation.archiveTask":
+		if e.ComplexityRoot.Mutation.ArchiveTask == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_archiveTask_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ArchiveTask(childComplexity, args["taskId"].(string)), true
 	case "Mutation.cancelTask":
 		if e.ComplexityRoot.Mutation.CancelTask == nil {
 			break
@@ -404,6 +430,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateToken(childComplexity, args["actorId"].(string), args["role"].(ipa.Role)), true
+	case "Mutation.deleteTask":
+		if e.ComplexityRoot.Mutation.DeleteTask == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteTask_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteTask(childComplexity, args["taskId"].(string)), true
 	case "Mutation.restartPod":
 		if e.ComplexityRoot.Mutation.RestartPod == nil {
 			break
@@ -576,6 +613,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.ActivePods(childComplexity), true
+	case "Query.events":
+		if e.ComplexityRoot.Query.Events == nil {
+			break
+		}
+
+		args, err := ec.field_Query_events_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Events(childComplexity, args["afterPosition"].(*string), args["first"].(*int), args["types"].([]string), args["taskId"].(*string), args["after"].(*string), args["last"].(*int), args["before"].(*string)), true
 
 	case "Query.node":
 		if e.ComplexityRoot.Query.Node == nil {
@@ -626,7 +674,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Tasks(childComplexity, args["filter"].(*ipa.TaskFilter), args["orderBy"].(*model.TaskOrder), args["first"].(*int), args["after"].(*string)), true
+		return e.ComplexityRoot.Query.Tasks(childComplexity, args["filter"].(*ipa.TaskFilter), args["orderBy"].(*model.TaskOrder), args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string)), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
@@ -725,6 +773,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Subscription.TaskEvents(childComplexity, args["taskId"].(string), args["afterVersion"].(*int)), true
 
+	case "Task.archived":
+		if e.ComplexityRoot.Task.Archived == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Archived(childComplexity), true
 	case "Task.createdAt":
 		if e.ComplexityRoot.Task.CreatedAt == nil {
 			break
@@ -753,7 +807,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Task.Events(childComplexity, args["first"].(*int), args["after"].(*string), args["types"].([]string)), true
+		return e.ComplexityRoot.Task.Events(childComplexity, args["first"].(*int), args["after"].(*string), args["types"].([]string), args["last"].(*int), args["before"].(*string)), true
 	case "Task.id":
 		if e.ComplexityRoot.Task.ID == nil {
 			break
@@ -982,7 +1036,10 @@ type Event {
   taskId: ID!
   "1, 2, 3… per task, no gaps."
   version: Int!
-  "Global commit order: a 64-bit integer as a decimal string, strictly increasing."
+  """
+  Global commit order: a 64-bit integer as a decimal string, strictly increasing. Not dense:
+  deleted tasks leave holes.
+  """
   position: String!
   type: String!
   data: JSON!
@@ -1016,6 +1073,58 @@ extend type Subscription {
   events(afterPosition: String, types: [String!]): Event!
   "The task's new view each time its row changes, for tasks matching the filter."
   taskChanged(filter: TaskFilter): Task!
+}
+`, BuiltIn: false},
+	{Name: "../../schema/history.graphqls", Input: `# History and retention: paging the event log, archiving and deleting closed tasks.
+
+extend type Task {
+  "Archived tasks are closed, and hidden from ` + "`" + `tasks` + "`" + ` and ` + "`" + `taskCount` + "`" + ` unless ` + "`" + `filter.archived` + "`" + ` is true."
+  archived: Boolean!
+}
+
+extend input TaskFilter {
+  """
+  False (the default): only tasks that are not archived. True: only archived tasks.
+  """
+  archived: Boolean = false
+}
+
+extend type Query {
+  """
+  The global event log in position order, oldest first within a page, a page at a time:
+  ` + "`" + `first` + "`" + ` (1 to 1000) after ` + "`" + `afterPosition` + "`" + ` (or ` + "`" + `after` + "`" + `), or ` + "`" + `last` + "`" + ` before ` + "`" + `before` + "`" + `.
+  Cursors are positions. ` + "`" + `types` + "`" + ` keeps only those types; ` + "`" + `taskId` + "`" + ` only that task's events.
+  Positions are strictly increasing but not dense: deleted tasks (` + "`" + `deleteTask` + "`" + `, ` + "`" + `ipa prune` + "`" + `)
+  leave holes in the log.
+  """
+  events(
+    afterPosition: String
+    first: Int = 100
+    types: [String!]
+    taskId: ID
+    after: String
+    last: Int
+    before: String
+  ): EventConnection!
+}
+
+type DeleteTaskPayload {
+  "The id of the task that no longer exists."
+  taskId: ID!
+}
+
+extend type Mutation {
+  """
+  Archives a completed or cancelled task (event ` + "`" + `task_archived` + "`" + `): it is hidden from
+  task lists and counts unless the filter asks for archived tasks. Repeating it changes
+  nothing. An open task: CONFLICT/NOT_CLOSED.
+  """
+  archiveTask(taskId: ID!): TaskPayload!
+  """
+  Deletes a completed or cancelled task's whole stream: its events, its row and what
+  refers to it. Needs ADMIN. An open task: CONFLICT/NOT_CLOSED.
+  """
+  deleteTask(taskId: ID!): DeleteTaskPayload!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/pod.graphqls", Input: `"""
@@ -1088,10 +1197,16 @@ type Query {
   task(id: ID!): Task
   """
   Tasks matching the filter, in the given order (default UPDATED_AT DESC), a page at a time.
-  ` + "`" + `first` + "`" + ` is 1 to 1000; ` + "`" + `after` + "`" + ` is the ` + "`" + `endCursor` + "`" + ` of the previous page.
+  ` + "`" + `first` + "`" + ` is 1 to 1000; ` + "`" + `after` + "`" + ` is the ` + "`" + `endCursor` + "`" + ` of the previous page. Backwards: ` + "`" + `last` + "`" + `
+  (1 to 1000, not together with ` + "`" + `first` + "`" + `) before ` + "`" + `before` + "`" + ` (the ` + "`" + `startCursor` + "`" + ` of the next page);
+  the page stays in the list's order.
   """
-  tasks(filter: TaskFilter, orderBy: TaskOrder, first: Int = 100, after: String): TaskConnection!
-  "How many tasks match the filter."
+  tasks(filter: TaskFilter, orderBy: TaskOrder, first: Int = 100, after: String, last: Int, before: String): TaskConnection!
+  """
+  How many tasks match the filter, always exact. A filter of only ` + "`" + `status` + "`" + `, ` + "`" + `phase` + "`" + ` and
+  ` + "`" + `archived` + "`" + ` is answered from counters kept with every write (fast at any size); any other
+  filter field counts the matching rows.
+  """
   taskCount(filter: TaskFilter): Int!
   "Tasks whose pod is not STOPPED."
   activePods: [Task!]!
@@ -1156,8 +1271,12 @@ type Task implements Node {
   restartPolicy: RestartPolicy!
   "The task's pod; always present, STOPPED when no pod runs."
   pod: Pod!
-  "The task's events, oldest first; ` + "`" + `types` + "`" + ` keeps only those types."
-  events(first: Int = 100, after: String, types: [String!]): EventConnection!
+  """
+  The task's events, oldest first; ` + "`" + `types` + "`" + ` keeps only those types. ` + "`" + `first` + "`" + ` after ` + "`" + `after` + "`" + `, or
+  ` + "`" + `last` + "`" + ` before ` + "`" + `before` + "`" + ` (the tail of a pod's output: ` + "`" + `last: 50, types: ["pod_output"]` + "`" + `);
+  a page is always oldest first.
+  """
+  events(first: Int = 100, after: String, types: [String!], last: Int, before: String): EventConnection!
 }
 
 enum TaskStatus {
@@ -1200,7 +1319,7 @@ input RestartPolicyInput {
 type TaskConnection {
   edges: [TaskEdge!]!
   pageInfo: PageInfo!
-  "How many tasks match the filter, across all pages."
+  "How many tasks match the filter, across all pages (exact; fast for the filters ` + "`" + `taskCount` + "`" + ` names)."
   totalCount: Int!
 }
 
@@ -1364,6 +1483,14 @@ func (ec *executionContext) childFields_CreateTokenPayload(ctx context.Context, 
 		return ec.fieldContext_CreateTokenPayload_secret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateTokenPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_DeleteTaskPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "taskId":
+		return ec.fieldContext_DeleteTaskPayload_taskId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeleteTaskPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Event(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1532,6 +1659,8 @@ func (ec *executionContext) childFields_Task(ctx context.Context, field graphql.
 		return ec.fieldContext_Task_pod(ctx, field)
 	case "events":
 		return ec.fieldContext_Task_events(ctx, field)
+	case "archived":
+		return ec.fieldContext_Task_archived(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Task", field.Name)
 }

@@ -17,6 +17,11 @@ type CreateTokenPayload struct {
 	Secret string `json:"secret"`
 }
 
+type DeleteTaskPayload struct {
+	// The id of the task that no longer exists.
+	TaskID string `json:"taskId"`
+}
+
 type EventEdge struct {
 	Cursor string     `json:"cursor"`
 	Node   *ipa.Event `json:"node"`

@@ -196,6 +196,7 @@ func (a *App) build(ctx context.Context) (err error) {
 	}
 	tasks, err := service.NewTaskService(service.TaskConfig{
 		Store:         a.Store,
+		History:       a.Store,
 		Writer:        a.Writer,
 		Pods:          a.Supervisor,
 		Cursors:       cursor.New(key),

@@ -11,6 +11,14 @@
 // notice from another instance that carries no events, a dropped batch after
 // the subscriber fell behind — makes the subscriber read the store from its
 // last position, which is always correct. Duplicates are dropped by position.
+//
+// Deleted history: deleting a closed task (deleteTask, ipa prune) removes its
+// whole stream, so the stored log has holes; positions are never reused and
+// stay strictly increasing, but are dense only as allocated, not as stored.
+// A hole is only ever behind the head: a global read therefore takes the head
+// position first, and a gap still open below it after the read is accepted as
+// deleted history (the stream moves on to the head) instead of being waited
+// for. A task stream is deleted whole, so versions within a stream stay dense.
 package feed
 
 import (

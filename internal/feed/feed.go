@@ -233,7 +233,23 @@ func (s *stream) deliver(ctx context.Context, e ipa.Event) bool {
 
 // readStore delivers everything stored after s.last. Returns false when ctx
 // ended or the store failed (the subscription then ends).
+//
+// On the global feed it first reads the head position: every position up to
+// it has committed, so once the reads have delivered everything stored up
+// to it, a position still missing below it is deleted history (a pruned or
+// deleted task), never an event yet to come. s.last moves to the head, so a
+// hole is accepted once and never sends the stream back to the store again.
 func (s *stream) readStore(ctx context.Context) bool {
+	var head int64
+	if s.taskID == "" {
+		var err error
+		if head, err = s.feed.store.HeadPosition(ctx); err != nil {
+			if ctx.Err() == nil {
+				s.feed.log.Warn("subscription ended: store read failed", "err", err)
+			}
+			return false
+		}
+	}
 	for {
 		q := ipa.EventQuery{TaskID: s.taskID, After: s.last, Limit: catchUpPage}
 		if s.taskID == "" {
@@ -254,6 +270,7 @@ func (s *stream) readStore(ctx context.Context) bool {
 			}
 		}
 		if len(evs) < catchUpPage {
+			s.last = max(s.last, head)
 			return true
 		}
 	}

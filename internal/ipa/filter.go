@@ -15,11 +15,17 @@ type TaskFilter struct {
 	CreatedBy     *string
 	Runtime       *string
 	TitleContains *string // case-insensitive substring
+	// Archived selects archived tasks (true) or the others (false, the
+	// default: archived tasks are hidden).
+	Archived bool
 }
 
 // Matches reports whether t passes the filter, with the same meaning the store
 // gives it in SQL. Live feeds (taskChanged) use it to filter server-side.
 func (f TaskFilter) Matches(t *Task) bool {
+	if t.Archived != f.Archived {
+		return false
+	}
 	if len(f.Statuses) > 0 && !contains(f.Statuses, t.Status) {
 		return false
 	}

@@ -61,6 +61,8 @@ func Apply(t *Task, e Event) error {
 		t.PodState = PodBackoff
 	case EventPodRestartLimitReached:
 		t.PodState = PodFailed
+	case EventTaskArchived:
+		t.Archived = true
 	}
 	t.Version = e.Version
 	t.UpdatedAt = e.OccurredAt

@@ -66,6 +66,10 @@ type TaskQuery struct {
 	Order  TaskOrder
 	Limit  int      // rows to return; the store fetches Limit+1 to know if more follow
 	After  *TaskKey // keyset: the page starts strictly after this key
+	Before *TaskKey // keyset: the page ends strictly before this key
+	// Last takes the last Limit rows of the range instead of the first
+	// (still returned in Order); HasMore then says a row precedes them.
+	Last bool
 }
 
 // TaskKey is a task's position in an order: the sort column's value and the id
@@ -79,5 +83,35 @@ type TaskKey struct {
 // TaskPage is one page of a task list.
 type TaskPage struct {
 	Tasks   []*Task
-	HasMore bool // another row follows the last one in this order
+	HasMore bool // another row follows the last one in this order (precedes the first one, with Last)
+}
+
+// EventPageQuery asks for one page of events, in either direction, by
+// keyset on the position (the global log) or the version (one stream).
+type EventPageQuery struct {
+	TaskID string // one stream; "" = the global log
+	// ByPosition keys one stream's page by global position instead of
+	// version (the global log is always keyed by position).
+	ByPosition bool
+	Types      []string // only these types; empty = all
+	After      *int64   // the page starts strictly after this key
+	Before     *int64   // the page ends strictly before this key
+	Limit      int      // 1..10000 events
+	// Last takes the last Limit events of the range instead of the first;
+	// the page is still returned oldest first.
+	Last bool
+}
+
+// EventPage is one page of events, oldest first.
+type EventPage struct {
+	Events []Event
+	// HasMore: another event of the range follows the page (precedes it,
+	// with Last).
+	HasMore bool
+}
+
+// Removed is what a delete or prune removed (or, for a dry run, would).
+type Removed struct {
+	Tasks  int64
+	Events int64
 }

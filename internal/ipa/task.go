@@ -165,6 +165,7 @@ type Task struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	ClosedAt      *time.Time // when it was completed or cancelled
+	Archived      bool       // closed and archived: hidden from lists unless asked for
 	Version       int64      // version of the last event applied
 }
 

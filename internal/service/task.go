@@ -26,6 +26,7 @@ const DefaultRuntime = "demo"
 // TaskConfig is what a TaskService is built from.
 type TaskConfig struct {
 	Store         TaskReader    // required
+	History       HistoryStore  // event pages and deletes; required by those use cases
 	Writer        EventWriter   // required
 	Pods          Pods          // required
 	Cursors       *cursor.Codec // required: signs list cursors
@@ -40,6 +41,7 @@ type TaskConfig struct {
 // concurrent use.
 type TaskService struct {
 	store    TaskReader
+	history  HistoryStore
 	writer   EventWriter
 	pods     Pods
 	cursors  *cursor.Codec
@@ -72,6 +74,7 @@ func NewTaskService(cfg TaskConfig) (*TaskService, error) {
 	now := cfg.Now
 	s := &TaskService{
 		store:    cfg.Store,
+		history:  cfg.History,
 		writer:   cfg.Writer,
 		pods:     cfg.Pods,
 		cursors:  cfg.Cursors,
@@ -230,6 +233,10 @@ type ListTasksInput struct {
 	Order  ipa.TaskOrder
 	First  int
 	After  *string // endCursor of the previous page
+	// Last, instead of First, takes the last rows before Before (or of the
+	// whole list); the page is still in Order.
+	Last   *int
+	Before *string // startCursor of the next page
 }
 
 // TaskList is one page of tasks, each with its cursor.
@@ -254,8 +261,15 @@ func (s *TaskService) ListTasks(ctx context.Context, in ListTasksInput) (TaskLis
 	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
 		return TaskList{}, err
 	}
-	if in.First < 1 || in.First > MaxPageSize {
-		return TaskList{}, invalidArg("first must be between 1 and %d.", MaxPageSize)
+	n, fromEnd := in.First, in.Last != nil
+	if fromEnd {
+		if in.First != 0 {
+			return TaskList{}, invalidArg("Give first or last, not both.")
+		}
+		n = *in.Last
+	}
+	if n < 1 || n > MaxPageSize {
+		return TaskList{}, invalidArg("first and last must be between 1 and %d.", MaxPageSize)
 	}
 	if err := validateFilter(in.Filter); err != nil {
 		return TaskList{}, err
@@ -264,19 +278,31 @@ func (s *TaskService) ListTasks(ctx context.Context, in ListTasksInput) (TaskLis
 		in.Order = ipa.DefaultTaskOrder
 	}
 	shape := queryShape(in.Filter, in.Order)
-	q := ipa.TaskQuery{Filter: in.Filter, Order: in.Order, Limit: in.First}
-	if in.After != nil {
-		var c taskCursor
-		if err := s.cursors.Decode(shape, *in.After, &c); err != nil {
-			return TaskList{}, invalidArg("after is not a cursor of this list; use an endCursor returned with the same filter and order.")
+	q := ipa.TaskQuery{Filter: in.Filter, Order: in.Order, Limit: n, Last: fromEnd}
+	for _, b := range []struct {
+		name string
+		in   *string
+		out  **ipa.TaskKey
+	}{{"after", in.After, &q.After}, {"before", in.Before, &q.Before}} {
+		if b.in == nil {
+			continue
 		}
-		q.After = &ipa.TaskKey{Time: time.Unix(0, c.Nanos).UTC(), Title: c.Title, ID: c.ID}
+		var c taskCursor
+		if err := s.cursors.Decode(shape, *b.in, &c); err != nil {
+			return TaskList{}, invalidArg("%s is not a cursor of this list; use a cursor returned with the same filter and order.", b.name)
+		}
+		*b.out = &ipa.TaskKey{Time: time.Unix(0, c.Nanos).UTC(), Title: c.Title, ID: c.ID}
 	}
 	page, err := s.store.FindTasks(ctx, q)
 	if err != nil {
 		return TaskList{}, err
 	}
+	// The side read towards knows whether more rows follow; the other side
+	// has more when a cursor bounds it (the cursor's own row is there).
 	out := TaskList{Tasks: page.Tasks, HasNextPage: page.HasMore, HasPrevious: in.After != nil}
+	if fromEnd {
+		out.HasNextPage, out.HasPrevious = in.Before != nil, page.HasMore
+	}
 	for _, t := range page.Tasks {
 		c := taskCursor{ID: t.ID}
 		switch in.Order.Field {

@@ -73,10 +73,11 @@ const (
 type writeReq struct {
 	ctx context.Context
 	// apply does the request's reads and writes in tx, except inserting its
-	// events, which it returns with positions unset. An error fails this
-	// request only (errExisting is an outcome, not a failure: nothing to
+	// events, which it returns with positions unset, and moving the task
+	// counters, which it records in counts (see counts.go). An error fails
+	// this request only (errExisting is an outcome, not a failure: nothing to
 	// write). It may run more than once; each run starts from scratch.
-	apply func(tx *gorm.DB) ([]ipa.Event, error)
+	apply func(tx *gorm.DB, counts countDelta) ([]ipa.Event, error)
 
 	state atomic.Int32
 	done  chan struct{}
@@ -120,7 +121,7 @@ func (s *Store) stopWriter() {
 }
 
 // submit queues a write and waits for its outcome.
-func (s *Store) submit(ctx context.Context, apply func(tx *gorm.DB) ([]ipa.Event, error)) ([]ipa.Event, error) {
+func (s *Store) submit(ctx context.Context, apply func(tx *gorm.DB, counts countDelta) ([]ipa.Event, error)) ([]ipa.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -255,6 +256,7 @@ func (s *Store) commitBatch(batch []*writeReq) (err error) {
 	}()
 	savepoints := len(batch) > 1
 	total := 0
+	counts := countDelta{}
 	for _, r := range batch {
 		r.events, r.err, r.panicked = nil, nil, nil
 		if savepoints {
@@ -262,10 +264,12 @@ func (s *Store) commitBatch(batch []*writeReq) (err error) {
 				return err
 			}
 		}
-		events, err := r.run(tx)
+		moved := countDelta{}
+		events, err := r.run(tx, moved)
 		if err == nil {
 			r.events = events
 			total += len(events)
+			counts.add(moved)
 			continue
 		}
 		r.err = err
@@ -278,6 +282,10 @@ func (s *Store) commitBatch(batch []*writeReq) (err error) {
 		if err := tx.Exec(`ROLLBACK TO SAVEPOINT w`).Error; err != nil {
 			return err
 		}
+	}
+	// Counters after every row lock, just before the position counter.
+	if err := applyCounts(tx, counts); err != nil {
+		return err
 	}
 	if total > 0 {
 		if err := s.insertEvents(tx, batch, total); err != nil {
@@ -293,14 +301,14 @@ func (s *Store) commitBatch(batch []*writeReq) (err error) {
 }
 
 // run applies r in tx, turning a panic into r.panicked (and an error).
-func (r *writeReq) run(tx *gorm.DB) (events []ipa.Event, err error) {
+func (r *writeReq) run(tx *gorm.DB, counts countDelta) (events []ipa.Event, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			r.panicked = p
 			err = fmt.Errorf("store: write panicked: %v", p)
 		}
 	}()
-	return r.apply(tx)
+	return r.apply(tx, counts)
 }
 
 // insertEvents gives the batch's events their global positions, in request

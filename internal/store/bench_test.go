@@ -55,7 +55,7 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 		batch = 1
 		for i, q := range []string{
 			"INSERT INTO streams (id, type, version, created_at, updated_at) VALUES " + s.placeholders(0, 5),
-			"INSERT INTO tasks (" + taskColumns + ") VALUES " + s.placeholders(0, 16),
+			"INSERT INTO tasks (" + taskColumns + ") VALUES " + s.placeholders(0, 17),
 		} {
 			stmts[i], err = tx.PrepareContext(ctx, q)
 			require.NoError(tb, err)
@@ -66,7 +66,7 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 		m := min(batch, n-start)
 		var streams, tasks strings.Builder
 		sargs := make([]any, 0, m*5)
-		targs := make([]any, 0, m*16)
+		targs := make([]any, 0, m*17)
 		for i := range m {
 			k := start + i
 			id := uuid.NewString()
@@ -79,10 +79,10 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 			}
 			streams.WriteString(s.placeholders(len(sargs), 5))
 			sargs = append(sargs, id, ipa.StreamTypeTask, 1, created, updated)
-			tasks.WriteString(s.placeholders(len(targs), 16))
+			tasks.WriteString(s.placeholders(len(targs), 17))
 			targs = append(targs, id, title, strings.ToLower(title), "", string(statuses[k%4]), string(ipa.PhasePlanning),
 				"demo", "{}", string(policy), "{}", string(ipa.PodStopped), []string{"alice", "bob"}[k%2],
-				created, updated, nil, 1)
+				created, updated, nil, 1, false)
 		}
 		if stmts[0] != nil {
 			_, err = stmts[0].ExecContext(ctx, sargs...)
@@ -101,6 +101,9 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 		_, err := db.ExecContext(ctx, def)
 		require.NoError(tb, err)
 	}
+	// The rows went in behind the write path: bring the counters up to them.
+	_, err = s.rebuildCounts(ctx, false)
+	require.NoError(tb, err)
 	analyze := "ANALYZE"
 	if !s.postgres() {
 		analyze = "PRAGMA optimize"
@@ -257,8 +260,8 @@ func rawCreate(ctx context.Context, s *Store, pos int64) error {
 		pos, uuid.Must(uuid.NewV7()).String(), id, ipa.EventTaskCreated, `{"title":"bench"}`, "bench", now); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, q(`INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		id, "bench", "bench", "", "INACTIVE", "SPEC_CLARIFICATION", "demo", "{}", "{}", "{}", "STOPPED", "bench", now, now, nil, 1); err != nil {
+	if _, err := tx.ExecContext(ctx, q(`INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		id, "bench", "bench", "", "INACTIVE", "SPEC_CLARIFICATION", "demo", "{}", "{}", "{}", "STOPPED", "bench", now, now, nil, 1, false); err != nil {
 		return err
 	}
 	return tx.Commit()

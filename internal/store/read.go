@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"gorm.io/gorm"
@@ -81,6 +82,9 @@ func (s *Store) FindTasks(ctx context.Context, q ipa.TaskQuery) (ipa.TaskPage, e
 	}
 	page := ipa.TaskPage{HasMore: len(rows) > q.Limit}
 	rows = rows[:min(len(rows), q.Limit)]
+	if q.Last {
+		slices.Reverse(rows) // read backwards from the end of the range
+	}
 	page.Tasks = make([]*ipa.Task, len(rows))
 	for i, r := range rows {
 		var err error
@@ -104,19 +108,28 @@ func (s *Store) findQuery(db *gorm.DB, q ipa.TaskQuery) (*gorm.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, cmp := "ASC", ">"
+	dir, cmp, back := "ASC", ">", "<"
 	if order.Descending {
-		dir, cmp = "DESC", "<"
+		dir, cmp, back = "DESC", "<", ">"
 	}
 	db = s.filter(db.Table("tasks"), q.Filter)
+	key := func(k *ipa.TaskKey) any {
+		if order.Field == ipa.OrderTitle {
+			return k.Title
+		}
+		return nanos(k.Time)
+	}
 	if q.After != nil {
 		// A row-value comparison: both SQLite and PostgreSQL turn it into the
 		// start of an index range scan on (col, id).
-		var v any = nanos(q.After.Time)
-		if order.Field == ipa.OrderTitle {
-			v = q.After.Title
-		}
-		db = db.Where(fmt.Sprintf("(%s, id) %s (?, ?)", col, cmp), v, afterID(q.After.ID))
+		db = db.Where(fmt.Sprintf("(%s, id) %s (?, ?)", col, cmp), key(q.After), afterID(q.After.ID))
+	}
+	if q.Before != nil {
+		db = db.Where(fmt.Sprintf("(%s, id) %s (?, ?)", col, back), key(q.Before), afterID(q.Before.ID))
+	}
+	if q.Last {
+		// The same index, scanned from the other end.
+		dir = map[string]string{"ASC": "DESC", "DESC": "ASC"}[dir]
 	}
 	return db.Select(taskColumns).Order(fmt.Sprintf("%s %s, id %s", col, dir, dir)).Limit(q.Limit + 1), nil
 }
@@ -133,12 +146,14 @@ func afterID(id string) string {
 
 // CountTasks returns how many tasks pass f. Returns EUNAVAILABLE when the
 // database is unreachable.
+//
+// A filter of only statuses, phases and archived is answered from the task
+// counters (a few rows, see counts.go); any other filter counts the rows.
 func (s *Store) CountTasks(ctx context.Context, f ipa.TaskFilter) (int64, error) {
-	var n int64
-	if err := s.filter(s.read.WithContext(ctx).Table("tasks"), f).Count(&n).Error; err != nil {
-		return 0, s.wrap(fmt.Errorf("store: count tasks: %w", err))
+	if countable(f) {
+		return s.countFromCounters(ctx, f)
 	}
-	return n, nil
+	return s.countTasksScan(ctx, f)
 }
 
 func orderColumn(f ipa.TaskOrderField) (string, error) {
@@ -156,6 +171,7 @@ func orderColumn(f ipa.TaskOrderField) (string, error) {
 // filter adds f's conditions with the meaning ipa.TaskFilter.Matches gives
 // them. A single status or phase is an equality, so it is an index prefix.
 func (s *Store) filter(db *gorm.DB, f ipa.TaskFilter) *gorm.DB {
+	db = db.Where("archived = ?", f.Archived)
 	if len(f.Statuses) == 1 {
 		db = db.Where("status = ?", string(f.Statuses[0]))
 	} else if len(f.Statuses) > 1 {

@@ -62,7 +62,20 @@ func (s *Store) Reproject(ctx context.Context, check bool) (int, error) {
 		}
 	}
 	n, err := s.orphans(ctx, check)
-	return changed + n, err
+	changed += n
+	if err != nil {
+		return changed, err
+	}
+	// The counters follow the rows: rebuilt after them, and only reported
+	// on their own when every row agrees (drift of the counters alone).
+	wrong, err := s.rebuildCounts(ctx, check)
+	if err != nil {
+		return changed, err
+	}
+	if changed == 0 {
+		changed = wrong
+	}
+	return changed, nil
 }
 
 // rowsByID reads the stored task rows for ids.
@@ -122,13 +135,24 @@ func (s *Store) rewrite(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
+		var old []taskRow
+		if err := tx.Raw(`SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id).Scan(&old).Error; err != nil {
+			return err
+		}
 		if err := tx.Exec(`DELETE FROM tasks WHERE id = ?`, id).Error; err != nil {
 			return err
 		}
-		if want == nil {
-			return nil
+		counts := countDelta{}
+		for i := range old {
+			counts.move(&old[i], nil)
 		}
-		return tx.Create(want).Error
+		if want != nil {
+			if err := tx.Create(want).Error; err != nil {
+				return err
+			}
+			counts.move(nil, want)
+		}
+		return applyCounts(tx, counts)
 	})
 	return s.wrap(err)
 }

@@ -72,12 +72,13 @@ type taskRow struct {
 	UpdatedAt     int64  `gorm:"column:updated_at"`
 	ClosedAt      *int64 `gorm:"column:closed_at"`
 	Version       int64  `gorm:"column:version"`
+	Archived      bool   `gorm:"column:archived"`
 }
 
 func (taskRow) TableName() string { return "tasks" }
 
 // taskColumns is the select list for taskRow.
-const taskColumns = "id, title, title_lower, description, status, phase, runtime, runtime_config, restart_policy, metadata, pod_state, created_by, created_at, updated_at, closed_at, version"
+const taskColumns = "id, title, title_lower, description, status, phase, runtime, runtime_config, restart_policy, metadata, pod_state, created_by, created_at, updated_at, closed_at, version, archived"
 
 func taskToRow(t *ipa.Task) (taskRow, error) {
 	policy, err := json.Marshal(t.RestartPolicy)
@@ -90,6 +91,7 @@ func taskToRow(t *ipa.Task) (taskRow, error) {
 		RuntimeConfig: jsonText(t.RuntimeConfig), RestartPolicy: string(policy), Metadata: jsonText(t.Metadata),
 		PodState: string(t.PodState), CreatedBy: t.CreatedBy,
 		CreatedAt: t.CreatedAt.UnixNano(), UpdatedAt: t.UpdatedAt.UnixNano(), Version: t.Version,
+		Archived: t.Archived,
 	}
 	if t.ClosedAt != nil {
 		n := t.ClosedAt.UnixNano()
@@ -105,6 +107,7 @@ func (r taskRow) task() (*ipa.Task, error) {
 		RuntimeConfig: json.RawMessage(r.RuntimeConfig), Metadata: json.RawMessage(r.Metadata),
 		PodState: ipa.PodState(r.PodState), CreatedBy: r.CreatedBy,
 		CreatedAt: fromNanos(r.CreatedAt), UpdatedAt: fromNanos(r.UpdatedAt), Version: r.Version,
+		Archived: r.Archived,
 	}
 	if err := json.Unmarshal([]byte(r.RestartPolicy), &t.RestartPolicy); err != nil {
 		return nil, fmt.Errorf("store: task %s: decode restart policy: %w", r.ID, err)

@@ -44,7 +44,7 @@ func (s *Store) CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.
 	}
 
 	var existing *ipa.Task
-	events, err := s.submit(ctx, func(tx *gorm.DB) ([]ipa.Event, error) {
+	events, err := s.submit(ctx, func(tx *gorm.DB, counts countDelta) ([]ipa.Event, error) {
 		existing = nil
 		if req.IdempotencyKey != "" {
 			// On a concurrent identical insert PostgreSQL waits here for the
@@ -73,6 +73,7 @@ func (s *Store) CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.
 		if err := tx.Create(&row).Error; err != nil {
 			return nil, err
 		}
+		counts.move(nil, &row)
 		return []ipa.Event{ev}, nil
 	})
 	if errors.Is(err, errExisting) {
@@ -116,7 +117,7 @@ func (s *Store) Append(ctx context.Context, req ipa.AppendRequest) (ipa.AppendRe
 		return ipa.AppendResult{}, ipa.TaskNotFound(req.TaskID)
 	}
 	var res ipa.AppendResult
-	events, err := s.submit(ctx, func(tx *gorm.DB) ([]ipa.Event, error) {
+	events, err := s.submit(ctx, func(tx *gorm.DB, counts countDelta) ([]ipa.Event, error) {
 		res = ipa.AppendResult{}
 		cur, err := s.currentTask(tx, req.TaskID)
 		if err != nil {
@@ -144,6 +145,7 @@ func (s *Store) Append(ctx context.Context, req ipa.AppendRequest) (ipa.AppendRe
 		if err := updateTask(tx, next); err != nil {
 			return nil, err
 		}
+		moveCounts(counts, cur, next)
 		res = ipa.AppendResult{Task: next}
 		return events, nil
 	})
@@ -239,9 +241,9 @@ func updateTask(tx *gorm.DB, t *ipa.Task) error {
 	}
 	return tx.Exec(`UPDATE tasks SET title = ?, title_lower = ?, description = ?, status = ?, phase = ?, runtime = ?,
 		runtime_config = ?, restart_policy = ?, metadata = ?, pod_state = ?, created_by = ?, created_at = ?,
-		updated_at = ?, closed_at = ?, version = ? WHERE id = ?`,
+		updated_at = ?, closed_at = ?, version = ?, archived = ? WHERE id = ?`,
 		r.Title, r.TitleLower, r.Description, r.Status, r.Phase, r.Runtime, r.RuntimeConfig, r.RestartPolicy,
-		r.Metadata, r.PodState, r.CreatedBy, r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.Version, r.ID).Error
+		r.Metadata, r.PodState, r.CreatedBy, r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.Version, r.Archived, r.ID).Error
 }
 
 // allocatePositions reserves n global positions and returns the last one.
