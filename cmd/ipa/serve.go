@@ -30,6 +30,7 @@ type serveOptions struct {
 	dataDir          string
 	shutdownTimeout  time.Duration
 	enableExec       bool
+	resumePods       bool
 	metricsAddr      string
 	rateLimit        float64
 	rateBurst        int
@@ -44,7 +45,8 @@ func newServeCommand(opts *options) *cobra.Command {
 		Long: `Runs the server: GraphQL at /graphql (HTTP, WebSocket and SSE), the IDE at /,
 /healthz, /readyz and /metrics. The database is created and migrated on first
 use. SIGINT or SIGTERM stops it cleanly: pods are stopped (gracefully, then
-forcibly) and the store is flushed.`,
+forcibly) and the store is flushed; the next start of the same instance
+resumes those pods (--resume-pods=false leaves them stopped).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serve(cmd.Context(), opts, so)
@@ -62,6 +64,7 @@ forcibly) and the store is flushed.`,
 	f.Float64Var(&so.rateLimit, "rate-limit", 0, "requests per second each token (or remote address without one) may send to /graphql; 0: no limit")
 	f.IntVar(&so.rateBurst, "rate-burst", 0, "requests a caller may send at once above --rate-limit (default: the rate, at least 1)")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
+	f.BoolVar(&so.resumePods, "resume-pods", true, "on start, start again the pods this instance's last clean shutdown stopped")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
 	f.IntVar(&so.policy.MaxAttempts, "restart-max-attempts", so.policy.MaxAttempts, "default restart policy: restarts allowed inside the window")
 	f.IntVar(&so.policy.WindowSeconds, "restart-window-seconds", so.policy.WindowSeconds, "default restart policy: window in seconds")
@@ -119,6 +122,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		Launcher:        supervisor.LauncherFunc(cat.Command),
 		DataDir:         dataDir,
 		InstanceID:      instanceID(so, dataDir),
+		ResumePods:      so.resumePods,
 		DefaultPolicy:   so.policy,
 		AuthMode:        mode,
 		Loopback:        loopback,

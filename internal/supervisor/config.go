@@ -48,6 +48,9 @@ type Config struct {
 	Launcher    Launcher    // required
 	Leases      LeaseStore  // required: persists pod ownership for Reconcile
 	DataDir     string      // pods work in DataDir/tasks/<id>; "": the runtime picks a directory
+	// InstanceID names this server in the pod_stopped events of its
+	// shutdown, so it can resume those pods when it returns (Resume).
+	InstanceID string
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
 	StartTimeout     time.Duration // handshake + Start; default 10s

@@ -91,12 +91,11 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 	p.restarts.restarted(s.policy(t), s.cfg.Now())
 	p.mu.Unlock()
 	s.m.restarts.WithLabelValues(t.Runtime).Inc()
-	if err := s.launch(s.ctx, p, t, pr.attempt, "restart", pr.causation); err != nil {
+	if err := s.launch(s.ctx, p, t, pr.attempt, ipa.TriggerRestart, pr.causation); err != nil {
 		if s.closing() {
 			p.setState(ipa.PodStopped)
 			return
 		}
-		c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed}
-		s.noteCrash(p, c, ipa.PodCrashedData{Attempt: pr.attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed}, pr.causation, 0)
+		s.startFailed(p, t, pr.attempt, err, pr.causation)
 	}
 }

@@ -46,6 +46,7 @@ var errClosed = ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "The pod s
 type PodSpec struct {
 	Task        *ipa.Task // ID, Title, Description, Runtime, RuntimeConfig, RestartPolicy are used
 	CausationID string    // the event that caused the start (task_created for autoStart), if any
+	Trigger     string    // recorded in pod_started; see the ipa.Trigger constants
 }
 
 // Supervisor runs the pods of one server. Create it with New, Start it, and
