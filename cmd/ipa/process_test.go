@@ -451,8 +451,9 @@ func TestServerSIGTERMStopsEveryPod(t *testing.T) {
 		t.Fatalf("processes of the test alive after shutdown: %v", left)
 	}
 
-	// What was recorded, read back through a new server on the same store.
-	s2 := h.start()
+	// What was recorded, read back through a new server on the same store
+	// that does not resume them.
+	s2 := h.start("--resume-pods=false")
 	for i, id := range ids {
 		evs := s2.events(t, id, "pod_stopped", "pod_lost", "pod_reattached")
 		if len(evs) != 1 || evs[0].Type != "pod_stopped" || dataField[string](t, evs[0], "reason") != "server_shutdown" ||
