@@ -289,8 +289,8 @@ func (s *Supervisor) status(p *pod) ipa.PodStatus {
 	return st
 }
 
-// List returns the pods that are not STOPPED (the API's activePods), in no
-// particular order.
+// List returns the pods that are not STOPPED, CRASHED and FAILED included,
+// in no particular order.
 func (s *Supervisor) List() []ipa.PodStatus {
 	s.mu.Lock()
 	pods := make([]*pod, 0, len(s.pods))
