@@ -12,11 +12,13 @@ import (
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
+// These tests run before the parallel ones: the package's shutdown tests
+// give a stop 300 ms, which extra plugin launches next to them can eat.
+
 // TestStartFailureIsACrash: a plugin that exits before its handshake is
 // recorded as pod_crashed (start_failed) with a message that names the
 // runtime and no path; StartPod still returns RUNTIME_FAILED.
 func TestStartFailureIsACrash(t *testing.T) {
-	t.Parallel()
 	b := setup(t, func(c *Config) {
 		c.Launcher = LauncherFunc(func(string) (*exec.Cmd, error) {
 			return exec.Command("/bin/sh", "-c", "echo broken >&2; exit 3"), nil
@@ -50,7 +52,6 @@ func TestStartFailureIsACrash(t *testing.T) {
 // TestStartFailureFollowsThePolicy: with automatic restarts, a failed start
 // backs off and is retried like any crash, until the limit.
 func TestStartFailureFollowsThePolicy(t *testing.T) {
-	t.Parallel()
 	b := setup(t, func(c *Config) {
 		c.Launcher = LauncherFunc(func(string) (*exec.Cmd, error) { return exec.Command("/bin/false"), nil })
 	})
@@ -69,7 +70,6 @@ func TestStartFailureFollowsThePolicy(t *testing.T) {
 // TestShutdownThenResume: Shutdown records the instance in pod_stopped, and
 // Resume on the next supervisor starts the pod with trigger "resume".
 func TestShutdownThenResume(t *testing.T) {
-	t.Parallel()
 	b := setup(t, func(c *Config) { c.InstanceID = "node-a" })
 	task := newTask("", ipa.RestartPolicy{})
 	mustStart(t, b.sup, task)
