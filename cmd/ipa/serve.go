@@ -33,6 +33,7 @@ type serveOptions struct {
 	enableExec       bool
 	execRole         string
 	allowedHosts     []string
+	resumePods       bool
 	metricsAddr      string
 	rateLimit        float64
 	rateBurst        int
@@ -47,7 +48,8 @@ func newServeCommand(opts *options) *cobra.Command {
 		Long: `Runs the server: GraphQL at /graphql (HTTP, WebSocket and SSE), the IDE at /,
 /healthz, /readyz and /metrics. The database is created and migrated on first
 use. SIGINT or SIGTERM stops it cleanly: pods are stopped (gracefully, then
-forcibly) and the store is flushed.`,
+forcibly) and the store is flushed; the next start of the same instance
+resumes those pods (--resume-pods=false leaves them stopped).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serve(cmd.Context(), opts, so)
@@ -67,6 +69,7 @@ forcibly) and the store is flushed.`,
 	f.StringSliceVar(&so.allowedHosts, "allowed-hosts", nil, "host names served, besides localhost and loopback addresses, while requests need no token (comma-separated)")
 	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
+	f.BoolVar(&so.resumePods, "resume-pods", true, "on start, start again the pods this instance's last clean shutdown stopped")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
 	f.IntVar(&so.policy.MaxAttempts, "restart-max-attempts", so.policy.MaxAttempts, "default restart policy: restarts allowed inside the window")
 	f.IntVar(&so.policy.WindowSeconds, "restart-window-seconds", so.policy.WindowSeconds, "default restart policy: window in seconds")
@@ -128,6 +131,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		Launcher:        supervisor.LauncherFunc(cat.Command),
 		DataDir:         dataDir,
 		InstanceID:      instanceID(so, dataDir),
+		ResumePods:      so.resumePods,
 		DefaultPolicy:   so.policy,
 		AuthMode:        mode,
 		Loopback:        loopback,

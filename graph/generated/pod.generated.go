@@ -340,6 +340,29 @@ func (ec *executionContext) fieldContext_PodCrash_uptimeMs(_ context.Context, fi
 	return graphql.NewScalarFieldContext("PodCrash", field, false, false, "Int")
 }
 
+func (ec *executionContext) _PodCrash_message(ctx context.Context, field graphql.CollectedField, obj *ipa.PodCrash) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PodCrash_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MessageText(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PodCrash_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PodCrash", field, true, false, "String")
+}
+
 // endregion **************************** field.gotpl *****************************
 
 // region    **************************** input.gotpl *****************************
@@ -450,6 +473,11 @@ func (ec *executionContext) _PodCrash(ctx context.Context, sel ast.SelectionSet,
 		case "uptimeMs":
 			out.Values[i] = ec._PodCrash_uptimeMs(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "message":
+			out.Values[i] = ec._PodCrash_message(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:

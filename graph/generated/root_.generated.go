@@ -116,11 +116,12 @@ type ComplexityRoot struct {
 	}
 
 	PodCrash struct {
-		At         func(childComplexity int) int
-		ExitCode   func(childComplexity int) int
-		Reason     func(childComplexity int) int
-		SignalName func(childComplexity int) int
-		UptimeMs   func(childComplexity int) int
+		At          func(childComplexity int) int
+		ExitCode    func(childComplexity int) int
+		MessageText func(childComplexity int) int
+		Reason      func(childComplexity int) int
+		SignalName  func(childComplexity int) int
+		UptimeMs    func(childComplexity int) int
 	}
 
 	Query struct {
@@ -582,6 +583,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PodCrash.ExitCode(childComplexity), true
+	case "PodCrash.message":
+		if e.ComplexityRoot.PodCrash.MessageText == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodCrash.MessageText(childComplexity), true
 	case "PodCrash.reason":
 		if e.ComplexityRoot.PodCrash.Reason == nil {
 			break
@@ -1161,8 +1168,11 @@ type PodCrash {
   exitCode: Int
   "Signal that ended the process, e.g. SIGKILL."
   signal: String
+  "exited, signal, timeout, unresponsive, start_failed, lost, or limit: <what>."
   reason: String!
   uptimeMs: Int!
+  "A human-readable cause, when known."
+  message: String
 }
 `, BuiltIn: false},
 	{Name: "../../schema/schema.graphqls", Input: `"""
@@ -1208,7 +1218,7 @@ type Query {
   filter field counts the matching rows.
   """
   taskCount(filter: TaskFilter): Int!
-  "Tasks whose pod is not STOPPED."
+  "Tasks whose pod is STARTING, RUNNING, STOPPING or BACKOFF."
   activePods: [Task!]!
   "The pod runtimes this server can start."
   runtimes: [Runtime!]!
@@ -1587,6 +1597,8 @@ func (ec *executionContext) childFields_PodCrash(ctx context.Context, field grap
 		return ec.fieldContext_PodCrash_reason(ctx, field)
 	case "uptimeMs":
 		return ec.fieldContext_PodCrash_uptimeMs(ctx, field)
+	case "message":
+		return ec.fieldContext_PodCrash_message(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PodCrash", field.Name)
 }

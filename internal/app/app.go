@@ -44,7 +44,11 @@ type Config struct {
 	DataDir string
 	// InstanceID names this server as the owner of its pod leases: stable
 	// across restarts, unique among the servers on one database.
-	InstanceID    string
+	InstanceID string
+	// ResumePods starts again, before serving, the pods this instance's last
+	// clean shutdown stopped (pod_started with trigger "resume"). It needs an
+	// InstanceID: the pod_stopped events of a shutdown carry it.
+	ResumePods    bool
 	DefaultPolicy ipa.RestartPolicy // zero: ipa.DefaultRestartPolicy()
 	AuthMode      auth.Mode         // "" is auth.ModeAuto
 	// Loopback says the server listens on loopback addresses only (the
@@ -174,6 +178,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		HostFactory:   runtimehost.Factory(a.Writer, a.Store),
 		Launcher:      cfg.Launcher,
 		DataDir:       dataDir,
+		InstanceID:    cfg.InstanceID,
 		Leases:        leaseStore{st: a.Store, owner: cfg.InstanceID},
 		DefaultPolicy: cfg.DefaultPolicy,
 		Logger:        log,
@@ -218,6 +223,11 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err := a.reconcile(ctx, pods); err != nil {
 		return fmt.Errorf("reconcile pods: %w", err)
 	}
+	if cfg.ResumePods {
+		if err := a.resume(ctx, pods); err != nil {
+			return fmt.Errorf("resume pods: %w", err)
+		}
+	}
 
 	// HTTP.
 	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback, auth.WithLogger(log))
@@ -252,6 +262,22 @@ func (a *App) reconcile(ctx context.Context, pods *service.PodService) error {
 		rt[i] = supervisor.ReconcileTarget{Task: t}
 	}
 	return a.Supervisor.Reconcile(ctx, rt)
+}
+
+// resume starts the pods this instance stopped on its last clean shutdown.
+// It runs after reconcile (whatever the previous server left running is
+// settled first) and before the API serves, so a client never sees those
+// pods STOPPED for a moment and then running. A pod that fails to start is
+// recorded as a crash; only a store that cannot be read fails the start-up.
+func (a *App) resume(ctx context.Context, pods *service.PodService) error {
+	targets, err := pods.ResumeTargets(ctx, a.cfg.InstanceID)
+	if err != nil {
+		return err
+	}
+	if len(targets) > 0 {
+		a.Supervisor.Resume(ctx, targets)
+	}
+	return nil
 }
 
 // Ready reports whether the server can serve: supervisor running, store

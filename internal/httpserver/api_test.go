@@ -464,14 +464,29 @@ func TestErrorCodes(t *testing.T) {
 
 		t.Run("PodsUnavailable", func(t *testing.T) {
 			// This harness's server cannot launch plugins: starting a pod
-			// is a clean UNAVAILABLE, never an internal error, and records
-			// nothing.
+			// is a clean UNAVAILABLE, never an internal error, and each
+			// failed start is recorded as the pod's crash (start_failed).
 			head := b.headPosition(t)
 			e := c.fail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": open.ID})
 			requireError(t, e, ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed)
 			e = c.fail(t, `mutation($id: ID!) { restartPod(taskId: $id) { task { id } } }`, map[string]any{"id": open.ID})
 			requireError(t, e, ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed)
-			require.Equal(t, head, b.headPosition(t))
+			require.Equal(t, head+2, b.headPosition(t))
+			var out struct {
+				Task struct {
+					Pod struct {
+						State   string
+						Crashes []struct{ Reason, Message string }
+					}
+				}
+			}
+			c.must(t, `query($id: ID!) { task(id: $id) { pod { state crashes { reason message } } } }`, map[string]any{"id": open.ID}, &out)
+			require.Equal(t, "CRASHED", out.Task.Pod.State)
+			require.Len(t, out.Task.Pod.Crashes, 2)
+			for _, cr := range out.Task.Pod.Crashes {
+				require.Equal(t, "start_failed", cr.Reason)
+				require.NotEmpty(t, cr.Message)
+			}
 		})
 
 		t.Run("EveryErrorHasCorrelationID", func(t *testing.T) {

@@ -24,8 +24,17 @@ type PodCrash struct {
 	ExitCode *int
 	Signal   string // "" when no signal ended it
 	Reason   string // see the Crash constants
-	Message  string // human-readable cause when known
 	UptimeMs int64
+	Message  string // human-readable cause when known; never a path, SQL or a stack
+}
+
+// MessageText is Message for the API: null when unknown.
+func (c PodCrash) MessageText() *string {
+	if c.Message == "" {
+		return nil
+	}
+	m := c.Message
+	return &m
 }
 
 // SignalName is Signal for the API: null when no signal ended the pod.
@@ -71,8 +80,18 @@ type PodStartedData struct {
 	PID     int    `json:"pid"`
 	Attempt int    `json:"attempt"` // 0 when a person or the manager started it, n for the nth automatic restart
 	Runtime string `json:"runtime"`
-	Trigger string `json:"trigger"` // "manual", "auto" (manager without a person) or "restart" (restart policy)
+	Trigger string `json:"trigger"` // see the Trigger constants
 }
+
+// Start triggers (PodStartedData.Trigger): what made a pod start.
+const (
+	TriggerManual    = "manual"     // startPod or restartPod
+	TriggerAutoStart = "auto_start" // createTask with autoStart
+	TriggerRestart   = "restart"    // the restart policy after a crash
+	TriggerResume    = "resume"     // the server came back after a clean shutdown that stopped it
+	TriggerHandoff   = "handoff"    // another instance handed the pod over on its shutdown
+	TriggerTakeover  = "takeover"   // the pod's owner died and another instance took it
+)
 
 // PodStoppedData is the data of pod_stopped.
 type PodStoppedData struct {
@@ -83,6 +102,9 @@ type PodStoppedData struct {
 	Forced           bool   `json:"forced,omitempty"` // it did not exit within StopTimeout and was killed
 	UptimeMs         int64  `json:"uptimeMs,omitempty"`
 	CancelledRestart bool   `json:"cancelledRestart,omitempty"` // the stop came during BACKOFF
+	// InstanceID names the server that stopped the pod on its shutdown
+	// (reason server_shutdown): that server resumes the pod when it returns.
+	InstanceID string `json:"instanceId,omitempty"`
 }
 
 // PodCrashedData is the data of pod_crashed; its fields are the API's PodCrash
@@ -91,12 +113,12 @@ type PodCrashedData struct {
 	PID      int      `json:"pid,omitempty"`
 	Attempt  int      `json:"attempt"`
 	Runtime  string   `json:"runtime"`
-	ExitCode *int     `json:"exitCode"`          // null when a signal ended it or the status is unknown
-	Signal   string   `json:"signal,omitempty"`  // e.g. "SIGKILL"
-	Reason   string   `json:"reason"`            // see the Crash constants
-	Message  string   `json:"message,omitempty"` // human-readable cause when known
+	ExitCode *int     `json:"exitCode"`         // null when a signal ended it or the status is unknown
+	Signal   string   `json:"signal,omitempty"` // e.g. "SIGKILL"
+	Reason   string   `json:"reason"`           // see the Crash constants
 	UptimeMs int64    `json:"uptimeMs"`
-	Stderr   []string `json:"stderr,omitempty"` // the plugin's last stderr lines, oldest first
+	Stderr   []string `json:"stderr,omitempty"`  // the plugin's last stderr lines, oldest first
+	Message  string   `json:"message,omitempty"` // human-readable cause when known: never a path, SQL or a stack
 }
 
 // PodRestartScheduledData is the data of pod_restart_scheduled.
@@ -131,9 +153,10 @@ const (
 	CrashSignal       = "signal"       // a signal ended it (someone ran kill -9, the OOM killer…)
 	CrashTimeout      = "timeout"      // the runtime's own time limit (exec timeoutMs) ended the work
 	CrashUnresponsive = "unresponsive" // it failed HealthFailures health checks in a row and was killed
-	CrashStartFailed  = "start_failed" // an automatic restart could not launch it
-	// CrashLost: a process adopted after a server restart ended; only our
-	// own children's exit status is known, so how it ended is not.
+	CrashStartFailed  = "start_failed" // the plugin could not be launched, or its runtime refused Start
+	// CrashLost: a pod_lost event, or a process adopted after a server
+	// restart that ended: only our own children's exit status is known, so
+	// how it ended is not.
 	CrashLost = "lost"
 	// CrashExitCode is the former name of CrashExited.
 	CrashExitCode = CrashExited

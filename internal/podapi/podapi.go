@@ -177,7 +177,9 @@ type Host interface {
 	AppendEvent(ctx context.Context, req AppendEventRequest) (AppendEventResponse, error)
 	// RequestPhase asks to move the task to another phase, checked with
 	// ipa.CheckPhaseTransition. On refusal it returns the *ipa.Error and,
-	// when known, the task's current phase in PhaseResponse.Phase.
+	// when known, the task's current phase in PhaseResponse.Phase. An empty
+	// To asks for nothing: the answer is the task's current phase (a person
+	// may have moved it).
 	RequestPhase(ctx context.Context, req PhaseRequest) (PhaseResponse, error)
 	// Output records lines the work printed (as pod_output events).
 	Output(ctx context.Context, req OutputRequest) (OutputResponse, error)
@@ -194,7 +196,8 @@ type AppendEventResponse struct {
 	Version int64
 }
 
-// PhaseRequest asks for a phase change.
+// PhaseRequest asks for a phase change; an empty To only asks for the
+// current phase.
 type PhaseRequest struct {
 	To   string
 	Note string

@@ -104,8 +104,17 @@ func (h *Host) AppendEvent(ctx context.Context, req podapi.AppendEventRequest) (
 
 // RequestPhase moves the task as the runtime asked, under the same phase
 // rules as transitionPhase. Answers the phase after the request, and the
-// refusal error (with the current phase) when the rules forbid it.
+// refusal error (with the current phase) when the rules forbid it; an empty
+// To changes nothing and answers the current phase.
 func (h *Host) RequestPhase(ctx context.Context, req podapi.PhaseRequest) (podapi.PhaseResponse, error) {
+	if req.To == "" {
+		// Only a question: where is the task now?
+		cur, err := h.r.GetTask(ctx, h.taskID)
+		if err != nil {
+			return podapi.PhaseResponse{}, err
+		}
+		return podapi.PhaseResponse{Phase: string(cur.Phase)}, nil
+	}
 	note := req.Note
 	if len(note) > ipa.MaxReasonChars {
 		note = strings.ToValidUTF8(note[:ipa.MaxReasonChars], "")

@@ -145,6 +145,22 @@ func (l *memLog) CountEvents(_ context.Context, taskID string, _ []string) (int6
 
 func (l *memLog) TasksWithPods(context.Context) ([]*ipa.Task, error) { return nil, nil }
 
+func (l *memLog) ActivePodTasks(context.Context) ([]*ipa.Task, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*ipa.Task
+	for _, t := range l.tasks {
+		switch t.PodState {
+		case ipa.PodStarting, ipa.PodRunning, ipa.PodStopping, ipa.PodBackoff:
+			cp := *t
+			out = append(out, &cp)
+		}
+	}
+	return out, nil
+}
+
+func (l *memLog) ShutdownStoppedTasks(context.Context, string) ([]*ipa.Task, error) { return nil, nil }
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -163,16 +179,23 @@ type memPods struct {
 }
 
 func (p *memPods) record(taskID, typ string) {
+	p.recordData(taskID, typ, map[string]any{})
+}
+
+func (p *memPods) recordData(taskID, typ string, data any) {
 	_, _, _ = p.log.Append(context.Background(), eventlog.Append{TaskID: taskID, Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
-		return []ipa.NewEvent{{Type: typ, Data: map[string]any{}}}, nil
+		return []ipa.NewEvent{{Type: typ, Data: data}}, nil
 	}})
 }
 
-func (p *memPods) StartPod(_ context.Context, t *ipa.Task, causation string) (bool, error) {
+// StartPod records a failed start as the supervisor does: a pod_crashed with
+// reason start_failed and a message, then returns the error.
+func (p *memPods) StartPod(_ context.Context, t *ipa.Task, trigger, causation string) (bool, error) {
 	p.log.mu.Lock()
-	p.log.note("start %s cause=%s", t.ID, causation)
+	p.log.note("start %s trigger=%s cause=%s", t.ID, trigger, causation)
 	p.log.mu.Unlock()
 	if p.startErr != nil {
+		p.recordData(t.ID, ipa.EventPodCrashed, ipa.PodCrashedData{Attempt: 1, Runtime: t.Runtime, Reason: ipa.CrashStartFailed, Message: "The runtime refused to start."})
 		return false, p.startErr
 	}
 	if p.running[t.ID] {
@@ -197,7 +220,7 @@ func (p *memPods) StopPod(_ context.Context, taskID, reason string) error {
 
 func (p *memPods) RestartPod(ctx context.Context, t *ipa.Task) error {
 	_ = p.StopPod(ctx, t.ID, ipa.StopRestart)
-	_, err := p.StartPod(ctx, t, "")
+	_, err := p.StartPod(ctx, t, ipa.TriggerManual, "")
 	return err
 }
 

@@ -58,8 +58,8 @@ func (s *PodService) Pod(t *ipa.Task) *ipa.Pod {
 }
 
 // Crashes returns the task's last recorded crashes, newest first, from its
-// pod_crashed events. Requires VIEWER. Returns EINVALID when last is outside
-// 1..1000.
+// pod_crashed and pod_lost events (a lost pod shows as reason "lost").
+// Requires VIEWER. Returns EINVALID when last is outside 1..1000.
 func (s *PodService) Crashes(ctx context.Context, taskID string, last int) ([]ipa.PodCrash, error) {
 	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
 		return nil, err
@@ -67,12 +67,18 @@ func (s *PodService) Crashes(ctx context.Context, taskID string, last int) ([]ip
 	if last < 1 || last > MaxPageSize {
 		return nil, invalidArg("last must be between 1 and %d.", MaxPageSize)
 	}
-	evs, err := s.store.ReadEvents(ctx, ipa.EventQuery{TaskID: taskID, Types: []string{ipa.EventPodCrashed}, Limit: last, Newest: true})
+	evs, err := s.store.ReadEvents(ctx, ipa.EventQuery{TaskID: taskID, Types: []string{ipa.EventPodCrashed, ipa.EventPodLost}, Limit: last, Newest: true})
 	if err != nil {
 		return nil, err
 	}
 	out := make([]ipa.PodCrash, 0, len(evs))
 	for _, e := range evs {
+		if e.Type == ipa.EventPodLost {
+			var d ipa.PodLostData
+			_ = json.Unmarshal(e.Data, &d)
+			out = append(out, ipa.PodCrash{At: e.OccurredAt, Reason: ipa.CrashLost, Message: lostMessage(d.Reason)})
+			continue
+		}
 		var d ipa.PodCrashedData
 		_ = json.Unmarshal(e.Data, &d)
 		out = append(out, ipa.PodCrash{At: e.OccurredAt, ExitCode: d.ExitCode, Signal: d.Signal, Reason: d.Reason, Message: d.Message, UptimeMs: d.UptimeMs})
@@ -80,12 +86,46 @@ func (s *PodService) Crashes(ctx context.Context, taskID string, last int) ([]ip
 	return out, nil
 }
 
-// ActivePods returns the tasks whose pod is not STOPPED. Requires VIEWER.
+// lostMessage says in words why a pod was found lost (pod_lost's reason).
+func lostMessage(reason string) string {
+	switch reason {
+	case ipa.LostProcessGone:
+		return "The pod's process was gone when the server came back."
+	case ipa.LostNoLease:
+		return "The server came back and held no record of the pod's process."
+	case ipa.LostReattachFailed:
+		return "The pod's process did not answer when the server came back; it was stopped."
+	case ipa.LostNotActive:
+		return "A pod process of a task that should have none was found and stopped."
+	case "instance_lost":
+		return "The server instance that ran the pod stopped answering."
+	case "":
+		return "The pod was lost."
+	}
+	return "The pod was lost (" + reason + ")."
+}
+
+// ActivePods returns the tasks whose pod is STARTING, RUNNING, STOPPING or
+// BACKOFF, as the pod view shows it (a CRASHED or FAILED pod is not active).
+// Requires VIEWER.
 func (s *PodService) ActivePods(ctx context.Context) ([]*ipa.Task, error) {
 	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
 		return nil, err
 	}
-	return s.store.TasksWithPods(ctx)
+	all, err := s.store.ActivePodTasks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, t := range all {
+		// The supervisor may know better than the row: a crash it is
+		// recording right now.
+		switch s.Pod(t).State {
+		case ipa.PodStarting, ipa.PodRunning, ipa.PodStopping, ipa.PodBackoff:
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // StartPod starts the task's pod unless one runs; started is false when one
@@ -100,7 +140,7 @@ func (s *PodService) StartPod(ctx context.Context, taskID string, expected *int6
 	if err != nil {
 		return nil, false, err
 	}
-	started, err := s.pods.StartPod(ctx, t, "")
+	started, err := s.pods.StartPod(ctx, t, ipa.TriggerManual, "")
 	if err != nil {
 		return nil, false, err
 	}
@@ -149,6 +189,16 @@ func (s *PodService) RestartPod(ctx context.Context, taskID string, expected *in
 		return nil, err
 	}
 	return s.store.GetTask(ctx, taskID)
+}
+
+// ResumeTargets returns the open tasks whose pod the clean shutdown of
+// instance stopped, and that nobody started or stopped since: what that
+// instance starts again when it returns. It is the server's own call.
+func (s *PodService) ResumeTargets(ctx context.Context, instance string) ([]*ipa.Task, error) {
+	if instance == "" {
+		return nil, nil
+	}
+	return s.store.ShutdownStoppedTasks(ctx, instance)
 }
 
 // PodTargets returns the open tasks whose stream says a pod runs or should

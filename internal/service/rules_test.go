@@ -264,15 +264,22 @@ func TestCreateRules(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, ipa.StatusActive, task.Status)
 		created, _ := f.log.ReadEvents(ctx, ipa.EventQuery{TaskID: task.ID, Types: []string{ipa.EventTaskCreated}})
-		require.Equal(t, []string{"append task_created", "start " + task.ID + " cause=" + created[0].ID, "append pod_started"}, f.log.journal)
+		require.Equal(t, []string{"append task_created", "start " + task.ID + " trigger=auto_start cause=" + created[0].ID, "append pod_started"}, f.log.journal)
 	})
-	t.Run("AutoStartFailureKeepsTheTask", func(t *testing.T) {
+	t.Run("AutoStartFailureReturnsTheTaskWithItsCrash", func(t *testing.T) {
 		g := newFixture(t)
 		g.pods.startErr = ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "no")
 		task, err := g.tasks.CreateTask(ctx, ipa.CreateTaskInput{Title: "go", AutoStart: ptr(true)})
-		requireCode(t, err, ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed)
-		require.NotNil(t, task, "the created task is returned with the start error")
+		require.NoError(t, err, "the task is committed: a failed start must not look like a failed create")
 		require.Contains(t, g.log.tasks, task.ID)
+		require.Len(t, g.log.tasks, 1)
+		require.Equal(t, ipa.PodCrashed, task.PodState, "the returned task is read after the crash was recorded")
+		require.Equal(t, ipa.PodCrashed, g.podS.Pod(task).State)
+		crashes, err := g.podS.Crashes(ctx, task.ID, 10)
+		require.NoError(t, err)
+		require.Len(t, crashes, 1)
+		require.Equal(t, ipa.CrashStartFailed, crashes[0].Reason)
+		require.Equal(t, "The runtime refused to start.", *crashes[0].MessageText())
 	})
 }
 
@@ -308,6 +315,51 @@ func TestPodRules(t *testing.T) {
 		_, err := f.podS.StopPod(ctx, task.ID, ptr("   "), nil)
 		require.NoError(t, err)
 		require.Equal(t, "stop stopped by request", f.log.journal[0])
+	})
+	t.Run("StartAndRestartAreManual", func(t *testing.T) {
+		g := newFixture(t)
+		other := g.create(t)
+		g.log.journal = nil
+		_, _, err := g.podS.StartPod(ctx, other.ID, nil)
+		require.NoError(t, err)
+		_, err = g.podS.RestartPod(ctx, other.ID, nil)
+		require.NoError(t, err)
+		var starts []string
+		for _, j := range g.log.journal {
+			if strings.HasPrefix(j, "start ") {
+				starts = append(starts, j)
+			}
+		}
+		require.Equal(t, []string{"start " + other.ID + " trigger=manual cause=", "start " + other.ID + " trigger=manual cause="}, starts)
+	})
+	t.Run("ActivePodsLeavesCrashedOut", func(t *testing.T) {
+		g := newFixture(t)
+		running, crashed := g.create(t), g.create(t)
+		_, _, err := g.podS.StartPod(ctx, running.ID, nil)
+		require.NoError(t, err)
+		g.pods.startErr = ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "no")
+		_, _, err = g.podS.StartPod(ctx, crashed.ID, nil)
+		requireCode(t, err, ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed)
+		active, err := g.podS.ActivePods(ctx)
+		require.NoError(t, err)
+		require.Len(t, active, 1)
+		require.Equal(t, running.ID, active[0].ID)
+	})
+	t.Run("LostPodsAreCrashes", func(t *testing.T) {
+		g := newFixture(t)
+		other := g.create(t)
+		g.pods.recordData(other.ID, ipa.EventPodCrashed, ipa.PodCrashedData{Reason: ipa.CrashSignal, Signal: "SIGKILL", UptimeMs: 7})
+		g.pods.recordData(other.ID, ipa.EventPodLost, ipa.PodLostData{Reason: ipa.LostProcessGone, PID: 12})
+		crashes, err := g.podS.Crashes(ctx, other.ID, 10)
+		require.NoError(t, err)
+		require.Len(t, crashes, 2)
+		require.Equal(t, ipa.CrashLost, crashes[0].Reason, "newest first")
+		require.NotEmpty(t, crashes[0].Message)
+		require.Equal(t, ipa.CrashSignal, crashes[1].Reason)
+		require.Nil(t, crashes[1].MessageText())
+		last, err := g.podS.Crashes(ctx, other.ID, 1)
+		require.NoError(t, err)
+		require.Equal(t, []ipa.PodCrash{crashes[0]}, last)
 	})
 	t.Run("CrashesBounds", func(t *testing.T) {
 		_, err := f.podS.Crashes(ctx, task.ID, 0)

@@ -34,6 +34,8 @@ type TaskReader interface {
 	ReadEvents(ctx context.Context, q ipa.EventQuery) ([]ipa.Event, error)
 	CountEvents(ctx context.Context, taskID string, types []string) (int64, error)
 	TasksWithPods(ctx context.Context) ([]*ipa.Task, error)
+	ActivePodTasks(ctx context.Context) ([]*ipa.Task, error)
+	ShutdownStoppedTasks(ctx context.Context, instance string) ([]*ipa.Task, error)
 }
 
 // EventWriter commits events and publishes them (*eventlog.Writer).
@@ -45,8 +47,11 @@ type EventWriter interface {
 // Pods is the supervisor as the services see it.
 type Pods interface {
 	// StartPod starts the task's pod unless one runs; started is false when
-	// one already ran. causationID names the event that caused the start.
-	StartPod(ctx context.Context, t *ipa.Task, causationID string) (started bool, err error)
+	// one already ran. trigger is recorded in pod_started (see the
+	// ipa.Trigger constants); causationID names the event that caused the
+	// start. A start that fails is recorded as a crash (start_failed) and
+	// its error returned.
+	StartPod(ctx context.Context, t *ipa.Task, trigger, causationID string) (started bool, err error)
 	// StopPod stops the pod gracefully; ipa.ErrPodNotRunning when none runs.
 	StopPod(ctx context.Context, taskID, reason string) error
 	// RestartPod stops the pod if it runs, then starts it, clearing FAILED.

@@ -113,8 +113,11 @@ func (s *TaskService) Runtimes(ctx context.Context) ([]ipa.RuntimeInfo, error) {
 // CreateTask validates the input and creates the task: its stream, its
 // task_created event and its row, in one transaction. With an idempotency key
 // already used by the same actor it returns the first task and creates
-// nothing. When AutoStart is set it then starts the pod; a pod that fails to
-// start does not undo the task (the error is returned with the task).
+// nothing. When AutoStart is set it then starts the pod (trigger
+// auto_start); a pod that fails to start does not undo the task, nor fail the
+// call: the task is committed, so a client that retried would make a second
+// one. The failure is recorded as the pod's crash (start_failed), which the
+// returned task shows.
 // Requires OPERATOR, and the runtime's own role when it has one (exec:
 // ADMIN by default). Returns EINVALID (INVALID_TITLE, INVALID_ARGUMENT) for
 // bad input.
@@ -152,10 +155,15 @@ func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*
 	s.log.InfoContext(ctx, "task created", "task_id", res.Task.ID, "runtime", res.Task.Runtime,
 		"actor", actor.ID, "correlation_id", ipa.CorrelationID(ctx))
 	if in.AutoStart != nil && *in.AutoStart {
-		if _, err := s.pods.StartPod(ctx, res.Task, res.Events[0].ID); err != nil {
-			return res.Task, err
+		if _, err := s.pods.StartPod(ctx, res.Task, ipa.TriggerAutoStart, res.Events[0].ID); err != nil {
+			s.log.WarnContext(ctx, "auto start failed", "task_id", res.Task.ID, "runtime", res.Task.Runtime,
+				"err", err, "correlation_id", ipa.CorrelationID(ctx))
 		}
-		return s.store.GetTask(ctx, res.Task.ID)
+		t, err := s.store.GetTask(ctx, res.Task.ID)
+		if err != nil {
+			return res.Task, nil // committed: the row as created is still the truth of the create
+		}
+		return t, nil
 	}
 	return res.Task, nil
 }

@@ -59,7 +59,7 @@ func BenchmarkStartPod(b *testing.B) {
 		for b.Loop() {
 			task := newTask("", ipa.RestartPolicy{})
 			t0 := time.Now()
-			if started, err := bd.sup.StartPod(context.Background(), task, ""); err != nil || !started {
+			if started, err := bd.sup.StartPod(context.Background(), task, ipa.TriggerManual, ""); err != nil || !started {
 				b.Fatal(started, err)
 			}
 			ds = append(ds, time.Since(t0))

@@ -61,6 +61,9 @@ type Config struct {
 	// History, when set, seeds a task's restart accounting from its stream
 	// the first time this supervisor handles the task; nil: in memory only.
 	History History
+	// InstanceID names this server in the pod_stopped events of its
+	// shutdown, so it can resume those pods when it returns (Resume).
+	InstanceID string
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
 	StartTimeout     time.Duration // handshake + Start; default 10s

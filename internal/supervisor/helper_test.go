@@ -389,7 +389,7 @@ func newTask(cfg string, pol ipa.RestartPolicy) *ipa.Task {
 
 func mustStart(t testing.TB, s *Supervisor, task *ipa.Task) ipa.PodStatus {
 	t.Helper()
-	started, err := s.StartPod(context.Background(), task, "")
+	started, err := s.StartPod(context.Background(), task, ipa.TriggerManual, "")
 	if err != nil {
 		t.Fatalf("StartPod: %v", err)
 	}

@@ -15,18 +15,23 @@ import (
 // StartPod starts the task's pod unless one runs already. Any number of
 // concurrent calls for one task start exactly one process: the first one
 // launches it and returns started=true, the others wait for it and return
-// started=false. manual says a person asked: it clears FAILED, resets the
-// restart counter and calls off a pending restart (starting now instead); a
-// non-manual call leaves a pending restart or FAILED alone (started=false).
-// pod_started is recorded with ctx (actor, correlation id).
+// started=false. The call counts as a person's (or the manager's on one's
+// behalf): it clears FAILED, resets the restart counter and calls off a
+// pending restart (starting now instead). trigger is recorded in pod_started
+// (ipa.TriggerManual, TriggerAutoStart, TriggerResume; "" is manual), with
+// ctx (actor, correlation id).
+//
+// A start that fails is recorded as a crash (pod_crashed, reason
+// start_failed, with a message a person can read) and the task's restart
+// policy applies, as for any crash; the error is returned all the same.
 //
 // Returns an UNAVAILABLE/RUNTIME_FAILED *ipa.Error (wrapped with the cause)
 // when the plugin cannot be launched or refuses Start, an EINVALID one for an
 // unknown runtime, ctx's error when ctx ends while waiting for another
 // operation on the pod, and the Recorder's error when pod_started cannot be
 // recorded (the process is then killed: no pod runs unrecorded).
-func (s *Supervisor) StartPod(ctx context.Context, t *ipa.Task, causationID string) (started bool, err error) {
-	started, err = s.startPod(ctx, PodSpec{Task: t, CausationID: causationID}, true)
+func (s *Supervisor) StartPod(ctx context.Context, t *ipa.Task, trigger, causationID string) (started bool, err error) {
+	started, err = s.startPod(ctx, PodSpec{Task: t, CausationID: causationID, Trigger: trigger}, true)
 	if errors.Is(err, ipa.ErrLeaseHeld) {
 		// Another server sharing the database runs this pod: as far as the
 		// caller is concerned, a pod already runs.
@@ -65,22 +70,63 @@ func (s *Supervisor) startPod(ctx context.Context, spec PodSpec, manual bool) (s
 		p.seeded = true // what came before a person's start does not count
 		p.mu.Unlock()
 	}
-	trigger := "auto"
-	if manual {
-		trigger = "manual"
+	trigger := spec.Trigger
+	if trigger == "" {
+		trigger = ipa.TriggerManual
 	}
 	if err := s.launch(ctx, p, t, 1, trigger, spec.CausationID); err != nil {
-		p.mu.Lock()
-		if p.state == ipa.PodStarting {
-			p.state = state
-			if state == ipa.PodBackoff || state == ipa.PodFailed {
-				p.state = ipa.PodStopped // the manual start called those off
+		if notAStartFailure(ctx, err) || s.closing() {
+			p.mu.Lock()
+			if p.state == ipa.PodStarting {
+				p.state = state
+				if state == ipa.PodBackoff || state == ipa.PodFailed {
+					p.state = ipa.PodStopped // the manual start called those off
+				}
 			}
+			p.mu.Unlock()
+			return false, err
 		}
-		p.mu.Unlock()
+		s.startFailed(p, t, 1, err, spec.CausationID)
 		return false, err
 	}
 	return true, nil
+}
+
+// notAStartFailure reports whether a launch error says nothing about the
+// runtime: the caller went away, or another instance owns the pod.
+func notAStartFailure(ctx context.Context, err error) bool {
+	return errors.Is(err, ipa.ErrLeaseHeld) || errors.Is(err, errClosed) ||
+		(ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)))
+}
+
+// startFailure is a launch error with the cause recorded in pod_crashed: a
+// sentence a person can read, which names no path (the error, for the logs,
+// may).
+type startFailure struct {
+	err     error
+	message string
+	stderr  []string
+}
+
+func (e *startFailure) Error() string { return e.err.Error() }
+func (e *startFailure) Unwrap() error { return e.err }
+
+// failStart wraps err with the message recorded for it.
+func failStart(err error, stderr []string, format string, args ...any) error {
+	return &startFailure{err: err, message: fmt.Sprintf(format, args...), stderr: stderr}
+}
+
+// startFailed records a launch that failed (attempt of t) as a crash with
+// reason start_failed and applies the restart policy. Operation lock held;
+// the pod has no run.
+func (s *Supervisor) startFailed(p *pod, t ipa.Task, attempt int, err error, causation string) {
+	msg, stderr := "The runtime could not be started.", []string(nil)
+	var sf *startFailure
+	if errors.As(err, &sf) {
+		msg, stderr = sf.message, sf.stderr
+	}
+	c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed, Message: msg}
+	s.noteCrash(p, c, ipa.PodCrashedData{Attempt: attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed, Message: msg, Stderr: stderr}, causation, 0)
 }
 
 // launch starts a plugin for t and makes it the pod's run: handshake, Start,
@@ -100,7 +146,7 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	cmd, err := s.cfg.Launcher.Command(t.Runtime)
 	if err != nil {
 		log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
-		return err
+		return failStart(err, nil, "The runtime %q is not available on this server.", t.Runtime)
 	}
 	p.setState(ipa.PodStarting)
 	began := time.Now()
@@ -112,7 +158,10 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	if err != nil {
 		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
 		log.Error("pod start failed", slog.String("decision", "launch_failed"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
-		return runtimeFailed(t, err)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q did not become ready within %s.", t.Runtime, s.cfg.StartTimeout)
+		}
+		return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q exited or failed its handshake before it was ready.", t.Runtime)
 	}
 	log = log.With(slog.Int("pid", pr.pid))
 	r := &run{conn: conn, proc: pr, runtime: t.Runtime, attempt: attempt, trigger: trigger, startedAt: s.cfg.Now(), stderr: tail}
@@ -135,11 +184,16 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	if _, err := conn.rt.Start(startCtx, req); err != nil {
 		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
 		log.Error("pod start failed", slog.String("decision", "runtime_refused_start"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
+		msg := fmt.Sprintf("The runtime %q refused to start.", t.Runtime)
 		var de *ipa.Error
-		if errors.As(err, &de) && de.Code == ipa.EINVALID {
-			return abort(err) // a bad runtime config is the caller's to fix
+		if errors.As(err, &de) {
+			// A runtime's own refusal is written for the client.
+			msg = fmt.Sprintf("The runtime %q refused to start: %s", t.Runtime, de.Message)
+			if de.Code == ipa.EINVALID {
+				return abort(failStart(err, tail.Tail(), "%s", msg)) // a bad runtime config is the caller's to fix
+			}
 		}
-		return abort(runtimeFailed(t, err))
+		return abort(failStart(runtimeFailed(t, err), tail.Tail(), "%s", msg))
 	}
 
 	network, addr, protocol, version := reattachInfo(conn)
@@ -149,7 +203,7 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	}
 	if err := s.cfg.Leases.Save(ctx, lease); err != nil {
 		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
-		return abort(fmt.Errorf("save lease of task %s: %w", t.ID, err))
+		return abort(failStart(fmt.Errorf("save lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod."))
 	}
 	if !s.reserve(2) {
 		return abort(errClosed)
@@ -158,7 +212,7 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	if err != nil {
 		s.wg.Add(-2)
 		log.Error("pod start undone", slog.String("decision", "record_failed"))
-		return abort(err)
+		return abort(failStart(err, nil, "The server could not record the pod's start."))
 	}
 	r.startedEventID = evID
 	s.adoptRun(p, r)
@@ -221,6 +275,6 @@ func (s *Supervisor) RestartPod(ctx context.Context, t *ipa.Task) error {
 	}
 	// Between the unlock and StartPod another caller may start it: then it
 	// runs, which is what was asked.
-	_, err = s.startPod(ctx, PodSpec{Task: t}, true)
+	_, err = s.startPod(ctx, PodSpec{Task: t, Trigger: ipa.TriggerManual}, true)
 	return err
 }

@@ -9,7 +9,7 @@ import (
 // is set.
 type metrics struct {
 	running         prometheus.Gauge
-	starts          *prometheus.CounterVec // runtime, trigger (manual|restart|reattach)
+	starts          *prometheus.CounterVec // runtime, trigger (manual|auto_start|restart|resume|reattach)
 	startFailures   *prometheus.CounterVec // runtime
 	startSeconds    *prometheus.HistogramVec
 	crashes         *prometheus.CounterVec // runtime, signal, reason
@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ipa_pods_running", Help: "Pods whose plugin process is running now.",
 		}),
 		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ipa_pod_starts_total", Help: "Pod processes started or adopted, by runtime and trigger (manual, restart, reattach).",
+			Name: "ipa_pod_starts_total", Help: "Pod processes started or adopted, by runtime and trigger (manual, auto_start, restart, resume, reattach).",
 		}, []string{"runtime", "trigger"}),
 		startFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ipa_pod_start_failures_total", Help: "Pod starts that failed before the runtime accepted Start.",

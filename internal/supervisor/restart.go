@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"errors"
 	"log/slog"
 	"time"
 
@@ -92,7 +91,7 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 	now := s.cfg.Now()
 	p.restarts.restarted(s.policy(t), now)
 	p.mu.Unlock()
-	err := s.launch(s.ctx, p, t, pr.attempt, "restart", pr.causation)
+	err := s.launch(s.ctx, p, t, pr.attempt, ipa.TriggerRestart, pr.causation)
 	if err == nil {
 		s.m.restarts.WithLabelValues(t.Runtime).Inc()
 		return
@@ -111,13 +110,7 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 		return
 	}
 	s.m.restarts.WithLabelValues(t.Runtime).Inc()
-	// The message is the API error's own (it names no path), not the cause.
-	msg := "the runtime failed to start"
-	if de := (*ipa.Error)(nil); errors.As(err, &de) {
-		msg = de.Message
-	}
-	c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed, Message: msg}
-	s.noteCrash(p, c, ipa.PodCrashedData{Attempt: pr.attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed, Message: msg}, pr.causation, 0)
+	s.startFailed(p, t, pr.attempt, err, pr.causation)
 }
 
 // waitForStore schedules pr's restart again after a back-off of its own

@@ -47,13 +47,23 @@ func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) erro
 		s.cancelPending(p, pending)
 		p.setState(ipa.PodStopped)
 		log.Info("pod restart called off", slog.String("decision", "stop_during_backoff"), slog.String("reason", reason))
-		_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{Reason: reason, CancelledRestart: true}, pending.causation)
+		_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{Reason: reason, CancelledRestart: true, InstanceID: s.shutdownOwner(reason)}, pending.causation)
 		return err
 	}
 	data := s.stopRun(p, r, reason)
+	data.InstanceID = s.shutdownOwner(reason)
 	p.setState(ipa.PodStopped)
 	_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, data, r.startedEventID)
 	return err
+}
+
+// shutdownOwner is the instance id recorded in a pod_stopped of reason: this
+// server's on its own shutdown (what Resume looks for), else none.
+func (s *Supervisor) shutdownOwner(reason string) string {
+	if reason == ipa.StopShutdown {
+		return s.cfg.InstanceID
+	}
+	return ""
 }
 
 // stopRun ends r gracefully if it can, forcibly if it must, and detaches it.

@@ -47,6 +47,7 @@ var errClosed = ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "The pod s
 type PodSpec struct {
 	Task        *ipa.Task // ID, Title, Description, Runtime, RuntimeConfig, RestartPolicy are used
 	CausationID string    // the event that caused the start (task_created for autoStart), if any
+	Trigger     string    // recorded in pod_started; see the ipa.Trigger constants
 }
 
 // Supervisor runs the pods of one server. Create it with New, Start it, and
@@ -283,8 +284,8 @@ func (s *Supervisor) status(p *pod) ipa.PodStatus {
 	return st
 }
 
-// List returns the pods that are not STOPPED (the API's activePods), in no
-// particular order.
+// List returns the pods that are not STOPPED, CRASHED and FAILED included,
+// in no particular order.
 func (s *Supervisor) List() []ipa.PodStatus {
 	s.mu.Lock()
 	pods := make([]*pod, 0, len(s.pods))

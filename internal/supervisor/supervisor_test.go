@@ -53,7 +53,7 @@ func TestStartStop(t *testing.T) {
 	})
 
 	t.Run("StartAgainIsNoop", func(t *testing.T) {
-		started, err := b.sup.StartPod(ctx, task, "")
+		started, err := b.sup.StartPod(ctx, task, ipa.TriggerManual, "")
 		if err != nil || started {
 			t.Fatalf("StartPod again = %v, %v", started, err)
 		}
@@ -120,7 +120,7 @@ func TestStartPodErrors(t *testing.T) {
 	t.Run("UnknownRuntime", func(t *testing.T) {
 		task := newTask("", ipa.RestartPolicy{})
 		task.Runtime = "nope"
-		_, err := b.sup.StartPod(context.Background(), task, "")
+		_, err := b.sup.StartPod(context.Background(), task, ipa.TriggerManual, "")
 		if ipa.ErrorCode(err) != ipa.EINVALID {
 			t.Fatalf("err = %v", err)
 		}
@@ -131,22 +131,24 @@ func TestStartPodErrors(t *testing.T) {
 		cfg.StartTimeout = 2 * time.Second
 		s := newStarted(t, cfg)
 		task := newTask("", ipa.RestartPolicy{})
-		_, err := s.StartPod(context.Background(), task, "")
+		_, err := s.StartPod(context.Background(), task, ipa.TriggerManual, "")
 		if ipa.ErrorCode(err) != ipa.EUNAVAILABLE || ipa.ErrorReason(err) != ipa.ReasonRuntimeFailed {
 			t.Fatalf("err = %v", err)
 		}
-		if st := s.Status(task.ID); st.State != ipa.PodStopped {
+		// A failed start is a crash (start_failed); the default policy does
+		// not restart.
+		if st := s.Status(task.ID); st.State != ipa.PodCrashed {
 			t.Fatalf("state = %s", st.State)
 		}
 	})
 	t.Run("BadConfig", func(t *testing.T) {
 		task := newTask(`{"exitAfterMs":"soon"}`, ipa.RestartPolicy{})
-		_, err := b.sup.StartPod(context.Background(), task, "")
+		_, err := b.sup.StartPod(context.Background(), task, ipa.TriggerManual, "")
 		if ipa.ErrorCode(err) != ipa.EINVALID {
 			t.Fatalf("err = %v", err)
 		}
-		if len(b.rec.of(task.ID, "")) != 0 {
-			t.Fatal("events recorded for a refused start")
+		if got := b.rec.types(task.ID); !slices.Equal(got, []string{ipa.EventPodCrashed}) {
+			t.Fatalf("events of a refused start: %v, want one pod_crashed", got)
 		}
 	})
 }
@@ -165,7 +167,7 @@ func TestConcurrentStartPod(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			started, err := b.sup.StartPod(context.Background(), task, "")
+			started, err := b.sup.StartPod(context.Background(), task, ipa.TriggerManual, "")
 			if err != nil {
 				t.Error(err)
 			}
@@ -396,7 +398,7 @@ func TestShutdownStopsEveryPlugin(t *testing.T) {
 			t.Errorf("pod_stopped %d = %+v", i, s)
 		}
 	}
-	if _, err := b.sup.StartPod(context.Background(), newTask("", ipa.RestartPolicy{}), ""); ipa.ErrorCode(err) != ipa.EUNAVAILABLE {
+	if _, err := b.sup.StartPod(context.Background(), newTask("", ipa.RestartPolicy{}), ipa.TriggerManual, ""); ipa.ErrorCode(err) != ipa.EUNAVAILABLE {
 		t.Fatalf("StartPod after Shutdown = %v", err)
 	}
 	if err := b.sup.Shutdown(ctx); err != nil {

@@ -2,7 +2,9 @@
 // SPEC_CLARIFICATION → PLANNING → DEVELOPMENT → REVIEW, one step every
 // stepMs, by asking the host for each phase change, reports its progress as
 // live state and a runtime.demo.step event per step, then idles in REVIEW
-// until a person completes the task (or stops the pod).
+// until a person completes the task (or stops the pod). Before each step,
+// and now and then while idle, it asks the host where the task is: a person
+// may have moved it (transitionPhase), and the walk goes on from there.
 //
 // Runtime config: {"stepMs": 2000}; stepMs between MinStepMs and MaxStepMs,
 // default DefaultStepMs.
@@ -134,6 +136,11 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	return podapi.StartResponse{}, nil
 }
 
+// idleProbe is how often an idle demo asks where its task is, at most: a
+// person moving the task out of REVIEW is noticed within about this long
+// (or stepMs, when longer).
+const idleProbe = 500 * time.Millisecond
+
 func (r *Runtime) walk(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	defer func() {
@@ -141,29 +148,53 @@ func (r *Runtime) walk(ctx context.Context, done chan struct{}) {
 		r.running = false
 		r.mu.Unlock()
 	}()
-	tick := time.NewTicker(time.Duration(r.cfg.StepMs) * time.Millisecond)
+	step := time.Duration(r.cfg.StepMs) * time.Millisecond
+	tick := time.NewTicker(step)
 	defer tick.Stop()
+	idle := false
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			r.setMessage("stopped")
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			if idle && now.Sub(last) < idleProbe {
+				continue
+			}
+			last = now
 		}
-		if idle := r.stepOnce(ctx); idle {
-			// Nothing left to walk: stay up (the pod runs) until stopped.
+		idle = r.stepOnce(ctx)
+		r.mu.Lock()
+		closed := r.phase.Final()
+		r.mu.Unlock()
+		if closed {
+			// A closed task never moves again: stay up until stopped.
 			<-ctx.Done()
 			return
 		}
 	}
 }
 
-// stepOnce asks for the next phase; it reports true once there is nothing
-// left to do (REVIEW reached, or the task is closed).
+// stepOnce learns the task's current phase from the host, then asks for the
+// next one; it reports true when there is nothing to do for now (REVIEW
+// reached, or the task is closed).
 func (r *Runtime) stepOnce(ctx context.Context) bool {
 	r.mu.Lock()
-	from := r.phase
 	host := r.host
+	r.mu.Unlock()
+	// An empty To only asks where the task is. A host that does not know
+	// that question refuses it, and its refusal carries the phase too.
+	if cur, _ := host.RequestPhase(ctx, podapi.PhaseRequest{}); cur.Phase != "" {
+		r.mu.Lock()
+		if p := ipa.Phase(cur.Phase); p != r.phase {
+			r.phase = p
+			r.message = "task moved to " + cur.Phase
+		}
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	from := r.phase
 	r.mu.Unlock()
 	if from.Final() {
 		r.setMessage("task is closed")
