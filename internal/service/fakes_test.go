@@ -146,6 +146,8 @@ func (l *memLog) CountEvents(_ context.Context, taskID string, _ []string) (int6
 
 func (l *memLog) TasksWithPods(context.Context) ([]*ipa.Task, error) { return nil, nil }
 
+func (l *memLog) DueTasks(context.Context, time.Time, int) ([]*ipa.Task, error) { return nil, nil }
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ipa-dev/ipa/internal/eventlog"
@@ -35,6 +36,8 @@ type TaskReader interface {
 	ReadEvents(ctx context.Context, q ipa.EventQuery) ([]ipa.Event, error)
 	CountEvents(ctx context.Context, taskID string, types []string) (int64, error)
 	TasksWithPods(ctx context.Context) ([]*ipa.Task, error)
+	// DueTasks returns open tasks whose deadline is at or before now.
+	DueTasks(ctx context.Context, now time.Time, limit int) ([]*ipa.Task, error)
 }
 
 // EventWriter commits events and publishes them (*eventlog.Writer).
@@ -137,6 +140,9 @@ func validateFilter(f ipa.TaskFilter) error {
 		if !p.Valid() {
 			return invalidArg("Unknown phase %q.", p)
 		}
+	}
+	if err := ipa.ValidateLabels(f.Labels); err != nil {
+		return err
 	}
 	return nil
 }
