@@ -112,10 +112,16 @@ func (l *memLog) FindTasks(context.Context, store.TaskQuery) (store.TaskPage, er
 	return store.TaskPage{}, nil
 }
 
-func (l *memLog) CountTasks(context.Context, ipa.TaskFilter) (int64, error) {
+func (l *memLog) CountTasks(_ context.Context, f ipa.TaskFilter) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return int64(len(l.tasks)), nil
+	n := 0
+	for _, t := range l.tasks {
+		if f.Matches(t) {
+			n++
+		}
+	}
+	return int64(n), nil
 }
 
 func (l *memLog) ReadEvents(_ context.Context, q ipa.EventQuery) ([]ipa.Event, error) {
