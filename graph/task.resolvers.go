@@ -107,8 +107,8 @@ func (r *taskResolver) Parent(ctx context.Context, obj *ipa.Task) (*ipa.Task, er
 }
 
 // Children is the resolver for the children field.
-func (r *taskResolver) Children(ctx context.Context, obj *ipa.Task, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter, orderBy *model.TaskOrder) (*model.TaskConnection, error) {
-	in := service.ChildrenInput{Filter: filterOf(filter), Order: orderOf(orderBy), First: first, After: after, Last: last, Before: before}
+func (r *taskResolver) Children(ctx context.Context, obj *ipa.Task, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) (*model.TaskConnection, error) {
+	in := service.ChildrenInput{Filter: filterOf(filter), Order: ipa.DefaultTaskOrder, First: first, After: after, Last: last, Before: before}
 	page, err := r.TaskService.ListChildren(ctx, obj.ID, in)
 	if err != nil {
 		return nil, err

@@ -155,7 +155,7 @@ type ComplexityRoot struct {
 	}
 
 	Task struct {
-		Children      func(childComplexity int, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter, orderBy *model.TaskOrder) int
+		Children      func(childComplexity int, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) int
 		CreatedAt     func(childComplexity int) int
 		CreatedBy     func(childComplexity int) int
 		Deadline      func(childComplexity int) int
@@ -752,7 +752,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Task.Children(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string), args["filter"].(*ipa.TaskFilter), args["orderBy"].(*model.TaskOrder)), true
+		return e.ComplexityRoot.Task.Children(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string), args["filter"].(*ipa.TaskFilter)), true
 	case "Task.createdAt":
 		if e.ComplexityRoot.Task.CreatedAt == nil {
 			break
@@ -1210,10 +1210,10 @@ type Task implements Node {
   "The task this one is a child of; null for a top-level task."
   parent: Task
   """
-  The task's child tasks, narrowed by ` + "`" + `filter` + "`" + `, in ` + "`" + `orderBy` + "`" + ` (default UPDATED_AT DESC).
-  Page forward with ` + "`" + `first` + "`" + ` (default 100) and ` + "`" + `after` + "`" + `, or backward with ` + "`" + `last` + "`" + ` and ` + "`" + `before` + "`" + `.
+  The task's child tasks narrowed by ` + "`" + `filter` + "`" + `, most recently updated first. Page forward
+  with ` + "`" + `first` + "`" + ` (default 100) and ` + "`" + `after` + "`" + `, or backward with ` + "`" + `last` + "`" + ` and ` + "`" + `before` + "`" + `.
   """
-  children(first: Int, after: String, last: Int, before: String, filter: TaskFilter, orderBy: TaskOrder): TaskConnection!
+  children(first: Int, after: String, last: Int, before: String, filter: TaskFilter): TaskConnection!
   "When this instant passes while the task is open, it is cancelled with reason ` + "`" + `deadline exceeded` + "`" + `."
   deadline: Time
 }

@@ -25,7 +25,7 @@ type TaskResolver interface {
 	Events(ctx context.Context, obj *ipa.Task, first *int, after *string, types []string) (*model.EventConnection, error)
 	Labels(ctx context.Context, obj *ipa.Task) (json.RawMessage, error)
 	Parent(ctx context.Context, obj *ipa.Task) (*ipa.Task, error)
-	Children(ctx context.Context, obj *ipa.Task, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter, orderBy *model.TaskOrder) (*model.TaskConnection, error)
+	Children(ctx context.Context, obj *ipa.Task, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) (*model.TaskConnection, error)
 }
 type TaskConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *model.TaskConnection) (int, error)
@@ -82,14 +82,6 @@ func (ec *executionContext) field_Task_children_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["filter"] = arg4
-	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
-		func(ctx context.Context, v any) (*model.TaskOrder, error) {
-			return ec.unmarshalOTaskOrder2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋgraphᚋmodelᚐTaskOrder(ctx, v)
-		})
-	if err != nil {
-		return nil, err
-	}
-	args["orderBy"] = arg5
 	return args, nil
 }
 
@@ -746,7 +738,7 @@ func (ec *executionContext) _Task_children(ctx context.Context, field graphql.Co
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Task().Children(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["last"].(*int), fc.Args["before"].(*string), fc.Args["filter"].(*ipa.TaskFilter), fc.Args["orderBy"].(*model.TaskOrder))
+			return ec.Resolvers.Task().Children(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["last"].(*int), fc.Args["before"].(*string), fc.Args["filter"].(*ipa.TaskFilter))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.TaskConnection) graphql.Marshaler {

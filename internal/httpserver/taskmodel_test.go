@@ -258,15 +258,16 @@ func TestTaskParents(t *testing.T) {
 			}
 			vars["id"] = root.ID
 			c.must(t, `query(`+decl+`) { task(id: $id) {
-				children(`+args+`, orderBy: {field: CREATED_AT, direction: ASC}) { edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } totalCount } } }`, vars, &out)
+				children(`+args+`) { edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } totalCount } } }`, vars, &out)
 			return out.Task.Children
 		}
 		all := children("first: $first", map[string]any{"first": 100})
-		// root has 5 kids plus the first link of the depth chain.
+		// root has 5 kids plus the first link of the depth chain, most
+		// recently updated (here: created) first.
 		require.Len(t, all.Edges, 6)
 		assert.Equal(t, 6, all.TotalCount)
 		for i, k := range kids {
-			assert.Equal(t, k.ID, all.Edges[i].Node.ID)
+			assert.Equal(t, k.ID, all.Edges[4-i+1].Node.ID)
 		}
 		var back []string
 		p := children("last: $last", map[string]any{"last": 2})
@@ -291,10 +292,10 @@ func TestTaskParents(t *testing.T) {
 		assert.Equal(t, fwd, back, "last/before walks the same list backwards")
 		after := children("first: $first, after: $after", map[string]any{"first": 2, "after": all.Edges[1].Cursor})
 		require.Len(t, after.Edges, 2)
-		assert.Equal(t, kids[2].ID, after.Edges[0].Node.ID)
+		assert.Equal(t, kids[3].ID, after.Edges[0].Node.ID)
 		before := children("last: $last, before: $before", map[string]any{"last": 10, "before": all.Edges[2].Cursor})
 		require.Len(t, before.Edges, 2)
-		assert.Equal(t, kids[0].ID, before.Edges[0].Node.ID)
+		assert.Equal(t, fwd[:2], []string{before.Edges[0].Node.ID, before.Edges[1].Node.ID})
 		requireError(t, c.fail(t, `query($id: ID!) { task(id: $id) { children(first: 1, last: 1) { totalCount } } }`, map[string]any{"id": root.ID}), ipa.EINVALID, ipa.ReasonInvalidArgument)
 		filtered := children("first: $first, filter: $f", map[string]any{"first": 10, "f": map[string]any{"labels": map[string]any{"n": "1"}}})
 		assert.Len(t, filtered.Edges, 2)
