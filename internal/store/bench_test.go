@@ -298,7 +298,7 @@ func TestFindTasksPlans(t *testing.T) {
 			}
 			query := s.read.ToSQL(func(tx *gorm.DB) *gorm.DB {
 				var rows []taskRow
-				return tx.Raw(dueTasksQuery, nanos(mid), 100).Scan(&rows)
+				return tx.Raw(s.dueTasksQuery(), nanos(mid), 100).Scan(&rows)
 			})
 			plan := explainSQL(t, s, query)
 			assert.Contains(t, plan, "tasks_open_deadline", plan)

@@ -57,16 +57,24 @@ func (s *Store) refuseOpenChildren(tx *gorm.DB, id string) error {
 	return nil
 }
 
-// dueTasksQuery matches the partial index tasks_open_deadline.
-const dueTasksQuery = `SELECT ` + taskColumns + ` FROM tasks
+// dueTasksQuery matches the partial index tasks_open_deadline. SQLite,
+// having no statistics on it, would rather range over tasks_deadline, which
+// also holds every closed task's deadline, so it is told which index to use.
+func (s *Store) dueTasksQuery() string {
+	from := `tasks`
+	if !s.postgres() {
+		from = `tasks INDEXED BY tasks_open_deadline`
+	}
+	return `SELECT ` + taskColumns + ` FROM ` + from + `
 	WHERE deadline <= ? AND closed_at IS NULL ORDER BY deadline, id LIMIT ?`
+}
 
 // DueTasks returns up to limit open tasks whose deadline is at or before now,
 // earliest deadline first, from the index of open deadlines. Returns
 // EUNAVAILABLE when the database is unreachable.
 func (s *Store) DueTasks(ctx context.Context, now time.Time, limit int) ([]*ipa.Task, error) {
 	var rows []taskRow
-	err := s.read.WithContext(ctx).Raw(dueTasksQuery, nanos(now), limit).Scan(&rows).Error
+	err := s.read.WithContext(ctx).Raw(s.dueTasksQuery(), nanos(now), limit).Scan(&rows).Error
 	if err != nil {
 		return nil, s.wrap(fmt.Errorf("store: due tasks: %w", err))
 	}
