@@ -3,6 +3,7 @@ package graph
 import (
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/service"
 )
 
 // nullWhenNotFound turns "no such task" into a null result, as the task and
@@ -66,4 +67,14 @@ func ptrs[T any](list []T) []*T {
 		out[i] = &list[i]
 	}
 	return out
+}
+
+// taskConnection maps a page of tasks listed with filter.
+func taskConnection(filter ipa.TaskFilter, page service.TaskList) *model.TaskConnection {
+	conn := &model.TaskConnection{Filter: filter, PageInfo: pageInfo(page.Cursors, page.HasNextPage, page.HasPrevious)}
+	conn.Edges = make([]*model.TaskEdge, len(page.Tasks))
+	for i, t := range page.Tasks {
+		conn.Edges[i] = &model.TaskEdge{Cursor: page.Cursors[i], Node: t}
+	}
+	return conn
 }

@@ -7,15 +7,22 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/ipa-dev/ipa/graph/generated"
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/service"
 )
 
 // CreateTask is the resolver for the createTask field.
 func (r *mutationResolver) CreateTask(ctx context.Context, input ipa.CreateTaskInput) (*model.TaskPayload, error) {
 	return taskPayload(r.TaskService.CreateTask(ctx, input))
+}
+
+// UpdateTask is the resolver for the updateTask field.
+func (r *mutationResolver) UpdateTask(ctx context.Context, taskID string, input ipa.UpdateTaskInput, expectedVersion *int) (*model.TaskPayload, error) {
+	return taskPayload(r.TaskService.UpdateTask(ctx, taskID, input, version(expectedVersion)))
 }
 
 // StartPod is the resolver for the startPod field.
@@ -74,9 +81,48 @@ func (r *taskResolver) Events(ctx context.Context, obj *ipa.Task, first *int, af
 	return eventConnection(page, obj.ID, types), nil
 }
 
+// Labels is the resolver for the labels field.
+func (r *taskResolver) Labels(ctx context.Context, obj *ipa.Task) (json.RawMessage, error) {
+	if len(obj.Labels) == 0 {
+		return json.RawMessage("{}"), nil
+	}
+	return json.Marshal(obj.Labels)
+}
+
+// Parent is the resolver for the parent field.
+func (r *taskResolver) Parent(ctx context.Context, obj *ipa.Task) (*ipa.Task, error) {
+	if obj.ParentID == "" {
+		return nil, nil
+	}
+	return nullWhenNotFound(r.TaskService.Task(ctx, obj.ParentID))
+}
+
+// Children is the resolver for the children field.
+func (r *taskResolver) Children(ctx context.Context, obj *ipa.Task, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) (*model.TaskConnection, error) {
+	in := service.ChildrenInput{Filter: filterOf(filter), Order: ipa.DefaultTaskOrder, First: first, After: after, Last: last, Before: before}
+	page, err := r.TaskService.ListChildren(ctx, obj.ID, in)
+	if err != nil {
+		return nil, err
+	}
+	in.Filter.ParentID = &obj.ID
+	return taskConnection(in.Filter, page), nil
+}
+
 // TotalCount is the resolver for the totalCount field.
 func (r *taskConnectionResolver) TotalCount(ctx context.Context, obj *model.TaskConnection) (int, error) {
 	return r.TaskService.CountTasks(ctx, obj.Filter)
+}
+
+// Labels is the resolver for the labels field.
+func (r *taskFilterResolver) Labels(ctx context.Context, obj *ipa.TaskFilter, data json.RawMessage) error {
+	l, err := ipa.ParseLabels(data)
+	if err != nil {
+		return err
+	}
+	if len(l) > 0 {
+		obj.Labels = l
+	}
+	return nil
 }
 
 // Task returns generated.TaskResolver implementation.
@@ -87,7 +133,11 @@ func (r *Resolver) TaskConnection() generated.TaskConnectionResolver {
 	return &taskConnectionResolver{r}
 }
 
+// TaskFilter returns generated.TaskFilterResolver implementation.
+func (r *Resolver) TaskFilter() generated.TaskFilterResolver { return &taskFilterResolver{r} }
+
 type (
 	taskResolver           struct{ *Resolver }
 	taskConnectionResolver struct{ *Resolver }
+	taskFilterResolver     struct{ *Resolver }
 )

@@ -39,6 +39,10 @@ func TestReprojectCommand(t *testing.T) {
 	id := s.createTask(t, map[string]any{"title": "original"})
 	s.createTask(t, map[string]any{"title": "other"})
 	s.must(t, `mutation($id: ID!) { transitionPhase(taskId: $id, to: PLANNING) { task { id } } }`, map[string]any{"id": id}, nil)
+	// Labels, a parent, a deadline and an edit are all rebuilt from events.
+	parent := s.createTask(t, map[string]any{"title": "parent", "labels": map[string]any{"team": "core"}, "deadline": "2999-01-01T00:00:00.000000001Z"})
+	child := s.createTask(t, map[string]any{"title": "child", "parentId": parent, "labels": map[string]any{"team": "core"}})
+	s.must(t, `mutation($id: ID!) { updateTask(taskId: $id, input: {labels: {team: "edge", tier: "gold"}, title: "child 2"}) { task { id } } }`, map[string]any{"id": child}, nil)
 	s.stop(t, 15*time.Second)
 
 	out, code := h.runIPA(t, "reproject", "--check")
@@ -53,14 +57,17 @@ func TestReprojectCommand(t *testing.T) {
 	if _, err := db.Exec(`UPDATE tasks SET title = 'tampered', phase = 'REVIEW' WHERE id = ?`, id); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := db.Exec(`DELETE FROM task_labels WHERE task_id = ? AND key = 'tier'`, child); err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
 
 	out, code = h.runIPA(t, "reproject", "--check")
-	if code != 1 || !strings.Contains(out, "1 rows differ") {
-		t.Fatalf("tampered row: exit %d, %q; want exit 1 and 1 row", code, out)
+	if code != 1 || !strings.Contains(out, "2 rows differ") {
+		t.Fatalf("tampered rows: exit %d, %q; want exit 1 and 2 rows", code, out)
 	}
 	out, code = h.runIPA(t, "reproject")
-	if code != 0 || !strings.Contains(out, "1 rows changed") {
+	if code != 0 || !strings.Contains(out, "2 rows changed") {
 		t.Fatalf("reproject: exit %d, %q", code, out)
 	}
 	out, code = h.runIPA(t, "reproject", "--check")
@@ -72,6 +79,11 @@ func TestReprojectCommand(t *testing.T) {
 	s.must(t, `query($id: ID!) { task(id: $id) { title phase } }`, map[string]any{"id": id}, &got)
 	if got.Task.Title != "original" || got.Task.Phase != "PLANNING" {
 		t.Fatalf("after reproject the task is %+v", got.Task)
+	}
+	var n struct{ TaskCount int }
+	s.must(t, `query($p: ID!) { taskCount(filter: {labels: {tier: "gold"}, parentId: $p}) }`, map[string]any{"p": parent}, &n)
+	if n.TaskCount != 1 {
+		t.Fatalf("after reproject the label selector finds %d tasks, want 1", n.TaskCount)
 	}
 }
 

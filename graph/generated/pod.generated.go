@@ -548,4 +548,40 @@ func (ec *executionContext) marshalNPodState2githubᚗcomᚋipaᚑdevᚋipaᚋin
 	return res
 }
 
+func (ec *executionContext) unmarshalOPodState2ᚕgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPodStateᚄ(ctx context.Context, v any) ([]ipa.PodState, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]ipa.PodState, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNPodState2githubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPodState(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOPodState2ᚕgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPodStateᚄ(ctx context.Context, sel ast.SelectionSet, v []ipa.PodState) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPodState2githubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPodState(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 // endregion ***************************** type.gotpl *****************************

@@ -31,6 +31,7 @@ type ResolverRoot interface {
 	Subscription() SubscriptionResolver
 	Task() TaskResolver
 	TaskConnection() TaskConnectionResolver
+	TaskFilter() TaskFilterResolver
 }
 
 type DirectiveRoot struct {
@@ -96,6 +97,7 @@ type ComplexityRoot struct {
 		StartPod        func(childComplexity int, taskID string, expectedVersion *int) int
 		StopPod         func(childComplexity int, taskID string, reason *string, expectedVersion *int) int
 		TransitionPhase func(childComplexity int, taskID string, to ipa.Phase, note *string, expectedVersion *int) int
+		UpdateTask      func(childComplexity int, taskID string, input ipa.UpdateTaskInput, expectedVersion *int) int
 	}
 
 	PageInfo struct {
@@ -162,12 +164,16 @@ type ComplexityRoot struct {
 
 	Task struct {
 		Archived      func(childComplexity int) int
+		Children      func(childComplexity int, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) int
 		CreatedAt     func(childComplexity int) int
 		CreatedBy     func(childComplexity int) int
+		Deadline      func(childComplexity int) int
 		Description   func(childComplexity int) int
 		Events        func(childComplexity int, first *int, after *string, types []string, last *int, before *string) int
 		ID            func(childComplexity int) int
+		Labels        func(childComplexity int) int
 		Metadata      func(childComplexity int) int
+		Parent        func(childComplexity int) int
 		Phase         func(childComplexity int) int
 		Pod           func(childComplexity int) int
 		RestartPolicy func(childComplexity int) int
@@ -497,6 +503,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.TransitionPhase(childComplexity, args["taskId"].(string), args["to"].(ipa.Phase), args["note"].(*string), args["expectedVersion"].(*int)), true
+	case "Mutation.updateTask":
+		if e.ComplexityRoot.Mutation.UpdateTask == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateTask_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateTask(childComplexity, args["taskId"].(string), args["input"].(ipa.UpdateTaskInput), args["expectedVersion"].(*int)), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -786,6 +803,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Archived(childComplexity), true
+	case "Task.children":
+		if e.ComplexityRoot.Task.Children == nil {
+			break
+		}
+
+		args, err := ec.field_Task_children_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Task.Children(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string), args["filter"].(*ipa.TaskFilter)), true
 	case "Task.createdAt":
 		if e.ComplexityRoot.Task.CreatedAt == nil {
 			break
@@ -798,6 +826,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.CreatedBy(childComplexity), true
+	case "Task.deadline":
+		if e.ComplexityRoot.Task.Deadline == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Deadline(childComplexity), true
 	case "Task.description":
 		if e.ComplexityRoot.Task.Description == nil {
 			break
@@ -821,12 +855,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.ID(childComplexity), true
+	case "Task.labels":
+		if e.ComplexityRoot.Task.Labels == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Labels(childComplexity), true
 	case "Task.metadata":
 		if e.ComplexityRoot.Task.Metadata == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Task.Metadata(childComplexity), true
+	case "Task.parent":
+		if e.ComplexityRoot.Task.Parent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Parent(childComplexity), true
 	case "Task.phase":
 		if e.ComplexityRoot.Task.Phase == nil {
 			break
@@ -941,6 +987,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("RestartPolicyInput", ec.unmarshalInputRestartPolicyInput),
 			graphql.NewInputUnmarshaler("TaskFilter", ec.unmarshalInputTaskFilter),
 			graphql.NewInputUnmarshaler("TaskOrder", ec.unmarshalInputTaskOrder),
+			graphql.NewInputUnmarshaler("UpdateTaskInput", ec.unmarshalInputUpdateTaskInput),
 		)
 	}
 	first := true
@@ -1287,6 +1334,17 @@ type Task implements Node {
   a page is always oldest first.
   """
   events(first: Int = 100, after: String, types: [String!], last: Int, before: String): EventConnection!
+  "Kubernetes-style labels: an object of string values, ` + "`" + `{}` + "`" + ` when none."
+  labels: JSON!
+  "The task this one is a child of; null for a top-level task."
+  parent: Task
+  """
+  The task's child tasks narrowed by ` + "`" + `filter` + "`" + `, most recently updated first. Page forward
+  with ` + "`" + `first` + "`" + ` (default 100) and ` + "`" + `after` + "`" + `, or backward with ` + "`" + `last` + "`" + ` and ` + "`" + `before` + "`" + `.
+  """
+  children(first: Int, after: String, last: Int, before: String, filter: TaskFilter): TaskConnection!
+  "When this instant passes while the task is open, it is cancelled with reason ` + "`" + `deadline exceeded` + "`" + `."
+  deadline: Time
 }
 
 enum TaskStatus {
@@ -1352,6 +1410,13 @@ input TaskFilter {
   runtime: String
   "Case-insensitive substring of the title."
   titleContains: String
+  "Label selector: an object of strings; every pair must be among the task's labels."
+  labels: JSON
+  podState: [PodState!]
+  "Children of this task."
+  parentId: ID
+  "Deadline strictly before this instant (tasks without a deadline never match)."
+  deadlineBefore: Time
 }
 
 input TaskOrder {
@@ -1387,6 +1452,31 @@ input CreateTaskInput {
   restartPolicy: RestartPolicyInput
   "A repeated key from the same actor returns the first task and creates nothing."
   idempotencyKey: String
+  """
+  Kubernetes-style labels, an object of strings (at most 64): keys of 1 to 63 characters
+  of A-Z a-z 0-9 . _ - optionally after a DNS-style prefix and ` + "`" + `/` + "`" + `; values up to 63 of the same, or empty.
+  """
+  labels: JSON
+  "Makes the task a child of this open task (at most 8 levels deep)."
+  parentId: ID
+  "When this instant passes while the task is open, it is cancelled with reason ` + "`" + `deadline exceeded` + "`" + `."
+  deadline: Time
+}
+
+"""
+Changes to a task; omitted fields stay as they are.
+"""
+input UpdateTaskInput {
+  "1 to 255 characters after trimming."
+  title: String
+  description: String
+  "Replaces the metadata object."
+  metadata: JSON
+  "Replaces the whole label set."
+  labels: JSON
+  "Merged field by field into the current policy; applies to the next pod start or crash."
+  restartPolicy: RestartPolicyInput
+  deadline: Time
 }
 
 type TaskPayload {
@@ -1401,6 +1491,11 @@ type StartPodPayload {
 
 extend type Mutation {
   createTask(input: CreateTaskInput!): TaskPayload!
+  """
+  Changes an open task's fields and records ` + "`" + `task_updated` + "`" + ` with the changed ones; when
+  nothing changes, nothing is recorded and the task is returned as it is.
+  """
+  updateTask(taskId: ID!, input: UpdateTaskInput!, expectedVersion: Int): TaskPayload!
   "Starts the task's pod. Idempotent: when one runs, ` + "`" + `started` + "`" + ` is false."
   startPod(taskId: ID!, expectedVersion: Int): StartPodPayload!
   "Stops the task's pod gracefully (forcibly after a timeout)."
@@ -1409,9 +1504,12 @@ extend type Mutation {
   restartPod(taskId: ID!, expectedVersion: Int): TaskPayload!
   "Moves the task one phase forward, or one back for rework."
   transitionPhase(taskId: ID!, to: TaskPhase!, note: String, expectedVersion: Int): TaskPayload!
-  "Closes the task as completed; stops a running pod first."
+  "Closes the task as completed; stops a running pod first. Refused while the task has open children."
   completeTask(taskId: ID!, expectedVersion: Int): TaskPayload!
-  "Closes the task as cancelled; stops a running pod first. The reason is required."
+  """
+  Closes the task as cancelled; stops a running pod first. Its open children are cancelled
+  first (recursively), each with this cancellation as causation. The reason is required.
+  """
   cancelTask(taskId: ID!, reason: String!, expectedVersion: Int): TaskPayload!
 }
 `, BuiltIn: false},
@@ -1671,6 +1769,14 @@ func (ec *executionContext) childFields_Task(ctx context.Context, field graphql.
 		return ec.fieldContext_Task_pod(ctx, field)
 	case "events":
 		return ec.fieldContext_Task_events(ctx, field)
+	case "labels":
+		return ec.fieldContext_Task_labels(ctx, field)
+	case "parent":
+		return ec.fieldContext_Task_parent(ctx, field)
+	case "children":
+		return ec.fieldContext_Task_children(ctx, field)
+	case "deadline":
+		return ec.fieldContext_Task_deadline(ctx, field)
 	case "archived":
 		return ec.fieldContext_Task_archived(ctx, field)
 	}

@@ -76,6 +76,9 @@ type Config struct {
 	// Supervisor, when set, adjusts the supervisor's settings (timeouts,
 	// intervals) before it is built; tests use it to make faults quick.
 	Supervisor func(*supervisor.Config)
+	// DeadlineInterval is how often passed task deadlines are looked for
+	// (zero: 1 s).
+	DeadlineInterval time.Duration
 }
 
 // App is one assembled server. Build it with New, serve it with Serve (or
@@ -96,6 +99,9 @@ type App struct {
 
 	stopListening context.CancelFunc
 	listening     sync.WaitGroup
+
+	stopDeadlinesFn context.CancelFunc
+	deadlines       sync.WaitGroup
 
 	// baseCtx is the context of every request: cancelling it ends open
 	// subscriptions, which http.Server.Shutdown alone would not.
@@ -228,6 +234,7 @@ func (a *App) build(ctx context.Context) (err error) {
 			return fmt.Errorf("resume pods: %w", err)
 		}
 	}
+	a.startDeadlines(cfg.DeadlineInterval)
 
 	// HTTP.
 	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback, auth.WithLogger(log))
@@ -343,6 +350,9 @@ func (a *App) Close() error {
 			a.cancelBase()
 		}
 		var errs []error
+		// The deadline timer cancels tasks (and stops their pods): it
+		// stops before the pods and the store do.
+		a.stopDeadlines()
 		if a.Supervisor != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 			if err := a.Supervisor.Shutdown(ctx); err != nil {

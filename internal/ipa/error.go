@@ -29,6 +29,9 @@ const (
 	ReasonVersionConflict   = "VERSION_CONFLICT"
 	ReasonStoreUnavailable  = "STORE_UNAVAILABLE"
 	ReasonRuntimeFailed     = "RUNTIME_FAILED"
+	ReasonInvalidLabels     = "INVALID_LABELS"
+	ReasonInvalidParent     = "INVALID_PARENT"
+	ReasonOpenChildren      = "OPEN_CHILDREN"
 )
 
 // Error is a failure a client may see: a code, an optional reason, a message

@@ -11,6 +11,7 @@ const (
 	EventTaskCreated            = "task_created"
 	EventTaskCompleted          = "task_completed"
 	EventTaskCancelled          = "task_cancelled"
+	EventTaskUpdated            = "task_updated"
 	EventPhaseChanged           = "phase_changed"
 	EventPodStarted             = "pod_started"
 	EventPodStopped             = "pod_stopped"
@@ -44,6 +45,10 @@ type Event struct {
 // NewEvent is an event about to be appended: the store assigns id, version,
 // position and time.
 type NewEvent struct {
+	// ID, when set, is the event's id; otherwise the store picks one. A
+	// caller that must name an event before it commits (as the causation of
+	// others) chooses it.
+	ID          string
 	Type        string
 	Data        any // marshalled to JSON; nil means {}
 	CausationID string
@@ -60,6 +65,26 @@ type TaskCreatedData struct {
 	Metadata       json.RawMessage `json:"metadata"`
 	RestartPolicy  RestartPolicy   `json:"restartPolicy"`
 	IdempotencyKey string          `json:"idempotencyKey,omitempty"`
+	Labels         Labels          `json:"labels,omitempty"`
+	ParentID       string          `json:"parentId,omitempty"`
+	Deadline       *time.Time      `json:"deadline,omitempty"`
+}
+
+// TaskUpdatedData is the data of task_updated: only the fields that changed
+// (labels, when present, is the whole new set).
+type TaskUpdatedData struct {
+	Title         *string         `json:"title,omitempty"`
+	Description   *string         `json:"description,omitempty"`
+	Metadata      json.RawMessage `json:"metadata,omitempty"`
+	Labels        *Labels         `json:"labels,omitempty"`
+	RestartPolicy *RestartPolicy  `json:"restartPolicy,omitempty"`
+	Deadline      *time.Time      `json:"deadline,omitempty"`
+}
+
+// Empty reports whether the update changes nothing.
+func (d TaskUpdatedData) Empty() bool {
+	return d.Title == nil && d.Description == nil && d.Metadata == nil && d.Labels == nil &&
+		d.RestartPolicy == nil && d.Deadline == nil
 }
 
 // PhaseChangedData is the data of phase_changed.

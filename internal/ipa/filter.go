@@ -18,6 +18,11 @@ type TaskFilter struct {
 	// Archived selects archived tasks (true) or the others (false, the
 	// default: archived tasks are hidden).
 	Archived bool
+	// Labels: every pair must be among the task's labels.
+	Labels         Labels
+	PodStates      []PodState
+	ParentID       *string    // children of this task
+	DeadlineBefore *time.Time // exclusive; tasks without a deadline never match
 }
 
 // Matches reports whether t passes the filter, with the same meaning the store
@@ -45,6 +50,18 @@ func (f TaskFilter) Matches(t *Task) bool {
 		return false
 	}
 	if f.TitleContains != nil && !strings.Contains(strings.ToLower(t.Title), strings.ToLower(*f.TitleContains)) {
+		return false
+	}
+	if len(f.Labels) > 0 && !t.Labels.Contains(f.Labels) {
+		return false
+	}
+	if len(f.PodStates) > 0 && !contains(f.PodStates, t.PodState) {
+		return false
+	}
+	if f.ParentID != nil && t.ParentID != *f.ParentID {
+		return false
+	}
+	if f.DeadlineBefore != nil && (t.Deadline == nil || !t.Deadline.Before(*f.DeadlineBefore)) {
 		return false
 	}
 	return true

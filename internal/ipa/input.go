@@ -1,6 +1,9 @@
 package ipa
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"time"
+)
 
 // CreateTaskInput is what a client gives to create a task.
 type CreateTaskInput struct {
@@ -12,6 +15,19 @@ type CreateTaskInput struct {
 	AutoStart      *bool
 	RestartPolicy  *RestartPolicyInput
 	IdempotencyKey *string
+	Labels         json.RawMessage // JSON object of strings; see ParseLabels
+	ParentID       *string
+	Deadline       *time.Time
+}
+
+// UpdateTaskInput changes some of a task's fields; nil fields stay as they are.
+type UpdateTaskInput struct {
+	Title         *string
+	Description   *string
+	Metadata      json.RawMessage
+	Labels        json.RawMessage     // the whole new set
+	RestartPolicy *RestartPolicyInput // merged field by field into the current policy
+	Deadline      *time.Time
 }
 
 // RestartPolicyInput overrides the server's default restart policy field by field.

@@ -3,6 +3,7 @@ package ipa
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Apply folds one event into the task's projection. It is the only place that
@@ -34,8 +35,34 @@ func Apply(t *Task, e Event) error {
 			Metadata:      orEmptyObject(d.Metadata),
 			RestartPolicy: d.RestartPolicy,
 			PodState:      PodStopped,
+			Labels:        orNoLabels(d.Labels),
+			ParentID:      d.ParentID,
+			Deadline:      utcPtr(d.Deadline),
 			CreatedBy:     e.ActorID,
 			CreatedAt:     e.OccurredAt,
+		}
+	case EventTaskUpdated:
+		var d TaskUpdatedData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return fmt.Errorf("decode task_updated of %s: %w", e.TaskID, err)
+		}
+		if d.Title != nil {
+			t.Title = *d.Title
+		}
+		if d.Description != nil {
+			t.Description = *d.Description
+		}
+		if d.Metadata != nil {
+			t.Metadata = orEmptyObject(d.Metadata)
+		}
+		if d.Labels != nil {
+			t.Labels = orNoLabels(*d.Labels)
+		}
+		if d.RestartPolicy != nil {
+			t.RestartPolicy = *d.RestartPolicy
+		}
+		if d.Deadline != nil {
+			t.Deadline = utcPtr(d.Deadline)
 		}
 	case EventPhaseChanged:
 		var d PhaseChangedData
@@ -75,6 +102,21 @@ func openStatus(current, next TaskStatus) TaskStatus {
 		return current
 	}
 	return next
+}
+
+func orNoLabels(l Labels) Labels {
+	if l == nil {
+		return Labels{}
+	}
+	return l
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
 
 func orEmptyObject(raw json.RawMessage) json.RawMessage {

@@ -161,6 +161,9 @@ type Task struct {
 	Metadata      json.RawMessage // JSON object, "{}" when none was given
 	RestartPolicy RestartPolicy
 	PodState      PodState // last pod state recorded in the stream
+	Labels        Labels   // never nil after Apply
+	ParentID      string   // "" for a top-level task
+	Deadline      *time.Time
 	CreatedBy     string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
@@ -178,6 +181,8 @@ const (
 	MaxRuntimeConfigByte = 64 << 10 // 64 KiB of JSON
 	MaxReasonChars       = 1000
 	MaxIdempotencyKey    = 255
+	// MaxTaskDepth bounds parent chains: a top-level task is at depth 1.
+	MaxTaskDepth = 8
 )
 
 // NormalizeTitle trims a title and checks its length. Returns an EINVALID error

@@ -111,10 +111,16 @@ func (l *memLog) FindTasks(context.Context, ipa.TaskQuery) (ipa.TaskPage, error)
 	return ipa.TaskPage{}, nil
 }
 
-func (l *memLog) CountTasks(context.Context, ipa.TaskFilter) (int64, error) {
+func (l *memLog) CountTasks(_ context.Context, f ipa.TaskFilter) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return int64(len(l.tasks)), nil
+	n := 0
+	for _, t := range l.tasks {
+		if f.Matches(t) {
+			n++
+		}
+	}
+	return int64(n), nil
 }
 
 func (l *memLog) ReadEvents(_ context.Context, q ipa.EventQuery) ([]ipa.Event, error) {
@@ -160,6 +166,7 @@ func (l *memLog) ActivePodTasks(context.Context) ([]*ipa.Task, error) {
 }
 
 func (l *memLog) ShutdownStoppedTasks(context.Context, string) ([]*ipa.Task, error) { return nil, nil }
+func (l *memLog) DueTasks(context.Context, time.Time, int) ([]*ipa.Task, error)     { return nil, nil }
 
 func contains(list []string, s string) bool {
 	for _, v := range list {

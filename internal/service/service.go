@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ipa-dev/ipa/internal/eventlog"
@@ -36,6 +37,8 @@ type TaskReader interface {
 	TasksWithPods(ctx context.Context) ([]*ipa.Task, error)
 	ActivePodTasks(ctx context.Context) ([]*ipa.Task, error)
 	ShutdownStoppedTasks(ctx context.Context, instance string) ([]*ipa.Task, error)
+	// DueTasks returns open tasks whose deadline is at or before now.
+	DueTasks(ctx context.Context, now time.Time, limit int) ([]*ipa.Task, error)
 }
 
 // EventWriter commits events and publishes them (*eventlog.Writer).
@@ -141,6 +144,9 @@ func validateFilter(f ipa.TaskFilter) error {
 		if !p.Valid() {
 			return invalidArg("Unknown phase %q.", p)
 		}
+	}
+	if err := ipa.ValidateLabels(f.Labels); err != nil {
+		return err
 	}
 	return nil
 }

@@ -133,6 +133,9 @@ func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*
 	if err := requireRuntimeRole(ctx, s.runtimes[data.Runtime]); err != nil {
 		return nil, err
 	}
+	if err := s.checkParentDepth(ctx, data.ParentID); err != nil {
+		return nil, err
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, err
@@ -223,6 +226,16 @@ func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedDat
 		}
 		d.IdempotencyKey = k
 	}
+	if d.Labels, err = ipa.ParseLabels(in.Labels); err != nil {
+		return d, err
+	}
+	if len(d.Labels) == 0 {
+		d.Labels = nil // task_created carries labels only when there are some
+	}
+	if in.ParentID != nil {
+		d.ParentID = *in.ParentID
+	}
+	d.Deadline = in.Deadline
 	return d, nil
 }
 
@@ -442,7 +455,12 @@ func (s *TaskService) CompleteTask(ctx context.Context, taskID string, expected 
 	if err != nil {
 		return nil, err
 	}
-	return s.close(ctx, taskID, expected, actor.ID, "task completed", func(cur *ipa.Task) ipa.NewEvent {
+	// Refused before the pod is stopped; the store checks again when the
+	// task closes, so a child created in between is caught too.
+	if err := s.refuseOpenChildren(ctx, taskID); err != nil {
+		return nil, err
+	}
+	return s.close(ctx, taskID, expected, actor.ID, "task completed", nil, func(cur *ipa.Task) ipa.NewEvent {
 		return ipa.NewEvent{Type: ipa.EventTaskCompleted, Data: ipa.TaskCompletedData{Phase: cur.Phase}}
 	})
 }
@@ -463,16 +481,22 @@ func (s *TaskService) CancelTask(ctx context.Context, taskID, reason string, exp
 	if _, err := optionalText("reason", &reason); err != nil {
 		return nil, err
 	}
-	return s.close(ctx, taskID, expected, actor.ID, "task cancelled", func(cur *ipa.Task) ipa.NewEvent {
-		return ipa.NewEvent{Type: ipa.EventTaskCancelled, Data: ipa.TaskCancelledData{Reason: reason, Phase: cur.Phase}}
-	})
+	return s.cancelTree(ctx, taskID, reason, expected, actor.ID, "", nil)
 }
 
 // close checks the task is open (and at the expected version), stops its pod
 // when one runs, then appends the closing event.
-func (s *TaskService) close(ctx context.Context, taskID string, expected *int64, actor, stopReason string, event func(*ipa.Task) ipa.NewEvent) (*ipa.Task, error) {
-	if _, err := openTask(ctx, s.store, taskID, expected); err != nil {
+// guard, when not nil, is checked on the open task before the pod is
+// stopped and again in the closing transaction; its error aborts the close.
+func (s *TaskService) close(ctx context.Context, taskID string, expected *int64, actor, stopReason string, guard func(*ipa.Task) error, event func(*ipa.Task) ipa.NewEvent) (*ipa.Task, error) {
+	cur, err := openTask(ctx, s.store, taskID, expected)
+	if err != nil {
 		return nil, err
+	}
+	if guard != nil {
+		if err := guard(cur); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.pods.StopPod(ctx, taskID, stopReason); err != nil && !errors.Is(err, ipa.ErrPodNotRunning) {
 		return nil, err
@@ -482,6 +506,11 @@ func (s *TaskService) close(ctx context.Context, taskID string, expected *int64,
 	t, _, err := s.writer.Append(ctx, eventlog.Append{TaskID: taskID, Actor: actor, Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
 		if err := ipa.ClosedTaskError(cur.Status); err != nil {
 			return nil, err
+		}
+		if guard != nil {
+			if err := guard(cur); err != nil {
+				return nil, err
+			}
 		}
 		return []ipa.NewEvent{event(cur)}, nil
 	}})

@@ -50,12 +50,13 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 	// in their number per statement, so SQLite gets one prepared single-row
 	// statement per table instead.
 	batch := 1000
-	var stmts [2]*sql.Stmt
+	var stmts [3]*sql.Stmt
 	if !s.postgres() {
 		batch = 1
 		for i, q := range []string{
 			"INSERT INTO streams (id, type, version, created_at, updated_at) VALUES " + s.placeholders(0, 5),
-			"INSERT INTO tasks (" + taskColumns + ") VALUES " + s.placeholders(0, 17),
+			"INSERT INTO tasks (" + taskColumns + ") VALUES " + s.placeholders(0, taskColumnCount),
+			"INSERT INTO task_labels (task_id, key, value) VALUES " + s.placeholders(0, 3) + "," + s.placeholders(3, 3),
 		} {
 			stmts[i], err = tx.PrepareContext(ctx, q)
 			require.NoError(tb, err)
@@ -64,9 +65,10 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 	}
 	for start := 0; start < n; start += batch {
 		m := min(batch, n-start)
-		var streams, tasks strings.Builder
+		var streams, tasks, labels strings.Builder
 		sargs := make([]any, 0, m*5)
-		targs := make([]any, 0, m*17)
+		targs := make([]any, 0, m*taskColumnCount)
+		largs := make([]any, 0, m*6)
 		for i := range m {
 			k := start + i
 			id := uuid.NewString()
@@ -79,21 +81,46 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 			}
 			streams.WriteString(s.placeholders(len(sargs), 5))
 			sargs = append(sargs, id, ipa.StreamTypeTask, 1, created, updated)
-			tasks.WriteString(s.placeholders(len(targs), 17))
+			tasks.WriteString(s.placeholders(len(targs), taskColumnCount))
+			// One task in three is a child of one of 200 parents, one in five
+			// has a deadline, one in 50 a crashed pod; each has a team label
+			// (one of 100) and a shard label (one of 1000) in labels and in
+			// task_labels.
+			var parent, deadline any
+			if k%3 == 0 {
+				parent = seedParents[k%len(seedParents)]
+			}
+			if k%5 == 0 {
+				deadline = created + int64(time.Hour)
+			}
+			pod := ipa.PodStopped
+			if k%50 == 0 {
+				pod = ipa.PodCrashed
+			}
+			team, shard := fmt.Sprintf("t%d", k%100), fmt.Sprintf("s%d", k%1000)
 			targs = append(targs, id, title, strings.ToLower(title), "", string(statuses[k%4]), string(ipa.PhasePlanning),
-				"demo", "{}", string(policy), "{}", string(ipa.PodStopped), []string{"alice", "bob"}[k%2],
-				created, updated, nil, 1, false)
+				"demo", "{}", string(policy), "{}", string(pod), []string{"alice", "bob"}[k%2],
+				created, updated, nil, 1, false, `{"shard":"`+shard+`","team":"`+team+`"}`, parent, deadline)
+			if i > 0 {
+				labels.WriteString(",")
+			}
+			labels.WriteString(s.placeholders(len(largs), 3) + "," + s.placeholders(len(largs)+3, 3))
+			largs = append(largs, id, "team", team, id, "shard", shard)
 		}
 		if stmts[0] != nil {
 			_, err = stmts[0].ExecContext(ctx, sargs...)
 			require.NoError(tb, err)
 			_, err = stmts[1].ExecContext(ctx, targs...)
 			require.NoError(tb, err)
+			_, err = stmts[2].ExecContext(ctx, largs...)
+			require.NoError(tb, err)
 			continue
 		}
 		_, err = tx.ExecContext(ctx, "INSERT INTO streams (id, type, version, created_at, updated_at) VALUES "+streams.String(), sargs...)
 		require.NoError(tb, err)
 		_, err = tx.ExecContext(ctx, "INSERT INTO tasks ("+taskColumns+") VALUES "+tasks.String(), targs...)
+		require.NoError(tb, err)
+		_, err = tx.ExecContext(ctx, "INSERT INTO task_labels (task_id, key, value) VALUES "+labels.String(), largs...)
 		require.NoError(tb, err)
 	}
 	require.NoError(tb, tx.Commit())
@@ -111,6 +138,18 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 	_, err = db.ExecContext(ctx, analyze)
 	require.NoError(tb, err)
 }
+
+// taskColumnCount is how many columns taskColumns names.
+var taskColumnCount = len(strings.Split(taskColumns, ","))
+
+// seedParents are the parent ids seeded children point to.
+var seedParents = func() []string {
+	out := make([]string, 200)
+	for i := range out {
+		out[i] = uuid.NewString()
+	}
+	return out
+}()
 
 // taskIndexes returns the CREATE INDEX statements of the tasks table's
 // secondary indexes, by name.
@@ -154,6 +193,12 @@ func explain(t testing.TB, s *Store, q ipa.TaskQuery) string {
 		var rows []taskRow
 		return db.Scan(&rows)
 	})
+	return explainSQL(t, s, query)
+}
+
+// explainSQL returns the query plan of a query.
+func explainSQL(t testing.TB, s *Store, query string) string {
+	t.Helper()
 	prefix := "EXPLAIN QUERY PLAN "
 	if s.postgres() {
 		prefix = "EXPLAIN "
@@ -205,6 +250,7 @@ func TestFindTasksPlans(t *testing.T) {
 				"createdByUpdated":   {Filter: ipa.TaskFilter{CreatedBy: ptr("bob")}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
 				"runtimeUpdated":     {Filter: ipa.TaskFilter{Runtime: ptr("demo")}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
 			}
+			cases["podStateUpdated"] = ipa.TaskQuery{Filter: ipa.TaskFilter{PodStates: []ipa.PodState{ipa.PodCrashed}}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd}
 			for name, q := range cases {
 				plan := explain(t, s, q)
 				if s.postgres() {
@@ -219,6 +265,46 @@ func TestFindTasksPlans(t *testing.T) {
 					t.Logf("%s plan:\n%s", name, plan)
 				}
 			}
+			// Children of a parent, a label selector and a deadline bound find
+			// their rows from their own indexes (parent_id with the order;
+			// task_labels by key and value; the deadline range). PostgreSQL
+			// may then sort the few matches rather than walk the order.
+			before := mid
+			parent := seedParents[3]
+			selective := map[string]ipa.TaskQuery{
+				"parentUpdated":  {Filter: ipa.TaskFilter{ParentID: &parent}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+				"parentCreated":  {Filter: ipa.TaskFilter{ParentID: &parent}, Order: ipa.TaskOrder{Field: ipa.OrderCreatedAt}, Limit: 100, After: key},
+				"labels":         {Filter: ipa.TaskFilter{Labels: ipa.Labels{"shard": "s7"}}, Order: ipa.DefaultTaskOrder, Limit: 100},
+				"labelsAndState": {Filter: ipa.TaskFilter{Labels: ipa.Labels{"shard": "s7", "team": "t7"}, Statuses: []ipa.TaskStatus{ipa.StatusActive}}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+				"deadlineBefore": {Filter: ipa.TaskFilter{DeadlineBefore: &before}, Order: ipa.DefaultTaskOrder, Limit: 100},
+			}
+			wantIndex := map[string]string{
+				"parentUpdated": "tasks_parent_updated", "parentCreated": "tasks_parent_created",
+				"labels": "task_labels_key_value", "labelsAndState": "task_labels_key_value", "deadlineBefore": "tasks_deadline",
+			}
+			for name, q := range selective {
+				plan := explain(t, s, q)
+				assert.Contains(t, plan, wantIndex[name], name+"\n"+plan)
+				if s.postgres() {
+					assert.NotContains(t, plan, "Seq Scan", name+"\n"+plan)
+				} else {
+					assert.NotRegexp(t, `SCAN (tasks|task_labels)\b(?: USING)?$`, plan, name+"\n"+plan)
+				}
+				t.Logf("%s plan:\n%s", name, plan)
+			}
+			// The deadline timer's query (DueTasks) reads the partial index
+			// of open deadlines. The seeded closed_at is never set, so mark
+			// the closed statuses closed first.
+			require.NoError(t, s.write.Exec(`UPDATE tasks SET closed_at = created_at WHERE status IN ('COMPLETED', 'CANCELLED')`).Error)
+			if s.postgres() {
+				require.NoError(t, s.write.Exec(`ANALYZE tasks`).Error)
+			}
+			query := s.read.ToSQL(func(tx *gorm.DB) *gorm.DB {
+				var rows []taskRow
+				return tx.Raw(s.dueTasksQuery(), nanos(mid), 100).Scan(&rows)
+			})
+			plan := explainSQL(t, s, query)
+			assert.Contains(t, plan, "tasks_open_deadline", plan)
 		})
 	}
 }
@@ -260,8 +346,8 @@ func rawCreate(ctx context.Context, s *Store, pos int64) error {
 		pos, uuid.Must(uuid.NewV7()).String(), id, ipa.EventTaskCreated, `{"title":"bench"}`, "bench", now); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, q(`INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		id, "bench", "bench", "", "INACTIVE", "SPEC_CLARIFICATION", "demo", "{}", "{}", "{}", "STOPPED", "bench", now, now, nil, 1, false); err != nil {
+	if _, err := tx.ExecContext(ctx, q(`INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		id, "bench", "bench", "", "INACTIVE", "SPEC_CLARIFICATION", "demo", "{}", "{}", "{}", "STOPPED", "bench", now, now, nil, 1, false, "{}", nil, nil); err != nil {
 		return err
 	}
 	return tx.Commit()

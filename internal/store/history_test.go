@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -414,29 +413,6 @@ func explainEvents(t testing.TB, s *Store, q ipa.EventPageQuery) string {
 		return db.Scan(&rows)
 	})
 	return explainSQL(t, s, query)
-}
-
-func explainSQL(t testing.TB, s *Store, query string) string {
-	t.Helper()
-	prefix := "EXPLAIN QUERY PLAN "
-	if s.postgres() {
-		prefix = "EXPLAIN "
-	}
-	rows, err := s.rawDB().Query(prefix + query)
-	require.NoError(t, err)
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var plan []string
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		require.NoError(t, rows.Scan(ptrs...))
-		plan = append(plan, fmt.Sprint(vals[len(vals)-1]))
-	}
-	return strings.Join(plan, "\n")
 }
 
 // TestHistoryPlans checks that event pages in both directions and backward

@@ -205,6 +205,24 @@ func (s *Store) filter(db *gorm.DB, f ipa.TaskFilter) *gorm.DB {
 			db = db.Where("instr(title_lower, ?) > 0", needle)
 		}
 	}
+	if len(f.PodStates) == 1 {
+		db = db.Where("pod_state = ?", string(f.PodStates[0]))
+	} else if len(f.PodStates) > 1 {
+		db = db.Where("pod_state IN ?", strs(f.PodStates))
+	}
+	if f.ParentID != nil {
+		// A malformed id is no task's parent; the nil UUID keeps the
+		// parameter a valid uuid on PostgreSQL and matches nothing.
+		db = db.Where("parent_id = ?", afterID(*f.ParentID))
+	}
+	if f.DeadlineBefore != nil {
+		db = db.Where("deadline < ?", nanos(*f.DeadlineBefore))
+	}
+	// One semi-join per pair, each an index lookup on task_labels (key,
+	// value, task_id).
+	for _, k := range f.Labels.Keys() {
+		db = db.Where("id IN (SELECT task_id FROM task_labels WHERE key = ? AND value = ?)", k, f.Labels[k])
+	}
 	return db
 }
 

@@ -41,13 +41,17 @@ func (s *Store) Reproject(ctx context.Context, check bool) (int, error) {
 		if err != nil {
 			return changed, err
 		}
+		labels, err := s.labelsByID(ctx, ids)
+		if err != nil {
+			return changed, err
+		}
 		for _, id := range ids {
-			want, err := s.foldStream(s.read.WithContext(ctx), id)
+			want, wantLabels, err := s.foldStream(s.read.WithContext(ctx), id)
 			if err != nil {
 				return changed, err
 			}
 			have, ok := stored[id]
-			if ok && want != nil && sameRow(have, *want) {
+			if ok && want != nil && sameRow(have, *want) && wantLabels.Equal(labels[id]) {
 				continue
 			}
 			if !ok && want == nil {
@@ -91,20 +95,36 @@ func (s *Store) rowsByID(ctx context.Context, ids []string) (map[string]taskRow,
 	return out, nil
 }
 
+// labelsByID reads the task_labels rows of ids.
+func (s *Store) labelsByID(ctx context.Context, ids []string) (map[string]ipa.Labels, error) {
+	var rows []labelRow
+	if err := s.read.WithContext(ctx).Raw(`SELECT task_id, key, value FROM task_labels WHERE task_id IN ?`, ids).Scan(&rows).Error; err != nil {
+		return nil, s.wrap(fmt.Errorf("store: reproject: %w", err))
+	}
+	out := make(map[string]ipa.Labels)
+	for _, r := range rows {
+		if out[r.TaskID] == nil {
+			out[r.TaskID] = ipa.Labels{}
+		}
+		out[r.TaskID][r.Key] = r.Value
+	}
+	return out, nil
+}
+
 // foldStream folds the stream's events, read in chunks, into the row they
-// make; nil when the stream has no events.
-func (s *Store) foldStream(db *gorm.DB, id string) (*taskRow, error) {
+// make and the task's labels; nil when the stream has no events.
+func (s *Store) foldStream(db *gorm.DB, id string) (*taskRow, ipa.Labels, error) {
 	t := &ipa.Task{}
 	for {
 		var rows []eventRow
 		err := db.Raw(`SELECT `+eventColumns+` FROM events WHERE stream_id = ? AND version > ? ORDER BY version LIMIT ?`,
 			id, t.Version, reprojectEvents).Scan(&rows).Error
 		if err != nil {
-			return nil, s.wrap(fmt.Errorf("store: reproject %s: %w", id, err))
+			return nil, nil, s.wrap(fmt.Errorf("store: reproject %s: %w", id, err))
 		}
 		for _, r := range rows {
 			if err := ipa.Apply(t, r.event()); err != nil {
-				return nil, fmt.Errorf("store: reproject: %w", err)
+				return nil, nil, fmt.Errorf("store: reproject: %w", err)
 			}
 		}
 		if len(rows) < reprojectEvents {
@@ -112,10 +132,10 @@ func (s *Store) foldStream(db *gorm.DB, id string) (*taskRow, error) {
 		}
 	}
 	if t.Version == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	r, err := taskToRow(t)
-	return &r, err
+	return &r, t.Labels, err
 }
 
 // rewrite refolds one stream inside a write transaction (the stream row
@@ -131,7 +151,7 @@ func (s *Store) rewrite(ctx context.Context, id string) error {
 		if err := tx.Raw(lock, id).Scan(&v).Error; err != nil {
 			return err
 		}
-		want, err := s.foldStream(tx, id)
+		want, labels, err := s.foldStream(tx, id)
 		if err != nil {
 			return err
 		}
@@ -139,6 +159,7 @@ func (s *Store) rewrite(ctx context.Context, id string) error {
 		if err := tx.Raw(`SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id).Scan(&old).Error; err != nil {
 			return err
 		}
+		// Deleting the row deletes its task_labels rows too (cascade).
 		if err := tx.Exec(`DELETE FROM tasks WHERE id = ?`, id).Error; err != nil {
 			return err
 		}
@@ -151,6 +172,9 @@ func (s *Store) rewrite(ctx context.Context, id string) error {
 				return err
 			}
 			counts.move(nil, want)
+			if err := writeLabels(tx, id, labels, true); err != nil {
+				return err
+			}
 		}
 		return applyCounts(tx, counts)
 	})

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
@@ -56,32 +58,39 @@ func (r eventRow) event() ipa.Event {
 }
 
 type taskRow struct {
-	ID            string `gorm:"column:id;primaryKey"`
-	Title         string `gorm:"column:title"`
-	TitleLower    string `gorm:"column:title_lower"` // strings.ToLower(Title): titleContains agrees with TaskFilter.Matches
-	Description   string `gorm:"column:description"`
-	Status        string `gorm:"column:status"`
-	Phase         string `gorm:"column:phase"`
-	Runtime       string `gorm:"column:runtime"`
-	RuntimeConfig string `gorm:"column:runtime_config"`
-	RestartPolicy string `gorm:"column:restart_policy"`
-	Metadata      string `gorm:"column:metadata"`
-	PodState      string `gorm:"column:pod_state"`
-	CreatedBy     string `gorm:"column:created_by"`
-	CreatedAt     int64  `gorm:"column:created_at"`
-	UpdatedAt     int64  `gorm:"column:updated_at"`
-	ClosedAt      *int64 `gorm:"column:closed_at"`
-	Version       int64  `gorm:"column:version"`
-	Archived      bool   `gorm:"column:archived"`
+	ID            string  `gorm:"column:id;primaryKey"`
+	Title         string  `gorm:"column:title"`
+	TitleLower    string  `gorm:"column:title_lower"` // strings.ToLower(Title): titleContains agrees with TaskFilter.Matches
+	Description   string  `gorm:"column:description"`
+	Status        string  `gorm:"column:status"`
+	Phase         string  `gorm:"column:phase"`
+	Runtime       string  `gorm:"column:runtime"`
+	RuntimeConfig string  `gorm:"column:runtime_config"`
+	RestartPolicy string  `gorm:"column:restart_policy"`
+	Metadata      string  `gorm:"column:metadata"`
+	PodState      string  `gorm:"column:pod_state"`
+	CreatedBy     string  `gorm:"column:created_by"`
+	CreatedAt     int64   `gorm:"column:created_at"`
+	UpdatedAt     int64   `gorm:"column:updated_at"`
+	ClosedAt      *int64  `gorm:"column:closed_at"`
+	Version       int64   `gorm:"column:version"`
+	Labels        string  `gorm:"column:labels"`
+	ParentID      *string `gorm:"column:parent_id"`
+	Deadline      *int64  `gorm:"column:deadline"`
+	Archived      bool    `gorm:"column:archived"`
 }
 
 func (taskRow) TableName() string { return "tasks" }
 
 // taskColumns is the select list for taskRow.
-const taskColumns = "id, title, title_lower, description, status, phase, runtime, runtime_config, restart_policy, metadata, pod_state, created_by, created_at, updated_at, closed_at, version, archived"
+const taskColumns = "id, title, title_lower, description, status, phase, runtime, runtime_config, restart_policy, metadata, pod_state, created_by, created_at, updated_at, closed_at, version, archived, labels, parent_id, deadline"
 
 func taskToRow(t *ipa.Task) (taskRow, error) {
 	policy, err := json.Marshal(t.RestartPolicy)
+	if err != nil {
+		return taskRow{}, err
+	}
+	labels, err := labelsJSON(t.Labels)
 	if err != nil {
 		return taskRow{}, err
 	}
@@ -92,10 +101,19 @@ func taskToRow(t *ipa.Task) (taskRow, error) {
 		PodState: string(t.PodState), CreatedBy: t.CreatedBy,
 		CreatedAt: t.CreatedAt.UnixNano(), UpdatedAt: t.UpdatedAt.UnixNano(), Version: t.Version,
 		Archived: t.Archived,
+		Labels:   labels,
 	}
 	if t.ClosedAt != nil {
 		n := t.ClosedAt.UnixNano()
 		r.ClosedAt = &n
+	}
+	if t.ParentID != "" {
+		p := t.ParentID
+		r.ParentID = &p
+	}
+	if t.Deadline != nil {
+		n := t.Deadline.UnixNano()
+		r.Deadline = &n
 	}
 	return r, nil
 }
@@ -116,21 +134,34 @@ func (r taskRow) task() (*ipa.Task, error) {
 		at := fromNanos(*r.ClosedAt)
 		t.ClosedAt = &at
 	}
+	t.Labels = ipa.Labels{}
+	if r.Labels != "" {
+		if err := json.Unmarshal([]byte(r.Labels), &t.Labels); err != nil {
+			return nil, fmt.Errorf("store: task %s: decode labels: %w", r.ID, err)
+		}
+	}
+	if r.ParentID != nil {
+		t.ParentID = *r.ParentID
+	}
+	if r.Deadline != nil {
+		at := fromNanos(*r.Deadline)
+		t.Deadline = &at
+	}
 	return t, nil
 }
 
 // sameRow reports whether two rows hold the same task: JSON columns are
 // compared by meaning, because PostgreSQL's jsonb does not keep bytes.
 func sameRow(a, b taskRow) bool {
-	ja := [3]string{a.RuntimeConfig, a.RestartPolicy, a.Metadata}
-	jb := [3]string{b.RuntimeConfig, b.RestartPolicy, b.Metadata}
+	ja := [4]string{a.RuntimeConfig, a.RestartPolicy, a.Metadata, a.Labels}
+	jb := [4]string{b.RuntimeConfig, b.RestartPolicy, b.Metadata, b.Labels}
 	for i := range ja {
 		if !sameJSON(ja[i], jb[i]) {
 			return false
 		}
 	}
-	a.RuntimeConfig, a.RestartPolicy, a.Metadata = "", "", ""
-	b.RuntimeConfig, b.RestartPolicy, b.Metadata = "", "", ""
+	a.RuntimeConfig, a.RestartPolicy, a.Metadata, a.Labels = "", "", "", ""
+	b.RuntimeConfig, b.RestartPolicy, b.Metadata, b.Labels = "", "", "", ""
 	return reflect.DeepEqual(a, b)
 }
 
@@ -143,6 +174,42 @@ func sameJSON(a, b string) bool {
 		return false
 	}
 	return reflect.DeepEqual(va, vb)
+}
+
+// labelsJSON encodes a label set as a JSON object ("{}" when empty).
+func labelsJSON(l ipa.Labels) (string, error) {
+	if len(l) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(l)
+	return string(b), err
+}
+
+// labelRow is one label of a task, as task_labels holds it for selectors.
+type labelRow struct {
+	TaskID string `gorm:"column:task_id"`
+	Key    string `gorm:"column:key"`
+	Value  string `gorm:"column:value"`
+}
+
+func (labelRow) TableName() string { return "task_labels" }
+
+// writeLabels replaces the task's rows in task_labels with l, in tx (the
+// transaction that writes the task row).
+func writeLabels(tx *gorm.DB, taskID string, l ipa.Labels, replace bool) error {
+	if replace {
+		if err := tx.Exec(`DELETE FROM task_labels WHERE task_id = ?`, taskID).Error; err != nil {
+			return err
+		}
+	}
+	if len(l) == 0 {
+		return nil
+	}
+	rows := make([]labelRow, 0, len(l))
+	for _, k := range l.Keys() {
+		rows = append(rows, labelRow{TaskID: taskID, Key: k, Value: l[k]})
+	}
+	return tx.Create(&rows).Error
 }
 
 func jsonText(raw json.RawMessage) string {

@@ -79,6 +79,10 @@ func runSuite(t *testing.T, open func(testing.TB) *Store) {
 		{"MigrateTwice", testMigrateTwice},
 		{"TailingReaderMissesNothing", testTailingReader},
 		{"Leases", testLeases},
+		{"TaskModelFilters", testTaskModelFilters},
+		{"ParentRules", testParentRules},
+		{"DueTasks", testDueTasks},
+		{"ReprojectTaskModel", testReprojectTaskModel},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -66,6 +66,11 @@ func (s *Store) CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.
 				return nil, errExisting
 			}
 		}
+		if req.Created.ParentID != "" {
+			if err := s.checkParent(tx, req.Created.ParentID); err != nil {
+				return nil, err
+			}
+		}
 		stream := streamRow{ID: req.TaskID, Type: ipa.StreamTypeTask, Version: 1, CreatedAt: nanos(now), UpdatedAt: nanos(now)}
 		if err := tx.Create(&stream).Error; err != nil {
 			return nil, err
@@ -74,10 +79,17 @@ func (s *Store) CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.
 			return nil, err
 		}
 		counts.move(nil, &row)
+		if err := writeLabels(tx, task.ID, task.Labels, false); err != nil {
+			return nil, err
+		}
 		return []ipa.Event{ev}, nil
 	})
 	if errors.Is(err, errExisting) {
 		return ipa.CreateTaskResult{Task: existing, Existing: true}, nil
+	}
+	var ie *ipa.Error
+	if errors.As(err, &ie) {
+		return ipa.CreateTaskResult{}, err
 	}
 	if err != nil {
 		return ipa.CreateTaskResult{}, s.wrap(fmt.Errorf("store: create task: %w", err))
@@ -142,7 +154,12 @@ func (s *Store) Append(ctx context.Context, req ipa.AppendRequest) (ipa.AppendRe
 		if err := updateStream(tx, cur, next, req.ExpectedVersion); err != nil {
 			return nil, err
 		}
-		if err := updateTask(tx, next); err != nil {
+		if !cur.Status.Closed() && next.Status.Closed() {
+			if err := s.refuseOpenChildren(tx, cur.ID); err != nil {
+				return nil, err
+			}
+		}
+		if err := updateTask(tx, cur, next); err != nil {
 			return nil, err
 		}
 		moveCounts(counts, cur, next)
@@ -201,8 +218,12 @@ func fold(cur *ipa.Task, news []ipa.NewEvent, req ipa.AppendRequest) (*ipa.Task,
 				return nil, nil, fmt.Errorf("encode %s data: %w", ne.Type, err)
 			}
 		}
+		id := ne.ID
+		if id == "" {
+			id = newID()
+		}
 		events[i] = ipa.Event{
-			ID: newID(), TaskID: cur.ID, Version: cur.Version + int64(i) + 1, Type: ne.Type, Data: data,
+			ID: id, TaskID: cur.ID, Version: cur.Version + int64(i) + 1, Type: ne.Type, Data: data,
 			ActorID: req.Actor, CorrelationID: req.CorrelationID, CausationID: ne.CausationID, OccurredAt: now,
 		}
 		if err := ipa.Apply(&next, events[i]); err != nil {
@@ -234,16 +255,23 @@ func updateStream(tx *gorm.DB, cur, next *ipa.Task, expected int64) error {
 	return nil
 }
 
-func updateTask(tx *gorm.DB, t *ipa.Task) error {
+// updateTask writes t's row, and its task_labels rows when its labels
+// differ from cur's.
+func updateTask(tx *gorm.DB, cur, t *ipa.Task) error {
 	r, err := taskToRow(t)
 	if err != nil {
 		return err
 	}
-	return tx.Exec(`UPDATE tasks SET title = ?, title_lower = ?, description = ?, status = ?, phase = ?, runtime = ?,
+	err = tx.Exec(`UPDATE tasks SET title = ?, title_lower = ?, description = ?, status = ?, phase = ?, runtime = ?,
 		runtime_config = ?, restart_policy = ?, metadata = ?, pod_state = ?, created_by = ?, created_at = ?,
-		updated_at = ?, closed_at = ?, version = ?, archived = ? WHERE id = ?`,
+		updated_at = ?, closed_at = ?, version = ?, archived = ?, labels = ?, parent_id = ?, deadline = ? WHERE id = ?`,
 		r.Title, r.TitleLower, r.Description, r.Status, r.Phase, r.Runtime, r.RuntimeConfig, r.RestartPolicy,
-		r.Metadata, r.PodState, r.CreatedBy, r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.Version, r.Archived, r.ID).Error
+		r.Metadata, r.PodState, r.CreatedBy, r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.Version, r.Archived,
+		r.Labels, r.ParentID, r.Deadline, r.ID).Error
+	if err != nil || cur.Labels.Equal(t.Labels) {
+		return err
+	}
+	return writeLabels(tx, t.ID, t.Labels, true)
 }
 
 // allocatePositions reserves n global positions and returns the last one.
