@@ -90,6 +90,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 class Live {
   private client!: Client;
   private everConnected = false;
+  private gen = 0;
   state: ConnState = 'connecting';
   detail = '';
   private stateListeners = new Set<() => void>();
@@ -107,6 +108,9 @@ class Live {
 
   private open() {
     this.everConnected = false;
+    // Events of a replaced client are ignored. (graphql-ws emits the first
+    // "connecting" synchronously, inside createClient.)
+    const gen = ++this.gen;
     const client = createClient({
       url: wsURL(),
       lazy: false,
@@ -119,23 +123,23 @@ class Live {
         return token ? { Authorization: `Bearer ${token}` } : {};
       },
       onNonLazyError: (err) => {
-        if (client !== this.client) return;
+        if (gen !== this.gen) return;
         const code = (err as CloseEvent)?.code;
         this.set('closed', code ? `closed by the server (${code}${(err as CloseEvent).reason ? `: ${(err as CloseEvent).reason}` : ''})` : 'closed');
       },
       on: {
         connecting: () => {
-          if (client === this.client) this.set(this.everConnected ? 'reconnecting' : 'connecting');
+          if (gen === this.gen) this.set(this.everConnected ? 'reconnecting' : 'connecting');
         },
         connected: () => {
-          if (client !== this.client) return;
+          if (gen !== this.gen) return;
           const again = this.everConnected;
           this.everConnected = true;
           this.set('connected');
           if (again) this.reconnectListeners.forEach((f) => f());
         },
         closed: (ev) => {
-          if (client !== this.client || this.state === 'closed') return;
+          if (gen !== this.gen || this.state === 'closed') return;
           const code = (ev as CloseEvent)?.code;
           this.set('reconnecting', code && code !== 1000 ? `last close ${code}` : '');
         },

@@ -31,6 +31,7 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
   const { id, schema } = props;
   const [task, setTask] = useState<Task | null | undefined>(undefined);
   const [error, setError] = useState<unknown>(null);
+  const [refused, setRefused] = useState<unknown>(null);
   const [events, setEvents] = useState<Event[]>([]);
   const [lines, setLines] = useState<Line[]>([]);
   const lastVersion = useRef(0);
@@ -139,7 +140,12 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
         </span>
       </div>
       <Refusal error={error} />
-      {canWrite(props.viewer) && !isClosed(task) && <Actions task={task} viewer={props.viewer} onDone={refresh} />}
+      {canWrite(props.viewer) && !isClosed(task) && (
+        <Actions task={task} viewer={props.viewer} onDone={refresh} onRefused={setRefused} />
+      )}
+      {/* Outside the actions: a refusal stays readable when the refetch
+          that follows it shows the task closed. */}
+      <Refusal error={refused} onDismiss={() => setRefused(null)} />
 
       <div class="grid">
         <section class="card" aria-labelledby="fields-title">
@@ -317,8 +323,8 @@ function Log({ lines }: { lines: Line[] }) {
 
 type Pending = { title: string; body: string; confirm: string; reason?: boolean; run: (reason: string) => Promise<void> };
 
-function Actions({ task, viewer, onDone }: { task: Task; viewer: Viewer; onDone: () => void }) {
-  const [error, setError] = useState<unknown>(null);
+function Actions(props: { task: Task; viewer: Viewer; onDone: () => void; onRefused: (err: unknown) => void }) {
+  const { task, viewer, onDone, onRefused } = props;
   const [busy, setBusy] = useState(false);
   const [confirm, setConfirm] = useState<Pending | null>(null);
   const steps = phaseSteps(task.phase);
@@ -331,11 +337,12 @@ function Actions({ task, viewer, onDone }: { task: Task; viewer: Viewer; onDone:
   };
   const act = async (query: string, vars: Record<string, unknown> = {}) => {
     setBusy(true);
-    setError(null);
+    onRefused(null);
     try {
       await mutate(query, vars);
     } catch (err) {
-      setError(err);
+      onRefused(err);
+      onDone(); // the refusal likely means the view is stale
     } finally {
       setBusy(false);
     }
@@ -431,7 +438,6 @@ function Actions({ task, viewer, onDone }: { task: Task; viewer: Viewer; onDone:
       >
         Cancel task
       </button>
-      <Refusal error={error} onDismiss={() => setError(null)} />
       {confirm && (
         <Confirm
           title={confirm.title}
