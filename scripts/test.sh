@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: Go tests with the race detector (SQLite always;
 # PostgreSQL through a throwaway cluster the tests start themselves when the
-# server binaries are installed), then the end-to-end suite with real
-# third-party GraphQL clients and a headless Chromium when Node.js is present.
+# server binaries are installed), then, when Node.js is present, a check that
+# the console's committed bundle (internal/ui/dist) is what its sources build,
+# and the end-to-end suite with real third-party GraphQL clients and a
+# headless Chromium.
 #
 #   IPA_REQUIRE_POSTGRES=1  fail instead of skipping when PostgreSQL is missing
 #   IPA_REQUIRE_E2E=1       fail instead of skipping when Node.js or Chromium is missing
@@ -16,6 +18,8 @@ echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  echo "== console bundle matches its sources"
+  (cd internal/ui/src && npm ci --no-audit --no-fund --loglevel=error && npm run check)
   echo "== e2e (node $(node --version))"
   (cd e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
 elif [ "${IPA_REQUIRE_E2E:-}" = 1 ]; then

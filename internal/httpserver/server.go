@@ -1,5 +1,6 @@
 // Package httpserver assembles the HTTP face of ipa: the GraphQL endpoint
-// with its transports and limits, the IDE, health, readiness and metrics.
+// with its transports and limits, the IDE, the console, health, readiness and
+// metrics.
 package httpserver
 
 import (
@@ -28,6 +29,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/ide"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/ui"
 )
 
 // Limits a request must stay within. They are refused before any resolver runs.
@@ -111,6 +113,7 @@ func New(cfg Config) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	mux.Handle(ui.Base, ui.Handler("/graphql"))
 	mux.Handle("/", ide.Handler("/graphql"))
 	return withHostCheck(cfg.Auth, cfg.AllowedHosts, mux)
 }

@@ -73,6 +73,12 @@
     defaultEditorToolsVisibility: false,
     shouldPersistHeaders: false,
   };
-  var element = window.React.createElement(window.GraphiQL, props);
+  // The logo slot links to the operations console (relative, like the
+  // assets, so it follows the IDE when mounted below a prefix).
+  var h = window.React.createElement;
+  var logo = h(window.GraphiQL.Logo, null,
+    'GraphiQL ',
+    h('a', { href: 'ui/', className: 'ipa-console-link' }, 'Console →'));
+  var element = h(window.GraphiQL, props, logo);
   window.ReactDOM.createRoot(root).render(element);
 })();
