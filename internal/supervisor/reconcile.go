@@ -220,6 +220,10 @@ func (s *Supervisor) lost(ctx context.Context, p *pod, l Lease, reason string) {
 func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
 	lostPod := t.Status == ipa.StatusActive || t.PodState == ipa.PodBackoff ||
 		t.PodState == ipa.PodRunning || t.PodState == ipa.PodStarting || t.PodState == ipa.PodStopping
+	if !lostPod && t.PodState == ipa.PodCrashed && s.policy(t).AutoRestart {
+		s.restartOwed(ctx, t)
+		return
+	}
 	if !lostPod && t.PodState != ipa.PodFailed {
 		return
 	}
@@ -241,4 +245,33 @@ func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
 	}
 	s.log.Warn("pod lost", slog.String("task_id", t.ID), slog.String("decision", "no_lease"))
 	s.lost(ctx, p, Lease{TaskID: t.ID, Runtime: t.Runtime}, ipa.LostNoLease)
+}
+
+// restartOwed settles a CRASHED pod whose policy restarts it: its crash is
+// recorded but what the policy decided is not (the previous server died
+// before it could write that, e.g. while the database was unreachable and
+// the decision waited in its outbox). The decision is taken again from the
+// recorded history, in which that crash already counts once.
+func (s *Supervisor) restartOwed(ctx context.Context, t ipa.Task) {
+	p, err := s.lockPod(ctx, t.ID, true)
+	if err != nil {
+		return
+	}
+	defer p.unlock()
+	p.mu.Lock()
+	p.task = t
+	running := p.run != nil || p.pending != nil
+	p.mu.Unlock()
+	if running {
+		return
+	}
+	s.seedHistory(ctx, p)
+	p.mu.Lock()
+	p.state = ipa.PodCrashed
+	if n := len(p.restarts.crashes); n > 0 {
+		p.restarts.crashes = p.restarts.crashes[:n-1] // applyPolicy notes it again
+	}
+	p.mu.Unlock()
+	s.log.Warn("pod restart owed", slog.String("task_id", t.ID), slog.String("decision", "apply_policy"))
+	s.applyPolicy(p, s.cfg.Now(), 0, "")
 }
