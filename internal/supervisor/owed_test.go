@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -58,5 +59,43 @@ func TestReconcileRestartsOwedRestart(t *testing.T) {
 	}
 	if s := b.sup.Status(off.ID); s.State == ipa.PodBackoff || s.State == ipa.PodRunning {
 		t.Fatalf("pod without auto restart: %+v", s)
+	}
+}
+
+// A lease left behind by a run whose end is recorded (its deletion failed
+// while the database was unreachable) is dropped without a second end for
+// that run: the task is settled as one without a lease.
+func TestReconcileStaleLeaseOfEndedRun(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	pol := ipa.RestartPolicy{AutoRestart: true, MaxAttempts: 3, WindowSeconds: 60, InitialBackoffMs: 100, MaxBackoffMs: 1000}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := dead.Process.Pid
+	crashed, _ := json.Marshal(ipa.PodCrashedData{PID: pid, Attempt: 1, Runtime: "test", Reason: ipa.CrashSignal, Signal: "SIGKILL", UptimeMs: 50})
+	started, _ := json.Marshal(ipa.PodStartedData{PID: pid, Attempt: 1, Runtime: "test", Trigger: ipa.TriggerManual})
+	hist := historyOf{
+		{Type: ipa.EventPodStarted, Data: started, OccurredAt: clock.Now().Add(-time.Second)},
+		{Type: ipa.EventPodCrashed, Data: crashed, OccurredAt: clock.Now().Add(-500 * time.Millisecond)},
+	}
+	b := setup(t, func(c *Config) { c.Now, c.After, c.History = clock.Now, clock.After, hist })
+	ctx := context.Background()
+
+	// The crash is recorded, its restart decision is not.
+	task := newTask("", pol)
+	task.PodState = ipa.PodCrashed
+	_ = b.leases.Save(ctx, Lease{TaskID: task.ID, Runtime: "test", PID: pid, StartTicks: 1, StartedAt: clock.Now().Add(-time.Second),
+		Network: "unix", Addr: "/nonexistent", Protocol: "grpc"})
+	if err := b.sup.Reconcile(ctx, []ReconcileTarget{{task}}); err != nil {
+		t.Fatal(err)
+	}
+	b.rec.wait(t, task.ID, ipa.EventPodRestartScheduled, 1)
+	if got := b.rec.types(task.ID); len(got) != 1 {
+		t.Fatalf("events %v, want pod_restart_scheduled alone (no pod_lost for a run whose crash is recorded)", got)
+	}
+	if ls, _ := b.leases.List(ctx); len(ls) != 0 {
+		t.Fatalf("leases = %+v, want the stale one dropped", ls)
 	}
 }
