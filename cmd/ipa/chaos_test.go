@@ -192,7 +192,7 @@ func TestChaos(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d tasks: %d runs started, %d pod_crashed (%d start_failed), %d pod_lost; %d kills hit a launch; %d runs adopted without a pod_started",
+	t.Logf("%d tasks: %d runs started, %d pod_crashed (%d start_failed), %d pod_lost; %d kills hit a launch; %d runs found by a restarted server without their pod_started",
 		n, starts, crashes, startFailed, lost, killedBeforeStart, reattachedUnstarted)
 	s2.stop(t, 20*time.Second)
 
@@ -284,6 +284,14 @@ func checkRuns(t *testing.T, task int, evs []event) runStats {
 			st.lost++
 			if pid == 0 && open == 0 {
 				continue // no_lease: a pod that was between runs
+			}
+			if open == 0 {
+				// As for pod_reattached: the server died between the
+				// lease and pod_started; the next one found the run gone.
+				t.Logf("task %d v%d: pod_lost pid %d, whose pod_started was never written", task, e.Version, pid)
+				st.reattachedUnstarted++
+				open = pid
+				st.started[pid]++
 			}
 			c := end(e, pid)
 			c.lost++
@@ -432,13 +440,13 @@ func (w *chaosWatch) stop() (int, []string) {
 func (w *chaosWatch) sample() {
 	cmds := scanCommands(w.h.tag, w.marker)
 	now := time.Now()
-	per := map[int][]int{}
+	per := map[int][]string{}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.samples++
 	seen := map[int]bool{}
 	for _, c := range cmds {
-		per[c.task] = append(per[c.task], c.pid)
+		per[c.task] = append(per[c.task], fmt.Sprintf("%d (plugin %d)", c.pid, c.ppid))
 		if isPlugin(c.ppid, "exec") {
 			continue
 		}
