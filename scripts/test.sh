@@ -17,6 +17,9 @@ go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
+echo "== chaos (8 exec pods on PostgreSQL: kills, server kill -9, database outage)"
+IPA_CHAOS=1 IPA_CHAOS_PODS=8 go test -race -count=1 -timeout 5m -run TestChaos ./cmd/ipa/
+
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   echo "== console bundle matches its sources"
   (cd internal/ui/src && npm ci --no-audit --no-fund --loglevel=error && npm run check)

@@ -129,8 +129,8 @@ func (s *Supervisor) startFailed(p *pod, t ipa.Task, attempt int, err error, cau
 	s.noteCrash(p, c, ipa.PodCrashedData{Attempt: attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed, Message: msg, Stderr: stderr}, causation, 0)
 }
 
-// launch starts a plugin for t and makes it the pod's run: handshake, Start,
-// lease, pod_started, then the exit watcher and poller. Operation lock held.
+// launch starts a plugin for t and makes it the pod's run: handshake, lease, Start,
+// pod_started, then the exit watcher and poller. Operation lock held.
 // On error nothing of the attempt is left running.
 func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int, trigger, causation string) error {
 	if s.closing() {
@@ -173,6 +173,19 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		return err
 	}
 
+	// The lease is saved before the work starts: a server that dies from
+	// here on leaves a lease, so the next one finds this process (and
+	// reattaches or kills it) instead of starting a second run beside it.
+	network, addr, protocol, version := reattachInfo(conn)
+	lease := Lease{
+		TaskID: t.ID, Runtime: t.Runtime, Attempt: attempt, PID: pr.pid, StartTicks: pr.startTicks, BootID: bootID(),
+		Network: network, Addr: addr, Protocol: protocol, ProtocolVersion: version, StartedAt: r.startedAt,
+	}
+	if err := s.cfg.Leases.Save(ctx, lease); err != nil {
+		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
+		return abort(failStart(fmt.Errorf("save lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod."))
+	}
+
 	host := s.cfg.HostFactory(t.ID, t.Runtime)
 	req := podapi.StartRequest{
 		TaskID: t.ID, Title: t.Title, Description: t.Description,
@@ -196,15 +209,6 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		return abort(failStart(runtimeFailed(t, err), tail.Tail(), "%s", msg))
 	}
 
-	network, addr, protocol, version := reattachInfo(conn)
-	lease := Lease{
-		TaskID: t.ID, Runtime: t.Runtime, Attempt: attempt, PID: pr.pid, StartTicks: pr.startTicks, BootID: bootID(),
-		Network: network, Addr: addr, Protocol: protocol, ProtocolVersion: version, StartedAt: r.startedAt,
-	}
-	if err := s.cfg.Leases.Save(ctx, lease); err != nil {
-		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
-		return abort(failStart(fmt.Errorf("save lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod."))
-	}
 	if !s.reserve(2) {
 		return abort(errClosed)
 	}

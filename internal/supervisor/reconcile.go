@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,7 +67,9 @@ func (s *Supervisor) Reconcile(ctx context.Context, targets []ReconcileTarget) e
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s.reconcileLease(ctx, l, t, ok && !t.Status.Closed())
+			if ended := s.reconcileLease(ctx, l, t, ok && !t.Status.Closed()); ended && ok && !t.Status.Closed() {
+				s.reconcileUnleased(ctx, t) // as had the lease been deleted in time
+			}
 		}()
 	}
 	wg.Wait()
@@ -80,8 +83,11 @@ func (s *Supervisor) Reconcile(ctx context.Context, targets []ReconcileTarget) e
 	return nil
 }
 
-// reconcileLease settles one lease (see Reconcile).
-func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wanted bool) {
+// reconcileLease settles one lease (see Reconcile). It reports true for the
+// stale lease of a run whose end the stream already records (its deletion
+// failed, e.g. while the database was unreachable): that lease is dropped
+// and nothing recorded, and the caller settles the task as an unleased one.
+func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wanted bool) (ended bool) {
 	log := s.log.With(slog.String("task_id", l.TaskID), slog.Int("pid", l.PID), slog.Int("attempt", l.Attempt))
 	if !wanted {
 		t = ipa.Task{ID: l.TaskID, Runtime: l.Runtime}
@@ -89,7 +95,7 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 	p, err := s.lockPod(ctx, l.TaskID, true)
 	if err != nil {
 		log.Error("reconcile lease", slog.Any("error", err))
-		return
+		return false
 	}
 	defer p.unlock()
 	p.mu.Lock()
@@ -97,7 +103,7 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 	running := p.run != nil
 	p.mu.Unlock()
 	if running {
-		return // already supervised: Reconcile ran twice
+		return false // already supervised: Reconcile ran twice
 	}
 	// Status shows the restarts of the window from the first moment.
 	s.seedHistory(ctx, p)
@@ -115,18 +121,22 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 	}
 	if err != nil {
 		dropLease()
+		if s.runEnded(ctx, l) {
+			log.Info("stale lease dropped", slog.String("decision", "run_end_recorded"))
+			return true
+		}
 		log.Warn("pod lost", slog.String("decision", "process_gone"), slog.Any("error", err))
 		if wanted {
 			s.lost(ctx, p, l, ipa.LostProcessGone)
 		}
-		return
+		return false
 	}
 	if !wanted {
 		s.killAdopted(pr, log)
 		dropLease()
 		log.Warn("pod lost", slog.String("decision", "kill_not_active"))
 		s.lost(ctx, p, l, ipa.LostNotActive)
-		return
+		return false
 	}
 
 	conn, err := s.reattach(ctx, l, pr, t)
@@ -135,7 +145,7 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		dropLease()
 		log.Warn("pod lost", slog.String("decision", "kill_reattach_failed"), slog.Any("error", err))
 		s.lost(ctx, p, l, ipa.LostReattachFailed)
-		return
+		return false
 	}
 	r := &run{conn: conn, proc: pr, runtime: l.Runtime, attempt: l.Attempt, trigger: "reattach", startedAt: l.StartedAt,
 		stderr: newStderrTail(log.With(slog.String("source", "plugin")))}
@@ -143,12 +153,13 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		conn.close()
 		s.killAdopted(pr, log)
 		conn.release()
-		return
+		return false
 	}
 	r.startedEventID, _ = s.record(ctx, l.TaskID, ipa.EventPodReattached, ipa.PodReattachedData{PID: l.PID, Attempt: l.Attempt, Runtime: l.Runtime}, "")
 	s.adoptRun(p, r)
 	s.m.starts.WithLabelValues(l.Runtime, "reattach").Inc()
 	log.Info("pod reattached", slog.String("decision", "reattached"))
+	return false
 }
 
 // reattach connects to an adopted plugin and re-binds its host service,
@@ -220,6 +231,10 @@ func (s *Supervisor) lost(ctx context.Context, p *pod, l Lease, reason string) {
 func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
 	lostPod := t.Status == ipa.StatusActive || t.PodState == ipa.PodBackoff ||
 		t.PodState == ipa.PodRunning || t.PodState == ipa.PodStarting || t.PodState == ipa.PodStopping
+	if !lostPod && t.PodState == ipa.PodCrashed && s.policy(t).AutoRestart {
+		s.restartOwed(ctx, t)
+		return
+	}
 	if !lostPod && t.PodState != ipa.PodFailed {
 		return
 	}
@@ -241,4 +256,60 @@ func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
 	}
 	s.log.Warn("pod lost", slog.String("task_id", t.ID), slog.String("decision", "no_lease"))
 	s.lost(ctx, p, Lease{TaskID: t.ID, Runtime: t.Runtime}, ipa.LostNoLease)
+}
+
+// restartOwed settles a CRASHED pod whose policy restarts it: its crash is
+// recorded but what the policy decided is not (the previous server died
+// before it could write that, e.g. while the database was unreachable and
+// the decision waited in its outbox). The decision is taken again from the
+// recorded history, in which that crash already counts once.
+func (s *Supervisor) restartOwed(ctx context.Context, t ipa.Task) {
+	p, err := s.lockPod(ctx, t.ID, true)
+	if err != nil {
+		return
+	}
+	defer p.unlock()
+	p.mu.Lock()
+	p.task = t
+	running := p.run != nil || p.pending != nil
+	p.mu.Unlock()
+	if running {
+		return
+	}
+	s.seedHistory(ctx, p)
+	p.mu.Lock()
+	p.state = ipa.PodCrashed
+	if n := len(p.restarts.crashes); n > 0 {
+		p.restarts.crashes = p.restarts.crashes[:n-1] // applyPolicy notes it again
+	}
+	p.mu.Unlock()
+	s.log.Warn("pod restart owed", slog.String("task_id", t.ID), slog.String("decision", "apply_policy"))
+	s.applyPolicy(p, s.cfg.Now(), 0, "")
+}
+
+// runEnded reports whether the task's stream already records the end of the
+// leased run: a pod_crashed or pod_lost naming its pid since it started (a
+// minute earlier, for clocks; a pid is not handed out again that soon).
+func (s *Supervisor) runEnded(ctx context.Context, l Lease) bool {
+	if s.cfg.History == nil || l.PID <= 0 {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
+	defer cancel()
+	evs, err := s.cfg.History.RecentPodEvents(rctx, l.TaskID, l.StartedAt.Add(-time.Minute))
+	if err != nil {
+		return false // unknown: the lease is settled as before
+	}
+	for _, e := range evs {
+		if e.Type != ipa.EventPodCrashed && e.Type != ipa.EventPodLost {
+			continue
+		}
+		var d struct {
+			PID int `json:"pid"`
+		}
+		if json.Unmarshal(e.Data, &d) == nil && d.PID == l.PID {
+			return true
+		}
+	}
+	return false
 }
