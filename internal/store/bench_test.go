@@ -25,7 +25,29 @@ import (
 // projection is read by the list benchmarks) with multi-row INSERTs in
 // one transaction. Statuses cycle through all four; created_at increases;
 // updated_at is created_at plus up to an hour, with ties.
-func seedTasks(tb testing.TB, s *Store, n int) {
+func seedTasks(tb testing.TB, s *Store, n int) { seedTasksWith(tb, s, n, seedOptions{}) }
+
+// seedRow is what seedOptions.row may change in a seeded task: status
+// (closed ones get closed_at), parent id and deadline (nil: none, else
+// nanoseconds).
+type seedRow struct {
+	status   ipa.TaskStatus
+	parent   any
+	deadline any
+	closedAt any
+}
+
+// seedOptions adjusts seedTasks: row changes the k-th row after the
+// defaults are set; events is how many events each stream gets (the first
+// task_created, the others phase changes), with positions below the
+// store's counter.
+type seedOptions struct {
+	row    func(k int, created int64, r *seedRow)
+	events int
+}
+
+// seedTasksWith is seedTasks with per-row changes and events.
+func seedTasksWith(tb testing.TB, s *Store, n int, opt seedOptions) {
 	tb.Helper()
 	db := s.rawDB()
 	ctx := context.Background()
@@ -50,14 +72,21 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 	// in their number per statement, so SQLite gets one prepared single-row
 	// statement per table instead.
 	batch := 1000
-	var stmts [3]*sql.Stmt
+	var stmts [4]*sql.Stmt
+	const eventCols = "position, id, stream_id, version, type, data, actor_id, occurred_at"
+	var pos int64 // the last position taken
+	require.NoError(tb, tx.QueryRowContext(ctx, "SELECT last FROM positions WHERE id = 1").Scan(&pos))
 	if !s.postgres() {
 		batch = 1
-		for i, q := range []string{
+		qs := []string{
 			"INSERT INTO streams (id, type, version, created_at, updated_at) VALUES " + s.placeholders(0, 5),
 			"INSERT INTO tasks (" + taskColumns + ") VALUES " + s.placeholders(0, taskColumnCount),
 			"INSERT INTO task_labels (task_id, key, value) VALUES " + s.placeholders(0, 3) + "," + s.placeholders(3, 3),
-		} {
+		}
+		if opt.events > 0 {
+			qs = append(qs, "INSERT INTO events ("+eventCols+") VALUES "+s.placeholders(0, 8))
+		}
+		for i, q := range qs {
 			stmts[i], err = tx.PrepareContext(ctx, q)
 			require.NoError(tb, err)
 			defer stmts[i].Close()
@@ -65,7 +94,8 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 	}
 	for start := 0; start < n; start += batch {
 		m := min(batch, n-start)
-		var streams, tasks, labels strings.Builder
+		var streams, tasks, labels, events strings.Builder
+		eargs := make([]any, 0, m*opt.events*8)
 		sargs := make([]any, 0, m*5)
 		targs := make([]any, 0, m*taskColumnCount)
 		largs := make([]any, 0, m*6)
@@ -79,28 +109,44 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 				streams.WriteString(",")
 				tasks.WriteString(",")
 			}
+			version := max(1, opt.events)
 			streams.WriteString(s.placeholders(len(sargs), 5))
-			sargs = append(sargs, id, ipa.StreamTypeTask, 1, created, updated)
+			sargs = append(sargs, id, ipa.StreamTypeTask, version, created, updated)
 			tasks.WriteString(s.placeholders(len(targs), taskColumnCount))
 			// One task in three is a child of one of 200 parents, one in five
 			// has a deadline, one in 50 a crashed pod; each has a team label
 			// (one of 100) and a shard label (one of 1000) in labels and in
 			// task_labels.
-			var parent, deadline any
+			r := seedRow{status: statuses[k%4]}
 			if k%3 == 0 {
-				parent = seedParents[k%len(seedParents)]
+				r.parent = seedParents[k%len(seedParents)]
 			}
 			if k%5 == 0 {
-				deadline = created + int64(time.Hour)
+				r.deadline = created + int64(time.Hour)
+			}
+			if opt.row != nil {
+				opt.row(k, created, &r)
 			}
 			pod := ipa.PodStopped
 			if k%50 == 0 {
 				pod = ipa.PodCrashed
 			}
 			team, shard := fmt.Sprintf("t%d", k%100), fmt.Sprintf("s%d", k%1000)
-			targs = append(targs, id, title, strings.ToLower(title), "", string(statuses[k%4]), string(ipa.PhasePlanning),
+			targs = append(targs, id, title, strings.ToLower(title), "", string(r.status), string(ipa.PhasePlanning),
 				"demo", "{}", string(policy), "{}", string(pod), []string{"alice", "bob"}[k%2],
-				created, updated, nil, 1, false, `{"shard":"`+shard+`","team":"`+team+`"}`, parent, deadline)
+				created, updated, r.closedAt, version, false, `{"shard":"`+shard+`","team":"`+team+`"}`, r.parent, r.deadline)
+			for v := 1; v <= opt.events; v++ {
+				pos++
+				typ, data := ipa.EventTaskCreated, `{"title":"`+title+`","runtime":"demo"}`
+				if v > 1 {
+					typ, data = ipa.EventPhaseChanged, `{"from":"PLANNING","to":"PLANNING"}`
+				}
+				if events.Len() > 0 {
+					events.WriteString(",")
+				}
+				events.WriteString(s.placeholders(len(eargs), 8))
+				eargs = append(eargs, pos, uuid.NewString(), id, v, typ, data, "bench", created+int64(v))
+			}
 			if i > 0 {
 				labels.WriteString(",")
 			}
@@ -114,6 +160,10 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 			require.NoError(tb, err)
 			_, err = stmts[2].ExecContext(ctx, largs...)
 			require.NoError(tb, err)
+			for e := 0; e < len(eargs); e += 8 {
+				_, err = stmts[3].ExecContext(ctx, eargs[e:e+8]...)
+				require.NoError(tb, err)
+			}
 			continue
 		}
 		_, err = tx.ExecContext(ctx, "INSERT INTO streams (id, type, version, created_at, updated_at) VALUES "+streams.String(), sargs...)
@@ -122,7 +172,13 @@ func seedTasks(tb testing.TB, s *Store, n int) {
 		require.NoError(tb, err)
 		_, err = tx.ExecContext(ctx, "INSERT INTO task_labels (task_id, key, value) VALUES "+labels.String(), largs...)
 		require.NoError(tb, err)
+		if len(eargs) > 0 {
+			_, err = tx.ExecContext(ctx, "INSERT INTO events ("+eventCols+") VALUES "+events.String(), eargs...)
+			require.NoError(tb, err)
+		}
 	}
+	_, err = tx.ExecContext(ctx, "UPDATE positions SET last = "+s.placeholders(0, 1)+" WHERE id = 1", pos)
+	require.NoError(tb, err)
 	require.NoError(tb, tx.Commit())
 	for _, def := range indexes {
 		_, err := db.ExecContext(ctx, def)

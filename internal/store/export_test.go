@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -20,3 +21,11 @@ func Dialects() []BenchDialect                                 { return dialects
 func RunBench(b *testing.B, par int, fn func() error)          { run(b, par, fn) }
 func RawCreate(ctx context.Context, s *Store, pos int64) error { return rawCreate(ctx, s, pos) }
 func NewCreateRequest() ipa.CreateTaskRequest                  { return createReq() }
+
+// SeedDue seeds n open tasks whose deadlines have passed; RawSweep is the
+// floor the deadline sweep is measured against.
+func SeedDue(tb testing.TB, s *Store, n int) { seedDue(tb, s, n) }
+func RawSweep(ctx context.Context, s *Store, now time.Time) (int, error) {
+	return rawSweep(ctx, s, now)
+}
+func BenchLarge() bool { return benchLarge() }
