@@ -5,8 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -114,7 +114,9 @@ func TestAttack2OperatorToAdminThroughExec(t *testing.T) {
 			c.Launcher, c.Runtimes = launch, cat.Runtimes()
 		})
 		_, op := s.mint(t, "oscar", ipa.RoleOperator)
-		var out struct{ CreateTask struct{ Task struct{ ID string } } }
+		var out struct {
+			CreateTask struct{ Task struct{ ID string } }
+		}
 		s.must(t, op, create, map[string]any{"in": input}, &out)
 		id := out.CreateTask.Task.ID
 		s.must(t, op, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": id}, nil)
