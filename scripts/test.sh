@@ -15,6 +15,15 @@ go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
+# A brief fuzz run of the GraphQL endpoint (internal/security). The first run
+# instruments and rebuilds every dependency, which takes many minutes on two
+# cores; the build cache makes later runs quick. Fuzz longer on demand with
+#   go test -run '^$' -fuzz '^FuzzGraphQLRequest$' -fuzztime 30m ./internal/security/
+# (failing inputs are kept in internal/security/testdata/fuzz/ and replayed by
+# every later go test).
+echo "== fuzz FuzzGraphQLRequest"
+go test -run '^$' -fuzz '^FuzzGraphQLRequest$' -fuzztime 10s ./internal/security/
+
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   echo "== e2e (node $(node --version))"
   (cd e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
