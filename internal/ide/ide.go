@@ -9,19 +9,13 @@ package ide
 
 import (
 	"bytes"
-	"compress/gzip"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"fmt"
 	"html/template"
-	"io/fs"
 	"net/http"
-	"net/url"
-	"path"
 	"strings"
-	"sync"
-	"time"
+
+	"github.com/ipa-dev/ipa/internal/webasset"
 )
 
 //go:embed assets/dist/*.js assets/dist/*.css web/ide.js web/ide.css web/favicon.svg
@@ -57,40 +51,10 @@ const DefaultQuery = `# Welcome to ipa's GraphQL IDE.
 }
 `
 
-// asset is one embedded file, served at a path that contains its content
-// hash so browsers may cache it for a year.
-type asset struct {
-	name        string
-	contentType string
-	body        []byte
-	etag        string
-
-	gzipOnce sync.Once
-	gzipBody []byte // nil when compressing does not help
-}
-
-func (a *asset) gzipped() []byte {
-	a.gzipOnce.Do(func() {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-		if _, err := zw.Write(a.body); err != nil {
-			return
-		}
-		if err := zw.Close(); err != nil {
-			return
-		}
-		if buf.Len() < len(a.body) {
-			a.gzipBody = buf.Bytes()
-		}
-	})
-	return a.gzipBody
-}
-
 type handler struct {
-	page   []byte            // the rendered index page
-	etag   string            // of page
-	csp    string            // Content-Security-Policy of the page
-	assets map[string]*asset // by path relative to AssetPrefix: "<hash>/<name>"
+	page   *webasset.Asset            // the rendered index page
+	csp    string                     // Content-Security-Policy of the page
+	assets map[string]*webasset.Asset // by path relative to AssetPrefix: "<hash>/<name>"
 }
 
 // Handler returns the IDE: the page at "/" and its assets under AssetPrefix,
@@ -102,34 +66,15 @@ type handler struct {
 // Handler panics if the embedded files are broken, which only a bad build can
 // cause.
 func Handler(endpoint string) http.Handler {
-	h := &handler{assets: map[string]*asset{}, csp: contentSecurityPolicy(endpoint)}
-	hrefs := map[string]string{}
-	err := fs.WalkDir(assetFS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		body, err := assetFS.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		name := path.Base(p)
-		if _, dup := hrefs[name]; dup {
-			return fmt.Errorf("ide: two embedded assets named %s", name)
-		}
-		sum := sha256.Sum256(body)
-		hash := hex.EncodeToString(sum[:6])
-		h.assets[hash+"/"+name] = &asset{
-			name:        name,
-			contentType: contentType(name),
-			body:        body,
-			etag:        `"` + hex.EncodeToString(sum[:16]) + `"`,
-		}
-		// Relative, so the page also works when mounted below a prefix.
-		hrefs[name] = strings.TrimPrefix(AssetPrefix, "/") + hash + "/" + name
-		return nil
-	})
+	assets, paths, err := webasset.Load(assetFS)
 	if err != nil {
 		panic(fmt.Sprintf("ide: reading embedded assets: %v", err))
+	}
+	h := &handler{assets: assets, csp: contentSecurityPolicy(endpoint)}
+	hrefs := map[string]string{}
+	for name, rel := range paths {
+		// Relative, so the page also works when mounted below a prefix.
+		hrefs[name] = strings.TrimPrefix(AssetPrefix, "/") + rel
 	}
 
 	tmpl := template.Must(template.New("index").Funcs(template.FuncMap{
@@ -146,9 +91,7 @@ func Handler(endpoint string) http.Handler {
 	if err := tmpl.Execute(&page, data); err != nil {
 		panic(fmt.Sprintf("ide: rendering index page: %v", err))
 	}
-	h.page = page.Bytes()
-	sum := sha256.Sum256(h.page)
-	h.etag = `"` + hex.EncodeToString(sum[:16]) + `"`
+	h.page = webasset.NewPage(page.Bytes())
 	return h
 }
 
@@ -157,7 +100,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "no-referrer")
 
-	var a *asset
+	var a *webasset.Asset
 	switch p := r.URL.Path; {
 	case p == "/" || p == "" || p == "/index.html":
 	case strings.HasPrefix(p, AssetPrefix):
@@ -177,28 +120,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if a == nil {
-		hdr.Set("Content-Type", "text/html; charset=utf-8")
 		hdr.Set("Content-Security-Policy", h.csp)
-		// The page names the assets by hash, so it must be revalidated to
-		// pick up a new build.
-		hdr.Set("Cache-Control", "no-cache")
-		hdr.Set("ETag", h.etag)
-		http.ServeContent(w, r, "index.html", time.Time{}, bytes.NewReader(h.page))
+		webasset.Serve(w, r, h.page, false)
 		return
 	}
-
-	hdr.Set("Content-Type", a.contentType)
-	hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
-	hdr.Add("Vary", "Accept-Encoding")
-	body, etag := a.body, a.etag
-	if acceptsGzip(r) {
-		if gz := a.gzipped(); gz != nil {
-			body, etag = gz, strings.TrimSuffix(a.etag, `"`)+`-gz"`
-			hdr.Set("Content-Encoding", "gzip")
-		}
-	}
-	hdr.Set("ETag", etag)
-	http.ServeContent(w, r, a.name, time.Time{}, bytes.NewReader(body))
+	webasset.Serve(w, r, a, true)
 }
 
 // contentSecurityPolicy allows the page to load scripts and styles only from
@@ -210,22 +136,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // attributes, so style-src allows 'unsafe-inline'. Scripts stay 'self' only:
 // the bootstrap is a file, and nothing needs eval.
 func contentSecurityPolicy(endpoint string) string {
-	connect := []string{"'self'"}
-	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
-		switch u.Scheme {
-		case "http":
-			connect = append(connect, "http://"+u.Host, "ws://"+u.Host)
-		case "https":
-			connect = append(connect, "https://"+u.Host, "wss://"+u.Host)
-		}
-	}
 	directives := []string{
 		"default-src 'self'",
 		"script-src 'self'",
 		"style-src 'self' 'unsafe-inline'",
 		"font-src 'self' data:",
 		"img-src 'self' data:",
-		"connect-src " + strings.Join(connect, " "),
+		"connect-src " + webasset.ConnectSources(endpoint),
 		"worker-src 'none'",
 		"object-src 'none'",
 		"base-uri 'none'",
@@ -233,31 +150,4 @@ func contentSecurityPolicy(endpoint string) string {
 		"frame-ancestors 'none'",
 	}
 	return strings.Join(directives, "; ")
-}
-
-func contentType(name string) string {
-	switch path.Ext(name) {
-	case ".js":
-		return "text/javascript; charset=utf-8"
-	case ".css":
-		return "text/css; charset=utf-8"
-	case ".svg":
-		return "image/svg+xml"
-	default:
-		return "application/octet-stream"
-	}
-}
-
-// acceptsGzip reports whether the request's Accept-Encoding allows gzip with
-// a non-zero quality.
-func acceptsGzip(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
-		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
-			continue
-		}
-		q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
-		return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
-	}
-	return false
 }
