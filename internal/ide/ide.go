@@ -113,18 +113,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		hdr.Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-
-	if a == nil {
-		hdr.Set("Content-Security-Policy", h.csp)
-		webasset.Serve(w, r, h.page, false)
-		return
-	}
-	webasset.Serve(w, r, a, true)
+	webasset.ServePageOrAsset(w, r, h.page, h.csp, a)
 }
 
 // contentSecurityPolicy allows the page to load scripts and styles only from

@@ -324,9 +324,17 @@ func (s *TaskService) ListTasks(ctx context.Context, in ListTasksInput) (TaskLis
 	if fromEnd {
 		out.HasNextPage, out.HasPrevious = in.Before != nil, page.HasMore
 	}
-	for _, t := range page.Tasks {
+	out.Cursors, err = s.taskCursors(shape, in.Order, page.Tasks)
+	return out, err
+}
+
+// taskCursors returns each task's cursor in a list of this shape and order:
+// its sort key and id, signed.
+func (s *TaskService) taskCursors(shape string, order ipa.TaskOrder, tasks []*ipa.Task) ([]string, error) {
+	out := make([]string, 0, len(tasks))
+	for _, t := range tasks {
 		c := taskCursor{ID: t.ID}
-		switch in.Order.Field {
+		switch order.Field {
 		case ipa.OrderCreatedAt:
 			c.Nanos = t.CreatedAt.UnixNano()
 		case ipa.OrderUpdatedAt:
@@ -336,9 +344,9 @@ func (s *TaskService) ListTasks(ctx context.Context, in ListTasksInput) (TaskLis
 		}
 		cur, err := s.cursors.Encode(shape, c)
 		if err != nil {
-			return TaskList{}, err
+			return nil, err
 		}
-		out.Cursors = append(out.Cursors, cur)
+		out = append(out, cur)
 	}
 	return out, nil
 }

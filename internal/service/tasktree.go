@@ -342,21 +342,6 @@ func (s *TaskService) ListChildren(ctx context.Context, parentID string, in Chil
 		tasks[i], tasks[j] = tasks[j], tasks[i]
 	}
 	out := TaskList{Tasks: tasks, HasPrevious: page.HasMore, HasNextPage: in.Before != nil}
-	for _, t := range tasks {
-		c := taskCursor{ID: t.ID}
-		switch in.Order.Field {
-		case ipa.OrderCreatedAt:
-			c.Nanos = t.CreatedAt.UnixNano()
-		case ipa.OrderUpdatedAt:
-			c.Nanos = t.UpdatedAt.UnixNano()
-		case ipa.OrderTitle:
-			c.Title = t.Title
-		}
-		cur, err := s.cursors.Encode(shape, c)
-		if err != nil {
-			return TaskList{}, err
-		}
-		out.Cursors = append(out.Cursors, cur)
-	}
-	return out, nil
+	out.Cursors, err = s.taskCursors(shape, in.Order, tasks)
+	return out, err
 }

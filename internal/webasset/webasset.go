@@ -71,6 +71,22 @@ func Load(fsys fs.FS) (byPath map[string]*Asset, hrefs map[string]string, err er
 	return byPath, hrefs, err
 }
 
+// ServePageOrAsset answers GET and HEAD with asset a, or with the page (and
+// its Content-Security-Policy) when a is nil; any other method is 405.
+func ServePageOrAsset(w http.ResponseWriter, r *http.Request, page *Asset, csp string, a *Asset) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if a == nil {
+		w.Header().Set("Content-Security-Policy", csp)
+		Serve(w, r, page, false)
+		return
+	}
+	Serve(w, r, a, true)
+}
+
 // Serve writes a, gzipped when the client accepts it and that is smaller,
 // answering conditional requests by ETag. An immutable asset (one whose path
 // holds its content hash) may be cached for a year; any other (a page that
