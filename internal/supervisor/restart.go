@@ -44,11 +44,16 @@ func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, cau
 	ctx, cancel := s.ownCtx()
 	defer cancel()
 	if d.Action == restartFailed {
-		p.state, p.nextAttemptAt = ipa.PodFailed, nil
+		p.nextAttemptAt = nil
 		p.mu.Unlock()
 		s.m.restartLimit.WithLabelValues(p.task.Runtime).Inc()
 		log.Error("pod failed", slog.String("decision", "restart_limit_reached"), slog.Int("crashes_in_window", d.Crashes), slog.Int("max_attempts", pol.MaxAttempts))
 		_, _ = s.record(ctx, p.taskID, ipa.EventPodRestartLimitReached, ipa.PodRestartLimitReachedData{MaxAttempts: pol.MaxAttempts, WindowSeconds: pol.WindowSeconds}, causation)
+		// FAILED shows only once its event is in the history, so whoever
+		// sees the state can also read why.
+		p.mu.Lock()
+		p.state = ipa.PodFailed
+		p.mu.Unlock()
 		return
 	}
 	next := at.Add(d.Delay)
