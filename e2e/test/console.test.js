@@ -108,6 +108,12 @@ test('the task list renders from its own assets, with counts, filters and the vi
     assert.equal(await row(page, 'nightly report').count(), 1);
     await page.getByLabel('Title contains').fill('');
     await row(page, 'indexing run').waitFor({ timeout: 5000 });
+    // The pod state filter keeps only the running pod's task.
+    await page.locator('select[name=podState]').selectOption('RUNNING');
+    await page.locator('table.tasks tbody tr', { hasText: 'nightly report' }).waitFor({ state: 'detached', timeout: 5000 });
+    assert.equal(await row(page, 'indexing run').count(), 1);
+    await page.locator('select[name=podState]').selectOption('');
+    await row(page, 'nightly report').waitFor({ timeout: 5000 });
 
     // Keyboard: Tab reaches the task links.
     await page.locator('table.tasks tbody a').first().focus();
@@ -182,6 +188,31 @@ test('the task page follows events live, and stop and cancel work from the butto
     await page.screenshot({ path: path.join(artifacts, 'console-task-390.png'), fullPage: true });
     assert.deepEqual(problems, [], 'no console errors, failed or off-site requests');
   });
+});
+
+test('a task page links its parent and lists its children', async (t) => {
+  const parent = await createTask(server, { title: 'console: release 2.0' });
+  const child = await createTask(server, { title: 'console: write the notes', parentId: parent.id });
+  await createTask(server, { title: 'console: tag the build', parentId: parent.id, autoStart: true });
+  const { page, problems } = await open(server, `/ui/task/${parent.id}`);
+  t.after(() => page.close());
+  await withFailureShot(page, 'console-family', async () => {
+    await page.getByRole('heading', { name: 'console: release 2.0' }).waitFor({ timeout: 15_000 });
+    const children = page.locator('table.children tbody tr');
+    await children.first().waitFor({ timeout: liveMs });
+    assert.equal(await children.count(), 2);
+    assert.match(await children.filter({ hasText: 'tag the build' }).innerText(), /Running|Starting/);
+    assert.equal(await page.getByTestId('parent').count(), 0, 'a top-level task has no parent');
+
+    await children.filter({ hasText: 'write the notes' }).getByRole('link').click();
+    await page.getByRole('heading', { name: 'console: write the notes' }).waitFor({ timeout: 15_000 });
+    assert.equal(decodeURIComponent(new URL(page.url()).pathname.split('/').pop()), child.id);
+    await page.getByTestId('parent').getByRole('link', { name: 'console: release 2.0' }).waitFor({ timeout: liveMs });
+    assert.equal(await page.locator('table.children').count(), 0, 'a leaf task lists no children');
+    await page.screenshot({ path: path.join(artifacts, 'console-family.png'), fullPage: true });
+    assert.deepEqual(problems, [], 'no console errors, failed or off-site requests');
+  });
+  await gqlData(server, 'mutation($id: ID!, $r: String!) { cancelTask(taskId: $id, reason: $r) { task { id } } }', { id: parent.id, r: 'test done' });
 });
 
 test('a refused action shows the contract\'s message and code', async (t) => {

@@ -8,6 +8,7 @@ export type Viewer = { id: string; role: Role };
 export const statuses = ['ACTIVE', 'INACTIVE', 'COMPLETED', 'CANCELLED'] as const;
 export const phases = ['SPEC_CLARIFICATION', 'PLANNING', 'DEVELOPMENT', 'REVIEW', 'COMPLETED', 'CANCELLED'] as const;
 const workPhases = ['SPEC_CLARIFICATION', 'PLANNING', 'DEVELOPMENT', 'REVIEW'];
+export const podStates = ['STARTING', 'RUNNING', 'STOPPING', 'STOPPED', 'CRASHED', 'BACKOFF', 'FAILED'] as const;
 
 export type PodCrash = {
   at: string;
@@ -51,7 +52,12 @@ export type Task = {
     maxBackoffMs: number;
   };
   pod: Pod;
+  parent?: Relative | null;
+  children?: { totalCount: number; edges: { node: Relative }[] };
 };
+
+// Relative is what the task page shows of a parent or a child.
+export type Relative = { id: string; title: string; status: string; pod: { state: string } };
 
 export type Event = {
   id: string;
@@ -75,11 +81,19 @@ export const taskFields = (s: Schema) => `id title description status phase runt
   createdAt updatedAt createdBy version${opt(s, 'Task', 'labels')}
   restartPolicy { autoRestart maxAttempts windowSeconds initialBackoffMs maxBackoffMs }
   pod { state pid startedAt restarts live${opt(s, 'Pod', 'nextAttemptAt')}${opt(s, 'Pod', 'instanceId')}
-    crashes(last: 10) { at exitCode signal reason uptimeMs${opt(s, 'PodCrash', 'message')} } }`;
+    crashes(last: 10) { at exitCode signal reason uptimeMs${opt(s, 'PodCrash', 'message')} } }${
+    has(s, 'Task', 'parent') ? `\n  parent { ${relativeFields} }` : ''}${
+    has(s, 'Task', 'children') ? `\n  children(first: ${childrenShown}) { totalCount edges { node { ${relativeFields} } } }` : ''}`;
+
+const relativeFields = 'id title status pod { state }';
+
+// childrenShown is how many children the task page lists (most recently
+// updated first); the list page filtered by parent shows them all.
+export const childrenShown = 50;
 
 export const eventFields = 'id version position type data actorId correlationId occurredAt';
 
-export type Filter = { status: string; phase: string; runtime: string; title: string; label: string };
+export type Filter = { status: string; phase: string; podState: string; runtime: string; title: string; label: string };
 
 // apiFilter turns the form's filter into a TaskFilter; status overrides the
 // form's status (for the counts per status).
@@ -88,6 +102,7 @@ export function apiFilter(f: Filter, status?: string): Record<string, unknown> {
   const st = status ?? f.status;
   if (st) out.status = [st];
   if (f.phase) out.phase = [f.phase];
+  if (f.podState) out.podState = [f.podState];
   if (f.runtime) out.runtime = f.runtime;
   if (f.title.trim()) out.titleContains = f.title.trim();
   const labels = parseLabels(f.label);
@@ -113,6 +128,7 @@ export function parseLabels(text: string): Record<string, string> | null {
 export function matches(f: Filter, t: Task): boolean {
   if (f.status && t.status !== f.status) return false;
   if (f.phase && t.phase !== f.phase) return false;
+  if (f.podState && t.pod.state !== f.podState) return false;
   if (f.runtime && t.runtime !== f.runtime) return false;
   if (f.title.trim() && !t.title.toLowerCase().includes(f.title.trim().toLowerCase())) return false;
   const labels = parseLabels(f.label);

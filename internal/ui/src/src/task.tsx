@@ -18,7 +18,7 @@ import {
   type Task,
   type Viewer,
 } from './model';
-import { Badge, Confirm, Json, Link, Refusal, useNow } from './ui';
+import { Badge, Confirm, Json, Link, Refusal, taskHref, useNow } from './ui';
 
 // How far back the page reads the stream when it opens, and how much it
 // keeps: the newest events and output lines are what an operator watches.
@@ -260,6 +260,8 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
         </section>
       </div>
 
+      <Family task={task} />
+
       <div class="grid">
         <section class="card" aria-labelledby="timeline-title">
           <h2 id="timeline-title">Events</h2>
@@ -282,6 +284,53 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
           <Log lines={lines} />
         </section>
       </div>
+    </section>
+  );
+}
+
+// Family shows the task's parent and children, when it has any.
+function Family({ task }: { task: Task }) {
+  const children = task.children?.edges.map((e) => e.node) ?? [];
+  if (!task.parent && children.length === 0) return null;
+  const more = (task.children?.totalCount ?? 0) - children.length;
+  return (
+    <section class="card family" aria-labelledby="family-title">
+      <h2 id="family-title">Parent and children</h2>
+      {task.parent && (
+        <p data-testid="parent">
+          Parent: <Link href={taskHref(task.parent.id)}>{task.parent.title}</Link>{' '}
+          <Badge kind="status" value={task.parent.status} />
+        </p>
+      )}
+      {children.length > 0 && (
+        <div class="tablewrap">
+          <table class="children" aria-label="Children">
+            <thead>
+              <tr>
+                <th scope="col">Child</th>
+                <th scope="col">Status</th>
+                <th scope="col">Pod</th>
+              </tr>
+            </thead>
+            <tbody>
+              {children.map((c) => (
+                <tr key={c.id} data-id={c.id}>
+                  <td>
+                    <Link href={taskHref(c.id)}>{c.title}</Link>
+                  </td>
+                  <td>
+                    <Badge kind="status" value={c.status} />
+                  </td>
+                  <td>
+                    <Badge kind="pod" value={c.pod.state} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {more > 0 && <p class="muted">and {more} more, most recently updated first</p>}
     </section>
   );
 }

@@ -13,6 +13,7 @@ import {
   matches,
   parseLabels,
   phases,
+  podStates,
   rowFields,
   statuses,
   type Filter,
@@ -22,7 +23,7 @@ import {
 import { Badge, Dialog, Link, navigate, Refusal, taskHref, useNow } from './ui';
 
 const pageSize = 25;
-const noFilter: Filter = { status: '', phase: '', runtime: '', title: '', label: '' };
+const noFilter: Filter = { status: '', phase: '', podState: '', runtime: '', title: '', label: '' };
 
 type Page = { rows: Task[]; hasNext: boolean; endCursor: string | null; total: number };
 
@@ -39,6 +40,7 @@ export function TasksPage(props: { viewer: Viewer; schema: Schema; runtimes: Run
   const now = useNow();
   const hasLabels = has(schema, 'Task', 'labels');
   const labelFilter = has(schema, 'TaskFilter', 'labels');
+  const podStateFilter = has(schema, 'TaskFilter', 'podState');
 
   const after = cursors[cursors.length - 1];
   const filterRef = useRef(filter);
@@ -207,6 +209,7 @@ export function TasksPage(props: { viewer: Viewer; schema: Schema; runtimes: Run
         </label>
         {select('status', statuses, 'Status')}
         {select('phase', phases, 'Phase')}
+        {podStateFilter && select('podState', podStates, 'Pod state')}
         {select('runtime', props.runtimes.map((r) => r.name), 'Runtime', (s) => s)}
         {labelFilter && (
           <label class="field">
