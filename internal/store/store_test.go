@@ -83,6 +83,7 @@ func runSuite(t *testing.T, open func(testing.TB) *Store) {
 		{"ParentRules", testParentRules},
 		{"DueTasks", testDueTasks},
 		{"ReprojectTaskModel", testReprojectTaskModel},
+		{"LabelPages", testLabelPages},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
