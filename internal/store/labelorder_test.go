@@ -80,6 +80,18 @@ func testLabelPages(t *testing.T, s *Store) {
 		changed, err := s.Reproject(ctx, true)
 		require.NoError(t, err)
 		assert.Zero(t, changed, stage+": the write path keeps the copies as reproject would")
+		// The rarer pair of a two-pair selector drives its pages.
+		both := ipa.Labels{"team": "a", "zone": "x"}
+		teams := len(bruteForce(all, ipa.TaskFilter{Labels: ipa.Labels{"team": "a"}}, ipa.DefaultTaskOrder))
+		zones := len(bruteForce(all, ipa.TaskFilter{Labels: ipa.Labels{"zone": "x"}}, ipa.DefaultTaskOrder))
+		want := "team"
+		if zones < teams {
+			want = "zone"
+		}
+		require.NotEqual(t, teams, zones, stage+": the seed makes one pair rarer")
+		got, err := s.rarestPair(s.read.WithContext(ctx), ipa.TaskFilter{Labels: both})
+		require.NoError(t, err)
+		assert.Equal(t, want, got, stage)
 	}
 	check("created")
 

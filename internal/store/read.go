@@ -116,7 +116,11 @@ func (s *Store) findQuery(db *gorm.DB, q ipa.TaskQuery) (*gorm.DB, error) {
 	// label selector the copies in the driving label's task_labels rows.
 	id, cols := "id", taskColumns
 	if labelDriven(q.Filter) {
-		db = s.labelPage(db, q.Filter, order.Field)
+		drive, err := s.rarestPair(db, q.Filter)
+		if err != nil {
+			return nil, err
+		}
+		db = s.labelPage(db, q.Filter, drive, order.Field)
 		col, id, cols = "l."+col, "l.task_id", qualified("t", taskColumns)
 	} else {
 		db = s.filter(db.Table("tasks"), q.Filter)
@@ -150,31 +154,29 @@ func labelDriven(f ipa.TaskFilter) bool {
 }
 
 // labelPage starts a label selector page in order field on db: the rows of
-// task_labels holding the selector's first pair (by key) that pass archived
+// task_labels holding the selector's pair for key drive that pass archived
 // (and in UPDATED_AT order a single status, task_labels_status_updated) from
-// their own copies, each joined to its task row by
-// primary key, the other pairs checked per row on the primary key
-// (task_id, key), the other filters on the task row. Ordered by the label
-// rows' copy of the order column, this is a range scan of one of the
-// task_labels_<order> indexes that stops after the page, however many tasks
-// have the label.
-//
-// The first pair drives because it is free to know: the rarest would scan
-// fewer rows when the others are rare too, but finding it costs a count.
-func (s *Store) labelPage(db *gorm.DB, f ipa.TaskFilter, field ipa.TaskOrderField) *gorm.DB {
-	keys := f.Labels.Keys()
+// their own copies, each joined to its task row by primary key, the other
+// pairs checked per row on the primary key (task_id, key), the other filters
+// on the task row. Ordered by the label rows' copy of the order column, this
+// is a range scan of one of the task_labels_<order> indexes that stops after
+// the page, however many tasks have the label.
+func (s *Store) labelPage(db *gorm.DB, f ipa.TaskFilter, drive string, field ipa.TaskOrderField) *gorm.DB {
 	// SQLite: CROSS JOIN keeps task_labels the outer table, whatever its
 	// statistics say; PostgreSQL plans a CROSS JOIN with a WHERE like any
 	// inner join, and finds this order itself.
 	db = db.Table("task_labels AS l CROSS JOIN tasks AS t").Where("t.id = l.task_id").
-		Where("l.key = ? AND l.value = ? AND l.archived = ?", keys[0], f.Labels[keys[0]], f.Archived)
+		Where("l.key = ? AND l.value = ? AND l.archived = ?", drive, f.Labels[drive], f.Archived)
 	rest := f
 	rest.Labels = nil
 	if len(f.Statuses) == 1 && field == ipa.OrderUpdatedAt {
 		db = db.Where("l.status = ?", string(f.Statuses[0]))
 		rest.Statuses = nil
 	}
-	for _, k := range keys[1:] {
+	for _, k := range f.Labels.Keys() {
+		if k == drive {
+			continue
+		}
 		if s.postgres() {
 			// A semi-join, estimated from the pair's statistics.
 			db = db.Where("EXISTS (SELECT 1 FROM task_labels AS o WHERE o.task_id = l.task_id AND o.key = ? AND o.value = ?)", k, f.Labels[k])
@@ -188,6 +190,38 @@ func (s *Store) labelPage(db *gorm.DB, f ipa.TaskFilter, field ipa.TaskOrderFiel
 		db = db.Where("(SELECT o.value FROM task_labels AS o WHERE o.task_id = l.task_id AND o.key = ?) = ?", k, f.Labels[k])
 	}
 	return s.rowFilter(db, rest, "t.")
+}
+
+// labelProbeCap bounds how many rows rarestPair counts per pair.
+const labelProbeCap = 1000
+
+// rarestPair returns the key of the selector's pair that the fewest tasks
+// (archived as f asks) have, counting at most labelProbeCap rows of each
+// from the index, and the only key of a one-pair selector without
+// counting. A page in order driven by the rarest pair reads the fewest
+// label rows to fill up; the others are checked per row. Returns
+// EUNAVAILABLE when the database is unreachable.
+func (s *Store) rarestPair(db *gorm.DB, f ipa.TaskFilter) (string, error) {
+	keys := f.Labels.Keys()
+	if len(keys) == 1 {
+		return keys[0], nil
+	}
+	best, fewest := keys[0], int64(labelProbeCap+1)
+	for _, k := range keys {
+		var n int64
+		err := db.Session(&gorm.Session{NewDB: true}).Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM task_labels
+			WHERE key = ? AND value = ? AND archived = ? LIMIT ?) AS c`, k, f.Labels[k], f.Archived, labelProbeCap).Scan(&n).Error
+		if err != nil {
+			return "", s.wrap(fmt.Errorf("store: find tasks: %w", err))
+		}
+		if n < fewest {
+			best, fewest = k, n
+		}
+		if n == 0 {
+			break // nothing is rarer
+		}
+	}
+	return best, nil
 }
 
 // qualified prefixes every column of a select list with table alias a.
