@@ -84,6 +84,7 @@ func runSuite(t *testing.T, open func(testing.TB) *Store) {
 		{"DueTasks", testDueTasks},
 		{"ReprojectTaskModel", testReprojectTaskModel},
 		{"LabelPages", testLabelPages},
+		{"LabelOrderMigration", testLabelOrderMigration},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
