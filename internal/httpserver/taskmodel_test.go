@@ -427,6 +427,36 @@ func TestTaskDeadlines(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			requireDeadlineCancel(t, third.Store, tk.ID)
 		})
+		t.Run("ManyAtOnce", func(t *testing.T) {
+			// One sweep cancels a batch several at a time: parents and their
+			// children due together, each cancelled exactly once, whichever
+			// gets there first.
+			t.Parallel()
+			url := testdb.URL(t, backend)
+			a := apptest.New(t, url, auth.ModeAuto, func(c *app.Config) { c.DeadlineInterval = 20 * time.Millisecond })
+			ctx := ipa.WithActor(context.Background(), ipa.Actor{ID: "alice", Role: ipa.RoleOperator})
+			at := time.Now().Add(time.Second)
+			var ids []string
+			for i := range 15 {
+				p, err := a.Services.TaskService.CreateTask(ctx, ipa.CreateTaskInput{Title: fmt.Sprintf("p%d", i), Deadline: &at})
+				require.NoError(t, err)
+				c, err := a.Services.TaskService.CreateTask(ctx, ipa.CreateTaskInput{Title: fmt.Sprintf("c%d", i), ParentID: &p.ID, Deadline: &at})
+				require.NoError(t, err)
+				ids = append(ids, p.ID, c.ID)
+			}
+			for _, id := range ids {
+				waitCancelled(t, a.Store, id, 10*time.Second)
+			}
+			time.Sleep(200 * time.Millisecond)
+			for _, id := range ids {
+				evs := cancellations(t, a.Store, id)
+				require.Len(t, evs, 1, "cancelled exactly once")
+				var d ipa.TaskCancelledData
+				require.NoError(t, json.Unmarshal(evs[0].Data, &d))
+				assert.Equal(t, "deadline exceeded", d.Reason)
+			}
+			checkReproject(t, a.Store)
+		})
 		if backend != "postgres" {
 			return
 		}

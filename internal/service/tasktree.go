@@ -6,6 +6,8 @@ import (
 	"errors"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -25,6 +27,12 @@ const DeadlineReason = "deadline exceeded"
 
 // dueBatch is how many passed deadlines one sweep handles.
 const dueBatch = 100
+
+// dueWorkers is how many passed deadlines a sweep cancels at once. Each
+// cancellation is its own write transaction; several in flight let the
+// store's writer commit them together (group commit) instead of one commit
+// per task.
+const dueWorkers = 8
 
 // maxCancelRounds bounds how often cancelling a parent goes back for children
 // created while it was cancelling the others.
@@ -240,9 +248,9 @@ func (s *TaskService) cancelChildren(ctx context.Context, parentID, reason, acto
 var errNotDue = errors.New("service: deadline not passed")
 
 // CancelDue cancels, with reason "deadline exceeded", the open tasks whose
-// deadline has passed (at most one batch per call), each through the same
-// path as cancelTask: its pod stopped first, its open children cancelled
-// too. It acts as DeadlineActor and needs no caller role. A task whose
+// deadline has passed (at most one batch per call, dueWorkers at a time),
+// each through the same path as cancelTask: its pod stopped first, its open
+// children cancelled too. It acts as DeadlineActor and needs no caller role. A task whose
 // deadline moved, or that closed, meanwhile is left alone: the deadline is
 // checked again in the closing transaction, so two servers sweeping the same
 // database cancel a task once. Returns how many tasks it cancelled, and the
@@ -261,22 +269,47 @@ func (s *TaskService) CancelDue(ctx context.Context) (int, error) {
 		}
 		return nil
 	}
-	n := 0
-	for _, t := range due {
-		tctx := ipa.WithCorrelationID(ctx, "deadline-"+uuid.NewString())
-		_, err := s.cancelTree(tctx, t.ID, DeadlineReason, nil, DeadlineActor, "", guard)
-		switch {
-		case err == nil:
-			n++
-			s.log.InfoContext(tctx, "task deadline exceeded", "task_id", t.ID, "deadline", t.Deadline.Format(time.RFC3339Nano))
-		case errors.Is(err, errNotDue), ipa.ErrorReason(err) == ipa.ReasonAlreadyCancelled, ipa.ErrorReason(err) == ipa.ReasonAlreadyCompleted:
-		case ctx.Err() != nil:
-			return n, ctx.Err()
-		default:
-			s.log.WarnContext(tctx, "cancel task past its deadline", "task_id", t.ID, "err", err)
-		}
+	var (
+		n    atomic.Int64
+		next = make(chan *ipa.Task)
+		wg   sync.WaitGroup
+	)
+	for range min(dueWorkers, len(due)) {
+		wg.Go(func() {
+			for t := range next {
+				if s.cancelDue(ctx, t, guard) {
+					n.Add(1)
+				}
+			}
+		})
 	}
-	return n, nil
+	for _, t := range due {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- t
+	}
+	close(next)
+	wg.Wait()
+	return int(n.Load()), ctx.Err()
+}
+
+// cancelDue cancels one task past its deadline (CancelDue) and reports
+// whether it did; a task left alone for a reason CancelDue names is not
+// logged, other failures are.
+func (s *TaskService) cancelDue(ctx context.Context, t *ipa.Task, guard func(*ipa.Task) error) bool {
+	tctx := ipa.WithCorrelationID(ctx, "deadline-"+uuid.NewString())
+	_, err := s.cancelTree(tctx, t.ID, DeadlineReason, nil, DeadlineActor, "", guard)
+	switch {
+	case err == nil:
+		s.log.InfoContext(tctx, "task deadline exceeded", "task_id", t.ID, "deadline", t.Deadline.Format(time.RFC3339Nano))
+		return true
+	case errors.Is(err, errNotDue), ipa.ErrorReason(err) == ipa.ReasonAlreadyCancelled, ipa.ErrorReason(err) == ipa.ReasonAlreadyCompleted:
+	case ctx.Err() != nil:
+	default:
+		s.log.WarnContext(tctx, "cancel task past its deadline", "task_id", t.ID, "err", err)
+	}
+	return false
 }
 
 // ChildrenInput asks for one page of a task's children: forward with First

@@ -81,7 +81,7 @@ func seedTasksWith(tb testing.TB, s *Store, n int, opt seedOptions) {
 		qs := []string{
 			"INSERT INTO streams (id, type, version, created_at, updated_at) VALUES " + s.placeholders(0, 5),
 			"INSERT INTO tasks (" + taskColumns + ") VALUES " + s.placeholders(0, taskColumnCount),
-			"INSERT INTO task_labels (task_id, key, value) VALUES " + s.placeholders(0, 3) + "," + s.placeholders(3, 3),
+			"INSERT INTO task_labels (" + labelColumns + ") VALUES " + s.placeholders(0, labelColumnCount) + "," + s.placeholders(labelColumnCount, labelColumnCount),
 		}
 		if opt.events > 0 {
 			qs = append(qs, "INSERT INTO events ("+eventCols+") VALUES "+s.placeholders(0, 8))
@@ -98,7 +98,7 @@ func seedTasksWith(tb testing.TB, s *Store, n int, opt seedOptions) {
 		eargs := make([]any, 0, m*opt.events*8)
 		sargs := make([]any, 0, m*5)
 		targs := make([]any, 0, m*taskColumnCount)
-		largs := make([]any, 0, m*6)
+		largs := make([]any, 0, m*2*labelColumnCount)
 		for i := range m {
 			k := start + i
 			id := uuid.NewString()
@@ -150,8 +150,10 @@ func seedTasksWith(tb testing.TB, s *Store, n int, opt seedOptions) {
 			if i > 0 {
 				labels.WriteString(",")
 			}
-			labels.WriteString(s.placeholders(len(largs), 3) + "," + s.placeholders(len(largs)+3, 3))
-			largs = append(largs, id, "team", team, id, "shard", shard)
+			labels.WriteString(s.placeholders(len(largs), labelColumnCount) + "," + s.placeholders(len(largs)+labelColumnCount, labelColumnCount))
+			for _, kv := range [][2]string{{"team", team}, {"shard", shard}} {
+				largs = append(largs, id, kv[0], kv[1], false, string(r.status), created, updated, title)
+			}
 		}
 		if stmts[0] != nil {
 			_, err = stmts[0].ExecContext(ctx, sargs...)
@@ -170,7 +172,7 @@ func seedTasksWith(tb testing.TB, s *Store, n int, opt seedOptions) {
 		require.NoError(tb, err)
 		_, err = tx.ExecContext(ctx, "INSERT INTO tasks ("+taskColumns+") VALUES "+tasks.String(), targs...)
 		require.NoError(tb, err)
-		_, err = tx.ExecContext(ctx, "INSERT INTO task_labels (task_id, key, value) VALUES "+labels.String(), largs...)
+		_, err = tx.ExecContext(ctx, "INSERT INTO task_labels ("+labelColumns+") VALUES "+labels.String(), largs...)
 		require.NoError(tb, err)
 		if len(eargs) > 0 {
 			_, err = tx.ExecContext(ctx, "INSERT INTO events ("+eventCols+") VALUES "+events.String(), eargs...)
@@ -195,8 +197,12 @@ func seedTasksWith(tb testing.TB, s *Store, n int, opt seedOptions) {
 	require.NoError(tb, err)
 }
 
-// taskColumnCount is how many columns taskColumns names.
-var taskColumnCount = len(strings.Split(taskColumns, ","))
+// taskColumnCount and labelColumnCount are how many columns taskColumns
+// and labelColumns name.
+var (
+	taskColumnCount  = len(strings.Split(taskColumns, ","))
+	labelColumnCount = len(strings.Split(labelColumns, ","))
+)
 
 // seedParents are the parent ids seeded children point to.
 var seedParents = func() []string {
@@ -207,12 +213,12 @@ var seedParents = func() []string {
 	return out
 }()
 
-// taskIndexes returns the CREATE INDEX statements of the tasks table's
-// secondary indexes, by name.
+// taskIndexes returns the CREATE INDEX statements of the secondary indexes
+// of the tasks and task_labels tables, by name.
 func taskIndexes(tb testing.TB, s *Store) map[string]string {
-	q := `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' AND sql IS NOT NULL`
+	q := `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('tasks', 'task_labels') AND sql IS NOT NULL`
 	if s.postgres() {
-		q = `SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks' AND indexname <> 'tasks_pkey'`
+		q = `SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('tasks', 'task_labels') AND indexname NOT IN ('tasks_pkey', 'task_labels_pkey')`
 	}
 	rows, err := s.rawDB().Query(q)
 	require.NoError(tb, err)
@@ -328,15 +334,17 @@ func TestFindTasksPlans(t *testing.T) {
 			before := mid
 			parent := seedParents[3]
 			selective := map[string]ipa.TaskQuery{
-				"parentUpdated":  {Filter: ipa.TaskFilter{ParentID: &parent}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
-				"parentCreated":  {Filter: ipa.TaskFilter{ParentID: &parent}, Order: ipa.TaskOrder{Field: ipa.OrderCreatedAt}, Limit: 100, After: key},
-				"labels":         {Filter: ipa.TaskFilter{Labels: ipa.Labels{"shard": "s7"}}, Order: ipa.DefaultTaskOrder, Limit: 100},
-				"labelsAndState": {Filter: ipa.TaskFilter{Labels: ipa.Labels{"shard": "s7", "team": "t7"}, Statuses: []ipa.TaskStatus{ipa.StatusActive}}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
-				"deadlineBefore": {Filter: ipa.TaskFilter{DeadlineBefore: &before}, Order: ipa.DefaultTaskOrder, Limit: 100},
+				"parentUpdated":   {Filter: ipa.TaskFilter{ParentID: &parent}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+				"parentCreated":   {Filter: ipa.TaskFilter{ParentID: &parent}, Order: ipa.TaskOrder{Field: ipa.OrderCreatedAt}, Limit: 100, After: key},
+				"labels":          {Filter: ipa.TaskFilter{Labels: ipa.Labels{"shard": "s7"}}, Order: ipa.DefaultTaskOrder, Limit: 100},
+				"labelsAndState":  {Filter: ipa.TaskFilter{Labels: ipa.Labels{"shard": "s7", "team": "t7"}, Statuses: []ipa.TaskStatus{ipa.StatusActive}}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+				"labelsAndParent": {Filter: ipa.TaskFilter{Labels: ipa.Labels{"team": "t7"}, ParentID: &parent}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd},
+				"deadlineBefore":  {Filter: ipa.TaskFilter{DeadlineBefore: &before}, Order: ipa.DefaultTaskOrder, Limit: 100},
 			}
 			wantIndex := map[string]string{
 				"parentUpdated": "tasks_parent_updated", "parentCreated": "tasks_parent_created",
-				"labels": "task_labels_key_value", "labelsAndState": "task_labels_key_value", "deadlineBefore": "tasks_deadline",
+				"labels": "task_labels_updated", "labelsAndState": "task_labels_status_updated", "deadlineBefore": "tasks_deadline",
+				"labelsAndParent": "tasks_parent_updated",
 			}
 			for name, q := range selective {
 				plan := explain(t, s, q)
@@ -348,6 +356,7 @@ func TestFindTasksPlans(t *testing.T) {
 				}
 				t.Logf("%s plan:\n%s", name, plan)
 			}
+			testLabelPagePlans(t, s, mid)
 			// The deadline timer's query (DueTasks) reads the partial index
 			// of open deadlines. The seeded closed_at is never set, so mark
 			// the closed statuses closed first.
@@ -362,6 +371,64 @@ func TestFindTasksPlans(t *testing.T) {
 			plan := explainSQL(t, s, query)
 			assert.Contains(t, plan, "tasks_open_deadline", plan)
 		})
+	}
+}
+
+// testLabelPagePlans checks that a page of a label that many tasks have is
+// a range scan of task_labels in the page's order that stops after the
+// page, in every order and direction, first page and after or before a key
+// (last), alone and with a status or a second label: no sort of the
+// matches. It makes {team: common} and {shard: common} the labels of about
+// half the tasks each first.
+func testLabelPagePlans(t *testing.T, s *Store, mid time.Time) {
+	require.NoError(t, s.write.Exec(`UPDATE task_labels SET value = 'common' WHERE key = 'team' AND value < 't5'`).Error)
+	require.NoError(t, s.write.Exec(`UPDATE task_labels SET value = 'common' WHERE key = 'shard' AND value < 's5'`).Error)
+	require.NoError(t, s.write.Exec(`ANALYZE`).Error) // statistics that say how common the pairs are
+	common := ipa.Labels{"team": "common"}
+	upd := &ipa.TaskKey{Time: mid.Add(30 * time.Minute), ID: uuid.NewString()}
+	key := &ipa.TaskKey{Time: mid, Title: "task 5", ID: uuid.NewString()}
+	index := map[ipa.TaskOrderField]string{
+		ipa.OrderUpdatedAt: "task_labels_updated", ipa.OrderCreatedAt: "task_labels_created", ipa.OrderTitle: "task_labels_title",
+	}
+	keyFor := map[ipa.TaskOrderField]*ipa.TaskKey{ipa.OrderUpdatedAt: upd, ipa.OrderCreatedAt: key, ipa.OrderTitle: key}
+	type labelCase struct {
+		q     ipa.TaskQuery
+		index string
+	}
+	cases := map[string]labelCase{}
+	for field, idx := range index {
+		for _, desc := range []bool{false, true} {
+			order := ipa.TaskOrder{Field: field, Descending: desc}
+			name := fmt.Sprintf("%s/desc=%v", field, desc)
+			cases[name+"/first"] = labelCase{ipa.TaskQuery{Filter: ipa.TaskFilter{Labels: common}, Order: order, Limit: 100}, idx}
+			cases[name+"/after"] = labelCase{ipa.TaskQuery{Filter: ipa.TaskFilter{Labels: common}, Order: order, Limit: 100, After: keyFor[field]}, idx}
+			cases[name+"/lastBefore"] = labelCase{ipa.TaskQuery{Filter: ipa.TaskFilter{Labels: common}, Order: order, Limit: 100, Last: true, Before: keyFor[field]}, idx}
+			cases[name+"/archived"] = labelCase{ipa.TaskQuery{Filter: ipa.TaskFilter{Labels: common, Archived: true}, Order: order, Limit: 100}, idx}
+		}
+	}
+	active := []ipa.TaskStatus{ipa.StatusActive}
+	cases["status/updated"] = labelCase{ipa.TaskQuery{Filter: ipa.TaskFilter{Labels: common, Statuses: active}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd}, "task_labels_status_updated"}
+	cases["status/created"] = labelCase{ipa.TaskQuery{Filter: ipa.TaskFilter{Labels: common, Statuses: active}, Order: ipa.TaskOrder{Field: ipa.OrderCreatedAt}, Limit: 100, After: key}, "task_labels_created"}
+	cases["twoStatuses"] = labelCase{ipa.TaskQuery{Filter: ipa.TaskFilter{Labels: common, Statuses: []ipa.TaskStatus{ipa.StatusActive, ipa.StatusInactive}}, Order: ipa.DefaultTaskOrder, Limit: 100}, "task_labels_updated"}
+	cases["twoLabels"] = labelCase{ipa.TaskQuery{Filter: ipa.TaskFilter{Labels: ipa.Labels{"team": "common", "shard": "common"}}, Order: ipa.DefaultTaskOrder, Limit: 100, After: upd}, "task_labels_updated"}
+	cases["podState"] = labelCase{ipa.TaskQuery{Filter: ipa.TaskFilter{Labels: common, PodStates: []ipa.PodState{ipa.PodStopped}}, Order: ipa.DefaultTaskOrder, Limit: 100}, "task_labels_updated"}
+	for name, c := range cases {
+		plan := explain(t, s, c.q)
+		assert.Contains(t, plan, c.index, name+"\n"+plan)
+		if s.postgres() {
+			assert.Contains(t, plan, "Index", name+"\n"+plan)
+			assert.NotContains(t, plan, "Sort", name+"\n"+plan)
+			assert.NotContains(t, plan, "Bitmap", name+"\n"+plan)
+			assert.NotContains(t, plan, "Seq Scan", name+"\n"+plan)
+		} else {
+			assert.NotContains(t, plan, "TEMP B-TREE", name+"\n"+plan)
+			assert.NotRegexp(t, `SCAN (l|t|tasks|task_labels)\b`, plan, name+"\n"+plan)
+			// A second pair is one primary-key probe per row, not a range.
+			assert.NotRegexp(t, `SEARCH o .*\(key=\? AND value=\?`, plan, name+"\n"+plan)
+		}
+		if name == "UPDATED_AT/desc=true/after" || name == "twoLabels" {
+			t.Logf("%s plan:\n%s", name, plan)
+		}
 	}
 }
 

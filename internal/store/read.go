@@ -112,7 +112,19 @@ func (s *Store) findQuery(db *gorm.DB, q ipa.TaskQuery) (*gorm.DB, error) {
 	if order.Descending {
 		dir, cmp, back = "DESC", "<", ">"
 	}
-	db = s.filter(db.Table("tasks"), q.Filter)
+	// The columns the page is ordered and keyed by: the task row's, or for a
+	// label selector the copies in the driving label's task_labels rows.
+	id, cols := "id", taskColumns
+	if labelDriven(q.Filter) {
+		drive, err := s.rarestPair(db, q.Filter)
+		if err != nil {
+			return nil, err
+		}
+		db = s.labelPage(db, q.Filter, drive, order.Field)
+		col, id, cols = "l."+col, "l.task_id", qualified("t", taskColumns)
+	} else {
+		db = s.filter(db.Table("tasks"), q.Filter)
+	}
 	key := func(k *ipa.TaskKey) any {
 		if order.Field == ipa.OrderTitle {
 			return k.Title
@@ -122,16 +134,99 @@ func (s *Store) findQuery(db *gorm.DB, q ipa.TaskQuery) (*gorm.DB, error) {
 	if q.After != nil {
 		// A row-value comparison: both SQLite and PostgreSQL turn it into the
 		// start of an index range scan on (col, id).
-		db = db.Where(fmt.Sprintf("(%s, id) %s (?, ?)", col, cmp), key(q.After), afterID(q.After.ID))
+		db = db.Where(fmt.Sprintf("(%s, %s) %s (?, ?)", col, id, cmp), key(q.After), afterID(q.After.ID))
 	}
 	if q.Before != nil {
-		db = db.Where(fmt.Sprintf("(%s, id) %s (?, ?)", col, back), key(q.Before), afterID(q.Before.ID))
+		db = db.Where(fmt.Sprintf("(%s, %s) %s (?, ?)", col, id, back), key(q.Before), afterID(q.Before.ID))
 	}
 	if q.Last {
 		// The same index, scanned from the other end.
 		dir = map[string]string{"ASC": "DESC", "DESC": "ASC"}[dir]
 	}
-	return db.Select(taskColumns).Order(fmt.Sprintf("%s %s, id %s", col, dir, dir)).Limit(q.Limit + 1), nil
+	return db.Select(cols).Order(fmt.Sprintf("%s %s, %s %s", col, dir, id, dir)).Limit(q.Limit + 1), nil
+}
+
+// labelDriven reports whether a page under f is read from task_labels: f
+// selects by label, and not by parent (a parent's children are a range of
+// their own index in every order, with labels checked per child).
+func labelDriven(f ipa.TaskFilter) bool {
+	return len(f.Labels) > 0 && f.ParentID == nil
+}
+
+// labelPage starts a label selector page in order field on db: the rows of
+// task_labels holding the selector's pair for key drive that pass archived
+// (and in UPDATED_AT order a single status, task_labels_status_updated) from
+// their own copies, each joined to its task row by primary key, the other
+// pairs checked per row on the primary key (task_id, key), the other filters
+// on the task row. Ordered by the label rows' copy of the order column, this
+// is a range scan of one of the task_labels_<order> indexes that stops after
+// the page, however many tasks have the label.
+func (s *Store) labelPage(db *gorm.DB, f ipa.TaskFilter, drive string, field ipa.TaskOrderField) *gorm.DB {
+	// SQLite: CROSS JOIN keeps task_labels the outer table, whatever its
+	// statistics say; PostgreSQL plans a CROSS JOIN with a WHERE like any
+	// inner join, and finds this order itself.
+	db = db.Table("task_labels AS l CROSS JOIN tasks AS t").Where("t.id = l.task_id").
+		Where("l.key = ? AND l.value = ? AND l.archived = ?", drive, f.Labels[drive], f.Archived)
+	rest := f
+	rest.Labels = nil
+	if len(f.Statuses) == 1 && field == ipa.OrderUpdatedAt {
+		db = db.Where("l.status = ?", string(f.Statuses[0]))
+		rest.Statuses = nil
+	}
+	for _, k := range f.Labels.Keys() {
+		if k == drive {
+			continue
+		}
+		if s.postgres() {
+			// A semi-join, estimated from the pair's statistics.
+			db = db.Where("EXISTS (SELECT 1 FROM task_labels AS o WHERE o.task_id = l.task_id AND o.key = ? AND o.value = ?)", k, f.Labels[k])
+			continue
+		}
+		// The task's value for k, by primary key (task_id, key); no such
+		// label is NULL, which equals nothing. (SQLite would run an EXISTS
+		// on key and value as a range over every task with the pair.
+		// PostgreSQL, the other way round, cannot estimate this one and
+		// then sorts.)
+		db = db.Where("(SELECT o.value FROM task_labels AS o WHERE o.task_id = l.task_id AND o.key = ?) = ?", k, f.Labels[k])
+	}
+	return s.rowFilter(db, rest, "t.")
+}
+
+// labelProbeCap bounds how many rows rarestPair counts per pair.
+const labelProbeCap = 1000
+
+// rarestPair returns the key of the selector's pair that the fewest tasks
+// (archived as f asks) have, counting at most labelProbeCap rows of each
+// from the index, and the only key of a one-pair selector without
+// counting. A page in order driven by the rarest pair reads the fewest
+// label rows to fill up; the others are checked per row. Returns
+// EUNAVAILABLE when the database is unreachable.
+func (s *Store) rarestPair(db *gorm.DB, f ipa.TaskFilter) (string, error) {
+	keys := f.Labels.Keys()
+	if len(keys) == 1 {
+		return keys[0], nil
+	}
+	best, fewest := keys[0], int64(labelProbeCap+1)
+	for _, k := range keys {
+		var n int64
+		err := db.Session(&gorm.Session{NewDB: true}).Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM task_labels
+			WHERE key = ? AND value = ? AND archived = ? LIMIT ?) AS c`, k, f.Labels[k], f.Archived, labelProbeCap).Scan(&n).Error
+		if err != nil {
+			return "", s.wrap(fmt.Errorf("store: find tasks: %w", err))
+		}
+		if n < fewest {
+			best, fewest = k, n
+		}
+		if n == 0 {
+			break // nothing is rarer
+		}
+	}
+	return best, nil
+}
+
+// qualified prefixes every column of a select list with table alias a.
+func qualified(a, cols string) string {
+	return a + "." + strings.ReplaceAll(cols, ", ", ", "+a+".")
 }
 
 // afterID makes a keyset id comparable with a uuid column: a malformed id
@@ -172,27 +267,39 @@ func orderColumn(f ipa.TaskOrderField) (string, error) {
 // them. A single status or phase is an equality, so it is an index prefix.
 func (s *Store) filter(db *gorm.DB, f ipa.TaskFilter) *gorm.DB {
 	db = db.Where("archived = ?", f.Archived)
+	db = s.rowFilter(db, f, "")
+	// One semi-join per pair, each an index lookup on task_labels by (key,
+	// value).
+	for _, k := range f.Labels.Keys() {
+		db = db.Where("id IN (SELECT task_id FROM task_labels WHERE key = ? AND value = ?)", k, f.Labels[k])
+	}
+	return db
+}
+
+// rowFilter adds f's conditions on the task row's own columns, prefixed by
+// p (a table alias and a dot, or nothing): all but archived and labels.
+func (s *Store) rowFilter(db *gorm.DB, f ipa.TaskFilter, p string) *gorm.DB {
 	if len(f.Statuses) == 1 {
-		db = db.Where("status = ?", string(f.Statuses[0]))
+		db = db.Where(p+"status = ?", string(f.Statuses[0]))
 	} else if len(f.Statuses) > 1 {
-		db = db.Where("status IN ?", strs(f.Statuses))
+		db = db.Where(p+"status IN ?", strs(f.Statuses))
 	}
 	if len(f.Phases) == 1 {
-		db = db.Where("phase = ?", string(f.Phases[0]))
+		db = db.Where(p+"phase = ?", string(f.Phases[0]))
 	} else if len(f.Phases) > 1 {
-		db = db.Where("phase IN ?", strs(f.Phases))
+		db = db.Where(p+"phase IN ?", strs(f.Phases))
 	}
 	if f.CreatedAfter != nil {
-		db = db.Where("created_at > ?", nanos(*f.CreatedAfter))
+		db = db.Where(p+"created_at > ?", nanos(*f.CreatedAfter))
 	}
 	if f.CreatedBefore != nil {
-		db = db.Where("created_at < ?", nanos(*f.CreatedBefore))
+		db = db.Where(p+"created_at < ?", nanos(*f.CreatedBefore))
 	}
 	if f.CreatedBy != nil {
-		db = db.Where("created_by = ?", *f.CreatedBy)
+		db = db.Where(p+"created_by = ?", *f.CreatedBy)
 	}
 	if f.Runtime != nil {
-		db = db.Where("runtime = ?", *f.Runtime)
+		db = db.Where(p+"runtime = ?", *f.Runtime)
 	}
 	if f.TitleContains != nil && *f.TitleContains != "" {
 		// title_lower is strings.ToLower(title), computed in Go, and the
@@ -200,28 +307,23 @@ func (s *Store) filter(db *gorm.DB, f ipa.TaskFilter) *gorm.DB {
 		// so % and _ need no escaping) then agrees with Matches exactly.
 		needle := strings.ToLower(*f.TitleContains)
 		if s.postgres() {
-			db = db.Where("strpos(title_lower, ?) > 0", needle)
+			db = db.Where("strpos("+p+"title_lower, ?) > 0", needle)
 		} else {
-			db = db.Where("instr(title_lower, ?) > 0", needle)
+			db = db.Where("instr("+p+"title_lower, ?) > 0", needle)
 		}
 	}
 	if len(f.PodStates) == 1 {
-		db = db.Where("pod_state = ?", string(f.PodStates[0]))
+		db = db.Where(p+"pod_state = ?", string(f.PodStates[0]))
 	} else if len(f.PodStates) > 1 {
-		db = db.Where("pod_state IN ?", strs(f.PodStates))
+		db = db.Where(p+"pod_state IN ?", strs(f.PodStates))
 	}
 	if f.ParentID != nil {
 		// A malformed id is no task's parent; the nil UUID keeps the
 		// parameter a valid uuid on PostgreSQL and matches nothing.
-		db = db.Where("parent_id = ?", afterID(*f.ParentID))
+		db = db.Where(p+"parent_id = ?", afterID(*f.ParentID))
 	}
 	if f.DeadlineBefore != nil {
-		db = db.Where("deadline < ?", nanos(*f.DeadlineBefore))
-	}
-	// One semi-join per pair, each an index lookup on task_labels (key,
-	// value, task_id).
-	for _, k := range f.Labels.Keys() {
-		db = db.Where("id IN (SELECT task_id FROM task_labels WHERE key = ? AND value = ?)", k, f.Labels[k])
+		db = db.Where(p+"deadline < ?", nanos(*f.DeadlineBefore))
 	}
 	return db
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"gorm.io/gorm"
 
@@ -51,7 +53,7 @@ func (s *Store) Reproject(ctx context.Context, check bool) (int, error) {
 				return changed, err
 			}
 			have, ok := stored[id]
-			if ok && want != nil && sameRow(have, *want) && wantLabels.Equal(labels[id]) {
+			if ok && want != nil && sameRow(have, *want) && sameLabelRows(labels[id], labelRowsOf(*want, wantLabels)) {
 				continue
 			}
 			if !ok && want == nil {
@@ -95,20 +97,29 @@ func (s *Store) rowsByID(ctx context.Context, ids []string) (map[string]taskRow,
 	return out, nil
 }
 
-// labelsByID reads the task_labels rows of ids.
-func (s *Store) labelsByID(ctx context.Context, ids []string) (map[string]ipa.Labels, error) {
+// labelsByID reads the task_labels rows of ids, each task's sorted by key
+// (in Go: PostgreSQL's collation may order text differently).
+func (s *Store) labelsByID(ctx context.Context, ids []string) (map[string][]labelRow, error) {
 	var rows []labelRow
-	if err := s.read.WithContext(ctx).Raw(`SELECT task_id, key, value FROM task_labels WHERE task_id IN ?`, ids).Scan(&rows).Error; err != nil {
+	err := s.read.WithContext(ctx).Raw(`SELECT `+labelColumns+` FROM task_labels WHERE task_id IN ?`, ids).
+		Scan(&rows).Error
+	if err != nil {
 		return nil, s.wrap(fmt.Errorf("store: reproject: %w", err))
 	}
-	out := make(map[string]ipa.Labels)
+	out := make(map[string][]labelRow)
 	for _, r := range rows {
-		if out[r.TaskID] == nil {
-			out[r.TaskID] = ipa.Labels{}
-		}
-		out[r.TaskID][r.Key] = r.Value
+		out[r.TaskID] = append(out[r.TaskID], r)
+	}
+	for _, rs := range out {
+		slices.SortFunc(rs, func(a, b labelRow) int { return strings.Compare(a.Key, b.Key) })
 	}
 	return out, nil
+}
+
+// sameLabelRows reports whether the stored label rows of a task are the
+// ones its folded row makes, copies of the row's list columns included.
+func sameLabelRows(have, want []labelRow) bool {
+	return slices.Equal(have, want)
 }
 
 // foldStream folds the stream's events, read in chunks, into the row they
@@ -172,7 +183,7 @@ func (s *Store) rewrite(ctx context.Context, id string) error {
 				return err
 			}
 			counts.move(nil, want)
-			if err := writeLabels(tx, id, labels, true); err != nil {
+			if err := writeLabels(tx, *want, labels, true); err != nil {
 				return err
 			}
 		}

@@ -185,31 +185,75 @@ func labelsJSON(l ipa.Labels) (string, error) {
 	return string(b), err
 }
 
-// labelRow is one label of a task, as task_labels holds it for selectors.
+// labelRow is one label of a task, as task_labels holds it for selectors,
+// with copies of the task row's list columns (see migration 00005): a label
+// page is then a range scan of task_labels in the page's order. Every write
+// of the task row writes them in the same transaction (writeLabels,
+// syncLabels).
 type labelRow struct {
-	TaskID string `gorm:"column:task_id"`
-	Key    string `gorm:"column:key"`
-	Value  string `gorm:"column:value"`
+	TaskID    string `gorm:"column:task_id"`
+	Key       string `gorm:"column:key"`
+	Value     string `gorm:"column:value"`
+	Archived  bool   `gorm:"column:archived"`
+	Status    string `gorm:"column:status"`
+	CreatedAt int64  `gorm:"column:created_at"`
+	UpdatedAt int64  `gorm:"column:updated_at"`
+	Title     string `gorm:"column:title"`
 }
 
 func (labelRow) TableName() string { return "task_labels" }
 
-// writeLabels replaces the task's rows in task_labels with l, in tx (the
-// transaction that writes the task row).
-func writeLabels(tx *gorm.DB, taskID string, l ipa.Labels, replace bool) error {
+// labelColumns is the select list for labelRow.
+const labelColumns = "task_id, key, value, archived, status, created_at, updated_at, title"
+
+// labelRowsOf returns the task_labels rows task row r with labels l should have.
+func labelRowsOf(r taskRow, l ipa.Labels) []labelRow {
+	rows := make([]labelRow, 0, len(l))
+	for _, k := range l.Keys() {
+		rows = append(rows, labelRow{
+			TaskID: r.ID, Key: k, Value: l[k], Archived: r.Archived, Status: r.Status,
+			CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Title: r.Title,
+		})
+	}
+	return rows
+}
+
+// writeLabels replaces the task's rows in task_labels with the labels l of
+// task row r, in tx (the transaction that writes the task row).
+func writeLabels(tx *gorm.DB, r taskRow, l ipa.Labels, replace bool) error {
 	if replace {
-		if err := tx.Exec(`DELETE FROM task_labels WHERE task_id = ?`, taskID).Error; err != nil {
+		if err := tx.Exec(`DELETE FROM task_labels WHERE task_id = ?`, r.ID).Error; err != nil {
 			return err
 		}
 	}
 	if len(l) == 0 {
 		return nil
 	}
-	rows := make([]labelRow, 0, len(l))
-	for _, k := range l.Keys() {
-		rows = append(rows, labelRow{TaskID: taskID, Key: k, Value: l[k]})
-	}
+	rows := labelRowsOf(r, l)
 	return tx.Create(&rows).Error
+}
+
+// syncLabels brings the copies in the task's task_labels rows from row old
+// to row r when its labels did not change. Only the columns that changed are
+// set, so an index whose columns did not change is not touched (SQLite
+// updates every index naming a SET column); updated_at moves with every
+// event.
+func syncLabels(tx *gorm.DB, old, r taskRow) error {
+	set := []string{"updated_at = ?"}
+	args := []any{r.UpdatedAt}
+	if old.Status != r.Status {
+		set, args = append(set, "status = ?"), append(args, r.Status)
+	}
+	if old.Archived != r.Archived {
+		set, args = append(set, "archived = ?"), append(args, r.Archived)
+	}
+	if old.Title != r.Title {
+		set, args = append(set, "title = ?"), append(args, r.Title)
+	}
+	if old.CreatedAt != r.CreatedAt {
+		set, args = append(set, "created_at = ?"), append(args, r.CreatedAt)
+	}
+	return tx.Exec(`UPDATE task_labels SET `+strings.Join(set, ", ")+` WHERE task_id = ?`, append(args, r.ID)...).Error
 }
 
 func jsonText(raw json.RawMessage) string {

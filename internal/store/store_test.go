@@ -83,6 +83,8 @@ func runSuite(t *testing.T, open func(testing.TB) *Store) {
 		{"ParentRules", testParentRules},
 		{"DueTasks", testDueTasks},
 		{"ReprojectTaskModel", testReprojectTaskModel},
+		{"LabelPages", testLabelPages},
+		{"LabelOrderMigration", testLabelOrderMigration},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -79,7 +79,7 @@ func (s *Store) CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.
 			return nil, err
 		}
 		counts.move(nil, &row)
-		if err := writeLabels(tx, task.ID, task.Labels, false); err != nil {
+		if err := writeLabels(tx, row, task.Labels, false); err != nil {
 			return nil, err
 		}
 		return []ipa.Event{ev}, nil
@@ -255,8 +255,9 @@ func updateStream(tx *gorm.DB, cur, next *ipa.Task, expected int64) error {
 	return nil
 }
 
-// updateTask writes t's row, and its task_labels rows when its labels
-// differ from cur's.
+// updateTask writes t's row, and its task_labels rows: replaced when its
+// labels differ from cur's, else their copies of the row's list columns
+// brought up to date (updated_at moves with every event).
 func updateTask(tx *gorm.DB, cur, t *ipa.Task) error {
 	r, err := taskToRow(t)
 	if err != nil {
@@ -268,10 +269,19 @@ func updateTask(tx *gorm.DB, cur, t *ipa.Task) error {
 		r.Title, r.TitleLower, r.Description, r.Status, r.Phase, r.Runtime, r.RuntimeConfig, r.RestartPolicy,
 		r.Metadata, r.PodState, r.CreatedBy, r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.Version, r.Archived,
 		r.Labels, r.ParentID, r.Deadline, r.ID).Error
-	if err != nil || cur.Labels.Equal(t.Labels) {
+	switch {
+	case err != nil:
+		return err
+	case !cur.Labels.Equal(t.Labels):
+		return writeLabels(tx, r, t.Labels, true)
+	case len(t.Labels) == 0:
+		return nil
+	}
+	old, err := taskToRow(cur)
+	if err != nil {
 		return err
 	}
-	return writeLabels(tx, t.ID, t.Labels, true)
+	return syncLabels(tx, old, r)
 }
 
 // allocatePositions reserves n global positions and returns the last one.
