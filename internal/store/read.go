@@ -206,10 +206,16 @@ func (s *Store) rarestPair(db *gorm.DB, f ipa.TaskFilter) (string, error) {
 	if len(keys) == 1 {
 		return keys[0], nil
 	}
+	probe := db.Session(&gorm.Session{NewDB: true})
+	if db.DryRun {
+		// The page's SQL is being built, not run (an EXPLAIN): the probe
+		// still has to run, since its answer shapes that SQL.
+		probe = s.read.WithContext(db.Statement.Context)
+	}
 	best, fewest := keys[0], int64(labelProbeCap+1)
 	for _, k := range keys {
 		var n int64
-		err := db.Session(&gorm.Session{NewDB: true}).Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM task_labels
+		err := probe.Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM task_labels
 			WHERE key = ? AND value = ? AND archived = ? LIMIT ?) AS c`, k, f.Labels[k], f.Archived, labelProbeCap).Scan(&n).Error
 		if err != nil {
 			return "", s.wrap(fmt.Errorf("store: find tasks: %w", err))
