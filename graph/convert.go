@@ -30,6 +30,14 @@ func version(v *int) *int64 {
 	return &x
 }
 
+// batchSizeOf is the stream's batchSize; an explicit null means the default.
+func batchSizeOf(n *int) int {
+	if n == nil {
+		return service.DefaultStreamBatch
+	}
+	return *n
+}
+
 func nonEmpty(s string) *string {
 	if s == "" {
 		return nil

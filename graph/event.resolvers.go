@@ -49,6 +49,16 @@ func (r *subscriptionResolver) Events(ctx context.Context, afterPosition *string
 	return r.FeedService.SubscribeEvents(ctx, afterPosition, types)
 }
 
+// TaskEventsStream is the resolver for the taskEventsStream field.
+func (r *subscriptionResolver) TaskEventsStream(ctx context.Context, taskID string, afterVersion *int, batchSize *int) (<-chan []*ipa.Event, error) {
+	return r.FeedService.SubscribeTaskEventBatches(ctx, taskID, version(afterVersion), batchSizeOf(batchSize))
+}
+
+// EventsStream is the resolver for the eventsStream field.
+func (r *subscriptionResolver) EventsStream(ctx context.Context, afterPosition *string, types []string, batchSize *int) (<-chan []*ipa.Event, error) {
+	return r.FeedService.SubscribeEventBatches(ctx, afterPosition, types, batchSizeOf(batchSize))
+}
+
 // TaskChanged is the resolver for the taskChanged field.
 func (r *subscriptionResolver) TaskChanged(ctx context.Context, filter *ipa.TaskFilter) (<-chan *ipa.Task, error) {
 	return r.FeedService.SubscribeTaskChanged(ctx, filterOf(filter))

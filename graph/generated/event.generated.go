@@ -589,6 +589,22 @@ func (ec *executionContext) _EventEdge(ctx context.Context, sel ast.SelectionSet
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) marshalNEvent2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*ipa.Event) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEvent2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐEvent(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNEvent2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐEvent(ctx context.Context, sel ast.SelectionSet, v *ipa.Event) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Event!")

@@ -157,9 +157,11 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		Events      func(childComplexity int, afterPosition *string, types []string) int
-		TaskChanged func(childComplexity int, filter *ipa.TaskFilter) int
-		TaskEvents  func(childComplexity int, taskID string, afterVersion *int) int
+		Events           func(childComplexity int, afterPosition *string, types []string) int
+		EventsStream     func(childComplexity int, afterPosition *string, types []string, batchSize *int) int
+		TaskChanged      func(childComplexity int, filter *ipa.TaskFilter) int
+		TaskEvents       func(childComplexity int, taskID string, afterVersion *int) int
+		TaskEventsStream func(childComplexity int, taskID string, afterVersion *int, batchSize *int) int
 	}
 
 	Task struct {
@@ -774,6 +776,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.Events(childComplexity, args["afterPosition"].(*string), args["types"].([]string)), true
+	case "Subscription.eventsStream":
+		if e.ComplexityRoot.Subscription.EventsStream == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_eventsStream_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.EventsStream(childComplexity, args["afterPosition"].(*string), args["types"].([]string), args["batchSize"].(*int)), true
 	case "Subscription.taskChanged":
 		if e.ComplexityRoot.Subscription.TaskChanged == nil {
 			break
@@ -796,6 +809,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.TaskEvents(childComplexity, args["taskId"].(string), args["afterVersion"].(*int)), true
+	case "Subscription.taskEventsStream":
+		if e.ComplexityRoot.Subscription.TaskEventsStream == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_taskEventsStream_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.TaskEventsStream(childComplexity, args["taskId"].(string), args["afterVersion"].(*int), args["batchSize"].(*int)), true
 
 	case "Task.archived":
 		if e.ComplexityRoot.Task.Archived == nil {
@@ -1125,6 +1149,18 @@ extend type Subscription {
   ` + "`" + `afterPosition` + "`" + ` it starts at the live head.
   """
   events(afterPosition: String, types: [String!]): Event!
+  """
+  ` + "`" + `taskEvents` + "`" + ` in batches: each message is a non-empty list of consecutive events of the
+  task (in version order, no gap, no duplicate, across catch-up and live), at most
+  ` + "`" + `batchSize` + "`" + ` (1 to 1000) of them. Catch-up fills batches; a live batch is sent as soon as
+  events are ready, holding only what is already queued.
+  """
+  taskEventsStream(taskId: ID!, afterVersion: Int, batchSize: Int = 100): [Event!]!
+  """
+  ` + "`" + `events` + "`" + ` in batches: each message is a non-empty list of consecutive events of the global
+  feed (in position order, after the type filter), at most ` + "`" + `batchSize` + "`" + ` (1 to 1000) of them.
+  """
+  eventsStream(afterPosition: String, types: [String!], batchSize: Int = 100): [Event!]!
   "The task's new view each time its row changes, for tasks matching the filter."
   taskChanged(filter: TaskFilter): Task!
 }
