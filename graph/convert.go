@@ -38,13 +38,6 @@ func batchSizeOf(n *int) int {
 	return *n
 }
 
-func nonEmpty(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
 func filterOf(f *ipa.TaskFilter) ipa.TaskFilter {
 	if f == nil {
 		return ipa.TaskFilter{}

@@ -7,32 +7,11 @@ package graph
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/ipa-dev/ipa/graph/generated"
 	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
-
-// Position is the resolver for the position field.
-func (r *eventResolver) Position(ctx context.Context, obj *ipa.Event) (string, error) {
-	return strconv.FormatInt(obj.Position, 10), nil
-}
-
-// ActorID is the resolver for the actorId field.
-func (r *eventResolver) ActorID(ctx context.Context, obj *ipa.Event) (*string, error) {
-	return nonEmpty(obj.ActorID), nil
-}
-
-// CorrelationID is the resolver for the correlationId field.
-func (r *eventResolver) CorrelationID(ctx context.Context, obj *ipa.Event) (*string, error) {
-	return nonEmpty(obj.CorrelationID), nil
-}
-
-// CausationID is the resolver for the causationId field.
-func (r *eventResolver) CausationID(ctx context.Context, obj *ipa.Event) (*string, error) {
-	return nonEmpty(obj.CausationID), nil
-}
 
 // TotalCount is the resolver for the totalCount field.
 func (r *eventConnectionResolver) TotalCount(ctx context.Context, obj *model.EventConnection) (int, error) {
@@ -64,15 +43,9 @@ func (r *subscriptionResolver) TaskChanged(ctx context.Context, filter *ipa.Task
 	return r.FeedService.SubscribeTaskChanged(ctx, filterOf(filter))
 }
 
-// Event returns generated.EventResolver implementation.
-func (r *Resolver) Event() generated.EventResolver { return &eventResolver{r} }
-
 // EventConnection returns generated.EventConnectionResolver implementation.
 func (r *Resolver) EventConnection() generated.EventConnectionResolver {
 	return &eventConnectionResolver{r}
 }
 
-type (
-	eventResolver           struct{ *Resolver }
-	eventConnectionResolver struct{ *Resolver }
-)
+type eventConnectionResolver struct{ *Resolver }

@@ -23,7 +23,6 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
-	Event() EventResolver
 	EventConnection() EventConnectionResolver
 	Mutation() MutationResolver
 	Pod() PodResolver
@@ -62,16 +61,16 @@ type ComplexityRoot struct {
 	}
 
 	Event struct {
-		ActorID       func(childComplexity int) int
-		CausationID   func(childComplexity int) int
-		CorrelationID func(childComplexity int) int
-		Data          func(childComplexity int) int
-		ID            func(childComplexity int) int
-		OccurredAt    func(childComplexity int) int
-		Position      func(childComplexity int) int
-		TaskID        func(childComplexity int) int
-		Type          func(childComplexity int) int
-		Version       func(childComplexity int) int
+		ActorIDOrNil       func(childComplexity int) int
+		CausationIDOrNil   func(childComplexity int) int
+		CorrelationIDOrNil func(childComplexity int) int
+		Data               func(childComplexity int) int
+		ID                 func(childComplexity int) int
+		OccurredAt         func(childComplexity int) int
+		PositionString     func(childComplexity int) int
+		TaskID             func(childComplexity int) int
+		Type               func(childComplexity int) int
+		Version            func(childComplexity int) int
 	}
 
 	EventConnection struct {
@@ -292,23 +291,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		return e.ComplexityRoot.DeleteTaskPayload.TaskID(childComplexity), true
 
 	case "Event.actorId":
-		if e.ComplexityRoot.Event.ActorID == nil {
+		if e.ComplexityRoot.Event.ActorIDOrNil == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Event.ActorID(childComplexity), true
+		return e.ComplexityRoot.Event.ActorIDOrNil(childComplexity), true
 	case "Event.causationId":
-		if e.ComplexityRoot.Event.CausationID == nil {
+		if e.ComplexityRoot.Event.CausationIDOrNil == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Event.CausationID(childComplexity), true
+		return e.ComplexityRoot.Event.CausationIDOrNil(childComplexity), true
 	case "Event.correlationId":
-		if e.ComplexityRoot.Event.CorrelationID == nil {
+		if e.ComplexityRoot.Event.CorrelationIDOrNil == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Event.CorrelationID(childComplexity), true
+		return e.ComplexityRoot.Event.CorrelationIDOrNil(childComplexity), true
 	case "Event.data":
 		if e.ComplexityRoot.Event.Data == nil {
 			break
@@ -328,11 +327,11 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Event.OccurredAt(childComplexity), true
 	case "Event.position":
-		if e.ComplexityRoot.Event.Position == nil {
+		if e.ComplexityRoot.Event.PositionString == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Event.Position(childComplexity), true
+		return e.ComplexityRoot.Event.PositionString(childComplexity), true
 	case "Event.taskId":
 		if e.ComplexityRoot.Event.TaskID == nil {
 			break
