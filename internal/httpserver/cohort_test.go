@@ -175,3 +175,38 @@ func TestCohorts(t *testing.T) {
 		require.Contains(t, string(wsAdmin.next("c").Data), `"version":7`)
 	})
 }
+
+// Cohorts cover every live feed, not only taskEvents: two identical
+// subscriptions to events, taskChanged and eventsStream (on one socket each
+// side) execute once per value and get the same bytes.
+func TestCohortsCoverEveryFeed(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		b := setup(t, backend)
+		cohorts := b.app.Cohorts
+		_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
+		admin := b.as(adminSecret)
+		tk := admin.createTitled(t, "feeds")
+		feeds := map[string]string{
+			"ev": `subscription { events(types: ["phase_changed"]) { id type data } }`,
+			"tc": `subscription { taskChanged { id version phase } }`,
+			"st": `subscription { eventsStream(types: ["phase_changed"], batchSize: 10) { id type } }`,
+		}
+		one, two := b.dialWS(t, adminSecret), b.dialWS(t, adminSecret)
+		for id, q := range feeds {
+			require.NoError(t, one.send(id, q, nil))
+			require.NoError(t, two.send(id, q, nil))
+		}
+		waitFor(t, "six members in three cohorts", func() bool { return cohorts.Members() == 6 && cohorts.Count() == 3 })
+
+		executed0, shared0 := cohorts.Stats()
+		admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
+		for id := range feeds {
+			got := string(one.next(id).Data)
+			require.NotEmpty(t, got)
+			require.Equal(t, got, string(two.next(id).Data), id)
+		}
+		executed, shared := cohorts.Stats()
+		require.Equal(t, uint64(3), executed-executed0, "one execution per feed")
+		require.Equal(t, uint64(3), shared-shared0, "the second subscriber of each feed got the shared result")
+	})
+}
