@@ -20,6 +20,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -475,6 +477,8 @@ func BenchmarkFeedsIdle(b *testing.B) {
 				sub.close()
 			}
 			time.Sleep(time.Second)
+			gauges := []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes"}
+			mBefore := serverMetrics(b, s, gauges...)
 			before, err := vmRSSKiB(s.pid())
 			if err != nil {
 				b.Fatal(err)
@@ -500,6 +504,8 @@ func BenchmarkFeedsIdle(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			mAfter := serverMetrics(b, s, gauges...)
+			per := func(name string) float64 { return (mAfter[name] - mBefore[name]) / subscribers }
 
 			const events = 5
 			to := "PLANNING"
@@ -545,8 +551,33 @@ func BenchmarkFeedsIdle(b *testing.B) {
 			b.ReportMetric(float64(after)/1024, "rss-after-MiB")
 			b.ReportMetric(float64(after-before)/subscribers, "KiB/sub")
 			b.ReportMetric(connectTime.Seconds(), "connect-s")
+			b.ReportMetric(per("go_goroutines"), "goroutines/sub")
+			b.ReportMetric(per("go_memstats_heap_inuse_bytes")/1024, "heap-KiB/sub")
+			b.ReportMetric(per("go_memstats_stack_inuse_bytes")/1024, "stack-KiB/sub")
 		})
 	}
+}
+
+// serverMetrics reads the named gauges from the server's /metrics.
+func serverMetrics(b *testing.B, s *server, names ...string) map[string]float64 {
+	resp, err := s.client.Get(s.url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("/metrics: HTTP %d %v", resp.StatusCode, err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		for _, n := range names {
+			if v, ok := strings.CutPrefix(line, n+" "); ok {
+				out[n], _ = strconv.ParseFloat(v, 64)
+			}
+		}
+	}
+	return out
 }
 
 // feedCatchUpEvents is how many events the catch-up store holds.

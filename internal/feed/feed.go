@@ -228,7 +228,8 @@ func (s *stream) run(ctx context.Context, catchUp bool) {
 			if !s.readStore(ctx) {
 				return
 			}
-		case c := <-s.l.ch:
+		case cp := <-s.l.ch:
+			c := *cp // shared with the other listeners: read only
 			if s.l.takeLagged() || (len(c.Events) == 0 && !s.follows(c)) || len(held) >= maxHeld {
 				stopHolding()
 				if !s.readStore(ctx) {
