@@ -30,11 +30,12 @@ func version(v *int) *int64 {
 	return &x
 }
 
-func nonEmpty(s string) *string {
-	if s == "" {
-		return nil
+// batchSizeOf is the stream's batchSize; an explicit null means the default.
+func batchSizeOf(n *int) int {
+	if n == nil {
+		return service.DefaultStreamBatch
 	}
-	return &s
+	return *n
 }
 
 func filterOf(f *ipa.TaskFilter) ipa.TaskFilter {

@@ -7,32 +7,12 @@ package graph
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/ipa-dev/ipa/graph/generated"
 	"github.com/ipa-dev/ipa/graph/model"
+	"github.com/ipa-dev/ipa/internal/cohort"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
-
-// Position is the resolver for the position field.
-func (r *eventResolver) Position(ctx context.Context, obj *ipa.Event) (string, error) {
-	return strconv.FormatInt(obj.Position, 10), nil
-}
-
-// ActorID is the resolver for the actorId field.
-func (r *eventResolver) ActorID(ctx context.Context, obj *ipa.Event) (*string, error) {
-	return nonEmpty(obj.ActorID), nil
-}
-
-// CorrelationID is the resolver for the correlationId field.
-func (r *eventResolver) CorrelationID(ctx context.Context, obj *ipa.Event) (*string, error) {
-	return nonEmpty(obj.CorrelationID), nil
-}
-
-// CausationID is the resolver for the causationId field.
-func (r *eventResolver) CausationID(ctx context.Context, obj *ipa.Event) (*string, error) {
-	return nonEmpty(obj.CausationID), nil
-}
 
 // TotalCount is the resolver for the totalCount field.
 func (r *eventConnectionResolver) TotalCount(ctx context.Context, obj *model.EventConnection) (int, error) {
@@ -41,28 +21,37 @@ func (r *eventConnectionResolver) TotalCount(ctx context.Context, obj *model.Eve
 
 // TaskEvents is the resolver for the taskEvents field.
 func (r *subscriptionResolver) TaskEvents(ctx context.Context, taskID string, afterVersion *int) (<-chan *ipa.Event, error) {
-	return r.FeedService.SubscribeTaskEvents(ctx, taskID, version(afterVersion))
+	ch, err := r.FeedService.SubscribeTaskEvents(ctx, taskID, version(afterVersion))
+	return cohort.Tap(ctx, ch, err)
 }
 
 // Events is the resolver for the events field.
 func (r *subscriptionResolver) Events(ctx context.Context, afterPosition *string, types []string) (<-chan *ipa.Event, error) {
-	return r.FeedService.SubscribeEvents(ctx, afterPosition, types)
+	ch, err := r.FeedService.SubscribeEvents(ctx, afterPosition, types)
+	return cohort.Tap(ctx, ch, err)
+}
+
+// TaskEventsStream is the resolver for the taskEventsStream field.
+func (r *subscriptionResolver) TaskEventsStream(ctx context.Context, taskID string, afterVersion *int, batchSize *int) (<-chan []*ipa.Event, error) {
+	ch, err := r.FeedService.SubscribeTaskEventBatches(ctx, taskID, version(afterVersion), batchSizeOf(batchSize))
+	return cohort.Tap(ctx, ch, err)
+}
+
+// EventsStream is the resolver for the eventsStream field.
+func (r *subscriptionResolver) EventsStream(ctx context.Context, afterPosition *string, types []string, batchSize *int) (<-chan []*ipa.Event, error) {
+	ch, err := r.FeedService.SubscribeEventBatches(ctx, afterPosition, types, batchSizeOf(batchSize))
+	return cohort.Tap(ctx, ch, err)
 }
 
 // TaskChanged is the resolver for the taskChanged field.
 func (r *subscriptionResolver) TaskChanged(ctx context.Context, filter *ipa.TaskFilter) (<-chan *ipa.Task, error) {
-	return r.FeedService.SubscribeTaskChanged(ctx, filterOf(filter))
+	ch, err := r.FeedService.SubscribeTaskChanged(ctx, filterOf(filter))
+	return cohort.Tap(ctx, ch, err)
 }
-
-// Event returns generated.EventResolver implementation.
-func (r *Resolver) Event() generated.EventResolver { return &eventResolver{r} }
 
 // EventConnection returns generated.EventConnectionResolver implementation.
 func (r *Resolver) EventConnection() generated.EventConnectionResolver {
 	return &eventConnectionResolver{r}
 }
 
-type (
-	eventResolver           struct{ *Resolver }
-	eventConnectionResolver struct{ *Resolver }
-)
+type eventConnectionResolver struct{ *Resolver }

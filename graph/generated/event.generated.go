@@ -18,13 +18,6 @@ import (
 
 // region    ************************** generated!.gotpl **************************
 
-type EventResolver interface {
-	Position(ctx context.Context, obj *ipa.Event) (string, error)
-
-	ActorID(ctx context.Context, obj *ipa.Event) (*string, error)
-	CorrelationID(ctx context.Context, obj *ipa.Event) (*string, error)
-	CausationID(ctx context.Context, obj *ipa.Event) (*string, error)
-}
 type EventConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *model.EventConnection) (int, error)
 }
@@ -115,7 +108,7 @@ func (ec *executionContext) _Event_position(ctx context.Context, field graphql.C
 			return ec.fieldContext_Event_position(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Event().Position(ctx, obj)
+			return obj.PositionString(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
@@ -126,7 +119,7 @@ func (ec *executionContext) _Event_position(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Event_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, true, true, "String")
+	return graphql.NewScalarFieldContext("Event", field, true, false, "String")
 }
 
 func (ec *executionContext) _Event_type(ctx context.Context, field graphql.CollectedField, obj *ipa.Event) (ret graphql.Marshaler) {
@@ -184,7 +177,7 @@ func (ec *executionContext) _Event_actorId(ctx context.Context, field graphql.Co
 			return ec.fieldContext_Event_actorId(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Event().ActorID(ctx, obj)
+			return obj.ActorIDOrNil(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -195,7 +188,7 @@ func (ec *executionContext) _Event_actorId(ctx context.Context, field graphql.Co
 	)
 }
 func (ec *executionContext) fieldContext_Event_actorId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, true, true, "String")
+	return graphql.NewScalarFieldContext("Event", field, true, false, "String")
 }
 
 func (ec *executionContext) _Event_correlationId(ctx context.Context, field graphql.CollectedField, obj *ipa.Event) (ret graphql.Marshaler) {
@@ -207,7 +200,7 @@ func (ec *executionContext) _Event_correlationId(ctx context.Context, field grap
 			return ec.fieldContext_Event_correlationId(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Event().CorrelationID(ctx, obj)
+			return obj.CorrelationIDOrNil(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -218,7 +211,7 @@ func (ec *executionContext) _Event_correlationId(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_Event_correlationId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, true, true, "String")
+	return graphql.NewScalarFieldContext("Event", field, true, false, "String")
 }
 
 func (ec *executionContext) _Event_causationId(ctx context.Context, field graphql.CollectedField, obj *ipa.Event) (ret graphql.Marshaler) {
@@ -230,7 +223,7 @@ func (ec *executionContext) _Event_causationId(ctx context.Context, field graphq
 			return ec.fieldContext_Event_causationId(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Event().CausationID(ctx, obj)
+			return obj.CausationIDOrNil(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -241,7 +234,7 @@ func (ec *executionContext) _Event_causationId(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_Event_causationId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Event", field, true, true, "String")
+	return graphql.NewScalarFieldContext("Event", field, true, false, "String")
 }
 
 func (ec *executionContext) _Event_occurredAt(ctx context.Context, field graphql.CollectedField, obj *ipa.Event) (ret graphql.Marshaler) {
@@ -435,56 +428,52 @@ func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, ob
 		case "id":
 			out.Values[i] = ec._Event_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "taskId":
 			out.Values[i] = ec._Event_taskId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "version":
 			out.Values[i] = ec._Event_version(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "position":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._Event_position(ctx, field, obj)
-				})
+			out.Values[i] = ec._Event_position(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "type":
 			out.Values[i] = ec._Event_type(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "data":
 			out.Values[i] = ec._Event_data(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "actorId":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, false,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._Event_actorId(ctx, field, obj)
-				})
+			out.Values[i] = ec._Event_actorId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "correlationId":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, false,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._Event_correlationId(ctx, field, obj)
-				})
+			out.Values[i] = ec._Event_correlationId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "causationId":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, false,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._Event_causationId(ctx, field, obj)
-				})
+			out.Values[i] = ec._Event_causationId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "occurredAt":
 			out.Values[i] = ec._Event_occurredAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -588,6 +577,22 @@ func (ec *executionContext) _EventEdge(ctx context.Context, sel ast.SelectionSet
 // endregion **************************** object.gotpl ****************************
 
 // region    ***************************** type.gotpl *****************************
+
+func (ec *executionContext) marshalNEvent2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*ipa.Event) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEvent2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐEvent(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
 
 func (ec *executionContext) marshalNEvent2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐEvent(ctx context.Context, sel ast.SelectionSet, v *ipa.Event) graphql.Marshaler {
 	if v == nil {

@@ -23,7 +23,6 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
-	Event() EventResolver
 	EventConnection() EventConnectionResolver
 	Mutation() MutationResolver
 	Pod() PodResolver
@@ -62,16 +61,16 @@ type ComplexityRoot struct {
 	}
 
 	Event struct {
-		ActorID       func(childComplexity int) int
-		CausationID   func(childComplexity int) int
-		CorrelationID func(childComplexity int) int
-		Data          func(childComplexity int) int
-		ID            func(childComplexity int) int
-		OccurredAt    func(childComplexity int) int
-		Position      func(childComplexity int) int
-		TaskID        func(childComplexity int) int
-		Type          func(childComplexity int) int
-		Version       func(childComplexity int) int
+		ActorIDOrNil       func(childComplexity int) int
+		CausationIDOrNil   func(childComplexity int) int
+		CorrelationIDOrNil func(childComplexity int) int
+		Data               func(childComplexity int) int
+		ID                 func(childComplexity int) int
+		OccurredAt         func(childComplexity int) int
+		PositionString     func(childComplexity int) int
+		TaskID             func(childComplexity int) int
+		Type               func(childComplexity int) int
+		Version            func(childComplexity int) int
 	}
 
 	EventConnection struct {
@@ -157,9 +156,11 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		Events      func(childComplexity int, afterPosition *string, types []string) int
-		TaskChanged func(childComplexity int, filter *ipa.TaskFilter) int
-		TaskEvents  func(childComplexity int, taskID string, afterVersion *int) int
+		Events           func(childComplexity int, afterPosition *string, types []string) int
+		EventsStream     func(childComplexity int, afterPosition *string, types []string, batchSize *int) int
+		TaskChanged      func(childComplexity int, filter *ipa.TaskFilter) int
+		TaskEvents       func(childComplexity int, taskID string, afterVersion *int) int
+		TaskEventsStream func(childComplexity int, taskID string, afterVersion *int, batchSize *int) int
 	}
 
 	Task struct {
@@ -290,23 +291,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		return e.ComplexityRoot.DeleteTaskPayload.TaskID(childComplexity), true
 
 	case "Event.actorId":
-		if e.ComplexityRoot.Event.ActorID == nil {
+		if e.ComplexityRoot.Event.ActorIDOrNil == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Event.ActorID(childComplexity), true
+		return e.ComplexityRoot.Event.ActorIDOrNil(childComplexity), true
 	case "Event.causationId":
-		if e.ComplexityRoot.Event.CausationID == nil {
+		if e.ComplexityRoot.Event.CausationIDOrNil == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Event.CausationID(childComplexity), true
+		return e.ComplexityRoot.Event.CausationIDOrNil(childComplexity), true
 	case "Event.correlationId":
-		if e.ComplexityRoot.Event.CorrelationID == nil {
+		if e.ComplexityRoot.Event.CorrelationIDOrNil == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Event.CorrelationID(childComplexity), true
+		return e.ComplexityRoot.Event.CorrelationIDOrNil(childComplexity), true
 	case "Event.data":
 		if e.ComplexityRoot.Event.Data == nil {
 			break
@@ -326,11 +327,11 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Event.OccurredAt(childComplexity), true
 	case "Event.position":
-		if e.ComplexityRoot.Event.Position == nil {
+		if e.ComplexityRoot.Event.PositionString == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Event.Position(childComplexity), true
+		return e.ComplexityRoot.Event.PositionString(childComplexity), true
 	case "Event.taskId":
 		if e.ComplexityRoot.Event.TaskID == nil {
 			break
@@ -774,6 +775,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.Events(childComplexity, args["afterPosition"].(*string), args["types"].([]string)), true
+	case "Subscription.eventsStream":
+		if e.ComplexityRoot.Subscription.EventsStream == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_eventsStream_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.EventsStream(childComplexity, args["afterPosition"].(*string), args["types"].([]string), args["batchSize"].(*int)), true
 	case "Subscription.taskChanged":
 		if e.ComplexityRoot.Subscription.TaskChanged == nil {
 			break
@@ -796,6 +808,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.TaskEvents(childComplexity, args["taskId"].(string), args["afterVersion"].(*int)), true
+	case "Subscription.taskEventsStream":
+		if e.ComplexityRoot.Subscription.TaskEventsStream == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_taskEventsStream_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.TaskEventsStream(childComplexity, args["taskId"].(string), args["afterVersion"].(*int), args["batchSize"].(*int)), true
 
 	case "Task.archived":
 		if e.ComplexityRoot.Task.Archived == nil {
@@ -1125,6 +1148,18 @@ extend type Subscription {
   ` + "`" + `afterPosition` + "`" + ` it starts at the live head.
   """
   events(afterPosition: String, types: [String!]): Event!
+  """
+  ` + "`" + `taskEvents` + "`" + ` in batches: each message is a non-empty list of consecutive events of the
+  task (in version order, no gap, no duplicate, across catch-up and live), at most
+  ` + "`" + `batchSize` + "`" + ` (1 to 1000) of them. Catch-up fills batches; a live batch is sent as soon as
+  events are ready, holding only what is already queued.
+  """
+  taskEventsStream(taskId: ID!, afterVersion: Int, batchSize: Int = 100): [Event!]!
+  """
+  ` + "`" + `events` + "`" + ` in batches: each message is a non-empty list of consecutive events of the global
+  feed (in position order, after the type filter), at most ` + "`" + `batchSize` + "`" + ` (1 to 1000) of them.
+  """
+  eventsStream(afterPosition: String, types: [String!], batchSize: Int = 100): [Event!]!
   "The task's new view each time its row changes, for tasks matching the filter."
   taskChanged(filter: TaskFilter): Task!
 }

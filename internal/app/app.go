@@ -21,6 +21,7 @@ import (
 
 	"github.com/ipa-dev/ipa/graph"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/cohort"
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
@@ -96,6 +97,8 @@ type App struct {
 	Auth       *auth.Authenticator
 	Registry   *prometheus.Registry
 	Handler    http.Handler
+	// Cohorts groups the server's identical subscriptions (package cohort).
+	Cohorts *cohort.Cohorts
 
 	stopListening context.CancelFunc
 	listening     sync.WaitGroup
@@ -238,7 +241,9 @@ func (a *App) build(ctx context.Context) (err error) {
 
 	// HTTP.
 	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback, auth.WithLogger(log))
+	a.Cohorts = cohort.New()
 	a.Handler = httpserver.New(httpserver.Config{
+		Cohorts:      a.Cohorts,
 		Resolver:     a.Services,
 		Auth:         a.Auth,
 		Registry:     a.Registry,

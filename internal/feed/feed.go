@@ -44,6 +44,34 @@ func NewFeed(r Reader, b *Broker, log *slog.Logger) *Feed {
 // current version (live only). The channel closes when ctx ends or the store
 // fails. Returns ENOTFOUND when the task does not exist.
 func (f *Feed) TaskEvents(ctx context.Context, taskID string, after *int64) (<-chan *ipa.Event, error) {
+	s, err := f.openTask(ctx, taskID, after)
+	if err != nil {
+		return nil, err
+	}
+	s.out = make(chan *ipa.Event, feedBuffer)
+	go s.run(ctx, after != nil)
+	return s.out, nil
+}
+
+// TaskEventBatches is TaskEvents in batches: each value is a non-empty run
+// of consecutive events, at most batchSize of them (see stream.flush for
+// when a batch is sent). Returns EINVALID when batchSize is outside
+// 1..MaxBatchSize, ENOTFOUND when the task does not exist.
+func (f *Feed) TaskEventBatches(ctx context.Context, taskID string, after *int64, batchSize int) (<-chan []*ipa.Event, error) {
+	if err := checkBatchSize(batchSize); err != nil {
+		return nil, err
+	}
+	s, err := f.openTask(ctx, taskID, after)
+	if err != nil {
+		return nil, err
+	}
+	s.startBatches(batchSize)
+	go s.run(ctx, after != nil)
+	return s.batches, nil
+}
+
+// openTask listens to the task and returns its stream, not yet running.
+func (f *Feed) openTask(ctx context.Context, taskID string, after *int64) (*stream, error) {
 	l := f.broker.listen(taskID) // listen before reading, so nothing commits unheard
 	t, err := f.store.GetTask(ctx, taskID)
 	if err != nil {
@@ -58,16 +86,41 @@ func (f *Feed) TaskEvents(ctx context.Context, taskID string, after *int64) (<-c
 		}
 		last = *after
 	}
-	s := &stream{feed: f, l: l, out: make(chan *ipa.Event, feedBuffer), last: last, taskID: taskID,
-		seq: func(e ipa.Event) int64 { return e.Version }}
-	go s.run(ctx, after != nil)
-	return s.out, nil
+	return &stream{feed: f, l: l, last: last, taskID: taskID,
+		seq: func(e ipa.Event) int64 { return e.Version }}, nil
 }
 
 // Events streams the global feed after the position (from the live head when
 // after is nil), only the given types when types is not empty. The channel
 // closes when ctx ends or the store fails.
 func (f *Feed) Events(ctx context.Context, after *int64, types []string) (<-chan *ipa.Event, error) {
+	s, err := f.openGlobal(ctx, after, types)
+	if err != nil {
+		return nil, err
+	}
+	s.out = make(chan *ipa.Event, feedBuffer)
+	go s.run(ctx, after != nil)
+	return s.out, nil
+}
+
+// EventBatches is Events in batches, as TaskEventBatches is TaskEvents.
+// Returns EINVALID when batchSize is outside 1..MaxBatchSize.
+func (f *Feed) EventBatches(ctx context.Context, after *int64, types []string, batchSize int) (<-chan []*ipa.Event, error) {
+	if err := checkBatchSize(batchSize); err != nil {
+		return nil, err
+	}
+	s, err := f.openGlobal(ctx, after, types)
+	if err != nil {
+		return nil, err
+	}
+	s.startBatches(batchSize)
+	go s.run(ctx, after != nil)
+	return s.batches, nil
+}
+
+// openGlobal listens to every task and returns the global stream, not yet
+// running.
+func (f *Feed) openGlobal(ctx context.Context, after *int64, types []string) (*stream, error) {
 	l := f.broker.listen("")
 	var last int64
 	if after != nil {
@@ -80,15 +133,30 @@ func (f *Feed) Events(ctx context.Context, after *int64, types []string) (<-chan
 		}
 		last = head
 	}
-	s := &stream{feed: f, l: l, out: make(chan *ipa.Event, feedBuffer), last: last, types: types,
-		seq: func(e ipa.Event) int64 { return e.Position }}
-	go s.run(ctx, after != nil)
-	return s.out, nil
+	return &stream{feed: f, l: l, last: last, types: types,
+		seq: func(e ipa.Event) int64 { return e.Position }}, nil
+}
+
+// MaxBatchSize is the largest batch a batched stream sends.
+const MaxBatchSize = 1000
+
+func checkBatchSize(n int) error {
+	if n < 1 || n > MaxBatchSize {
+		return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument,
+			"batchSize must be from 1 to %d, got %d.", MaxBatchSize, n)
+	}
+	return nil
 }
 
 // stream is one running event subscription. last is the sequence number
 // (version or position) of the last event it has accounted for — delivered,
 // or skipped by the type filter.
+//
+// A stream sends either single events (out) or batches (batches, with
+// batchSize > 0): a batch collects delivered events and is sent when it is
+// full, or when nothing more is ready — the end of a catch-up from the store,
+// or no commit waiting in the listener — so a live batch leaves as soon as
+// the events already queued are in it, never after a timer.
 type stream struct {
 	feed   *Feed
 	l      *listener
@@ -97,10 +165,31 @@ type stream struct {
 	taskID string // "" = global feed by position
 	types  []string
 	seq    func(ipa.Event) int64
+
+	batches   chan []*ipa.Event
+	batchSize int
+	batch     []*ipa.Event // collected, not yet sent
+}
+
+// startBatches makes the stream send batches of up to n events. The channel
+// holds about feedBuffer events' worth of batches (at least one batch), so
+// reading the store overlaps with sending, and what a slow client holds up
+// stays bounded by the batch size, not the feed.
+func (s *stream) startBatches(n int) {
+	s.batchSize = n
+	s.batches = make(chan []*ipa.Event, max(1, feedBuffer/n))
+}
+
+func (s *stream) closeOut() {
+	if s.batches != nil {
+		close(s.batches)
+		return
+	}
+	close(s.out)
 }
 
 func (s *stream) run(ctx context.Context, catchUp bool) {
-	defer close(s.out)
+	defer s.closeOut()
 	defer s.feed.broker.unlisten(s.l)
 	if catchUp && !s.readStore(ctx) {
 		return
@@ -126,6 +215,11 @@ func (s *stream) run(ctx context.Context, catchUp bool) {
 	}
 	defer stopHolding()
 	for {
+		// Send what is collected unless another commit is already waiting
+		// to join it.
+		if len(s.batch) > 0 && len(s.l.ch) == 0 && !s.flush(ctx) {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -134,7 +228,8 @@ func (s *stream) run(ctx context.Context, catchUp bool) {
 			if !s.readStore(ctx) {
 				return
 			}
-		case c := <-s.l.ch:
+		case cp := <-s.l.ch:
+			c := *cp // shared with the other listeners: read only
 			if s.l.takeLagged() || (len(c.Events) == 0 && !s.follows(c)) || len(held) >= maxHeld {
 				stopHolding()
 				if !s.readStore(ctx) {
@@ -223,8 +318,29 @@ func (s *stream) deliver(ctx context.Context, e ipa.Event) bool {
 	if len(s.types) > 0 && !slices.Contains(s.types, e.Type) {
 		return true
 	}
+	if s.batchSize > 0 {
+		if s.batch == nil {
+			s.batch = make([]*ipa.Event, 0, min(s.batchSize, catchUpPage))
+		}
+		s.batch = append(s.batch, &e)
+		return len(s.batch) < s.batchSize || s.flush(ctx)
+	}
 	select {
 	case s.out <- &e:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// flush sends the collected batch, if any. Returns false when ctx ended.
+func (s *stream) flush(ctx context.Context) bool {
+	if len(s.batch) == 0 {
+		return true
+	}
+	select {
+	case s.batches <- s.batch:
+		s.batch = nil
 		return true
 	case <-ctx.Done():
 		return false

@@ -17,9 +17,10 @@ import (
 )
 
 // Subscribers join one task's stream at moments spread over a run of
-// concurrent writes, from the start and from a version they last saw; each
-// must get exactly the versions after it, in order, across the switch from
-// reading the store to following live commits.
+// concurrent writes, from the start and from a version they last saw, one
+// event at a time or in batches (batchSizes); each must get exactly the
+// versions after it, in order, across the switch from reading the store to
+// following live commits.
 func TestTaskEventsNoGapNoDuplicate(t *testing.T) {
 	t.Parallel()
 	forEachBackendReordering(t, func(t *testing.T, e *env) {
@@ -56,12 +57,13 @@ func TestTaskEventsNoGapNoDuplicate(t *testing.T) {
 				}
 				ctx, cancel := context.WithCancel(e.ctx)
 				defer cancel()
-				ch, err := e.feed.TaskEvents(ctx, task.ID, &after)
+				batch := batchSizes[i%len(batchSizes)]
+				ch, err := e.taskEvents(t, ctx, task.ID, &after, batch)
 				if !assert.NoError(t, err) {
 					return
 				}
 				got := until(t, ch, func(ev *ipa.Event) bool { return ev.Version >= final })
-				assert.Equalf(t, span(after+1, final), versions(got), "subscriber %d after version %d", i, after)
+				assert.Equalf(t, span(after+1, final), versions(got), "subscriber %d after version %d, batches of %d", i, after, batch)
 				for _, ev := range got {
 					assert.Equal(t, task.ID, ev.TaskID)
 				}
@@ -86,6 +88,7 @@ func TestEventsNoGapNoDuplicate(t *testing.T) {
 		type sub struct {
 			after *int64 // nil: live head
 			types []string
+			batch int // 0: single events
 			got   []*ipa.Event
 		}
 		subs := make([]*sub, subscribers)
@@ -135,7 +138,8 @@ func TestEventsNoGapNoDuplicate(t *testing.T) {
 				}
 				ctx, cancel := context.WithCancel(e.ctx)
 				defer cancel()
-				ch, err := e.feed.Events(ctx, s.after, s.types)
+				s.batch = batchSizes[i%len(batchSizes)]
+				ch, err := e.events(t, ctx, s.after, s.types, s.batch)
 				if !assert.NoError(t, err) {
 					return
 				}
@@ -163,7 +167,7 @@ func TestEventsNoGapNoDuplicate(t *testing.T) {
 					want = append(want, ev.Position)
 				}
 			}
-			assert.Equalf(t, want, positions(s.got), "subscriber %d after %d types %v", i, *s.after, s.types)
+			assert.Equalf(t, want, positions(s.got), "subscriber %d after %d types %v batches of %d", i, *s.after, s.types, s.batch)
 			for _, ev := range s.got {
 				want := all[ev.Position-1]
 				assert.Equal(t, want.ID, ev.ID)

@@ -418,32 +418,69 @@ func cmp(a, b error) error {
 const catchUpEvents = 100_000
 
 // BenchmarkCatchUp reads a 100,000-event task from the start over WebSocket
-// (taskEvents(afterVersion: 0), every field) and, side by side, straight from
-// store.ReadEvents in pages of 1000: the floor the feed is measured against.
+// and, side by side, straight from store.ReadEvents in pages of 1000: the
+// floor the feed is measured against. Over the socket: taskEvents(afterVersion:
+// 0), one event per message, and the batched streams taskEventsStream and
+// eventsStream(afterPosition: "0") with batchSize 500, every field. The floor
+// for eventsStream is the global read (ReadEvents without a task), for the
+// task feeds the task's read.
 func BenchmarkCatchUp(b *testing.B) {
+	const batch = 500
 	for _, backend := range testdb.Backends {
 		b.Run(backend, func(b *testing.B) {
 			s := benchSetup(b, backend)
 			ctx := context.Background()
 			id := seedTask(b, s.store, catchUpEvents)
-			var wsTime, storeTime time.Duration
-			b.ResetTimer()
-			for range b.N {
+			var wsTime, taskStreamTime, streamTime, storeTime, globalStoreTime time.Duration
+			readStore := func(taskID string) time.Duration {
 				start := time.Now()
 				n := 0
 				for after := int64(0); ; {
-					page, err := s.store.ReadEvents(ctx, ipa.EventQuery{TaskID: id, After: after, Limit: 1000})
+					page, err := s.store.ReadEvents(ctx, ipa.EventQuery{TaskID: taskID, After: after, Limit: 1000})
 					require.NoError(b, err)
 					n += len(page)
 					if len(page) < 1000 {
 						break
 					}
 					after = page[len(page)-1].Version
+					if taskID == "" {
+						after = page[len(page)-1].Position
+					}
 				}
-				storeTime += time.Since(start)
 				require.Equal(b, catchUpEvents, n)
+				return time.Since(start)
+			}
+			// readBatches reads batched messages until the last event,
+			// checking that the field sequence runs 1, 2, 3… with no gap.
+			readBatches := func(query string, vars map[string]any, seqField string) time.Duration {
+				start := time.Now()
+				sub, err := s.subscribe(ctx, query, vars)
+				require.NoError(b, err)
+				defer sub.close()
+				want := int64(1)
+				for want <= catchUpEvents {
+					raw, err := sub.next(ctx)
+					require.NoError(b, err)
+					n := 0
+					for _, v := range fieldInts(raw, seqField) {
+						if v != want {
+							b.Fatalf("got %s %d, want %d", seqField, v, want)
+						}
+						want++
+						n++
+					}
+					if n < 1 || n > batch {
+						b.Fatalf("a batch of %d", n)
+					}
+				}
+				return time.Since(start)
+			}
+			b.ResetTimer()
+			for range b.N {
+				storeTime += readStore(id)
+				globalStoreTime += readStore("")
 
-				start = time.Now()
+				start := time.Now()
 				sub, err := s.subscribe(ctx, `subscription($id: ID!) { taskEvents(taskId: $id, afterVersion: 0) { `+eventFields+` causationId } }`,
 					map[string]any{"id": id})
 				require.NoError(b, err)
@@ -458,14 +495,47 @@ func BenchmarkCatchUp(b *testing.B) {
 				}
 				wsTime += time.Since(start)
 				sub.close()
+
+				taskStreamTime += readBatches(`subscription($id: ID!, $n: Int) { taskEventsStream(taskId: $id, afterVersion: 0, batchSize: $n) { `+eventFields+` causationId } }`,
+					map[string]any{"id": id, "n": batch}, "version")
+				streamTime += readBatches(`subscription($n: Int) { eventsStream(afterPosition: "0", batchSize: $n) { `+eventFields+` causationId } }`,
+					map[string]any{"n": batch}, "position")
 			}
 			b.StopTimer()
-			wsRate := float64(catchUpEvents*b.N) / wsTime.Seconds()
-			storeRate := float64(catchUpEvents*b.N) / storeTime.Seconds()
-			b.ReportMetric(wsRate, "ws-events/s")
-			b.ReportMetric(storeRate, "store-events/s")
-			b.ReportMetric(storeRate/wsRate, "x-floor")
+			rate := func(d time.Duration) float64 { return float64(catchUpEvents*b.N) / d.Seconds() }
+			b.ReportMetric(rate(storeTime), "store-events/s")
+			b.ReportMetric(rate(wsTime), "ws-events/s")
+			b.ReportMetric(rate(storeTime)/rate(wsTime), "x-floor")
+			b.ReportMetric(rate(taskStreamTime), "taskstream-events/s")
+			b.ReportMetric(rate(storeTime)/rate(taskStreamTime), "taskstream-x-floor")
+			b.ReportMetric(rate(globalStoreTime), "global-store-events/s")
+			b.ReportMetric(rate(streamTime), "stream-events/s")
+			b.ReportMetric(rate(globalStoreTime)/rate(streamTime), "stream-x-floor")
 		})
+	}
+}
+
+// fieldInts returns every value of an integer or decimal-string field in
+// raw, in order, without decoding the message.
+func fieldInts(raw []byte, name string) []int64 {
+	key := []byte(`"` + name + `":`)
+	var out []int64
+	for {
+		i := bytes.Index(raw, key)
+		if i < 0 {
+			return out
+		}
+		raw = raw[i+len(key):]
+		v := raw
+		if len(v) > 0 && v[0] == '"' {
+			v = v[1:]
+		}
+		end := 0
+		for end < len(v) && v[end] >= '0' && v[end] <= '9' {
+			end++
+		}
+		n, _ := strconv.ParseInt(string(v[:end]), 10, 64)
+		out = append(out, n)
 	}
 }
 

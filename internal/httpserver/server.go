@@ -27,6 +27,7 @@ import (
 	"github.com/ipa-dev/ipa/graph"
 	"github.com/ipa-dev/ipa/graph/generated"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/cohort"
 	"github.com/ipa-dev/ipa/internal/ide"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/ui"
@@ -60,6 +61,16 @@ type Config struct {
 	// AllowedHosts are host names served while the anonymous local door is
 	// open, besides loopback names and addresses.
 	AllowedHosts []string
+	// Cohorts shares the execution of identical subscriptions; nil makes
+	// a set of its own.
+	Cohorts *cohort.Cohorts
+}
+
+func (c Config) cohorts() *cohort.Cohorts {
+	if c.Cohorts == nil {
+		return cohort.New()
+	}
+	return c.Cohorts
 }
 
 // New returns the server's handler.
@@ -88,6 +99,9 @@ func New(cfg Config) http.Handler {
 	gql.Use(responseLimit{max: MaxResponseBytes, present: present})
 	gql.Use(m)
 	gql.Use(sessionCheck{present: present})
+	// After the session check: a subscription joins its cohort only once
+	// its credential is good (see package cohort).
+	gql.Use(cfg.cohorts())
 	gql.SetErrorPresenter(present)
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 

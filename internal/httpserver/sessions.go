@@ -55,14 +55,14 @@ func (h *wsHolder) close() {
 }
 
 // wsImplementation is gqlgen's coder/websocket adapter (zero options keep its
-// same-origin check), with connections that close with 4403 once their
-// credential was revoked.
+// same-origin check), writing through a bounded, coalescing sendQueue, with
+// connections that close with 4403 once their credential was revoked.
 type wsImplementation struct {
 	transport.CoderWebsocketImplementation
 }
 
 func (i wsImplementation) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
-	c, err := i.CoderWebsocketImplementation.Accept(w, r, opts)
+	c, err := i.CoderWebsocketImplementation.Accept(queuedWriter{w}, r, opts) // frames go through a sendQueue
 	if err != nil {
 		return nil, err
 	}

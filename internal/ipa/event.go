@@ -2,6 +2,7 @@ package ipa
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -40,6 +41,28 @@ type Event struct {
 	CorrelationID string
 	CausationID   string
 	OccurredAt    time.Time
+}
+
+// PositionString, ActorIDOrNil, CorrelationIDOrNil and CausationIDOrNil
+// are the event as the API shows it: the position as a decimal string, and
+// absent ids as null. They are methods so that the GraphQL layer binds them
+// without resolvers, which it would run each in a goroutine of its own.
+func (e *Event) PositionString() string { return strconv.FormatInt(e.Position, 10) }
+
+// ActorIDOrNil is ActorID, nil when empty.
+func (e *Event) ActorIDOrNil() *string { return nilIfEmpty(e.ActorID) }
+
+// CorrelationIDOrNil is CorrelationID, nil when empty.
+func (e *Event) CorrelationIDOrNil() *string { return nilIfEmpty(e.CorrelationID) }
+
+// CausationIDOrNil is CausationID, nil when empty.
+func (e *Event) CausationIDOrNil() *string { return nilIfEmpty(e.CausationID) }
+
+func nilIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // NewEvent is an event about to be appended: the store assigns id, version,

@@ -324,6 +324,16 @@ func (memFeed) Events(context.Context, *int64, []string) (<-chan *ipa.Event, err
 	close(ch)
 	return ch, nil
 }
+func (memFeed) TaskEventBatches(context.Context, string, *int64, int) (<-chan []*ipa.Event, error) {
+	ch := make(chan []*ipa.Event)
+	close(ch)
+	return ch, nil
+}
+func (memFeed) EventBatches(context.Context, *int64, []string, int) (<-chan []*ipa.Event, error) {
+	ch := make(chan []*ipa.Event)
+	close(ch)
+	return ch, nil
+}
 func (memFeed) TaskChanged(context.Context, ipa.TaskFilter) (<-chan *ipa.Task, error) {
 	ch := make(chan *ipa.Task)
 	close(ch)

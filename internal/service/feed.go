@@ -11,6 +11,23 @@ type Feed interface {
 	TaskEvents(ctx context.Context, taskID string, after *int64) (<-chan *ipa.Event, error)
 	Events(ctx context.Context, after *int64, types []string) (<-chan *ipa.Event, error)
 	TaskChanged(ctx context.Context, filter ipa.TaskFilter) (<-chan *ipa.Task, error)
+	TaskEventBatches(ctx context.Context, taskID string, after *int64, batchSize int) (<-chan []*ipa.Event, error)
+	EventBatches(ctx context.Context, after *int64, types []string, batchSize int) (<-chan []*ipa.Event, error)
+}
+
+// MaxStreamBatch is the largest batchSize of eventsStream and
+// taskEventsStream; DefaultStreamBatch is what they use when none is given.
+const (
+	MaxStreamBatch     = 1000
+	DefaultStreamBatch = 100
+)
+
+func checkStreamBatch(n int) error {
+	if n < 1 || n > MaxStreamBatch {
+		return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument,
+			"batchSize must be from 1 to %d; got %d.", MaxStreamBatch, n)
+	}
+	return nil
 }
 
 // FeedService opens live feeds for authorized callers.
@@ -45,6 +62,41 @@ func (s *FeedService) SubscribeEvents(ctx context.Context, afterPosition *string
 		after = &p
 	}
 	return s.feed.Events(ctx, after, types)
+}
+
+// SubscribeTaskEventBatches is SubscribeTaskEvents in batches of 1 to
+// batchSize consecutive events. Requires VIEWER. Returns EINVALID when
+// batchSize is outside 1..MaxStreamBatch or afterVersion is negative,
+// ENOTFOUND when the task does not exist.
+func (s *FeedService) SubscribeTaskEventBatches(ctx context.Context, taskID string, after *int64, batchSize int) (<-chan []*ipa.Event, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	if err := checkStreamBatch(batchSize); err != nil {
+		return nil, err
+	}
+	return s.feed.TaskEventBatches(ctx, taskID, after, batchSize)
+}
+
+// SubscribeEventBatches is SubscribeEvents in batches of 1 to batchSize
+// consecutive events. Requires VIEWER. Returns EINVALID for a malformed
+// position or a batchSize outside 1..MaxStreamBatch.
+func (s *FeedService) SubscribeEventBatches(ctx context.Context, afterPosition *string, types []string, batchSize int) (<-chan []*ipa.Event, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return nil, err
+	}
+	if err := checkStreamBatch(batchSize); err != nil {
+		return nil, err
+	}
+	var after *int64
+	if afterPosition != nil {
+		p, err := ParsePosition(*afterPosition)
+		if err != nil {
+			return nil, err
+		}
+		after = &p
+	}
+	return s.feed.EventBatches(ctx, after, types, batchSize)
 }
 
 // SubscribeTaskChanged streams the new view of each task matching the filter

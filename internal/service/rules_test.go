@@ -79,6 +79,14 @@ func TestAuthorizationByRole(t *testing.T) {
 			_, err := feeds.SubscribeEvents(ctx, ptr("not a position"), nil)
 			return err
 		}},
+		{"taskEventsStream subscription", ipa.RoleViewer, func(ctx context.Context) error {
+			_, err := feeds.SubscribeTaskEventBatches(ctx, task.ID, nil, 0)
+			return err
+		}},
+		{"eventsStream subscription", ipa.RoleViewer, func(ctx context.Context) error {
+			_, err := feeds.SubscribeEventBatches(ctx, nil, nil, 1001)
+			return err
+		}},
 		{"taskChanged subscription", ipa.RoleViewer, func(ctx context.Context) error {
 			_, err := feeds.SubscribeTaskChanged(ctx, ipa.TaskFilter{Statuses: []ipa.TaskStatus{"NOPE"}})
 			return err

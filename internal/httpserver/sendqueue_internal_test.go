@@ -1,0 +1,105 @@
+package httpserver
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// countingConn counts the writes that reach the connection.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// readN reads exactly n bytes from c, failing on a hang.
+func readN(t *testing.T, c net.Conn, n int) []byte {
+	t.Helper()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+	buf := make([]byte, n)
+	_, err := io.ReadFull(c, buf)
+	require.NoError(t, err)
+	return buf
+}
+
+// Frames queued while a write is under way leave together, in order, in one
+// write; the writer goroutine ends when the queue is empty.
+func TestSendQueueCoalesces(t *testing.T) {
+	server, client := net.Pipe() // synchronous: a write waits for its reader
+	defer client.Close()
+	cc := &countingConn{Conn: server}
+	q := newSendQueue(cc)
+	defer q.Close()
+
+	_, err := q.Write([]byte("a"))
+	require.NoError(t, err)
+	// The writer has taken "a" and waits for the reader.
+	require.Eventually(t, func() bool { return cc.writes.Load() == 1 }, 30*time.Second, time.Millisecond)
+	for _, s := range []string{"b", "c", "d"} {
+		_, err := q.Write([]byte(s))
+		require.NoError(t, err)
+	}
+	require.Equal(t, "a", string(readN(t, client, 1)))
+	require.Equal(t, "bcd", string(readN(t, client, 3)))
+	require.Equal(t, int64(2), cc.writes.Load())
+}
+
+// A full queue makes the next Write wait until the client reads; a failed
+// connection fails the writes after it.
+func TestSendQueueBounded(t *testing.T) {
+	server, client := net.Pipe()
+	cc := &countingConn{Conn: server}
+	q := newSendQueue(cc)
+	_, err := q.Write([]byte("a"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return cc.writes.Load() == 1 }, 30*time.Second, time.Millisecond)
+	big := bytes.Repeat([]byte("x"), maxQueuedBytes)
+	_, err = q.Write(big) // the queue was empty: it fits
+	require.NoError(t, err)
+	returned := make(chan error, 1)
+	go func() {
+		_, err := q.Write([]byte("z"))
+		returned <- err
+	}()
+	select {
+	case <-returned:
+		t.Fatal("a write over the bound did not wait")
+	case <-time.After(50 * time.Millisecond): // it must still be waiting
+	}
+	require.Equal(t, "a", string(readN(t, client, 1)))
+	require.Equal(t, big, readN(t, client, len(big)))
+	require.NoError(t, <-returned)
+	require.Equal(t, "z", string(readN(t, client, 1)))
+
+	require.NoError(t, client.Close())
+	_, _ = q.Write([]byte("lost")) // fails in the writer
+	require.Eventually(t, func() bool { _, err := q.Write([]byte("after")); return err != nil }, 30*time.Second, time.Millisecond)
+	require.NoError(t, q.Close())
+}
+
+// Close sends what is queued before it closes the connection.
+func TestSendQueueCloseFlushes(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	q := newSendQueue(server)
+	_, err := q.Write([]byte("first"))
+	require.NoError(t, err)
+	_, err = q.Write([]byte("close-frame"))
+	require.NoError(t, err)
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close() }()
+	require.Equal(t, "firstclose-frame", string(readN(t, client, len("firstclose-frame"))))
+	require.NoError(t, <-closed)
+	_, err = q.Write([]byte("x"))
+	require.ErrorIs(t, err, net.ErrClosed)
+}
