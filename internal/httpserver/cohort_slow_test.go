@@ -36,7 +36,8 @@ func TestCohortSlowMember(t *testing.T) {
 
 		// The slow member: a small receive buffer, so the server's writes
 		// back up soon, and nothing read after the subscription starts.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// Generous: it only bounds a hang; the machine may be busy with other tests.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		dialer := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
