@@ -221,10 +221,17 @@ func (a *App) build(ctx context.Context) (err error) {
 		DataDir:       dataDir,
 		InstanceID:    cfg.InstanceID,
 		Leases:        leaseStore{st: a.Store, owner: cfg.InstanceID},
-		OrphanGrace:   instance.OrphanGrace(cfg.LeaseTTL),
 		DefaultPolicy: cfg.DefaultPolicy,
 		Logger:        log,
 		Registry:      a.Registry,
+	}
+	if a.Store.Dialect() == "postgres" {
+		// Other instances may take this one's pods over after the TTL: its
+		// plugins stop their work when it has been silent for half of it
+		// (the variable is set on each plugin, whatever the environment
+		// says). SQLite has one instance: a plugin keeps its default grace
+		// for the server to come back.
+		supCfg.OrphanGrace = instance.OrphanGrace(cfg.LeaseTTL)
 	}
 	if cfg.Supervisor != nil {
 		cfg.Supervisor(&supCfg)
