@@ -63,7 +63,7 @@ type changeListener struct {
 	mu       sync.Mutex
 	pending  map[string]Commit
 	overflow bool
-	resync   bool // notices may have been lost: read the store from the last position
+	resync   bool          // notices may have been lost: read the store from the last position
 	wake     chan struct{} // capacity 1
 }
 
