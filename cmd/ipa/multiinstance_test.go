@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -26,13 +27,13 @@ const (
 
 // cluster is several servers on one database.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	db    string
 	homes map[string]*home
 	srv   map[string]*server
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	return &cluster{t: t, db: testdb.URL(t, "postgres"), homes: map[string]*home{}, srv: map[string]*server{}}
 }
 
@@ -248,7 +249,7 @@ func TestSeveralInstances(t *testing.T) {
 	}
 
 	// Pods owned by A.
-	const n = 6
+	const n = 20 // the issue's scenario: one owner of 20 auto-restart pods is killed
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = a.createTask(t, autoRestartTask(fmt.Sprintf("owned by A %d", i)))
@@ -281,19 +282,226 @@ func TestSeveralInstances(t *testing.T) {
 		}
 	})
 
+	t.Run("FeedsAcrossInstancesAndListenerLoss", func(t *testing.T) {
+		fctx, fcancel := context.WithTimeout(ctx, 60*time.Second)
+		defer fcancel()
+		feedTypes := []string{"task_created", "phase_changed"}
+		feed := subscribe(t, fctx, a, `subscription { events(afterPosition: "0", types: ["task_created", "phase_changed"]) { taskId version position type } }`)
+		changed := subscribe(t, fctx, a, `subscription { taskChanged(filter: {titleContains: "feed writer"}) { id version } }`)
+
+		// seenEvents holds, per task, the versions the events feed on A
+		// delivered; every delivery must come after the previous position
+		// (no duplicate, no step back).
+		seenEvents := map[string][]int{}
+		var last int64
+		readEvents := func(done func() bool, what string) {
+			t.Helper()
+			for !done() {
+				select {
+				case raw, ok := <-feed:
+					if !ok {
+						t.Fatal("events feed closed")
+					}
+					var d struct {
+						Events struct {
+							TaskID   string
+							Version  int
+							Position string
+						}
+					}
+					if err := json.Unmarshal(raw, &d); err != nil {
+						t.Fatal(err)
+					}
+					var pos int64
+					if _, err := fmt.Sscan(d.Events.Position, &pos); err != nil {
+						t.Fatalf("position %q: %v", d.Events.Position, err)
+					}
+					if pos <= last {
+						t.Fatalf("position %d after %d: a duplicate or a step back", pos, last)
+					}
+					last = pos
+					seenEvents[d.Events.TaskID] = append(seenEvents[d.Events.TaskID], d.Events.Version)
+				case <-fctx.Done():
+					t.Fatalf("events feed on A: waiting for %s, saw %v", what, seenEvents)
+				}
+			}
+		}
+		// sentChanged holds the newest version taskChanged on A sent per task;
+		// a task is never sent again at an older or equal version.
+		sentChanged := map[string]int{}
+		readChanged := func(done func() bool, what string) {
+			t.Helper()
+			for !done() {
+				select {
+				case raw, ok := <-changed:
+					if !ok {
+						t.Fatal("taskChanged closed")
+					}
+					var d struct {
+						TaskChanged struct {
+							ID      string
+							Version int
+						}
+					}
+					if err := json.Unmarshal(raw, &d); err != nil {
+						t.Fatal(err)
+					}
+					if d.TaskChanged.Version <= sentChanged[d.TaskChanged.ID] {
+						t.Fatalf("taskChanged sent %s version %d after %d", d.TaskChanged.ID, d.TaskChanged.Version, sentChanged[d.TaskChanged.ID])
+					}
+					sentChanged[d.TaskChanged.ID] = d.TaskChanged.Version
+				case <-fctx.Done():
+					t.Fatalf("taskChanged on A: waiting for %s, saw %v", what, sentChanged)
+				}
+			}
+		}
+
+		// A probe written through B and heard on A proves both subscriptions
+		// are listening and notices cross instances before the cut.
+		probe := b.createTask(t, map[string]any{"title": "feed writer probe"})
+		readEvents(func() bool { return len(seenEvents[probe]) > 0 }, "the probe")
+		readChanged(func() bool { return sentChanged[probe] > 0 }, "the probe")
+
+		// Cut every instance's LISTEN connection, then write through B and
+		// C concurrently. A round proves the resync only when every write
+		// committed before any listener came back (they reconnect after a
+		// pause): then A hears of the writes' final versions only by reading
+		// the store. A slow machine may need another round.
+		conn, err := pgx.Connect(fctx, c.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(fctx)
+		listeners := func() int {
+			t.Helper()
+			var n int
+			if err := conn.QueryRow(fctx, `SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+				t.Fatalf("count listeners: %v", err)
+			}
+			return n
+		}
+		const rounds, maxAttempts = 5, 5
+		writers := []*server{b, cc}
+		var wrote []string
+		for attempt := 1; ; attempt++ {
+			eventually(t, 10*time.Second, func() string {
+				if n := listeners(); n != len(c.srv) {
+					return fmt.Sprintf("%d LISTEN connections, want %d", n, len(c.srv))
+				}
+				return ""
+			})
+			var cut int
+			if err := conn.QueryRow(fctx, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`).Scan(&cut); err != nil || cut != len(c.srv) {
+				t.Fatalf("terminate listeners: %v (%d cut)", err, cut)
+			}
+			ids := make([]string, len(writers))
+			errs := make(chan error, len(writers))
+			var wg sync.WaitGroup
+			for w, s := range writers {
+				wg.Go(func() {
+					data, gerrs, err := s.post(fctx, `mutation($in: CreateTaskInput!) { createTask(input: $in) { task { id } } }`,
+						map[string]any{"in": map[string]any{"title": fmt.Sprintf("feed writer %d/%d", attempt, w)}})
+					var out struct {
+						CreateTask struct{ Task struct{ ID string } }
+					}
+					if err == nil && len(gerrs) == 0 {
+						err = json.Unmarshal(data, &out)
+					}
+					if err != nil || len(gerrs) > 0 {
+						errs <- fmt.Errorf("writer %d createTask: %v %v", w, err, gerrs)
+						return
+					}
+					ids[w] = out.CreateTask.Task.ID
+					for r := range rounds {
+						to := "PLANNING"
+						if r%2 == 1 {
+							to = "SPEC_CLARIFICATION"
+						}
+						if _, gerrs, err := s.post(fctx, `mutation($id: ID!, $to: TaskPhase!) { transitionPhase(taskId: $id, to: $to) { task { id } } }`,
+							map[string]any{"id": ids[w], "to": to}); err != nil || len(gerrs) > 0 {
+							errs <- fmt.Errorf("writer %d transition %d: %v %v", w, r, err, gerrs)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			wrote = append(wrote, ids...)
+			back := listeners()
+			if back == 0 {
+				break
+			}
+			if attempt == maxAttempts {
+				t.Fatalf("in %d rounds the listeners always came back before the writes ended: the resync is not proven", attempt)
+			}
+			t.Logf("round %d: %d listeners came back before the writes ended; writing another round", attempt, back)
+		}
+
+		// What the store holds is what A must deliver: every event of the
+		// feed's types once, in order, and each task's newest version.
+		want := map[string][]int{}
+		newest := map[string]int{}
+		for _, id := range wrote {
+			for _, e := range b.events(t, id, feedTypes...) {
+				want[id] = append(want[id], e.Version)
+			}
+			newest[id] = b.task(t, id).Version
+			if len(want[id]) != 1+rounds {
+				t.Fatalf("task %s holds %d feed events, want %d", id, len(want[id]), 1+rounds)
+			}
+		}
+		readEvents(func() bool {
+			for _, id := range wrote {
+				if len(seenEvents[id]) < len(want[id]) {
+					return false
+				}
+			}
+			return true
+		}, "the writers' events")
+		readChanged(func() bool {
+			for _, id := range wrote {
+				if sentChanged[id] < newest[id] {
+					return false
+				}
+			}
+			return true
+		}, "the writers' newest versions")
+		for _, id := range wrote {
+			if !slices.Equal(seenEvents[id], want[id]) {
+				t.Fatalf("task %s: events feed on A delivered versions %v, the store holds %v", id, seenEvents[id], want[id])
+			}
+		}
+		// Pod commands share the channel: later scenarios need it back.
+		eventually(t, 10*time.Second, func() string {
+			if n := listeners(); n != len(c.srv) {
+				return fmt.Sprintf("%d LISTEN connections, want %d", n, len(c.srv))
+			}
+			return ""
+		})
+	})
+
 	t.Run("CommandsReachTheOwner", func(t *testing.T) {
 		x := a.createTask(t, autoRestartTask("cancel via B"))
 		tv := a.waitPod(t, x, "RUNNING", "ACTIVE", 0, 20*time.Second)
 		b.must(t, `mutation($id: ID!) { cancelTask(taskId: $id, reason: "done elsewhere") { task { id } } }`, map[string]any{"id": x}, nil)
-		answered := time.Now()
-		eventually(t, 5*time.Second, func() string {
-			if ourAlive(tv.Pod.PID, c.homes["A"].tag) {
-				return fmt.Sprintf("pid %d still alive", tv.Pod.PID)
+		// cancelTask answers once the owner's process has stopped, or after
+		// a bounded wait with the pod STOPPING: never while it still runs
+		// unknown to the caller. (Its latency is measured by
+		// BenchmarkSeveralInstancesCancel, not asserted here.)
+		if ourAlive(tv.Pod.PID, c.homes["A"].tag) && procState(tv.Pod.PID) != "Z" {
+			if st := a.task(t, x).Pod.State; st != "STOPPING" && st != "STOPPED" {
+				t.Fatalf("cancelTask via B answered with plugin %d alive and the pod %s", tv.Pod.PID, st)
 			}
-			return ""
-		})
-		if since := time.Since(answered); since > time.Second {
-			t.Errorf("plugin of the cancelled task gone %s after cancelTask answered (want within 1 s)", since)
+			eventually(t, 10*time.Second, func() string {
+				if ourAlive(tv.Pod.PID, c.homes["A"].tag) && procState(tv.Pod.PID) != "Z" {
+					return fmt.Sprintf("pid %d still alive", tv.Pod.PID)
+				}
+				return ""
+			})
 		}
 		if a.task(t, x).Status != "CANCELLED" || len(ofType(a.events(t, x), "pod_stopped")) != 1 {
 			t.Fatalf("cancelled task: %+v, events %v", a.task(t, x), a.events(t, x))

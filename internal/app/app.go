@@ -122,6 +122,10 @@ type App struct {
 	coord     *coordinator
 	coordCtx  context.Context
 	stopCoord context.CancelFunc
+	// drainMu makes drains one at a time: a shutdown handoff marks the
+	// instance draining, and the coordinator's drain check must not race it
+	// for the same pods.
+	drainMu sync.Mutex
 
 	// baseCtx is the context of every request: cancelling it ends open
 	// subscriptions, which http.Server.Shutdown alone would not.

@@ -17,6 +17,8 @@ import (
 // instance nothing is handed over (a shutdown then stops the pods as
 // usual). Returns how many pods were handed over, and the store's errors.
 func (a *App) Drain(ctx context.Context) (int, error) {
+	a.drainMu.Lock()
+	defer a.drainMu.Unlock()
 	if err := a.Store.SetDraining(ctx, a.cfg.InstanceID, true); err != nil {
 		return 0, err
 	}
@@ -41,7 +43,12 @@ func (a *App) Drain(ctx context.Context) (int, error) {
 			continue
 		}
 		to := targets[i%len(targets)]
-		if _, err := a.Store.AddPodCommand(ctx, store.PodCommand{TaskID: id, InstanceID: to, Command: cmdStartHandoff, Reason: ipa.StopHandoff, CreatedAt: time.Now()}); err != nil {
+		// The pod is stopped here: its start there must be committed even
+		// if ctx ends now (a shutdown), or the task would stay STOPPED.
+		cmdCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handoffCommandTimeout)
+		_, err := a.Store.AddPodCommand(cmdCtx, store.PodCommand{TaskID: id, InstanceID: to, Command: cmdStartHandoff, Reason: ipa.StopHandoff, CreatedAt: time.Now()})
+		cancel()
+		if err != nil {
 			a.log.Error("drain: hand pod over", slog.String("task_id", id), slog.String("to", to), slog.Any("error", err))
 			continue
 		}
@@ -50,6 +57,9 @@ func (a *App) Drain(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// handoffCommandTimeout bounds the write of one handoff start command.
+const handoffCommandTimeout = 5 * time.Second
 
 // DrainInstance asks instance id (this one when "") to hand its pods to the
 // other live instances: it is marked draining in the database and drains on
