@@ -19,27 +19,29 @@ const maxPendingChanges = 10_000
 // maxPendingChanges tasks.
 func (f *Feed) TaskChanged(ctx context.Context, filter ipa.TaskFilter) (<-chan *ipa.Task, error) {
 	l := f.broker.listenChanges()
-	out := make(chan *ipa.Task)
-	go f.runChanges(ctx, l, filter, out)
-	return out, nil
-}
-
-func (f *Feed) runChanges(ctx context.Context, l *changeListener, filter ipa.TaskFilter, out chan<- *ipa.Task) {
-	defer close(out)
-	defer f.broker.unlistenChanges(l)
-	sent := make(map[string]int64) // task id -> last version sent; never send an older view
 	// since is the global position up to which changes are known to have
-	// been heard of: the head when the subscription began (it listened
-	// first), then the newest commit handled. A resync (the commit notices
-	// of other instances may have been lost while the listener was down)
-	// reads the tasks changed after it from the store.
+	// been heard of: the head when the subscription began, read after it
+	// listens and before the caller may write, so a change the caller
+	// makes next is after it; then the newest commit handled. A resync
+	// (the commit notices of other instances may have been lost while the
+	// listener was down) reads the tasks changed after it from the store.
 	var since int64
 	if f.store != nil { // nil only in tests whose commits all carry their task
 		var err error
 		if since, err = f.store.HeadPosition(ctx); err != nil {
-			return
+			f.broker.unlistenChanges(l)
+			return nil, err
 		}
 	}
+	out := make(chan *ipa.Task)
+	go f.runChanges(ctx, l, filter, since, out)
+	return out, nil
+}
+
+func (f *Feed) runChanges(ctx context.Context, l *changeListener, filter ipa.TaskFilter, since int64, out chan<- *ipa.Task) {
+	defer close(out)
+	defer f.broker.unlistenChanges(l)
+	sent := make(map[string]int64) // task id -> last version sent; never send an older view
 	for {
 		select {
 		case <-ctx.Done():
