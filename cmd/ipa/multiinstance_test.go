@@ -270,7 +270,19 @@ func TestSeveralInstances(t *testing.T) {
 	t.Run("JoiningDisturbsNothing", func(t *testing.T) {
 		before := eventCount(t, a, ids)
 		d := c.start("D", "--handoff")
-		time.Sleep(3 * testHeartbeat)
+		// Let D run its duties (leases, commands, closed tasks, takeover)
+		// after several heartbeats: each heartbeat it records is followed by
+		// a round of them.
+		beats := map[string]bool{}
+		eventually(t, 20*testHeartbeat, func() string {
+			if in, ok := d.instances(t)["D"]; ok {
+				beats[in.HeartbeatAt] = true
+			}
+			if len(beats) < 4 {
+				return fmt.Sprintf("D has recorded %d heartbeats", len(beats))
+			}
+			return ""
+		})
 		if got := eventCount(t, d, ids); !maps(got, before) {
 			t.Fatalf("versions after D joined %v, before %v: a joining server wrote events", got, before)
 		}
