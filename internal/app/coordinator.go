@@ -185,19 +185,26 @@ func (c *coordinator) stopClosed(ctx context.Context) {
 	}
 }
 
-// takeOver claims this instance's share of the leases of dead instances and
-// settles them (pod_lost instance_lost, then the restart policy).
+// takeOver claims this instance's part of the leases of dead instances and
+// settles them (pod_lost instance_lost, then the restart policy). Leases
+// whose designated survivor has not taken them after another TTL (it died
+// too, or the survivors disagreed on who is alive) are then claimed by
+// anyone, a share per round.
 func (c *coordinator) takeOver(ctx context.Context) {
 	now := time.Now()
 	cutoff := now.Add(-c.ttl)
-	share, err := c.st.DeadLeaseShare(ctx, c.self, cutoff)
-	if err != nil || share == 0 {
-		return
-	}
-	claimed, err := c.st.ClaimDeadLeases(ctx, c.self, cutoff, share, now)
+	claimed, err := c.st.ClaimDeadLeasePartition(ctx, c.self, cutoff, now)
 	if err != nil {
 		c.log.Warn("takeover", slog.Any("error", err))
 		return
+	}
+	late := cutoff.Add(-c.ttl)
+	if share, err := c.st.DeadLeaseShare(ctx, c.self, late); err == nil && share > 0 {
+		more, err := c.st.ClaimDeadLeases(ctx, c.self, late, share, now)
+		if err != nil {
+			c.log.Warn("takeover", slog.Any("error", err))
+		}
+		claimed = append(claimed, more...)
 	}
 	if len(claimed) == 0 {
 		return

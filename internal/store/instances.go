@@ -138,19 +138,14 @@ type ClaimedLease struct {
 // ClaimDeadLeases moves to me at most limit pod leases whose owner's
 // heartbeat is older than cutoff (or which has no instance row), raising
 // each lease's epoch. Concurrent claimers skip each other's rows (FOR UPDATE
-// SKIP LOCKED), so each lease has one winner and a round spreads the leases
-// over the live instances. PostgreSQL only: SQLite has a single instance and
-// returns nothing.
+// SKIP LOCKED), so each lease has one winner. The takeover uses it for the
+// leases ClaimDeadLeasePartition's designated survivor left behind.
+// PostgreSQL only: SQLite has a single instance and returns nothing.
 func (s *Store) ClaimDeadLeases(ctx context.Context, me string, cutoff time.Time, limit int, now time.Time) ([]ClaimedLease, error) {
 	if !s.postgres() || limit <= 0 {
 		return nil, nil
 	}
-	var rows []struct {
-		TaskID        string
-		PreviousOwner string
-		Epoch         int64
-		Lease         string
-	}
+	var rows []claimedRow
 	err := s.write.WithContext(ctx).Raw(`WITH dead AS (
 			SELECT l.task_id, l.owner FROM pod_leases l LEFT JOIN instances i ON i.id = l.owner
 			WHERE l.owner <> ? AND (i.id IS NULL OR i.heartbeat_at < ?)
@@ -162,11 +157,54 @@ func (s *Store) ClaimDeadLeases(ctx context.Context, me string, cutoff time.Time
 	if err != nil {
 		return nil, s.wrap(fmt.Errorf("store: claim dead leases: %w", err))
 	}
+	return claimedLeases(rows), nil
+}
+
+// ClaimDeadLeasePartition moves to me the pod leases of dead owners
+// (heartbeat older than cutoff, or no instance row) that fall to me: the
+// live instances that are not draining, ordered by id, split the dead leases
+// by a hash of the task id, so every survivor takes its part in its first
+// round, without waiting for the others' claims to shrink what is left. An
+// instance that is not live itself (paused past the TTL, draining) claims
+// nothing. Each lease's epoch is raised; concurrent claimers skip each
+// other's rows, so each lease has one winner. PostgreSQL only.
+func (s *Store) ClaimDeadLeasePartition(ctx context.Context, me string, cutoff, now time.Time) ([]ClaimedLease, error) {
+	if !s.postgres() {
+		return nil, nil
+	}
+	var rows []claimedRow
+	err := s.write.WithContext(ctx).Raw(`WITH live AS (
+			SELECT id, row_number() OVER (ORDER BY id) - 1 AS rn, COUNT(*) OVER () AS n
+			FROM instances WHERE heartbeat_at >= ? AND NOT draining),
+		mine AS (SELECT rn, n FROM live WHERE id = ?),
+		dead AS (
+			SELECT l.task_id, l.owner FROM pod_leases l LEFT JOIN instances i ON i.id = l.owner CROSS JOIN mine
+			WHERE l.owner <> ? AND (i.id IS NULL OR i.heartbeat_at < ?)
+				AND mod(abs(hashtext(l.task_id::text)::bigint), mine.n) = mine.rn
+			ORDER BY l.updated_at, l.task_id LIMIT ? FOR UPDATE OF l SKIP LOCKED)
+		UPDATE pod_leases p SET owner = ?, epoch = p.epoch + 1, updated_at = ?
+		FROM dead WHERE p.task_id = dead.task_id
+		RETURNING p.task_id::text AS task_id, dead.owner AS previous_owner, p.epoch, p.lease::text AS lease`,
+		nanos(cutoff), me, me, nanos(cutoff), maxActivePods, me, nanos(now)).Scan(&rows).Error
+	if err != nil {
+		return nil, s.wrap(fmt.Errorf("store: claim dead leases: %w", err))
+	}
+	return claimedLeases(rows), nil
+}
+
+type claimedRow struct {
+	TaskID        string
+	PreviousOwner string
+	Epoch         int64
+	Lease         string
+}
+
+func claimedLeases(rows []claimedRow) []ClaimedLease {
 	out := make([]ClaimedLease, len(rows))
 	for i, r := range rows {
 		out[i] = ClaimedLease{TaskID: r.TaskID, PreviousOwner: r.PreviousOwner, Epoch: r.Epoch, Lease: []byte(r.Lease)}
 	}
-	return out, nil
+	return out
 }
 
 // DeadLeaseShare returns how many leases one live instance should claim in a
