@@ -25,6 +25,15 @@ func (r *podResolver) Crashes(ctx context.Context, obj *ipa.Pod, last *int) ([]*
 	return ptrs(list), nil
 }
 
+// InstanceID is the resolver for the instanceId field.
+func (r *podResolver) InstanceID(ctx context.Context, obj *ipa.Pod) (*string, error) {
+	owner, err := r.PodService.PodOwner(ctx, obj.TaskID)
+	if err != nil || owner == "" {
+		return nil, err
+	}
+	return &owner, nil
+}
+
 // Pod returns generated.PodResolver implementation.
 func (r *Resolver) Pod() generated.PodResolver { return &podResolver{r} }
 

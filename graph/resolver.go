@@ -14,4 +14,7 @@ type Resolver struct {
 	PodService   *service.PodService
 	FeedService  *service.FeedService
 	TokenService *service.TokenService
+	// InstanceService lists the server instances; nil serves only this one
+	// as unknown (tests building a bare resolver).
+	InstanceService *service.InstanceService
 }

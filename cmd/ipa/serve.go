@@ -17,6 +17,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/catalog"
+	"github.com/ipa-dev/ipa/internal/instance"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 )
@@ -38,6 +39,9 @@ type serveOptions struct {
 	rateLimit        float64
 	rateBurst        int
 	policy           ipa.RestartPolicy
+	heartbeat        time.Duration
+	leaseTTL         time.Duration
+	handoff          bool
 }
 
 func newServeCommand(opts *options) *cobra.Command {
@@ -69,6 +73,9 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringSliceVar(&so.allowedHosts, "allowed-hosts", nil, "host names served, besides localhost and loopback addresses, while requests need no token (comma-separated)")
 	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
+	f.DurationVar(&so.heartbeat, "heartbeat-interval", instance.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
+	f.DurationVar(&so.leaseTTL, "lease-ttl", instance.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); plugins stop their work when their host is silent for half of it")
+	f.BoolVar(&so.handoff, "handoff", false, "on SIGTERM, hand pods to other live instances instead of stopping them")
 	f.BoolVar(&so.resumePods, "resume-pods", true, "on start, start again the pods this instance's last clean shutdown stopped")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
 	f.IntVar(&so.policy.MaxAttempts, "restart-max-attempts", so.policy.MaxAttempts, "default restart policy: restarts allowed inside the window")
@@ -126,21 +133,25 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	defer stop()
 
 	srv, err := app.New(ctx, app.Config{
-		DatabaseURL:     opts.database,
-		Runtimes:        cat.Runtimes(),
-		Launcher:        supervisor.LauncherFunc(cat.Command),
-		DataDir:         dataDir,
-		InstanceID:      instanceID(so, dataDir),
-		ResumePods:      so.resumePods,
-		DefaultPolicy:   so.policy,
-		AuthMode:        mode,
-		Loopback:        loopback,
-		ShutdownTimeout: so.shutdownTimeout,
-		RateLimit:       so.rateLimit,
-		RateBurst:       so.rateBurst,
-		MetricsAddr:     so.metricsAddr,
-		AllowedHosts:    so.allowedHosts,
-		Logger:          log,
+		DatabaseURL:       opts.database,
+		Runtimes:          cat.Runtimes(),
+		Launcher:          supervisor.LauncherFunc(cat.Command),
+		DataDir:           dataDir,
+		InstanceID:        instanceID(so, dataDir),
+		ResumePods:        so.resumePods,
+		DefaultPolicy:     so.policy,
+		AuthMode:          mode,
+		Loopback:          loopback,
+		ShutdownTimeout:   so.shutdownTimeout,
+		RateLimit:         so.rateLimit,
+		RateBurst:         so.rateBurst,
+		MetricsAddr:       so.metricsAddr,
+		AllowedHosts:      so.allowedHosts,
+		Logger:            log,
+		Version:           version,
+		HeartbeatInterval: so.heartbeat,
+		LeaseTTL:          so.leaseTTL,
+		Handoff:           so.handoff,
 	})
 	if err != nil {
 		return err
@@ -150,6 +161,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		_ = srv.Close()
 		return err
 	}
+	srv.SetAddress(ctx, ln.Addr().String())
 	log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
 		"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
 	if err := srv.Serve(ctx, ln); err != nil {

@@ -19,6 +19,8 @@ import (
 
 type PodResolver interface {
 	Crashes(ctx context.Context, obj *ipa.Pod, last *int) ([]*ipa.PodCrash, error)
+
+	InstanceID(ctx context.Context, obj *ipa.Pod) (*string, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -225,6 +227,29 @@ func (ec *executionContext) fieldContext_Pod_live(_ context.Context, field graph
 	return graphql.NewScalarFieldContext("Pod", field, false, false, "JSON")
 }
 
+func (ec *executionContext) _Pod_instanceId(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Pod_instanceId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Pod().InstanceID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Pod_instanceId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Pod", field, true, true, "String")
+}
+
 func (ec *executionContext) _PodCrash_at(ctx context.Context, field graphql.CollectedField, obj *ipa.PodCrash) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -422,6 +447,12 @@ func (ec *executionContext) _Pod(ctx context.Context, sel ast.SelectionSet, obj 
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "instanceId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Pod_instanceId(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}

@@ -24,6 +24,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	EventConnection() EventConnectionResolver
+	Instance() InstanceResolver
 	Mutation() MutationResolver
 	Pod() PodResolver
 	Query() QueryResolver
@@ -60,6 +61,10 @@ type ComplexityRoot struct {
 		TaskID func(childComplexity int) int
 	}
 
+	DrainPayload struct {
+		InstanceID func(childComplexity int) int
+	}
+
 	Event struct {
 		ActorIDOrNil       func(childComplexity int) int
 		CausationIDOrNil   func(childComplexity int) int
@@ -84,6 +89,16 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Instance struct {
+		Address     func(childComplexity int) int
+		Alive       func(childComplexity int) int
+		HeartbeatAt func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Pods        func(childComplexity int) int
+		StartedAt   func(childComplexity int) int
+		Version     func(childComplexity int) int
+	}
+
 	Mutation struct {
 		ArchiveTask     func(childComplexity int, taskID string) int
 		CancelTask      func(childComplexity int, taskID string, reason string, expectedVersion *int) int
@@ -91,6 +106,7 @@ type ComplexityRoot struct {
 		CreateTask      func(childComplexity int, input ipa.CreateTaskInput) int
 		CreateToken     func(childComplexity int, actorID string, role ipa.Role) int
 		DeleteTask      func(childComplexity int, taskID string) int
+		DrainInstance   func(childComplexity int, instanceID *string) int
 		RestartPod      func(childComplexity int, taskID string, expectedVersion *int) int
 		RevokeToken     func(childComplexity int, id string) int
 		StartPod        func(childComplexity int, taskID string, expectedVersion *int) int
@@ -108,6 +124,7 @@ type ComplexityRoot struct {
 
 	Pod struct {
 		Crashes       func(childComplexity int, last *int) int
+		InstanceID    func(childComplexity int) int
 		Live          func(childComplexity int) int
 		NextAttemptAt func(childComplexity int) int
 		PID           func(childComplexity int) int
@@ -129,6 +146,7 @@ type ComplexityRoot struct {
 		APITokens  func(childComplexity int) int
 		ActivePods func(childComplexity int) int
 		Events     func(childComplexity int, afterPosition *string, first *int, types []string, taskID *string, after *string, last *int, before *string) int
+		Instances  func(childComplexity int) int
 		Node       func(childComplexity int, id string) int
 		Runtimes   func(childComplexity int) int
 		Task       func(childComplexity int, id string) int
@@ -290,6 +308,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DeleteTaskPayload.TaskID(childComplexity), true
 
+	case "DrainPayload.instanceId":
+		if e.ComplexityRoot.DrainPayload.InstanceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DrainPayload.InstanceID(childComplexity), true
+
 	case "Event.actorId":
 		if e.ComplexityRoot.Event.ActorIDOrNil == nil {
 			break
@@ -383,6 +408,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.EventEdge.Node(childComplexity), true
 
+	case "Instance.address":
+		if e.ComplexityRoot.Instance.Address == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Instance.Address(childComplexity), true
+	case "Instance.alive":
+		if e.ComplexityRoot.Instance.Alive == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Instance.Alive(childComplexity), true
+	case "Instance.heartbeatAt":
+		if e.ComplexityRoot.Instance.HeartbeatAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Instance.HeartbeatAt(childComplexity), true
+	case "Instance.id":
+		if e.ComplexityRoot.Instance.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Instance.ID(childComplexity), true
+	case "Instance.pods":
+		if e.ComplexityRoot.Instance.Pods == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Instance.Pods(childComplexity), true
+	case "Instance.startedAt":
+		if e.ComplexityRoot.Instance.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Instance.StartedAt(childComplexity), true
+	case "Instance.version":
+		if e.ComplexityRoot.Instance.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Instance.Version(childComplexity), true
+
 	case "Mutation.archiveTask":
 		if e.ComplexityRoot.Mutation.ArchiveTask == nil {
 			break
@@ -449,6 +517,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteTask(childComplexity, args["taskId"].(string)), true
+	case "Mutation.drainInstance":
+		if e.ComplexityRoot.Mutation.DrainInstance == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_drainInstance_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DrainInstance(childComplexity, args["instanceId"].(*string)), true
 	case "Mutation.restartPod":
 		if e.ComplexityRoot.Mutation.RestartPod == nil {
 			break
@@ -552,6 +631,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Pod.Crashes(childComplexity, args["last"].(*int)), true
+	case "Pod.instanceId":
+		if e.ComplexityRoot.Pod.InstanceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Pod.InstanceID(childComplexity), true
 	case "Pod.live":
 		if e.ComplexityRoot.Pod.Live == nil {
 			break
@@ -649,6 +734,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Events(childComplexity, args["afterPosition"].(*string), args["first"].(*int), args["types"].([]string), args["taskId"].(*string), args["after"].(*string), args["last"].(*int), args["before"].(*string)), true
+	case "Query.instances":
+		if e.ComplexityRoot.Query.Instances == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Instances(childComplexity), true
 
 	case "Query.node":
 		if e.ComplexityRoot.Query.Node == nil {
@@ -1216,6 +1307,43 @@ extend type Mutation {
   deleteTask(taskId: ID!): DeleteTaskPayload!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/instance.graphqls", Input: `"""
+One ` + "`" + `ipa serve` + "`" + ` process sharing the database. Each registers itself and
+refreshes its heartbeat every --heartbeat-interval; one whose heartbeat is older
+than --lease-ttl is dead, and the live ones take over its pods.
+"""
+type Instance {
+  id: ID!
+  "The address it serves on, when known."
+  address: String
+  version: String!
+  startedAt: Time!
+  heartbeatAt: Time!
+  "Heartbeat younger than the lease TTL."
+  alive: Boolean!
+  "Pod leases it holds (running pods and pending restarts)."
+  pods: Int!
+}
+
+type DrainPayload {
+  "The instance asked to hand its pods over."
+  instanceId: ID!
+}
+
+extend type Query {
+  "The server instances sharing the database, oldest first."
+  instances: [Instance!]!
+}
+
+extend type Mutation {
+  """
+  Asks an instance (this one when omitted) to hand its pods to the other live
+  instances: each pod is stopped there (pod_stopped, reason handoff) and started on
+  another (pod_started, trigger handoff). Admin only.
+  """
+  drainInstance(instanceId: ID): DrainPayload!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/pod.graphqls", Input: `"""
 The process that runs a task's work: an out-of-process runtime plugin.
 """
@@ -1232,6 +1360,8 @@ type Pod {
   crashes(last: Int = 10): [PodCrash!]!
   "State the runtime reports while it runs; null otherwise."
   live: JSON
+  "The server instance that owns the pod (holds its lease); null when none does."
+  instanceId: String
 }
 
 enum PodState {
@@ -1636,6 +1766,14 @@ func (ec *executionContext) childFields_DeleteTaskPayload(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type DeleteTaskPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_DrainPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "instanceId":
+		return ec.fieldContext_DrainPayload_instanceId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DrainPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_Event(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -1684,6 +1822,26 @@ func (ec *executionContext) childFields_EventEdge(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type EventEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_Instance(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Instance_id(ctx, field)
+	case "address":
+		return ec.fieldContext_Instance_address(ctx, field)
+	case "version":
+		return ec.fieldContext_Instance_version(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_Instance_startedAt(ctx, field)
+	case "heartbeatAt":
+		return ec.fieldContext_Instance_heartbeatAt(ctx, field)
+	case "alive":
+		return ec.fieldContext_Instance_alive(ctx, field)
+	case "pods":
+		return ec.fieldContext_Instance_pods(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Instance", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -1714,6 +1872,8 @@ func (ec *executionContext) childFields_Pod(ctx context.Context, field graphql.C
 		return ec.fieldContext_Pod_crashes(ctx, field)
 	case "live":
 		return ec.fieldContext_Pod_live(ctx, field)
+	case "instanceId":
+		return ec.fieldContext_Pod_instanceId(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Pod", field.Name)
 }

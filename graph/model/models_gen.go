@@ -22,6 +22,11 @@ type DeleteTaskPayload struct {
 	TaskID string `json:"taskId"`
 }
 
+type DrainPayload struct {
+	// The instance asked to hand its pods over.
+	InstanceID string `json:"instanceId"`
+}
+
 type EventEdge struct {
 	Cursor string     `json:"cursor"`
 	Node   *ipa.Event `json:"node"`

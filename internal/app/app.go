@@ -26,6 +26,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/httpserver"
+	"github.com/ipa-dev/ipa/internal/instance"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/runtimehost"
 	"github.com/ipa-dev/ipa/internal/service"
@@ -80,6 +81,20 @@ type Config struct {
 	// DeadlineInterval is how often passed task deadlines are looked for
 	// (zero: 1 s).
 	DeadlineInterval time.Duration
+
+	// Several instances on one database (see internal/instance). Version
+	// is shown in Query.instances. HeartbeatInterval (default 2 s) and
+	// LeaseTTL (default 10 s): an instance whose heartbeat is older than the
+	// TTL is dead and its pods are taken over; plugins stop their work when
+	// their host is silent for half the TTL. Handoff makes Close hand the
+	// pods to other live instances instead of stopping them.
+	Version           string
+	HeartbeatInterval time.Duration
+	LeaseTTL          time.Duration
+	Handoff           bool
+	// CommandWait bounds how long a stop or restart of a pod another
+	// instance owns waits for that instance (zero: 15 s).
+	CommandWait time.Duration
 }
 
 // App is one assembled server. Build it with New, serve it with Serve (or
@@ -105,6 +120,15 @@ type App struct {
 
 	stopDeadlinesFn context.CancelFunc
 	deadlines       sync.WaitGroup
+
+	registry  *instance.Registry
+	coord     *coordinator
+	coordCtx  context.Context
+	stopCoord context.CancelFunc
+	// drainMu makes drains one at a time: a shutdown handoff marks the
+	// instance draining, and the coordinator's drain check must not race it
+	// for the same pods.
+	drainMu sync.Mutex
 
 	// baseCtx is the context of every request: cancelling it ends open
 	// subscriptions, which http.Server.Shutdown alone would not.
@@ -134,6 +158,21 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	if cfg.Launcher == nil {
 		return nil, errors.New("app: no runtime launcher")
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = instance.DefaultHeartbeatInterval
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = instance.DefaultLeaseTTL
+	}
+	if cfg.CommandWait == 0 {
+		cfg.CommandWait = 15 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if err := (instance.Config{Interval: cfg.HeartbeatInterval, TTL: cfg.LeaseTTL}).Validate(); err != nil {
+		return nil, err
 	}
 	a := &App{cfg: cfg, log: cfg.Logger}
 	if err := a.build(ctx); err != nil {
@@ -193,6 +232,14 @@ func (a *App) build(ctx context.Context) (err error) {
 		Logger:        log,
 		Registry:      a.Registry,
 	}
+	if a.Store.Dialect() == "postgres" {
+		// Other instances may take this one's pods over after the TTL: its
+		// plugins stop their work when it has been silent for half of it
+		// (the variable is set on each plugin, whatever the environment
+		// says). SQLite has one instance: a plugin keeps its default grace
+		// for the server to come back.
+		supCfg.OrphanGrace = instance.OrphanGrace(cfg.LeaseTTL)
+	}
 	if cfg.Supervisor != nil {
 		cfg.Supervisor(&supCfg)
 	}
@@ -202,6 +249,7 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err := a.Supervisor.Start(ctx); err != nil {
 		return err
 	}
+	pods := podRouter{Supervisor: a.Supervisor, st: a.Store, self: cfg.InstanceID, wait: cfg.CommandWait}
 
 	// Services.
 	key, err := a.Store.Secret(ctx, cursorSecretName, 32)
@@ -212,7 +260,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		Store:         a.Store,
 		History:       a.Store,
 		Writer:        a.Writer,
-		Pods:          a.Supervisor,
+		Pods:          pods,
 		Cursors:       cursor.New(key),
 		Runtimes:      cfg.Runtimes,
 		DefaultPolicy: cfg.DefaultPolicy,
@@ -222,18 +270,25 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	pods := service.NewPodService(a.Store, a.Supervisor, cfg.Runtimes)
+	podService := service.NewPodService(a.Store, pods, cfg.Runtimes)
 	a.Services = &graph.Resolver{
 		TaskService:  tasks,
-		PodService:   pods,
+		PodService:   podService,
 		FeedService:  service.NewFeedService(a.Feed),
 		TokenService: service.NewTokenService(a.Store, log, nil),
+
+		InstanceService: service.NewInstanceService(a),
 	}
-	if err := a.reconcile(ctx, pods); err != nil {
+	// Registered (heartbeat fresh) before reconcile: no other instance
+	// takes this one's leases over while it settles them.
+	if err := a.startInstance(ctx); err != nil {
+		return fmt.Errorf("register instance: %w", err)
+	}
+	if err := a.reconcile(ctx, podService); err != nil {
 		return fmt.Errorf("reconcile pods: %w", err)
 	}
 	if cfg.ResumePods {
-		if err := a.resume(ctx, pods); err != nil {
+		if err := a.resume(ctx, podService); err != nil {
 			return fmt.Errorf("resume pods: %w", err)
 		}
 	}
@@ -269,9 +324,18 @@ func (a *App) reconcile(ctx context.Context, pods *service.PodService) error {
 	if err != nil {
 		return err
 	}
-	rt := make([]supervisor.ReconcileTarget, len(targets))
-	for i, t := range targets {
-		rt[i] = supervisor.ReconcileTarget{Task: t}
+	// A pod another instance holds the lease of is that instance's (or,
+	// once it is dead, a takeover's): joining never disturbs it.
+	owners, err := a.Store.LeaseOwners(ctx)
+	if err != nil {
+		return err
+	}
+	rt := make([]supervisor.ReconcileTarget, 0, len(targets))
+	for _, t := range targets {
+		if o, ok := owners[t.ID]; ok && o != a.cfg.InstanceID {
+			continue
+		}
+		rt = append(rt, supervisor.ReconcileTarget{Task: t})
 	}
 	return a.Supervisor.Reconcile(ctx, rt)
 }
@@ -358,6 +422,10 @@ func (a *App) Close() error {
 		// The deadline timer cancels tasks (and stops their pods): it
 		// stops before the pods and the store do.
 		a.stopDeadlines()
+		if a.cfg.Handoff && a.registry != nil {
+			a.handoff()
+		}
+		a.stopInstance()
 		if a.Supervisor != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 			if err := a.Supervisor.Shutdown(ctx); err != nil {

@@ -63,6 +63,7 @@ type changeListener struct {
 	mu       sync.Mutex
 	pending  map[string]Commit
 	overflow bool
+	resync   bool          // notices may have been lost: read the store from the last position
 	wake     chan struct{} // capacity 1
 }
 
@@ -87,6 +88,27 @@ func (l *changeListener) take() (map[string]Commit, bool) {
 	p, o := l.pending, l.overflow
 	l.pending, l.overflow = make(map[string]Commit), false
 	return p, o
+}
+
+// markResync asks the subscriber to read what changed in the store since
+// the last commit it heard of (notices may have been lost).
+func (l *changeListener) markResync() {
+	l.mu.Lock()
+	l.resync = true
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeResync reports and clears the resync mark.
+func (l *changeListener) takeResync() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.resync
+	l.resync = false
+	return r
 }
 
 func (l *changeListener) put(c Commit) {
@@ -155,9 +177,14 @@ func (b *Broker) Publish(c Commit) {
 
 // Resync makes every event subscriber read the store, as if it had missed a
 // commit: used when notices from other instances may have been lost.
+// taskChanged subscribers read the tasks changed since the last commit they
+// handled.
 func (b *Broker) Resync() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for l := range b.changes {
+		l.markResync()
+	}
 	resync := &Commit{Position: math.MaxInt64, Version: math.MaxInt64}
 	for l := range b.subs {
 		select {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -168,4 +169,41 @@ func TestTaskChangedTooFarBehind(t *testing.T) {
 	}
 	assert.Less(t, received, published)
 	requireSubscribers(t, b, 0)
+}
+
+// A change whose notice never reached this process (another instance's
+// commit while the LISTEN connection was down) is delivered once the
+// listener reconnects and calls Resync: the subscriber reads the store.
+func TestTaskChangedResync(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx, cancel := context.WithCancel(e.ctx)
+		defer cancel()
+		ch, err := e.feed.TaskChanged(ctx, ipa.TaskFilter{})
+		require.NoError(t, err)
+		// Written straight to the store: no commit is published here.
+		id := uuid.Must(uuid.NewV7()).String()
+		_, err = e.store.CreateTask(ctx, ipa.CreateTaskRequest{TaskID: id, Actor: "t", Created: ipa.TaskCreatedData{Title: "missed notice", Runtime: "demo"}})
+		require.NoError(t, err)
+		select {
+		case v := <-ch:
+			t.Fatalf("heard of %q without a commit or a resync: the test proves nothing", v.Title)
+		case <-time.After(100 * time.Millisecond):
+		}
+		e.broker.Resync()
+		select {
+		case v := <-ch:
+			require.Equal(t, id, v.ID)
+			require.Equal(t, "missed notice", v.Title)
+		case <-time.After(hang):
+			t.Fatal("the resync did not deliver the missed change")
+		}
+		// Nothing twice.
+		e.broker.Resync()
+		select {
+		case v := <-ch:
+			t.Fatalf("delivered %q again after a second resync", v.Title)
+		case <-time.After(100 * time.Millisecond):
+		}
+	})
 }

@@ -138,6 +138,10 @@ type PodRestartLimitReachedData struct {
 type PodLostData struct {
 	Reason string `json:"reason"` // see the Lost constants
 	PID    int    `json:"pid,omitempty"`
+	// InstanceID is the instance that owned the pod before (instance_lost,
+	// process_gone); Epoch the lease's fencing epoch after a takeover.
+	InstanceID string `json:"instanceId,omitempty"`
+	Epoch      int64  `json:"epoch,omitempty"`
 }
 
 // PodReattachedData is the data of pod_reattached.
@@ -176,6 +180,7 @@ const (
 	LostProcessGone    = "process_gone"    // the leased process is dead, or its pid now names another process
 	LostReattachFailed = "reattach_failed" // it was alive and ours, but did not answer; it was killed
 	LostNotActive      = "not_active"      // a lease for a task that is not open and ACTIVE; the process was killed
+	LostInstanceLost   = "instance_lost"   // the owning instance stopped heartbeating; another instance took the pod over
 )
 
 // Stop reasons the supervisor itself uses (PodStoppedData.Reason); people
@@ -183,5 +188,6 @@ const (
 const (
 	StopShutdown = "server_shutdown"
 	StopRestart  = "restart"
-	StopExited   = "exited" // the plugin exited with status 0 without being asked: its work is done
+	StopExited   = "exited"  // the plugin exited with status 0 without being asked: its work is done
+	StopHandoff  = "handoff" // the owner handed the pod to another live instance (drain)
 )

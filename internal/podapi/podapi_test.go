@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -381,6 +382,29 @@ func TestConnWatch(t *testing.T) {
 		case <-fired:
 		case <-time.After(2 * time.Second):
 			t.Fatal("did not fire after the host left")
+		}
+	})
+	// A host that was polling and went silent (stopped, cut off) keeps its
+	// connection open: the watch fires all the same.
+	t.Run("FiresWhenConnectedHostGoesSilent", func(t *testing.T) {
+		fired := make(chan struct{})
+		w := newConnWatch(100*time.Millisecond, func() { close(fired) })
+		defer w.close()
+		w.HandleConn(context.Background(), &statsConnBegin)
+		call := context.WithValue(context.Background(), runtimeCallKey{}, true)
+		for range 6 { // polling: quiet
+			w.HandleRPC(call, &stats.Begin{})
+			w.HandleRPC(call, &stats.End{})
+			select {
+			case <-fired:
+				t.Fatal("fired while the host polls")
+			case <-time.After(40 * time.Millisecond):
+			}
+		}
+		select {
+		case <-fired:
+		case <-time.After(2 * time.Second):
+			t.Fatal("did not fire after the host went silent")
 		}
 	})
 }

@@ -128,10 +128,13 @@ func Serve(impl Runtime) {
 			exitProcess(st)
 		})
 	}
+	// An orphan's work must be over well within the lease TTL the grace is
+	// derived from (half of it): its Stop gets half the grace at most.
+	stopTimeout := min(orphanStopTimeout, max(grace/2, 100*time.Millisecond))
 	stopWork := func(reason string) {
-		ctx, cancel := context.WithTimeout(context.Background(), orphanStopTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
-		_, _ = impl.Stop(ctx, StopRequest{Deadline: time.Now().Add(orphanStopTimeout - time.Second), Reason: reason})
+		_, _ = impl.Stop(ctx, StopRequest{Deadline: time.Now().Add(stopTimeout * 9 / 10), Reason: reason})
 	}
 
 	watch := newConnWatch(grace, func() {
@@ -181,15 +184,25 @@ func exitProcess(st ExitStatus) {
 }
 
 // connWatch counts host connections to the plugin's gRPC server and fires
-// onOrphan once none has been open for grace (counting from start too).
+// onOrphan once none has been open for grace (counting from start too), or
+// once a connected host that was calling (it polls State every
+// StateInterval, well under grace) has made no Runtime call for grace: a
+// host that is stopped (SIGSTOP) or cut off keeps its sockets open, and its
+// lease may be taken over by another instance after the TTL, so its plugin
+// must stop its work all the same.
 type connWatch struct {
 	grace    time.Duration
 	onOrphan func()
+	once     sync.Once
+	done     chan struct{}
 
-	mu    sync.Mutex
-	conns int
-	calls int // Runtime calls in flight
-	timer *time.Timer
+	mu       sync.Mutex
+	conns    int
+	calls    int // Runtime calls in flight
+	timer    *time.Timer
+	sawCall  bool      // a Runtime call arrived since the last connection began
+	lastCall time.Time // when the last Runtime call began
+	closed   bool
 }
 
 type runtimeCallKey struct{}
@@ -209,8 +222,9 @@ func (w *connWatch) waitIdle(max time.Duration) {
 }
 
 func newConnWatch(grace time.Duration, onOrphan func()) *connWatch {
-	w := &connWatch{grace: grace, onOrphan: onOrphan}
+	w := &connWatch{grace: grace, onOrphan: onOrphan, done: make(chan struct{})}
 	w.timer = time.AfterFunc(grace, w.fire)
+	go w.watchSilence()
 	return w
 }
 
@@ -219,7 +233,27 @@ func (w *connWatch) fire() {
 	orphan := w.conns == 0
 	w.mu.Unlock()
 	if orphan {
-		w.onOrphan()
+		w.once.Do(w.onOrphan)
+	}
+}
+
+// watchSilence fires onOrphan when a connected host has gone silent.
+func (w *connWatch) watchSilence() {
+	t := time.NewTicker(max(w.grace/8, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		silent := w.conns > 0 && w.sawCall && time.Since(w.lastCall) > w.grace
+		w.mu.Unlock()
+		if silent {
+			w.once.Do(w.onOrphan)
+			return
+		}
 	}
 }
 
@@ -227,6 +261,10 @@ func (w *connWatch) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.timer.Stop()
+	if !w.closed {
+		w.closed = true
+		close(w.done)
+	}
 }
 
 func (w *connWatch) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
@@ -247,6 +285,7 @@ func (w *connWatch) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	switch s.(type) {
 	case *stats.Begin:
 		w.calls++
+		w.sawCall, w.lastCall = true, time.Now()
 	case *stats.End:
 		w.calls--
 	}
@@ -259,6 +298,7 @@ func (w *connWatch) HandleConn(_ context.Context, s stats.ConnStats) {
 	case *stats.ConnBegin:
 		w.conns++
 		w.timer.Stop()
+		w.sawCall = false // a new host: silent only after it has called
 	case *stats.ConnEnd:
 		w.conns--
 		if w.conns == 0 {

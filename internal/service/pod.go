@@ -217,3 +217,22 @@ func (s *PodService) PodTargets(ctx context.Context) ([]*ipa.Task, error) {
 	}
 	return out, nil
 }
+
+// leaseOwners is the part of the store that knows pod owners.
+type leaseOwners interface {
+	LeaseOwner(ctx context.Context, taskID string) (owner string, epoch int64, found bool, err error)
+}
+
+// PodOwner returns the instance holding the task's pod lease, or "" when
+// none does (or the store keeps no leases). Requires VIEWER.
+func (s *PodService) PodOwner(ctx context.Context, taskID string) (string, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return "", err
+	}
+	lo, ok := s.store.(leaseOwners)
+	if !ok {
+		return "", nil
+	}
+	owner, _, _, err := lo.LeaseOwner(ctx, taskID)
+	return owner, err
+}

@@ -99,7 +99,7 @@ func (s *Store) listenOnce(ctx context.Context, onCommit func(CommitNotice), onR
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	for _, ch := range []string{commitChannel, tokenChannel} {
+	for _, ch := range []string{commitChannel, tokenChannel, podCommandChannel} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			return err
 		}
@@ -110,7 +110,7 @@ func (s *Store) listenOnce(ctx context.Context, onCommit func(CommitNotice), onR
 		if err != nil {
 			return err
 		}
-		if s.heardToken(n.Channel, n.Payload) {
+		if s.heardToken(n.Channel, n.Payload) || s.heardPodCommand(n.Channel, n.Payload) {
 			continue
 		}
 		notice, err := parseNotice(n.Payload)

@@ -67,6 +67,8 @@ type Store struct {
 	w *writer
 	// tokenWatch hears token changes (see WatchTokens).
 	tokenWatch tokenWatchers
+	// podCommandWatch hears pod commands for an instance (see WatchPodCommands).
+	podCommandWatch podCommandWatchers
 
 	// Test hooks; nil in production.
 	afterAllocate  func(ctx context.Context) // called between position allocation and commit

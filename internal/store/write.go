@@ -138,6 +138,9 @@ func (s *Store) Append(ctx context.Context, req ipa.AppendRequest) (ipa.AppendRe
 		if req.ExpectedVersion != ipa.AnyVersion && req.ExpectedVersion != cur.Version {
 			return nil, ipa.VersionConflict(req.ExpectedVersion, cur.Version)
 		}
+		if err := s.checkPodFence(ctx, tx, req.TaskID); err != nil {
+			return nil, err
+		}
 		view := *cur
 		news, err := req.Decide(&view)
 		if err != nil {

@@ -64,6 +64,12 @@ type Config struct {
 	// InstanceID names this server in the pod_stopped events of its
 	// shutdown, so it can resume those pods when it returns (Resume).
 	InstanceID string
+	// OrphanGrace, when set, is handed to every plugin launched
+	// (IPA_PLUGIN_ORPHAN_GRACE): a plugin that hears nothing from its host
+	// for that long stops its work and exits. Several instances set it below
+	// the lease TTL, so a dead owner's work stops before anyone takes it
+	// over; the state poll then runs at least every OrphanGrace/4.
+	OrphanGrace time.Duration
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
 	StartTimeout     time.Duration // handshake + Start; default 10s
@@ -130,6 +136,9 @@ func (c *Config) withDefaults() error {
 	dur(&c.CrashHistoryKeep, DefaultCrashHistoryKeep)
 	dur(&c.StoreRetryMin, DefaultStoreRetryMin)
 	dur(&c.StoreRetryMax, DefaultStoreRetryMax)
+	if c.OrphanGrace > 0 && c.StateInterval > c.OrphanGrace/4 {
+		c.StateInterval = c.OrphanGrace / 4
+	}
 	if c.OutboxLimit == 0 {
 		c.OutboxLimit = DefaultOutboxLimit
 	}
@@ -168,7 +177,7 @@ func (c *Config) withDefaults() error {
 		"StopTimeout": c.StopTimeout, "StartTimeout": c.StartTimeout, "StateInterval": c.StateInterval,
 		"HealthInterval": c.HealthInterval, "HealthTimeout": c.HealthTimeout, "ReattachTimeout": c.ReattachTimeout,
 		"RecordTimeout": c.RecordTimeout, "KillWait": c.KillWait, "CrashHistoryKeep": c.CrashHistoryKeep,
-		"StoreRetryMin": c.StoreRetryMin, "StoreRetryMax": c.StoreRetryMax,
+		"StoreRetryMin": c.StoreRetryMin, "StoreRetryMax": c.StoreRetryMax, "OrphanGrace": c.OrphanGrace,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))

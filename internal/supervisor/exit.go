@@ -89,7 +89,9 @@ func (s *Supervisor) pollState(ctx context.Context, p *pod, r *run) {
 }
 
 // endRun detaches r from the pod after its process ended: poller stopped,
-// go-plugin released, lease deleted. Operation lock held.
+// go-plugin released. The lease stays until what follows is recorded (the
+// caller deletes it, or keeps it for a pending restart), so the pod has an
+// owner throughout. Operation lock held.
 func (s *Supervisor) endRun(p *pod, r *run) {
 	r.stopPoll()
 	<-r.pollDone // returns promptly: every poll call has HealthTimeout
@@ -101,11 +103,6 @@ func (s *Supervisor) endRun(p *pod, r *run) {
 	}
 	p.mu.Unlock()
 	s.m.running.Dec()
-	ctx, cancel := s.ownCtx()
-	defer cancel()
-	if err := s.cfg.Leases.Delete(ctx, p.taskID); err != nil {
-		s.log.Error("delete lease", slog.String("task_id", p.taskID), slog.Any("error", err))
-	}
 }
 
 // onExit handles a process that ended while it was the pod's run: a crash
@@ -138,6 +135,7 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 		_, _ = s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{
 			Reason: ipa.StopExited, PID: r.proc.pid, ExitCode: ex.Code, UptimeMs: uptime.Milliseconds(),
 		}, r.startedEventID)
+		s.dropLease(p.taskID)
 		// The state changes after the event is committed, so a reader never
 		// sees a stopped pod on a task whose row still says ACTIVE.
 		p.setState(ipa.PodStopped)

@@ -84,6 +84,9 @@ func (s *Supervisor) startPod(ctx context.Context, spec PodSpec, manual bool) (s
 				}
 			}
 			p.mu.Unlock()
+			if errors.Is(err, ipa.ErrLeaseHeld) {
+				s.forgetIdle(p) // another instance's pod: its view is the store's, not ours
+			}
 			return false, err
 		}
 		s.startFailed(p, t, 1, err, spec.CausationID)
@@ -143,10 +146,24 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		log.Warn("pod start waits", slog.String("decision", "store_unavailable"), slog.Any("error", err))
 		return err
 	}
+	// The pod is claimed before any process exists: an instance that does
+	// not own it launches nothing (another one runs it, or will).
+	if err := s.claimLease(ctx, t, attempt); err != nil {
+		if errors.Is(err, ipa.ErrLeaseHeld) {
+			log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
+			return err
+		}
+		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
+		return failStart(fmt.Errorf("claim lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod.")
+	}
 	cmd, err := s.cfg.Launcher.Command(t.Runtime)
 	if err != nil {
+		s.dropLease(t.ID)
 		log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
 		return failStart(err, nil, "The runtime %q is not available on this server.", t.Runtime)
+	}
+	if s.cfg.OrphanGrace > 0 {
+		cmd.Env = append(cmd.Env, podapi.EnvOrphanGrace+"="+s.cfg.OrphanGrace.String())
 	}
 	p.setState(ipa.PodStarting)
 	began := time.Now()
@@ -156,6 +173,7 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	tail := newStderrTail(log.With(slog.String("source", "plugin")))
 	conn, pr, err := launchPlugin(startCtx, cmd, tail, log, s.cfg.StartTimeout)
 	if err != nil {
+		s.dropLease(t.ID)
 		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
 		log.Error("pod start failed", slog.String("decision", "launch_failed"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {

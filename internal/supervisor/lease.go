@@ -2,10 +2,13 @@ package supervisor
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
 // Lease records that this server owns a task's pod and how to find it again
@@ -70,4 +73,33 @@ func (m *MemoryLeaseStore) List(context.Context) ([]Lease, error) {
 	}
 	slices.SortFunc(out, func(a, b Lease) int { return strings.Compare(a.TaskID, b.TaskID) })
 	return out, nil
+}
+
+// fencedRecorder makes every pod fact the supervisor writes conditional on
+// this instance holding the task's lease (ipa.WithPodFence): a server that
+// was paused past the lease TTL, and whose pods another instance took over,
+// can never write over the new owner.
+type fencedRecorder struct {
+	inner Recorder
+	owner string
+}
+
+func (f fencedRecorder) RecordPodEvent(ctx context.Context, taskID string, ev ipa.NewEvent) (ipa.Event, error) {
+	return f.inner.RecordPodEvent(ipa.WithPodFence(ctx, f.owner), taskID, ev)
+}
+
+// claimLease records that this instance owns the task's pod before anything
+// runs for it (a placeholder lease, with no process yet) and keeps it while a
+// restart is pending. Returns ipa.ErrLeaseHeld when another instance owns it.
+func (s *Supervisor) claimLease(ctx context.Context, t ipa.Task, attempt int) error {
+	return s.cfg.Leases.Save(ctx, Lease{TaskID: t.ID, Runtime: t.Runtime, Attempt: attempt, StartedAt: s.cfg.Now(), BootID: bootID()})
+}
+
+// dropLease deletes this instance's lease of the task, logging a failure.
+func (s *Supervisor) dropLease(taskID string) {
+	ctx, cancel := s.ownCtx()
+	defer cancel()
+	if err := s.cfg.Leases.Delete(ctx, taskID); err != nil {
+		s.log.Error("delete lease", slog.String("task_id", taskID), slog.Any("error", err))
+	}
 }

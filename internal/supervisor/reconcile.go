@@ -105,6 +105,13 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 	if running {
 		return false // already supervised: Reconcile ran twice
 	}
+	if l.PID <= 0 {
+		// A claim with no process (a launch under way, or a restart
+		// pending) when the previous server stopped: nothing to find. The
+		// task is settled as one without a lease.
+		s.dropLease(l.TaskID)
+		return true
+	}
 	// Status shows the restarts of the window from the first moment.
 	s.seedHistory(ctx, p)
 
@@ -215,8 +222,15 @@ func (s *Supervisor) lost(ctx context.Context, p *pod, l Lease, reason string) {
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
 	defer cancel()
 	s.seedHistory(rctx, p)
-	evID, _ := s.record(rctx, l.TaskID, ipa.EventPodLost, ipa.PodLostData{Reason: reason, PID: l.PID}, "")
-	if reason == ipa.LostNotActive {
+	s.lostWith(rctx, p, l, ipa.PodLostData{Reason: reason, PID: l.PID, InstanceID: s.cfg.InstanceID}, now)
+}
+
+// lostWith records data as the pod's pod_lost and applies the restart
+// policy (not for a pod that should not run). Operation lock held.
+func (s *Supervisor) lostWith(rctx context.Context, p *pod, l Lease, data ipa.PodLostData, now time.Time) {
+	evID, _ := s.record(rctx, l.TaskID, ipa.EventPodLost, data, "")
+	if data.Reason == ipa.LostNotActive {
+		s.dropLease(l.TaskID)
 		return
 	}
 	var uptime time.Duration
@@ -254,6 +268,16 @@ func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
 		s.seedHistory(ctx, p)
 		return
 	}
+	// Claim the pod before deciding it is lost: another instance on the
+	// same database may own it (its lease is newer than the caller's view),
+	// and a pod another instance owns is never disturbed.
+	if err := s.claimLease(ctx, t, 0); err != nil {
+		s.forgetIdle(p)
+		if !errors.Is(err, ipa.ErrLeaseHeld) {
+			s.log.Error("reconcile: claim lease", slog.String("task_id", t.ID), slog.Any("error", err))
+		}
+		return
+	}
 	s.log.Warn("pod lost", slog.String("task_id", t.ID), slog.String("decision", "no_lease"))
 	s.lost(ctx, p, Lease{TaskID: t.ID, Runtime: t.Runtime}, ipa.LostNoLease)
 }
@@ -274,6 +298,10 @@ func (s *Supervisor) restartOwed(ctx context.Context, t ipa.Task) {
 	running := p.run != nil || p.pending != nil
 	p.mu.Unlock()
 	if running {
+		return
+	}
+	if err := s.claimLease(ctx, t, 0); err != nil {
+		s.forgetIdle(p) // another instance owns the pod (or the store is down: the next start settles it)
 		return
 	}
 	s.seedHistory(ctx, p)

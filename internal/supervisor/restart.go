@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 
@@ -38,6 +39,7 @@ func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, cau
 	d := p.restarts.crash(pol, at, uptime)
 	if d.Action == restartOff {
 		p.mu.Unlock()
+		s.dropLease(p.taskID)
 		log.Info("pod not restarted", slog.String("decision", "policy_off"))
 		return
 	}
@@ -49,6 +51,7 @@ func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, cau
 		s.m.restartLimit.WithLabelValues(p.task.Runtime).Inc()
 		log.Error("pod failed", slog.String("decision", "restart_limit_reached"), slog.Int("crashes_in_window", d.Crashes), slog.Int("max_attempts", pol.MaxAttempts))
 		_, _ = s.record(ctx, p.taskID, ipa.EventPodRestartLimitReached, ipa.PodRestartLimitReachedData{MaxAttempts: pol.MaxAttempts, WindowSeconds: pol.WindowSeconds}, causation)
+		s.dropLease(p.taskID)
 		// FAILED shows only once its event is in the history, so whoever
 		// sees the state can also read why.
 		p.mu.Lock()
@@ -58,6 +61,16 @@ func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, cau
 	}
 	next := at.Add(d.Delay)
 	pr := &pendingRestart{attempt: d.Attempt, cancel: make(chan struct{})}
+	task := p.task
+	p.mu.Unlock()
+	// The pending restart keeps the pod's lease: the pod has an owner while
+	// it backs off, so no other instance counts it lost.
+	if err := s.claimLease(ctx, task, d.Attempt); err != nil && errors.Is(err, ipa.ErrLeaseHeld) {
+		p.setState(ipa.PodStopped)
+		log.Warn("pod restart dropped", slog.String("decision", "lease_held_elsewhere"))
+		return
+	}
+	p.mu.Lock()
 	p.state, p.nextAttemptAt, p.pending = ipa.PodBackoff, &next, pr
 	p.mu.Unlock()
 	if !s.reserve(1) {
@@ -102,6 +115,11 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 		return
 	}
 	if s.closing() {
+		p.setState(ipa.PodStopped)
+		return
+	}
+	if errors.Is(err, ipa.ErrLeaseHeld) || errors.Is(err, ipa.ErrLeaseLost) {
+		// Another instance took the pod over while it backed off here.
 		p.setState(ipa.PodStopped)
 		return
 	}

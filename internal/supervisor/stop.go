@@ -48,12 +48,14 @@ func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) erro
 		p.setState(ipa.PodStopped)
 		log.Info("pod restart called off", slog.String("decision", "stop_during_backoff"), slog.String("reason", reason))
 		_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{Reason: reason, CancelledRestart: true, InstanceID: s.shutdownOwner(reason)}, pending.causation)
+		s.dropLease(p.taskID)
 		return err
 	}
 	data := s.stopRun(p, r, reason)
 	data.InstanceID = s.shutdownOwner(reason)
 	p.setState(ipa.PodStopped)
 	_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, data, r.startedEventID)
+	s.dropLease(p.taskID)
 	return err
 }
 

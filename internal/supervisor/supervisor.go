@@ -84,6 +84,9 @@ func New(cfg Config) (*Supervisor, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
+	if cfg.InstanceID != "" {
+		cfg.Recorder = fencedRecorder{cfg.Recorder, cfg.InstanceID}
+	}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("supervisor metrics: %w", err)
