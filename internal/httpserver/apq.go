@@ -21,7 +21,9 @@ import (
 // other than 1, a malformed extension) carry no code; they get
 // BAD_USER_INPUT / INVALID_ARGUMENT here and keep their message, instead of
 // being taken for an unreadable request.
-type persistedQueries struct{ extension.AutomaticPersistedQuery }
+type persistedQueries struct {
+	extension.AutomaticPersistedQuery
+}
 
 func newPersistedQueries() persistedQueries {
 	return persistedQueries{extension.AutomaticPersistedQuery{Cache: lru.New[string](PersistedQueries)}}
