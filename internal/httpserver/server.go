@@ -92,13 +92,14 @@ func New(cfg Config) http.Handler {
 	present := presentError(cfg.Logger, m)
 	gql.Use(responseLimit{max: MaxResponseBytes, present: present})
 	gql.Use(m)
+	gql.Use(graphqlTracing{})
 	gql.Use(sessionCheck{present: present})
 	gql.SetErrorPresenter(present)
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withCorrelation(withErrorMetrics(m, withRateLimit(newRateLimiter(cfg.RateLimit, cfg.RateBurst),
-		withTransportGate(withGETCaching(withAuth(cfg.Auth, withBodyLimit(gql))))))))
+	mux.Handle("/graphql", withTraceContext(withCorrelation(withErrorMetrics(m, withRateLimit(newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+		withTransportGate(withGETCaching(withAuth(cfg.Auth, withBodyLimit(gql)))))))))
 	mux.Handle("/metrics", withCorrelation(withErrorMetrics(m, withMetricsAuth(cfg.Auth,
 		promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

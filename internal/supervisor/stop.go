@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // StopPod stops the task's pod: runtime Stop with a StopTimeout deadline,
@@ -35,7 +36,12 @@ func (s *Supervisor) StopPod(ctx context.Context, taskID, reason string) error {
 	return s.stopLocked(context.WithoutCancel(ctx), p, reason)
 }
 
-func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) error {
+func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) (err error) {
+	p.mu.Lock()
+	runtime := p.task.Runtime
+	p.mu.Unlock()
+	ctx, span := startSpan(ctx, "pod.stop", p.taskID, runtime, attribute.String("ipa.pod.stop.reason", reason))
+	defer func() { endSpan(span, err) }()
 	p.mu.Lock()
 	r, pending := p.run, p.pending
 	p.mu.Unlock()
@@ -47,13 +53,13 @@ func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) erro
 		s.cancelPending(p, pending)
 		p.setState(ipa.PodStopped)
 		log.Info("pod restart called off", slog.String("decision", "stop_during_backoff"), slog.String("reason", reason))
-		_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{Reason: reason, CancelledRestart: true, InstanceID: s.shutdownOwner(reason)}, pending.causation)
+		_, err = s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{Reason: reason, CancelledRestart: true, InstanceID: s.shutdownOwner(reason)}, pending.causation)
 		return err
 	}
 	data := s.stopRun(p, r, reason)
 	data.InstanceID = s.shutdownOwner(reason)
 	p.setState(ipa.PodStopped)
-	_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, data, r.startedEventID)
+	_, err = s.record(ctx, p.taskID, ipa.EventPodStopped, data, r.startedEventID)
 	return err
 }
 
