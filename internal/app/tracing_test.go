@@ -133,8 +133,8 @@ func attr(sp tracetest.SpanStub, key string) string {
 	return ""
 }
 
-// trace returns the spans of the trace holding a span named root whose
-// attribute key is value, once cond holds on it (or fails after a while).
+// waitTrace returns the spans exported so far once cond (which says what
+// is still missing) holds on them, or fails the test after a while.
 func waitTrace(t *testing.T, cond func(spanTree) string) spanTree {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -151,7 +151,8 @@ func waitTrace(t *testing.T, cond func(spanTree) string) spanTree {
 	}
 }
 
-func one(tree spanTree, sps []tracetest.SpanStub, what string) (tracetest.SpanStub, string) {
+// one is the only span of sps, or why there is not exactly one.
+func one(sps []tracetest.SpanStub, what string) (tracetest.SpanStub, string) {
 	if len(sps) != 1 {
 		return tracetest.SpanStub{}, fmt.Sprintf("%d spans %s, want 1", len(sps), what)
 	}
@@ -175,11 +176,7 @@ func TestTraceOfCreateTaskWithAutoStart(t *testing.T) {
 	id := out.CreateTask.Task.ID
 
 	waitTrace(t, func(tree spanTree) string {
-		var ops []tracetest.SpanStub
-		for _, sp := range tree.named("graphql mutation createTask") {
-			ops = append(ops, sp)
-		}
-		op, why := one(tree, ops, "graphql mutation createTask")
+		op, why := one(tree.named("graphql mutation createTask"), "graphql mutation createTask")
 		if why != "" {
 			return why
 		}
@@ -189,14 +186,14 @@ func TestTraceOfCreateTaskWithAutoStart(t *testing.T) {
 		if n := len(tree.children(op, "store.transaction")); n < 1 {
 			return "no store.transaction under the operation (the task's creation)"
 		}
-		start, why := one(tree, tree.children(op, "pod.start"), "pod.start under the operation")
+		start, why := one(tree.children(op, "pod.start"), "pod.start under the operation")
 		if why != "" {
 			return why
 		}
 		if attr(start, "ipa.task.id") != id || attr(start, "ipa.pod.trigger") != "auto_start" || attr(start, "ipa.runtime") != "demo" {
 			return fmt.Sprintf("pod.start attributes %v", start.Attributes)
 		}
-		call, why := one(tree, tree.children(start, "ipa.podapi.v1.Runtime/Start"), "gRPC Start under pod.start")
+		call, why := one(tree.children(start, "ipa.podapi.v1.Runtime/Start"), "gRPC Start under pod.start")
 		if why != "" {
 			return why
 		}
@@ -236,7 +233,7 @@ func TestTraceOfCrashAndRestart(t *testing.T) {
 		t.Fatalf("no pod pid after createTask(autoStart): %+v", out)
 	}
 	first := waitTrace(t, func(tree spanTree) string {
-		_, why := one(tree, tree.named("pod.start"), "pod.start")
+		_, why := one(tree.named("pod.start"), "pod.start")
 		return why
 	}).named("pod.start")[0]
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -244,7 +241,7 @@ func TestTraceOfCrashAndRestart(t *testing.T) {
 	}
 
 	waitTrace(t, func(tree spanTree) string {
-		crash, why := one(tree, tree.named("pod.crash"), "pod.crash")
+		crash, why := one(tree.named("pod.crash"), "pod.crash")
 		if why != "" {
 			return why
 		}
@@ -257,11 +254,11 @@ func TestTraceOfCrashAndRestart(t *testing.T) {
 		if len(tree.children(crash, "store.transaction")) < 1 {
 			return "no store.transaction (pod_crashed) under pod.crash"
 		}
-		restart, why := one(tree, tree.children(crash, "pod.restart"), "pod.restart under pod.crash")
+		restart, why := one(tree.children(crash, "pod.restart"), "pod.restart under pod.crash")
 		if why != "" {
 			return why
 		}
-		start, why := one(tree, tree.children(restart, "pod.start"), "pod.start under pod.restart")
+		start, why := one(tree.children(restart, "pod.start"), "pod.start under pod.restart")
 		if why != "" {
 			return why
 		}
