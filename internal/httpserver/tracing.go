@@ -15,10 +15,14 @@ import (
 )
 
 // withTraceContext continues the caller's trace when the request carries
-// W3C trace context (traceparent); with tracing off the propagator is a
-// no-op and the context is left as it is.
+// W3C trace context (traceparent). With tracing off, this and the
+// operation spans below cost one atomic load (see BenchmarkSpan).
 func withTraceContext(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !tracing.On() {
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
@@ -40,6 +44,9 @@ func (graphqlTracing) ExtensionName() string                   { return "Tracing
 func (graphqlTracing) Validate(graphql.ExecutableSchema) error { return nil }
 
 func (graphqlTracing) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	if !tracing.On() {
+		return next(ctx)
+	}
 	if oc := graphql.GetOperationContext(ctx); isSubscription(oc) {
 		ctx, span := startOperationSpan(ctx, oc)
 		defer span.End()
@@ -49,7 +56,7 @@ func (graphqlTracing) InterceptOperation(ctx context.Context, next graphql.Opera
 }
 
 func (graphqlTracing) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-	if !graphql.HasOperationContext(ctx) {
+	if !tracing.On() || !graphql.HasOperationContext(ctx) {
 		return next(ctx)
 	}
 	oc := graphql.GetOperationContext(ctx)
