@@ -5,10 +5,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ipa-dev/ipa/internal/ipa"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
 // policy returns the restart policy in force for t.

@@ -8,9 +8,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
-	"go.opentelemetry.io/otel/attribute"
 )
 
 // StopPod stops the task's pod: runtime Stop with a StopTimeout deadline,

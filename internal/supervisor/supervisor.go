@@ -36,9 +36,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // errClosed is returned by StartPod when the supervisor is not running.

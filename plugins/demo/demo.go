@@ -18,9 +18,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Description is shown in the runtimes query.
