@@ -270,4 +270,21 @@ func TestTraceOfCrashAndRestart(t *testing.T) {
 		}
 		return ""
 	})
+
+	// A stop asked for through the API: its pod.stop holds the runtime's Stop.
+	post(t, srv, `mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	waitTrace(t, func(tree spanTree) string {
+		op, why := one(tree.named("graphql mutation stopPod"), "graphql mutation stopPod")
+		if why != "" {
+			return why
+		}
+		stop, why := one(tree.children(op, "pod.stop"), "pod.stop under the operation")
+		if why != "" {
+			return why
+		}
+		if len(tree.children(stop, "ipa.podapi.v1.Runtime/Stop")) != 1 || len(tree.children(stop, "store.transaction")) < 1 {
+			return "pod.stop lacks the gRPC Stop or the pod_stopped transaction"
+		}
+		return ""
+	})
 }
