@@ -20,6 +20,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/instance"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/supervisor"
+	"github.com/ipa-dev/ipa/internal/tracing"
 )
 
 // serveOptions are the settings of `ipa serve`.
@@ -131,6 +132,22 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	// Traces go out only when the OTEL_* environment asks for them.
+	shutdownTracing, err := tracing.Setup(ctx, "ipa")
+	if err != nil {
+		return fmt.Errorf("tracing (OTEL_* environment): %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			log.Warn("traces not all sent", slog.Any("error", err))
+		}
+	}()
+	if tracing.Enabled() {
+		log.Info("tracing on", "exporter", "otlp")
+	}
 
 	srv, err := app.New(ctx, app.Config{
 		DatabaseURL:       opts.database,

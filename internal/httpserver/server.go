@@ -42,6 +42,10 @@ const (
 	// tree by list sizes (cost.go): 1000 tasks with all their fields and
 	// pods pass, 1000 tasks with 1000 events each do not.
 	MaxComplexity = 100_000
+	// PersistedQueries is how many automatic persisted queries (hash →
+	// query text) the server remembers, least recently used first out. A
+	// client whose hash fell out just sends the query again.
+	PersistedQueries = 1000
 )
 
 // Config wires the server.
@@ -92,12 +96,14 @@ func New(cfg Config) http.Handler {
 	gql.AddTransport(transport.GET{})
 	gql.AddTransport(transport.POST{})
 	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	gql.Use(newPersistedQueries())
 	gql.Use(extension.Introspection{})
 	gql.Use(depthLimit{max: MaxQueryDepth})
 	gql.Use(newCostLimit(MaxComplexity))
 	present := presentError(cfg.Logger, m)
 	gql.Use(responseLimit{max: MaxResponseBytes, present: present})
 	gql.Use(m)
+	gql.Use(graphqlTracing{})
 	gql.Use(sessionCheck{present: present})
 	// After the session check: a subscription joins its cohort only once
 	// its credential is good (see package cohort).
@@ -106,8 +112,8 @@ func New(cfg Config) http.Handler {
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withCorrelation(withErrorMetrics(m, withRateLimit(newRateLimiter(cfg.RateLimit, cfg.RateBurst),
-		withTransportGate(withAuth(cfg.Auth, withBodyLimit(gql)))))))
+	mux.Handle("/graphql", withTraceContext(withCorrelation(withErrorMetrics(m, withRateLimit(newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+		withTransportGate(withGETCaching(withAuth(cfg.Auth, withBodyLimit(gql)))))))))
 	mux.Handle("/metrics", withCorrelation(withErrorMetrics(m, withMetricsAuth(cfg.Auth,
 		promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -133,6 +139,22 @@ func New(cfg Config) http.Handler {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// withGETCaching marks GraphQL answers to GET as private to the caller: each
+// one depends on the caller's credential (its role decides what it may see)
+// and holds live task state, so no shared cache may keep it, and a browser
+// must ask again before reusing it. Persisted queries still make GET URLs
+// short and stable; a deployment that wants a shared cache in front must key
+// it on the credential and choose its own staleness.
+func withGETCaching(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && !isWebSocket(r) && !isSSE(r) {
+			w.Header().Set("Cache-Control", "private, no-cache")
+			w.Header().Add("Vary", "Authorization")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // withCorrelation gives every request a correlation id — the client's
 // X-Request-Id when it sends a sane one, else a new UUID — and echoes it.

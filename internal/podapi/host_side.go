@@ -73,7 +73,7 @@ func (c *runtimeClient) Start(ctx context.Context, req StartRequest) (StartRespo
 	id := c.broker.NextId()
 	hs := &hostServer{impl: req.Host, taskID: req.TaskID}
 	go c.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		s := grpc.NewServer(opts...)
+		s := grpc.NewServer(append(opts, hostServerOptions()...)...)
 		pb.RegisterHostServer(s, hs)
 		return s
 	})
@@ -117,7 +117,7 @@ func (c *runtimeClient) Attach(ctx context.Context, req AttachRequest) (AttachRe
 		_ = os.RemoveAll(dir)
 		return AttachResponse{}, fmt.Errorf("podapi: host socket: %w", err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(hostServerOptions()...)
 	pb.RegisterHostServer(srv, &hostServer{impl: req.Host, taskID: req.TaskID})
 	go func() { _ = srv.Serve(ln) }()
 	stop := func() { srv.Stop(); _ = os.RemoveAll(dir) }

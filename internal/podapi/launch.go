@@ -22,6 +22,7 @@ func NewClientConfig(cmd *exec.Cmd, logger hclog.Logger) *plugin.ClientConfig {
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger,
+		GRPCDialOptions:  hostDialOptions(),
 	}
 }
 
@@ -77,6 +78,7 @@ func NewReattachConfig(info ReattachInfo, logger hclog.Logger) (*plugin.ClientCo
 	return &plugin.ClientConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         PluginMap,
+		GRPCDialOptions: hostDialOptions(),
 		Reattach: &plugin.ReattachConfig{
 			Protocol:        plugin.ProtocolGRPC,
 			ProtocolVersion: version,

@@ -36,7 +36,7 @@ func (s *runtimeServer) Start(ctx context.Context, req *pb.StartRequest) (*pb.St
 		return nil, toStatus(ipa.Errorf(ipa.ECONFLICT, ipa.ReasonInvalidArgument, "This plugin already runs task %s.", t), "")
 	}
 	// Dial is lazy: it waits (up to 5 s) for the host's broker address only.
-	conn, err := s.broker.Dial(req.GetHostBrokerId())
+	conn, err := s.broker.DialWithOptions(req.GetHostBrokerId(), pluginDialOption())
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("dial host service: %w", err), "")
 	}
@@ -72,6 +72,7 @@ func (s *runtimeServer) Attach(ctx context.Context, req *pb.AttachRequest) (*pb.
 	addr := ep.GetAddress()
 	conn, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		pluginDialOption(),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", addr)

@@ -117,6 +117,7 @@ func Serve(impl Runtime) {
 		}
 	}
 
+	shutdownTracing := pluginTracing()
 	var exitOnce sync.Once
 	exit := func(st ExitStatus, why string) {
 		exitOnce.Do(func() {
@@ -125,6 +126,9 @@ func Serve(impl Runtime) {
 				// fd 2 is the pipe the host reads (go-plugin swapped os.Stderr).
 				_, _ = syscall.Write(2, FormatExitReport(ExitReport{Reason: st.Reason, Message: st.Message}))
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = shutdownTracing(ctx) // send what the plugin traced
+			cancel()
 			exitProcess(st)
 		})
 	}
@@ -158,7 +162,7 @@ func Serve(impl Runtime) {
 		HandshakeConfig: Handshake,
 		Plugins:         map[string]plugin.Plugin{PluginName: &RuntimePlugin{Impl: impl}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.StatsHandler(watch))...)
+			return grpc.NewServer(append(opts, grpc.StatsHandler(watch), pluginServerOption())...)
 		},
 		Logger: log,
 	})

@@ -244,6 +244,8 @@ var errCommit = errors.New("store: commit")
 // It returns an error only when the transaction as a whole failed (wrapping
 // errCommit when COMMIT did); then no request's outcome counts.
 func (s *Store) commitBatch(batch []*writeReq) (err error) {
+	span := s.startTxSpan(batch)
+	defer func() { endSpan(span, err) }()
 	tx := s.write.WithContext(context.Background()).Begin()
 	if tx.Error != nil {
 		return tx.Error

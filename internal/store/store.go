@@ -69,6 +69,9 @@ type Store struct {
 	tokenWatch tokenWatchers
 	// podCommandWatch hears pod commands for an instance (see WatchPodCommands).
 	podCommandWatch podCommandWatchers
+	// inUse holds a shared lock on the SQLite file's lock file while the
+	// Store is open (see lockFile); nil on PostgreSQL.
+	inUse *os.File
 
 	// Test hooks; nil in production.
 	afterAllocate  func(ctx context.Context) // called between position allocation and commit
@@ -125,17 +128,22 @@ func gormConfig() *gorm.Config {
 }
 
 func (s *Store) openSQLite(rawURL string, opts Options) error {
-	path := strings.TrimPrefix(rawURL, "sqlite://")
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	if path == "" {
-		return fmt.Errorf("store: sqlite URL names no file")
+	path, err := sqlitePath(rawURL)
+	if err != nil {
+		return err
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("store: create database directory: %w", err)
 		}
+	}
+	// Mark the file in use for as long as this Store is open, so that
+	// `ipa restore` never replaces it under a running server (see backup.go).
+	if s.inUse, err = lockFile(lockPath(path), false); err != nil {
+		if errors.Is(err, errFileLocked) {
+			return fmt.Errorf("store: %s is being restored; start again when the restore has ended", path)
+		}
+		return err
 	}
 	q := url.Values{}
 	for _, p := range []string{"busy_timeout(5000)", "journal_mode(WAL)", "foreign_keys(1)", "synchronous(NORMAL)"} {
@@ -147,8 +155,8 @@ func (s *Store) openSQLite(rawURL string, opts Options) error {
 	dsn := "file:" + path + "?" + q.Encode()
 
 	s.dialect = dialectSQLite
-	var err error
 	if s.write, err = gorm.Open(sqlite.Open(dsn), gormConfig()); err != nil {
+		s.Close()
 		return s.wrap(err)
 	}
 	if s.read, err = gorm.Open(sqlite.Open(dsn), gormConfig()); err != nil {
@@ -229,6 +237,10 @@ func (s *Store) Close() error {
 		if db, err := g.DB(); err == nil {
 			errs = append(errs, db.Close())
 		}
+	}
+	if s.inUse != nil {
+		errs = append(errs, s.inUse.Close())
+		s.inUse = nil
 	}
 	return errors.Join(errs...)
 }

@@ -331,7 +331,9 @@ func (s *Store) allocatePositions(tx *gorm.DB, n int) (int64, error) {
 // loop): committed when fn returns nil, rolled back otherwise (and on panic).
 // The error is fn's, or the commit's. Writes that append events must go
 // through submit instead.
-func (s *Store) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+func (s *Store) inTx(ctx context.Context, fn func(tx *gorm.DB) error) (err error) {
+	span := s.startTxSpan([]*writeReq{{ctx: ctx}})
+	defer func() { endSpan(span, err) }()
 	return s.write.WithContext(ctx).Transaction(fn)
 }
 

@@ -8,8 +8,12 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/internal/tracing"
 )
 
 // watch waits for the run's process to end (or the supervisor to be
@@ -143,7 +147,7 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 	}
 	reason, message := crashReason(ex, r.unresponsive.Load(), report, reported)
 	c := ipa.PodCrash{At: now, ExitCode: ex.Code, Signal: ex.Signal, Reason: reason, Message: message, UptimeMs: uptime.Milliseconds()}
-	s.noteCrash(p, c, ipa.PodCrashedData{
+	s.noteCrash(trace.SpanContext{}, r.startSpan, p, c, ipa.PodCrashedData{
 		PID: r.proc.pid, Attempt: r.attempt, Runtime: r.runtime, ExitCode: ex.Code, Signal: ex.Signal,
 		Reason: reason, Message: message, UptimeMs: uptime.Milliseconds(), Stderr: r.stderr.Tail(),
 	}, r.startedEventID, uptime)
@@ -174,13 +178,26 @@ func crashReason(ex exitInfo, unresponsive bool, report podapi.ExitReport, repor
 
 // noteCrash records a crash (pod_crashed) and applies the restart policy.
 // Operation lock held; the pod has no run.
-func (s *Supervisor) noteCrash(p *pod, c ipa.PodCrash, data ipa.PodCrashedData, causation string, uptime time.Duration) {
+//
+// Its pod.crash span is a child of parent (a failed start's request) or,
+// when parent is not valid, the root of a trace of its own linked to
+// started, the pod.start of the run that crashed.
+func (s *Supervisor) noteCrash(parent, started trace.SpanContext, p *pod, c ipa.PodCrash, data ipa.PodCrashedData, causation string, uptime time.Duration) {
+	var opts []trace.SpanStartOption
+	if started.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: started}))
+	}
+	sctx, span := tracing.Tracer().Start(withSpanOf(context.Background(), parent), "pod.crash", append(opts, trace.WithAttributes(
+		attribute.String("ipa.task.id", p.taskID), attribute.String("ipa.runtime", data.Runtime), attribute.Int("ipa.pod.attempt", data.Attempt),
+		attribute.String("ipa.pod.crash.reason", data.Reason), attribute.String("ipa.pod.crash.signal", data.Signal)))...)
+	defer span.End()
 	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", data.PID), slog.Int("attempt", data.Attempt))
 	s.m.crashes.WithLabelValues(data.Runtime, data.Signal, data.Reason).Inc()
 	log.Warn("pod crashed", slog.String("decision", "record_crash"), slog.String("reason", c.Reason),
 		slog.Any("exit_code", c.ExitCode), slog.String("signal", c.Signal), slog.Duration("uptime", uptime))
 	ctx, cancel := s.ownCtx()
 	defer cancel()
+	ctx = withSpanOf(ctx, span.SpanContext())
 	s.seedHistory(ctx, p)
 	evID, _ := s.record(ctx, p.taskID, ipa.EventPodCrashed, data, causation)
 	// The state changes after the event is committed, so a reader never
@@ -190,7 +207,7 @@ func (s *Supervisor) noteCrash(p *pod, c ipa.PodCrash, data ipa.PodCrashedData, 
 	p.crashes = append(p.crashes, c)
 	p.trimCrashes(c.At, s.cfg.CrashHistory, s.cfg.CrashHistoryKeep)
 	p.mu.Unlock()
-	s.applyPolicy(p, c.At, uptime, evID)
+	s.applyPolicy(sctx, p, c.At, uptime, evID)
 }
 
 // trimCrashes keeps at most max crashes, none older than keep. p.mu held.

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
 )
@@ -89,7 +92,7 @@ func (s *Supervisor) startPod(ctx context.Context, spec PodSpec, manual bool) (s
 			}
 			return false, err
 		}
-		s.startFailed(p, t, 1, err, spec.CausationID)
+		s.startFailed(ctx, p, t, 1, err, spec.CausationID)
 		return false, err
 	}
 	return true, nil
@@ -122,20 +125,23 @@ func failStart(err error, stderr []string, format string, args ...any) error {
 // startFailed records a launch that failed (attempt of t) as a crash with
 // reason start_failed and applies the restart policy. Operation lock held;
 // the pod has no run.
-func (s *Supervisor) startFailed(p *pod, t ipa.Task, attempt int, err error, causation string) {
+func (s *Supervisor) startFailed(ctx context.Context, p *pod, t ipa.Task, attempt int, err error, causation string) {
 	msg, stderr := "The runtime could not be started.", []string(nil)
 	var sf *startFailure
 	if errors.As(err, &sf) {
 		msg, stderr = sf.message, sf.stderr
 	}
 	c := ipa.PodCrash{At: s.cfg.Now(), Reason: ipa.CrashStartFailed, Message: msg}
-	s.noteCrash(p, c, ipa.PodCrashedData{Attempt: attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed, Message: msg, Stderr: stderr}, causation, 0)
+	s.noteCrash(trace.SpanContextFromContext(ctx), trace.SpanContext{}, p, c,
+		ipa.PodCrashedData{Attempt: attempt, Runtime: t.Runtime, Reason: ipa.CrashStartFailed, Message: msg, Stderr: stderr}, causation, 0)
 }
 
 // launch starts a plugin for t and makes it the pod's run: handshake, lease, Start,
 // pod_started, then the exit watcher and poller. Operation lock held.
 // On error nothing of the attempt is left running.
-func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int, trigger, causation string) error {
+func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int, trigger, causation string) (err error) {
+	ctx, span := startSpan(ctx, "pod.start", t.ID, t.Runtime, attribute.Int("ipa.pod.attempt", attempt), attribute.String("ipa.pod.trigger", trigger))
+	defer func() { endSpan(span, err) }()
 	if s.closing() {
 		return errClosed
 	}
@@ -182,7 +188,9 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q exited or failed its handshake before it was ready.", t.Runtime)
 	}
 	log = log.With(slog.Int("pid", pr.pid))
-	r := &run{conn: conn, proc: pr, runtime: t.Runtime, attempt: attempt, trigger: trigger, startedAt: s.cfg.Now(), stderr: tail}
+	r := &run{conn: conn, proc: pr, runtime: t.Runtime, attempt: attempt, trigger: trigger, startedAt: s.cfg.Now(), stderr: tail,
+		startSpan: span.SpanContext()}
+	span.SetAttributes(attribute.Int("ipa.pod.pid", pr.pid))
 	abort := func(err error) error {
 		conn.close()
 		_ = terminate(pr, s.cfg.KillWait)

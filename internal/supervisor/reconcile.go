@@ -237,7 +237,7 @@ func (s *Supervisor) lostWith(rctx context.Context, p *pod, l Lease, data ipa.Po
 	if !l.StartedAt.IsZero() {
 		uptime = now.Sub(l.StartedAt)
 	}
-	s.applyPolicy(p, now, uptime, evID)
+	s.applyPolicy(context.Background(), p, now, uptime, evID)
 }
 
 // reconcileUnleased settles a target with no lease: a pod it should have is
@@ -312,7 +312,7 @@ func (s *Supervisor) restartOwed(ctx context.Context, t ipa.Task) {
 	}
 	p.mu.Unlock()
 	s.log.Warn("pod restart owed", slog.String("task_id", t.ID), slog.String("decision", "apply_policy"))
-	s.applyPolicy(p, s.cfg.Now(), 0, "")
+	s.applyPolicy(context.Background(), p, s.cfg.Now(), 0, "")
 }
 
 // runEnded reports whether the task's stream already records the end of the

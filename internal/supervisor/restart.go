@@ -1,9 +1,14 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -32,7 +37,10 @@ func (s *Supervisor) cancelPending(p *pod, pr *pendingRestart) {
 // applyPolicy decides what follows a crash (or a lost pod) at time at after
 // a run of uptime: nothing (no auto restart), FAILED (the window's limit is
 // spent) or BACKOFF with a restart scheduled. Operation lock held.
-func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, causation string) {
+//
+// parent carries the span of the crash (its restart's span is a child of it).
+func (s *Supervisor) applyPolicy(parent context.Context, p *pod, at time.Time, uptime time.Duration, causation string) {
+	sc := trace.SpanContextFromContext(parent)
 	p.mu.Lock()
 	pol := s.policy(p.task)
 	log := s.log.With(slog.String("task_id", p.taskID))
@@ -45,6 +53,7 @@ func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, cau
 	}
 	ctx, cancel := s.ownCtx()
 	defer cancel()
+	ctx = withSpanOf(ctx, sc)
 	if d.Action == restartFailed {
 		p.nextAttemptAt = nil
 		p.mu.Unlock()
@@ -60,7 +69,7 @@ func (s *Supervisor) applyPolicy(p *pod, at time.Time, uptime time.Duration, cau
 		return
 	}
 	next := at.Add(d.Delay)
-	pr := &pendingRestart{attempt: d.Attempt, cancel: make(chan struct{})}
+	pr := &pendingRestart{attempt: d.Attempt, cancel: make(chan struct{}), span: sc}
 	task := p.task
 	p.mu.Unlock()
 	// The pending restart keeps the pod's lease: the pod has an owner while
@@ -109,7 +118,9 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 	now := s.cfg.Now()
 	p.restarts.restarted(s.policy(t), now)
 	p.mu.Unlock()
-	err := s.launch(s.ctx, p, t, pr.attempt, ipa.TriggerRestart, pr.causation)
+	ctx, span := startSpan(withSpanOf(s.ctx, pr.span), "pod.restart", t.ID, t.Runtime, attribute.Int("ipa.pod.attempt", pr.attempt))
+	defer span.End()
+	err := s.launch(ctx, p, t, pr.attempt, ipa.TriggerRestart, pr.causation)
 	if err == nil {
 		s.m.restarts.WithLabelValues(t.Runtime).Inc()
 		return
@@ -133,7 +144,8 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 		return
 	}
 	s.m.restarts.WithLabelValues(t.Runtime).Inc()
-	s.startFailed(p, t, pr.attempt, err, pr.causation)
+	span.SetStatus(codes.Error, "restart failed")
+	s.startFailed(ctx, p, t, pr.attempt, err, pr.causation)
 }
 
 // waitForStore schedules pr's restart again after a back-off of its own

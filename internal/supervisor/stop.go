@@ -8,6 +8,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
 )
@@ -35,7 +38,12 @@ func (s *Supervisor) StopPod(ctx context.Context, taskID, reason string) error {
 	return s.stopLocked(context.WithoutCancel(ctx), p, reason)
 }
 
-func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) error {
+func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) (err error) {
+	p.mu.Lock()
+	runtime := p.task.Runtime
+	p.mu.Unlock()
+	ctx, span := startSpan(ctx, "pod.stop", p.taskID, runtime, attribute.String("ipa.pod.stop.reason", reason))
+	defer func() { endSpan(span, err) }()
 	p.mu.Lock()
 	r, pending := p.run, p.pending
 	p.mu.Unlock()
@@ -47,14 +55,14 @@ func (s *Supervisor) stopLocked(ctx context.Context, p *pod, reason string) erro
 		s.cancelPending(p, pending)
 		p.setState(ipa.PodStopped)
 		log.Info("pod restart called off", slog.String("decision", "stop_during_backoff"), slog.String("reason", reason))
-		_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{Reason: reason, CancelledRestart: true, InstanceID: s.shutdownOwner(reason)}, pending.causation)
+		_, err = s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{Reason: reason, CancelledRestart: true, InstanceID: s.shutdownOwner(reason)}, pending.causation)
 		s.dropLease(p.taskID)
 		return err
 	}
-	data := s.stopRun(p, r, reason)
+	data := s.stopRun(ctx, p, r, reason)
 	data.InstanceID = s.shutdownOwner(reason)
 	p.setState(ipa.PodStopped)
-	_, err := s.record(ctx, p.taskID, ipa.EventPodStopped, data, r.startedEventID)
+	_, err = s.record(ctx, p.taskID, ipa.EventPodStopped, data, r.startedEventID)
 	s.dropLease(p.taskID)
 	return err
 }
@@ -69,14 +77,15 @@ func (s *Supervisor) shutdownOwner(reason string) string {
 }
 
 // stopRun ends r gracefully if it can, forcibly if it must, and detaches it.
-// Operation lock held.
-func (s *Supervisor) stopRun(p *pod, r *run, reason string) ipa.PodStoppedData {
+// Operation lock held. Only traced's span is used (the runtime's Stop is
+// its child); the stop is never cut short by traced.
+func (s *Supervisor) stopRun(traced context.Context, p *pod, r *run, reason string) ipa.PodStoppedData {
 	r.stopping.Store(true)
 	p.setState(ipa.PodStopping)
 	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", r.proc.pid))
 	r.stopPoll()
 	deadline := time.Now().Add(s.cfg.StopTimeout)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(withSpanOf(context.Background(), trace.SpanContextFromContext(traced)), deadline)
 	defer cancel()
 	forced := false
 	if r.proc.alive() {

@@ -36,6 +36,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
 )
@@ -150,6 +152,9 @@ type pendingRestart struct {
 	cancel     chan struct{}
 	causation  string
 	storeWaits int // times this restart was put off because the store was unreachable
+	// span is the pod.crash span that scheduled this restart: its pod.restart
+	// is a child of it.
+	span trace.SpanContext
 }
 
 // run is one plugin process of a pod, from launch (or adoption) to its end.
@@ -162,11 +167,12 @@ type run struct {
 	startedAt      time.Time
 	stderr         *stderrTail
 	startedEventID string
-	stopping       atomic.Bool   // a stop was asked for: its exit is not a crash
-	unresponsive   atomic.Bool   // killed for failing health checks
-	outlived       atomic.Bool   // counted in restart success already
-	stopPoll       func()        // ends the poller
-	pollDone       chan struct{} // closed when the poller has returned
+	startSpan      trace.SpanContext // its pod.start, linked from a crash
+	stopping       atomic.Bool       // a stop was asked for: its exit is not a crash
+	unresponsive   atomic.Bool       // killed for failing health checks
+	outlived       atomic.Bool       // counted in restart success already
+	stopPoll       func()            // ends the poller
+	pollDone       chan struct{}     // closed when the poller has returned
 }
 
 func (p *pod) lock(ctx context.Context) error {

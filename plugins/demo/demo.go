@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
 )
@@ -116,7 +118,7 @@ var _ podapi.Runtime = (*Runtime)(nil)
 
 // Start validates the config and starts the walk. Returns EINVALID for a bad
 // config and ECONFLICT when already started.
-func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.StartResponse, error) {
+func (r *Runtime) Start(startCtx context.Context, req podapi.StartRequest) (podapi.StartResponse, error) {
 	cfg, err := ParseConfig(req.RuntimeConfig)
 	if err != nil {
 		return podapi.StartResponse{}, err
@@ -132,7 +134,10 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	r.running, r.message = true, "starting"
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
-	go r.walk(ctx, r.done)
+	// The first step's host calls belong to the start (its trace, when the
+	// start was traced); later steps are the pod's own.
+	first := trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(startCtx))
+	go r.walk(ctx, first, r.done)
 	return podapi.StartResponse{}, nil
 }
 
@@ -141,7 +146,7 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 // (or stepMs, when longer).
 const idleProbe = 500 * time.Millisecond
 
-func (r *Runtime) walk(ctx context.Context, done chan struct{}) {
+func (r *Runtime) walk(ctx, first context.Context, done chan struct{}) {
 	defer close(done)
 	defer func() {
 		r.mu.Lock()
@@ -164,7 +169,11 @@ func (r *Runtime) walk(ctx context.Context, done chan struct{}) {
 			}
 			last = now
 		}
-		idle = r.stepOnce(ctx)
+		stepCtx := ctx
+		if first != nil {
+			stepCtx, first = first, nil
+		}
+		idle = r.stepOnce(stepCtx)
 		r.mu.Lock()
 		closed := r.phase.Final()
 		r.mu.Unlock()
