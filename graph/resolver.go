@@ -10,8 +10,9 @@ import (
 
 // Resolver holds the dependencies of every resolver, and nothing else.
 type Resolver struct {
-	TaskService  *service.TaskService
-	PodService   *service.PodService
-	FeedService  *service.FeedService
-	TokenService *service.TokenService
+	TaskService    *service.TaskService
+	PodService     *service.PodService
+	FeedService    *service.FeedService
+	TokenService   *service.TokenService
+	WebhookService *service.WebhookService
 }

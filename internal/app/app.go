@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/supervisor"
+	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
 // Config is everything a server is built from.
@@ -79,6 +81,12 @@ type Config struct {
 	// DeadlineInterval is how often passed task deadlines are looked for
 	// (zero: 1 s).
 	DeadlineInterval time.Duration
+	// WebhookAllowPrivate lets webhook endpoints target loopback, private
+	// and link-local addresses (--webhook-allow-private).
+	WebhookAllowPrivate bool
+	// Webhook, when set, adjusts the webhook deliverer's settings (back-off,
+	// timeouts, lease) before it is built; tests use it to make retries quick.
+	Webhook func(*webhook.Config)
 }
 
 // App is one assembled server. Build it with New, serve it with Serve (or
@@ -92,6 +100,7 @@ type App struct {
 	Feed       *feed.Feed
 	Writer     *eventlog.Writer
 	Supervisor *supervisor.Supervisor
+	Webhooks   *webhook.Deliverer
 	Services   *graph.Resolver
 	Auth       *auth.Authenticator
 	Registry   *prometheus.Registry
@@ -153,6 +162,22 @@ func (a *App) build(ctx context.Context) (err error) {
 	a.Registry = prometheus.NewRegistry()
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Outbound webhooks hear of every commit, local or from another
+	// instance, to wake their workers; they start once the services exist.
+	owner := cfg.InstanceID
+	if owner == "" {
+		owner = "process-" + uuid.NewString()
+	}
+	whCfg := webhook.Config{
+		Store: a.Store, Owner: owner, AllowPrivate: cfg.WebhookAllowPrivate, Registry: a.Registry, Logger: log,
+	}
+	if cfg.Webhook != nil {
+		cfg.Webhook(&whCfg)
+	}
+	if a.Webhooks, err = webhook.New(whCfg); err != nil {
+		return err
+	}
+
 	// Live feeds. Commits of other instances on the same PostgreSQL
 	// database arrive as notices; SQLite has no other instances.
 	a.Broker = feed.NewBroker()
@@ -162,9 +187,13 @@ func (a *App) build(ctx context.Context) (err error) {
 	a.listening.Go(func() {
 		a.Store.ListenCommits(listenCtx, func(n store.CommitNotice) {
 			a.Broker.Publish(feed.Commit{TaskID: n.TaskID, Version: n.Version, Position: n.Position})
-		}, a.Broker.Resync)
+			a.Webhooks.Notify()
+		}, func() {
+			a.Broker.Resync()
+			a.Webhooks.Notify()
+		})
 	})
-	var pub eventlog.Publisher = a.Broker
+	var pub eventlog.Publisher = notifyWebhooks{next: a.Broker, webhooks: a.Webhooks}
 	if cfg.Publish != nil {
 		pub = cfg.Publish(pub)
 	}
@@ -221,10 +250,11 @@ func (a *App) build(ctx context.Context) (err error) {
 	}
 	pods := service.NewPodService(a.Store, a.Supervisor, cfg.Runtimes)
 	a.Services = &graph.Resolver{
-		TaskService:  tasks,
-		PodService:   pods,
-		FeedService:  service.NewFeedService(a.Feed),
-		TokenService: service.NewTokenService(a.Store, log, nil),
+		TaskService:    tasks,
+		PodService:     pods,
+		FeedService:    service.NewFeedService(a.Feed),
+		TokenService:   service.NewTokenService(a.Store, log, nil),
+		WebhookService: service.NewWebhookService(a.Store, a.Webhooks, webhook.NewSecret, log),
 	}
 	if err := a.reconcile(ctx, pods); err != nil {
 		return fmt.Errorf("reconcile pods: %w", err)
@@ -235,6 +265,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		}
 	}
 	a.startDeadlines(cfg.DeadlineInterval)
+	a.Webhooks.Start()
 
 	// HTTP.
 	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback, auth.WithLogger(log))
@@ -353,6 +384,11 @@ func (a *App) Close() error {
 		// The deadline timer cancels tasks (and stops their pods): it
 		// stops before the pods and the store do.
 		a.stopDeadlines()
+		// Webhook workers read the store; they stop (releasing their
+		// endpoints' leases) before it closes.
+		if a.Webhooks != nil {
+			a.Webhooks.Close()
+		}
 		if a.Supervisor != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 			if err := a.Supervisor.Shutdown(ctx); err != nil {
@@ -371,4 +407,16 @@ func (a *App) Close() error {
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
+}
+
+// notifyWebhooks publishes a commit to the live feeds, then wakes the
+// webhook workers. Neither blocks.
+type notifyWebhooks struct {
+	next     eventlog.Publisher
+	webhooks *webhook.Deliverer
+}
+
+func (n notifyWebhooks) Publish(c feed.Commit) {
+	n.next.Publish(c)
+	n.webhooks.Notify()
 }
