@@ -1851,7 +1851,7 @@ type WebhookDelivery {
   attempts: Int!
   "HTTP status of the last answer; null when none came (timeout, refused connection)."
   responseStatus: Int
-  "Why the last attempt failed; null once delivered."
+  "Why the last failed attempt failed (kept once delivered); null when none failed."
   lastError: String
   lastAttemptAt: Time!
 }

@@ -181,7 +181,8 @@ func (s *Store) AdvanceWebhookPosition(ctx context.Context, id, owner string, po
 }
 
 // RecordWebhookAttempt adds one attempt to the delivery log line of the
-// attempt's endpoint and event. Returns EUNAVAILABLE when the database is
+// attempt's endpoint and event. The line keeps the error of the last failed
+// attempt, also once delivered. Returns EUNAVAILABLE when the database is
 // unreachable, a plain error when the endpoint is gone.
 func (s *Store) RecordWebhookAttempt(ctx context.Context, a ipa.WebhookAttempt) error {
 	status := ipa.WebhookRetrying
@@ -193,7 +194,8 @@ func (s *Store) RecordWebhookAttempt(ctx context.Context, a ipa.WebhookAttempt) 
 		VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
 		ON CONFLICT (endpoint_id, position) DO UPDATE SET status = excluded.status,
 			attempts = webhook_deliveries.attempts + 1, response_status = excluded.response_status,
-			last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at`,
+			last_error = CASE WHEN excluded.last_error = '' THEN webhook_deliveries.last_error ELSE excluded.last_error END,
+			last_attempt_at = excluded.last_attempt_at`,
 		a.EndpointID, a.Event.Position, a.Event.ID, a.Event.Type, string(status), a.ResponseStatus, a.Error, nanos(a.At)).Error
 	if err != nil {
 		return s.wrap(fmt.Errorf("store: record webhook attempt: %w", err))

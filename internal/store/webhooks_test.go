@@ -92,6 +92,7 @@ func testWebhooks(t *testing.T, s *Store) {
 		require.Equal(t, ipa.WebhookDelivered, log[1].Status)
 		require.Equal(t, 3, log[1].Attempts)
 		require.Nil(t, log[1].ResponseStatus)
+		require.Equal(t, "timeout", log[1].LastError, "the last failure stays after delivery")
 		require.True(t, log[1].LastAttemptAt.Equal(t0.Add(2*time.Second)))
 
 		older, err := s.WebhookDeliveries(ctx, ipa.WebhookDeliveryQuery{EndpointID: e.ID, Before: 11, Limit: 10})
