@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipa-dev/ipa/internal/testdb"
 	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
@@ -30,6 +31,15 @@ type receiver struct {
 	attempts  int
 	accepted  []int64 // positions answered 2xx, in arrival order
 	badSigned int
+	delay     time.Duration // every answer waits this long
+	inflight  int
+	overlap   int // requests that arrived while another was in flight
+}
+
+func (r *receiver) overlaps() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.overlap
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -53,9 +63,19 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		r.badSigned++
 	}
-	failing, stall := r.failing, r.stall
+	failing, stall, delay := r.failing, r.stall, r.delay
 	r.stall = 0
+	if r.inflight > 0 {
+		r.overlap++
+	}
+	r.inflight++
 	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.inflight--
+		r.mu.Unlock()
+	}()
+	time.Sleep(delay)
 
 	if stall > 0 {
 		select {
@@ -86,8 +106,9 @@ func (r *receiver) snapshot() (accepted []int64, attempts, bad int) {
 	return slices.Clone(r.accepted), r.attempts, r.badSigned
 }
 
-// positions returns the global positions of every event of the tasks.
-func positions(t *testing.T, s *server, ids []string) []int64 {
+// positions returns the global positions of every event of the tasks, only
+// of types when given.
+func positions(t *testing.T, s *server, ids []string, types ...string) []int64 {
 	t.Helper()
 	var out []int64
 	for _, id := range ids {
@@ -96,8 +117,12 @@ func positions(t *testing.T, s *server, ids []string) []int64 {
 				Events struct{ Edges []struct{ Node struct{ Position string } } }
 			}
 		}
-		s.must(t, `query($id: ID!) { task(id: $id) { events(first: 500) { edges { node { position } } } } }`,
-			map[string]any{"id": id}, &resp)
+		vars := map[string]any{"id": id}
+		if len(types) > 0 {
+			vars["types"] = types
+		}
+		s.must(t, `query($id: ID!, $types: [String!]) { task(id: $id) { events(first: 500, types: $types) { edges { node { position } } } } }`,
+			vars, &resp)
 		for _, e := range resp.Task.Events.Edges {
 			p, err := strconv.ParseInt(e.Node.Position, 10, 64)
 			if err != nil {
@@ -369,5 +394,63 @@ func TestWebhooksRefusePrivateTargetsAndNonAdmins(t *testing.T) {
 				t.Fatalf("%s as non-admin: %v", q, errs)
 			}
 		}
+	}
+}
+
+// TestWebhooksOneDelivererAcrossInstances runs two servers on one
+// PostgreSQL database, both writing: the endpoint gets every event once, in
+// position order, from one deliverer at a time; when the server that
+// delivers stops, the other takes over where it left off.
+func TestWebhooksOneDelivererAcrossInstances(t *testing.T) {
+	t.Parallel()
+	url := testdb.URL(t, "postgres")
+	flags := []string{"--webhook-allow-private", "--webhook-min-backoff", "20ms", "--webhook-max-backoff", "200ms"}
+	a, b := newHome(t, flags...), newHome(t, flags...)
+	a.db, b.db = url, url
+	sa, sb := a.start(), b.start()
+	rcv := newReceiver(t)
+	rcv.set(func(r *receiver) { r.delay = 20 * time.Millisecond })
+
+	var created struct {
+		CreateWebhookEndpoint struct {
+			Secret   string
+			Endpoint endpointView
+		}
+	}
+	sa.must(t, createEndpoint, map[string]any{"in": map[string]any{"url": rcv.srv.URL, "types": []string{"task_updated"}}}, &created)
+	rcv.set(func(r *receiver) { r.secret = created.CreateWebhookEndpoint.Secret })
+
+	var ids []string
+	for i := range 10 {
+		s := sa
+		if i%2 == 1 {
+			s = sb
+		}
+		id := s.createTask(t, map[string]any{"title": fmt.Sprintf("shared %d", i)})
+		s.must(t, `mutation($id: ID!) { updateTask(taskId: $id, input: {description: "seen"}) { task { id } } }`, map[string]any{"id": id}, nil)
+		ids = append(ids, id)
+	}
+	want := positions(t, sa, ids, "task_updated")
+	eventually(t, 30*time.Second, func() string {
+		acc, _, _ := rcv.snapshot()
+		return inOrderCovering(acc, want)
+	})
+
+	// Whichever server delivered stops cleanly (releasing its lease); the
+	// other one delivers the events written after.
+	sa.stop(t, 20*time.Second)
+	more := sb.createTask(t, map[string]any{"title": "after failover"})
+	sb.must(t, `mutation($id: ID!) { updateTask(taskId: $id, input: {description: "seen"}) { task { id } } }`, map[string]any{"id": more}, nil)
+	want = positions(t, sb, append(ids, more), "task_updated")
+	eventually(t, 30*time.Second, func() string {
+		acc, _, _ := rcv.snapshot()
+		return inOrderCovering(acc, want)
+	})
+	acc, _, bad := rcv.snapshot()
+	if bad != 0 || rcv.overlaps() != 0 {
+		t.Fatalf("%d badly signed, %d overlapping requests: more than one deliverer", bad, rcv.overlaps())
+	}
+	if len(acc) != len(want) || !slices.Equal(acc, want) {
+		t.Fatalf("accepted %v, want each of %v once, in order", acc, want)
 	}
 }
