@@ -418,7 +418,10 @@ func TestWebhooksOneDelivererAcrossInstances(t *testing.T) {
 		}
 	}
 	sa.must(t, createEndpoint, map[string]any{"in": map[string]any{"url": rcv.srv.URL, "types": []string{"task_updated"}}}, &created)
-	rcv.set(func(r *receiver) { r.secret = created.CreateWebhookEndpoint.Secret })
+	// Failing at first, so both servers have found the endpoint (each looks
+	// every 2 s) while its first event is still pending: without the lease
+	// both would deliver it.
+	rcv.set(func(r *receiver) { r.secret = created.CreateWebhookEndpoint.Secret; r.failing = true })
 
 	var ids []string
 	for i := range 10 {
@@ -431,6 +434,8 @@ func TestWebhooksOneDelivererAcrossInstances(t *testing.T) {
 		ids = append(ids, id)
 	}
 	want := positions(t, sa, ids, "task_updated")
+	time.Sleep(3 * time.Second)
+	rcv.set(func(r *receiver) { r.failing = false })
 	eventually(t, 30*time.Second, func() string {
 		acc, _, _ := rcv.snapshot()
 		return inOrderCovering(acc, want)
