@@ -114,7 +114,9 @@ func positions(t *testing.T, s *server, ids []string, types ...string) []int64 {
 	for _, id := range ids {
 		var resp struct {
 			Task struct {
-				Events struct{ Edges []struct{ Node struct{ Position string } } }
+				Events struct {
+					Edges []struct{ Node struct{ Position string } }
+				}
 			}
 		}
 		vars := map[string]any{"id": id}
@@ -304,7 +306,9 @@ func TestWebhooksDeliverInOrderThroughFailuresAndRestart(t *testing.T) {
 	}
 
 	// Paused: nothing is sent; resumed: it continues after its position.
-	var paused struct{ PauseWebhookEndpoint struct{ Endpoint endpointView } }
+	var paused struct {
+		PauseWebhookEndpoint struct{ Endpoint endpointView }
+	}
 	s.must(t, `mutation($id: ID!) { pauseWebhookEndpoint(id: $id) { endpoint { id paused } } }`, map[string]any{"id": ep.Endpoint.ID}, &paused)
 	if !paused.PauseWebhookEndpoint.Endpoint.Paused {
 		t.Fatal("not paused")
@@ -323,7 +327,9 @@ func TestWebhooksDeliverInOrderThroughFailuresAndRestart(t *testing.T) {
 		return inOrderCovering(acc, want)
 	})
 
-	var deleted struct{ DeleteWebhookEndpoint struct{ Endpoint endpointView } }
+	var deleted struct {
+		DeleteWebhookEndpoint struct{ Endpoint endpointView }
+	}
 	s.must(t, `mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { endpoint { id } } }`, map[string]any{"id": ep.Endpoint.ID}, &deleted)
 	s.must(t, `{ webhookEndpoints { id } }`, nil, &listed)
 	if len(listed.WebhookEndpoints) != 0 {
