@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
@@ -182,25 +184,38 @@ func (s *Store) AdvanceWebhookPosition(ctx context.Context, id, owner string, po
 
 // RecordWebhookAttempt adds one attempt to the delivery log line of the
 // attempt's endpoint and event. The line keeps the error of the last failed
-// attempt, also once delivered. Returns EUNAVAILABLE when the database is
-// unreachable, a plain error when the endpoint is gone.
-func (s *Store) RecordWebhookAttempt(ctx context.Context, a ipa.WebhookAttempt) error {
+// attempt, also once delivered. A delivered attempt also moves the
+// endpoint's position to the event, in the same transaction and only while
+// owner holds the endpoint's lease: held is false (and nothing is written)
+// when it does not. Returns EUNAVAILABLE when the database is unreachable, a
+// plain error when the endpoint is gone.
+func (s *Store) RecordWebhookAttempt(ctx context.Context, owner string, a ipa.WebhookAttempt) (held bool, err error) {
 	status := ipa.WebhookRetrying
 	if a.Delivered {
 		status = ipa.WebhookDelivered
 	}
-	err := s.write.WithContext(ctx).Exec(`INSERT INTO webhook_deliveries
-		(endpoint_id, position, event_id, event_type, status, attempts, response_status, last_error, last_attempt_at)
-		VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
-		ON CONFLICT (endpoint_id, position) DO UPDATE SET status = excluded.status,
-			attempts = webhook_deliveries.attempts + 1, response_status = excluded.response_status,
-			last_error = CASE WHEN excluded.last_error = '' THEN webhook_deliveries.last_error ELSE excluded.last_error END,
-			last_attempt_at = excluded.last_attempt_at`,
-		a.EndpointID, a.Event.Position, a.Event.ID, a.Event.Type, string(status), a.ResponseStatus, a.Error, nanos(a.At)).Error
+	err = s.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if a.Delivered {
+			res := tx.Exec(`UPDATE webhook_endpoints SET position = CASE WHEN position < ? THEN ? ELSE position END
+				WHERE id = ? AND lease_owner = ?`, a.Event.Position, a.Event.Position, a.EndpointID, owner)
+			if res.Error != nil || res.RowsAffected == 0 {
+				return res.Error
+			}
+		}
+		held = true
+		return tx.Exec(`INSERT INTO webhook_deliveries
+			(endpoint_id, position, event_id, event_type, status, attempts, response_status, last_error, last_attempt_at)
+			VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
+			ON CONFLICT (endpoint_id, position) DO UPDATE SET status = excluded.status,
+				attempts = webhook_deliveries.attempts + 1, response_status = excluded.response_status,
+				last_error = CASE WHEN excluded.last_error = '' THEN webhook_deliveries.last_error ELSE excluded.last_error END,
+				last_attempt_at = excluded.last_attempt_at`,
+			a.EndpointID, a.Event.Position, a.Event.ID, a.Event.Type, string(status), a.ResponseStatus, a.Error, nanos(a.At)).Error
+	})
 	if err != nil {
-		return s.wrap(fmt.Errorf("store: record webhook attempt: %w", err))
+		return false, s.wrap(fmt.Errorf("store: record webhook attempt: %w", err))
 	}
-	return nil
+	return held, nil
 }
 
 // TrimWebhookDeliveries keeps only the newest keep lines of the endpoint's

@@ -74,14 +74,26 @@ func testWebhooks(t *testing.T, s *Store) {
 	})
 
 	t.Run("Log", func(t *testing.T) {
+		record := func(a ipa.WebhookAttempt) {
+			t.Helper()
+			held, err := s.RecordWebhookAttempt(ctx, "a", a)
+			require.NoError(t, err)
+			require.True(t, held)
+		}
 		status := 500
 		ev := func(pos int64) ipa.Event {
 			return ipa.Event{ID: "ev", Position: pos, Type: "task_created"}
 		}
-		require.NoError(t, s.RecordWebhookAttempt(ctx, ipa.WebhookAttempt{EndpointID: e.ID, Event: ev(10), ResponseStatus: &status, Error: "HTTP 500", At: t0}))
-		require.NoError(t, s.RecordWebhookAttempt(ctx, ipa.WebhookAttempt{EndpointID: e.ID, Event: ev(10), Error: "timeout", At: t0.Add(time.Second)}))
-		require.NoError(t, s.RecordWebhookAttempt(ctx, ipa.WebhookAttempt{EndpointID: e.ID, Event: ev(10), Delivered: true, At: t0.Add(2 * time.Second)}))
-		require.NoError(t, s.RecordWebhookAttempt(ctx, ipa.WebhookAttempt{EndpointID: e.ID, Event: ev(11), ResponseStatus: &status, Error: "HTTP 500", At: t0.Add(3 * time.Second)}))
+		record(ipa.WebhookAttempt{EndpointID: e.ID, Event: ev(10), ResponseStatus: &status, Error: "HTTP 500", At: t0})
+		record(ipa.WebhookAttempt{EndpointID: e.ID, Event: ev(10), Error: "timeout", At: t0.Add(time.Second)})
+		record(ipa.WebhookAttempt{EndpointID: e.ID, Event: ev(10), Delivered: true, At: t0.Add(2 * time.Second)})
+		record(ipa.WebhookAttempt{EndpointID: e.ID, Event: ev(11), ResponseStatus: &status, Error: "HTTP 500", At: t0.Add(3 * time.Second)})
+
+		held, err := s.RecordWebhookAttempt(ctx, "b", ipa.WebhookAttempt{EndpointID: e.ID, Event: ev(12), Delivered: true, At: t0})
+		require.NoError(t, err)
+		require.False(t, held, "only the lease holder records a delivery")
+		got, _ := s.WebhookEndpoint(ctx, e.ID)
+		require.Equal(t, max(head+5, 10), got.Position, "a delivery moves the position to its event")
 
 		log, err := s.WebhookDeliveries(ctx, ipa.WebhookDeliveryQuery{EndpointID: e.ID, Limit: 10})
 		require.NoError(t, err)

@@ -27,7 +27,7 @@ type Store interface {
 	ClaimWebhookEndpoint(ctx context.Context, id, owner string, now time.Time, ttl time.Duration) (bool, error)
 	ReleaseWebhookEndpoint(ctx context.Context, id, owner string) error
 	AdvanceWebhookPosition(ctx context.Context, id, owner string, pos int64) (bool, error)
-	RecordWebhookAttempt(ctx context.Context, a ipa.WebhookAttempt) error
+	RecordWebhookAttempt(ctx context.Context, owner string, a ipa.WebhookAttempt) (held bool, err error)
 	TrimWebhookDeliveries(ctx context.Context, endpointID string, keep int) error
 	ReadEvents(ctx context.Context, q ipa.EventQuery) ([]ipa.Event, error)
 	HeadPosition(ctx context.Context) (int64, error)
@@ -120,6 +120,8 @@ func New(cfg Config) (*Deliverer, error) {
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
 	}
+	// A lease renewed a third of its time ago must outlast one request.
+	cfg.LeaseTTL = max(cfg.LeaseTTL, 3*cfg.Timeout)
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
@@ -286,6 +288,13 @@ func (d *Deliverer) stopWorkers(keep map[string]bool) {
 	}
 }
 
+// lease is a worker's hold on its endpoint: renewed is when it was last
+// taken or renewed (zero: not held).
+type lease struct {
+	id      string
+	renewed time.Time
+}
+
 // errLeaseLost ends a worker's turn: another server delivers to the
 // endpoint now, or it is gone.
 var errLeaseLost = errors.New("webhook: endpoint lease lost")
@@ -294,6 +303,7 @@ var errLeaseLost = errors.New("webhook: endpoint lease lost")
 // lease, then sends the events after its position in order, advancing the
 // position after each 2xx. Without the lease it waits and tries again.
 func (d *Deliverer) work(ctx context.Context, id string, wake <-chan struct{}) {
+	l := &lease{id: id}
 	defer func() {
 		// Released with a fresh context: ctx is already over.
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -303,7 +313,7 @@ func (d *Deliverer) work(ctx context.Context, id string, wake <-chan struct{}) {
 		}
 	}()
 	for ctx.Err() == nil {
-		more, err := d.turn(ctx, id)
+		more, err := d.turn(ctx, l)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errLeaseLost) {
 			d.cfg.Logger.Warn("webhook delivery stalled", "endpoint", id, "err", err)
 		}
@@ -320,8 +330,9 @@ func (d *Deliverer) work(ctx context.Context, id string, wake <-chan struct{}) {
 
 // turn delivers one page of events to the endpoint. It returns more when a
 // full page was sent (so the next may follow at once).
-func (d *Deliverer) turn(ctx context.Context, id string) (more bool, err error) {
-	if err := d.claim(ctx, id); err != nil {
+func (d *Deliverer) turn(ctx context.Context, l *lease) (more bool, err error) {
+	id := l.id
+	if err := d.claim(ctx, l); err != nil {
 		return false, err
 	}
 	e, err := d.cfg.Store.WebhookEndpoint(ctx, id)
@@ -343,7 +354,7 @@ func (d *Deliverer) turn(ctx context.Context, id string) (more bool, err error) 
 		return false, err
 	}
 	for _, ev := range events {
-		if err := d.deliver(ctx, *e, ev); err != nil {
+		if err := d.deliver(ctx, l, *e, ev); err != nil {
 			return false, err
 		}
 	}
@@ -351,48 +362,57 @@ func (d *Deliverer) turn(ctx context.Context, id string) (more bool, err error) 
 		return true, nil
 	}
 	if head > e.Position && len(e.Types) > 0 {
-		if _, err := d.advance(ctx, id, head); err != nil {
+		if err := d.advance(ctx, l, head); err != nil {
 			return false, err
 		}
 	}
 	return false, nil
 }
 
-// claim takes or renews the endpoint's lease. Returns errLeaseLost when
-// another server holds it.
-func (d *Deliverer) claim(ctx context.Context, id string) error {
-	ok, err := d.cfg.Store.ClaimWebhookEndpoint(ctx, id, d.cfg.Owner, d.cfg.Now(), d.cfg.LeaseTTL)
+// claim takes the endpoint's lease, or renews it once a third of its time
+// has passed: a lease renewed less than that ago still has two thirds left,
+// more than one request takes (see New), so most attempts cost no write.
+// Returns errLeaseLost when another server holds it.
+func (d *Deliverer) claim(ctx context.Context, l *lease) error {
+	now := d.cfg.Now()
+	if !l.renewed.IsZero() && now.Sub(l.renewed) < d.cfg.LeaseTTL/3 {
+		return nil
+	}
+	ok, err := d.cfg.Store.ClaimWebhookEndpoint(ctx, l.id, d.cfg.Owner, now, d.cfg.LeaseTTL)
 	if err != nil {
 		return err
 	}
 	if !ok {
+		l.renewed = time.Time{}
+		return errLeaseLost
+	}
+	l.renewed = now
+	return nil
+}
+
+func (d *Deliverer) advance(ctx context.Context, l *lease, pos int64) error {
+	ok, err := d.cfg.Store.AdvanceWebhookPosition(ctx, l.id, d.cfg.Owner, pos)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		l.renewed = time.Time{}
 		return errLeaseLost
 	}
 	return nil
 }
 
-func (d *Deliverer) advance(ctx context.Context, id string, pos int64) (bool, error) {
-	ok, err := d.cfg.Store.AdvanceWebhookPosition(ctx, id, d.cfg.Owner, pos)
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		return false, errLeaseLost
-	}
-	return true, nil
-}
-
 // deliver sends one event until the receiver takes it, backing off between
 // failures, then advances the endpoint's position past it. Returns when ctx
 // ends or the lease is lost, without advancing.
-func (d *Deliverer) deliver(ctx context.Context, e ipa.WebhookEndpoint, ev ipa.Event) error {
+func (d *Deliverer) deliver(ctx context.Context, l *lease, e ipa.WebhookEndpoint, ev ipa.Event) error {
 	body, err := payload(ev)
 	if err != nil {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			if err := d.backoff(ctx, e.ID, attempt); err != nil {
+			if err := d.backoff(ctx, l, attempt); err != nil {
 				return err
 			}
 			// Paused or deleted while failing: stop here; the position
@@ -405,7 +425,7 @@ func (d *Deliverer) deliver(ctx context.Context, e ipa.WebhookEndpoint, ev ipa.E
 				return errLeaseLost
 			}
 		}
-		if err := d.claim(ctx, e.ID); err != nil {
+		if err := d.claim(ctx, l); err != nil {
 			return err
 		}
 		status, sendErr := d.send(ctx, e, ev, body)
@@ -419,15 +439,18 @@ func (d *Deliverer) deliver(ctx context.Context, e ipa.WebhookEndpoint, ev ipa.E
 		} else {
 			d.delivered.WithLabelValues("delivered").Inc()
 		}
-		if err := d.cfg.Store.RecordWebhookAttempt(ctx, at); err != nil {
+		// A delivered attempt moves the position in the same write.
+		held, err := d.cfg.Store.RecordWebhookAttempt(ctx, d.cfg.Owner, at)
+		if err != nil {
 			return err
+		}
+		if !held {
+			l.renewed = time.Time{}
+			return errLeaseLost
 		}
 		if sendErr != nil {
 			d.cfg.Logger.Info("webhook attempt failed", "endpoint", e.ID, "position", ev.Position, "attempt", attempt+1, "err", sendErr)
 			continue
-		}
-		if _, err := d.advance(ctx, e.ID, ev.Position); err != nil {
-			return err
 		}
 		if ev.Position%trimEvery == 0 {
 			if err := d.cfg.Store.TrimWebhookDeliveries(ctx, e.ID, logKeep); err != nil {
@@ -441,7 +464,7 @@ func (d *Deliverer) deliver(ctx context.Context, e ipa.WebhookEndpoint, ev ipa.E
 // backoff waits before the attempt'th retry: MinBackoff doubled per earlier
 // failure, capped at MaxBackoff, less up to a fifth at random so endpoints
 // failing together do not retry in step. The lease is renewed meanwhile.
-func (d *Deliverer) backoff(ctx context.Context, id string, attempt int) error {
+func (d *Deliverer) backoff(ctx context.Context, l *lease, attempt int) error {
 	wait := d.cfg.MaxBackoff
 	if attempt-1 < 30 {
 		wait = min(d.cfg.MinBackoff<<(attempt-1), d.cfg.MaxBackoff)
@@ -457,7 +480,7 @@ func (d *Deliverer) backoff(ctx context.Context, id string, attempt int) error {
 		}
 		wait -= step
 		if wait > 0 {
-			if err := d.claim(ctx, id); err != nil {
+			if err := d.claim(ctx, l); err != nil {
 				return err
 			}
 		}
