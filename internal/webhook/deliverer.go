@@ -291,8 +291,9 @@ func (d *Deliverer) stopWorkers(keep map[string]bool) {
 // lease is a worker's hold on its endpoint: renewed is when it was last
 // taken or renewed (zero: not held).
 type lease struct {
-	id      string
-	renewed time.Time
+	id        string
+	renewed   time.Time
+	delivered int // events delivered by this worker, to trim the log now and then
 }
 
 // errLeaseLost ends a worker's turn: another server delivers to the
@@ -452,7 +453,8 @@ func (d *Deliverer) deliver(ctx context.Context, l *lease, e ipa.WebhookEndpoint
 			d.cfg.Logger.Info("webhook attempt failed", "endpoint", e.ID, "position", ev.Position, "attempt", attempt+1, "err", sendErr)
 			continue
 		}
-		if ev.Position%trimEvery == 0 {
+		l.delivered++
+		if l.delivered%trimEvery == 0 {
 			if err := d.cfg.Store.TrimWebhookDeliveries(ctx, e.ID, logKeep); err != nil {
 				d.cfg.Logger.Warn("webhook log not trimmed", "endpoint", e.ID, "err", err)
 			}
