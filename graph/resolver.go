@@ -17,4 +17,5 @@ type Resolver struct {
 	// InstanceService lists the server instances; nil serves only this one
 	// as unknown (tests building a bare resolver).
 	InstanceService *service.InstanceService
+	WebhookService  *service.WebhookService
 }

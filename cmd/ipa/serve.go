@@ -21,6 +21,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/tracing"
+	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
 // serveOptions are the settings of `ipa serve`.
@@ -43,6 +44,15 @@ type serveOptions struct {
 	heartbeat        time.Duration
 	leaseTTL         time.Duration
 	handoff          bool
+	webhooks         webhookOptions
+}
+
+// webhookOptions are the outbound webhook settings of `ipa serve`.
+type webhookOptions struct {
+	allowPrivate bool
+	timeout      time.Duration
+	minBackoff   time.Duration
+	maxBackoff   time.Duration
 }
 
 func newServeCommand(opts *options) *cobra.Command {
@@ -83,6 +93,10 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.IntVar(&so.policy.WindowSeconds, "restart-window-seconds", so.policy.WindowSeconds, "default restart policy: window in seconds")
 	f.IntVar(&so.policy.InitialBackoffMs, "restart-initial-backoff-ms", so.policy.InitialBackoffMs, "default restart policy: first back-off")
 	f.IntVar(&so.policy.MaxBackoffMs, "restart-max-backoff-ms", so.policy.MaxBackoffMs, "default restart policy: back-off cap")
+	f.BoolVar(&so.webhooks.allowPrivate, "webhook-allow-private", false, "let webhook endpoints target loopback, private and link-local addresses (refused by default: SSRF)")
+	f.DurationVar(&so.webhooks.timeout, "webhook-timeout", webhook.DefaultTimeout, "time limit of one webhook request, from dialling to the end of the answer")
+	f.DurationVar(&so.webhooks.minBackoff, "webhook-min-backoff", webhook.DefaultMinBackoff, "wait after a failed webhook delivery; it doubles with each further failure")
+	f.DurationVar(&so.webhooks.maxBackoff, "webhook-max-backoff", webhook.DefaultMaxBackoff, "cap of the wait between webhook delivery attempts")
 	return cmd
 }
 
@@ -150,25 +164,29 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 
 	srv, err := app.New(ctx, app.Config{
-		DatabaseURL:       opts.database,
-		Runtimes:          cat.Runtimes(),
-		Launcher:          supervisor.LauncherFunc(cat.Command),
-		DataDir:           dataDir,
-		InstanceID:        instanceID(so, dataDir),
-		ResumePods:        so.resumePods,
-		DefaultPolicy:     so.policy,
-		AuthMode:          mode,
-		Loopback:          loopback,
-		ShutdownTimeout:   so.shutdownTimeout,
-		RateLimit:         so.rateLimit,
-		RateBurst:         so.rateBurst,
-		MetricsAddr:       so.metricsAddr,
-		AllowedHosts:      so.allowedHosts,
-		Logger:            log,
-		Version:           version,
-		HeartbeatInterval: so.heartbeat,
-		LeaseTTL:          so.leaseTTL,
-		Handoff:           so.handoff,
+		DatabaseURL:         opts.database,
+		Runtimes:            cat.Runtimes(),
+		Launcher:            supervisor.LauncherFunc(cat.Command),
+		DataDir:             dataDir,
+		InstanceID:          instanceID(so, dataDir),
+		ResumePods:          so.resumePods,
+		DefaultPolicy:       so.policy,
+		AuthMode:            mode,
+		Loopback:            loopback,
+		ShutdownTimeout:     so.shutdownTimeout,
+		RateLimit:           so.rateLimit,
+		RateBurst:           so.rateBurst,
+		MetricsAddr:         so.metricsAddr,
+		AllowedHosts:        so.allowedHosts,
+		Logger:              log,
+		Version:             version,
+		HeartbeatInterval:   so.heartbeat,
+		LeaseTTL:            so.leaseTTL,
+		Handoff:             so.handoff,
+		WebhookAllowPrivate: so.webhooks.allowPrivate,
+		Webhook: func(c *webhook.Config) {
+			c.Timeout, c.MinBackoff, c.MaxBackoff = so.webhooks.timeout, so.webhooks.minBackoff, so.webhooks.maxBackoff
+		},
 	})
 	if err != nil {
 		return err

@@ -31,6 +31,8 @@ type ResolverRoot interface {
 	Subscription() SubscriptionResolver
 	Task() TaskResolver
 	TaskConnection() TaskConnectionResolver
+	WebhookDelivery() WebhookDeliveryResolver
+	WebhookEndpoint() WebhookEndpointResolver
 	TaskFilter() TaskFilterResolver
 }
 
@@ -55,6 +57,11 @@ type ComplexityRoot struct {
 	CreateTokenPayload struct {
 		Secret func(childComplexity int) int
 		Token  func(childComplexity int) int
+	}
+
+	CreateWebhookEndpointPayload struct {
+		Endpoint func(childComplexity int) int
+		Secret   func(childComplexity int) int
 	}
 
 	DeleteTaskPayload struct {
@@ -100,19 +107,23 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		ArchiveTask     func(childComplexity int, taskID string) int
-		CancelTask      func(childComplexity int, taskID string, reason string, expectedVersion *int) int
-		CompleteTask    func(childComplexity int, taskID string, expectedVersion *int) int
-		CreateTask      func(childComplexity int, input ipa.CreateTaskInput) int
-		CreateToken     func(childComplexity int, actorID string, role ipa.Role) int
-		DeleteTask      func(childComplexity int, taskID string) int
-		DrainInstance   func(childComplexity int, instanceID *string) int
-		RestartPod      func(childComplexity int, taskID string, expectedVersion *int) int
-		RevokeToken     func(childComplexity int, id string) int
-		StartPod        func(childComplexity int, taskID string, expectedVersion *int) int
-		StopPod         func(childComplexity int, taskID string, reason *string, expectedVersion *int) int
-		TransitionPhase func(childComplexity int, taskID string, to ipa.Phase, note *string, expectedVersion *int) int
-		UpdateTask      func(childComplexity int, taskID string, input ipa.UpdateTaskInput, expectedVersion *int) int
+		ArchiveTask           func(childComplexity int, taskID string) int
+		CancelTask            func(childComplexity int, taskID string, reason string, expectedVersion *int) int
+		CompleteTask          func(childComplexity int, taskID string, expectedVersion *int) int
+		CreateTask            func(childComplexity int, input ipa.CreateTaskInput) int
+		CreateToken           func(childComplexity int, actorID string, role ipa.Role) int
+		CreateWebhookEndpoint func(childComplexity int, input model.CreateWebhookEndpointInput) int
+		DeleteTask            func(childComplexity int, taskID string) int
+		DeleteWebhookEndpoint func(childComplexity int, id string) int
+		DrainInstance         func(childComplexity int, instanceID *string) int
+		PauseWebhookEndpoint  func(childComplexity int, id string) int
+		RestartPod            func(childComplexity int, taskID string, expectedVersion *int) int
+		ResumeWebhookEndpoint func(childComplexity int, id string) int
+		RevokeToken           func(childComplexity int, id string) int
+		StartPod              func(childComplexity int, taskID string, expectedVersion *int) int
+		StopPod               func(childComplexity int, taskID string, reason *string, expectedVersion *int) int
+		TransitionPhase       func(childComplexity int, taskID string, to ipa.Phase, note *string, expectedVersion *int) int
+		UpdateTask            func(childComplexity int, taskID string, input ipa.UpdateTaskInput, expectedVersion *int) int
 	}
 
 	PageInfo struct {
@@ -143,16 +154,18 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APITokens  func(childComplexity int) int
-		ActivePods func(childComplexity int) int
-		Events     func(childComplexity int, afterPosition *string, first *int, types []string, taskID *string, after *string, last *int, before *string) int
-		Instances  func(childComplexity int) int
-		Node       func(childComplexity int, id string) int
-		Runtimes   func(childComplexity int) int
-		Task       func(childComplexity int, id string) int
-		TaskCount  func(childComplexity int, filter *ipa.TaskFilter) int
-		Tasks      func(childComplexity int, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string, last *int, before *string) int
-		Viewer     func(childComplexity int) int
+		APITokens        func(childComplexity int) int
+		ActivePods       func(childComplexity int) int
+		Events           func(childComplexity int, afterPosition *string, first *int, types []string, taskID *string, after *string, last *int, before *string) int
+		Instances        func(childComplexity int) int
+		Node             func(childComplexity int, id string) int
+		Runtimes         func(childComplexity int) int
+		Task             func(childComplexity int, id string) int
+		TaskCount        func(childComplexity int, filter *ipa.TaskFilter) int
+		Tasks            func(childComplexity int, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string, last *int, before *string) int
+		Viewer           func(childComplexity int) int
+		WebhookEndpoint  func(childComplexity int, id string) int
+		WebhookEndpoints func(childComplexity int) int
 	}
 
 	RestartPolicy struct {
@@ -221,6 +234,42 @@ type ComplexityRoot struct {
 
 	TokenPayload struct {
 		Token func(childComplexity int) int
+	}
+
+	WebhookDelivery struct {
+		Attempts       func(childComplexity int) int
+		EventID        func(childComplexity int) int
+		EventType      func(childComplexity int) int
+		LastAttemptAt  func(childComplexity int) int
+		LastError      func(childComplexity int) int
+		Position       func(childComplexity int) int
+		ResponseStatus func(childComplexity int) int
+		Status         func(childComplexity int) int
+	}
+
+	WebhookDeliveryConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	WebhookDeliveryEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	WebhookEndpoint struct {
+		CreatedAt  func(childComplexity int) int
+		CreatedBy  func(childComplexity int) int
+		Deliveries func(childComplexity int, first *int, after *string) int
+		ID         func(childComplexity int) int
+		Paused     func(childComplexity int) int
+		Position   func(childComplexity int) int
+		Types      func(childComplexity int) int
+		URL        func(childComplexity int) int
+	}
+
+	WebhookEndpointPayload struct {
+		Endpoint func(childComplexity int) int
 	}
 }
 
@@ -300,6 +349,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateTokenPayload.Token(childComplexity), true
+
+	case "CreateWebhookEndpointPayload.endpoint":
+		if e.ComplexityRoot.CreateWebhookEndpointPayload.Endpoint == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateWebhookEndpointPayload.Endpoint(childComplexity), true
+	case "CreateWebhookEndpointPayload.secret":
+		if e.ComplexityRoot.CreateWebhookEndpointPayload.Secret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateWebhookEndpointPayload.Secret(childComplexity), true
 
 	case "DeleteTaskPayload.taskId":
 		if e.ComplexityRoot.DeleteTaskPayload.TaskID == nil {
@@ -506,6 +568,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateToken(childComplexity, args["actorId"].(string), args["role"].(ipa.Role)), true
+	case "Mutation.createWebhookEndpoint":
+		if e.ComplexityRoot.Mutation.CreateWebhookEndpoint == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createWebhookEndpoint_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateWebhookEndpoint(childComplexity, args["input"].(model.CreateWebhookEndpointInput)), true
 	case "Mutation.deleteTask":
 		if e.ComplexityRoot.Mutation.DeleteTask == nil {
 			break
@@ -517,6 +590,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteTask(childComplexity, args["taskId"].(string)), true
+	case "Mutation.deleteWebhookEndpoint":
+		if e.ComplexityRoot.Mutation.DeleteWebhookEndpoint == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteWebhookEndpoint_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteWebhookEndpoint(childComplexity, args["id"].(string)), true
 	case "Mutation.drainInstance":
 		if e.ComplexityRoot.Mutation.DrainInstance == nil {
 			break
@@ -528,6 +612,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DrainInstance(childComplexity, args["instanceId"].(*string)), true
+	case "Mutation.pauseWebhookEndpoint":
+		if e.ComplexityRoot.Mutation.PauseWebhookEndpoint == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_pauseWebhookEndpoint_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PauseWebhookEndpoint(childComplexity, args["id"].(string)), true
 	case "Mutation.restartPod":
 		if e.ComplexityRoot.Mutation.RestartPod == nil {
 			break
@@ -539,6 +634,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RestartPod(childComplexity, args["taskId"].(string), args["expectedVersion"].(*int)), true
+	case "Mutation.resumeWebhookEndpoint":
+		if e.ComplexityRoot.Mutation.ResumeWebhookEndpoint == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resumeWebhookEndpoint_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResumeWebhookEndpoint(childComplexity, args["id"].(string)), true
 	case "Mutation.revokeToken":
 		if e.ComplexityRoot.Mutation.RevokeToken == nil {
 			break
@@ -797,6 +903,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+	case "Query.webhookEndpoint":
+		if e.ComplexityRoot.Query.WebhookEndpoint == nil {
+			break
+		}
+
+		args, err := ec.field_Query_webhookEndpoint_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.WebhookEndpoint(childComplexity, args["id"].(string)), true
+	case "Query.webhookEndpoints":
+		if e.ComplexityRoot.Query.WebhookEndpoints == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.WebhookEndpoints(childComplexity), true
 
 	case "RestartPolicy.autoRestart":
 		if e.ComplexityRoot.RestartPolicy.AutoRestart == nil {
@@ -1088,6 +1211,142 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.TokenPayload.Token(childComplexity), true
 
+	case "WebhookDelivery.attempts":
+		if e.ComplexityRoot.WebhookDelivery.Attempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.Attempts(childComplexity), true
+	case "WebhookDelivery.eventId":
+		if e.ComplexityRoot.WebhookDelivery.EventID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.EventID(childComplexity), true
+	case "WebhookDelivery.eventType":
+		if e.ComplexityRoot.WebhookDelivery.EventType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.EventType(childComplexity), true
+	case "WebhookDelivery.lastAttemptAt":
+		if e.ComplexityRoot.WebhookDelivery.LastAttemptAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.LastAttemptAt(childComplexity), true
+	case "WebhookDelivery.lastError":
+		if e.ComplexityRoot.WebhookDelivery.LastError == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.LastError(childComplexity), true
+	case "WebhookDelivery.position":
+		if e.ComplexityRoot.WebhookDelivery.Position == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.Position(childComplexity), true
+	case "WebhookDelivery.responseStatus":
+		if e.ComplexityRoot.WebhookDelivery.ResponseStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.ResponseStatus(childComplexity), true
+	case "WebhookDelivery.status":
+		if e.ComplexityRoot.WebhookDelivery.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.Status(childComplexity), true
+
+	case "WebhookDeliveryConnection.edges":
+		if e.ComplexityRoot.WebhookDeliveryConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDeliveryConnection.Edges(childComplexity), true
+	case "WebhookDeliveryConnection.pageInfo":
+		if e.ComplexityRoot.WebhookDeliveryConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDeliveryConnection.PageInfo(childComplexity), true
+
+	case "WebhookDeliveryEdge.cursor":
+		if e.ComplexityRoot.WebhookDeliveryEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDeliveryEdge.Cursor(childComplexity), true
+	case "WebhookDeliveryEdge.node":
+		if e.ComplexityRoot.WebhookDeliveryEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDeliveryEdge.Node(childComplexity), true
+
+	case "WebhookEndpoint.createdAt":
+		if e.ComplexityRoot.WebhookEndpoint.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.CreatedAt(childComplexity), true
+	case "WebhookEndpoint.createdBy":
+		if e.ComplexityRoot.WebhookEndpoint.CreatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.CreatedBy(childComplexity), true
+	case "WebhookEndpoint.deliveries":
+		if e.ComplexityRoot.WebhookEndpoint.Deliveries == nil {
+			break
+		}
+
+		args, err := ec.field_WebhookEndpoint_deliveries_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Deliveries(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "WebhookEndpoint.id":
+		if e.ComplexityRoot.WebhookEndpoint.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.ID(childComplexity), true
+	case "WebhookEndpoint.paused":
+		if e.ComplexityRoot.WebhookEndpoint.Paused == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Paused(childComplexity), true
+	case "WebhookEndpoint.position":
+		if e.ComplexityRoot.WebhookEndpoint.Position == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Position(childComplexity), true
+	case "WebhookEndpoint.types":
+		if e.ComplexityRoot.WebhookEndpoint.Types == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Types(childComplexity), true
+	case "WebhookEndpoint.url":
+		if e.ComplexityRoot.WebhookEndpoint.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.URL(childComplexity), true
+
+	case "WebhookEndpointPayload.endpoint":
+		if e.ComplexityRoot.WebhookEndpointPayload.Endpoint == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpointPayload.Endpoint(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -1098,6 +1357,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("CreateTaskInput", ec.unmarshalInputCreateTaskInput),
+			graphql.NewInputUnmarshaler("CreateWebhookEndpointInput", ec.unmarshalInputCreateWebhookEndpointInput),
 			graphql.NewInputUnmarshaler("RestartPolicyInput", ec.unmarshalInputRestartPolicyInput),
 			graphql.NewInputUnmarshaler("TaskFilter", ec.unmarshalInputTaskFilter),
 			graphql.NewInputUnmarshaler("TaskOrder", ec.unmarshalInputTaskOrder),
@@ -1713,6 +1973,102 @@ extend type Mutation {
   revokeToken(id: ID!): TokenPayload!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/webhooks.graphqls", Input: `"""
+An outbound webhook endpoint: every event of its types committed after it was
+created is POSTed to its URL in position order, at least once, signed per the
+Standard Webhooks convention (headers ` + "`" + `webhook-id` + "`" + `, ` + "`" + `webhook-timestamp` + "`" + `,
+` + "`" + `webhook-signature` + "`" + `). Admin only.
+"""
+type WebhookEndpoint {
+  id: ID!
+  url: String!
+  "Event types delivered; empty means every type."
+  types: [String!]!
+  "A paused endpoint receives nothing; resumed, it continues after its position."
+  paused: Boolean!
+  """
+  The global position of the last event delivered (or skipped by ` + "`" + `types` + "`" + `), as a decimal
+  string: delivery continues after it.
+  """
+  position: String!
+  createdAt: Time!
+  "The actor who created it."
+  createdBy: String!
+  "The delivery log, newest first: one line per event, updated on every attempt."
+  deliveries(first: Int = 20, after: String): WebhookDeliveryConnection!
+}
+
+enum WebhookDeliveryStatus {
+  "The receiver answered 2xx."
+  DELIVERED
+  "The last attempt failed; it is retried after a back-off, and later events wait."
+  RETRYING
+}
+
+"One event's delivery to one endpoint."
+type WebhookDelivery {
+  "The event's global position, as a decimal string."
+  position: String!
+  "The event's id, also sent as ` + "`" + `webhook-id` + "`" + `: receivers deduplicate on it."
+  eventId: ID!
+  eventType: String!
+  status: WebhookDeliveryStatus!
+  attempts: Int!
+  "HTTP status of the last answer; null when none came (timeout, refused connection)."
+  responseStatus: Int
+  "Why the last failed attempt failed (kept once delivered); null when none failed."
+  lastError: String
+  lastAttemptAt: Time!
+}
+
+type WebhookDeliveryConnection {
+  edges: [WebhookDeliveryEdge!]!
+  pageInfo: PageInfo!
+}
+
+type WebhookDeliveryEdge {
+  cursor: String!
+  node: WebhookDelivery!
+}
+
+input CreateWebhookEndpointInput {
+  "An absolute http or https URL. Private, loopback and link-local targets are refused unless the server runs with --webhook-allow-private."
+  url: String!
+  "Event types to deliver (see Event.type; runtime events start with ` + "`" + `runtime.` + "`" + `); empty or omitted means every type."
+  types: [String!]
+}
+
+type CreateWebhookEndpointPayload {
+  endpoint: WebhookEndpoint!
+  """
+  The signing secret, ` + "`" + `whsec_` + "`" + ` and base64: the key of the HMAC-SHA256 in ` + "`" + `webhook-signature` + "`" + `.
+  Shown only here.
+  """
+  secret: String!
+}
+
+type WebhookEndpointPayload {
+  endpoint: WebhookEndpoint!
+}
+
+extend type Query {
+  "Every webhook endpoint, oldest first (admin only)."
+  webhookEndpoints: [WebhookEndpoint!]!
+  "The webhook endpoint with this id, or null when there is none (admin only)."
+  webhookEndpoint(id: ID!): WebhookEndpoint
+}
+
+extend type Mutation {
+  "Creates a webhook endpoint (admin only). It receives the events committed from now on."
+  createWebhookEndpoint(input: CreateWebhookEndpointInput!): CreateWebhookEndpointPayload!
+  "Pauses delivery to an endpoint (admin only); its position is kept."
+  pauseWebhookEndpoint(id: ID!): WebhookEndpointPayload!
+  "Resumes delivery to a paused endpoint (admin only), after its position."
+  resumeWebhookEndpoint(id: ID!): WebhookEndpointPayload!
+  "Deletes an endpoint and its delivery log (admin only)."
+  deleteWebhookEndpoint(id: ID!): WebhookEndpointPayload!
+}
+`, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
 
@@ -1756,6 +2112,16 @@ func (ec *executionContext) childFields_CreateTokenPayload(ctx context.Context, 
 		return ec.fieldContext_CreateTokenPayload_secret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateTokenPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_CreateWebhookEndpointPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "endpoint":
+		return ec.fieldContext_CreateWebhookEndpointPayload_endpoint(ctx, field)
+	case "secret":
+		return ec.fieldContext_CreateWebhookEndpointPayload_secret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateWebhookEndpointPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_DeleteTaskPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2014,6 +2380,78 @@ func (ec *executionContext) childFields_TokenPayload(ctx context.Context, field 
 		return ec.fieldContext_TokenPayload_token(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type TokenPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookDelivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "position":
+		return ec.fieldContext_WebhookDelivery_position(ctx, field)
+	case "eventId":
+		return ec.fieldContext_WebhookDelivery_eventId(ctx, field)
+	case "eventType":
+		return ec.fieldContext_WebhookDelivery_eventType(ctx, field)
+	case "status":
+		return ec.fieldContext_WebhookDelivery_status(ctx, field)
+	case "attempts":
+		return ec.fieldContext_WebhookDelivery_attempts(ctx, field)
+	case "responseStatus":
+		return ec.fieldContext_WebhookDelivery_responseStatus(ctx, field)
+	case "lastError":
+		return ec.fieldContext_WebhookDelivery_lastError(ctx, field)
+	case "lastAttemptAt":
+		return ec.fieldContext_WebhookDelivery_lastAttemptAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookDelivery", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookDeliveryConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_WebhookDeliveryConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_WebhookDeliveryConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookDeliveryConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookDeliveryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_WebhookDeliveryEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_WebhookDeliveryEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookDeliveryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookEndpoint(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_WebhookEndpoint_id(ctx, field)
+	case "url":
+		return ec.fieldContext_WebhookEndpoint_url(ctx, field)
+	case "types":
+		return ec.fieldContext_WebhookEndpoint_types(ctx, field)
+	case "paused":
+		return ec.fieldContext_WebhookEndpoint_paused(ctx, field)
+	case "position":
+		return ec.fieldContext_WebhookEndpoint_position(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_WebhookEndpoint_createdAt(ctx, field)
+	case "createdBy":
+		return ec.fieldContext_WebhookEndpoint_createdBy(ctx, field)
+	case "deliveries":
+		return ec.fieldContext_WebhookEndpoint_deliveries(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookEndpoint", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookEndpointPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "endpoint":
+		return ec.fieldContext_WebhookEndpointPayload_endpoint(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookEndpointPayload", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -17,6 +17,20 @@ type CreateTokenPayload struct {
 	Secret string `json:"secret"`
 }
 
+type CreateWebhookEndpointInput struct {
+	// An absolute http or https URL. Private, loopback and link-local targets are refused unless the server runs with --webhook-allow-private.
+	URL string `json:"url"`
+	// Event types to deliver (see Event.type; runtime events start with `runtime.`); empty or omitted means every type.
+	Types []string `json:"types,omitempty"`
+}
+
+type CreateWebhookEndpointPayload struct {
+	Endpoint *ipa.WebhookEndpoint `json:"endpoint"`
+	// The signing secret, `whsec_` and base64: the key of the HMAC-SHA256 in `webhook-signature`.
+	// Shown only here.
+	Secret string `json:"secret"`
+}
+
 type DeleteTaskPayload struct {
 	// The id of the task that no longer exists.
 	TaskID string `json:"taskId"`
@@ -71,6 +85,20 @@ type TaskPayload struct {
 
 type TokenPayload struct {
 	Token *ipa.Token `json:"token"`
+}
+
+type WebhookDeliveryConnection struct {
+	Edges    []*WebhookDeliveryEdge `json:"edges"`
+	PageInfo *PageInfo              `json:"pageInfo"`
+}
+
+type WebhookDeliveryEdge struct {
+	Cursor string               `json:"cursor"`
+	Node   *ipa.WebhookDelivery `json:"node"`
+}
+
+type WebhookEndpointPayload struct {
+	Endpoint *ipa.WebhookEndpoint `json:"endpoint"`
 }
 
 type OrderDirection string

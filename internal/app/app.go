@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/supervisor"
+	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
 // Config is everything a server is built from.
@@ -95,6 +97,12 @@ type Config struct {
 	// CommandWait bounds how long a stop or restart of a pod another
 	// instance owns waits for that instance (zero: 15 s).
 	CommandWait time.Duration
+	// WebhookAllowPrivate lets webhook endpoints target loopback, private
+	// and link-local addresses (--webhook-allow-private).
+	WebhookAllowPrivate bool
+	// Webhook, when set, adjusts the webhook deliverer's settings (back-off,
+	// timeouts, lease) before it is built; tests use it to make retries quick.
+	Webhook func(*webhook.Config)
 }
 
 // App is one assembled server. Build it with New, serve it with Serve (or
@@ -108,6 +116,7 @@ type App struct {
 	Feed       *feed.Feed
 	Writer     *eventlog.Writer
 	Supervisor *supervisor.Supervisor
+	Webhooks   *webhook.Deliverer
 	Services   *graph.Resolver
 	Auth       *auth.Authenticator
 	Registry   *prometheus.Registry
@@ -195,6 +204,22 @@ func (a *App) build(ctx context.Context) (err error) {
 	a.Registry = prometheus.NewRegistry()
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Outbound webhooks hear of every commit, local or from another
+	// instance, to wake their workers; they start once the services exist.
+	owner := cfg.InstanceID
+	if owner == "" {
+		owner = "process-" + uuid.NewString()
+	}
+	whCfg := webhook.Config{
+		Store: a.Store, Owner: owner, AllowPrivate: cfg.WebhookAllowPrivate, Registry: a.Registry, Logger: log,
+	}
+	if cfg.Webhook != nil {
+		cfg.Webhook(&whCfg)
+	}
+	if a.Webhooks, err = webhook.New(whCfg); err != nil {
+		return err
+	}
+
 	// Live feeds. Commits of other instances on the same PostgreSQL
 	// database arrive as notices; SQLite has no other instances.
 	a.Broker = feed.NewBroker()
@@ -204,9 +229,13 @@ func (a *App) build(ctx context.Context) (err error) {
 	a.listening.Go(func() {
 		a.Store.ListenCommits(listenCtx, func(n store.CommitNotice) {
 			a.Broker.Publish(feed.Commit{TaskID: n.TaskID, Version: n.Version, Position: n.Position})
-		}, a.Broker.Resync)
+			a.Webhooks.Notify()
+		}, func() {
+			a.Broker.Resync()
+			a.Webhooks.Notify()
+		})
 	})
-	var pub eventlog.Publisher = a.Broker
+	var pub eventlog.Publisher = notifyWebhooks{next: a.Broker, webhooks: a.Webhooks}
 	if cfg.Publish != nil {
 		pub = cfg.Publish(pub)
 	}
@@ -272,12 +301,12 @@ func (a *App) build(ctx context.Context) (err error) {
 	}
 	podService := service.NewPodService(a.Store, pods, cfg.Runtimes)
 	a.Services = &graph.Resolver{
-		TaskService:  tasks,
-		PodService:   podService,
-		FeedService:  service.NewFeedService(a.Feed),
-		TokenService: service.NewTokenService(a.Store, log, nil),
-
+		TaskService:     tasks,
+		PodService:      podService,
+		FeedService:     service.NewFeedService(a.Feed),
+		TokenService:    service.NewTokenService(a.Store, log, nil),
 		InstanceService: service.NewInstanceService(a),
+		WebhookService:  service.NewWebhookService(a.Store, a.Webhooks, webhook.NewSecret, log),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance
 	// takes this one's leases over while it settles them.
@@ -293,6 +322,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		}
 	}
 	a.startDeadlines(cfg.DeadlineInterval)
+	a.Webhooks.Start()
 
 	// HTTP.
 	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback, auth.WithLogger(log))
@@ -422,6 +452,11 @@ func (a *App) Close() error {
 		// The deadline timer cancels tasks (and stops their pods): it
 		// stops before the pods and the store do.
 		a.stopDeadlines()
+		// Webhook workers read the store; they stop (releasing their
+		// endpoints' leases) before it closes.
+		if a.Webhooks != nil {
+			a.Webhooks.Close()
+		}
 		if a.cfg.Handoff && a.registry != nil {
 			a.handoff()
 		}
@@ -444,4 +479,16 @@ func (a *App) Close() error {
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
+}
+
+// notifyWebhooks publishes a commit to the live feeds, then wakes the
+// webhook workers. Neither blocks.
+type notifyWebhooks struct {
+	next     eventlog.Publisher
+	webhooks *webhook.Deliverer
+}
+
+func (n notifyWebhooks) Publish(c feed.Commit) {
+	n.next.Publish(c)
+	n.webhooks.Notify()
 }

@@ -1,7 +1,7 @@
 // Package service holds the use cases of the product, one service per noun:
 // TaskService (create, list, move, close tasks), PodService (start, stop,
-// watch pods), FeedService (live feeds) and TokenService (API tokens and the
-// caller's identity). Each checks its caller's role, validates its input and
+// watch pods), FeedService (live feeds), TokenService (API tokens and the
+// caller's identity) and WebhookService (outbound webhook endpoints). Each checks its caller's role, validates its input and
 // applies the product's policy; each declares the small interfaces it needs
 // from the store, the event log and the supervisor and takes them at
 // construction, so its rules can be tested without a database. The GraphQL
