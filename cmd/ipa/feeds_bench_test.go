@@ -22,11 +22,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +32,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/loadclient"
 	"github.com/ipa-dev/ipa/internal/pgtest"
 	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
@@ -48,24 +47,6 @@ func feedHome(b *testing.B, backend string) *home {
 		h.db = pgtest.Start(b)
 	}
 	return h
-}
-
-// raiseFiles lifts this process's open-files limit to the hard limit; the
-// server, started afterwards, inherits it. need is how many the run holds.
-func raiseFiles(b *testing.B, need uint64) {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		b.Fatalf("getrlimit: %v", err)
-	}
-	if l.Cur < l.Max {
-		l.Cur = l.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-			b.Fatalf("setrlimit: %v", err)
-		}
-	}
-	if l.Cur < need {
-		b.Skipf("open-files limit %d is below the %d this benchmark holds", l.Cur, need)
-	}
 }
 
 // feedSub is one WebSocket connection carrying one graphql-transport-ws
@@ -161,74 +142,13 @@ func dialMany(ctx context.Context, s *server, n int, query string, vars map[stri
 	return subs, nil
 }
 
-// feedField extracts a scalar field's raw value without decoding the message,
-// so that clients spend little CPU per message.
-func feedField(raw []byte, name string) []byte {
-	key := []byte(`"` + name + `":`)
-	i := bytes.Index(raw, key)
-	if i < 0 {
-		return nil
-	}
-	v := raw[i+len(key):]
-	if len(v) > 0 && v[0] == '"' {
-		end := bytes.IndexByte(v[1:], '"')
-		if end < 0 {
-			return nil
-		}
-		return v[1 : 1+end]
-	}
-	end := bytes.IndexAny(v, ",}")
-	if end < 0 {
-		return nil
-	}
-	return v[:end]
-}
-
-func feedFieldInt(raw []byte, name string) int64 {
-	n, _ := strconv.ParseInt(string(feedField(raw, name)), 10, 64)
-	return n
-}
-
-// feedFieldInts returns every value of an integer or decimal-string field.
-func feedFieldInts(raw []byte, name string) []int64 {
-	key := []byte(`"` + name + `":`)
-	var out []int64
-	for {
-		i := bytes.Index(raw, key)
-		if i < 0 {
-			return out
-		}
-		raw = raw[i+len(key):]
-		v := raw
-		if len(v) > 0 && v[0] == '"' {
-			v = v[1:]
-		}
-		end := 0
-		for end < len(v) && v[end] >= '0' && v[end] <= '9' {
-			end++
-		}
-		n, _ := strconv.ParseInt(string(v[:end]), 10, 64)
-		out = append(out, n)
-	}
-}
-
 // latency is the time from the event's occurredAt to now.
 func latency(raw []byte, now time.Time) (time.Duration, error) {
-	at, err := time.Parse(time.RFC3339Nano, string(feedField(raw, "occurredAt")))
+	at, err := time.Parse(time.RFC3339Nano, string(loadclient.Field(raw, "occurredAt")))
 	if err != nil {
 		return 0, fmt.Errorf("occurredAt in %.300s: %w", raw, err)
 	}
 	return now.Sub(at), nil
-}
-
-// reportLatency reports p50/p99/max of d in ms.
-func reportLatency(b *testing.B, d []time.Duration) {
-	slices.Sort(d)
-	ms := func(x time.Duration) float64 { return float64(x) / float64(time.Millisecond) }
-	b.ReportMetric(ms(d[len(d)/2]), "p50-ms")
-	b.ReportMetric(ms(d[len(d)*99/100]), "p99-ms")
-	b.ReportMetric(ms(d[len(d)-1]), "max-ms")
-	b.ReportMetric(float64(len(d)), "deliveries")
 }
 
 // benchPost sends one operation and returns its first error as a Go error.
@@ -294,7 +214,7 @@ const feedTaskEvents = `subscription($id: ID!, $v: Int) { taskEvents(taskId: $id
 // events/s (100 moves) while the 16 writers create other tasks without
 // pause. subs=1 is the baseline of the same run.
 func BenchmarkFeedsDelivery(b *testing.B) {
-	raiseFiles(b, 4096)
+	loadclient.RaiseFileLimit(b, 4096)
 	for _, backend := range feedBackends {
 		for _, mode := range []string{"paced", "burst"} {
 			for _, n := range []int{1, 1000} {
@@ -326,7 +246,7 @@ func benchFeedsDelivery(b *testing.B, backend string, subscribers int, paced boo
 	// From version 1: each subscription's first message (version 2) proves
 	// it is live before any measured write.
 	subs, err := dialMany(ctx, s, subscribers, feedTaskEvents, map[string]any{"id": hot, "v": 1}, func(raw []byte) error {
-		if feedFieldInt(raw, "version") != 2 {
+		if loadclient.FieldInt(raw, "version") != 2 {
 			return fmt.Errorf("first message: %.300s", raw)
 		}
 		return nil
@@ -362,7 +282,7 @@ func benchFeedsDelivery(b *testing.B, backend string, subscribers int, paced boo
 						return
 					}
 					lat[i] = append(lat[i], d)
-					if feedFieldInt(raw, "version") >= final {
+					if loadclient.FieldInt(raw, "version") >= final {
 						return
 					}
 				}
@@ -446,7 +366,7 @@ func benchFeedsDelivery(b *testing.B, backend string, subscribers int, paced boo
 		version = final
 	}
 	b.StopTimer()
-	reportLatency(b, all)
+	loadclient.ReportLatency(b, all)
 	b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "deliveries/s")
 }
 
@@ -457,7 +377,7 @@ func benchFeedsDelivery(b *testing.B, backend string, subscribers int, paced boo
 // events, one at a time, to all of them.
 func BenchmarkFeedsIdle(b *testing.B) {
 	const subscribers = 10_000
-	raiseFiles(b, subscribers+1000)
+	loadclient.RaiseFileLimit(b, subscribers+1000)
 	for _, backend := range feedBackends {
 		b.Run(backend, func(b *testing.B) {
 			s := feedHome(b, backend).start()
@@ -485,7 +405,7 @@ func BenchmarkFeedsIdle(b *testing.B) {
 			}
 			began := time.Now()
 			subs, err := dialMany(ctx, s, subscribers, feedTaskEvents, map[string]any{"id": idle, "v": 0}, func(raw []byte) error {
-				if feedFieldInt(raw, "version") != 1 {
+				if loadclient.FieldInt(raw, "version") != 1 {
 					return fmt.Errorf("first message: %.300s", raw)
 				}
 				return nil
@@ -522,7 +442,7 @@ func BenchmarkFeedsIdle(b *testing.B) {
 					for i, sub := range subs {
 						readers.Go(func() {
 							raw, err := sub.next(ctx)
-							if err == nil && feedFieldInt(raw, "version") != want {
+							if err == nil && loadclient.FieldInt(raw, "version") != want {
 								err = fmt.Errorf("got %.200s, want version %d", raw, want)
 							}
 							if err == nil {
@@ -546,7 +466,7 @@ func BenchmarkFeedsIdle(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			reportLatency(b, all)
+			loadclient.ReportLatency(b, all)
 			b.ReportMetric(float64(before)/1024, "rss-before-MiB")
 			b.ReportMetric(float64(after)/1024, "rss-after-MiB")
 			b.ReportMetric(float64(after-before)/subscribers, "KiB/sub")
@@ -641,7 +561,7 @@ func BenchmarkFeedsCatchUp(b *testing.B) {
 						b.Fatal(err)
 					}
 					n := 0
-					for _, v := range feedFieldInts(raw, seqField) {
+					for _, v := range loadclient.FieldInts(raw, seqField) {
 						if v != want {
 							b.Fatalf("got %s %d, want %d", seqField, v, want)
 						}

@@ -9,10 +9,8 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/loadclient"
 	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/testdb"
@@ -175,52 +174,6 @@ func (w *wsSub) next(ctx context.Context) ([]byte, error) {
 
 func (w *wsSub) close() { _ = w.conn.Close(websocket.StatusNormalClosure, "") }
 
-// field extracts a scalar field's raw value ("version":12 → 12, "occurredAt":"…" → …)
-// without decoding the whole message, so clients spend little CPU per message.
-func field(raw []byte, name string) []byte {
-	key := []byte(`"` + name + `":`)
-	i := bytes.Index(raw, key)
-	if i < 0 {
-		return nil
-	}
-	v := raw[i+len(key):]
-	if len(v) > 0 && v[0] == '"' {
-		end := bytes.IndexByte(v[1:], '"')
-		if end < 0 {
-			return nil
-		}
-		return v[1 : 1+end]
-	}
-	end := bytes.IndexAny(v, ",}")
-	if end < 0 {
-		return nil
-	}
-	return v[:end]
-}
-
-func fieldInt(raw []byte, name string) int64 {
-	n, _ := strconv.ParseInt(string(field(raw, name)), 10, 64)
-	return n
-}
-
-// raiseFileLimit lifts the soft open-files limit to the hard one: a thousand
-// subscribers hold two thousand sockets in this one process.
-func raiseFileLimit(tb testing.TB) {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		tb.Fatalf("getrlimit: %v", err)
-	}
-	if l.Cur < l.Max {
-		l.Cur = l.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-			tb.Fatalf("setrlimit: %v", err)
-		}
-	}
-	if l.Cur < 4096 {
-		tb.Skipf("open-files limit %d is too low for 1000 subscribers", l.Cur)
-	}
-}
-
 const taskEventsSub = `subscription($id: ID!, $v: Int) { taskEvents(taskId: $id, afterVersion: $v) { version occurredAt } }`
 
 // BenchmarkDeliveryLatency measures how long a committed event takes to reach
@@ -228,7 +181,7 @@ const taskEventsSub = `subscription($id: ID!, $v: Int) { taskEvents(taskId: $id,
 // receive time − the event's occurredAt (taken just before the commit; one
 // machine, one clock). Reports p50/p99/max over every delivery in ms.
 func BenchmarkDeliveryLatency(b *testing.B) {
-	raiseFileLimit(b)
+	loadclient.RaiseFileLimit(b, 4096)
 	for _, backend := range testdb.Backends {
 		for _, mode := range []string{"burst", "paced"} {
 			for _, n := range []int{1, 100, 1000} {
@@ -273,7 +226,7 @@ func benchDeliveryLatency(b *testing.B, backend string, subscribers int, paced b
 				sub, err := s.subscribe(ctx, taskEventsSub, map[string]any{"id": hot, "v": 1})
 				if err == nil {
 					var raw []byte
-					if raw, err = sub.next(ctx); err == nil && fieldInt(raw, "version") != 2 {
+					if raw, err = sub.next(ctx); err == nil && loadclient.FieldInt(raw, "version") != 2 {
 						err = fmt.Errorf("first message: %s", raw)
 					}
 				}
@@ -313,13 +266,13 @@ func benchDeliveryLatency(b *testing.B, backend string, subscribers int, paced b
 						readErr <- err
 						return
 					}
-					at, err := time.Parse(time.RFC3339Nano, string(field(raw, "occurredAt")))
+					at, err := time.Parse(time.RFC3339Nano, string(loadclient.Field(raw, "occurredAt")))
 					if err != nil {
 						readErr <- fmt.Errorf("occurredAt in %s: %w", raw, err)
 						return
 					}
 					lat[i] = append(lat[i], now.Sub(at))
-					if fieldInt(raw, "version") >= final {
+					if loadclient.FieldInt(raw, "version") >= final {
 						return
 					}
 				}
@@ -462,7 +415,7 @@ func BenchmarkCatchUp(b *testing.B) {
 					raw, err := sub.next(ctx)
 					require.NoError(b, err)
 					n := 0
-					for _, v := range fieldInts(raw, seqField) {
+					for _, v := range loadclient.FieldInts(raw, seqField) {
 						if v != want {
 							b.Fatalf("got %s %d, want %d", seqField, v, want)
 						}
@@ -488,7 +441,7 @@ func BenchmarkCatchUp(b *testing.B) {
 				for want <= catchUpEvents {
 					raw, err := sub.next(ctx)
 					require.NoError(b, err)
-					if v := fieldInt(raw, "version"); v != want {
+					if v := loadclient.FieldInt(raw, "version"); v != want {
 						b.Fatalf("got version %d, want %d", v, want)
 					}
 					want++
@@ -512,30 +465,6 @@ func BenchmarkCatchUp(b *testing.B) {
 			b.ReportMetric(rate(streamTime), "stream-events/s")
 			b.ReportMetric(rate(globalStoreTime)/rate(streamTime), "stream-x-floor")
 		})
-	}
-}
-
-// fieldInts returns every value of an integer or decimal-string field in
-// raw, in order, without decoding the message.
-func fieldInts(raw []byte, name string) []int64 {
-	key := []byte(`"` + name + `":`)
-	var out []int64
-	for {
-		i := bytes.Index(raw, key)
-		if i < 0 {
-			return out
-		}
-		raw = raw[i+len(key):]
-		v := raw
-		if len(v) > 0 && v[0] == '"' {
-			v = v[1:]
-		}
-		end := 0
-		for end < len(v) && v[end] >= '0' && v[end] <= '9' {
-			end++
-		}
-		n, _ := strconv.ParseInt(string(v[:end]), 10, 64)
-		out = append(out, n)
 	}
 }
 
