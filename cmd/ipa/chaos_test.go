@@ -192,7 +192,7 @@ func TestChaos(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d tasks: %d runs started, %d pod_crashed (%d start_failed), %d pod_lost; %d kills hit a launch; %d runs found by a restarted server without their pod_started",
+	t.Logf("%d tasks: %d runs started, %d pod_crashed (%d start_failed), %d pod_lost; %d kills hit a launch; %d runs recorded without their pod_started",
 		n, starts, crashes, startFailed, lost, killedBeforeStart, reattachedUnstarted)
 	s2.stop(t, 20*time.Second)
 
@@ -254,10 +254,11 @@ func checkRuns(t *testing.T, task int, evs []event) runStats {
 			st.started[pid]++
 		case "pod_reattached":
 			if open == 0 {
-				// The server died between saving the run's lease and
-				// writing its pod_started; the next one adopted the run.
-				// Its end is still owed, so it counts as open from here.
-				t.Logf("task %d v%d: pod_reattached pid %d, whose pod_started was never written", task, e.Version, pid)
+				// A restarted server adopted a run whose pod_started was
+				// never written (its server died between the lease and
+				// the event): it must kill that run instead, recording
+				// nothing. Counted as open from here to check the rest.
+				t.Errorf("task %d v%d: pod_reattached pid %d, whose pod_started was never written", task, e.Version, pid)
 				st.reattachedUnstarted++
 				open = pid
 				st.started[pid]++
@@ -286,9 +287,9 @@ func checkRuns(t *testing.T, task int, evs []event) runStats {
 				continue // no_lease: a pod that was between runs
 			}
 			if open == 0 {
-				// As for pod_reattached: the server died between the
-				// lease and pod_started; the next one found the run gone.
-				t.Logf("task %d v%d: pod_lost pid %d, whose pod_started was never written", task, e.Version, pid)
+				// As for pod_reattached: a run the stream never saw
+				// start cannot be lost either.
+				t.Errorf("task %d v%d: pod_lost pid %d, whose pod_started was never written", task, e.Version, pid)
 				st.reattachedUnstarted++
 				open = pid
 				st.started[pid]++

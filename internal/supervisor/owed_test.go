@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,5 +100,54 @@ func TestReconcileStaleLeaseOfEndedRun(t *testing.T) {
 	// stale lease of the ended run is gone.
 	if ls, _ := b.leases.List(ctx); len(ls) != 1 || ls[0].PID != 0 {
 		t.Fatalf("leases = %+v, want the stale one dropped and the pending restart's claim kept", ls)
+	}
+}
+
+// A lease whose run has no pod_started (its server saved the lease, then
+// died before recording the start) is settled without inventing history:
+// the run's process, still alive, is killed, no pod_reattached or pod_lost
+// is recorded for a start the stream never saw, and the lease is gone.
+func TestReconcileLeaseOfUnrecordedStart(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	// The stream records an earlier run (another pid) and its crash only.
+	earlier, _ := json.Marshal(ipa.PodStartedData{PID: 1, Attempt: 0, Runtime: "test", Trigger: ipa.TriggerManual})
+	crashed, _ := json.Marshal(ipa.PodCrashedData{PID: 1, Runtime: "test", Reason: ipa.CrashSignal, Signal: "SIGKILL"})
+	hist := historyOf{
+		{Type: ipa.EventPodStarted, Data: earlier, OccurredAt: clock.Now().Add(-time.Minute)},
+		{Type: ipa.EventPodCrashed, Data: crashed, OccurredAt: clock.Now().Add(-50 * time.Second)},
+	}
+	b := setup(t, func(c *Config) { c.Now, c.After, c.History = clock.Now, clock.After, hist })
+	ctx := context.Background()
+
+	orphan := exec.Command("sleep", "60")
+	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- orphan.Wait() }()
+	t.Cleanup(func() { _ = orphan.Process.Kill() })
+	ticks, err := procStartTicks(orphan.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := newTask("", ipa.RestartPolicy{})
+	task.PodState = ipa.PodCrashed
+	_ = b.leases.Save(ctx, Lease{TaskID: task.ID, Runtime: "test", PID: orphan.Process.Pid, StartTicks: ticks, BootID: bootID(),
+		StartedAt: clock.Now(), Network: "unix", Addr: "/nonexistent", Protocol: "grpc"})
+	if err := b.sup.Reconcile(ctx, []ReconcileTarget{{task}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the unrecorded run's process is still alive")
+	}
+	if got := b.rec.types(task.ID); len(got) != 0 {
+		t.Fatalf("events %v, want none for a start the stream never recorded", got)
+	}
+	if ls, _ := b.leases.List(ctx); len(ls) != 0 {
+		t.Fatalf("leases = %+v, want the unrecorded run's lease dropped", ls)
 	}
 }

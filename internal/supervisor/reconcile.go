@@ -112,6 +112,16 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		s.dropLease(l.TaskID)
 		return true
 	}
+	if s.runUnrecorded(ctx, l) {
+		// The previous server saved this run's lease and stopped before it
+		// recorded the run's pod_started: the history never saw it start,
+		// so nothing about it is recorded now either. Whatever is left of
+		// it is killed and the task is settled as one without a lease.
+		s.killUnrecorded(l, log)
+		s.dropLease(l.TaskID)
+		log.Warn("run without pod_started ended", slog.String("decision", "kill_unrecorded"))
+		return true
+	}
 	// Status shows the restarts of the window from the first moment.
 	s.seedHistory(ctx, p)
 
@@ -313,6 +323,44 @@ func (s *Supervisor) restartOwed(ctx context.Context, t ipa.Task) {
 	p.mu.Unlock()
 	s.log.Warn("pod restart owed", slog.String("task_id", t.ID), slog.String("decision", "apply_policy"))
 	s.applyPolicy(context.Background(), p, s.cfg.Now(), 0, "")
+}
+
+// runUnrecorded reports whether the task's stream has no pod_started naming
+// the leased run's pid since the run started (a minute earlier, for
+// clocks): its server died between saving the lease and recording the
+// start. False when the history cannot be read (the lease is settled as
+// before) or the lease names no process.
+func (s *Supervisor) runUnrecorded(ctx context.Context, l Lease) bool {
+	if s.cfg.History == nil || l.PID <= 0 {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
+	defer cancel()
+	evs, err := s.cfg.History.RecentPodEvents(rctx, l.TaskID, l.StartedAt.Add(-time.Minute))
+	if err != nil {
+		return false
+	}
+	for _, e := range evs {
+		if e.Type != ipa.EventPodStarted {
+			continue
+		}
+		var d ipa.PodStartedData
+		if json.Unmarshal(e.Data, &d) == nil && d.PID == l.PID {
+			return false
+		}
+	}
+	return true
+}
+
+// killUnrecorded kills the leased run's process when it is still alive on
+// this machine (same boot, verified start time).
+func (s *Supervisor) killUnrecorded(l Lease, log *slog.Logger) {
+	if l.BootID != "" && l.BootID != bootID() {
+		return
+	}
+	if pr, err := adopt(l.PID, l.StartTicks); err == nil {
+		s.killAdopted(pr, log)
+	}
 }
 
 // runEnded reports whether the task's stream already records the end of the

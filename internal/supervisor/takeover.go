@@ -54,6 +54,15 @@ func (s *Supervisor) takeOver(ctx context.Context, tk Takeover) {
 		log.Info("lease taken over and dropped", slog.String("decision", "task_closed"))
 		return
 	}
+	if s.runUnrecorded(ctx, l) {
+		// The dead owner saved the run's lease but never recorded its
+		// pod_started: no run is lost that the history saw start. The
+		// task is settled from what its history does record.
+		s.dropLease(l.TaskID)
+		log.Warn("taken-over run without pod_started", slog.String("decision", "settle_unleased"))
+		s.reconcileUnleased(ctx, *tk.Task)
+		return
+	}
 	p, err := s.lockPod(ctx, l.TaskID, true)
 	if err != nil {
 		return
