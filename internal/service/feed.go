@@ -53,13 +53,9 @@ func (s *FeedService) SubscribeEvents(ctx context.Context, afterPosition *string
 	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
 		return nil, err
 	}
-	var after *int64
-	if afterPosition != nil {
-		p, err := ParsePosition(*afterPosition)
-		if err != nil {
-			return nil, err
-		}
-		after = &p
+	after, err := optionalPosition("afterPosition", afterPosition)
+	if err != nil {
+		return nil, err
 	}
 	return s.feed.Events(ctx, after, types)
 }
@@ -88,13 +84,9 @@ func (s *FeedService) SubscribeEventBatches(ctx context.Context, afterPosition *
 	if err := checkStreamBatch(batchSize); err != nil {
 		return nil, err
 	}
-	var after *int64
-	if afterPosition != nil {
-		p, err := ParsePosition(*afterPosition)
-		if err != nil {
-			return nil, err
-		}
-		after = &p
+	after, err := optionalPosition("afterPosition", afterPosition)
+	if err != nil {
+		return nil, err
 	}
 	return s.feed.EventBatches(ctx, after, types, batchSize)
 }
