@@ -49,6 +49,8 @@ const (
 	trimEvery = 100
 	// maxErrorChars bounds the error text kept in the log.
 	maxErrorChars = 500
+	// recordTimeout bounds recording the last delivery on shutdown.
+	recordTimeout = 5 * time.Second
 )
 
 // Config builds a Deliverer.
@@ -189,8 +191,10 @@ func (d *Deliverer) Start() {
 	go d.run(ctx)
 }
 
-// Close stops every worker and waits for them; the leases they held are
-// released so another server takes over at once. Safe to call more than
+// Close stops every worker and waits for them: a request in flight is let
+// finish (up to Config.Timeout) and, when taken, recorded, so the next
+// deliverer does not send it again. The leases they held are released so
+// another server takes over at once. Safe to call more than
 // once and without Start.
 func (d *Deliverer) Close() {
 	if d.cancel == nil {
@@ -429,9 +433,12 @@ func (d *Deliverer) deliver(ctx context.Context, l *lease, e ipa.WebhookEndpoint
 		if err := d.claim(ctx, l); err != nil {
 			return err
 		}
-		status, sendErr := d.send(ctx, e, ev, body)
-		if ctx.Err() != nil {
-			return ctx.Err() // shutting down: this attempt does not count
+		// A request in flight when the server stops is let finish (the
+		// client's Timeout bounds it) and, when the receiver took it,
+		// recorded: a clean stop or handover repeats nothing.
+		status, sendErr := d.send(context.WithoutCancel(ctx), e, ev, body)
+		if ctx.Err() != nil && sendErr != nil {
+			return ctx.Err() // shutting down: a failed attempt does not count
 		}
 		at := ipa.WebhookAttempt{EndpointID: e.ID, Event: ev, Delivered: sendErr == nil, ResponseStatus: status, At: d.cfg.Now().UTC()}
 		if sendErr != nil {
@@ -441,7 +448,7 @@ func (d *Deliverer) deliver(ctx context.Context, l *lease, e ipa.WebhookEndpoint
 			d.delivered.WithLabelValues("delivered").Inc()
 		}
 		// A delivered attempt moves the position in the same write.
-		held, err := d.cfg.Store.RecordWebhookAttempt(ctx, d.cfg.Owner, at)
+		held, err := d.record(ctx, at)
 		if err != nil {
 			return err
 		}
@@ -454,13 +461,24 @@ func (d *Deliverer) deliver(ctx context.Context, l *lease, e ipa.WebhookEndpoint
 			continue
 		}
 		l.delivered++
-		if l.delivered%trimEvery == 0 {
+		if l.delivered%trimEvery == 0 && ctx.Err() == nil {
 			if err := d.cfg.Store.TrimWebhookDeliveries(ctx, e.ID, logKeep); err != nil {
 				d.cfg.Logger.Warn("webhook log not trimmed", "endpoint", e.ID, "err", err)
 			}
 		}
 		return nil
 	}
+}
+
+// record writes one attempt, with a context of its own when ctx is over
+// (shutting down after the receiver took the event: see deliver).
+func (d *Deliverer) record(ctx context.Context, at ipa.WebhookAttempt) (held bool, err error) {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+	}
+	return d.cfg.Store.RecordWebhookAttempt(ctx, d.cfg.Owner, at)
 }
 
 // backoff waits before the attempt'th retry: MinBackoff doubled per earlier
