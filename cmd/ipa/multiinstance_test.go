@@ -622,6 +622,18 @@ func TestSeveralInstances(t *testing.T) {
 			return ""
 		})
 		c.waitRunningElsewhere(ctx, theirs, victim, testTTL+15*time.Second)
+		// A new owner saves its lease before it records the pod_started:
+		// wait for those, so that what is counted next is settled and only
+		// the returning instance could add to it.
+		eventually(t, 15*time.Second, func() string {
+			for _, id := range theirs {
+				evs := other.events(t, id)
+				if len(evs) == 0 || evs[len(evs)-1].Type != "pod_started" {
+					return fmt.Sprintf("task %s: the new owner's pod_started is not recorded yet", id)
+				}
+			}
+			return ""
+		})
 		after := eventCount(t, other, ids)
 		v.kill(syscall.SIGCONT)
 		stopped = false

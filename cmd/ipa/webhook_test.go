@@ -447,6 +447,11 @@ func TestWebhooksOneDelivererAcrossInstances(t *testing.T) {
 		return inOrderCovering(acc, want)
 	})
 
+	// One deliverer while both run: every event once, in order.
+	before, _, _ := rcv.snapshot()
+	if !slices.Equal(before, want) {
+		t.Fatalf("accepted %v before the stop, want each of %v once, in order", before, want)
+	}
 	// Whichever server delivered stops cleanly (releasing its lease); the
 	// other one delivers the events written after.
 	sa.stop(t, 20*time.Second)
@@ -461,7 +466,13 @@ func TestWebhooksOneDelivererAcrossInstances(t *testing.T) {
 	if bad != 0 || rcv.overlaps() != 0 {
 		t.Fatalf("%d badly signed, %d overlapping requests: more than one deliverer", bad, rcv.overlaps())
 	}
-	if len(acc) != len(want) || !slices.Equal(acc, want) {
-		t.Fatalf("accepted %v, want each of %v once, in order", acc, want)
+	// Delivery is at least once: across the handover the event in flight
+	// when the deliverer stopped may come again, once, and nothing else.
+	after := acc[len(before):]
+	if len(after) > 0 && after[0] == before[len(before)-1] {
+		after = after[1:]
+	}
+	if rest := want[len(before):]; !slices.Equal(after, rest) {
+		t.Fatalf("accepted %v, want %v then each of %v once, in order", acc, before, rest)
 	}
 }

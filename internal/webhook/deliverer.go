@@ -193,7 +193,7 @@ func (d *Deliverer) Start() {
 
 // Close stops every worker and waits for them: a request in flight is let
 // finish (up to Config.Timeout) and, when taken, recorded, so the next
-// deliverer does not send it again. The leases they held are released so
+// deliverer normally does not send it again. The leases they held are released so
 // another server takes over at once. Safe to call more than
 // once and without Start.
 func (d *Deliverer) Close() {
@@ -435,7 +435,7 @@ func (d *Deliverer) deliver(ctx context.Context, l *lease, e ipa.WebhookEndpoint
 		}
 		// A request in flight when the server stops is let finish (the
 		// client's Timeout bounds it) and, when the receiver took it,
-		// recorded: a clean stop or handover repeats nothing.
+		// recorded, so the next deliverer does not start with it.
 		status, sendErr := d.send(context.WithoutCancel(ctx), e, ev, body)
 		if ctx.Err() != nil && sendErr != nil {
 			return ctx.Err() // shutting down: a failed attempt does not count
