@@ -112,12 +112,13 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		s.dropLease(l.TaskID)
 		return true
 	}
-	if s.runUnrecorded(ctx, l) {
+	hist := s.runHistoryOf(ctx, l)
+	if hist.unrecorded() {
 		// The previous server saved this run's lease and stopped before it
 		// recorded the run's pod_started: the history never saw it start,
 		// so nothing about it is recorded now either. Whatever is left of
 		// it is killed and the task is settled as one without a lease.
-		s.killUnrecorded(l, log)
+		s.killLeased(l, log)
 		s.dropLease(l.TaskID)
 		log.Warn("run without pod_started ended", slog.String("decision", "kill_unrecorded"))
 		return true
@@ -138,7 +139,7 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 	}
 	if err != nil {
 		dropLease()
-		if s.runEnded(ctx, l) {
+		if hist.ended {
 			log.Info("stale lease dropped", slog.String("decision", "run_end_recorded"))
 			return true
 		}
@@ -325,67 +326,58 @@ func (s *Supervisor) restartOwed(ctx context.Context, t ipa.Task) {
 	s.applyPolicy(context.Background(), p, s.cfg.Now(), 0, "")
 }
 
-// runUnrecorded reports whether the task's stream has no pod_started naming
-// the leased run's pid since the run started (a minute earlier, for
-// clocks): its server died between saving the lease and recording the
-// start. False when the history cannot be read (the lease is settled as
-// before) or the lease names no process.
-func (s *Supervisor) runUnrecorded(ctx context.Context, l Lease) bool {
+// runHistory is what a task's stream records of a leased run: pod events
+// naming its pid since it started (a minute earlier, for clocks; a pid is
+// not handed out again that soon). known is false when the history cannot
+// be read or the lease names no process; the lease is then settled as if
+// the stream recorded its start and not its end.
+type runHistory struct {
+	known   bool
+	started bool // a pod_started: the run was recorded
+	ended   bool // a pod_crashed or pod_lost: its end is recorded too
+}
+
+// unrecorded reports a run whose server died between saving its lease and
+// recording its pod_started.
+func (h runHistory) unrecorded() bool { return h.known && !h.started }
+
+// runHistoryOf reads the leased run's history (see runHistory).
+func (s *Supervisor) runHistoryOf(ctx context.Context, l Lease) runHistory {
 	if s.cfg.History == nil || l.PID <= 0 {
-		return false
+		return runHistory{}
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
 	defer cancel()
 	evs, err := s.cfg.History.RecentPodEvents(rctx, l.TaskID, l.StartedAt.Add(-time.Minute))
 	if err != nil {
-		return false
+		return runHistory{}
 	}
+	h := runHistory{known: true}
 	for _, e := range evs {
-		if e.Type != ipa.EventPodStarted {
-			continue
-		}
-		var d ipa.PodStartedData
-		if json.Unmarshal(e.Data, &d) == nil && d.PID == l.PID {
-			return false
-		}
-	}
-	return true
-}
-
-// killUnrecorded kills the leased run's process when it is still alive on
-// this machine (same boot, verified start time).
-func (s *Supervisor) killUnrecorded(l Lease, log *slog.Logger) {
-	if l.BootID != "" && l.BootID != bootID() {
-		return
-	}
-	if pr, err := adopt(l.PID, l.StartTicks); err == nil {
-		s.killAdopted(pr, log)
-	}
-}
-
-// runEnded reports whether the task's stream already records the end of the
-// leased run: a pod_crashed or pod_lost naming its pid since it started (a
-// minute earlier, for clocks; a pid is not handed out again that soon).
-func (s *Supervisor) runEnded(ctx context.Context, l Lease) bool {
-	if s.cfg.History == nil || l.PID <= 0 {
-		return false
-	}
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
-	defer cancel()
-	evs, err := s.cfg.History.RecentPodEvents(rctx, l.TaskID, l.StartedAt.Add(-time.Minute))
-	if err != nil {
-		return false // unknown: the lease is settled as before
-	}
-	for _, e := range evs {
-		if e.Type != ipa.EventPodCrashed && e.Type != ipa.EventPodLost {
-			continue
-		}
 		var d struct {
 			PID int `json:"pid"`
 		}
-		if json.Unmarshal(e.Data, &d) == nil && d.PID == l.PID {
-			return true
+		if json.Unmarshal(e.Data, &d) != nil || d.PID != l.PID {
+			continue
+		}
+		switch e.Type {
+		case ipa.EventPodStarted:
+			h.started = true
+		case ipa.EventPodCrashed, ipa.EventPodLost:
+			h.ended = true
 		}
 	}
-	return false
+	return h
+}
+
+// killLeased kills the leased run's process when it is still alive on this
+// machine (same boot, verified start time).
+func (s *Supervisor) killLeased(l Lease, log *slog.Logger) {
+	if l.PID <= 0 || (l.BootID != "" && l.BootID != bootID()) {
+		return
+	}
+	if pr, err := adopt(l.PID, l.StartTicks); err == nil {
+		log.Warn("old plugin still alive: killed", slog.Int("pid", l.PID))
+		s.killAdopted(pr, log)
+	}
 }

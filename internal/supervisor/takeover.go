@@ -43,18 +43,13 @@ func (s *Supervisor) TakeOver(ctx context.Context, taken []Takeover) {
 func (s *Supervisor) takeOver(ctx context.Context, tk Takeover) {
 	l := tk.Lease
 	log := s.log.With(slog.String("task_id", l.TaskID), slog.String("previous_owner", tk.PreviousOwner), slog.Int64("epoch", tk.Epoch))
-	if l.PID > 0 && (l.BootID == "" || l.BootID == bootID()) {
-		if pr, err := adopt(l.PID, l.StartTicks); err == nil {
-			log.Warn("old plugin still alive at takeover", slog.Int("pid", l.PID), slog.String("decision", "kill"))
-			s.killAdopted(pr, log)
-		}
-	}
+	s.killLeased(l, log.With(slog.String("decision", "kill_at_takeover")))
 	if tk.Task == nil || tk.Task.Status.Closed() {
 		s.dropLease(l.TaskID)
 		log.Info("lease taken over and dropped", slog.String("decision", "task_closed"))
 		return
 	}
-	if s.runUnrecorded(ctx, l) {
+	if s.runHistoryOf(ctx, l).unrecorded() {
 		// The dead owner saved the run's lease but never recorded its
 		// pod_started: no run is lost that the history saw start. The
 		// task is settled from what its history does record.
