@@ -43,7 +43,13 @@ type coordinator struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool // pod command ids being carried out
+	expiry   *time.Timer     // runs a takeover round when the next lease holder's heartbeat expires
+	stopped  bool            // stop was called: no more duties start
 }
+
+// expirySlack is how long after a heartbeat's expiry the takeover round
+// wakes, so the heartbeat is strictly older than the TTL by then.
+const expirySlack = 5 * time.Millisecond
 
 func newCoordinator(st *store.Store, sup *supervisor.Supervisor, log *slog.Logger, self string, ttl time.Duration) *coordinator {
 	return &coordinator{st: st, sup: sup, log: log.With(slog.String("component", "coordinator")), self: self, ttl: ttl, inflight: map[string]bool{}}
@@ -76,8 +82,55 @@ func (c *coordinator) checkDrain(ctx context.Context) {
 	}
 }
 
-// wait waits for every duty goroutine.
-func (c *coordinator) wait() { c.wg.Wait() }
+// stop keeps new duties from starting and waits for the running ones.
+func (c *coordinator) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// armTakeover schedules a takeover round for the moment the first other
+// lease holder's heartbeat passes the TTL. Without it a survivor would only
+// notice on its next heartbeat tick, up to one interval later; with it, the
+// pods of an instance that died are claimed as soon as its leases may be.
+// Every round re-arms the timer, so a heartbeat that did arrive only moves
+// the moment later.
+func (c *coordinator) armTakeover(ctx context.Context) {
+	at, ok, err := c.st.NextLeaseExpiry(ctx, c.self, c.ttl)
+	if err != nil || !ok {
+		return
+	}
+	wait := time.Until(at) + expirySlack
+	if wait <= 0 {
+		return // expired already: this round has claimed what was due
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	var t *time.Timer
+	t = time.AfterFunc(wait, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch {
+		case c.stopped || ctx.Err() != nil:
+		case c.takeover.Load():
+			// The round that armed this timer is still finishing.
+			t.Reset(expirySlack)
+		default:
+			c.async(ctx, &c.takeover, c.takeOver)
+		}
+	})
+	c.expiry = t
+}
 
 func (c *coordinator) async(ctx context.Context, busy *atomic.Bool, fn func(context.Context)) {
 	if !busy.CompareAndSwap(false, true) {
@@ -191,6 +244,7 @@ func (c *coordinator) stopClosed(ctx context.Context) {
 // too, or the survivors disagreed on who is alive) are then claimed by
 // anyone, a share per round.
 func (c *coordinator) takeOver(ctx context.Context) {
+	defer c.armTakeover(ctx)
 	now := time.Now()
 	cutoff := now.Add(-c.ttl)
 	claimed, err := c.st.ClaimDeadLeasePartition(ctx, c.self, cutoff, now)

@@ -40,7 +40,7 @@ func (a *App) stopInstance() {
 	}
 	if a.stopCoord != nil {
 		a.stopCoord()
-		a.coord.wait()
+		a.coord.stop()
 	}
 }
 

@@ -207,6 +207,27 @@ func claimedLeases(rows []claimedRow) []ClaimedLease {
 	return out
 }
 
+// NextLeaseExpiry returns the moment the first pod-lease-holding instance
+// other than me stops counting as alive if it sends no further heartbeat:
+// its heartbeat plus ttl. ok is false when no other instance holds a lease.
+// The takeover wakes at that moment instead of at the next heartbeat tick.
+// PostgreSQL only.
+func (s *Store) NextLeaseExpiry(ctx context.Context, me string, ttl time.Duration) (at time.Time, ok bool, err error) {
+	if !s.postgres() {
+		return time.Time{}, false, nil
+	}
+	var hb *int64
+	err = s.read.WithContext(ctx).Raw(`SELECT MIN(i.heartbeat_at) FROM instances i
+		WHERE i.id <> ? AND EXISTS (SELECT 1 FROM pod_leases l WHERE l.owner = i.id)`, me).Scan(&hb).Error
+	if err != nil {
+		return time.Time{}, false, s.wrap(fmt.Errorf("store: next lease expiry: %w", err))
+	}
+	if hb == nil {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(0, *hb).Add(ttl), true, nil
+}
+
 // DeadLeaseShare returns how many leases one live instance should claim in a
 // takeover round: the leases of dead owners divided by the live instances,
 // rounded up (0 when no owner is dead).

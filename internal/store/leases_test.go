@@ -38,3 +38,51 @@ func testLeases(t *testing.T, s *Store) {
 		require.NoError(t, s.SaveLease(ctx, "b", task.ID, []byte(`{"pid":4}`), now), "a released task can be leased by another owner")
 	}
 }
+
+// testNextLeaseExpiry: the takeover's wake-up is the earliest heartbeat of
+// another instance that holds a lease, plus the TTL; instances without
+// leases, and the caller itself, do not count.
+func testNextLeaseExpiry(t *testing.T, s *Store) {
+	ctx := context.Background()
+	const ttl = 3 * time.Second
+	if !s.postgres() {
+		_, ok, err := s.NextLeaseExpiry(ctx, "me", ttl)
+		require.NoError(t, err)
+		require.False(t, ok, "SQLite has one instance: nothing to take over")
+		return
+	}
+	base := time.Now().Truncate(time.Millisecond)
+	register := func(id string, beat time.Time) {
+		require.NoError(t, s.RegisterInstance(ctx, ipa.Instance{ID: id, Version: "test", StartedAt: base, HeartbeatAt: beat}))
+	}
+	register("me", base.Add(-10*time.Second))
+	register("idle", base.Add(-9*time.Second))
+	register("old", base.Add(-2*time.Second))
+	register("new", base.Add(-time.Second))
+
+	_, ok, err := s.NextLeaseExpiry(ctx, "me", ttl)
+	require.NoError(t, err)
+	require.False(t, ok, "no other instance holds a lease")
+
+	lease := func(owner string) {
+		task := createTask(t, s, "leased by "+owner, t0)
+		require.NoError(t, s.SaveLease(ctx, owner, task.ID, []byte(`{}`), base))
+	}
+	lease("me")
+	lease("new")
+	at, ok, err := s.NextLeaseExpiry(ctx, "me", ttl)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, at.Equal(base.Add(-time.Second+ttl)), "expiry %s", at)
+
+	lease("old")
+	at, ok, err = s.NextLeaseExpiry(ctx, "me", ttl)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, at.Equal(base.Add(-2*time.Second+ttl)), "the earliest holder's heartbeat counts: %s", at)
+
+	at, ok, err = s.NextLeaseExpiry(ctx, "old", ttl)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, at.Equal(base.Add(-10*time.Second+ttl)), "for another caller, its own lease does not count and mine does: %s", at)
+}

@@ -79,6 +79,7 @@ func runSuite(t *testing.T, open func(testing.TB) *Store) {
 		{"MigrateTwice", testMigrateTwice},
 		{"TailingReaderMissesNothing", testTailingReader},
 		{"Leases", testLeases},
+		{"NextLeaseExpiry", testNextLeaseExpiry},
 		{"Webhooks", testWebhooks},
 		{"TaskModelFilters", testTaskModelFilters},
 		{"ParentRules", testParentRules},
