@@ -9,9 +9,14 @@ package main
 // The figures are reported as custom metrics (ns/op means nothing here).
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -108,6 +113,10 @@ func BenchmarkSeveralInstancesCancel(b *testing.B) {
 // BenchmarkSeveralInstancesCreateTask: createTask throughput with 16
 // clients spread over 1, 2 and 3 instances on one database, beside the
 // floor of raw pgx single-row INSERTs (16 connections) on the same cluster.
+// Each window also reports where the machine's CPU went, per create: the
+// servers (all three run throughout), the load clients (this process) and
+// the rest of the machine (PostgreSQL, nearly all of it), and PostgreSQL's
+// WAL flushes per create — how many creates share one commit.
 func BenchmarkSeveralInstancesCreateTask(b *testing.B) {
 	const clients = 16
 	const window = 5 * time.Second
@@ -115,11 +124,23 @@ func BenchmarkSeveralInstancesCreateTask(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	servers := []*server{c.start("A"), c.start("B"), c.start("C")}
-	// rate runs op from 16 clients for the window and returns ops/s.
-	rate := func(op func(client int) error) float64 {
+	cfg, err := pgxpool.ParseConfig(c.db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = clients
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	// rate runs op from 16 clients for the window and returns ops/s and
+	// what the window cost.
+	rate := func(op func(client int) error) (float64, usage) {
 		var n atomic.Int64
 		var wg sync.WaitGroup
 		var failed atomic.Value
+		before := sampleUsage(ctx, b, pool, servers)
 		began := time.Now()
 		end := began.Add(window)
 		for i := range clients {
@@ -134,43 +155,123 @@ func BenchmarkSeveralInstancesCreateTask(b *testing.B) {
 			})
 		}
 		wg.Wait()
+		elapsed := time.Since(began)
 		if err, _ := failed.Load().(error); err != nil {
 			b.Fatal(err)
 		}
-		return float64(n.Load()) / time.Since(began).Seconds()
+		used := sampleUsage(ctx, b, pool, servers).since(before, elapsed, n.Load())
+		return float64(n.Load()) / elapsed.Seconds(), used
 	}
 	b.ResetTimer()
 	for k := 1; k <= len(servers); k++ {
 		set := servers[:k]
-		r := rate(func(client int) error {
+		r, used := rate(func(client int) error {
 			_, errs, err := set[client%k].post(ctx, `mutation { createTask(input: {title: "throughput"}) { task { id } } }`, nil)
 			if err == nil && len(errs) > 0 {
 				err = fmt.Errorf("createTask: %v", errs)
 			}
 			return err
 		})
-		b.Logf("createTask, %d clients through %d instance(s): %.0f tasks/s", clients, k, r)
+		b.Logf("createTask, %d clients through %d instance(s): %.0f tasks/s; %s", clients, k, r, used)
 		b.ReportMetric(r, fmt.Sprintf("tasks/s-%dinst", k))
+		b.ReportMetric(used.walSyncsPerOp, fmt.Sprintf("walsyncs/op-%dinst", k))
 	}
-	cfg, err := pgxpool.ParseConfig(c.db)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns = clients
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
 	if _, err := pool.Exec(ctx, `CREATE TABLE bench_floor (id bigserial PRIMARY KEY, title text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		b.Fatal(err)
 	}
-	floor := rate(func(int) error {
+	floor, used := rate(func(int) error {
 		_, err := pool.Exec(ctx, `INSERT INTO bench_floor (title) VALUES ($1)`, "floor")
 		return err
 	})
-	b.Logf("floor: raw pgx single-row INSERT, %d clients: %.0f rows/s", clients, floor)
+	b.Logf("floor: raw pgx single-row INSERT, %d clients: %.0f rows/s; %s", clients, floor, used)
 	b.ReportMetric(floor, "rows/s-pgx-floor")
+}
+
+// usage is the CPU time the machine, the servers and this process (the load
+// clients) have used so far, and PostgreSQL's WAL counters.
+type usage struct {
+	machine, servers, clients time.Duration
+	walSyncs, walRecords      int64
+
+	// Set by since: per operation, and the machine's busy share.
+	busy                                float64
+	serverPerOp, clientPerOp, restPerOp time.Duration
+	walSyncsPerOp, walRecordsPerOp      float64
+}
+
+// usageSettle lets PostgreSQL's backends flush their statistics (they do at
+// most once a second) before pg_stat_wal is read.
+const usageSettle = 2 * time.Second
+
+func sampleUsage(ctx context.Context, b *testing.B, pool *pgxpool.Pool, servers []*server) usage {
+	b.Helper()
+	time.Sleep(usageSettle)
+	u := usage{machine: machineBusy(), clients: procCPU(os.Getpid())}
+	for _, s := range servers {
+		u.servers += procCPU(s.pid())
+	}
+	if err := pool.QueryRow(ctx, `SELECT wal_sync, wal_records FROM pg_stat_wal`).Scan(&u.walSyncs, &u.walRecords); err != nil {
+		b.Fatal(err)
+	}
+	return u
+}
+
+// since returns the window's usage per operation (the settle pause before
+// the second sample is idle time and adds only the servers' heartbeats).
+func (u usage) since(before usage, elapsed time.Duration, ops int64) usage {
+	d := usage{machine: u.machine - before.machine, servers: u.servers - before.servers, clients: u.clients - before.clients,
+		walSyncs: u.walSyncs - before.walSyncs, walRecords: u.walRecords - before.walRecords}
+	n := max(ops, 1)
+	d.busy = d.machine.Seconds() / (elapsed + usageSettle).Seconds() / float64(runtime.NumCPU())
+	d.serverPerOp = d.servers / time.Duration(n)
+	d.clientPerOp = d.clients / time.Duration(n)
+	d.restPerOp = (d.machine - d.servers - d.clients) / time.Duration(n)
+	d.walSyncsPerOp = float64(d.walSyncs) / float64(n)
+	d.walRecordsPerOp = float64(d.walRecords) / float64(n)
+	return d
+}
+
+func (u usage) String() string {
+	return fmt.Sprintf("machine busy %.0f%%; CPU per op: servers %s, clients %s, rest (PostgreSQL) %s; WAL flushes per op %.3f, WAL records per op %.1f",
+		100*u.busy, u.serverPerOp.Round(time.Microsecond), u.clientPerOp.Round(time.Microsecond), u.restPerOp.Round(time.Microsecond), u.walSyncsPerOp, u.walRecordsPerOp)
+}
+
+// clockTick is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// machineBusy returns the CPU time all cores have spent not idle since boot.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * clockTick
+}
+
+// procCPU returns the user and system CPU time process pid has used.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:])) // state ppid … utime (12th) stime (13th)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * clockTick
 }
 
 // percentiles formats p50, p99 and max of d.
