@@ -25,10 +25,13 @@ import (
 //	  SAVEPOINT w; request 1's reads and writes, except its events
 //	  SAVEPOINT w; request 2's …   (ROLLBACK TO SAVEPOINT w when it fails)
 //	  …
+//	  INSERT INTO task_counts …     the batch's moves of the task counters
 //	  UPDATE positions …            one counter bump for all the batch's events
 //	  INSERT INTO events …          the batch's events, in request order
 //	  SELECT pg_notify(…)           one notice per request that wrote, in position order
 //	COMMIT
+//
+// (on PostgreSQL the last four are one statement: batchtail.go)
 //
 // So the position counter is locked once per batch instead of once per write,
 // and the batch's writes share one commit (one WAL flush on PostgreSQL, one
@@ -285,20 +288,31 @@ func (s *Store) commitBatch(batch []*writeReq) (err error) {
 			return err
 		}
 	}
-	// Counters after every row lock, just before the position counter.
-	if err := applyCounts(tx, counts); err != nil {
+	if err := s.finishBatch(tx, batch, total, counts); err != nil {
 		return err
-	}
-	if total > 0 {
-		if err := s.insertEvents(tx, batch, total); err != nil {
-			return err
-		}
 	}
 	if err := tx.Commit().Error; err != nil {
 		committed = true // nothing to roll back any more
 		return fmt.Errorf("%w: %w", errCommit, err)
 	}
 	committed = true
+	return nil
+}
+
+// finishBatch moves the task counters (after every row lock, just before
+// the position counter), then gives the batch's events their positions,
+// inserts them and queues the commit notices: on PostgreSQL in one statement
+// (batchtail.go), elsewhere one step at a time.
+func (s *Store) finishBatch(tx *gorm.DB, batch []*writeReq, total int, counts countDelta) error {
+	if total > 0 && s.postgres() && !s.naivePositions && tailFits(total, len(counts), len(batch)) {
+		return s.finishBatchInOneStatement(tx, batch, total, counts)
+	}
+	if err := applyCounts(tx, counts); err != nil {
+		return err
+	}
+	if total > 0 {
+		return s.insertEvents(tx, batch, total)
+	}
 	return nil
 }
 

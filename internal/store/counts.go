@@ -52,8 +52,9 @@ func (d countDelta) add(o countDelta) {
 	}
 }
 
-// applyCounts moves the counters by d, in key order, skipping zero moves.
-func applyCounts(tx *gorm.DB, d countDelta) error {
+// sortedKeys returns the counters d moves (non-zero), in key order: the order
+// every writer locks them in.
+func (d countDelta) sortedKeys() []countKey {
 	keys := make([]countKey, 0, len(d))
 	for k, n := range d {
 		if n != 0 {
@@ -70,7 +71,12 @@ func applyCounts(tx *gorm.DB, d countDelta) error {
 		}
 		return !a.archived && b.archived
 	})
-	for _, k := range keys {
+	return keys
+}
+
+// applyCounts moves the counters by d, in key order, skipping zero moves.
+func applyCounts(tx *gorm.DB, d countDelta) error {
+	for _, k := range d.sortedKeys() {
 		err := tx.Exec(`INSERT INTO task_counts (status, phase, archived, n) VALUES (?, ?, ?, ?)
 			ON CONFLICT (status, phase, archived) DO UPDATE SET n = task_counts.n + excluded.n`,
 			k.status, k.phase, k.archived, d[k]).Error
