@@ -143,6 +143,7 @@ func BenchmarkSeveralInstancesCreateTask(b *testing.B) {
 		before := sampleUsage(ctx, b, pool, servers)
 		began := time.Now()
 		end := began.Add(window)
+		waits := sampleLockWaits(ctx, pool, end)
 		for i := range clients {
 			wg.Go(func() {
 				for time.Now().Before(end) {
@@ -159,7 +160,9 @@ func BenchmarkSeveralInstancesCreateTask(b *testing.B) {
 		if err, _ := failed.Load().(error); err != nil {
 			b.Fatal(err)
 		}
+		lockWaits := <-waits
 		used := sampleUsage(ctx, b, pool, servers).since(before, elapsed, n.Load())
+		used.lockWaits = lockWaits
 		return float64(n.Load()) / elapsed.Seconds(), used
 	}
 	b.ResetTimer()
@@ -175,6 +178,7 @@ func BenchmarkSeveralInstancesCreateTask(b *testing.B) {
 		b.Logf("createTask, %d clients through %d instance(s): %.0f tasks/s; %s", clients, k, r, used)
 		b.ReportMetric(r, fmt.Sprintf("tasks/s-%dinst", k))
 		b.ReportMetric(used.walSyncsPerOp, fmt.Sprintf("walsyncs/op-%dinst", k))
+		b.ReportMetric(used.lockWaits, fmt.Sprintf("lockwaiters-%dinst", k))
 	}
 	if _, err := pool.Exec(ctx, `CREATE TABLE bench_floor (id bigserial PRIMARY KEY, title text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		b.Fatal(err)
@@ -197,6 +201,27 @@ type usage struct {
 	busy                                float64
 	serverPerOp, clientPerOp, restPerOp time.Duration
 	walSyncsPerOp, walRecordsPerOp      float64
+	lockWaits                           float64 // backends waiting for a lock, on average over the window
+}
+
+// sampleLockWaits counts, every 5 ms until end, the PostgreSQL backends
+// waiting for a lock (the hot counter rows above all), and sends the
+// average: how much of the time writers queue on each other.
+func sampleLockWaits(ctx context.Context, pool *pgxpool.Pool, end time.Time) <-chan float64 {
+	out := make(chan float64, 1)
+	go func() {
+		var sum, n int
+		for time.Now().Before(end) {
+			var waiting int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(&waiting); err == nil {
+				sum += waiting
+				n++
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		out <- float64(sum) / float64(max(n, 1))
+	}()
+	return out
 }
 
 // usageSettle lets PostgreSQL's backends flush their statistics (they do at
@@ -232,8 +257,8 @@ func (u usage) since(before usage, elapsed time.Duration, ops int64) usage {
 }
 
 func (u usage) String() string {
-	return fmt.Sprintf("machine busy %.0f%%; CPU per op: servers %s, clients %s, rest (PostgreSQL) %s; WAL flushes per op %.3f, WAL records per op %.1f",
-		100*u.busy, u.serverPerOp.Round(time.Microsecond), u.clientPerOp.Round(time.Microsecond), u.restPerOp.Round(time.Microsecond), u.walSyncsPerOp, u.walRecordsPerOp)
+	return fmt.Sprintf("machine busy %.0f%%; CPU per op: servers %s, clients %s, rest (PostgreSQL) %s; WAL flushes per op %.3f, WAL records per op %.1f; backends waiting for a lock %.2f on average",
+		100*u.busy, u.serverPerOp.Round(time.Microsecond), u.clientPerOp.Round(time.Microsecond), u.restPerOp.Round(time.Microsecond), u.walSyncsPerOp, u.walRecordsPerOp, u.lockWaits)
 }
 
 // clockTick is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
