@@ -76,7 +76,7 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringVar(&so.pluginDir, "plugin-dir", "", "directory of external runtime plugins (one executable per runtime, named after it)")
 	f.StringVar(&so.pluginSHA256File, "plugin-sha256-file", "", "allow-list of external plugins in sha256sum format; only listed files with matching checksums run")
 	f.StringVar(&so.dataDir, "data-dir", "./ipa-data", "directory for pod working directories and runtime state")
-	f.StringVar(&so.instanceID, "instance-id", "", "name of this server as the owner of its pods (default: host name and data dir); must be stable across restarts and unique per database")
+	f.StringVar(&so.instanceID, "instance-id", "", "name of this server as the owner of its pods (default: host name and a digest of the data dir); must be stable across restarts and unique per database")
 	f.DurationVar(&so.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a clean shutdown may take before pods are killed")
 	f.StringVar(&so.metricsAddr, "metrics-addr", "", "also serve /metrics, without authentication, on this address (a private interface for the scraper)")
 	f.Float64Var(&so.rateLimit, "rate-limit", 0, "requests per second each token (or remote address without one) may send to /graphql; 0: no limit")
@@ -163,12 +163,14 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		log.Info("tracing on", "exporter", "otlp")
 	}
 
+	id, formerIDs := instanceID(so, dataDir)
 	srv, err := app.New(ctx, app.Config{
 		DatabaseURL:         opts.database,
 		Runtimes:            cat.Runtimes(),
 		Launcher:            supervisor.LauncherFunc(cat.Command),
 		DataDir:             dataDir,
-		InstanceID:          instanceID(so, dataDir),
+		InstanceID:          id,
+		FormerInstanceIDs:   formerIDs,
 		ResumePods:          so.resumePods,
 		DefaultPolicy:       so.policy,
 		AuthMode:            mode,

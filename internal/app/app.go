@@ -49,6 +49,10 @@ type Config struct {
 	// InstanceID names this server as the owner of its pod leases: stable
 	// across restarts, unique among the servers on one database.
 	InstanceID string
+	// FormerInstanceIDs are ids this server ran under before (the default
+	// id changed): at start-up it takes over its leases and pod commands
+	// under them, and resumes the pods its shutdown under them stopped.
+	FormerInstanceIDs []string
 	// ResumePods starts again, before serving, the pods this instance's last
 	// clean shutdown stopped (pod_started with trigger "resume"). It needs an
 	// InstanceID: the pod_stopped events of a shutdown carry it.
@@ -313,6 +317,11 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err := a.startInstance(ctx); err != nil {
 		return fmt.Errorf("register instance: %w", err)
 	}
+	for _, former := range cfg.FormerInstanceIDs {
+		if err := a.Store.AdoptInstance(ctx, former, cfg.InstanceID); err != nil {
+			return fmt.Errorf("adopt former instance id: %w", err)
+		}
+	}
 	if err := a.reconcile(ctx, podService); err != nil {
 		return fmt.Errorf("reconcile pods: %w", err)
 	}
@@ -376,7 +385,7 @@ func (a *App) reconcile(ctx context.Context, pods *service.PodService) error {
 // pods STOPPED for a moment and then running. A pod that fails to start is
 // recorded as a crash; only a store that cannot be read fails the start-up.
 func (a *App) resume(ctx context.Context, pods *service.PodService) error {
-	targets, err := pods.ResumeTargets(ctx, a.cfg.InstanceID)
+	targets, err := pods.ResumeTargets(ctx, a.cfg.InstanceID, a.cfg.FormerInstanceIDs...)
 	if err != nil {
 		return err
 	}

@@ -165,8 +165,10 @@ func (l *memLog) ActivePodTasks(context.Context) ([]*ipa.Task, error) {
 	return out, nil
 }
 
-func (l *memLog) ShutdownStoppedTasks(context.Context, string) ([]*ipa.Task, error) { return nil, nil }
-func (l *memLog) DueTasks(context.Context, time.Time, int) ([]*ipa.Task, error)     { return nil, nil }
+func (l *memLog) ShutdownStoppedTasks(context.Context, ...string) ([]*ipa.Task, error) {
+	return nil, nil
+}
+func (l *memLog) DueTasks(context.Context, time.Time, int) ([]*ipa.Task, error) { return nil, nil }
 
 func contains(list []string, s string) bool {
 	for _, v := range list {

@@ -192,13 +192,14 @@ func (s *PodService) RestartPod(ctx context.Context, taskID string, expected *in
 }
 
 // ResumeTargets returns the open tasks whose pod the clean shutdown of
-// instance stopped, and that nobody started or stopped since: what that
-// instance starts again when it returns. It is the server's own call.
-func (s *PodService) ResumeTargets(ctx context.Context, instance string) ([]*ipa.Task, error) {
+// instance (under its id or one of its former ids) stopped, and that nobody
+// started or stopped since: what that instance starts again when it
+// returns. It is the server's own call.
+func (s *PodService) ResumeTargets(ctx context.Context, instance string, former ...string) ([]*ipa.Task, error) {
 	if instance == "" {
 		return nil, nil
 	}
-	return s.store.ShutdownStoppedTasks(ctx, instance)
+	return s.store.ShutdownStoppedTasks(ctx, append([]string{instance}, former...)...)
 }
 
 // PodTargets returns the open tasks whose stream says a pod runs or should

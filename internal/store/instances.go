@@ -32,6 +32,32 @@ func (s *Store) RegisterInstance(ctx context.Context, inst ipa.Instance) error {
 	return nil
 }
 
+// AdoptInstance makes id the owner of what this server held under a former
+// id (the default instance id changed): its pod leases and the pod commands
+// addressed to it; the former instance's row goes. Leases another instance
+// took over meanwhile are not touched. Returns EUNAVAILABLE when the
+// database is unreachable.
+func (s *Store) AdoptInstance(ctx context.Context, former, id string) error {
+	if former == "" || former == id {
+		return nil
+	}
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		for _, q := range []string{
+			`UPDATE pod_leases SET owner = ? WHERE owner = ?`,
+			`UPDATE pod_commands SET instance_id = ? WHERE instance_id = ?`,
+		} {
+			if err := tx.Exec(q, id, former).Error; err != nil {
+				return err
+			}
+		}
+		return tx.Exec(`DELETE FROM instances WHERE id = ?`, former).Error
+	})
+	if err != nil {
+		return s.wrap(fmt.Errorf("store: adopt instance: %w", err))
+	}
+	return nil
+}
+
 // SetInstanceAddress records the address an instance serves on, once known.
 func (s *Store) SetInstanceAddress(ctx context.Context, id, addr string) error {
 	if err := s.write.WithContext(ctx).Exec(`UPDATE instances SET address = ? WHERE id = ?`, addr, id).Error; err != nil {

@@ -86,3 +86,33 @@ func testNextLeaseExpiry(t *testing.T, s *Store) {
 	require.True(t, ok)
 	require.True(t, at.Equal(base.Add(-10*time.Second+ttl)), "for another caller, its own lease does not count and mine does: %s", at)
 }
+
+// testAdoptInstance: a server that changed its id takes over its leases and
+// pod commands under the former one; other instances' leases stay theirs.
+func testAdoptInstance(t *testing.T, s *Store) {
+	ctx := context.Background()
+	now := time.Now()
+	mine := createTask(t, s, "leased under the former id", t0)
+	other := createTask(t, s, "leased by another instance", t0)
+	require.NoError(t, s.RegisterInstance(ctx, ipa.Instance{ID: "host:/srv/ipa", Version: "old", StartedAt: now, HeartbeatAt: now}))
+	require.NoError(t, s.SaveLease(ctx, "host:/srv/ipa", mine.ID, []byte(`{"pid":1}`), now))
+	require.NoError(t, s.SaveLease(ctx, "elsewhere", other.ID, []byte(`{"pid":2}`), now))
+	_, err := s.AddPodCommand(ctx, PodCommand{TaskID: mine.ID, InstanceID: "host:/srv/ipa", Command: "stop", Reason: "x", CreatedAt: now})
+	require.NoError(t, err)
+
+	require.NoError(t, s.AdoptInstance(ctx, "host:/srv/ipa", "host:1a2b3c"))
+
+	owners, err := s.LeaseOwners(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{mine.ID: "host:1a2b3c", other.ID: "elsewhere"}, owners)
+	cmds, err := s.PodCommands(ctx, "host:1a2b3c")
+	require.NoError(t, err)
+	require.Len(t, cmds, 1)
+	require.Equal(t, mine.ID, cmds[0].TaskID)
+	insts, err := s.ListInstances(ctx, now, time.Minute)
+	require.NoError(t, err)
+	for _, in := range insts {
+		require.NotEqual(t, "host:/srv/ipa", in.ID, "the former instance row goes")
+	}
+	require.NoError(t, s.AdoptInstance(ctx, "host:/srv/ipa", "host:1a2b3c"), "adopting again changes nothing")
+}

@@ -30,11 +30,15 @@ func (s *Store) ActivePodTasks(ctx context.Context) ([]*ipa.Task, error) {
 }
 
 // ShutdownStoppedTasks returns the open tasks whose pod was last stopped by
-// the clean shutdown of instance: their pod is STOPPED and their newest
-// pod_stopped event has reason server_shutdown and that instanceId. A pod
+// the clean shutdown of one of instances (a server's id and the ids it had
+// before): their pod is STOPPED and their newest pod_stopped event has
+// reason server_shutdown and one of those instanceIds. A pod
 // started (or stopped) since by anyone else has a newer pod event and is not
 // returned. Returns EUNAVAILABLE when the database is unreachable.
-func (s *Store) ShutdownStoppedTasks(ctx context.Context, instance string) ([]*ipa.Task, error) {
+func (s *Store) ShutdownStoppedTasks(ctx context.Context, instances ...string) ([]*ipa.Task, error) {
+	if len(instances) == 0 {
+		return nil, nil
+	}
 	field := func(name string) string { return `json_extract(e.data, '$.` + name + `')` }
 	if s.postgres() {
 		field = func(name string) string { return `e.data->>'` + name + `'` }
@@ -43,11 +47,11 @@ func (s *Store) ShutdownStoppedTasks(ctx context.Context, instance string) ([]*i
 	q := `SELECT ` + cols + ` FROM tasks t JOIN events e ON e.stream_id = t.id AND e.type = ?
 		WHERE t.pod_state = ? AND t.status IN (?, ?)
 		AND e.version = (SELECT MAX(e2.version) FROM events e2 WHERE e2.stream_id = t.id AND e2.type = ?)
-		AND ` + field("reason") + ` = ? AND ` + field("instanceId") + ` = ?
+		AND ` + field("reason") + ` = ? AND ` + field("instanceId") + ` IN ?
 		ORDER BY t.updated_at, t.id LIMIT ?`
 	return s.tasksWhere(ctx, "tasks stopped by shutdown", q,
 		ipa.EventPodStopped, string(ipa.PodStopped), string(ipa.StatusInactive), string(ipa.StatusActive),
-		ipa.EventPodStopped, ipa.StopShutdown, instance, maxActivePods)
+		ipa.EventPodStopped, ipa.StopShutdown, instances, maxActivePods)
 }
 
 func (s *Store) tasksWhere(ctx context.Context, what, q string, args ...any) ([]*ipa.Task, error) {

@@ -70,6 +70,9 @@ func TestPodQueries(t *testing.T) {
 			resume, err = s.ShutdownStoppedTasks(ctx, "node-c")
 			require.NoError(t, err)
 			require.Empty(t, resume)
+			resume, err = s.ShutdownStoppedTasks(ctx, "node-c", "node-b", "node-a")
+			require.NoError(t, err)
+			require.Equal(t, sorted(ours.ID, theirs.ID), ids(resume), "a server's former ids count as its own")
 
 			withPods, err := s.TasksWithPods(ctx)
 			require.NoError(t, err)

@@ -80,6 +80,7 @@ func runSuite(t *testing.T, open func(testing.TB) *Store) {
 		{"TailingReaderMissesNothing", testTailingReader},
 		{"Leases", testLeases},
 		{"NextLeaseExpiry", testNextLeaseExpiry},
+		{"AdoptInstance", testAdoptInstance},
 		{"Webhooks", testWebhooks},
 		{"TaskModelFilters", testTaskModelFilters},
 		{"ParentRules", testParentRules},
