@@ -18,12 +18,19 @@ func TestFormerDefaultInstanceID(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// underFormerID starts a server under the former default id with two
+	// running demo pods.
+	underFormerID := func(t *testing.T, stepMs int) (h *home, former string, s *server, ids []string, pids []int) {
+		h = newHome(t)
+		former = host + ":" + h.dataDir
+		s = h.start("--instance-id", former)
+		ids, pids = startDemoPods(t, h, s, 2, stepMs)
+		return h, former, s, ids, pids
+	}
+
 	t.Run("ReattachAfterKill", func(t *testing.T) {
 		t.Parallel()
-		h := newHome(t)
-		former := host + ":" + h.dataDir
-		s := h.start("--instance-id", former)
-		ids, pids := startDemoPods(t, h, s, 2, 500)
+		h, former, s, ids, pids := underFormerID(t, 500)
 		if o := s.podOwner(t, ids[0]); o != former {
 			t.Fatalf("owner under the former default %q, want %q", o, former)
 		}
@@ -57,10 +64,7 @@ func TestFormerDefaultInstanceID(t *testing.T) {
 
 	t.Run("ResumeAfterCleanShutdown", func(t *testing.T) {
 		t.Parallel()
-		h := newHome(t)
-		former := host + ":" + h.dataDir
-		s := h.start("--instance-id", former)
-		ids, pids := startDemoPods(t, h, s, 2, 150)
+		h, _, s, ids, pids := underFormerID(t, 150)
 		s.stop(t, 12*time.Second)
 		mustBeGone(t, h, 2*time.Second, pids...)
 

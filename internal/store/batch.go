@@ -335,7 +335,25 @@ func (s *Store) insertEvents(tx *gorm.DB, batch []*writeReq, total int) error {
 	if err != nil {
 		return err
 	}
+	assignPositions(batch, last, total)
 	rows := make([]eventRow, 0, total)
+	for _, r := range batch {
+		if r.err == nil {
+			for _, e := range r.events {
+				rows = append(rows, eventToRow(e))
+			}
+		}
+	}
+	s.allocated(batch)
+	if err := tx.CreateInBatches(&rows, 1000).Error; err != nil {
+		return err
+	}
+	return s.notifyCommits(tx, batch)
+}
+
+// assignPositions gives the events of the batch's requests that wrote, in
+// request order, the total positions that end at last.
+func assignPositions(batch []*writeReq, last int64, total int) {
 	next := last - int64(total) + 1
 	for _, r := range batch {
 		if r.err != nil {
@@ -344,20 +362,21 @@ func (s *Store) insertEvents(tx *gorm.DB, batch []*writeReq, total int) error {
 		for i := range r.events {
 			r.events[i].Position = next
 			next++
-			rows = append(rows, eventToRow(r.events[i]))
 		}
 	}
-	if s.afterAllocate != nil {
-		for _, r := range batch {
-			if r.err == nil && len(r.events) > 0 {
-				s.afterAllocate(r.ctx)
-			}
+}
+
+// allocated runs the test hook afterAllocate, between taking positions and
+// COMMIT, for every request that wrote.
+func (s *Store) allocated(batch []*writeReq) {
+	if s.afterAllocate == nil {
+		return
+	}
+	for _, r := range batch {
+		if r.err == nil && len(r.events) > 0 {
+			s.afterAllocate(r.ctx)
 		}
 	}
-	if err := tx.CreateInBatches(&rows, 1000).Error; err != nil {
-		return err
-	}
-	return s.notifyCommits(tx, batch)
 }
 
 // lost reports whether a request's error means the whole transaction is

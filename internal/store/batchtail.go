@@ -150,22 +150,7 @@ func (s *Store) finishBatchInOneStatement(tx *gorm.DB, batch []*writeReq, total 
 	if last == 0 {
 		return fmt.Errorf("store: positions counter row is missing")
 	}
-	next := last - int64(total) + 1
-	for _, r := range batch {
-		if r.err != nil {
-			continue
-		}
-		for i := range r.events {
-			r.events[i].Position = next
-			next++
-		}
-	}
-	if s.afterAllocate != nil {
-		for _, r := range batch {
-			if r.err == nil && len(r.events) > 0 {
-				s.afterAllocate(r.ctx)
-			}
-		}
-	}
+	assignPositions(batch, last, total)
+	s.allocated(batch)
 	return nil
 }
