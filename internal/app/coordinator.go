@@ -100,14 +100,12 @@ func (c *coordinator) stop() {
 // Every round re-arms the timer, so a heartbeat that did arrive only moves
 // the moment later.
 func (c *coordinator) armTakeover(ctx context.Context) {
-	at, ok, err := c.st.NextLeaseExpiry(ctx, c.self, c.ttl)
+	now := time.Now()
+	at, ok, err := c.st.NextLeaseExpiry(ctx, c.self, c.ttl, now)
 	if err != nil || !ok {
 		return
 	}
-	wait := time.Until(at) + expirySlack
-	if wait <= 0 {
-		return // expired already: this round has claimed what was due
-	}
+	wait := at.Sub(now) + expirySlack
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {

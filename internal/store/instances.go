@@ -233,18 +233,20 @@ func claimedLeases(rows []claimedRow) []ClaimedLease {
 	return out
 }
 
-// NextLeaseExpiry returns the moment the first pod-lease-holding instance
-// other than me stops counting as alive if it sends no further heartbeat:
-// its heartbeat plus ttl. ok is false when no other instance holds a lease.
-// The takeover wakes at that moment instead of at the next heartbeat tick.
-// PostgreSQL only.
-func (s *Store) NextLeaseExpiry(ctx context.Context, me string, ttl time.Duration) (at time.Time, ok bool, err error) {
+// NextLeaseExpiry returns the next moment, after now, at which an instance
+// other than me that holds a pod lease stops counting as alive if it sends no
+// further heartbeat: the earliest heartbeat still younger than ttl, plus ttl.
+// ok is false when there is none. The takeover wakes at that moment instead
+// of at the next heartbeat tick; instances already dead are the regular
+// rounds' to settle. PostgreSQL only.
+func (s *Store) NextLeaseExpiry(ctx context.Context, me string, ttl time.Duration, now time.Time) (at time.Time, ok bool, err error) {
 	if !s.postgres() {
 		return time.Time{}, false, nil
 	}
 	var hb *int64
 	err = s.read.WithContext(ctx).Raw(`SELECT MIN(i.heartbeat_at) FROM instances i
-		WHERE i.id <> ? AND EXISTS (SELECT 1 FROM pod_leases l WHERE l.owner = i.id)`, me).Scan(&hb).Error
+		WHERE i.id <> ? AND i.heartbeat_at >= ? AND EXISTS (SELECT 1 FROM pod_leases l WHERE l.owner = i.id)`,
+		me, nanos(now.Add(-ttl))).Scan(&hb).Error
 	if err != nil {
 		return time.Time{}, false, s.wrap(fmt.Errorf("store: next lease expiry: %w", err))
 	}

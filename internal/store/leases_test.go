@@ -39,28 +39,30 @@ func testLeases(t *testing.T, s *Store) {
 	}
 }
 
-// testNextLeaseExpiry: the takeover's wake-up is the earliest heartbeat of
-// another instance that holds a lease, plus the TTL; instances without
-// leases, and the caller itself, do not count.
+// testNextLeaseExpiry: the takeover's wake-up is the earliest heartbeat,
+// still younger than the TTL, of another instance that holds a lease, plus
+// the TTL; instances without leases, instances already dead and the caller
+// itself do not count.
 func testNextLeaseExpiry(t *testing.T, s *Store) {
 	ctx := context.Background()
 	const ttl = 3 * time.Second
+	base := time.Now().Truncate(time.Millisecond)
 	if !s.postgres() {
-		_, ok, err := s.NextLeaseExpiry(ctx, "me", ttl)
+		_, ok, err := s.NextLeaseExpiry(ctx, "me", ttl, base)
 		require.NoError(t, err)
 		require.False(t, ok, "SQLite has one instance: nothing to take over")
 		return
 	}
-	base := time.Now().Truncate(time.Millisecond)
 	register := func(id string, beat time.Time) {
 		require.NoError(t, s.RegisterInstance(ctx, ipa.Instance{ID: id, Version: "test", StartedAt: base, HeartbeatAt: beat}))
 	}
-	register("me", base.Add(-10*time.Second))
-	register("idle", base.Add(-9*time.Second))
+	register("me", base.Add(-time.Second))
+	register("idle", base.Add(-2500*time.Millisecond))
+	register("dead", base.Add(-10*time.Second))
 	register("old", base.Add(-2*time.Second))
 	register("new", base.Add(-time.Second))
 
-	_, ok, err := s.NextLeaseExpiry(ctx, "me", ttl)
+	_, ok, err := s.NextLeaseExpiry(ctx, "me", ttl, base)
 	require.NoError(t, err)
 	require.False(t, ok, "no other instance holds a lease")
 
@@ -69,22 +71,27 @@ func testNextLeaseExpiry(t *testing.T, s *Store) {
 		require.NoError(t, s.SaveLease(ctx, owner, task.ID, []byte(`{}`), base))
 	}
 	lease("me")
+	lease("dead")
+	_, ok, err = s.NextLeaseExpiry(ctx, "me", ttl, base)
+	require.NoError(t, err)
+	require.False(t, ok, "a dead holder's expiry is past: the regular rounds settle it")
+
 	lease("new")
-	at, ok, err := s.NextLeaseExpiry(ctx, "me", ttl)
+	at, ok, err := s.NextLeaseExpiry(ctx, "me", ttl, base)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.True(t, at.Equal(base.Add(-time.Second+ttl)), "expiry %s", at)
 
 	lease("old")
-	at, ok, err = s.NextLeaseExpiry(ctx, "me", ttl)
+	at, ok, err = s.NextLeaseExpiry(ctx, "me", ttl, base)
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.True(t, at.Equal(base.Add(-2*time.Second+ttl)), "the earliest holder's heartbeat counts: %s", at)
+	require.True(t, at.Equal(base.Add(-2*time.Second+ttl)), "the earliest live holder's heartbeat counts: %s", at)
 
-	at, ok, err = s.NextLeaseExpiry(ctx, "old", ttl)
+	at, ok, err = s.NextLeaseExpiry(ctx, "old", ttl, base)
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.True(t, at.Equal(base.Add(-10*time.Second+ttl)), "for another caller, its own lease does not count and mine does: %s", at)
+	require.True(t, at.Equal(base.Add(-time.Second+ttl)), "for another caller, its own lease does not count and mine does: %s", at)
 }
 
 // testAdoptInstance: a server that changed its id takes over its leases and
