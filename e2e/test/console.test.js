@@ -269,8 +269,8 @@ test('a viewer token sees the viewer and no action buttons', async (t) => {
     await page.getByTestId('phase').filter({ hasText: 'Planning' }).waitFor({ timeout: liveMs });
     await page.screenshot({ path: path.join(artifacts, 'console-viewer.png') });
     // The only refusal is the first, tokenless load. A request still in
-    // flight when the test reloads the page is cancelled by the browser
-    // (net::ERR_ABORTED): the test's doing, not a failure.
+    // flight when the test opens the task or reloads the page is cancelled
+    // by the browser (net::ERR_ABORTED): the test's doing, not a failure.
     assert.deepEqual(problems.filter((p) => !/HTTP 401/.test(p) && !/status of 401/.test(p) && !/net::ERR_ABORTED$/.test(p)), []);
   });
 });
