@@ -48,7 +48,7 @@ const maxTailParams = 60000
 
 // tailFits reports whether the batch's tail can run as one statement.
 func tailFits(total, counters, notices int) bool {
-	return 3+4*counters+(len(tailEventColumns)+1)*total+2*notices <= maxTailParams
+	return 4+4*counters+(len(tailEventColumns)+1)*total+2*notices <= maxTailParams
 }
 
 // finishBatchInOneStatement moves the counters, gives the batch's events
