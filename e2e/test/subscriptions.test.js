@@ -287,12 +287,9 @@ describe('subscriptions (auth auto, local admin)', () => {
   });
 
   // The protocol says a subscribe reusing a live id MUST close the socket with
-  // 4409. gqlgen's transport (v0.17.98) does not check: it starts a second
-  // operation under the same id and loses the first one's cancel function, so
-  // that operation runs until the socket closes. Reported, not failed on.
-  it('graphql-transport-ws: a duplicate subscribe id closes with 4409', {
-    todo: 'gqlgen does not implement 4409 Subscriber already exists',
-  }, async (t) => {
+  // 4409 (gqlgen's transport does not check; the server's connection wrapper
+  // does).
+  it('graphql-transport-ws: a duplicate subscribe id closes with 4409', async (t) => {
     const task = await createTask(server);
     const c = await openRaw(server.wsUrl, 'graphql-transport-ws');
     t.after(() => c.terminate());

@@ -56,7 +56,8 @@ func (h *wsHolder) close() {
 
 // wsImplementation is gqlgen's coder/websocket adapter (zero options keep its
 // same-origin check), writing through a bounded, coalescing sendQueue, with
-// connections that close with 4403 once their credential was revoked.
+// connections that close with 4403 once their credential was revoked and,
+// on graphql-transport-ws, with 4409 on a subscribe reusing a live id.
 type wsImplementation struct {
 	transport.CoderWebsocketImplementation
 }
@@ -66,11 +67,13 @@ func (i wsImplementation) Accept(w http.ResponseWriter, r *http.Request, opts tr
 	if err != nil {
 		return nil, err
 	}
-	h := wsHolderFrom(r.Context())
-	if h == nil {
-		return c, nil
+	if h := wsHolderFrom(r.Context()); h != nil {
+		c = &revokedCloseConn{WebsocketConn: c, h: h}
 	}
-	return &revokedCloseConn{WebsocketConn: c, h: h}, nil
+	if c.Subprotocol() == subprotocolTransportWS {
+		c = newUniqueOpsConn(c)
+	}
+	return c, nil
 }
 
 // revokedCloseConn closes with 4403 when the connection's credential was
