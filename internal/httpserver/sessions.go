@@ -68,7 +68,7 @@ func (i wsImplementation) Accept(w http.ResponseWriter, r *http.Request, opts tr
 		return nil, err
 	}
 	if h := wsHolderFrom(r.Context()); h != nil {
-		c = &revokedCloseConn{WebsocketConn: c, h: h}
+		c = &revokedCloseConn{wrappedConn: wrappedConn{c}, h: h}
 	}
 	if c.Subprotocol() == subprotocolTransportWS {
 		c = newUniqueOpsConn(c)
@@ -80,7 +80,7 @@ func (i wsImplementation) Accept(w http.ResponseWriter, r *http.Request, opts tr
 // revoked, whatever code the transport chose (it closes a cancelled
 // connection as a normal closure).
 type revokedCloseConn struct {
-	transport.WebsocketConn
+	wrappedConn
 	h *wsHolder
 }
 
@@ -91,15 +91,20 @@ func (c *revokedCloseConn) WriteClose(code int, message string) error {
 	return c.WebsocketConn.WriteClose(code, message)
 }
 
-// SetReadLimit and SetReadDeadline pass on the optional abilities of the
-// wrapped connection, which the transport finds by type assertion.
-func (c *revokedCloseConn) SetReadLimit(limit int64) {
+// wrappedConn is a connection wrapped by one of ours: it passes on the
+// optional abilities of the connection inside, which the transport finds by
+// type assertion.
+type wrappedConn struct {
+	transport.WebsocketConn
+}
+
+func (c wrappedConn) SetReadLimit(limit int64) {
 	if l, ok := c.WebsocketConn.(transport.WebsocketReadLimiter); ok {
 		l.SetReadLimit(limit)
 	}
 }
 
-func (c *revokedCloseConn) SetReadDeadline(t time.Time) error {
+func (c wrappedConn) SetReadDeadline(t time.Time) error {
 	if d, ok := c.WebsocketConn.(transport.WebsocketReadDeadliner); ok {
 		return d.SetReadDeadline(t)
 	}

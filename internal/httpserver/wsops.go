@@ -8,7 +8,6 @@ import (
 	"net"
 	"reflect"
 	"sync"
-	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 )
@@ -38,7 +37,7 @@ const (
 // uniqueOpsConn is a graphql-transport-ws connection that refuses a
 // subscribe reusing the id of an operation in flight.
 type uniqueOpsConn struct {
-	transport.WebsocketConn
+	wrappedConn
 
 	mu  sync.Mutex
 	ops map[string]*opState
@@ -51,7 +50,7 @@ type opState struct {
 }
 
 func newUniqueOpsConn(c transport.WebsocketConn) *uniqueOpsConn {
-	return &uniqueOpsConn{WebsocketConn: c, ops: map[string]*opState{}}
+	return &uniqueOpsConn{wrappedConn: wrappedConn{c}, ops: map[string]*opState{}}
 }
 
 // clientSent records a client's message; it reports whether it is a
@@ -149,19 +148,4 @@ func closeReason(s string) string {
 		return s
 	}
 	return s[:limit]
-}
-
-// SetReadLimit and SetReadDeadline pass on the optional abilities of the
-// wrapped connection, which the transport finds by type assertion.
-func (c *uniqueOpsConn) SetReadLimit(limit int64) {
-	if l, ok := c.WebsocketConn.(transport.WebsocketReadLimiter); ok {
-		l.SetReadLimit(limit)
-	}
-}
-
-func (c *uniqueOpsConn) SetReadDeadline(t time.Time) error {
-	if d, ok := c.WebsocketConn.(transport.WebsocketReadDeadliner); ok {
-		return d.SetReadDeadline(t)
-	}
-	return nil
 }
