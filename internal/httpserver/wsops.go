@@ -23,9 +23,9 @@ import (
 //
 // An id is in flight from the client's subscribe until the client's
 // complete or the server's complete or error for it. gqlgen ends every
-// operation with a complete of its own, also one the client completed; that
-// echo is counted and swallowed, so it cannot free the id of a later
-// operation the client started under the same id. It can never refuse a
+// operation with a message of its own (complete, or error), also one the
+// client completed; that echo is counted and swallowed, so it cannot free the
+// id of a later operation the client started under the same id. It can never refuse a
 // legitimate subscribe: an id stays in flight only while neither side has
 // ended its operation.
 
@@ -84,10 +84,12 @@ func (c *uniqueOpsConn) serverSent(typ, id string) {
 	if op == nil {
 		return
 	}
-	switch {
-	case typ == "complete" && op.echoes > 0:
+	// gqlgen ends an operation it runs with one message, complete or (when
+	// the subscription failed) error; one it refuses up front with error
+	// and then complete. Either end pays an echo the client is owed first.
+	if op.echoes > 0 {
 		op.echoes--
-	case typ == "complete" || typ == "error":
+	} else {
 		op.active = false
 	}
 	if !op.active && op.echoes == 0 {
