@@ -21,14 +21,14 @@ func (r *eventConnectionResolver) TotalCount(ctx context.Context, obj *model.Eve
 
 // TaskEvents is the resolver for the taskEvents field.
 func (r *subscriptionResolver) TaskEvents(ctx context.Context, taskID string, afterVersion *int) (<-chan *ipa.Event, error) {
-	ch, err := r.FeedService.SubscribeTaskEvents(ctx, taskID, version(afterVersion))
-	return cohort.Tap(ctx, ch, err)
+	src, err := r.FeedService.TaskEventsSource(ctx, taskID, version(afterVersion))
+	return cohort.TapSource(ctx, src, err)
 }
 
 // Events is the resolver for the events field.
 func (r *subscriptionResolver) Events(ctx context.Context, afterPosition *string, types []string) (<-chan *ipa.Event, error) {
-	ch, err := r.FeedService.SubscribeEvents(ctx, afterPosition, types)
-	return cohort.Tap(ctx, ch, err)
+	src, err := r.FeedService.EventsSource(ctx, afterPosition, types)
+	return cohort.TapSource(ctx, src, err)
 }
 
 // TaskEventsStream is the resolver for the taskEventsStream field.

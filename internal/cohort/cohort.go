@@ -51,6 +51,7 @@ const recentEvents = 64
 type Cohorts struct {
 	mu      sync.Mutex
 	cohorts map[string]*cohort
+	live    map[string]*liveCohort // see live.go
 
 	executed atomic.Uint64 // values executed for their cohort (or alone)
 	shared   atomic.Uint64 // values answered from another member's execution
@@ -63,7 +64,9 @@ func (c *Cohorts) Stats() (executed, shared uint64) {
 }
 
 // New returns an empty set of cohorts.
-func New() *Cohorts { return &Cohorts{cohorts: make(map[string]*cohort)} }
+func New() *Cohorts {
+	return &Cohorts{cohorts: make(map[string]*cohort), live: make(map[string]*liveCohort)}
+}
 
 var _ interface {
 	graphql.HandlerExtension
@@ -85,6 +88,11 @@ func (c *Cohorts) Members() int {
 	for _, co := range c.cohorts {
 		n += co.members
 	}
+	for _, co := range c.live {
+		co.mu.Lock()
+		n += len(co.members)
+		co.mu.Unlock()
+	}
 	return n
 }
 
@@ -92,7 +100,7 @@ func (c *Cohorts) Members() int {
 func (c *Cohorts) Count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.cohorts)
+	return len(c.cohorts) + len(c.live)
 }
 
 // cohort is one group of identical subscriptions and the values it has
@@ -145,8 +153,20 @@ func (c *Cohorts) InterceptOperation(ctx context.Context, next graphql.Operation
 	if !ok {
 		return next(ctx)
 	}
+	var pulled *Member // a live cohort member this interceptor drives
+	var sink *chanSink
+	if memberFrom(ctx) == nil { // a transport that does not drive members (SSE)
+		sink = newChanSink()
+		pulled = NewMember(ctx, sink)
+		ctx = WithMember(ctx, pulled)
+	}
 	t := &tap{}
 	h := next(context.WithValue(ctx, tapKey{}, t))
+	if pulled != nil && pulled.Tapped() { // a cursor feed: into its live cohort
+		c.Join(pulled, h)
+		context.AfterFunc(ctx, func() { c.Leave(pulled) })
+		return sink.next
+	}
 	if t.recv == nil { // refused, or a resolver that does not tap
 		return h
 	}

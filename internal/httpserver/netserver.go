@@ -63,12 +63,16 @@ func (o ServerOptions) withDefaults() ServerOptions {
 // request instead (see withDeadlines).
 func NewServer(handler http.Handler, o ServerOptions) *http.Server {
 	o = o.withDefaults()
+	base := o.BaseContext
+	if base == nil {
+		base = func(net.Listener) context.Context { return context.Background() }
+	}
 	srv := &http.Server{
 		Handler:           withDeadlines(handler, o),
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
 		IdleTimeout:       o.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		BaseContext:       o.BaseContext,
+		BaseContext:       func(l net.Listener) context.Context { return withBaseContext(base(l)) },
 	}
 	if o.Logger != nil {
 		srv.ErrorLog = slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)

@@ -31,6 +31,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/ide"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/ui"
+	"github.com/ipa-dev/ipa/internal/wsgql"
 )
 
 // Limits a request must stay within. They are refused before any resolver runs.
@@ -84,13 +85,17 @@ func New(cfg Config) http.Handler {
 	}
 	m := newMetrics(cfg.Registry)
 	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: cfg.Resolver}))
-	gql.AddTransport(transport.Websocket{
-		Implementation:        wsImplementation{},
-		KeepAlivePingInterval: 15 * time.Second,
-		InitTimeout:           10 * time.Second,
-		InitFunc:              wsInit(cfg.Auth),
-		PayloadReadLimit:      ptr(int64(MaxWSMessageBytes)),
-	})
+	cohorts := cfg.cohorts()
+	gql.AddTransport(wsgql.New(wsgql.Config{
+		Init:        wsInit(cfg.Auth),
+		InitTimeout: 10 * time.Second,
+		KeepAlive:   15 * time.Second,
+		ReadLimit:   MaxWSMessageBytes,
+		Detach:      wsDetach,
+		CloseCode:   wsCloseCode,
+		Cohorts:     cohorts,
+		Logger:      cfg.Logger,
+	}))
 	gql.AddTransport(transport.Options{})
 	gql.AddTransport(transport.SSE{})
 	gql.AddTransport(transport.GET{})
@@ -107,7 +112,7 @@ func New(cfg Config) http.Handler {
 	gql.Use(sessionCheck{present: present})
 	// After the session check: a subscription joins its cohort only once
 	// its credential is good (see package cohort).
-	gql.Use(cfg.cohorts())
+	gql.Use(cohorts)
 	gql.SetErrorPresenter(present)
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 
@@ -198,8 +203,10 @@ func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
 				}
 			}
 			h := &wsHolder{upgradeAuth: header}
-			defer h.close()
 			next.ServeHTTP(w, r.WithContext(withWSHolder(r.Context(), h)))
+			if !h.detached { // else the connection closes it when it ends
+				h.close()
+			}
 		case isSSE(r):
 			ctx, sess, err := a.Open(r.Context(), header)
 			if err != nil {

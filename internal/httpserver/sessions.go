@@ -5,10 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/ipa-dev/ipa/internal/auth"
@@ -18,13 +16,14 @@ import (
 // withAuth gives the upgrade request a wsHolder, wsInit opens an
 // auth.Session from connection_init and keeps it there, every operation on
 // the socket checks it again (sessionCheck), and when the credential stops
-// being valid the session's context is cancelled, which makes gqlgen close
-// the socket; revokedCloseConn turns that close into 4403.
+// being valid the session's context is cancelled, which closes the socket
+// with 4403 (wsCloseCode).
 
 // wsHolder carries one WebSocket connection's session from connection_init
 // to the close and to every operation.
 type wsHolder struct {
 	upgradeAuth string // the upgrade request's Authorization header
+	detached    bool   // the connection outlives the handler, and closes the session itself
 	sess        atomic.Pointer[auth.Session]
 }
 
@@ -52,63 +51,6 @@ func (h *wsHolder) close() {
 	if s := h.session(); s != nil {
 		s.Close()
 	}
-}
-
-// wsImplementation is gqlgen's coder/websocket adapter (zero options keep its
-// same-origin check), writing through a bounded, coalescing sendQueue, with
-// connections that close with 4403 once their credential was revoked and,
-// on graphql-transport-ws, with 4409 on a subscribe reusing a live id.
-type wsImplementation struct {
-	transport.CoderWebsocketImplementation
-}
-
-func (i wsImplementation) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
-	c, err := i.CoderWebsocketImplementation.Accept(queuedWriter{w}, r, opts) // frames go through a sendQueue
-	if err != nil {
-		return nil, err
-	}
-	if h := wsHolderFrom(r.Context()); h != nil {
-		c = &revokedCloseConn{wrappedConn: wrappedConn{c}, h: h}
-	}
-	if c.Subprotocol() == subprotocolTransportWS {
-		c = newUniqueOpsConn(c)
-	}
-	return c, nil
-}
-
-// revokedCloseConn closes with 4403 when the connection's credential was
-// revoked, whatever code the transport chose (it closes a cancelled
-// connection as a normal closure).
-type revokedCloseConn struct {
-	wrappedConn
-	h *wsHolder
-}
-
-func (c *revokedCloseConn) WriteClose(code int, message string) error {
-	if s := c.h.session(); s != nil && s.Revoked() {
-		code, message = closeForbidden, "credential revoked"
-	}
-	return c.WebsocketConn.WriteClose(code, message)
-}
-
-// wrappedConn is a connection wrapped by one of ours: it passes on the
-// optional abilities of the connection inside, which the transport finds by
-// type assertion.
-type wrappedConn struct {
-	transport.WebsocketConn
-}
-
-func (c wrappedConn) SetReadLimit(limit int64) {
-	if l, ok := c.WebsocketConn.(transport.WebsocketReadLimiter); ok {
-		l.SetReadLimit(limit)
-	}
-}
-
-func (c wrappedConn) SetReadDeadline(t time.Time) error {
-	if d, ok := c.WebsocketConn.(transport.WebsocketReadDeadliner); ok {
-		return d.SetReadDeadline(t)
-	}
-	return nil
 }
 
 // sessionCheck authenticates a WebSocket connection's credential again

@@ -2,36 +2,28 @@ package httpserver
 
 import (
 	"context"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"net/http"
 
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/wsgql"
 )
 
-// WebSocket close codes for a refused connection_init, as graphql-ws uses them.
-const (
-	closeUnauthorized = 4401
-	closeForbidden    = 4403
-)
-
-// The WebSocket implementation (coder/websocket, gqlgen's default) accepts an
-// upgrade only from a page of the same origin or from a client that sends no
-// Origin, so a page on another site cannot ride on a loopback server's open
-// door.
+// The WebSocket transport (package wsgql) accepts an upgrade only from a
+// page of the same origin or from a client that sends no Origin, so a page
+// on another site cannot ride on a loopback server's open door.
 
 // wsInit authenticates a WebSocket connection from its connection_init
 // payload ({"Authorization": "Bearer …"}), or from the upgrade request's
 // header when it had one, and binds the connection to that credential (see
 // sessions.go). A refusal closes the socket with 4401 (no or bad token) or
 // 4403 (role not allowed).
-func wsInit(a *auth.Authenticator) transport.WebsocketInitFunc {
-	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+func wsInit(a *auth.Authenticator) wsgql.InitFunc {
+	return func(ctx context.Context, p map[string]any) (context.Context, int, error) {
 		h := wsHolderFrom(ctx)
-		header := p.Authorization()
+		header, _ := p["Authorization"].(string)
 		if header == "" {
-			if v, ok := p["authorization"].(string); ok {
-				header = v
-			}
+			header, _ = p["authorization"].(string)
 		}
 		if header == "" && h != nil {
 			header = h.upgradeAuth
@@ -39,23 +31,63 @@ func wsInit(a *auth.Authenticator) transport.WebsocketInitFunc {
 		if h == nil { // not through withAuth: nothing would close a session
 			actor, err := a.Authenticate(ctx, header)
 			if err != nil {
-				return transport.WithWebsocketCloseCode(ctx, closeUnauthorized), nil, err
+				return ctx, wsgql.CloseUnauthorized, err
 			}
 			return checkViewer(ipa.WithActor(ctx, actor), actor)
 		}
 		ctx, sess, err := a.Open(ctx, header)
 		if err != nil {
-			return transport.WithWebsocketCloseCode(ctx, closeUnauthorized), nil, err
+			return ctx, wsgql.CloseUnauthorized, err
 		}
 		h.sess.Store(sess)
 		return checkViewer(ctx, sess.Actor())
 	}
 }
 
-func checkViewer(ctx context.Context, actor ipa.Actor) (context.Context, *transport.InitPayload, error) {
+func checkViewer(ctx context.Context, actor ipa.Actor) (context.Context, int, error) {
 	if !actor.Role.Allows(ipa.RoleViewer) {
-		return transport.WithWebsocketCloseCode(ctx, closeForbidden), nil,
+		return ctx, wsgql.CloseForbidden,
 			ipa.Errorf(ipa.EFORBIDDEN, "", "Role %s may not subscribe.", actor.Role)
 	}
-	return ctx, nil, nil
+	return ctx, 0, nil
+}
+
+// wsCloseCode closes a connection whose credential was revoked with 4403;
+// any other end of its context (a shutdown) is a normal closure.
+func wsCloseCode(ctx context.Context) (int, string) {
+	if s := wsHolderFrom(ctx).session(); s != nil && s.Revoked() {
+		return wsgql.CloseForbidden, "credential revoked"
+	}
+	return 1000, "terminated"
+}
+
+type baseContextKey struct{}
+
+// withBaseContext lets a WebSocket connection find the server's base
+// context, which is cancelled when the server shuts down.
+func withBaseContext(base context.Context) context.Context {
+	return context.WithValue(base, baseContextKey{}, base)
+}
+
+// wsDetach gives a WebSocket connection, which outlives its upgrade
+// request's handler, the request's values in a context the server's
+// shutdown cancels, and moves the end of its session from the handler's
+// return to the connection's.
+func wsDetach(r *http.Request) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	stop := func() bool { return false }
+	if base, ok := r.Context().Value(baseContextKey{}).(context.Context); ok {
+		stop = context.AfterFunc(base, cancel)
+	}
+	h := wsHolderFrom(r.Context())
+	if h != nil {
+		h.detached = true
+	}
+	return ctx, func() {
+		stop()
+		cancel()
+		if h != nil {
+			h.close()
+		}
+	}
 }

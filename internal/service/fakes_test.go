@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/cursor"
@@ -335,6 +336,16 @@ func (memFeed) EventBatches(context.Context, *int64, []string, int) (<-chan []*i
 	ch := make(chan []*ipa.Event)
 	close(ch)
 	return ch, nil
+}
+func (f memFeed) TaskEventsSource(ctx context.Context, id string, after *int64) (feed.Source[*ipa.Event], error) {
+	return feed.Source[*ipa.Event]{Open: func(ctx context.Context, after int64) (<-chan *ipa.Event, error) {
+		return f.TaskEvents(ctx, id, &after)
+	}}, nil
+}
+func (f memFeed) EventsSource(ctx context.Context, after *int64, types []string) (feed.Source[*ipa.Event], error) {
+	return feed.Source[*ipa.Event]{Open: func(ctx context.Context, after int64) (<-chan *ipa.Event, error) {
+		return f.Events(ctx, &after, types)
+	}}, nil
 }
 func (memFeed) TaskChanged(context.Context, ipa.TaskFilter) (<-chan *ipa.Task, error) {
 	ch := make(chan *ipa.Task)

@@ -3,13 +3,14 @@ package service
 import (
 	"context"
 
+	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
 // Feed is the live feed the FeedService hands out (*feed.Feed).
 type Feed interface {
-	TaskEvents(ctx context.Context, taskID string, after *int64) (<-chan *ipa.Event, error)
-	Events(ctx context.Context, after *int64, types []string) (<-chan *ipa.Event, error)
+	TaskEventsSource(ctx context.Context, taskID string, after *int64) (feed.Source[*ipa.Event], error)
+	EventsSource(ctx context.Context, after *int64, types []string) (feed.Source[*ipa.Event], error)
 	TaskChanged(ctx context.Context, filter ipa.TaskFilter) (<-chan *ipa.Task, error)
 	TaskEventBatches(ctx context.Context, taskID string, after *int64, batchSize int) (<-chan []*ipa.Event, error)
 	EventBatches(ctx context.Context, after *int64, types []string, batchSize int) (<-chan []*ipa.Event, error)
@@ -36,31 +37,32 @@ type FeedService struct{ feed Feed }
 // NewFeedService returns a FeedService over f.
 func NewFeedService(f Feed) *FeedService { return &FeedService{feed: f} }
 
-// SubscribeTaskEvents streams the task's events after the version (0 = from
-// the start; nil = live only), then live ones. Requires VIEWER. Returns
-// ENOTFOUND when the task does not exist.
-func (s *FeedService) SubscribeTaskEvents(ctx context.Context, taskID string, after *int64) (<-chan *ipa.Event, error) {
+// TaskEventsSource is the task's events after the version (0 = from the
+// start; nil = live only), as a source a cohort opens at any cursor
+// (feed.Source). Requires VIEWER. Returns ENOTFOUND when the task does not
+// exist.
+func (s *FeedService) TaskEventsSource(ctx context.Context, taskID string, after *int64) (feed.Source[*ipa.Event], error) {
 	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
-		return nil, err
+		return feed.Source[*ipa.Event]{}, err
 	}
-	return s.feed.TaskEvents(ctx, taskID, after)
+	return s.feed.TaskEventsSource(ctx, taskID, after)
 }
 
-// SubscribeEvents streams the global feed after the position (nil = from the
-// live head), only the given types when any. Requires VIEWER. Returns
-// EINVALID for a malformed position.
-func (s *FeedService) SubscribeEvents(ctx context.Context, afterPosition *string, types []string) (<-chan *ipa.Event, error) {
+// EventsSource is the global feed after the position (nil = from the live
+// head), only the given types when any, as a source a cohort opens at any
+// cursor. Requires VIEWER. Returns EINVALID for a malformed position.
+func (s *FeedService) EventsSource(ctx context.Context, afterPosition *string, types []string) (feed.Source[*ipa.Event], error) {
 	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
-		return nil, err
+		return feed.Source[*ipa.Event]{}, err
 	}
 	after, err := optionalPosition("afterPosition", afterPosition)
 	if err != nil {
-		return nil, err
+		return feed.Source[*ipa.Event]{}, err
 	}
-	return s.feed.Events(ctx, after, types)
+	return s.feed.EventsSource(ctx, after, types)
 }
 
-// SubscribeTaskEventBatches is SubscribeTaskEvents in batches of 1 to
+// SubscribeTaskEventBatches is TaskEventsSource as a stream in batches of 1 to
 // batchSize consecutive events. Requires VIEWER. Returns EINVALID when
 // batchSize is outside 1..MaxStreamBatch or afterVersion is negative,
 // ENOTFOUND when the task does not exist.
@@ -74,7 +76,7 @@ func (s *FeedService) SubscribeTaskEventBatches(ctx context.Context, taskID stri
 	return s.feed.TaskEventBatches(ctx, taskID, after, batchSize)
 }
 
-// SubscribeEventBatches is SubscribeEvents in batches of 1 to batchSize
+// SubscribeEventBatches is EventsSource as a stream in batches of 1 to batchSize
 // consecutive events. Requires VIEWER. Returns EINVALID for a malformed
 // position or a batchSize outside 1..MaxStreamBatch.
 func (s *FeedService) SubscribeEventBatches(ctx context.Context, afterPosition *string, types []string, batchSize int) (<-chan []*ipa.Event, error) {

@@ -72,11 +72,11 @@ func TestAuthorizationByRole(t *testing.T) {
 		}},
 		{"revokeToken", ipa.RoleAdmin, func(ctx context.Context) error { _, err := tokens.RevokeToken(ctx, "x"); return err }},
 		{"taskEvents subscription", ipa.RoleViewer, func(ctx context.Context) error {
-			_, err := feeds.SubscribeTaskEvents(ctx, task.ID, nil)
+			_, err := feeds.TaskEventsSource(ctx, task.ID, nil)
 			return err
 		}},
 		{"events subscription", ipa.RoleViewer, func(ctx context.Context) error {
-			_, err := feeds.SubscribeEvents(ctx, ptr("not a position"), nil)
+			_, err := feeds.EventsSource(ctx, ptr("not a position"), nil)
 			return err
 		}},
 		{"taskEventsStream subscription", ipa.RoleViewer, func(ctx context.Context) error {

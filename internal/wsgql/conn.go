@@ -1,0 +1,460 @@
+package wsgql
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/coder/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/ipa-dev/ipa/internal/cohort"
+)
+
+// conn is one WebSocket connection: its read loop, its operations and
+// its writes.
+type conn struct {
+	t       *Transport
+	ws      *websocket.Conn
+	q       *sendQueue
+	proto   *protocol
+	headers http.Header
+	exec    graphql.GraphExecutor
+
+	ctx context.Context // the connection's, after connection_init
+
+	mu       sync.Mutex
+	ops      map[string]*operation
+	inited   bool
+	closed   bool
+	timer    *time.Timer   // connection_init timeout, then keep-alive
+	stopDone func() bool   // stops closing on the context's end
+	closeHS  chan struct{} // closed when the close handshake is over; nil before close
+}
+
+// operation is one subscribe (start) in flight.
+type operation struct {
+	id     string
+	qid    []byte // id, JSON encoded
+	next   []byte // the start of its next (data) messages, up to the payload
+	cancel context.CancelFunc
+	member *cohort.Member // nil unless the operation joined a cohort
+	ended  bool           // guarded by conn.mu: its last message is out
+}
+
+func newConn(t *Transport, ws *websocket.Conn, q *sendQueue, headers http.Header, exec graphql.GraphExecutor) *conn {
+	return &conn{t: t, ws: ws, q: q, proto: protocolFor(ws.Subprotocol()), headers: headers, exec: exec,
+		ops: map[string]*operation{}}
+}
+
+// serve reads the connection until it ends, then ends every operation.
+func (c *conn) serve(ctx context.Context, done func()) {
+	defer done()
+	c.ctx = ctx
+	c.mu.Lock()
+	if c.t.cfg.InitTimeout > 0 {
+		c.timer = time.AfterFunc(c.t.cfg.InitTimeout, func() {
+			c.mu.Lock()
+			inited := c.inited
+			c.mu.Unlock()
+			if !inited {
+				c.close(c.proto.initTimeoutCode, "Connection initialisation timeout")
+			}
+		})
+	}
+	c.stopDone = context.AfterFunc(ctx, func() { c.closeForContext(ctx) })
+	c.mu.Unlock()
+	defer c.shutdown()
+	for {
+		_, data, err := c.ws.Read(context.Background())
+		if err != nil {
+			return
+		}
+		if !c.handle(data) {
+			return
+		}
+	}
+}
+
+// message is a message of either subprotocol.
+type message struct {
+	ID      string          `json:"id,omitempty"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// handle acts on one client message; false ends the connection.
+func (c *conn) handle(data []byte) bool {
+	var m message
+	if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
+		c.refuse("Invalid message received")
+		return false
+	}
+	c.mu.Lock()
+	inited := c.inited
+	c.mu.Unlock()
+	switch m.Type {
+	case "connection_init":
+		if inited {
+			c.close(CloseTooManyInitialise, "Too many initialisation requests")
+			return false
+		}
+		return c.init(m.Payload)
+	case c.proto.subscribe:
+		if !inited {
+			c.close(CloseUnauthorized, "Unauthorized")
+			return false
+		}
+		return c.subscribe(m.ID, m.Payload)
+	case c.proto.stop:
+		c.stop(m.ID)
+	case "ping":
+		if c.proto == transportWS {
+			_ = c.write(frame("pong", nil, payloadOrNil(m.Payload)))
+		}
+	case "pong":
+	case "connection_terminate":
+		if c.proto == graphqlWS {
+			c.close(websocket.StatusNormalClosure, "terminated")
+			return false
+		}
+		c.refuse("Unexpected message connection_terminate")
+		return false
+	default:
+		c.refuse("Unexpected message " + m.Type)
+		return false
+	}
+	return true
+}
+
+// refuse closes the connection for a message the protocol does not allow.
+func (c *conn) refuse(reason string) {
+	if c.proto == graphqlWS {
+		_ = c.write(frame("connection_error", nil, errorPayload(reason)))
+		c.close(websocket.StatusProtocolError, "unexpected message")
+		return
+	}
+	c.close(CloseBadRequest, reason)
+}
+
+func errorPayload(msg string) []byte {
+	b, _ := json.Marshal(&gqlerror.Error{Message: msg})
+	return b
+}
+
+// init authenticates the connection and acknowledges it.
+func (c *conn) init(payload json.RawMessage) bool {
+	var p map[string]any
+	if len(payload) > 0 && !bytes.Equal(payload, []byte("null")) {
+		if err := json.Unmarshal(payload, &p); err != nil {
+			c.refuse("Invalid connection_init payload")
+			return false
+		}
+	}
+	ctx := c.ctx
+	if c.t.cfg.Init != nil {
+		var code int
+		var err error
+		ctx, code, err = c.t.cfg.Init(c.ctx, p)
+		if err != nil {
+			if c.proto == graphqlWS {
+				_ = c.write(frame("connection_error", nil, errorPayload(err.Error())))
+			}
+			c.close(websocket.StatusCode(code), "terminated")
+			return false
+		}
+	}
+	c.mu.Lock()
+	c.ctx, c.inited = ctx, true
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	if ctx != nil && c.stopDone != nil {
+		c.stopDone()
+		c.stopDone = context.AfterFunc(ctx, func() { c.closeForContext(ctx) })
+	}
+	c.mu.Unlock()
+	_ = c.write(frame("connection_ack", nil, nil))
+	if c.proto == graphqlWS && c.t.cfg.KeepAlive > 0 {
+		_ = c.write(frame("ka", nil, nil))
+		c.keepAlive()
+	}
+	return true
+}
+
+// keepAlive sends a graphql-ws "ka" every KeepAlive, from a timer: an idle
+// connection has no goroutine waiting for it.
+func (c *conn) keepAlive() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.timer = time.AfterFunc(c.t.cfg.KeepAlive, func() {
+		if c.write(frame("ka", nil, nil)) == nil {
+			c.keepAlive()
+		}
+	})
+}
+
+// subscribe starts an operation. false ends the connection (a duplicate id).
+func (c *conn) subscribe(id string, payload json.RawMessage) bool {
+	start := graphql.Now()
+	c.mu.Lock()
+	if _, dup := c.ops[id]; dup && c.proto == transportWS {
+		c.mu.Unlock()
+		c.close(CloseSubscriberExists, fmt.Sprintf("Subscriber for %s already exists", id))
+		return false
+	} else if dup { // graphql-ws: the newer start replaces the older
+		c.ops[id].cancel()
+	}
+	octx, cancel := context.WithCancel(c.ctx)
+	qid := quoteID(id)
+	op := &operation{id: id, qid: qid, cancel: cancel,
+		next: messageStart(c.proto.next, qid)}
+	c.ops[id] = op
+	c.mu.Unlock()
+
+	go c.run(graphql.StartOperationTrace(octx), op, payload, start)
+	return true
+}
+
+// run executes one operation. A subscription that joins a cohort returns
+// at once: the cohort sends its messages from then on.
+func (c *conn) run(ctx context.Context, op *operation, payload json.RawMessage, start time.Time) {
+	handedOver := false // to a cohort, or already ended
+	defer func() {
+		if r := recover(); r != nil {
+			c.t.cfg.Logger.Error("websocket operation panicked", "panic", r)
+			c.endWithErrors(op, gqlerror.List{{Message: "internal system error"}})
+			return
+		}
+		if !handedOver {
+			c.end(op, true)
+		}
+	}()
+	params := &graphql.RawParams{}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(params); err != nil {
+		c.endWithErrors(op, gqlerror.List{{Message: "invalid json"}})
+		handedOver = true
+		return
+	}
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	params.Headers = c.headers
+
+	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			c.endWithErrors(op, resp.Errors)
+			handedOver = true
+			return
+		}
+		c.send(ctx, op, &graphql.Response{Errors: errs})
+		return
+	}
+	ctx = graphql.WithOperationContext(ctx, rc)
+	m := cohort.NewMember(ctx, &memberSink{c: c, op: op})
+	responses, ctx := c.exec.DispatchOperation(cohort.WithMember(ctx, m), rc)
+	if m.Tapped() {
+		c.mu.Lock()
+		op.member = m
+		c.mu.Unlock()
+		handedOver = true
+		c.t.cfg.Cohorts.Join(m, responses)
+		context.AfterFunc(ctx, func() { c.t.cfg.Cohorts.Leave(m) })
+		return
+	}
+	for {
+		resp := responses(ctx)
+		if resp == nil {
+			return
+		}
+		if !c.send(ctx, op, resp) {
+			return
+		}
+	}
+}
+
+// send writes one response of op, waiting for room. It reports false when
+// the connection failed or the operation ended.
+func (c *conn) send(ctx context.Context, op *operation, resp *graphql.Response) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if len(resp.Errors) == 0 && len(resp.Extensions) == 0 && resp.Data != nil {
+		// Data is already encoded: written as it is, not encoded again.
+		return c.q.WriteFrame(op.next, dataOpen, resp.Data, dataClose) == nil
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		c.t.cfg.Logger.Error("websocket response not encodable", "err", err)
+		return false
+	}
+	return c.q.WriteFrame(op.next, b, frameEnd) == nil
+}
+
+// end removes op and, unless the client ended it or the connection is
+// closing, tells the client it is complete.
+func (c *conn) end(op *operation, complete bool) {
+	c.mu.Lock()
+	current := c.ops[op.id] == op
+	if current {
+		delete(c.ops, op.id)
+	}
+	already := op.ended
+	op.ended = true
+	closed := c.closed
+	c.mu.Unlock()
+	op.cancel()
+	if current && complete && !already && !closed {
+		_ = c.write(frame("complete", op.qid, nil))
+	}
+}
+
+// endWithErrors ends op with an error message instead of complete.
+func (c *conn) endWithErrors(op *operation, errs gqlerror.List) {
+	c.mu.Lock()
+	current := c.ops[op.id] == op
+	if current {
+		delete(c.ops, op.id)
+	}
+	already := op.ended
+	op.ended = true
+	closed := c.closed
+	c.mu.Unlock()
+	op.cancel()
+	if current && !already && !closed {
+		b, _ := json.Marshal(errs)
+		_ = c.write(frame("error", op.qid, b))
+	}
+}
+
+// stop ends the operation the client completes (graphql-transport-ws
+// complete, graphql-ws stop). graphql-ws clients expect the complete the
+// server sends; a graphql-transport-ws client that completed an operation
+// gets nothing more for it, so a later operation under the same id is never
+// taken for it.
+func (c *conn) stop(id string) {
+	c.mu.Lock()
+	op := c.ops[id]
+	c.mu.Unlock()
+	if op != nil {
+		c.end(op, c.proto == graphqlWS)
+	}
+}
+
+// write queues one frame, waiting for room.
+func (c *conn) write(frame [][]byte) error {
+	return c.q.WriteFrame(frame...)
+}
+
+// closeForContext closes the connection whose context ended.
+func (c *conn) closeForContext(ctx context.Context) {
+	code, reason := websocket.StatusNormalClosure, "terminated"
+	if c.t.cfg.CloseCode != nil {
+		var n int
+		n, reason = c.t.cfg.CloseCode(ctx)
+		code = websocket.StatusCode(n)
+	}
+	c.close(code, reason)
+}
+
+// close sends the close frame (the library waits for the client's answer)
+// and ends every operation.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	done := make(chan struct{})
+	c.closeHS = done
+	c.mu.Unlock()
+	c.cancelAll()
+	go func() { // the read loop sees the client's answer, or its end
+		defer close(done)
+		_ = c.ws.Close(code, reason)
+	}()
+}
+
+// shutdown runs when the read loop ends: whatever ended it, every
+// operation and timer stops and the connection is closed.
+func (c *conn) shutdown() {
+	c.mu.Lock()
+	c.closed = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if c.stopDone != nil {
+		c.stopDone()
+	}
+	hs := c.closeHS
+	c.mu.Unlock()
+	c.cancelAll()
+	if hs != nil {
+		<-hs // bounded by the library's own close timeout
+	}
+	_ = c.ws.CloseNow()
+}
+
+func (c *conn) cancelAll() {
+	c.mu.Lock()
+	ops := make([]*operation, 0, len(c.ops))
+	for _, op := range c.ops {
+		ops = append(ops, op)
+	}
+	clear(c.ops)
+	c.mu.Unlock()
+	for _, op := range ops {
+		op.cancel()
+	}
+}
+
+// memberSink is how a cohort writes to one of its members on this
+// connection.
+type memberSink struct {
+	c  *conn
+	op *operation
+}
+
+func (s *memberSink) Offer(resp *graphql.Response) bool {
+	if len(resp.Errors) == 0 && len(resp.Extensions) == 0 && resp.Data != nil {
+		// The shared case: the data as it is, no encoding per member.
+		return s.c.q.TryWriteFrame(s.op.next, dataOpen, resp.Data, dataClose)
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return true // dropped, as send does
+	}
+	return s.c.q.TryWriteFrame(s.op.next, b, frameEnd)
+}
+
+var (
+	dataOpen  = []byte(`{"data":`)
+	dataClose = []byte(`}}`)
+)
+
+func (s *memberSink) Send(ctx context.Context, resp *graphql.Response) bool {
+	return s.c.send(ctx, s.op, resp)
+}
+
+func (s *memberSink) End() { s.c.end(s.op, true) }
+
+// payloadOrNil drops an absent or null payload.
+func payloadOrNil(p json.RawMessage) []byte {
+	if len(p) == 0 || bytes.Equal(p, []byte("null")) {
+		return nil
+	}
+	return p
+}
