@@ -180,6 +180,7 @@ func (c *Cohorts) Join(m *Member, exec graphql.ResponseHandler) {
 	defer co.mu.Unlock()
 	co.members[m] = struct{}{}
 	m.co = co
+	m.key, m.src = co.key, co.src // the same; the member's own copies go
 	if m.last < co.base || !co.replay(m) {
 		co.goSolo(m)
 	}

@@ -3,6 +3,7 @@ package httpserver
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -71,23 +72,42 @@ func withBaseContext(base context.Context) context.Context {
 
 // wsDetach gives a WebSocket connection, which outlives its upgrade
 // request's handler, the request's values in a context the server's
-// shutdown cancels, and moves the end of its session from the handler's
-// return to the connection's.
+// shutdown ends, and moves the end of its session from the handler's return
+// to the connection's.
 func wsDetach(r *http.Request) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	stop := func() bool { return false }
+	var ctx context.Context = context.WithoutCancel(r.Context())
 	if base, ok := r.Context().Value(baseContextKey{}).(context.Context); ok {
-		stop = context.AfterFunc(base, cancel)
+		ctx = detachedContext{base: base, values: r.Context()}
 	}
 	h := wsHolderFrom(r.Context())
 	if h != nil {
 		h.detached = true
 	}
 	return ctx, func() {
-		stop()
-		cancel()
 		if h != nil {
 			h.close()
 		}
 	}
+}
+
+// detachedContext has the values of a request and the life of the server:
+// its cancellation, deadline and error are the base context's. It costs a
+// connection no context of its own to cancel: what derives from it (the
+// session's context) registers with the base context directly.
+type detachedContext struct {
+	base   context.Context
+	values context.Context
+}
+
+func (d detachedContext) Deadline() (time.Time, bool) { return d.base.Deadline() }
+func (d detachedContext) Done() <-chan struct{}       { return d.base.Done() }
+func (d detachedContext) Err() error                  { return d.base.Err() }
+
+// Value looks in the base context first: besides the server's own values,
+// that is where package context finds the cancellation to register with.
+func (d detachedContext) Value(key any) any {
+	if v := d.base.Value(key); v != nil {
+		return v
+	}
+	return d.values.Value(key)
 }

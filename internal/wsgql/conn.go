@@ -1,11 +1,11 @@
 package wsgql
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -20,12 +20,12 @@ import (
 // conn is one WebSocket connection: its read loop, its operations and
 // its writes.
 type conn struct {
-	t       *Transport
-	ws      *websocket.Conn
-	q       *sendQueue
-	proto   *protocol
-	headers http.Header
-	exec    graphql.GraphExecutor
+	t     *Transport
+	ws    *websocket.Conn
+	q     *sendQueue
+	br    *bufio.Reader
+	proto *protocol
+	exec  graphql.GraphExecutor
 
 	ctx context.Context // the connection's, after connection_init
 
@@ -36,6 +36,14 @@ type conn struct {
 	timer    *time.Timer   // connection_init timeout, then keep-alive
 	stopDone func() bool   // stops closing on the context's end
 	closeHS  chan struct{} // closed when the close handshake is over; nil before close
+
+	peeking      bool        // readLoop waits for the next message
+	pendingClose *closeFrame // a close for readLoop to make
+}
+
+type closeFrame struct {
+	code   websocket.StatusCode
+	reason string
 }
 
 // operation is one subscribe (start) in flight.
@@ -48,17 +56,20 @@ type operation struct {
 	ended  bool           // guarded by conn.mu: its last message is out
 }
 
-func newConn(t *Transport, ws *websocket.Conn, q *sendQueue, headers http.Header, exec graphql.GraphExecutor) *conn {
-	return &conn{t: t, ws: ws, q: q, proto: protocolFor(ws.Subprotocol()), headers: headers, exec: exec,
+func newConn(t *Transport, ws *websocket.Conn, q *sendQueue, br *bufio.Reader, exec graphql.GraphExecutor) *conn {
+	return &conn{t: t, ws: ws, q: q, br: br, proto: protocolFor(ws.Subprotocol()), exec: exec,
 		ops: map[string]*operation{}}
 }
 
-// serve reads the connection until it ends, then ends every operation.
+// serve runs the connection. Until connection_init is done it reads in the
+// goroutine of the upgrade's handler: authenticating may go deep into the
+// store, and a goroutine's stack stays as large as it once grew. Then a
+// goroutine of its own, which only reads, takes over and the handler
+// returns.
 func (c *conn) serve(ctx context.Context, done func()) {
-	defer done()
 	c.ctx = ctx
-	c.mu.Lock()
 	if c.t.cfg.InitTimeout > 0 {
+		c.mu.Lock()
 		c.timer = time.AfterFunc(c.t.cfg.InitTimeout, func() {
 			c.mu.Lock()
 			inited := c.inited
@@ -67,19 +78,68 @@ func (c *conn) serve(ctx context.Context, done func()) {
 				c.close(c.proto.initTimeoutCode, "Connection initialisation timeout")
 			}
 		})
+		c.mu.Unlock()
 	}
-	c.stopDone = context.AfterFunc(ctx, func() { c.closeForContext(ctx) })
-	c.mu.Unlock()
-	defer c.shutdown()
 	for {
-		_, data, err := c.ws.Read(context.Background())
+		c.mu.Lock()
+		inited := c.inited
+		c.mu.Unlock()
+		if inited {
+			break
+		}
+		if !c.readOne() {
+			c.shutdown()
+			done()
+			return
+		}
+	}
+	go c.readLoop(done)
+}
+
+// readLoop reads the initialised connection until it ends. While the
+// connection is idle it only waits for its first byte (Peek), the shallowest
+// wait there is, so the goroutine every idle connection keeps has the
+// smallest stack; reading and handling the message take a goroutine of
+// their own, in turn.
+func (c *conn) readLoop(done func()) {
+	defer done()
+	defer c.shutdown()
+	handled := make(chan bool)
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		c.peeking = true
+		c.mu.Unlock()
+		_, err := c.br.Peek(1)
+		c.mu.Lock()
+		c.peeking = false
+		pc := c.pendingClose
+		c.mu.Unlock()
+		if pc != nil {
+			// close woke the wait: the close handshake reads the
+			// connection here, where nothing else reads it.
+			_ = c.q.SetReadDeadline(time.Time{})
+			_ = c.ws.Close(pc.code, pc.reason)
+			close(c.closeHS)
+			return
+		}
 		if err != nil {
 			return
 		}
-		if !c.handle(data) {
+		go func() { handled <- c.readOne() }()
+		if !<-handled {
 			return
 		}
 	}
+}
+
+// readOne reads and handles one message; false ends the connection.
+func (c *conn) readOne() bool {
+	_, data, err := c.ws.Read(context.Background())
+	return err == nil && c.handle(data)
 }
 
 // message is a message of either subprotocol.
@@ -176,10 +236,9 @@ func (c *conn) init(payload json.RawMessage) bool {
 		c.timer.Stop()
 		c.timer = nil
 	}
-	if ctx != nil && c.stopDone != nil {
-		c.stopDone()
-		c.stopDone = context.AfterFunc(ctx, func() { c.closeForContext(ctx) })
-	}
+	// From now on the end of the connection's context (a revoked
+	// credential, a shutdown) closes it.
+	c.stopDone = context.AfterFunc(ctx, func() { c.closeForContext(ctx) })
 	c.mu.Unlock()
 	_ = c.write(frame("connection_ack", nil, nil))
 	if c.proto == graphqlWS && c.t.cfg.KeepAlive > 0 {
@@ -248,8 +307,9 @@ func (c *conn) run(ctx context.Context, op *operation, payload json.RawMessage, 
 		handedOver = true
 		return
 	}
+	// No params.Headers: nothing reads them, and an idle connection would
+	// keep its upgrade request's headers for its whole life.
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
-	params.Headers = c.headers
 
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
@@ -266,12 +326,14 @@ func (c *conn) run(ctx context.Context, op *operation, payload json.RawMessage, 
 	m := cohort.NewMember(ctx, &memberSink{c: c, op: op})
 	responses, ctx := c.exec.DispatchOperation(cohort.WithMember(ctx, m), rc)
 	if m.Tapped() {
-		c.mu.Lock()
-		op.member = m
-		c.mu.Unlock()
 		handedOver = true
 		c.t.cfg.Cohorts.Join(m, responses)
-		context.AfterFunc(ctx, func() { c.t.cfg.Cohorts.Leave(m) })
+		c.mu.Lock()
+		op.member = m // from now on, whatever ends op takes m out (leave)
+		c.mu.Unlock()
+		if ctx.Err() != nil { // op ended before it had its member
+			c.t.cfg.Cohorts.Leave(m)
+		}
 		return
 	}
 	for {
@@ -315,7 +377,7 @@ func (c *conn) end(op *operation, complete bool) {
 	op.ended = true
 	closed := c.closed
 	c.mu.Unlock()
-	op.cancel()
+	c.leave(op)
 	if current && complete && !already && !closed {
 		_ = c.write(frame("complete", op.qid, nil))
 	}
@@ -332,7 +394,7 @@ func (c *conn) endWithErrors(op *operation, errs gqlerror.List) {
 	op.ended = true
 	closed := c.closed
 	c.mu.Unlock()
-	op.cancel()
+	c.leave(op)
 	if current && !already && !closed {
 		b, _ := json.Marshal(errs)
 		_ = c.write(frame("error", op.qid, b))
@@ -380,9 +442,19 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closed = true
 	done := make(chan struct{})
 	c.closeHS = done
+	peeking := c.peeking
+	if peeking {
+		c.pendingClose = &closeFrame{code, reason}
+	}
 	c.mu.Unlock()
 	c.cancelAll()
-	go func() { // the read loop sees the client's answer, or its end
+	if peeking {
+		// The library's close handshake reads the connection, which
+		// readLoop's wait reads too: wake the wait, and readLoop closes.
+		_ = c.q.SetReadDeadline(time.Now())
+		return
+	}
+	go func() { // a read in flight sees the client's answer, or its end
 		defer close(done)
 		_ = c.ws.Close(code, reason)
 	}()
@@ -417,7 +489,18 @@ func (c *conn) cancelAll() {
 	clear(c.ops)
 	c.mu.Unlock()
 	for _, op := range ops {
-		op.cancel()
+		c.leave(op)
+	}
+}
+
+// leave cancels op and takes it out of its cohort, if it is in one.
+func (c *conn) leave(op *operation) {
+	op.cancel()
+	c.mu.Lock()
+	m := op.member
+	c.mu.Unlock()
+	if m != nil {
+		c.t.cfg.Cohorts.Leave(m)
 	}
 }
 

@@ -186,21 +186,23 @@ func (q *sendQueue) Close() error {
 }
 
 // frameBufferSize is the WebSocket library's write buffer in front of the
-// queue. Only the library's own control frames (pong, close) go through it,
-// so it is small: every open connection holds one.
-const frameBufferSize = 256
+// queue. Only the library's own control frames go through it — a pong or a
+// close, at most 127 bytes with their header, so each is flushed whole — so
+// it is small: every open connection holds one.
+const frameBufferSize = 128
 
 // readBufferSize is the read buffer of a connection. Clients send little (a
 // subscribe, a ping); a larger message is read through it in turns. net/http
 // hands over its 4 KiB reader with the connection, which would be a quarter
 // of an idle subscriber's memory.
-const readBufferSize = 512
+const readBufferSize = 256
 
 // queuedWriter lets the WebSocket library hijack the connection as usual,
 // and hands it the connection behind a sendQueue, with small buffers.
 type queuedWriter struct {
 	http.ResponseWriter
-	q *sendQueue // set by Hijack
+	q  *sendQueue    // set by Hijack
+	br *bufio.Reader // set by Hijack
 }
 
 // Hijack takes the connection over and wraps it in a sendQueue. The
@@ -217,11 +219,13 @@ func (w *queuedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	ahead, _ := brw.Reader.Peek(brw.Reader.Buffered())
-	ahead = bytes.Clone(ahead)
+	ahead = bytes.Clone(ahead) // nil when nothing came ahead
 	w.q = newSendQueue(c)
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(ahead), w.q), max(readBufferSize, len(ahead)))
+	br := bufio.NewReaderSize(w.q, readBufferSize)
 	if len(ahead) > 0 {
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(ahead), w.q), max(readBufferSize, len(ahead)))
 		_, _ = br.Peek(len(ahead)) // into br's own buffer, where the library looks for it
 	}
+	w.br = br
 	return w.q, bufio.NewReadWriter(br, bufio.NewWriterSize(w.q, frameBufferSize)), nil
 }

@@ -94,7 +94,8 @@ func New(cfg Config) *Transport {
 // Supports reports whether r asks for an upgrade.
 func (t *Transport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
 
-// Do upgrades r and hands the connection to a goroutine of its own.
+// Do upgrades r and serves the connection; it returns once the connection
+// is initialised, leaving it to a goroutine of its own.
 func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	qw := &queuedWriter{ResponseWriter: w}
 	// Zero OriginPatterns: the library accepts an upgrade only from a page
@@ -113,6 +114,5 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	if t.cfg.Detach != nil {
 		ctx, done = t.cfg.Detach(r)
 	}
-	c := newConn(t, ws, qw.q, r.Header, exec)
-	go c.serve(ctx, done)
+	newConn(t, ws, qw.q, qw.br, exec).serve(ctx, done)
 }
