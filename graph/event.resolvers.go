@@ -34,13 +34,13 @@ func (r *subscriptionResolver) Events(ctx context.Context, afterPosition *string
 // TaskEventsStream is the resolver for the taskEventsStream field.
 func (r *subscriptionResolver) TaskEventsStream(ctx context.Context, taskID string, afterVersion *int, batchSize *int) (<-chan []*ipa.Event, error) {
 	ch, err := r.FeedService.SubscribeTaskEventBatches(ctx, taskID, version(afterVersion), batchSizeOf(batchSize))
-	return cohort.Tap(ctx, ch, err)
+	return tapBatches(ctx, ch, err)
 }
 
 // EventsStream is the resolver for the eventsStream field.
 func (r *subscriptionResolver) EventsStream(ctx context.Context, afterPosition *string, types []string, batchSize *int) (<-chan []*ipa.Event, error) {
 	ch, err := r.FeedService.SubscribeEventBatches(ctx, afterPosition, types, batchSizeOf(batchSize))
-	return cohort.Tap(ctx, ch, err)
+	return tapBatches(ctx, ch, err)
 }
 
 // TaskChanged is the resolver for the taskChanged field.

@@ -55,7 +55,12 @@ type Cohorts struct {
 
 	executed atomic.Uint64 // values executed for their cohort (or alone)
 	shared   atomic.Uint64 // values answered from another member's execution
+	encoded  atomic.Uint64 // of the executed, those the resolver's encoder answered
 }
+
+// Encoded reports how many executed values a resolver's encoder answered
+// instead of gqlgen (TapEncoded).
+func (c *Cohorts) Encoded() uint64 { return c.encoded.Load() }
 
 // Stats reports how many feed values members executed, and how many they
 // answered with another member's execution instead.
@@ -185,8 +190,7 @@ func (c *Cohorts) InterceptOperation(ctx context.Context, next graphql.Operation
 		id, shareable := identity(v)
 		if !shareable {
 			c.executed.Add(1)
-			t.send(v)
-			return h(ctx)
+			return c.execute(ctx, t, h, v)
 		}
 		e, first := co.claim(id)
 		if !first {
@@ -200,8 +204,7 @@ func (c *Cohorts) InterceptOperation(ctx context.Context, next graphql.Operation
 				return nil
 			}
 			c.executed.Add(1) // not shareable: execute it here
-			t.send(v)
-			return h(ctx)
+			return c.execute(ctx, t, h, v)
 		}
 		var resp *graphql.Response
 		defer func() {
@@ -213,8 +216,7 @@ func (c *Cohorts) InterceptOperation(ctx context.Context, next graphql.Operation
 			close(e.done)
 		}()
 		c.executed.Add(1)
-		t.send(v)
-		resp = h(ctx)
+		resp = c.execute(ctx, t, h, v)
 		return resp
 	}
 }
@@ -287,13 +289,34 @@ type tapKey struct{}
 type tap struct {
 	recv      func(ctx context.Context) (any, bool)
 	send      func(v any)
+	encode    func(v any) ([]byte, bool) // nil: gqlgen executes every value
 	closeSlot func()
+}
+
+// execute answers v: encoded by the resolver's encoder when it can, else
+// executed by gqlgen through the operation's handler h.
+func (c *Cohorts) execute(ctx context.Context, t *tap, h graphql.ResponseHandler, v any) *graphql.Response {
+	if t.encode != nil {
+		if data, ok := t.encode(v); ok {
+			c.encoded.Add(1)
+			return &graphql.Response{Data: data}
+		}
+	}
+	t.send(v)
+	return h(ctx)
 }
 
 // Tap lets the operation's cohort read a subscription resolver's feed:
 // inside a Cohorts interceptor it returns the channel gqlgen should read
 // instead of src, else src itself. A resolver returns Tap(ctx, ch, err).
 func Tap[T any](ctx context.Context, src <-chan T, err error) (<-chan T, error) {
+	return TapEncoded(ctx, src, err, nil)
+}
+
+// TapEncoded is Tap for a resolver that can also encode a value's response
+// data itself, as gqlgen would: encode returns false for a value gqlgen
+// must execute.
+func TapEncoded[T any](ctx context.Context, src <-chan T, err error, encode func(T) ([]byte, bool)) (<-chan T, error) {
 	t, _ := ctx.Value(tapKey{}).(*tap)
 	if t == nil || err != nil || t.recv != nil {
 		return src, err
@@ -308,6 +331,9 @@ func Tap[T any](ctx context.Context, src <-chan T, err error) (<-chan T, error) 
 		}
 	}
 	t.send = func(v any) { slot <- v.(T) }
+	if encode != nil {
+		t.encode = func(v any) ([]byte, bool) { return encode(v.(T)) }
+	}
 	var once sync.Once
 	t.closeSlot = func() { once.Do(func() { close(slot) }) }
 	return slot, nil

@@ -308,9 +308,16 @@ func (s *stream) commitSeq(c Commit) int64 {
 }
 
 // deliver sends e unless it was already accounted for or filtered out.
-// Returns false when ctx ended.
+// Returns false when ctx ended. e is a commit's, shared with the other
+// listeners: the stream sends a copy.
 func (s *stream) deliver(ctx context.Context, e ipa.Event) bool {
-	n := s.seq(e)
+	return s.deliverStored(ctx, &e)
+}
+
+// deliverStored is deliver for an event the stream may hand on as it is
+// (read from the store for this stream alone): no copy per event.
+func (s *stream) deliverStored(ctx context.Context, e *ipa.Event) bool {
+	n := s.seq(*e)
 	if n <= s.last {
 		return true
 	}
@@ -322,11 +329,11 @@ func (s *stream) deliver(ctx context.Context, e ipa.Event) bool {
 		if s.batch == nil {
 			s.batch = make([]*ipa.Event, 0, min(s.batchSize, catchUpPage))
 		}
-		s.batch = append(s.batch, &e)
+		s.batch = append(s.batch, e)
 		return len(s.batch) < s.batchSize || s.flush(ctx)
 	}
 	select {
-	case s.out <- &e:
+	case s.out <- e:
 		return true
 	case <-ctx.Done():
 		return false
@@ -380,8 +387,8 @@ func (s *stream) readStore(ctx context.Context) bool {
 			}
 			return false
 		}
-		for _, e := range evs {
-			if !s.deliver(ctx, e) {
+		for i := range evs {
+			if !s.deliverStored(ctx, &evs[i]) {
 				return false
 			}
 		}
