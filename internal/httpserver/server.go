@@ -143,8 +143,6 @@ func New(cfg Config) http.Handler {
 	return withHostCheck(cfg.Auth, cfg.AllowedHosts, mux)
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // withGETCaching marks GraphQL answers to GET as private to the caller: each
 // one depends on the caller's credential (its role decides what it may see)
 // and holds live task state, so no shared cache may keep it, and a browser
