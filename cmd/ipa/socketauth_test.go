@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,4 +197,19 @@ func TestTokenResetLocal(t *testing.T) {
 	if v.Viewer.ID != "local" {
 		t.Fatalf("viewer after reset-local: %q", v.Viewer.ID)
 	}
+}
+
+// TestShutdownClosesSockets: SIGTERM closes the open subscriptions with
+// 1001 (going away) before the server exits, which it does promptly and
+// cleanly with them open.
+func TestShutdownClosesSockets(t *testing.T) {
+	t.Parallel()
+	s := newHome(t).start()
+	closed := []<-chan websocket.StatusCode{openSocket(t, s, ""), openSocket(t, s, "")}
+	time.Sleep(200 * time.Millisecond) // let the subscriptions start
+	s.kill(syscall.SIGTERM)
+	for _, c := range closed {
+		requireClosed(t, c, websocket.StatusGoingAway)
+	}
+	s.stop(t, 15*time.Second)
 }

@@ -54,12 +54,14 @@ func checkViewer(ctx context.Context, actor ipa.Actor) (context.Context, int, er
 }
 
 // wsCloseCode closes a connection whose credential was revoked with 4403;
-// any other end of its context (a shutdown) is a normal closure.
+// the only other end of its context is the server shutting down, 1001
+// ("going away": clients reconnect, to this server once it is back or to
+// another one).
 func wsCloseCode(ctx context.Context) (int, string) {
 	if s := wsHolderFrom(ctx).session(); s != nil && s.Revoked() {
 		return wsgql.CloseForbidden, "credential revoked"
 	}
-	return 1000, "terminated"
+	return 1001, "server shutting down"
 }
 
 type baseContextKey struct{}

@@ -271,15 +271,17 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 		c.mu.Unlock()
 		c.close(CloseSubscriberExists, fmt.Sprintf("Subscriber for %s already exists", id))
 		return false
-	} else if dup { // graphql-ws: the newer start replaces the older
-		c.ops[id].cancel()
 	}
+	old := c.ops[id] // graphql-ws: a newer start replaces the older
 	octx, cancel := context.WithCancel(c.ctx)
 	qid := quoteID(id)
 	op := &operation{id: id, qid: qid, cancel: cancel,
 		next: messageStart(c.proto.next, qid)}
 	c.ops[id] = op
 	c.mu.Unlock()
+	if old != nil {
+		c.leave(old)
+	}
 
 	go c.run(graphql.StartOperationTrace(octx), op, payload, start)
 	return true
@@ -398,6 +400,9 @@ func (c *conn) endWithErrors(op *operation, errs gqlerror.List) {
 	if current && !already && !closed {
 		b, _ := json.Marshal(errs)
 		_ = c.write(frame("error", op.qid, b))
+		if c.proto == graphqlWS { // its clients wait for complete after an error too
+			_ = c.write(frame("complete", op.qid, nil))
+		}
 	}
 }
 
