@@ -35,14 +35,27 @@ func UnmarshalTime(v any) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-// MarshalJSON writes a stored JSON value as it is; empty means null.
+// MarshalJSON writes a stored JSON value compactly; empty means null.
+// Values written by this server are compact already and are written as they
+// are; PostgreSQL hands jsonb back with spaces, which are taken out, so a
+// value has the same bytes whichever database, transport or path (live or
+// read back) it came through.
 func MarshalJSON(raw json.RawMessage) graphql.Marshaler {
 	return graphql.WriterFunc(func(w io.Writer) {
 		if len(raw) == 0 {
 			_, _ = io.WriteString(w, "null")
 			return
 		}
-		_, _ = w.Write(raw)
+		if bytes.IndexAny(raw, " \t\n\r") < 0 {
+			_, _ = w.Write(raw)
+			return
+		}
+		var b bytes.Buffer
+		if json.Compact(&b, raw) != nil {
+			_, _ = w.Write(raw) // not JSON: the store never holds such a value
+			return
+		}
+		_, _ = w.Write(b.Bytes())
 	})
 }
 
