@@ -370,23 +370,28 @@ func (c *conn) send(ctx context.Context, op *operation, resp *graphql.Response) 
 // end removes op and, unless the client ended it or the connection is
 // closing, tells the client it is complete.
 func (c *conn) end(op *operation, complete bool) {
-	c.mu.Lock()
-	current := c.ops[op.id] == op
-	if current {
-		delete(c.ops, op.id)
-	}
-	already := op.ended
-	op.ended = true
-	closed := c.closed
-	c.mu.Unlock()
-	c.leave(op)
-	if current && complete && !already && !closed {
+	if c.finish(op) && complete {
 		_ = c.write(frame("complete", op.qid, nil))
 	}
 }
 
 // endWithErrors ends op with an error message instead of complete.
 func (c *conn) endWithErrors(op *operation, errs gqlerror.List) {
+	if !c.finish(op) {
+		return
+	}
+	b, _ := json.Marshal(errs)
+	_ = c.write(frame("error", op.qid, b))
+	if c.proto == graphqlWS { // its clients wait for complete after an error too
+		_ = c.write(frame("complete", op.qid, nil))
+	}
+}
+
+// finish removes op, cancels it and takes it out of its cohort. It reports
+// whether op's last message is still to be sent: op is the connection's
+// current operation under its id, not ended before, and the connection is
+// not closing.
+func (c *conn) finish(op *operation) bool {
 	c.mu.Lock()
 	current := c.ops[op.id] == op
 	if current {
@@ -397,13 +402,7 @@ func (c *conn) endWithErrors(op *operation, errs gqlerror.List) {
 	closed := c.closed
 	c.mu.Unlock()
 	c.leave(op)
-	if current && !already && !closed {
-		b, _ := json.Marshal(errs)
-		_ = c.write(frame("error", op.qid, b))
-		if c.proto == graphqlWS { // its clients wait for complete after an error too
-			_ = c.write(frame("complete", op.qid, nil))
-		}
-	}
+	return current && !already && !closed
 }
 
 // stop ends the operation the client completes (graphql-transport-ws

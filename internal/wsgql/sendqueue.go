@@ -77,40 +77,48 @@ func (q *sendQueue) Write(p []byte) (int, error) {
 // are copied straight into the queue, so a cohort that writes the same
 // payload to many connections builds no frame of its own per connection.
 func (q *sendQueue) TryWriteFrame(parts ...[]byte) bool {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
+	n := frameLen(parts)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.err != nil || (len(q.queued) > 0 && len(q.queued)+n+maxFrameHeader > maxQueuedBytes) {
+	if q.err != nil || !q.fits(n) {
 		return false
 	}
-	q.queued = appendFrameHeader(q.queued, n)
-	for _, p := range parts {
-		q.queued = append(q.queued, p...)
-	}
-	if !q.writing {
-		q.writing = true
-		go q.send()
-	}
+	q.appendFrame(n, parts)
 	return true
 }
 
 // WriteFrame is TryWriteFrame that waits for room while the queue is full.
 func (q *sendQueue) WriteFrame(parts ...[]byte) error {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
+	n := frameLen(parts)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.err == nil && len(q.queued) > 0 && len(q.queued)+n+maxFrameHeader > maxQueuedBytes {
+	for q.err == nil && !q.fits(n) {
 		q.cond.Wait()
 	}
 	if q.err != nil {
 		return q.err
 	}
+	q.appendFrame(n, parts)
+	return nil
+}
+
+func frameLen(parts [][]byte) int {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	return n
+}
+
+// fits reports whether a frame with an n-byte payload may be queued now
+// (q.mu held): always into an empty queue, else within the bound.
+func (q *sendQueue) fits(n int) bool {
+	return len(q.queued) == 0 || len(q.queued)+n+maxFrameHeader <= maxQueuedBytes
+}
+
+// appendFrame queues the frame and starts the writer if it is not running
+// (q.mu held).
+func (q *sendQueue) appendFrame(n int, parts [][]byte) {
 	q.queued = appendFrameHeader(q.queued, n)
 	for _, p := range parts {
 		q.queued = append(q.queued, p...)
@@ -119,7 +127,6 @@ func (q *sendQueue) WriteFrame(parts ...[]byte) error {
 		q.writing = true
 		go q.send()
 	}
-	return nil
 }
 
 // maxFrameHeader is the longest header of an unmasked frame.

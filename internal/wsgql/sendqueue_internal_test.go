@@ -2,12 +2,17 @@ package wsgql
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 )
 
@@ -102,4 +107,55 @@ func TestSendQueueCloseFlushes(t *testing.T) {
 	require.NoError(t, <-closed)
 	_, err = q.Write([]byte("x"))
 	require.ErrorIs(t, err, net.ErrClosed)
+}
+
+// Frames built by the queue (each header length form, parts joined) are
+// read as whole text messages by a real WebSocket client; a frame that does
+// not fit while the client reads nothing is refused by TryWriteFrame.
+func TestSendQueueFrames(t *testing.T) {
+	queues := make(chan *sendQueue, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		qw := &queuedWriter{ResponseWriter: w}
+		if _, err := websocket.Accept(qw, r, nil); err != nil {
+			return
+		}
+		queues <- qw.q
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	require.NoError(t, err)
+	defer c.CloseNow()
+	c.SetReadLimit(-1)
+	q := <-queues
+
+	var want [][]byte
+	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000} {
+		p := bytes.Repeat([]byte{byte('a' + n%26)}, n)
+		half := n / 2
+		require.True(t, q.TryWriteFrame(p[:half], p[half:]), "a %d-byte frame into a queue with room", n)
+		want = append(want, p)
+	}
+	// Nothing is read: once the socket buffers are full, the writer waits
+	// and the queue fills up to its bound.
+	for i := 0; ; i++ {
+		require.Less(t, i, 200, "TryWriteFrame never refused while nothing was read")
+		p := bytes.Repeat([]byte{byte('A' + i%26)}, 256<<10)
+		if !q.TryWriteFrame(p) {
+			break
+		}
+		want = append(want, p)
+	}
+	for i, p := range want {
+		typ, got, err := c.Read(ctx)
+		require.NoError(t, err, "message %d", i)
+		require.Equal(t, websocket.MessageText, typ)
+		require.Equal(t, len(p), len(got), "message %d", i)
+		require.True(t, bytes.Equal(p, got), "message %d", i)
+	}
+	require.True(t, q.TryWriteFrame([]byte("after")), "room again once the client read")
+	_, got, err := c.Read(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "after", string(got))
 }
