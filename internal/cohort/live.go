@@ -167,7 +167,6 @@ type liveValue struct {
 func (c *Cohorts) Join(m *Member, exec graphql.ResponseHandler) {
 	m.exec = exec
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	co := c.live[m.key]
 	if co == nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -177,6 +176,9 @@ func (c *Cohorts) Join(m *Member, exec graphql.ResponseHandler) {
 		go co.run(ctx)
 	}
 	co.mu.Lock()
+	// The cohort stays open: closing it needs c.mu, and it has a member
+	// from now on. Replaying may execute; other cohorts need not wait.
+	c.mu.Unlock()
 	defer co.mu.Unlock()
 	co.members[m] = struct{}{}
 	m.co = co
