@@ -4,21 +4,31 @@
 //
 // A cohort is the set of live subscriptions with the same document,
 // operation name, variables and role (the only part of the caller that
-// changes what a feed resolves). Each member keeps its own feed — its own
-// catch-up, order, no-gap and no-duplicate guarantees, its own slow-reader
-// handling and its own credential checks — so joining, leaving or being
-// closed for a revoked credential touches no other member. What is shared is
-// the expensive part: turning an event into the operation's JSON.
+// changes what a feed resolves). It comes in two kinds:
 //
-// How it sits inside gqlgen without changing its API: Cohorts is an
-// operation interceptor. Before the operation runs it puts a tap in the
-// context; the subscription resolver passes its channel through Tap, which
-// hands gqlgen a one-slot channel instead and keeps the feed's channel for
-// the interceptor. For every message the interceptor takes the next value
-// from the feed itself, and looks the value's identity (event id; task id and
-// version; first event and length of a batch) up in the cohort:
+//   - Live cohorts (live.go), for the cursor feeds taskEvents and events
+//     (TapSource): the cohort reads one feed for all its members and writes
+//     each value's response to every member itself, through a Sink — the
+//     WebSocket transport's send queue (package wsgql), or a small buffer
+//     that an SSE stream reads. A member costs no goroutine while it keeps
+//     up, and keeps its own cursor, so order, no gap and no duplicate hold
+//     per member.
+//   - Shared executions (this file), for every other tapped feed
+//     (taskChanged, the batched streams: Tap): each member keeps its own
+//     feed — its own catch-up, slow-reader handling and credential checks —
+//     and only the execution is shared, as described below.
+//
+// How shared executions sit inside gqlgen without changing its API: Cohorts
+// is an operation interceptor. Before the operation runs it puts a tap in
+// the context; the subscription resolver passes its channel through Tap,
+// which hands gqlgen a one-slot channel instead and keeps the feed's
+// channel for the interceptor. For every message the interceptor takes the
+// next value from the feed itself, and looks the value's identity (event
+// id; task id and version; first event and length of a batch) up in the
+// cohort:
 //   - first member to get it: it puts the value in the slot, lets gqlgen
-//     execute it as usual, and records the encoded data in the cohort;
+//     execute it as usual (or the resolver's encoder write it: TapEncoded),
+//     and records the encoded data in the cohort;
 //   - any other member: it waits for that execution (which does no I/O, so
 //     a slow member never holds another up) and returns the recorded data
 //     without executing — the value never reaches gqlgen.
@@ -26,8 +36,7 @@
 // A response with errors or extensions is not shared: each member that gets
 // such a value executes it itself. A cohort remembers the last recentEvents
 // values; a member that falls further behind executes what it reads, which
-// is correct, only not shared. The transport still writes one frame per
-// member (each carries the member's own operation id).
+// is correct, only not shared.
 package cohort
 
 import (
