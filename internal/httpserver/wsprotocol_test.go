@@ -96,8 +96,9 @@ func TestTransportWSRefusals(t *testing.T) {
 	})
 }
 
-// The older graphql-ws protocol: ka after the ack, data messages, and a
-// complete for an operation the client stopped.
+// The older graphql-ws protocol: ka after the ack, data messages, a start
+// that replaces a live id, and a complete for an operation the client
+// stopped.
 func TestGraphQLWSProtocol(t *testing.T) {
 	b := setup(t, "sqlite")
 	_, secret := b.mint(t, "ada", ipa.RoleAdmin)
@@ -116,6 +117,16 @@ func TestGraphQLWSProtocol(t *testing.T) {
 	require.Equal(t, "data", m.Type)
 	require.Equal(t, "s", m.ID)
 	require.JSONEq(t, `{"data":{"taskEvents":{"type":"phase_changed","version":2}}}`, string(m.Payload))
+
+	// A start reusing a live id replaces the operation: the older one
+	// leaves its cohort, and the id gets each event once.
+	writeRaw(t, conn, fmt.Sprintf(`{"type":"start","id":"s","payload":%s}`, q))
+	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "one member again", func() bool { return b.app.Cohorts.Members() == 1 })
+	admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT"}, nil)
+	m = readMsg(t, conn)
+	require.Equal(t, "data", m.Type)
+	require.JSONEq(t, `{"data":{"taskEvents":{"type":"phase_changed","version":3}}}`, string(m.Payload))
 
 	writeRaw(t, conn, `{"type":"stop","id":"s"}`)
 	m = readMsg(t, conn)
