@@ -3,6 +3,7 @@ package cohort
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -252,12 +253,12 @@ func (co *liveCohort) remember(lv *liveValue) {
 // catching up, and returns the response if every member may share it, and
 // that member.
 func (co *liveCohort) execute(v any) (*graphql.Response, *Member) {
-	tried := map[*Member]bool{}
+	var tried []*Member // only when an executor left: nothing to allocate per value
 	for {
 		co.mu.Lock()
 		var ex *Member
 		for m := range co.members {
-			if !m.solo && !tried[m] {
+			if !m.solo && !slices.Contains(tried, m) {
 				ex = m
 				break
 			}
@@ -266,13 +267,14 @@ func (co *liveCohort) execute(v any) (*graphql.Response, *Member) {
 		if ex == nil {
 			return nil, nil // executed by each member that needs it
 		}
-		tried[ex] = true
 		if ex.ctx.Err() != nil {
+			tried = append(tried, ex)
 			continue
 		}
 		ex.slot(v)
 		resp := ex.exec(ex.ctx)
 		if resp == nil { // the executor just left
+			tried = append(tried, ex)
 			continue
 		}
 		co.hub.executed.Add(1)
@@ -351,14 +353,14 @@ func (co *liveCohort) catchUp(m *Member, last int64) {
 	defer cancel()
 	recv, pending, err := co.src.open(ctx, last)
 	if err != nil {
-		co.endMember(m)
+		m.sink.End()
 		return
 	}
 	for {
 		v, ok := recv(ctx)
 		if !ok {
 			if ctx.Err() == nil {
-				co.endMember(m) // the feed failed
+				m.sink.End() // the feed failed
 			}
 			return
 		}
@@ -400,11 +402,6 @@ func (co *liveCohort) rejoin(m *Member, last int64) (bool, int64) {
 	}
 	m.solo = false
 	return true, m.last
-}
-
-// endMember ends m's operation: its feed failed.
-func (co *liveCohort) endMember(m *Member) {
-	m.sink.End()
 }
 
 // endAll ends every member when the cohort's feed is over — unless the
