@@ -287,8 +287,7 @@ describe('subscriptions (auth auto, local admin)', () => {
   });
 
   // The protocol says a subscribe reusing a live id MUST close the socket with
-  // 4409 (gqlgen's transport does not check; the server's connection wrapper
-  // does).
+  // 4409.
   it('graphql-transport-ws: a duplicate subscribe id closes with 4409', async (t) => {
     const task = await createTask(server);
     const c = await openRaw(server.wsUrl, 'graphql-transport-ws');
