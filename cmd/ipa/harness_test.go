@@ -4,8 +4,9 @@ package main
 // signals. TestMain builds the binary once (without -race, so plugins start
 // fast); each test runs its own `ipa serve` on a fresh SQLite database and
 // data dir, in its own process group, with a unique IPA_E2E_TAG in its
-// environment. Plugins inherit the server's environment, so every process a
-// test caused (server, plugins) can be found by that tag in
+// environment. Plugins inherit only a minimal environment, so the server
+// passes the tag on by name (--plugin-env, as IPA_PLUGIN_ENV), and every
+// process a test caused (server, plugins) can be found by that tag in
 // /proc/<pid>/environ, even after the server died and its plugins were
 // reparented. An exec runtime's commands get a clean environment instead, so
 // tests hand them the tag in runtimeConfig.env (tagEnv). Cleanup kills them
@@ -49,6 +50,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	ipaBin = filepath.Join(dir, "ipa")
+	_ = os.Chmod(dir, 0o755) // a server run as another user (home.cred) must reach the binary
 	build := exec.Command("go", "build", "-o", ipaBin, ".")
 	build.Env = append(os.Environ(), "GOFLAGS=") // no -race for the binary under test
 	if out, err := build.CombinedOutput(); err != nil {
@@ -173,7 +175,10 @@ type home struct {
 	db      string
 	dataDir string
 	args    []string
-	env     []string // extra server environment (plugins inherit it)
+	env     []string // extra server environment (plugins inherit only what --plugin-env names)
+	// cred, when set, runs the server as another OS user (the test runs as
+	// root); its database and data dir must be that user's.
+	cred *syscall.Credential
 
 	mu      sync.Mutex
 	servers []*server
@@ -263,14 +268,14 @@ func (h *home) start(extra ...string) *server {
 		"--shutdown-timeout", "10s", "--log-level", "info"}
 	args = append(append(args, h.args...), extra...)
 	cmd := exec.Command(ipaBin, args...)
-	env := append([]string{tagVar + "=" + h.tag}, h.env...)
+	env := append([]string{tagVar + "=" + h.tag, "IPA_PLUGIN_ENV=" + tagVar}, h.env...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "IPA_") {
 			env = append(env, kv)
 		}
 	}
 	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: h.cred}
 	s := &server{h: h, cmd: cmd, log: &logBuf{}, exited: make(chan struct{}),
 		client: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	cmd.Stdout, cmd.Stderr = s.log, s.log

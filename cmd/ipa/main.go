@@ -6,9 +6,17 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/ipa-dev/ipa/internal/hardening"
 )
 
 func main() {
+	// Before anything starts a process: descriptors inherited from whoever
+	// started ipa are not passed on to plugins and their commands.
+	if err := hardening.CloseInheritedFiles(); err != nil {
+		fmt.Fprintln(os.Stderr, "ipa: mark inherited descriptors close-on-exec:", err)
+		os.Exit(1)
+	}
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "ipa:", err)
 		os.Exit(exitCode(err))

@@ -17,6 +17,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/catalog"
+	"github.com/ipa-dev/ipa/internal/hardening"
 	"github.com/ipa-dev/ipa/internal/instance"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/supervisor"
@@ -30,6 +31,7 @@ type serveOptions struct {
 	authMode         string
 	pluginDir        string
 	pluginSHA256File string
+	pluginEnv        []string
 	instanceID       string
 	dataDir          string
 	shutdownTimeout  time.Duration
@@ -75,6 +77,7 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringVar(&so.authMode, "auth", "auto", "auto: tokens required unless listening on loopback with no token yet; required: always")
 	f.StringVar(&so.pluginDir, "plugin-dir", "", "directory of external runtime plugins (one executable per runtime, named after it)")
 	f.StringVar(&so.pluginSHA256File, "plugin-sha256-file", "", "allow-list of external plugins in sha256sum format; only listed files with matching checksums run")
+	f.StringSliceVar(&so.pluginEnv, "plugin-env", nil, "names of server environment variables plugins inherit besides PATH, HOME, locale, TZ and OTEL_* (comma-separated); plugins get no other server variable")
 	f.StringVar(&so.dataDir, "data-dir", "./ipa-data", "directory for pod working directories and runtime state")
 	f.StringVar(&so.instanceID, "instance-id", "", "name of this server as the owner of its pods (default: host name and a digest of the data dir); must be stable across restarts and unique per database")
 	f.DurationVar(&so.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a clean shutdown may take before pods are killed")
@@ -119,6 +122,11 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		return err
 	}
 	slog.SetDefault(log)
+	// Other processes of this user (an exec pod's command) cannot read the
+	// server's environment or memory; root still can (see README, Security).
+	if err := hardening.NotDumpable(); err != nil {
+		return fmt.Errorf("make the server non-dumpable: %w", err)
+	}
 	mode, err := auth.ParseMode(so.authMode)
 	if err != nil {
 		return err
@@ -133,6 +141,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	dataDir, err := filepath.Abs(so.dataDir)
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if err := supervisor.CheckPluginEnvNames(so.pluginEnv); err != nil {
+		return err
 	}
 	execRole := ipa.Role(strings.ToUpper(so.execRole))
 	if execRole != ipa.RoleAdmin && execRole != ipa.RoleOperator {
@@ -185,6 +196,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		HeartbeatInterval:   so.heartbeat,
 		LeaseTTL:            so.leaseTTL,
 		Handoff:             so.handoff,
+		PluginEnv:           so.pluginEnv,
 		WebhookAllowPrivate: so.webhooks.allowPrivate,
 		Webhook: func(c *webhook.Config) {
 			c.Timeout, c.MinBackoff, c.MaxBackoff = so.webhooks.timeout, so.webhooks.minBackoff, so.webhooks.maxBackoff

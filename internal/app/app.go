@@ -101,6 +101,10 @@ type Config struct {
 	// CommandWait bounds how long a stop or restart of a pod another
 	// instance owns waits for that instance (zero: 15 s).
 	CommandWait time.Duration
+	// PluginEnv names server environment variables every plugin process
+	// inherits besides the minimal set (--plugin-env; see
+	// supervisor.PluginEnv): plugins get nothing else of the server's.
+	PluginEnv []string
 	// WebhookAllowPrivate lets webhook endpoints target loopback, private
 	// and link-local addresses (--webhook-allow-private).
 	WebhookAllowPrivate bool
@@ -264,6 +268,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		DefaultPolicy: cfg.DefaultPolicy,
 		Logger:        log,
 		Registry:      a.Registry,
+		PluginEnv:     cfg.PluginEnv,
 	}
 	if a.Store.Dialect() == "postgres" {
 		// Other instances may take this one's pods over after the TTL: its

@@ -70,6 +70,10 @@ type Config struct {
 	// the lease TTL, so a dead owner's work stops before anyone takes it
 	// over; the state poll then runs at least every OrphanGrace/4.
 	OrphanGrace time.Duration
+	// PluginEnv names server environment variables every plugin inherits
+	// besides the minimal set (see PluginEnv); plugins get nothing else of
+	// the server's environment.
+	PluginEnv []string
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
 	StartTimeout     time.Duration // handshake + Start; default 10s

@@ -168,6 +168,9 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
 		return failStart(err, nil, "The runtime %q is not available on this server.", t.Runtime)
 	}
+	// The server's environment stays with the server: the plugin starts
+	// from the minimal one, then the launcher's own variables.
+	cmd.Env = append(s.basePluginEnv(), cmd.Env...)
 	if s.cfg.OrphanGrace > 0 {
 		cmd.Env = append(cmd.Env, podapi.EnvOrphanGrace+"="+s.cfg.OrphanGrace.String())
 	}

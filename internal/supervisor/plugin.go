@@ -67,6 +67,9 @@ func launchPlugin(ctx context.Context, cmd *exec.Cmd, stderr io.Writer, log *slo
 	// versions, socket dir) into the cmd it hands RunnerFunc; ours gets it,
 	// with the launcher's own variables last so they win.
 	cfg.Cmd = nil
+	// go-plugin would add the whole host environment; the launch already
+	// put in cmd.Env all of it the plugin may have (see env.go).
+	cfg.SkipHostEnv = true
 	cfg.RunnerFunc = func(_ hclog.Logger, gp *exec.Cmd, _ string) (runner.Runner, error) {
 		own := cmd.Env
 		cmd.Env = append(append([]string(nil), gp.Env...), own...)
