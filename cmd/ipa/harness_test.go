@@ -264,8 +264,11 @@ var servingRE = regexp.MustCompile(`msg="ipa serving" addr=(\S+)`)
 func (h *home) start(extra ...string) *server {
 	t := h.t
 	t.Helper()
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--database", h.db, "--data-dir", h.dataDir,
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", h.dataDir,
 		"--shutdown-timeout", "10s", "--log-level", "info"}
+	if h.db != "" { // "": the test names the database its own way (--database-url-file)
+		args = append(args, "--database", h.db)
+	}
 	args = append(append(args, h.args...), extra...)
 	cmd := exec.Command(ipaBin, args...)
 	env := append([]string{tagVar + "=" + h.tag, "IPA_PLUGIN_ENV=" + tagVar}, h.env...)

@@ -22,9 +22,10 @@ var version = "dev"
 // options are the settings shared by the commands. Every flag has an IPA_*
 // environment equivalent; a flag given on the command line wins.
 type options struct {
-	database  string
-	logLevel  string
-	logFormat string
+	database        string
+	databaseURLFile string
+	logLevel        string
+	logFormat       string
 }
 
 // exitError carries a process exit code other than 1.
@@ -64,11 +65,16 @@ A flag given on the command line wins over the environment.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd)
+			if err := applyEnv(cmd); err != nil {
+				return err
+			}
+			return opts.applyDatabaseURLFile(cmd)
 		},
 	}
 	root.PersistentFlags().StringVar(&opts.database, "database", "sqlite://./ipa.db",
 		"database URL: sqlite://PATH (embedded, created on first use) or postgres://USER@HOST:PORT/DB")
+	root.PersistentFlags().StringVar(&opts.databaseURLFile, "database-url-file", "",
+		"read the database URL from this file instead of --database, so its password need not sit in the environment or the command line")
 	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
