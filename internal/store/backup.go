@@ -86,7 +86,7 @@ func (s *Store) Backup(ctx context.Context, to string) error {
 	if _, err := os.Lstat(to); err == nil {
 		return fmt.Errorf("%s already exists: choose a new file for the backup", to)
 	}
-	tmp, err := tempName(to, ".partial")
+	tmp, err := privateTempFile(to, ".partial")
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
@@ -148,7 +148,7 @@ func Restore(ctx context.Context, rawURL, from string) (kept string, err error) 
 	}
 	defer lock.Close()
 
-	tmp, err := tempName(path, ".restoring")
+	tmp, err := privateTempFile(path, ".restoring")
 	if err != nil {
 		return "", err
 	}
@@ -254,18 +254,52 @@ func latestMigration() int64 {
 	return latest
 }
 
-// tempName returns an unused name beside path for a file being written.
-func tempName(path, suffix string) (string, error) {
+// privateTempFile creates an empty file of mode 0600 beside path, for a
+// copy of the store to be written into, and returns its name. A store holds
+// secrets (webhook secrets, sealed; token hashes; whatever tasks carry), so
+// its copies are for the owner alone whatever the umask says. The file
+// exists, with its final mode, before a byte is written: VACUUM INTO
+// accepts an empty file and keeps its mode, so there is no moment at which
+// the copy is readable by others (SQLite's own default would be 0644).
+func privateTempFile(path, suffix string) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+suffix+"-*")
 	if err != nil {
 		return "", err
 	}
 	name := f.Name()
-	f.Close()
-	// VACUUM INTO wants a file that does not exist (or is empty); an empty
-	// one is fine, but removing it keeps that question away.
-	return name, os.Remove(name)
+	// CreateTemp asks for 0600, which the umask can only narrow (and a
+	// file the owner cannot write is no use): set it exactly.
+	err = f.Chmod(privateFileMode)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(name)
+		return "", err
+	}
+	return name, nil
 }
+
+// createPrivate creates an empty file of mode 0600 at path unless a file
+// is there already (which it leaves as it is).
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, privateFileMode)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(privateFileMode)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// privateFileMode is the mode of every SQLite file ipa creates: the store,
+// its backups and restored copies.
+const privateFileMode = 0o600
 
 func syncFile(path string) error {
 	f, err := os.Open(path)

@@ -137,6 +137,12 @@ func (s *Store) openSQLite(rawURL string, opts Options) error {
 			return fmt.Errorf("store: create database directory: %w", err)
 		}
 	}
+	// A new store is created private before SQLite opens it: SQLite would
+	// make it 0644 (less the umask), and its -wal and -shm files copy the
+	// main file's mode.
+	if err := createPrivate(path); err != nil {
+		return fmt.Errorf("store: create database file: %w", err)
+	}
 	// Mark the file in use for as long as this Store is open, so that
 	// `ipa restore` never replaces it under a running server (see backup.go).
 	if s.inUse, err = lockFile(lockPath(path), false); err != nil {
