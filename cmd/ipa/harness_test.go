@@ -39,6 +39,9 @@ const tagVar = "IPA_E2E_TAG"
 
 var (
 	ipaBin string // the built binary
+	// secretKeyFile seals webhook secrets in every server of the run, as
+	// servers sharing a database share one key (IPA_SECRET_KEY_FILE).
+	secretKeyFile string
 	runID  = fmt.Sprintf("e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
 	tagSeq atomic.Int64
 )
@@ -51,6 +54,11 @@ func TestMain(m *testing.M) {
 	}
 	ipaBin = filepath.Join(dir, "ipa")
 	_ = os.Chmod(dir, 0o755) // a server run as another user (home.cred) must reach the binary
+	secretKeyFile = filepath.Join(dir, "secret.key")
+	if err := os.WriteFile(secretKeyFile, []byte(strings.Repeat("5e", 32)+"\n"), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(2)
+	}
 	build := exec.Command("go", "build", "-o", ipaBin, ".")
 	build.Env = append(os.Environ(), "GOFLAGS=") // no -race for the binary under test
 	if out, err := build.CombinedOutput(); err != nil {
@@ -271,7 +279,7 @@ func (h *home) start(extra ...string) *server {
 	}
 	args = append(append(args, h.args...), extra...)
 	cmd := exec.Command(ipaBin, args...)
-	env := append([]string{tagVar + "=" + h.tag, "IPA_PLUGIN_ENV=" + tagVar}, h.env...)
+	env := append([]string{tagVar + "=" + h.tag, "IPA_PLUGIN_ENV=" + tagVar, "IPA_SECRET_KEY_FILE=" + secretKeyFile}, h.env...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "IPA_") {
 			env = append(env, kv)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -32,6 +33,7 @@ type serveOptions struct {
 	pluginDir        string
 	pluginSHA256File string
 	pluginEnv        []string
+	secretKeyFile    string
 	instanceID       string
 	dataDir          string
 	shutdownTimeout  time.Duration
@@ -78,6 +80,7 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringVar(&so.pluginDir, "plugin-dir", "", "directory of external runtime plugins (one executable per runtime, named after it)")
 	f.StringVar(&so.pluginSHA256File, "plugin-sha256-file", "", "allow-list of external plugins in sha256sum format; only listed files with matching checksums run")
 	f.StringSliceVar(&so.pluginEnv, "plugin-env", nil, "names of server environment variables plugins inherit besides PATH, HOME, locale, TZ and OTEL_* (comma-separated); plugins get no other server variable")
+	f.StringVar(&so.secretKeyFile, "secret-key-file", "", "key sealing webhook secrets in the database, created when absent (default: ipa-secret.key beside a SQLite store, in --data-dir for PostgreSQL); every server on one database needs the same")
 	f.StringVar(&so.dataDir, "data-dir", "./ipa-data", "directory for pod working directories and runtime state")
 	f.StringVar(&so.instanceID, "instance-id", "", "name of this server as the owner of its pods (default: host name and a digest of the data dir); must be stable across restarts and unique per database")
 	f.DurationVar(&so.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a clean shutdown may take before pods are killed")
@@ -175,6 +178,11 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 
 	id, formerIDs := instanceID(so, dataDir)
+	keyFile := so.secretKeyFile
+	if keyFile == "" {
+		keyFile = defaultSecretKeyFile(opts.database, dataDir)
+	}
+	secretKey := func() ([]byte, error) { return loadSecretKey(keyFile, so.secretKeyFile == "", log) }
 	srv, err := app.New(ctx, app.Config{
 		DatabaseURL:         opts.database,
 		Runtimes:            cat.Runtimes(),
@@ -197,11 +205,15 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		LeaseTTL:            so.leaseTTL,
 		Handoff:             so.handoff,
 		PluginEnv:           so.pluginEnv,
+		SecretKey:           secretKey,
 		WebhookAllowPrivate: so.webhooks.allowPrivate,
 		Webhook: func(c *webhook.Config) {
 			c.Timeout, c.MinBackoff, c.MaxBackoff = so.webhooks.timeout, so.webhooks.minBackoff, so.webhooks.maxBackoff
 		},
 	})
+	if errors.Is(err, webhook.ErrWrongKey) {
+		return fmt.Errorf("--secret-key-file %s: %w", keyFile, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -105,6 +105,11 @@ type Config struct {
 	// inherits besides the minimal set (--plugin-env; see
 	// supervisor.PluginEnv): plugins get nothing else of the server's.
 	PluginEnv []string
+	// SecretKey returns the webhook.KeySize-byte key that seals webhook
+	// endpoint secrets at rest (--secret-key-file); every server on one
+	// database needs the same. It is called once the store is open (the
+	// default key file lives beside a SQLite store). Required.
+	SecretKey func() ([]byte, error)
 	// WebhookAllowPrivate lets webhook endpoints target loopback, private
 	// and link-local addresses (--webhook-allow-private).
 	WebhookAllowPrivate bool
@@ -209,6 +214,10 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err := auth.CheckListen(ctx, a.Store, cfg.Loopback); err != nil {
 		return err
 	}
+	sealer, err := a.prepareSecrets(ctx)
+	if err != nil {
+		return err
+	}
 	a.Registry = prometheus.NewRegistry()
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -220,6 +229,7 @@ func (a *App) build(ctx context.Context) (err error) {
 	}
 	whCfg := webhook.Config{
 		Store: a.Store, Owner: owner, AllowPrivate: cfg.WebhookAllowPrivate, Registry: a.Registry, Logger: log,
+		Secrets: sealer,
 	}
 	if cfg.Webhook != nil {
 		cfg.Webhook(&whCfg)
@@ -315,7 +325,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		FeedService:     service.NewFeedService(a.Feed),
 		TokenService:    service.NewTokenService(a.Store, log, nil),
 		InstanceService: service.NewInstanceService(a),
-		WebhookService:  service.NewWebhookService(a.Store, a.Webhooks, webhook.NewSecret, log),
+		WebhookService:  service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance
 	// takes this one's leases over while it settles them.

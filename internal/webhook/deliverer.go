@@ -74,9 +74,12 @@ type Config struct {
 	// PollInterval is how often endpoints and events are looked for without
 	// a notice (endpoints changed on other servers, lost notices).
 	PollInterval time.Duration
-	Registry     prometheus.Registerer // nil: no metrics
-	Logger       *slog.Logger
-	Now          func() time.Time // nil: time.Now
+	// Secrets opens the endpoints' stored secrets (see seal.go); nil: the
+	// store holds them in plaintext.
+	Secrets  *Sealer
+	Registry prometheus.Registerer // nil: no metrics
+	Logger   *slog.Logger
+	Now      func() time.Time // nil: time.Now
 }
 
 // Deliverer runs one worker per active endpoint whose lease it holds. Build
@@ -512,7 +515,14 @@ func (d *Deliverer) backoff(ctx context.Context, l *lease, attempt int) error {
 // came, and an error unless it was 2xx.
 func (d *Deliverer) send(ctx context.Context, e ipa.WebhookEndpoint, ev ipa.Event, body []byte) (*int, error) {
 	ts := d.cfg.Now().Unix()
-	sig, err := Sign(e.Secret, ev.ID, ts, body)
+	secret := e.Secret
+	if d.cfg.Secrets != nil {
+		var err error
+		if secret, err = d.cfg.Secrets.Open(secret); err != nil {
+			return nil, err
+		}
+	}
+	sig, err := Sign(secret, ev.ID, ts, body)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,10 @@ var NoLauncher = supervisor.LauncherFunc(func(runtime string) (*exec.Cmd, error)
 	return nil, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "This server cannot launch runtime %q.", runtime)
 })
 
+// TestSecretKey seals webhook secrets in every server New builds: one key,
+// as servers sharing a database must have.
+var TestSecretKey = []byte("ipa test key: 32 bytes, not rnd!")
+
 // New builds a server on databaseURL for a test or benchmark: the
 // built-in runtimes, pods refused (NoLauncher) unless cfg says otherwise,
 // loopback, quiet logs. Adjust sets any other field before it is built. The
@@ -37,6 +41,7 @@ func New(tb testing.TB, databaseURL string, mode auth.Mode, adjust func(*app.Con
 		AuthMode:    mode,
 		Loopback:    true,
 		Logger:      slog.New(slog.DiscardHandler),
+		SecretKey:   func() ([]byte, error) { return TestSecretKey, nil },
 	}
 	if adjust != nil {
 		adjust(&cfg)
