@@ -42,8 +42,8 @@ var (
 	// secretKeyFile seals webhook secrets in every server of the run, as
 	// servers sharing a database share one key (IPA_SECRET_KEY_FILE).
 	secretKeyFile string
-	runID  = fmt.Sprintf("e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
-	tagSeq atomic.Int64
+	runID         = fmt.Sprintf("e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
+	tagSeq        atomic.Int64
 )
 
 func TestMain(m *testing.M) {
