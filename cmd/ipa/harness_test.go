@@ -39,12 +39,13 @@ const tagVar = "IPA_E2E_TAG"
 
 var (
 	ipaBin string // the built binary
-	// secretKeyFile seals webhook secrets in every server of the run, as
-	// servers sharing a database share one key (IPA_SECRET_KEY_FILE).
-	secretKeyFile string
-	runID         = fmt.Sprintf("e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
-	tagSeq        atomic.Int64
+	runID  = fmt.Sprintf("e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
+	tagSeq atomic.Int64
 )
+
+// secretKeyFile seals webhook secrets in every server of the run, as
+// servers sharing a database share one key (IPA_SECRET_KEY_FILE).
+var secretKeyFile string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ipa-e2e-bin-")
