@@ -42,7 +42,8 @@ func (o *options) applyDatabaseURLFile(cmd *cobra.Command) error {
 	if o.databaseURLFile == "" {
 		return nil
 	}
-	_, inEnv := os.LookupEnv(envName("database"))
+	// An empty IPA_DATABASE_URL says nothing (a service manager may leave one).
+	inEnv := os.Getenv(envName("database")) != ""
 	if cmd.Flags().Changed("database") || inEnv {
 		return &exitError{code: 2, err: errors.New("the database URL is given twice: use --database (IPA_DATABASE_URL) or --database-url-file (IPA_DATABASE_URL_FILE), not both")}
 	}

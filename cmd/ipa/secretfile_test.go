@@ -41,6 +41,23 @@ func TestDatabaseURLFile(t *testing.T) {
 		}
 	})
 
+	// Every command takes it; an empty IPA_DATABASE_URL, as a service
+	// manager may leave one, does not count as a second URL.
+	t.Run("OtherCommandsAndEmptyVariable", func(t *testing.T) {
+		other := filepath.Join(dir, "other.db")
+		f := filepath.Join(dir, "other-url")
+		if err := os.WriteFile(f, []byte("sqlite://"+other), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := cli(t, []string{"IPA_DATABASE_URL="}, "migrate", "--database-url-file", f)
+		if r.code != 0 {
+			t.Fatalf("ipa migrate --database-url-file: exit %d, %s", r.code, r.stderr)
+		}
+		if _, err := os.Stat(other); err != nil {
+			t.Fatalf("ipa migrate did not use the database named in the file: %v", err)
+		}
+	})
+
 	empty := filepath.Join(dir, "empty")
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
