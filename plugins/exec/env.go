@@ -13,11 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The command's environment is built from nothing: the plugin process is the
-// ipa binary re-executed, so its own environment is the server's (database
-// URL with its password, tokens, cloud credentials, ...) plus go-plugin's
-// handshake variables, and none of it may reach a command that a task's
-// creator chose. The command gets exactly PATH, HOME and LANG below, then
+// The command's environment is built from nothing. The plugin's own is
+// whatever its host gave it: ipa serve hands plugins a minimal one (see
+// internal/supervisor/env.go), but even that (go-plugin's handshake, OTEL_*
+// with a collector's credentials, --plugin-env variables) is not for a
+// command that a task's creator chose, and another host may pass its whole
+// environment (database URL with its password, tokens, cloud credentials). The command gets exactly PATH, HOME and LANG below, then
 // runtimeConfig.env on top (which may override all three).
 const (
 	// DefaultPath is the command's PATH. A fixed list rather than the

@@ -21,8 +21,8 @@
 // status, plus an exit report (podapi.ExitStatus.Reason) when the status
 // cannot tell it: "timeout" after timeoutMs, "limit: …" when a limit was hit.
 //
-// Environment: the command gets a clean one, never the server's (which the
-// plugin process inherits): PATH (DefaultPath), HOME (the working
+// Environment: the command gets a clean one, never the plugin's (see
+// env.go): PATH (DefaultPath), HOME (the working
 // directory), LANG (DefaultLang), then runtimeConfig.env, an object of
 // strings that may override those three. Names are [A-Za-z_][A-Za-z0-9_]*
 // of at most MaxEnvNameLen bytes, values have no NUL byte, at most
