@@ -89,7 +89,8 @@ func TestAttack2OperatorToAdminThroughExec(t *testing.T) {
 	bin := ipaBinary(t)
 	dbURL := testdb.URL(t, "sqlite")
 	// The server is configured through its environment, as a service
-	// manager would run it; its plugin processes inherit that environment.
+	// manager would run it (its plugins get only a minimal environment, and
+	// the command a clean one).
 	t.Setenv("IPA_DATABASE_URL", dbURL)
 	launch := supervisor.LauncherFunc(func(runtime string) (*exec.Cmd, error) {
 		return exec.Command(bin, builtin.Args(runtime)...), nil
