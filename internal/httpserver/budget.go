@@ -2,6 +2,7 @@ package httpserver
 
 import (
 	"context"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -102,11 +103,11 @@ func checkDocument(query string) *gqlerror.Error {
 	return checkShape(doc)
 }
 
-// listFrame is one open bracket while scanning: what it opened, and the
-// argument path a list or object value sits at.
+// listFrame is one open bracket while scanning: what it opened, and, for a
+// value, the argument or input field name it is given for.
 type listFrame struct {
 	kind  byte // '(' arguments, '{' selection set, 'o' object value, '[' list value
-	path  string
+	key   string
 	items int
 }
 
@@ -119,7 +120,7 @@ func scanTokens(query string) *gqlerror.Error {
 	var (
 		stack   []listFrame
 		prev    lexer.Token
-		lastKey string // argument path of the value being read
+		lastKey string // the name before the last colon in arguments or an object
 	)
 	for n := 0; ; n++ {
 		tok, err := lex.ReadToken()
@@ -140,25 +141,23 @@ func scanTokens(query string) *gqlerror.Error {
 		if top != nil && top.kind == '[' && startsValue(tok.Kind) {
 			top.items++
 			if top.items > MaxListItems {
-				return invalidOperation("The list given for %q has more than %d items; the limit is %d.", top.path, MaxListItems, MaxListItems)
+				return invalidOperation("The list given for %q has more than %d items; the limit is %d.", valuePath(stack), MaxListItems, MaxListItems)
 			}
+		}
+		// A value opened under a key is given for that key; one opened
+		// inside a list, for the list's.
+		key := ""
+		if top != nil && top.kind != '[' {
+			key = lastKey
 		}
 		switch tok.Kind {
 		case lexer.ParenL:
 			stack = append(stack, listFrame{kind: '('})
 		case lexer.BracketL:
-			path := lastKey
-			if top != nil && top.kind == '[' {
-				path = top.path
-			}
-			stack = append(stack, listFrame{kind: '[', path: path})
+			stack = append(stack, listFrame{kind: '[', key: key})
 		case lexer.BraceL:
 			if inValue {
-				path := lastKey
-				if top.kind == '[' {
-					path = top.path
-				}
-				stack = append(stack, listFrame{kind: 'o', path: path})
+				stack = append(stack, listFrame{kind: 'o', key: key})
 			} else {
 				stack = append(stack, listFrame{kind: '{'})
 			}
@@ -169,13 +168,31 @@ func scanTokens(query string) *gqlerror.Error {
 		case lexer.Colon:
 			if prev.Kind == lexer.Name && top != nil && (top.kind == '(' || top.kind == 'o') {
 				lastKey = prev.Value
-				if top.kind == 'o' && top.path != "" {
-					lastKey = top.path + "." + prev.Value
-				}
 			}
 		}
 		prev = tok
 	}
+}
+
+// valuePath names the value the innermost frame of stack belongs to: the
+// keys of the values it is nested in, from its argument down
+// (`filter.status`). It is built only for a refusal, so that deeply nested
+// values cost nothing while scanning.
+func valuePath(stack []listFrame) string {
+	start := 0
+	for i := len(stack) - 1; i >= 0; i-- {
+		if stack[i].kind == '(' || stack[i].kind == '{' {
+			start = i + 1
+			break
+		}
+	}
+	var keys []string
+	for _, f := range stack[start:] {
+		if f.key != "" {
+			keys = append(keys, f.key)
+		}
+	}
+	return strings.Join(keys, ".")
 }
 
 // startsValue reports whether a token of kind begins a value.

@@ -116,6 +116,7 @@ func TestDocumentBudgetRefusals(t *testing.T) {
 		{"40,000 event types in a variable", `query($t: [String!]) { task(id: "1") { events(types: $t) { totalCount } } }`,
 			map[string]any{"t": make([]any, 40_000)}, "BAD_USER_INPUT", "INVALID_ARGUMENT", `"$t" has 40000 items`},
 		{"a long list nested in lists", `{ a(x: [[1], ` + "[" + strings.Repeat("1 ", MaxListItems+1) + `]]) }`, nil, "BAD_USER_INPUT", "INVALID_ARGUMENT", `"x"`},
+		{"a long list in objects in a list", `{ a(f: [{b: 1}, {a: [` + strings.Repeat("1 ", MaxListItems+1) + `]}]) }`, nil, "BAD_USER_INPUT", "INVALID_ARGUMENT", `"f.a"`},
 		{"a long list in a variable's default", `query($t: [String!] = [` + strings.Repeat(`"x" `, MaxListItems+1) + `]) { viewer { id } }`, nil, "BAD_USER_INPUT", "INVALID_ARGUMENT", `"t"`},
 		// Each limit just past its edge, under the others.
 		{"fields past the limit", repeated(MaxSelectionSetFields+1, "a%d: __typename"), nil, complexity, "", "1001 fields"},
@@ -166,6 +167,21 @@ func TestScanTokensCountsEveryToken(t *testing.T) {
 	require.Nil(t, scanTokens(`{ "unterminated`))
 	_, _, msg := budgetError(t, `{ "unterminated`, nil)
 	require.Empty(t, msg)
+}
+
+// The scan costs no allocation per token: values nested thousands deep
+// (the most the token limit allows) are scanned in a handful, and their
+// path is built only for a refusal.
+func TestScanTokensAllocatesLittle(t *testing.T) {
+	const levels = MaxDocumentTokens / 4 // `{a:` and `}`
+	objects := "{ a(x: " + strings.Repeat("{a: ", levels-10) + "1" + strings.Repeat("}", levels-10) + ") }"
+	require.Nil(t, scanTokens(objects))
+	allocs := testing.AllocsPerRun(5, func() { _ = scanTokens(objects) })
+	require.Less(t, allocs, 100.0)
+	ids := repeated(MaxDocumentTokens-2, "id")
+	require.Nil(t, scanTokens(ids))
+	allocs = testing.AllocsPerRun(5, func() { _ = scanTokens(ids) })
+	require.Less(t, allocs, 100.0)
 }
 
 // The depth and cost walks compute each fragment once: a fragment bomb of

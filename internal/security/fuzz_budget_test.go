@@ -25,7 +25,7 @@ import (
 const allocCeiling = 64 << 20
 
 // hostileShapes are the shapes FuzzHostileDocument builds.
-const hostileShapes = 9
+const hostileShapes = 10
 
 // hostileDocument builds a document of one hostile shape: n sets its size,
 // depth its nesting, word a name or value the fuzzer chose. It returns the
@@ -98,6 +98,24 @@ func hostileDocument(shape uint8, n uint16, depth uint8, word string) (string, m
 		for i := range count % 2000 {
 			fmt.Fprintf(&sb, " fragment V%d on Actor { id %s role }", i, name)
 		}
+	case 9: // values nested deep, objects and lists
+		sb.WriteString(`{ tasks(filter: `)
+		for i := range levels * 25 {
+			if i%2 == 0 {
+				sb.WriteString("{" + name + ": ")
+			} else {
+				sb.WriteString("[")
+			}
+		}
+		sb.WriteString("1")
+		for i := levels*25 - 1; i >= 0; i-- {
+			if i%2 == 0 {
+				sb.WriteString("}")
+			} else {
+				sb.WriteString("]")
+			}
+		}
+		sb.WriteString(`) { totalCount } }`)
 	}
 	return sb.String(), nil
 }
