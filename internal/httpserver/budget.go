@@ -26,8 +26,7 @@ const (
 	MaxDocumentBytes = 256 << 10
 	// MaxDocumentTokens is how many lexical tokens (names, punctuation,
 	// values, comments) a document may hold. It bounds the parse; the
-	// standard introspection query is about 300, the console's queries a
-	// few hundred.
+	// standard introspection query GraphiQL sends has 181.
 	MaxDocumentTokens = 20_000
 	// MaxListItems is the longest list value a request may give, in the
 	// document or in its variables, at any depth; a longer one is refused
@@ -41,6 +40,7 @@ const (
 	// validated on its own). Fragments that spread fragments twice over
 	// double at each level; they are counted once each, so counting is
 	// linear in the document, and refused with COMPLEXITY_LIMIT_EXCEEDED.
+	// The standard introspection query expands to about 500.
 	MaxExpandedSelections = 20_000
 	// MaxSelectionSetFields is how many fields one selection set may hold,
 	// counting those its inline fragments and fragment spreads bring in
