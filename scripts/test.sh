@@ -30,6 +30,10 @@ IPA_CHAOS=1 IPA_CHAOS_PODS=8 go test -race -count=1 -timeout 5m -run TestChaos .
 # every later go test).
 echo "== fuzz FuzzGraphQLRequest"
 go test -run '^$' -fuzz '^FuzzGraphQLRequest$' -fuzztime 10s ./internal/security/
+# Hostile documents (deep, wide, fragment chains, repeated names, long lists),
+# each request held to an allocation ceiling.
+echo "== fuzz FuzzHostileDocument"
+go test -run '^$' -fuzz '^FuzzHostileDocument$' -fuzztime 10s ./internal/security/
 
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   echo "== console bundle matches its sources"

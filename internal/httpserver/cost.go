@@ -116,10 +116,11 @@ func (c *costLimit) MutateOperationContext(_ context.Context, oc *graphql.Operat
 
 // price walks op, with vars its coerced variables.
 func (c *costLimit) price(doc *ast.QueryDocument, op *ast.OperationDefinition, vars map[string]any) costResult {
-	w := costWalk{vars: vars, frags: doc.Fragments, intro: c.intro, memo: map[string]costResult{}}
+	frags := fragmentIndex(doc.Fragments)
+	w := costWalk{vars: vars, frags: frags, intro: c.intro, memo: map[string]costResult{}}
 	r := w.set(op.SelectionSet, 0)
 	if op.Operation == ast.Mutation {
-		r.data = satAdd(r.data, satMul(int64(countRootFields(op.SelectionSet, doc.Fragments, 0)), mutationCost))
+		r.data = satAdd(r.data, satMul(countRootFields(op.SelectionSet, frags, map[string]int64{}), mutationCost))
 	}
 	return r
 }
@@ -154,7 +155,7 @@ func (r *costResult) add(o costResult) {
 // fragments cannot make the walk exponential.
 type costWalk struct {
 	vars  map[string]any
-	frags ast.FragmentDefinitionList
+	frags map[string]*ast.FragmentDefinition
 	intro map[string]int64
 	memo  map[string]costResult
 }
@@ -177,7 +178,7 @@ func (w *costWalk) set(set ast.SelectionSet, depth int) costResult {
 			f, ok := w.memo[s.Name]
 			if !ok {
 				w.memo[s.Name] = costResult{} // a cycle (refused by validation) ends here
-				if def := w.frags.ForName(s.Name); def != nil {
+				if def := w.frags[s.Name]; def != nil {
 					f = w.set(def.SelectionSet, depth)
 				}
 				w.memo[s.Name] = f
@@ -326,24 +327,29 @@ func valueOf(v *ast.Value) any {
 	return x
 }
 
-// countRootFields counts the root fields of an operation, through fragments.
-func countRootFields(set ast.SelectionSet, frags ast.FragmentDefinitionList, depth int) int {
-	if depth > walkDepthGuard {
-		return 0
-	}
-	n := 0
+// countRootFields counts the root fields of an operation, through
+// fragments; each fragment's count is computed once (memo), so fragments
+// spreading fragments twice over cannot make it exponential.
+func countRootFields(set ast.SelectionSet, frags map[string]*ast.FragmentDefinition, memo map[string]int64) int64 {
+	var n int64
 	for _, sel := range set {
 		switch s := sel.(type) {
 		case *ast.Field:
 			if s.Name != "__typename" {
-				n++
+				n = satAdd(n, 1)
 			}
 		case *ast.InlineFragment:
-			n += countRootFields(s.SelectionSet, frags, depth+1)
+			n = satAdd(n, countRootFields(s.SelectionSet, frags, memo))
 		case *ast.FragmentSpread:
-			if f := frags.ForName(s.Name); f != nil {
-				n += countRootFields(f.SelectionSet, frags, depth+1)
+			c, ok := memo[s.Name]
+			if !ok {
+				memo[s.Name] = 0 // a cycle (refused by validation) ends here
+				if f := frags[s.Name]; f != nil {
+					c = countRootFields(f.SelectionSet, frags, memo)
+				}
+				memo[s.Name] = c
 			}
+			n = satAdd(n, c)
 		}
 	}
 	return n

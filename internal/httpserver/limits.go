@@ -25,7 +25,8 @@ func (d depthLimit) MutateOperationContext(_ context.Context, oc *graphql.Operat
 	if oc.Operation == nil {
 		return nil
 	}
-	if depth := selectionDepth(oc.Operation.SelectionSet, oc.Doc.Fragments, 0, d.max); depth > d.max {
+	w := depthWalk{frags: fragmentIndex(oc.Doc.Fragments), memo: map[string]int{}}
+	if depth := w.height(oc.Operation.SelectionSet); depth > d.max {
 		err := gqlerror.Errorf("The operation is nested %d levels deep; the limit is %d.", depth, d.max)
 		err.Extensions = map[string]any{"code": "DEPTH_LIMIT_EXCEEDED"}
 		return err
@@ -33,13 +34,17 @@ func (d depthLimit) MutateOperationContext(_ context.Context, oc *graphql.Operat
 	return nil
 }
 
-// selectionDepth returns the depth of set, stopping once it passes limit so a
-// hostile document cannot make the walk expensive.
-func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, depth, limit int) int {
-	if depth > limit {
-		return depth
-	}
-	max := depth
+// depthWalk measures how deep selection sets nest. A fragment is as deep
+// wherever it is spread, so its depth is computed once: fragments that
+// spread fragments twice over cannot make the walk exponential.
+type depthWalk struct {
+	frags map[string]*ast.FragmentDefinition
+	memo  map[string]int
+}
+
+// height is how many levels of fields set nests, 0 for an empty set.
+func (w *depthWalk) height(set ast.SelectionSet) int {
+	max := 0
 	for _, sel := range set {
 		var d int
 		switch s := sel.(type) {
@@ -50,16 +55,17 @@ func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, dept
 				// introspection query must always pass.
 				continue
 			}
-			if len(s.SelectionSet) == 0 {
-				d = depth + 1
-			} else {
-				d = selectionDepth(s.SelectionSet, frags, depth+1, limit)
-			}
+			d = 1 + w.height(s.SelectionSet)
 		case *ast.InlineFragment:
-			d = selectionDepth(s.SelectionSet, frags, depth, limit)
+			d = w.height(s.SelectionSet)
 		case *ast.FragmentSpread:
-			if f := frags.ForName(s.Name); f != nil {
-				d = selectionDepth(f.SelectionSet, frags, depth, limit)
+			var ok bool
+			if d, ok = w.memo[s.Name]; !ok {
+				w.memo[s.Name] = 0 // a cycle (refused by validation) ends here
+				if f := w.frags[s.Name]; f != nil {
+					d = w.height(f.SelectionSet)
+				}
+				w.memo[s.Name] = d
 			}
 		}
 		if d > max {
@@ -67,4 +73,16 @@ func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, dept
 		}
 	}
 	return max
+}
+
+// fragmentIndex maps fragment names to their definitions: the first of a
+// name, like ForName, without a linear scan per spread.
+func fragmentIndex(frags ast.FragmentDefinitionList) map[string]*ast.FragmentDefinition {
+	m := make(map[string]*ast.FragmentDefinition, len(frags))
+	for _, f := range frags {
+		if _, dup := m[f.Name]; !dup {
+			m[f.Name] = f
+		}
+	}
+	return m
 }

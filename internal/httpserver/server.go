@@ -100,8 +100,12 @@ func New(cfg Config) http.Handler {
 	gql.AddTransport(transport.SSE{})
 	gql.AddTransport(transport.GET{})
 	gql.AddTransport(transport.POST{})
-	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	queries := lru.New[*ast.QueryDocument](1000)
+	gql.SetQueryCache(queries)
 	gql.Use(newPersistedQueries())
+	// After persisted queries, which put the query text in place; before
+	// gqlgen parses and validates it.
+	gql.Use(documentBudget{cache: queries})
 	gql.Use(extension.Introspection{})
 	gql.Use(depthLimit{max: MaxQueryDepth})
 	gql.Use(newCostLimit(MaxComplexity))
