@@ -52,8 +52,10 @@ import (
 const PluginName = "runtime"
 
 // Handshake is checked by both sides before anything else: a binary started by
-// mistake (or a plugin for another program) refuses to run. ProtocolVersion is
-// bumped only for an incompatible change of this contract.
+// mistake (or a plugin for another program) refuses to run. Its
+// ProtocolVersion is the oldest version (1), the one a plugin that knows no
+// other speaks; the versions actually offered are negotiated through
+// VersionedPluginMap (see versions.go).
 var Handshake = plugin.HandshakeConfig{
 	ProtocolVersion:  1,
 	MagicCookieKey:   "IPA_POD_PLUGIN",
