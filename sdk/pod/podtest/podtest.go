@@ -192,7 +192,9 @@ func (c *checker) pass(step, format string, args ...any) {
 }
 
 func (c *checker) fail(step, format string, args ...any) {
-	c.rep.Results = append(c.rep.Results, Result{Step: step, Detail: fmt.Sprintf(format, args...)})
+	// One line per step: go-plugin's errors may span several.
+	detail := strings.Join(strings.Fields(fmt.Sprintf(format, args...)), " ")
+	c.rep.Results = append(c.rep.Results, Result{Step: step, Detail: detail})
 }
 
 func (c *checker) skip(step, format string, args ...any) {
@@ -545,7 +547,7 @@ func (c *checker) hostRestart(ctx context.Context, cn *conn, task string, h *hos
 // must exit 0 after shutdown.
 func (c *checker) stopWithDeadline(ctx context.Context) {
 	if c.rep.ProtocolVersion == 0 {
-		c.fail(StepStopDead, "not run: the plugin did not launch")
+		c.skip(StepStopDead, "not run: the plugin did not launch")
 		return
 	}
 	cn, err := c.launch(ctx)
@@ -581,7 +583,7 @@ func (c *checker) stopWithDeadline(ctx context.Context) {
 // pod_crashed with signal SIGKILL and restarts by policy).
 func (c *checker) kill9(ctx context.Context) {
 	if c.rep.ProtocolVersion == 0 {
-		c.fail(StepKill, "not run: the plugin did not launch")
+		c.skip(StepKill, "not run: the plugin did not launch")
 		return
 	}
 	cn, err := c.launch(ctx)
