@@ -89,6 +89,13 @@ func buildGoExample(t testing.TB, pluginDir string) string {
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build of the copied example: %v\n%s", err, b)
 	}
+	// The author's own go test runs the conformance kit (sdk/pod/podtest).
+	test := exec.Command("go", "test", "-count=1", ".")
+	test.Dir = dir
+	test.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+	if b, err := test.CombinedOutput(); err != nil {
+		t.Fatalf("go test of the copied example: %v\n%s", err, b)
+	}
 	return out
 }
 
