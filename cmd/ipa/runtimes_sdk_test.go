@@ -307,7 +307,7 @@ func TestProtocolVersion1PluginRuns(t *testing.T) {
 	t.Parallel()
 	dir := newPluginDir(t)
 	bin := buildV1Plugin(t, dir)
-	if out, code := pluginCheck(t, bin, "--config", `{"stepMs": 50}`); code != 0 || !strings.Contains(out, "SKIP  describe") {
+	if out, code := pluginCheck(t, bin); code != 0 || !strings.Contains(out, "SKIP  describe") {
 		t.Fatalf("ipa plugin check %s: exit %d\n%s", bin, code, out)
 	}
 	s := newHome(t).start("--plugin-dir", dir)
@@ -318,10 +318,10 @@ func TestProtocolVersion1PluginRuns(t *testing.T) {
 	if strings.Contains(s.log.String(), "describe itself") {
 		t.Fatalf("the server asked a version 1 plugin to describe itself:\n%s", s.logTail(40))
 	}
-	id := s.createTask(t, map[string]any{"runtime": "old", "runtimeConfig": demoConfig(20), "autoStart": true})
+	id := s.createTask(t, map[string]any{"runtime": "old", "autoStart": true})
 	eventually(t, 60*time.Second, func() string {
-		if tv := s.task(t, id); tv.Phase != "REVIEW" {
-			return "phase " + tv.Phase
+		if tv := s.task(t, id); tv.Phase != "PLANNING" || !jsonEqual(tv.Pod.Live, `{"planned": true}`) {
+			return fmt.Sprintf("phase %s, live %s", tv.Phase, tv.Pod.Live)
 		}
 		return ""
 	})
