@@ -2,18 +2,17 @@ package exec
 
 import (
 	"context"
+	"encoding/json"
 
-	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/sdk/pod"
 )
 
-var _ podapi.Describer = (*Runtime)(nil)
-
-// Describe says what the runtime is (protocol version 2); the catalog lists
-// the same without launching it.
-func (r *Runtime) Describe(context.Context, podapi.DescribeRequest) (podapi.DescribeResponse, error) {
-	return podapi.DescribeResponse{
+// Describe says what the runtime is; the catalog lists the same without
+// launching it.
+func (r *Runtime) Describe(context.Context, pod.DescribeRequest) (pod.DescribeResponse, error) {
+	return pod.DescribeResponse{
 		Description:   Description,
-		ConfigSchema:  []byte(ConfigSchema),
-		ExampleConfig: []byte(ExampleConfig),
+		ConfigSchema:  json.RawMessage(ConfigSchema),
+		ExampleConfig: json.RawMessage(ExampleConfig),
 	}, nil
 }
