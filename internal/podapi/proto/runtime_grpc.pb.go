@@ -48,10 +48,24 @@ const (
 //
 // Runtime is served by the plugin process and called by the host.
 type RuntimeClient interface {
+	// Begins the work of one task and answers promptly (the launch and Start
+	// together get the start timeout, 10 s); the work goes on in the plugin. One plugin process runs one task:
+	// a second Start answers CONFLICT. A bad runtime_config answers
+	// BAD_USER_INPUT.
 	Start(ctx context.Context, in *StartRequest, opts ...grpc.CallOption) (*StartResponse, error)
+	// A restarted host took the running plugin over: re-point the task's Host
+	// at AttachRequest.host; the work goes on, not restarted. Answers CONFLICT
+	// when the plugin runs another task (or none).
 	Attach(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*AttachResponse, error)
+	// The live state of the work; the host polls it every few seconds and
+	// shows live as Pod.live.
 	State(ctx context.Context, in *StateRequest, opts ...grpc.CallOption) (*StateResponse, error)
+	// Ends the work: gracefully, forcibly once the deadline has passed. The
+	// host waits until 2 s past the deadline (5 s without one), then
+	// shuts the plugin down (GRPCController.Shutdown); the process must then
+	// exit 0, or it is recorded as a crash.
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
+	// The plugin's own view of its health.
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 	// Since protocol version 2.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
@@ -131,10 +145,24 @@ func (c *runtimeClient) Describe(ctx context.Context, in *DescribeRequest, opts 
 //
 // Runtime is served by the plugin process and called by the host.
 type RuntimeServer interface {
+	// Begins the work of one task and answers promptly (the launch and Start
+	// together get the start timeout, 10 s); the work goes on in the plugin. One plugin process runs one task:
+	// a second Start answers CONFLICT. A bad runtime_config answers
+	// BAD_USER_INPUT.
 	Start(context.Context, *StartRequest) (*StartResponse, error)
+	// A restarted host took the running plugin over: re-point the task's Host
+	// at AttachRequest.host; the work goes on, not restarted. Answers CONFLICT
+	// when the plugin runs another task (or none).
 	Attach(context.Context, *AttachRequest) (*AttachResponse, error)
+	// The live state of the work; the host polls it every few seconds and
+	// shows live as Pod.live.
 	State(context.Context, *StateRequest) (*StateResponse, error)
+	// Ends the work: gracefully, forcibly once the deadline has passed. The
+	// host waits until 2 s past the deadline (5 s without one), then
+	// shuts the plugin down (GRPCController.Shutdown); the process must then
+	// exit 0, or it is recorded as a crash.
 	Stop(context.Context, *StopRequest) (*StopResponse, error)
+	// The plugin's own view of its health.
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	// Since protocol version 2.
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
@@ -343,8 +371,14 @@ const (
 //
 // Host is served by the host, one server per pod, bound to that pod's task.
 type HostClient interface {
+	// Appends a runtime.* event to the task's stream (other types:
+	// BAD_USER_INPUT).
 	AppendEvent(ctx context.Context, in *AppendEventRequest, opts ...grpc.CallOption) (*AppendEventResponse, error)
+	// Asks to move the task one phase forward or back; a refusal carries the
+	// task's current phase in ErrorInfo.phase. An empty `to` only asks for the
+	// current phase.
 	RequestPhase(ctx context.Context, in *PhaseRequest, opts ...grpc.CallOption) (*PhaseResponse, error)
+	// Records output lines, as pod_output events.
 	Output(ctx context.Context, in *OutputRequest, opts ...grpc.CallOption) (*OutputResponse, error)
 }
 
@@ -392,8 +426,14 @@ func (c *hostClient) Output(ctx context.Context, in *OutputRequest, opts ...grpc
 //
 // Host is served by the host, one server per pod, bound to that pod's task.
 type HostServer interface {
+	// Appends a runtime.* event to the task's stream (other types:
+	// BAD_USER_INPUT).
 	AppendEvent(context.Context, *AppendEventRequest) (*AppendEventResponse, error)
+	// Asks to move the task one phase forward or back; a refusal carries the
+	// task's current phase in ErrorInfo.phase. An empty `to` only asks for the
+	// current phase.
 	RequestPhase(context.Context, *PhaseRequest) (*PhaseResponse, error)
+	// Records output lines, as pod_output events.
 	Output(context.Context, *OutputRequest) (*OutputResponse, error)
 	mustEmbedUnimplementedHostServer()
 }
