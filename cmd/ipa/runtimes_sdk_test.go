@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -183,7 +184,7 @@ func (s *server) rawErrors(t testing.TB, query string, vars map[string]any) []st
 
 // checkHello runs a task on a hello runtime (the Go or the Python example)
 // and checks everything the examples promise.
-func checkHello(t *testing.T, s *server, name string) {
+func checkHello(t *testing.T, h *home, s *server, name string) {
 	rt, ok := s.runtimes(t)[name]
 	if !ok {
 		t.Fatalf("runtime %s is not offered", name)
@@ -234,11 +235,49 @@ func checkHello(t *testing.T, s *server, name string) {
 	if n := len(s.events(t, id, "runtime.hello.greeted")); n != 1 {
 		t.Errorf("%d runtime.hello.greeted events, want 1", n)
 	}
+
+	// The server dies (kill -9) and comes back: it reattaches to the running
+	// plugin, which answers Attach and goes on; the stop then goes through
+	// the new server.
+	pid := s.task(t, id).Pod.PID
+	s.crash(t)
+	s = h.start()
+	eventually(t, 60*time.Second, func() string {
+		evs := s.events(t, id, "pod_reattached", "pod_lost")
+		if len(evs) == 0 {
+			return "no pod_reattached yet"
+		}
+		if evs[0].Type != "pod_reattached" || dataField[int](t, evs[0], "pid") != pid {
+			t.Fatalf("after the server's restart: %s %s, want pod_reattached of pid %d", evs[0].Type, evs[0].Data, pid)
+		}
+		return ""
+	})
+	eventually(t, 30*time.Second, func() string {
+		if tv := s.task(t, id); tv.Pod.State != "RUNNING" || !jsonEqual(tv.Pod.Live, `{"greeted": true}`) {
+			return fmt.Sprintf("after reattach: pod %s, live %s", tv.Pod.State, tv.Pod.Live)
+		}
+		return ""
+	})
 	s.must(t, `mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
 	tv := s.waitPod(t, id, "STOPPED", "", 0, 60*time.Second)
 	if len(tv.Pod.Crashes) != 0 {
 		t.Errorf("a stop asked for recorded crashes: %+v", tv.Pod.Crashes)
 	}
+
+	// kill -9 of the plugin is a crash with its signal.
+	id = s.createTask(t, map[string]any{"title": "kill " + name, "runtime": name, "autoStart": true,
+		"restartPolicy": map[string]any{"autoRestart": false}})
+	tv = s.waitPod(t, id, "RUNNING", "", 0, 60*time.Second)
+	if err := syscall.Kill(tv.Pod.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() string {
+		tv := s.task(t, id)
+		if len(tv.Pod.Crashes) == 0 || tv.Pod.Crashes[0].Signal != "SIGKILL" {
+			return fmt.Sprintf("pod %s, crashes %+v", tv.Pod.State, tv.Pod.Crashes)
+		}
+		return ""
+	})
 
 	// {"fail": true}: the process exits with status 3, recorded as a crash.
 	id = s.createTask(t, map[string]any{"title": "fail " + name, "runtime": name, "runtimeConfig": map[string]any{"fail": true}, "autoStart": true,
@@ -285,8 +324,8 @@ func TestGoExampleRuntime(t *testing.T) {
 	if out, code := pluginCheck(t, bin); code != 0 || !strings.Contains(out, "ok: the runtime passed every check") {
 		t.Fatalf("ipa plugin check %s: exit %d\n%s", bin, code, out)
 	}
-	s := newHome(t).start("--plugin-dir", dir)
-	checkHello(t, s, "hello")
+	h := newHome(t, "--plugin-dir", dir)
+	checkHello(t, h, h.start(), "hello")
 }
 
 func TestPythonExampleRuntime(t *testing.T) {
@@ -296,8 +335,8 @@ func TestPythonExampleRuntime(t *testing.T) {
 	if out, code := pluginCheck(t, bin); code != 0 || !strings.Contains(out, "ok: the runtime passed every check") {
 		t.Fatalf("ipa plugin check %s: exit %d\n%s", bin, code, out)
 	}
-	s := newHome(t).start("--plugin-dir", dir)
-	checkHello(t, s, "hello-py")
+	h := newHome(t, "--plugin-dir", dir)
+	checkHello(t, h, h.start(), "hello-py")
 }
 
 // A plugin built for protocol version 1 runs on this server: it is offered
