@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -210,13 +209,13 @@ type conn struct {
 
 func (c *checker) launch(ctx context.Context) (*conn, error) {
 	cmd := exec.Command(c.cfg.Command[0], c.cfg.Command[1:]...)
-	cmd.Env = append(os.Environ(), c.cfg.Env...)
 	p := newProc(cmd)
 	pc := podapi.NewClientConfig(cmd, c.log)
 	pc.Cmd = nil
 	pc.RunnerFunc = func(_ hclog.Logger, gp *exec.Cmd, _ string) (runner.Runner, error) {
-		// go-plugin's handshake variables, over ours.
-		cmd.Env = append(append([]string(nil), cmd.Env...), gp.Env...)
+		// go-plugin's environment (ours and its handshake variables), then
+		// the config's, which win.
+		cmd.Env = append(append([]string(nil), gp.Env...), c.cfg.Env...)
 		return p, nil
 	}
 	pc.StartTimeout = c.cfg.Timeout
