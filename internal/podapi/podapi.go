@@ -1,9 +1,10 @@
 // Package podapi is the contract between the ipa server (the host) and a pod
 // runtime plugin: the go-plugin handshake and plugin map, the Go interfaces
 // both sides program against, and the gRPC glue for both sides. The host
-// (internal/supervisor) and every plugin (plugins/...) import this package and
-// never each other. Protobuf types never leave it: its exported API is plain
-// Go.
+// (internal/supervisor) imports it; runtimes (plugins/..., and any outside
+// this repository) import its public face, sdk/pod, which uses it as its
+// engine; neither side imports the other. Protobuf types never leave it: its
+// exported API is plain Go. Protocol versions: see versions.go.
 //
 // # Shape of a pod
 //
