@@ -9,18 +9,18 @@ import (
 
 // Error codes: the GraphQL error codes a person sees (extensions.code).
 const (
-	CodeInvalid     = ipa.EINVALID     // BAD_USER_INPUT: a bad config or request
-	CodeConflict    = ipa.ECONFLICT    // CONFLICT: already started, another task
-	CodeNotFound    = ipa.ENOTFOUND    // NOT_FOUND
-	CodeUnavailable = ipa.EUNAVAILABLE // UNAVAILABLE: the work cannot run now
-	CodeInternal    = ipa.EINTERNAL    // INTERNAL_SERVER_ERROR
+	CodeInvalid     = "BAD_USER_INPUT" // a bad config or request
+	CodeConflict    = "CONFLICT"       // already started, another task
+	CodeNotFound    = "NOT_FOUND"
+	CodeUnavailable = "UNAVAILABLE" // the work cannot run now
+	CodeInternal    = "INTERNAL_SERVER_ERROR"
 )
 
 // Reasons refine a code (extensions.reason).
 const (
-	ReasonInvalidArgument   = ipa.ReasonInvalidArgument   // INVALID_ARGUMENT
-	ReasonInvalidTransition = ipa.ReasonInvalidTransition // INVALID_TRANSITION: a refused phase request
-	ReasonRuntimeFailed     = ipa.ReasonRuntimeFailed     // RUNTIME_FAILED
+	ReasonInvalidArgument   = "INVALID_ARGUMENT"
+	ReasonInvalidTransition = "INVALID_TRANSITION" // a refused phase request
+	ReasonRuntimeFailed     = "RUNTIME_FAILED"
 )
 
 // Error is an error with a code, a reason and a message for a person. It

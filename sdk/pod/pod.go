@@ -53,8 +53,8 @@ import (
 // MinProtocolVersion, so it runs on older servers too (without the calls
 // those do not know).
 const (
-	ProtocolVersion    = podapi.ProtocolVersion
-	MinProtocolVersion = podapi.MinProtocolVersion
+	ProtocolVersion    = 2
+	MinProtocolVersion = 1
 )
 
 // Runtime is what a plugin implements.
