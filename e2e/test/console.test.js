@@ -282,6 +282,11 @@ test('an operator creates a task from the form and lands on its page', async (t)
     await page.getByRole('button', { name: 'New task' }).click();
     const dialog = page.locator('dialog[open]');
     await dialog.getByLabel('Title').fill('console: made in the form');
+    // The runtime's example config is pre-filled and its schema's fields
+    // are explained (the demo declares both).
+    assert.deepEqual(JSON.parse(await dialog.getByLabel('Runtime config (JSON)').inputValue()), { stepMs: 2000 });
+    await dialog.locator('.config-help dt', { hasText: 'stepMs' }).waitFor({ timeout: 5000 });
+    assert.match(await dialog.locator('.config-help dd').first().innerText(), /between two phase steps/);
     await dialog.getByLabel('Runtime config (JSON)').fill('{not json');
     await dialog.getByRole('button', { name: 'Create' }).click();
     await dialog.locator('.refusal', { hasText: 'not valid JSON' }).waitFor({ timeout: 5000 });

@@ -177,8 +177,11 @@ type ComplexityRoot struct {
 	}
 
 	Runtime struct {
-		Description func(childComplexity int) int
-		Name        func(childComplexity int) int
+		ConfigSchema    func(childComplexity int) int
+		Description     func(childComplexity int) int
+		ExampleConfig   func(childComplexity int) int
+		Name            func(childComplexity int) int
+		ProtocolVersion func(childComplexity int) int
 	}
 
 	StartPodPayload struct {
@@ -952,18 +955,36 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RestartPolicy.WindowSeconds(childComplexity), true
 
+	case "Runtime.configSchema":
+		if e.ComplexityRoot.Runtime.ConfigSchema == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Runtime.ConfigSchema(childComplexity), true
 	case "Runtime.description":
 		if e.ComplexityRoot.Runtime.Description == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Runtime.Description(childComplexity), true
+	case "Runtime.exampleConfig":
+		if e.ComplexityRoot.Runtime.ExampleConfig == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Runtime.ExampleConfig(childComplexity), true
 	case "Runtime.name":
 		if e.ComplexityRoot.Runtime.Name == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Runtime.Name(childComplexity), true
+	case "Runtime.protocolVersion":
+		if e.ComplexityRoot.Runtime.ProtocolVersion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Runtime.ProtocolVersion(childComplexity), true
 
 	case "StartPodPayload.started":
 		if e.ComplexityRoot.StartPodPayload.Started == nil {
@@ -1726,7 +1747,14 @@ A pod runtime: the plugin that runs a task's work.
 """
 type Runtime {
   name: String!
-  description: String
+  "What the runtime does, for a person; a plugin declares it (a fallback naming the plugin when it does not)."
+  description: String!
+  "The plugin protocol version the server speaks with this runtime (negotiated at discovery; 0 when the plugin could not be reached)."
+  protocolVersion: Int!
+  "The JSON Schema of runtimeConfig the runtime declares; createTask checks every config against it. Null: none declared."
+  configSchema: JSON
+  "A valid runtimeConfig the runtime declares, to start from. Null: none declared."
+  exampleConfig: JSON
 }
 `, BuiltIn: false},
 	{Name: "../../schema/task.graphqls", Input: `"""
@@ -2284,6 +2312,12 @@ func (ec *executionContext) childFields_Runtime(ctx context.Context, field graph
 		return ec.fieldContext_Runtime_name(ctx, field)
 	case "description":
 		return ec.fieldContext_Runtime_description(ctx, field)
+	case "protocolVersion":
+		return ec.fieldContext_Runtime_protocolVersion(ctx, field)
+	case "configSchema":
+		return ec.fieldContext_Runtime_configSchema(ctx, field)
+	case "exampleConfig":
+		return ec.fieldContext_Runtime_exampleConfig(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Runtime", field.Name)
 }

@@ -11,6 +11,7 @@
 package catalog
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ipa-dev/ipa/internal/configschema"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
 	"github.com/ipa-dev/ipa/plugins/builtin"
@@ -56,6 +58,9 @@ type external struct {
 	name   string
 	path   string // the file executed: the private copy when allow-listed
 	sha256 string // of the file at discovery (hex)
+	// What the plugin said about itself when discovery launched it.
+	probe  podapi.Probe
+	schema *configschema.Schema // nil: none declared, or not usable
 }
 
 // Discover builds the catalog. A plugin refused by the allow-list (or that
@@ -106,13 +111,19 @@ func Discover(opts Options, log *slog.Logger) (*Catalog, error) {
 			log.Warn("plugin refused", "plugin_dir", opts.PluginDir, "err", r)
 		}
 	}
+	var kept []external
 	for _, rt := range found {
 		if _, clash := builtin.Get(rt.name); clash {
 			log.Warn("external plugin ignored: a built-in runtime has that name", "runtime", rt.name, "path", rt.path)
 			continue
 		}
+		kept = append(kept, rt)
+	}
+	describeAll(kept, log)
+	for _, rt := range kept {
 		c.external[rt.name] = rt
-		log.Info("external runtime found", "runtime", rt.name, "path", rt.path, "sha256", rt.sha256)
+		log.Info("external runtime found", "runtime", rt.name, "path", rt.path, "sha256", rt.sha256,
+			"protocol_version", rt.probe.ProtocolVersion, "config_schema", rt.schema != nil)
 	}
 	return c, nil
 }
@@ -122,7 +133,14 @@ func (c *Catalog) Runtimes() []ipa.Runtime {
 	var out []ipa.Runtime
 	for _, rt := range builtin.All() {
 		if c.builtins[rt.Name] {
-			r := ipa.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig}
+			r := ipa.Runtime{
+				Name:            rt.Name,
+				Description:     rt.Description,
+				ValidateConfig:  rt.ValidateConfig,
+				ProtocolVersion: podapi.ProtocolVersion,
+				ConfigSchema:    json.RawMessage(rt.ConfigSchema),
+				ExampleConfig:   json.RawMessage(rt.ExampleConfig),
+			}
 			if rt.Name == "exec" {
 				r.Role = c.execRole
 			}
@@ -135,7 +153,7 @@ func (c *Catalog) Runtimes() []ipa.Runtime {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		out = append(out, ipa.Runtime{Name: n, Description: "External runtime plugin " + n + "."})
+		out = append(out, c.external[n].runtime())
 	}
 	return out
 }

@@ -32,6 +32,9 @@ const (
 	ReasonInvalidLabels     = "INVALID_LABELS"
 	ReasonInvalidParent     = "INVALID_PARENT"
 	ReasonOpenChildren      = "OPEN_CHILDREN"
+	// ReasonInvalidRuntimeConfig: a runtimeConfig that its runtime's JSON
+	// Schema refuses; extensions.path is the JSON pointer of the first failure.
+	ReasonInvalidRuntimeConfig = "INVALID_RUNTIME_CONFIG"
 )
 
 // Error is a failure a client may see: a code, an optional reason, a message

@@ -67,8 +67,11 @@ func (in *RestartPolicyInput) Apply(p RestartPolicy) RestartPolicy {
 
 // RuntimeInfo is a runtime as the API lists it.
 type RuntimeInfo struct {
-	Name        string
-	Description *string
+	Name            string
+	Description     string
+	ProtocolVersion int
+	ConfigSchema    json.RawMessage // nil: none declared
+	ExampleConfig   json.RawMessage // nil: none declared
 }
 
 // Runtime is a pod runtime a server offers.
@@ -78,6 +81,12 @@ type Runtime struct {
 	// ValidateConfig checks a task's runtime config when the task is
 	// created, without starting anything. Nil accepts any JSON object.
 	ValidateConfig func(raw []byte) error
+	// ProtocolVersion is the plugin protocol version the runtime speaks
+	// (negotiated when the server discovered it).
+	ProtocolVersion int
+	// ConfigSchema is the JSON Schema the runtime declares for its config
+	// and ExampleConfig a valid config; nil when it declares none.
+	ConfigSchema, ExampleConfig json.RawMessage
 	// Role is the role needed to create a task of this runtime or start its
 	// pod; "" means OPERATOR, as for every mutation. exec, which runs any
 	// command as the server's OS user, needs ADMIN by default.

@@ -23,16 +23,17 @@ import (
 // runtimeClient is the host side of Runtime: it calls the plugin over gRPC
 // and serves the task's Host back to it.
 type runtimeClient struct {
-	done   context.Context // ends when the plugin client closes
-	broker *plugin.GRPCBroker
-	rpc    pb.RuntimeClient
+	done    context.Context // ends when the plugin client closes
+	broker  *plugin.GRPCBroker
+	rpc     pb.RuntimeClient
+	version int // negotiated protocol version
 
 	mu         sync.Mutex
 	attachStop func() // stops the Host server of the latest Attach
 }
 
-func newRuntimeClient(done context.Context, broker *plugin.GRPCBroker, conn *grpc.ClientConn) *runtimeClient {
-	c := &runtimeClient{done: done, broker: broker, rpc: pb.NewRuntimeClient(conn)}
+func newRuntimeClient(done context.Context, broker *plugin.GRPCBroker, conn *grpc.ClientConn, version int) *runtimeClient {
+	c := &runtimeClient{done: done, broker: broker, rpc: pb.NewRuntimeClient(conn), version: version}
 	go func() {
 		<-done.Done()
 		c.mu.Lock()

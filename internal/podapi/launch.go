@@ -18,7 +18,7 @@ func NewClientConfig(cmd *exec.Cmd, logger hclog.Logger) *plugin.ClientConfig {
 	detach(cmd)
 	return &plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
-		Plugins:          PluginMap,
+		VersionedPlugins: VersionedPluginMap(),
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger,
@@ -77,7 +77,9 @@ func NewReattachConfig(info ReattachInfo, logger hclog.Logger) (*plugin.ClientCo
 	}
 	return &plugin.ClientConfig{
 		HandshakeConfig: Handshake,
-		Plugins:         PluginMap,
+		// go-plugin uses Plugins (not VersionedPlugins) on reattach: the
+		// set of the version negotiated at launch.
+		Plugins:         pluginSet(version),
 		GRPCDialOptions: hostDialOptions(),
 		Reattach: &plugin.ReattachConfig{
 			Protocol:        plugin.ProtocolGRPC,

@@ -15,6 +15,10 @@ import (
 type RuntimePlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	Impl Runtime
+	// Version is the protocol version this glue speaks (host side: the
+	// version negotiated with the plugin; calls it does not have are not
+	// made). Zero means ProtocolVersion.
+	Version int
 }
 
 var _ plugin.GRPCPlugin = (*RuntimePlugin)(nil)
@@ -28,5 +32,9 @@ func (p *RuntimePlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) er
 // GRPCClient builds the host side (called by go-plugin in the host). ctx ends
 // when the plugin client is closed or the plugin process exits.
 func (p *RuntimePlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return newRuntimeClient(ctx, broker, c), nil
+	v := p.Version
+	if v == 0 {
+		v = ProtocolVersion
+	}
+	return newRuntimeClient(ctx, broker, c, v), nil
 }

@@ -1,9 +1,10 @@
 // Package podapi is the contract between the ipa server (the host) and a pod
 // runtime plugin: the go-plugin handshake and plugin map, the Go interfaces
 // both sides program against, and the gRPC glue for both sides. The host
-// (internal/supervisor) and every plugin (plugins/...) import this package and
-// never each other. Protobuf types never leave it: its exported API is plain
-// Go.
+// (internal/supervisor) imports it; runtimes (plugins/..., and any outside
+// this repository) import its public face, sdk/pod, which uses it as its
+// engine; neither side imports the other. Protobuf types never leave it: its
+// exported API is plain Go. Protocol versions: see versions.go.
 //
 // # Shape of a pod
 //
@@ -52,8 +53,10 @@ import (
 const PluginName = "runtime"
 
 // Handshake is checked by both sides before anything else: a binary started by
-// mistake (or a plugin for another program) refuses to run. ProtocolVersion is
-// bumped only for an incompatible change of this contract.
+// mistake (or a plugin for another program) refuses to run. Its
+// ProtocolVersion is the oldest version (1), the one a plugin that knows no
+// other speaks; the versions actually offered are negotiated through
+// VersionedPluginMap (see versions.go).
 var Handshake = plugin.HandshakeConfig{
 	ProtocolVersion:  1,
 	MagicCookieKey:   "IPA_POD_PLUGIN",

@@ -159,8 +159,8 @@ func Serve(impl Runtime) {
 	}
 
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         map[string]plugin.Plugin{PluginName: &RuntimePlugin{Impl: impl}},
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: servedPluginMap(impl),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(append(opts, grpc.StatsHandler(watch), pluginServerOption())...)
 		},

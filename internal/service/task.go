@@ -100,12 +100,13 @@ func (s *TaskService) Runtimes(ctx context.Context) ([]ipa.RuntimeInfo, error) {
 	out := make([]ipa.RuntimeInfo, 0, len(s.names))
 	for _, n := range s.names {
 		rt := s.runtimes[n]
-		info := ipa.RuntimeInfo{Name: rt.Name}
-		if rt.Description != "" {
-			d := rt.Description
-			info.Description = &d
-		}
-		out = append(out, info)
+		out = append(out, ipa.RuntimeInfo{
+			Name:            rt.Name,
+			Description:     rt.Description,
+			ProtocolVersion: rt.ProtocolVersion,
+			ConfigSchema:    rt.ConfigSchema,
+			ExampleConfig:   rt.ExampleConfig,
+		})
 	}
 	return out, nil
 }
@@ -208,6 +209,12 @@ func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedDat
 			var e *ipa.Error
 			if errors.As(err, &e) {
 				msg = e.Message // not "BAD_USER_INPUT/INVALID_ARGUMENT: …" twice over
+				if e.Reason == ipa.ReasonInvalidRuntimeConfig {
+					// A schema's refusal keeps its reason and failing path.
+					out := *e
+					out.Message = fmt.Sprintf("runtimeConfig for %s: %s", d.Runtime, msg)
+					return d, &out
+				}
 			}
 			return d, invalidArg("runtimeConfig for %s: %s", d.Runtime, msg)
 		}

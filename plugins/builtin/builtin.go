@@ -25,11 +25,16 @@ type Runtime struct {
 	// ValidateConfig checks a runtime config (JSON) without starting a
 	// process; it returns an EINVALID *ipa.Error saying what is wrong.
 	ValidateConfig func(raw []byte) error
+	// ConfigSchema (a JSON Schema) and ExampleConfig (a valid config)
+	// describe the runtime config in the runtimes query.
+	ConfigSchema, ExampleConfig string
 }
 
 var registry = map[string]Runtime{
-	"demo": {Name: "demo", Description: demo.Description, Serve: demo.Serve, ValidateConfig: demo.ValidateConfig},
-	"exec": {Name: "exec", Description: exec.Description, Serve: exec.Serve, ValidateConfig: exec.ValidateConfig},
+	"demo": {Name: "demo", Description: demo.Description, Serve: demo.Serve, ValidateConfig: demo.ValidateConfig,
+		ConfigSchema: demo.ConfigSchema, ExampleConfig: demo.ExampleConfig},
+	"exec": {Name: "exec", Description: exec.Description, Serve: exec.Serve, ValidateConfig: exec.ValidateConfig,
+		ConfigSchema: exec.ConfigSchema, ExampleConfig: exec.ExampleConfig},
 }
 
 // Lookup returns the serve func of the built-in runtime name.

@@ -21,7 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/sdk/pod"
 )
 
 // Description is shown in the runtimes query.
@@ -83,7 +83,7 @@ func invalid(format string, args ...any) error {
 }
 
 // Serve runs the demo runtime as a plugin process; it never returns.
-func Serve() { podapi.Serve(New()) }
+func Serve() { pod.Serve(New()) }
 
 // order is the walk; progress is the index over len-1.
 var order = []ipa.Phase{ipa.PhaseSpecClarification, ipa.PhasePlanning, ipa.PhaseDevelopment, ipa.PhaseReview}
@@ -102,7 +102,7 @@ type Runtime struct {
 	mu      sync.Mutex
 	taskID  string
 	cfg     Config
-	host    podapi.Host
+	host    pod.Host
 	phase   ipa.Phase // last phase the host confirmed
 	step    int
 	message string
@@ -114,19 +114,22 @@ type Runtime struct {
 // New returns a demo runtime waiting for Start.
 func New() *Runtime { return &Runtime{} }
 
-var _ podapi.Runtime = (*Runtime)(nil)
+var (
+	_ pod.Runtime        = (*Runtime)(nil)
+	_ pod.HealthReporter = (*Runtime)(nil)
+)
 
 // Start validates the config and starts the walk. Returns EINVALID for a bad
 // config and ECONFLICT when already started.
-func (r *Runtime) Start(startCtx context.Context, req podapi.StartRequest) (podapi.StartResponse, error) {
+func (r *Runtime) Start(startCtx context.Context, req pod.StartRequest) (pod.StartResponse, error) {
 	cfg, err := ParseConfig(req.RuntimeConfig)
 	if err != nil {
-		return podapi.StartResponse{}, err
+		return pod.StartResponse{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.done != nil {
-		return podapi.StartResponse{}, ipa.Errorf(ipa.ECONFLICT, ipa.ReasonInvalidArgument, "The demo runtime is already started.")
+		return pod.StartResponse{}, pod.Errorf(pod.CodeConflict, pod.ReasonInvalidArgument, "The demo runtime is already started.")
 	}
 	// The start phase is not in StartRequest: assume the first one and
 	// learn the real one from the host's first answer.
@@ -138,7 +141,7 @@ func (r *Runtime) Start(startCtx context.Context, req podapi.StartRequest) (poda
 	// start was traced); later steps are the pod's own.
 	first := trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(startCtx))
 	go r.walk(ctx, first, r.done)
-	return podapi.StartResponse{}, nil
+	return pod.StartResponse{}, nil
 }
 
 // idleProbe is how often an idle demo asks where its task is, at most: a
@@ -194,7 +197,7 @@ func (r *Runtime) stepOnce(ctx context.Context) bool {
 	r.mu.Unlock()
 	// An empty To only asks where the task is. A host that does not know
 	// that question refuses it, and its refusal carries the phase too.
-	if cur, _ := host.RequestPhase(ctx, podapi.PhaseRequest{}); cur.Phase != "" {
+	if cur, _ := host.RequestPhase(ctx, pod.PhaseRequest{}); cur.Phase != "" {
 		r.mu.Lock()
 		if p := ipa.Phase(cur.Phase); p != r.phase {
 			r.phase = p
@@ -215,7 +218,7 @@ func (r *Runtime) stepOnce(ctx context.Context) bool {
 		return true
 	}
 	to := order[i+1]
-	resp, err := host.RequestPhase(ctx, podapi.PhaseRequest{To: string(to), Note: "demo runtime step"})
+	resp, err := host.RequestPhase(ctx, pod.PhaseRequest{To: string(to), Note: "demo runtime step"})
 	r.mu.Lock()
 	r.step++
 	step := r.step
@@ -223,7 +226,7 @@ func (r *Runtime) stepOnce(ctx context.Context) bool {
 	case err == nil:
 		r.phase = ipa.Phase(resp.Phase)
 		r.message = "moved to " + resp.Phase
-	case errors.Is(err, podapi.ErrHostUnavailable):
+	case errors.Is(err, pod.ErrHostUnavailable):
 		r.message = "host unavailable; will retry"
 	case resp.Phase != "":
 		// Refused, e.g. a person moved the task: carry on from where it is.
@@ -238,7 +241,7 @@ func (r *Runtime) stepOnce(ctx context.Context) bool {
 	data, _ := json.Marshal(map[string]any{
 		"step": step, "from": from, "requested": to, "phase": now, "accepted": err == nil,
 	})
-	_, _ = host.AppendEvent(ctx, podapi.AppendEventRequest{Type: EventStep, Data: data})
+	_, _ = host.AppendEvent(ctx, pod.AppendEventRequest{Type: EventStep, Data: data})
 	if now == ipa.PhaseReview {
 		r.setMessage("in review: waiting for a person")
 		return true
@@ -253,13 +256,13 @@ func (r *Runtime) setMessage(m string) {
 }
 
 // Attach needs nothing: the Host handle from Start follows the new host.
-func (r *Runtime) Attach(_ context.Context, req podapi.AttachRequest) (podapi.AttachResponse, error) {
-	return podapi.AttachResponse{TaskID: req.TaskID}, nil
+func (r *Runtime) Attach(_ context.Context, req pod.AttachRequest) (pod.AttachResponse, error) {
+	return pod.AttachResponse{TaskID: req.TaskID}, nil
 }
 
 // State reports the phase, progress (0 at SPEC_CLARIFICATION, 1 at REVIEW),
 // step count and a live JSON blob.
-func (r *Runtime) State(context.Context, podapi.StateRequest) (podapi.StateResponse, error) {
+func (r *Runtime) State(context.Context, pod.StateRequest) (pod.StateResponse, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	progress := 0.0
@@ -275,29 +278,29 @@ func (r *Runtime) State(context.Context, podapi.StateRequest) (podapi.StateRespo
 	live, _ := json.Marshal(map[string]any{
 		"phase": r.phase, "step": r.step, "stepMs": r.cfg.StepMs, "progress": progress, "message": r.message,
 	})
-	return podapi.StateResponse{
+	return pod.StateResponse{
 		TaskID: r.taskID, Phase: string(r.phase), WantedPhase: wanted, Progress: progress,
 		Live: live, Message: r.message, Running: r.running,
 	}, nil
 }
 
 // Stop ends the walk; it never needs force.
-func (r *Runtime) Stop(ctx context.Context, _ podapi.StopRequest) (podapi.StopResponse, error) {
+func (r *Runtime) Stop(ctx context.Context, _ pod.StopRequest) (pod.StopResponse, error) {
 	r.mu.Lock()
 	cancel, done := r.cancel, r.done
 	r.mu.Unlock()
 	if cancel == nil {
-		return podapi.StopResponse{}, nil
+		return pod.StopResponse{}, nil
 	}
 	cancel()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
-	return podapi.StopResponse{}, nil
+	return pod.StopResponse{}, nil
 }
 
 // Health is always healthy.
-func (r *Runtime) Health(context.Context, podapi.HealthRequest) (podapi.HealthResponse, error) {
-	return podapi.HealthResponse{Healthy: true}, nil
+func (r *Runtime) Health(context.Context, pod.HealthRequest) (pod.HealthResponse, error) {
+	return pod.HealthResponse{Healthy: true}, nil
 }

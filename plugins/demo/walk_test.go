@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/sdk/pod"
 )
 
 // phaseHost is a host that keeps a task's phase under the real phase rules
@@ -19,26 +19,26 @@ type phaseHost struct {
 	requested []string
 }
 
-func (h *phaseHost) RequestPhase(_ context.Context, req podapi.PhaseRequest) (podapi.PhaseResponse, error) {
+func (h *phaseHost) RequestPhase(_ context.Context, req pod.PhaseRequest) (pod.PhaseResponse, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if req.To == "" {
-		return podapi.PhaseResponse{Phase: string(h.phase)}, nil
+		return pod.PhaseResponse{Phase: string(h.phase)}, nil
 	}
 	h.requested = append(h.requested, req.To)
 	if err := ipa.CheckPhaseTransition(h.phase, ipa.Phase(req.To)); err != nil {
-		return podapi.PhaseResponse{Phase: string(h.phase)}, err
+		return pod.PhaseResponse{Phase: string(h.phase)}, err
 	}
 	h.phase = ipa.Phase(req.To)
-	return podapi.PhaseResponse{Phase: req.To}, nil
+	return pod.PhaseResponse{Phase: req.To}, nil
 }
 
-func (h *phaseHost) AppendEvent(context.Context, podapi.AppendEventRequest) (podapi.AppendEventResponse, error) {
-	return podapi.AppendEventResponse{}, nil
+func (h *phaseHost) AppendEvent(context.Context, pod.AppendEventRequest) (pod.AppendEventResponse, error) {
+	return pod.AppendEventResponse{}, nil
 }
 
-func (h *phaseHost) Output(context.Context, podapi.OutputRequest) (podapi.OutputResponse, error) {
-	return podapi.OutputResponse{}, nil
+func (h *phaseHost) Output(context.Context, pod.OutputRequest) (pod.OutputResponse, error) {
+	return pod.OutputResponse{}, nil
 }
 
 // move is a person's transitionPhase.
@@ -57,13 +57,13 @@ func (h *phaseHost) current() (ipa.Phase, []string) {
 func startDemo(t *testing.T, h *phaseHost) *Runtime {
 	t.Helper()
 	r := New()
-	if _, err := r.Start(context.Background(), podapi.StartRequest{TaskID: "t1", RuntimeConfig: json.RawMessage(`{"stepMs": 10}`), Host: h}); err != nil {
+	if _, err := r.Start(context.Background(), pod.StartRequest{TaskID: "t1", RuntimeConfig: json.RawMessage(`{"stepMs": 10}`), Host: h}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = r.Stop(ctx, podapi.StopRequest{})
+		_, _ = r.Stop(ctx, pod.StopRequest{})
 	})
 	return r
 }
@@ -99,7 +99,7 @@ func TestIdleDemoNoticesAManualMove(t *testing.T) {
 	if got := after[len(before):]; len(got) != 1 || got[0] != string(ipa.PhaseReview) {
 		t.Fatalf("requests after the move %v, want [REVIEW]", got)
 	}
-	st, err := r.State(context.Background(), podapi.StateRequest{})
+	st, err := r.State(context.Background(), pod.StateRequest{})
 	if err != nil || st.Phase != string(ipa.PhaseReview) {
 		t.Fatalf("state %+v %v", st, err)
 	}
@@ -126,10 +126,10 @@ func TestWalkingDemoFollowsAManualMove(t *testing.T) {
 	h := &phaseHost{phase: ipa.PhaseSpecClarification}
 	r := New()
 	// A slow walk, so the move lands between two steps.
-	if _, err := r.Start(context.Background(), podapi.StartRequest{TaskID: "t1", RuntimeConfig: json.RawMessage(`{"stepMs": 200}`), Host: h}); err != nil {
+	if _, err := r.Start(context.Background(), pod.StartRequest{TaskID: "t1", RuntimeConfig: json.RawMessage(`{"stepMs": 200}`), Host: h}); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _, _ = r.Stop(context.Background(), podapi.StopRequest{}) }()
+	defer func() { _, _ = r.Stop(context.Background(), pod.StopRequest{}) }()
 	waitPhase(t, h, ipa.PhasePlanning, 5*time.Second)
 	h.move(ipa.PhaseReview) // a person skips ahead (the host's rules are not checked for people here)
 	time.Sleep(500 * time.Millisecond)

@@ -18,7 +18,7 @@
 // grace) it stops the command like Stop and exits.
 //
 // How the command ended reaches the supervisor as the plugin's own exit
-// status, plus an exit report (podapi.ExitStatus.Reason) when the status
+// status, plus an exit report (pod.ExitStatus.Reason) when the status
 // cannot tell it: "timeout" after timeoutMs, "limit: …" when a limit was hit.
 //
 // Environment: the command gets a clean one, never the plugin's (see
@@ -49,7 +49,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/sdk/pod"
 )
 
 // Description is shown in the runtimes query.
@@ -92,7 +92,7 @@ type ExitedData struct {
 }
 
 // Serve runs the exec runtime as a plugin process; it never returns.
-func Serve() { podapi.Serve(New()) }
+func Serve() { pod.Serve(New()) }
 
 // Runtime is the exec runtime. Use New.
 type Runtime struct {
@@ -110,37 +110,37 @@ type Runtime struct {
 	timedOut  bool
 	exited    *ExitedData
 	done      chan struct{} // closed once the end is reported
-	finished  chan podapi.ExitStatus
+	finished  chan pod.ExitStatus
 	termOnce  sync.Once
 	forceKill chan struct{}
 }
 
 // New returns an exec runtime waiting for Start.
 func New() *Runtime {
-	return &Runtime{finished: make(chan podapi.ExitStatus, 1), forceKill: make(chan struct{})}
+	return &Runtime{finished: make(chan pod.ExitStatus, 1), forceKill: make(chan struct{})}
 }
 
 var (
-	_ podapi.Runtime  = (*Runtime)(nil)
-	_ podapi.Finisher = (*Runtime)(nil)
+	_ pod.Runtime  = (*Runtime)(nil)
+	_ pod.Finisher = (*Runtime)(nil)
 )
 
 // Finished yields once the command has ended and its end was reported.
-func (r *Runtime) Finished() <-chan podapi.ExitStatus { return r.finished }
+func (r *Runtime) Finished() <-chan pod.ExitStatus { return r.finished }
 
 // Start validates the config, creates the working directory and starts the
 // command in its own process group. Returns EINVALID for a bad config,
 // ECONFLICT when already started, and EUNAVAILABLE/RUNTIME_FAILED when the
 // command cannot be started (e.g. not found).
-func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.StartResponse, error) {
+func (r *Runtime) Start(_ context.Context, req pod.StartRequest) (pod.StartResponse, error) {
 	cfg, err := ParseConfig(req.RuntimeConfig)
 	if err != nil {
-		return podapi.StartResponse{}, err
+		return pod.StartResponse{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cmd != nil {
-		return podapi.StartResponse{}, ipa.Errorf(ipa.ECONFLICT, ipa.ReasonInvalidArgument, "The exec runtime is already started.")
+		return pod.StartResponse{}, ipa.Errorf(ipa.ECONFLICT, ipa.ReasonInvalidArgument, "The exec runtime is already started.")
 	}
 	dir := req.WorkDir
 	if dir == "" {
@@ -152,14 +152,14 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 		dir = abs
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create the working directory: %v.", err)
+		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create the working directory: %v.", err)
 	}
 
 	// Never nil, so os/exec does not fall back to the plugin's environment.
 	env := commandEnv(cfg.Env, dir)
 	prog, err := lookPath(cfg.Command[0], commandPath(cfg.Env))
 	if err != nil {
-		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start the command: %v.", err)
+		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start the command: %v.", err)
 	}
 	cmd := osexec.Command(prog, cfg.Command[1:]...)
 	cmd.Args[0] = cfg.Command[0] // argv[0] as the task gave it
@@ -168,12 +168,12 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 		// The shim waits for its limits, then becomes the command.
 		sh, err := osexec.LookPath("/bin/sh")
 		if err != nil {
-			return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Limits need /bin/sh: %v.", err)
+			return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Limits need /bin/sh: %v.", err)
 		}
 		cmd = osexec.Command(sh, append([]string{"-c", limitsGate, "ipa-exec-limits", prog}, cfg.Command[1:]...)...)
 		var gateR *os.File
 		if gateR, gateW, err = os.Pipe(); err != nil {
-			return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
+			return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
 		}
 		cmd.ExtraFiles = []*os.File{gateR}
 		defer gateR.Close()
@@ -185,13 +185,13 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	shared := commandGroup(cmd.SysProcAttr)
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
+		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		_ = outR.Close()
 		_ = outW.Close()
-		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
+		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
 	}
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -199,7 +199,7 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 		for _, f := range []*os.File{outR, outW, errR, errW} {
 			_ = f.Close()
 		}
-		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start %q: %v.", cfg.Command[0], err)
+		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start %q: %v.", cfg.Command[0], err)
 	}
 	_ = outW.Close()
 	_ = errW.Close()
@@ -214,7 +214,7 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 			for _, f := range []*os.File{outR, errR} {
 				_ = f.Close()
 			}
-			return podapi.StartResponse{}, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Cannot apply the limits: %v.", err)
+			return pod.StartResponse{}, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "Cannot apply the limits: %v.", err)
 		}
 		_, _ = gateW.Write([]byte("go\n"))
 	}
@@ -238,7 +238,7 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 			}
 		})
 	}
-	return podapi.StartResponse{}, nil
+	return pod.StartResponse{}, nil
 }
 
 func (r *Runtime) read(f *os.File, stream string, wg *sync.WaitGroup) {
@@ -267,11 +267,11 @@ func (r *Runtime) read(f *os.File, stream string, wg *sync.WaitGroup) {
 
 // wait collects the output, waits for the command, reports its end and
 // hands the exit status to Serve.
-func (r *Runtime) wait(host podapi.Host, outR, errR *os.File) {
+func (r *Runtime) wait(host pod.Host, outR, errR *os.File) {
 	var readers sync.WaitGroup
 	readers.Add(2)
-	go r.read(outR, podapi.StreamStdout, &readers)
-	go r.read(errR, podapi.StreamStderr, &readers)
+	go r.read(outR, pod.Stdout, &readers)
+	go r.read(errR, pod.Stderr, &readers)
 
 	werr := r.cmd.Wait()
 	readersDone := make(chan struct{})
@@ -292,7 +292,7 @@ func (r *Runtime) wait(host podapi.Host, outR, errR *os.File) {
 
 	data := ExitedData{DurationMs: time.Since(r.started).Milliseconds()}
 	data.OutputLines, data.DroppedLines, data.DroppedBetween = r.out.counts()
-	status := podapi.ExitStatus{}
+	status := pod.ExitStatus{}
 	ws, ok := r.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
 	case ok && ws.Signaled():
@@ -318,7 +318,7 @@ func (r *Runtime) wait(host podapi.Host, outR, errR *os.File) {
 	r.mu.Unlock()
 	switch {
 	case data.Stopped:
-		status = podapi.ExitStatus{} // a requested stop is a clean end
+		status = pod.ExitStatus{} // a requested stop is a clean end
 	case data.TimedOut:
 		status.Reason = ipa.CrashTimeout
 		status.Message = "timeoutMs " + itoa(r.cfg.TimeoutMs) + " passed"
@@ -341,15 +341,15 @@ func (r *Runtime) wait(host podapi.Host, outR, errR *os.File) {
 
 // reportEnd appends runtime.exec.exited, waiting for a host while none is
 // connected (Serve's orphan watch ends the wait if none ever comes back).
-func reportEnd(host podapi.Host, data []byte) {
+func reportEnd(host pod.Host, data []byte) {
 	backoff := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := host.AppendEvent(ctx, podapi.AppendEventRequest{Type: EventExited, Data: data})
+		_, err := host.AppendEvent(ctx, pod.AppendEventRequest{Type: EventExited, Data: data})
 		cancel()
-		if err == nil || !errors.Is(err, podapi.ErrHostUnavailable) {
+		if err == nil || !errors.Is(err, pod.ErrHostUnavailable) {
 			if err != nil {
-				podapi.Logger().Error("cannot report the command's end", "error", err)
+				pod.Logger().Error("cannot report the command's end", "error", err)
 			}
 			return
 		}
@@ -383,17 +383,17 @@ func (r *Runtime) terminate(deadline time.Time) bool {
 }
 
 // Attach needs nothing: the Host handle from Start follows the new host.
-func (r *Runtime) Attach(_ context.Context, req podapi.AttachRequest) (podapi.AttachResponse, error) {
-	return podapi.AttachResponse{TaskID: req.TaskID}, nil
+func (r *Runtime) Attach(_ context.Context, req pod.AttachRequest) (pod.AttachResponse, error) {
+	return pod.AttachResponse{TaskID: req.TaskID}, nil
 }
 
 // State reports whether the command runs, and a live blob with its pid,
 // working directory, output counts and, once ended, how it ended.
-func (r *Runtime) State(context.Context, podapi.StateRequest) (podapi.StateResponse, error) {
+func (r *Runtime) State(context.Context, pod.StateRequest) (pod.StateResponse, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	live := map[string]any{"command": r.cfg.Command, "workDir": r.workDir}
-	resp := podapi.StateResponse{TaskID: r.taskID}
+	resp := pod.StateResponse{TaskID: r.taskID}
 	if r.cmd != nil && r.cmd.Process != nil {
 		live["pid"] = r.cmd.Process.Pid
 	}
@@ -427,11 +427,11 @@ func itoa(n int) string {
 // Stop sends SIGTERM to the command's process group, SIGKILL once
 // req.Deadline (default DefaultStopTimeout from now) has passed, and returns
 // when the command's end has been reported. Forced says SIGKILL was needed.
-func (r *Runtime) Stop(ctx context.Context, req podapi.StopRequest) (podapi.StopResponse, error) {
+func (r *Runtime) Stop(ctx context.Context, req pod.StopRequest) (pod.StopResponse, error) {
 	r.mu.Lock()
 	if r.cmd == nil {
 		r.mu.Unlock()
-		return podapi.StopResponse{}, nil
+		return pod.StopResponse{}, nil
 	}
 	if r.exited == nil {
 		r.stopped = true
@@ -455,15 +455,15 @@ func (r *Runtime) Stop(ctx context.Context, req podapi.StopRequest) (podapi.Stop
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	return podapi.StopResponse{Forced: forced}, nil
+	return pod.StopResponse{Forced: forced}, nil
 }
 
 // Health reports unhealthy once the command has ended.
-func (r *Runtime) Health(context.Context, podapi.HealthRequest) (podapi.HealthResponse, error) {
+func (r *Runtime) Health(context.Context, pod.HealthRequest) (pod.HealthResponse, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.exited != nil {
-		return podapi.HealthResponse{Healthy: false, Message: "command ended"}, nil
+		return pod.HealthResponse{Healthy: false, Message: "command ended"}, nil
 	}
-	return podapi.HealthResponse{Healthy: true}, nil
+	return pod.HealthResponse{Healthy: true}, nil
 }

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/sdk/pod"
 )
 
 // No process of a pod outlives it. The supervisor starts each plugin as the
@@ -133,7 +133,7 @@ const limitsGate = `read -r _ <&3 || exit 125; exec 3<&-; exec "$@"`
 // time used at the limit); the others only by what the command said on its
 // way out (an allocation, open or fork that failed), since the kernel just
 // fails the call. It returns "" when no limit can be blamed.
-func limitReason(l Limits, st podapi.ExitStatus, ps *os.ProcessState, errTail []string) (reason, message string) {
+func limitReason(l Limits, st pod.ExitStatus, ps *os.ProcessState, errTail []string) (reason, message string) {
 	if l.CPUSeconds > 0 {
 		used := ps.UserTime() + ps.SystemTime()
 		if st.Signal == syscall.SIGXCPU || (st.Signal == syscall.SIGKILL && used >= time.Duration(l.CPUSeconds)*time.Second) {

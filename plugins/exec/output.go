@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/sdk/pod"
 )
 
 // Output batching: a batch goes to the host when it has flushLines lines or
@@ -31,20 +31,20 @@ const (
 // while the host was away (more than maxPending waiting) are reported as
 // dropped with the last batch.
 type output struct {
-	host    podapi.Host
+	host    pod.Host
 	headCap int
 	tailCap int
 
 	mu       sync.Mutex
-	pending  []podapi.OutputLine
-	head     int                 // lines taken into the head
-	tail     []podapi.OutputLine // ring of the latest lines past the head
-	tailNext int                 // ring index the next line goes to
-	tailKept int                 // lines of the tail queued once the command ended
-	between  int                 // lines dropped between head and tail
-	dropped  int                 // lines dropped while the host was away
-	marker   int                 // index in pending of the marker line, -1 when none
-	errTail  []string            // the last few stderr lines, whatever the cap, for the exit classification
+	pending  []pod.OutputLine
+	head     int              // lines taken into the head
+	tail     []pod.OutputLine // ring of the latest lines past the head
+	tailNext int              // ring index the next line goes to
+	tailKept int              // lines of the tail queued once the command ended
+	between  int              // lines dropped between head and tail
+	dropped  int              // lines dropped while the host was away
+	marker   int              // index in pending of the marker line, -1 when none
+	errTail  []string         // the last few stderr lines, whatever the cap, for the exit classification
 	kick     chan struct{}
 	closed   chan struct{}
 	finished chan struct{}
@@ -53,7 +53,7 @@ type output struct {
 // errTailLines is how many of the last stderr lines the output remembers.
 const errTailLines = 5
 
-func newOutput(host podapi.Host, cap int) *output {
+func newOutput(host pod.Host, cap int) *output {
 	headCap := (cap + 1) / 2
 	o := &output{host: host, headCap: headCap, tailCap: cap - headCap, marker: -1,
 		kick: make(chan struct{}, 1), closed: make(chan struct{}), finished: make(chan struct{})}
@@ -66,9 +66,9 @@ func (o *output) add(stream, text string) {
 	if len(text) > maxLineLen {
 		text = text[:maxLineLen]
 	}
-	line := podapi.OutputLine{Stream: stream, Text: text}
+	line := pod.OutputLine{Stream: stream, Text: text}
 	o.mu.Lock()
-	if stream == podapi.StreamStderr {
+	if stream == pod.Stderr {
 		if len(o.errTail) == errTailLines {
 			o.errTail = o.errTail[1:]
 		}
@@ -121,7 +121,7 @@ func (o *output) queueTail() {
 	defer o.mu.Unlock()
 	if o.between > 0 {
 		o.marker = len(o.pending)
-		o.pending = append(o.pending, podapi.OutputLine{Stream: podapi.StreamStdout, Text: fmt.Sprintf("[ipa: %d lines dropped]", o.between)})
+		o.pending = append(o.pending, pod.OutputLine{Stream: pod.Stdout, Text: fmt.Sprintf("[ipa: %d lines dropped]", o.between)})
 	}
 	o.pending = append(o.pending, o.tail[o.tailNext:]...)
 	o.pending = append(o.pending, o.tail[:o.tailNext]...)
@@ -166,7 +166,7 @@ func (o *output) flush(final bool) bool {
 	if o.marker > 0 && o.marker < n {
 		n = o.marker // the marker starts a batch of its own
 	}
-	batch := append([]podapi.OutputLine(nil), o.pending[:n]...)
+	batch := append([]pod.OutputLine(nil), o.pending[:n]...)
 	dropped := 0
 	if o.marker == 0 {
 		dropped = o.between
@@ -180,8 +180,8 @@ func (o *output) flush(final bool) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := o.host.Output(ctx, podapi.OutputRequest{Lines: batch, Dropped: dropped})
-	if err != nil && errors.Is(err, podapi.ErrHostUnavailable) {
+	_, err := o.host.Output(ctx, pod.OutputRequest{Lines: batch, Dropped: dropped})
+	if err != nil && errors.Is(err, pod.ErrHostUnavailable) {
 		return false // keep the lines; try again later
 	}
 	// Sent, or refused for good: either way these lines are done.

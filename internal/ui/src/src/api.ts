@@ -229,7 +229,7 @@ export const live = new Live();
 export type Schema = Record<string, Set<string>>;
 
 export async function loadSchema(): Promise<Schema> {
-  const types = ['Task', 'Pod', 'PodCrash', 'TaskFilter', 'CreateTaskInput'];
+  const types = ['Task', 'Pod', 'PodCrash', 'TaskFilter', 'CreateTaskInput', 'Runtime'];
   const q = `{ ${types
     .map((t) => `${t}: __type(name: "${t}") { fields { name } inputFields { name } }`)
     .join(' ')} }`;

@@ -3,13 +3,19 @@
 import './app.css';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, base, getToken, gql, ideHref, live, loadSchema, setToken, type ConnState, type Schema } from './api';
+import { ApiError, base, getToken, gql, has, ideHref, live, loadSchema, setToken, type ConnState, type Schema } from './api';
 import type { Viewer } from './model';
 import { TasksPage } from './tasks';
 import { TaskPage } from './task';
 import { Link } from './ui';
 
-export type Runtime = { name: string; description: string | null };
+export type Runtime = {
+  name: string;
+  description: string | null;
+  /** The JSON Schema of its runtimeConfig and an example, when the server and the runtime have them. */
+  configSchema?: unknown;
+  exampleConfig?: unknown;
+};
 
 type Route = { page: 'tasks' } | { page: 'task'; id: string };
 
@@ -124,11 +130,14 @@ function App() {
     setAuthError(null);
     (async () => {
       try {
-        const d = await gql<{ viewer: Viewer; runtimes: Runtime[] }>('{ viewer { id role } runtimes { name description } }');
+        // The schema first: it says whether runtimes describe their config.
+        const s = await loadSchema();
+        const rf = has(s, 'Runtime', 'configSchema') ? 'name description configSchema exampleConfig' : 'name description';
+        const d = await gql<{ viewer: Viewer; runtimes: Runtime[] }>(`{ viewer { id role } runtimes { ${rf} } }`);
         if (gone) return;
         setViewer(d.viewer);
         setRuntimes(d.runtimes);
-        setSchema(await loadSchema());
+        setSchema(s);
       } catch (err) {
         if (!gone) setAuthError(err as ApiError);
       }

@@ -311,13 +311,42 @@ export function TasksPage(props: { viewer: Viewer; schema: Schema; runtimes: Run
   );
 }
 
+/** A runtime's example config, pretty-printed; '' when it declares none. */
+function exampleOf(runtimes: Runtime[], name: string): string {
+  const ex = runtimes.find((r) => r.name === name)?.exampleConfig;
+  return ex === undefined || ex === null ? '' : JSON.stringify(ex, null, 2);
+}
+
+type ConfigField = { path: string; type: string; required: boolean; description: string };
+
+/** The fields a config schema describes (nested objects as a.b), for the form's help. */
+function configFields(schema: unknown, prefix = '', depth = 0): ConfigField[] {
+  const s = schema as { properties?: Record<string, unknown>; required?: unknown } | null;
+  if (!s || typeof s !== 'object' || !s.properties || typeof s.properties !== 'object' || depth > 3) return [];
+  const required = Array.isArray(s.required) ? (s.required as unknown[]) : [];
+  const out: ConfigField[] = [];
+  for (const [name, raw] of Object.entries(s.properties)) {
+    const p = (raw || {}) as { type?: unknown; description?: unknown; properties?: unknown };
+    const type = Array.isArray(p.type) ? p.type.join(' | ') : typeof p.type === 'string' ? p.type : '';
+    out.push({
+      path: prefix + name,
+      type,
+      required: required.includes(name),
+      description: typeof p.description === 'string' ? p.description : '',
+    });
+    out.push(...configFields(p, `${prefix}${name}.`, depth + 1));
+  }
+  return out;
+}
+
 function CreateTask(props: { viewer: Viewer; schema: Schema; runtimes: Runtime[]; onClose: () => void }) {
   const runnable = props.runtimes.filter((r) => canRun(props.viewer, r.name));
+  const first = runnable.find((r) => r.name === 'demo')?.name || runnable[0]?.name || 'demo';
   const [form, setForm] = useState({
     title: '',
     description: '',
-    runtime: runnable.find((r) => r.name === 'demo')?.name || runnable[0]?.name || 'demo',
-    config: '',
+    runtime: first,
+    config: exampleOf(props.runtimes, first),
     labels: '',
     autoStart: false,
     autoRestart: false,
@@ -381,7 +410,16 @@ function CreateTask(props: { viewer: Viewer; schema: Schema; runtimes: Runtime[]
         </label>
         <label class="field">
           Runtime
-          <select name="runtime" value={form.runtime} onChange={(e) => set({ runtime: e.currentTarget.value })}>
+          <select
+            name="runtime"
+            value={form.runtime}
+            onChange={(e) => {
+              const runtime = e.currentTarget.value;
+              // The new runtime's example replaces the config unless it was edited.
+              const untouched = form.config.trim() === '' || form.config === exampleOf(props.runtimes, form.runtime);
+              set(untouched ? { runtime, config: exampleOf(props.runtimes, runtime) } : { runtime });
+            }}
+          >
             {props.runtimes.map((r) => (
               <option value={r.name} disabled={!canRun(props.viewer, r.name)}>
                 {r.name}
@@ -402,6 +440,7 @@ function CreateTask(props: { viewer: Viewer; schema: Schema; runtimes: Runtime[]
             onInput={(e) => set({ config: e.currentTarget.value })}
           />
         </label>
+        <ConfigHelp runtime={props.runtimes.find((r) => r.name === form.runtime)} />
         {hasLabels && (
           <label class="field">
             Labels
@@ -440,5 +479,25 @@ function CreateTask(props: { viewer: Viewer; schema: Schema; runtimes: Runtime[]
         </div>
       </form>
     </Dialog>
+  );
+}
+
+/** The fields of the selected runtime's config schema, with their descriptions. */
+function ConfigHelp(props: { runtime: Runtime | undefined }) {
+  const fields = configFields(props.runtime?.configSchema);
+  if (fields.length === 0) return null;
+  return (
+    <dl class="config-help" aria-label="Runtime config fields">
+      {fields.map((f) => (
+        <>
+          <dt>
+            <code>{f.path}</code>
+            {f.type && <span class="muted"> {f.type}</span>}
+            {f.required && <span class="muted"> (required)</span>}
+          </dt>
+          <dd>{f.description || '—'}</dd>
+        </>
+      ))}
+    </dl>
   );
 }
