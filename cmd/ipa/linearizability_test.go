@@ -114,9 +114,9 @@ type linTask struct {
 
 // round creates fresh tasks (two without pods, two with auto-restarting
 // pods), runs three clients on each while one server is killed -9 and
-// started again, another paused past the TTL, and the third cut from (or
-// stalled on) its link to the database while the first's is slowed; clients
-// close the tasks at the end.
+// started again, another paused past the TTL, then one cut from the
+// database, another's link stalled and the third's slowed, all past the
+// TTL; clients close the tasks at the end.
 func (lc *linCluster) round(t *testing.T, rec *linRecorder, round int, ids []string) {
 	t.Helper()
 	pc := lc.pc
@@ -167,7 +167,7 @@ func (lc *linCluster) round(t *testing.T, rec *linRecorder, round int, ids []str
 	at := func(what string) {
 		t.Logf("round %d, %s: %s", round, time.Since(rec.base).Round(time.Millisecond), what)
 	}
-	killed, paused, cut := ids[round%3], ids[(round+1)%3], ids[(round+2)%3]
+	killed, paused, third := ids[round%3], ids[(round+1)%3], ids[(round+2)%3]
 
 	time.Sleep(time.Second)
 	at("kill -9 " + killed)
@@ -185,17 +185,20 @@ func (lc *linCluster) round(t *testing.T, rec *linRecorder, round int, ids []str
 	at("SIGCONT " + paused)
 
 	time.Sleep(time.Second)
-	if round%2 == 0 {
-		at("cut " + cut + " from the database; " + killed + "'s link slowed")
-		pc.proxies[cut].Cut()
-	} else {
-		at("stall " + cut + "'s link to the database; " + killed + "'s link slowed")
-		pc.proxies[cut].Stall()
+	// One link cut, another stalled (which one alternates by round), the
+	// third slowed.
+	cutID, stallID := third, killed
+	if round%2 == 1 {
+		cutID, stallID = killed, third
 	}
-	pc.proxies[killed].Delay(30 * time.Millisecond)
+	at(fmt.Sprintf("%s cut from the database, %s's link stalled, %s's slowed", cutID, stallID, paused))
+	pc.proxies[cutID].Cut()
+	pc.proxies[stallID].Stall()
+	pc.proxies[paused].Delay(30 * time.Millisecond)
 	time.Sleep(testTTL + time.Second)
-	pc.proxies[cut].Heal()
-	pc.proxies[killed].Heal()
+	for _, id := range ids {
+		pc.proxies[id].Heal()
+	}
 	at("links healed")
 
 	time.Sleep(time.Second)
@@ -304,6 +307,9 @@ func (w *linWorker) one(s *server, closing bool) {
 	}
 	if in.Kind == linRead && (out.Unknown || out.Reason != "") {
 		return // a read that did not answer says nothing
+	}
+	if out.Reason == "VERSION_CONFLICT" {
+		w.version = 0 // as a real client would, it reads again before it names a version
 	}
 	if !out.Unknown && out.Reason == "" {
 		if out.Version > 0 {
