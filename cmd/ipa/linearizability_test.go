@@ -300,7 +300,7 @@ func (w *linWorker) one(s *server, closing bool) {
 		return // never reached a server: it did nothing
 	case err != nil:
 		out.Unknown = true
-		w.rec.unknown("transport: " + errClass(err))
+		w.rec.unknown(string(in.Kind) + ": " + errClass(err))
 	case len(errs) > 0:
 		switch r := errs[0].Extensions.Reason; r {
 		case "VERSION_CONFLICT", "ALREADY_COMPLETED", "ALREADY_CANCELLED", "INVALID_TRANSITION", "NOT_RUNNING":
@@ -309,12 +309,12 @@ func (w *linWorker) one(s *server, closing bool) {
 			// A store or internal error may come after the commit: the
 			// operation may have happened.
 			out.Unknown = true
-			w.rec.unknown(errs[0].Extensions.Code + "/" + r)
+			w.rec.unknown(string(in.Kind) + ": " + errs[0].Extensions.Code + "/" + r)
 		}
 	default:
 		if e := decodeLinOutput(in, data, &out); e != nil {
 			out.Unknown = true
-			w.rec.unknown("decode: " + e.Error())
+			w.rec.unknown(string(in.Kind) + ": decode: " + e.Error())
 		}
 	}
 	if in.Kind == linRead && (out.Unknown || out.Reason != "") {
