@@ -300,7 +300,7 @@ func (w *linWorker) one(s *server, closing bool) {
 		return // never reached a server: it did nothing
 	case err != nil:
 		out.Unknown = true
-		w.rec.unknown(string(in.Kind) + ": " + errClass(err))
+		w.rec.unknown(string(in.Kind) + ": " + linErrClass(err))
 	case len(errs) > 0:
 		switch r := errs[0].Extensions.Reason; r {
 		case "VERSION_CONFLICT", "ALREADY_COMPLETED", "ALREADY_CANCELLED", "INVALID_TRANSITION", "NOT_RUNNING":
@@ -340,18 +340,18 @@ func (w *linWorker) one(s *server, closing bool) {
 // phaseTarget is usually a legal step from the last phase seen, sometimes
 // an illegal one.
 func (w *linWorker) phaseTarget() string {
-	i := max(phaseIdx(w.phase), 0)
+	i := max(linPhaseIdx(w.phase), 0)
 	switch r := w.rng.IntN(10); {
 	case r == 0:
-		return workPhaseOrder[(i+2)%len(workPhaseOrder)]
-	case r < 5 && i > 0, i == len(workPhaseOrder)-1:
-		return workPhaseOrder[i-1]
+		return linPhases[(i+2)%len(linPhases)]
+	case r < 5 && i > 0, i == len(linPhases)-1:
+		return linPhases[i-1]
 	default:
-		return workPhaseOrder[i+1]
+		return linPhases[i+1]
 	}
 }
 
-func errClass(err error) string {
+func linErrClass(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"

@@ -66,10 +66,10 @@ type linState struct {
 	Closed  string // "", "COMPLETED" or "CANCELLED"
 }
 
-var workPhaseOrder = []string{"SPEC_CLARIFICATION", "PLANNING", "DEVELOPMENT", "REVIEW"}
+var linPhases = []string{"SPEC_CLARIFICATION", "PLANNING", "DEVELOPMENT", "REVIEW"}
 
-func phaseIdx(p string) int {
-	for i, w := range workPhaseOrder {
+func linPhaseIdx(p string) int {
+	for i, w := range linPhases {
 		if w == p {
 			return i
 		}
@@ -77,9 +77,9 @@ func phaseIdx(p string) int {
 	return -1
 }
 
-// validTransition is the contract's rule: one step forward, or one back.
-func validTransition(from, to string) bool {
-	f, t := phaseIdx(from), phaseIdx(to)
+// linValidTransition is the contract's rule: one step forward, or one back.
+func linValidTransition(from, to string) bool {
+	f, t := linPhaseIdx(from), linPhaseIdx(to)
 	return f >= 0 && t >= 0 && (t == f+1 || t == f-1)
 }
 
@@ -114,7 +114,7 @@ func (s linState) apply(in linInput, version int64) (linState, bool) {
 			n.Label = in.Label
 		}
 	case linPhase:
-		if !validTransition(s.Phase, in.Phase) {
+		if !linValidTransition(s.Phase, in.Phase) {
 			return s, false
 		}
 		n.Phase = in.Phase
@@ -198,7 +198,7 @@ func linStep(state, input, output any) []any {
 			return nil
 		}
 	case "INVALID_TRANSITION":
-		if in.Kind != linPhase || s.Closed != "" || validTransition(s.Phase, in.Phase) {
+		if in.Kind != linPhase || s.Closed != "" || linValidTransition(s.Phase, in.Phase) {
 			return nil
 		}
 	case "NOT_RUNNING":

@@ -86,7 +86,7 @@ func TestStoreCutTakesNoLeases(t *testing.T) {
 		pc.proxies[victim].Heal()
 		// The victim is back once its heartbeat moves again; then give it
 		// several TTLs to do whatever it would do.
-		waitHeartbeat(t, pc.srv["C"], victim, 30*time.Second)
+		waitHeartbeatMoves(t, pc.srv["C"], victim, 30*time.Second)
 		time.Sleep(3 * testTTL)
 		now := pc.leases(ctx)
 		lost := lostEvents()
@@ -158,7 +158,7 @@ func TestStoreCutTakesNoLeases(t *testing.T) {
 			pc.proxies[id].Heal()
 		}
 		for _, id := range ids {
-			waitHeartbeat(t, pc.srv["B"], id, 30*time.Second)
+			waitHeartbeatMoves(t, pc.srv["B"], id, 30*time.Second)
 		}
 		time.Sleep(3 * testTTL)
 		now := pc.leases(ctx)
@@ -176,9 +176,9 @@ func TestStoreCutTakesNoLeases(t *testing.T) {
 	watch.check(t)
 }
 
-// waitHeartbeat waits until s lists instance id alive with a heartbeat
+// waitHeartbeatMoves waits until s lists instance id alive with a heartbeat
 // newer than when the wait began, as seen by two readings apart.
-func waitHeartbeat(t *testing.T, s *server, id string, within time.Duration) {
+func waitHeartbeatMoves(t *testing.T, s *server, id string, within time.Duration) {
 	t.Helper()
 	first := ""
 	eventually(t, within, func() string {
