@@ -17,7 +17,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/catalog"
-	"github.com/ipa-dev/ipa/internal/instance"
+	"github.com/ipa-dev/ipa/internal/coordination"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/tracing"
@@ -84,8 +84,8 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringSliceVar(&so.allowedHosts, "allowed-hosts", nil, "host names served, besides localhost and loopback addresses, while requests need no token (comma-separated)")
 	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
-	f.DurationVar(&so.heartbeat, "heartbeat-interval", instance.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
-	f.DurationVar(&so.leaseTTL, "lease-ttl", instance.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); plugins stop their work when their host is silent for half of it")
+	f.DurationVar(&so.heartbeat, "heartbeat-interval", coordination.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
+	f.DurationVar(&so.leaseTTL, "lease-ttl", coordination.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); plugins stop their work when their host is silent for half of it")
 	f.BoolVar(&so.handoff, "handoff", false, "on SIGTERM, hand pods to other live instances instead of stopping them")
 	f.BoolVar(&so.resumePods, "resume-pods", true, "on start, start again the pods this instance's last clean shutdown stopped")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")

@@ -26,8 +26,8 @@ import (
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
+	"github.com/ipa-dev/ipa/internal/coordination"
 	"github.com/ipa-dev/ipa/internal/httpserver"
-	"github.com/ipa-dev/ipa/internal/instance"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/runtimehost"
 	"github.com/ipa-dev/ipa/internal/service"
@@ -88,7 +88,7 @@ type Config struct {
 	// (zero: 1 s).
 	DeadlineInterval time.Duration
 
-	// Several instances on one database (see internal/instance). Version
+	// Several instances on one database (see internal/coordination). Version
 	// is shown in Query.instances. HeartbeatInterval (default 2 s) and
 	// LeaseTTL (default 10 s): an instance whose heartbeat is older than the
 	// TTL is dead and its pods are taken over; plugins stop their work when
@@ -134,14 +134,9 @@ type App struct {
 	stopDeadlinesFn context.CancelFunc
 	deadlines       sync.WaitGroup
 
-	registry  *instance.Registry
-	coord     *coordinator
-	coordCtx  context.Context
-	stopCoord context.CancelFunc
-	// drainMu makes drains one at a time: a shutdown handoff marks the
-	// instance draining, and the coordinator's drain check must not race it
-	// for the same pods.
-	drainMu sync.Mutex
+	// Coord is this server among the instances sharing the database:
+	// heartbeat, leases, takeover, pod command routing, drain.
+	Coord *coordination.Coordinator
 
 	// baseCtx is the context of every request: cancelling it ends open
 	// subscriptions, which http.Server.Shutdown alone would not.
@@ -173,10 +168,10 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, errors.New("app: no runtime launcher")
 	}
 	if cfg.HeartbeatInterval == 0 {
-		cfg.HeartbeatInterval = instance.DefaultHeartbeatInterval
+		cfg.HeartbeatInterval = coordination.DefaultHeartbeatInterval
 	}
 	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = instance.DefaultLeaseTTL
+		cfg.LeaseTTL = coordination.DefaultLeaseTTL
 	}
 	if cfg.CommandWait == 0 {
 		cfg.CommandWait = 15 * time.Second
@@ -184,7 +179,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
-	if err := (instance.Config{Interval: cfg.HeartbeatInterval, TTL: cfg.LeaseTTL}).Validate(); err != nil {
+	if err := (coordination.Config{Interval: cfg.HeartbeatInterval, TTL: cfg.LeaseTTL}).Validate(); err != nil {
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: cfg.Logger}
@@ -260,7 +255,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		Launcher:      cfg.Launcher,
 		DataDir:       dataDir,
 		InstanceID:    cfg.InstanceID,
-		Leases:        leaseStore{st: a.Store, owner: cfg.InstanceID},
+		Leases:        coordination.NewLeaseStore(a.Store, cfg.InstanceID),
 		DefaultPolicy: cfg.DefaultPolicy,
 		Logger:        log,
 		Registry:      a.Registry,
@@ -271,7 +266,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		// (the variable is set on each plugin, whatever the environment
 		// says). SQLite has one instance: a plugin keeps its default grace
 		// for the server to come back.
-		supCfg.OrphanGrace = instance.OrphanGrace(cfg.LeaseTTL)
+		supCfg.OrphanGrace = coordination.OrphanGrace(cfg.LeaseTTL)
 	}
 	if cfg.Supervisor != nil {
 		cfg.Supervisor(&supCfg)
@@ -282,7 +277,13 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err := a.Supervisor.Start(ctx); err != nil {
 		return err
 	}
-	pods := podRouter{Supervisor: a.Supervisor, st: a.Store, self: cfg.InstanceID, wait: cfg.CommandWait}
+	if a.Coord, err = coordination.New(coordination.Config{
+		Store: a.Store, Pods: a.Supervisor, ID: cfg.InstanceID, Version: cfg.Version,
+		Interval: cfg.HeartbeatInterval, TTL: cfg.LeaseTTL, Logger: log,
+	}); err != nil {
+		return err
+	}
+	pods := a.Coord.Router(a.Supervisor, cfg.CommandWait)
 
 	// Services.
 	key, err := a.Store.Secret(ctx, cursorSecretName, 32)
@@ -309,12 +310,14 @@ func (a *App) build(ctx context.Context) (err error) {
 		PodService:      podService,
 		FeedService:     service.NewFeedService(a.Feed),
 		TokenService:    service.NewTokenService(a.Store, log, nil),
-		InstanceService: service.NewInstanceService(a),
+		InstanceService: service.NewInstanceService(a.Coord),
 		WebhookService:  service.NewWebhookService(a.Store, a.Webhooks, webhook.NewSecret, log),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance
 	// takes this one's leases over while it settles them.
-	if err := a.startInstance(ctx); err != nil {
+	a.Store.WatchPodCommands(a.Coord.CommandQueued)
+	a.Store.WatchPodCommandsDone(a.Coord.CommandDone)
+	if err := a.Coord.Start(ctx); err != nil {
 		return fmt.Errorf("register instance: %w", err)
 	}
 	for _, former := range cfg.FormerInstanceIDs {
@@ -466,10 +469,14 @@ func (a *App) Close() error {
 		if a.Webhooks != nil {
 			a.Webhooks.Close()
 		}
-		if a.cfg.Handoff && a.registry != nil {
+		if a.cfg.Handoff && a.Coord != nil {
 			a.handoff()
 		}
-		a.stopInstance()
+		if a.Coord != nil {
+			// The row stays: its heartbeat ages, and Query.instances
+			// shows the server dead.
+			a.Coord.Stop()
+		}
 		if a.Supervisor != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 			if err := a.Supervisor.Shutdown(ctx); err != nil {
@@ -488,6 +495,23 @@ func (a *App) Close() error {
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
+}
+
+// SetAddress records the address this server listens on in its instance row.
+func (a *App) SetAddress(ctx context.Context, addr string) {
+	if err := a.Coord.SetAddress(ctx, addr); err != nil {
+		a.log.Warn("instance address", "err", err)
+	}
+}
+
+// handoff hands this instance's running pods to the other live instances
+// (on shutdown with Config.Handoff); see coordination.Coordinator.Drain.
+func (a *App) handoff() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if n, err := a.Coord.Drain(ctx); err != nil {
+		a.log.Warn("handoff", "err", err, "handed_off", n)
+	}
 }
 
 // notifyWebhooks publishes a commit to the live feeds, then wakes the
