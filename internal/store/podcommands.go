@@ -33,7 +33,7 @@ type PodCommand struct {
 
 // podCommandWatchers hear that commands wait for an instance.
 type podCommandWatchers struct {
-	mu  sync.Mutex
+	mu   sync.Mutex
 	fns  []func(instanceID string)
 	done []func(id string)
 }
