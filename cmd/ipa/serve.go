@@ -19,6 +19,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/catalog"
 	"github.com/ipa-dev/ipa/internal/coordination"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/tracing"
 	"github.com/ipa-dev/ipa/internal/webhook"
@@ -138,6 +139,20 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if execRole != ipa.RoleAdmin && execRole != ipa.RoleOperator {
 		return fmt.Errorf("--exec-role must be admin or operator, not %q", so.execRole)
 	}
+	// Bind first, then make sure no other server uses this data dir or
+	// store: a second `ipa serve` fails here, before it has migrated,
+	// reconciled or started anything — its shutdown would otherwise stop
+	// the first one's pods.
+	ln, err := net.Listen("tcp", so.addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	defer ln.Close()
+	release, err := lockServer(dataDir, opts.database)
+	if err != nil {
+		return err
+	}
+	defer release()
 	cat, err := catalog.Discover(catalog.Options{
 		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, ExecRole: execRole, DataDir: dataDir,
 	}, log)
@@ -164,7 +179,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 
 	id, formerIDs := instanceID(so, dataDir)
-	srv, err := app.New(ctx, app.Config{
+	err = app.Run(ctx, app.Config{
 		DatabaseURL:         opts.database,
 		Runtimes:            cat.Runtimes(),
 		Launcher:            supervisor.LauncherFunc(cat.Command),
@@ -189,21 +204,40 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		Webhook: func(c *webhook.Config) {
 			c.Timeout, c.MinBackoff, c.MaxBackoff = so.webhooks.timeout, so.webhooks.minBackoff, so.webhooks.maxBackoff
 		},
+	}, ln, func(srv *app.App) {
+		log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
+			"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
 	})
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", so.addr)
-	if err != nil {
-		_ = srv.Close()
-		return err
-	}
-	srv.SetAddress(ctx, ln.Addr().String())
-	log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
-		"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
-	if err := srv.Serve(ctx, ln); err != nil {
-		return err
-	}
 	log.Info("stopped")
 	return nil
+}
+
+// lockServer takes the locks that keep a second `ipa serve` off this
+// server's data dir (same default instance id, same pod working
+// directories) and, on SQLite, off its store, even from another data dir.
+func lockServer(dataDir, database string) (release func(), err error) {
+	var releases []func()
+	release = func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	r, err := store.LockServer(filepath.Join(dataDir, "server.lock"), "data dir "+dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stop it first, or give this server its own --data-dir", err)
+	}
+	releases = append(releases, r)
+	path, err := store.ServerLockPath(database)
+	if err != nil || path == "" {
+		return release, err
+	}
+	if r, err = store.LockServer(path, "database "+strings.TrimSuffix(path, ".server.lock")); err != nil {
+		release()
+		return nil, fmt.Errorf("%w: stop it first, or give this server its own --database", err)
+	}
+	releases = append(releases, r)
+	return release, nil
 }

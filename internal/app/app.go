@@ -152,6 +152,19 @@ type App struct {
 // built is taken apart again. Returns the store's errors (unreachable,
 // migration) and configuration errors.
 func New(ctx context.Context, cfg Config) (*App, error) {
+	a, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.build(ctx); err != nil {
+		_ = a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// prepare fills in cfg's defaults and checks it; nothing is opened yet.
+func prepare(cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -182,17 +195,14 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err := (coordination.Config{Interval: cfg.HeartbeatInterval, TTL: cfg.LeaseTTL}).Validate(); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: cfg.Logger}
-	if err := a.build(ctx); err != nil {
-		_ = a.Close()
-		return nil, err
-	}
-	return a, nil
+	return &App{cfg: cfg, log: cfg.Logger}, nil
 }
 
 func (a *App) build(ctx context.Context) (err error) {
 	cfg, log := a.cfg, a.log
-	a.baseCtx, a.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
+	if a.baseCtx == nil {
+		a.baseCtx, a.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
+	}
 
 	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log}); err != nil {
 		return fmt.Errorf("open database: %w", err)
@@ -410,12 +420,25 @@ func (a *App) Ready(ctx context.Context) error {
 // Serve serves HTTP on ln until ctx ends or the listener fails, then closes
 // the App. Returns the listener's error, or Close's.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv, served := a.startHTTP(ln, a.Handler)
+	return a.serve(ctx, srv, served)
+}
+
+// startHTTP serves h on ln in a goroutine of its own; served receives
+// Serve's result.
+func (a *App) startHTTP(ln net.Listener, h http.Handler) (*http.Server, chan error) {
 	opts := a.cfg.HTTP
 	opts.BaseContext = func(net.Listener) context.Context { return a.baseCtx }
 	opts.Logger = a.log
-	srv := httpserver.NewServer(a.Handler, opts)
+	srv := httpserver.NewServer(h, opts)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	return srv, served
+}
+
+// serve runs the metrics listener beside srv until ctx ends or srv fails,
+// then shuts srv down and closes the App.
+func (a *App) serve(ctx context.Context, srv *http.Server, served chan error) error {
 	if a.cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", a.cfg.MetricsAddr)
 		if err != nil {
