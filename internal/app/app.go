@@ -315,6 +315,10 @@ func (a *App) build(ctx context.Context) (err error) {
 		return err
 	}
 	podService := service.NewPodService(a.Store, pods, cfg.Runtimes)
+	if a.Store.Dialect() == "postgres" {
+		// Other instances may run this task's pod: answer it from the store.
+		podService.ShareWith(cfg.InstanceID, a.Store, cfg.DefaultPolicy)
+	}
 	a.Services = &graph.Resolver{
 		TaskService:     tasks,
 		PodService:      podService,

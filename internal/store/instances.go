@@ -400,3 +400,20 @@ func (s *Store) InstanceDraining(ctx context.Context, id string) (bool, error) {
 	}
 	return len(rows) > 0 && rows[0], nil
 }
+
+// PodLease returns the owner of the task's pod lease and the reattach data
+// it holds (JSON: pid, startedAt, …); found is false when no instance holds
+// one. Any instance answers a Pod from it for a pod another instance runs.
+func (s *Store) PodLease(ctx context.Context, taskID string) (owner string, lease []byte, found bool, err error) {
+	if !validID(taskID) {
+		return "", nil, false, nil
+	}
+	var rows []struct{ Owner, Lease string }
+	if err := s.read.WithContext(ctx).Raw(`SELECT owner, lease FROM pod_leases WHERE task_id = ?`, taskID).Scan(&rows).Error; err != nil {
+		return "", nil, false, s.wrap(fmt.Errorf("store: pod lease: %w", err))
+	}
+	if len(rows) == 0 {
+		return "", nil, false, nil
+	}
+	return rows[0].Owner, []byte(rows[0].Lease), true, nil
+}
