@@ -29,6 +29,7 @@ func (c *Coordinator) runCommands(ctx context.Context) {
 		if !busy {
 			c.inflight[cmd.ID] = true
 			c.wg.Add(1)
+			c.running.Add(1)
 		}
 		c.mu.Unlock()
 		if busy {
@@ -36,6 +37,7 @@ func (c *Coordinator) runCommands(ctx context.Context) {
 		}
 		go func() {
 			defer c.wg.Done()
+			defer c.running.Add(-1)
 			c.runCommand(ctx, cmd)
 			c.mu.Lock()
 			delete(c.inflight, cmd.ID)

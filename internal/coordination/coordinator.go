@@ -97,6 +97,9 @@ type Coordinator struct {
 	stopped   bool // Stop was called: no more duties start
 
 	waiters commandWaiters
+	// running counts the loop's iteration and the duty goroutines under
+	// way; tests wait for it to reach zero to step time deterministically.
+	running atomic.Int32
 }
 
 // expirySlack is how long after a heartbeat's expiry the takeover round
@@ -158,19 +161,20 @@ func (c *Coordinator) scheduleBeat() {
 	if c.stopped {
 		return
 	}
-	c.beatTimer = c.clock.AfterFunc(c.cfg.Interval, func() {
-		select {
-		case c.tick <- struct{}{}:
-		default:
-		}
-	})
+	c.beatTimer = c.clock.AfterFunc(c.cfg.Interval, func() { c.signal(c.tick) })
 }
 
 // Wake runs the duties now (e.g. a pod command was announced).
-func (c *Coordinator) Wake() {
+func (c *Coordinator) Wake() { c.signal(c.wake) }
+
+// signal hands the loop a tick or a wake-up; running counts it from now
+// until the loop has handled it.
+func (c *Coordinator) signal(ch chan struct{}) {
+	c.running.Add(1)
 	select {
-	case c.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
+		c.running.Add(-1)
 	}
 }
 
@@ -224,6 +228,7 @@ func (c *Coordinator) loop(ctx context.Context) {
 		if ctx.Err() == nil {
 			c.duties(ctx, settle)
 		}
+		c.running.Add(-1)
 	}
 }
 
@@ -306,9 +311,11 @@ func (c *Coordinator) async(ctx context.Context, busy *atomic.Bool, fn func(cont
 		return
 	}
 	c.wg.Add(1)
+	c.running.Add(1)
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
+		defer c.running.Add(-1)
 		defer busy.Store(false)
 		fn(ctx)
 	}()
