@@ -603,12 +603,11 @@ func (p *fakePods) StopPod(_ context.Context, id, _ string) error {
 }
 
 func (p *fakePods) RestartPod(context.Context, *ipa.Task) error { return nil }
-func (p *fakePods) Forget(string)                              {}
-func (p *fakePods) Status(string) ipa.PodStatus                { return ipa.PodStatus{} }
+func (p *fakePods) Forget(string)                               {}
+func (p *fakePods) Status(string) ipa.PodStatus                 { return ipa.PodStatus{} }
 
 func (p *fakePods) snapshot() (abandoned []string, taken []supervisor.Takeover, stopped []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.abandoned), slices.Clone(p.taken), slices.Clone(p.stopped)
 }
-
