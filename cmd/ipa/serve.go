@@ -200,6 +200,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		HeartbeatInterval:   so.heartbeat,
 		LeaseTTL:            so.leaseTTL,
 		Handoff:             so.handoff,
+		ExclusiveID:         true,
 		WebhookAllowPrivate: so.webhooks.allowPrivate,
 		Webhook: func(c *webhook.Config) {
 			c.Timeout, c.MinBackoff, c.MaxBackoff = so.webhooks.timeout, so.webhooks.minBackoff, so.webhooks.maxBackoff

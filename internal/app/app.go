@@ -98,6 +98,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	LeaseTTL          time.Duration
 	Handoff           bool
+	// ExclusiveID refuses to start while another running server holds
+	// InstanceID on the same PostgreSQL database (`ipa serve` sets it; see
+	// store.HoldInstanceID).
+	ExclusiveID bool
 	// CommandWait bounds how long a stop or restart of a pod another
 	// instance owns waits for that instance (zero: 15 s).
 	CommandWait time.Duration
@@ -142,6 +146,9 @@ type App struct {
 	// subscriptions, which http.Server.Shutdown alone would not.
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
+
+	// releaseID lets go of the instance id (Config.ExclusiveID).
+	releaseID func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -206,6 +213,11 @@ func (a *App) build(ctx context.Context) (err error) {
 
 	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log}); err != nil {
 		return fmt.Errorf("open database: %w", err)
+	}
+	if cfg.ExclusiveID {
+		if a.releaseID, err = a.Store.HoldInstanceID(ctx, cfg.InstanceID); err != nil {
+			return err
+		}
 	}
 	if err := auth.CheckListen(ctx, a.Store, cfg.Loopback); err != nil {
 		return err
@@ -515,6 +527,9 @@ func (a *App) Close() error {
 		if a.stopListening != nil {
 			a.stopListening()
 			a.listening.Wait()
+		}
+		if a.releaseID != nil {
+			a.releaseID()
 		}
 		if a.Store != nil {
 			errs = append(errs, a.Store.Close())
