@@ -164,6 +164,20 @@ func TestStoreOutageAndTakeoverAcrossInstances(t *testing.T) {
 	}
 	versions := eventCount(t, srvs[0], ids)
 
+	t.Run("SameInstanceIDRefused", func(t *testing.T) {
+		out, err := serveOnce(t, c.homes["A"], "--addr", "127.0.0.1:0", "--database", c.db, "--data-dir", filepath.Join(t.TempDir(), "data"),
+			"--instance-id", "A", "--lease-ttl", testTTL.String(), "--heartbeat-interval", testHeartbeat.String())
+		if err == nil || !strings.Contains(out, "another running server uses this instance id") {
+			t.Fatalf("a second server with instance id A: %v\n%s", err, out)
+		}
+		if got := eventCount(t, srvs[1], ids); !maps(got, versions) {
+			t.Fatalf("versions after the refused start %v, before %v", got, versions)
+		}
+		if after := c.leases(ctx); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Fatalf("leases after the refused start %v, before %v", after, before)
+		}
+	})
+
 	t.Run("OutageLongerThanTTL", func(t *testing.T) {
 		unblock := pgtest.Block(t, c.db)
 		time.Sleep(3 * testTTL)

@@ -211,11 +211,16 @@ func (a *App) build(ctx context.Context) (err error) {
 		a.baseCtx, a.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
 	}
 
-	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log}); err != nil {
+	// With an exclusive id, the id is held before the store is migrated:
+	// a second server with the same id changes nothing.
+	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log, SkipMigrate: cfg.ExclusiveID}); err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
 	if cfg.ExclusiveID {
 		if a.releaseID, err = a.Store.HoldInstanceID(ctx, cfg.InstanceID); err != nil {
+			return err
+		}
+		if _, err := a.Store.Migrate(ctx); err != nil {
 			return err
 		}
 	}
