@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,6 +218,12 @@ func TestStoreOutageAndTakeoverAcrossInstances(t *testing.T) {
 	}
 
 	t.Run("SamePodEverywhereAfterTakeover", func(t *testing.T) {
+		// One pod with an automatic restart behind it, so restarts is 1.
+		crashed := ids[0]
+		if err := syscall.Kill(before[crashed].PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		srvs[0].waitPod(t, crashed, "RUNNING", "ACTIVE", before[crashed].PID, 30*time.Second)
 		srvs[2].crash(t)
 		var onC []string
 		for _, id := range ids {
@@ -246,6 +253,9 @@ func TestStoreOutageAndTakeoverAcrossInstances(t *testing.T) {
 			}
 			return ""
 		})
+		if got := srvs[1].podFacts(t, crashed); got.Restarts != 1 {
+			t.Errorf("task %s: restarts %d after one automatic restart, want 1", crashed, got.Restarts)
+		}
 		for _, id := range onC {
 			if got := srvs[2].podFacts(t, id); *got.InstanceID == "C" {
 				t.Errorf("task %s: C still owns it after the takeover", id)
