@@ -139,9 +139,11 @@ func (s *Store) PodCommands(ctx context.Context, instanceID string) ([]PodComman
 // tells whoever waits for it (PostgreSQL delivers the notice at commit); a
 // missing one is not an error.
 func (s *Store) DeletePodCommand(ctx context.Context, id string) error {
+	deleted := false
 	err := s.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Exec(`DELETE FROM pod_commands WHERE id = ?`, id)
-		if res.Error != nil || res.RowsAffected == 0 || !s.postgres() {
+		deleted = res.Error == nil && res.RowsAffected > 0
+		if !deleted || !s.postgres() {
 			return res.Error
 		}
 		return tx.Exec(`SELECT pg_notify(?, ?)`, podCommandDoneChannel, id).Error
@@ -149,7 +151,7 @@ func (s *Store) DeletePodCommand(ctx context.Context, id string) error {
 	if err != nil {
 		return s.wrap(fmt.Errorf("store: delete pod command: %w", err))
 	}
-	if !s.postgres() {
+	if deleted && !s.postgres() {
 		s.podCommandDone(id)
 	}
 	return nil
