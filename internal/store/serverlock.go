@@ -26,7 +26,8 @@ func ServerLockPath(rawURL string) (string, error) {
 	return filepath.Abs(path + ".server.lock")
 }
 
-// LockServer takes the exclusive lock at path (guarding what, named in the
+// LockServer creates path's directory when missing (private: 0700, as the
+// data dir is), takes the exclusive lock at path (guarding what, named in the
 // error) without waiting, and writes
 // this process's id into the file for the message another server shows.
 // Only one `ipa serve` may hold it: a second one on the same data dir or the
@@ -35,7 +36,7 @@ func ServerLockPath(rawURL string) (string, error) {
 // drops the lock when the process ends, even by SIGKILL, so nothing stale
 // is left. Call release when the server has stopped.
 func LockServer(path, what string) (release func(), err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	f, err := lockFile(path, true)
