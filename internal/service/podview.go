@@ -117,7 +117,9 @@ func (s *PodService) storedRestarts(ctx context.Context, t *ipa.Task) int {
 	if pol.WindowSeconds == 0 {
 		pol = s.shared.defaultPolicy
 	}
-	if !pol.AutoRestart || pol.WindowSeconds <= 0 {
+	if !pol.AutoRestart || pol.WindowSeconds <= 0 || t.Status.Closed() {
+		// No automatic restarts to count (a closed task's pod never
+		// restarts again).
 		return 0
 	}
 	cutoff := time.Now().Add(-time.Duration(pol.WindowSeconds) * time.Second)
