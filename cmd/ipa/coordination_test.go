@@ -262,4 +262,43 @@ func TestStoreOutageAndTakeoverAcrossInstances(t *testing.T) {
 			}
 		}
 	})
+	if t.Failed() {
+		return
+	}
+
+	// The case: a server paused past the TTL comes back to find its
+	// pods taken over, with its supervisor still remembering them. It
+	// answers what the store says, at once, like everyone else.
+	t.Run("PausedOwnerReturns", func(t *testing.T) {
+		ls := c.leases(ctx)
+		var onB []string
+		for _, id := range ids {
+			if ls[id].Owner == "B" {
+				onB = append(onB, id)
+			}
+		}
+		if len(onB) == 0 {
+			t.Fatal("B owns no pod")
+		}
+		srvs[1].kill(syscall.SIGSTOP)
+		c.waitRunningElsewhere(ctx, onB, "B", 60*time.Second)
+		srvs[1].kill(syscall.SIGCONT)
+		eventually(t, 30*time.Second, func() string {
+			for _, id := range ids {
+				var first podFacts
+				for i, s := range srvs {
+					got := s.podFacts(t, id)
+					if got.State != "RUNNING" || got.PID == nil || got.InstanceID == nil {
+						return fmt.Sprintf("task %s on %s: %s", id, names[i], got)
+					}
+					if i == 0 {
+						first = got
+					} else if got.String() != first.String() {
+						return fmt.Sprintf("task %s: %s answers %s, A answers %s", id, names[i], got, first)
+					}
+				}
+			}
+			return ""
+		})
+	})
 }
