@@ -69,7 +69,7 @@ func (r *taskResolver) Description(ctx context.Context, obj *ipa.Task) (*string,
 
 // Pod is the resolver for the pod field.
 func (r *taskResolver) Pod(ctx context.Context, obj *ipa.Task) (*ipa.Pod, error) {
-	return r.PodService.Pod(obj), nil
+	return r.PodService.Pod(ctx, obj), nil
 }
 
 // Events is the resolver for the events field.

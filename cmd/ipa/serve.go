@@ -18,9 +18,10 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/catalog"
+	"github.com/ipa-dev/ipa/internal/coordination"
 	"github.com/ipa-dev/ipa/internal/hardening"
-	"github.com/ipa-dev/ipa/internal/instance"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/tracing"
 	"github.com/ipa-dev/ipa/internal/webhook"
@@ -90,8 +91,8 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringSliceVar(&so.allowedHosts, "allowed-hosts", nil, "host names served, besides localhost and loopback addresses, while requests need no token (comma-separated)")
 	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
-	f.DurationVar(&so.heartbeat, "heartbeat-interval", instance.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
-	f.DurationVar(&so.leaseTTL, "lease-ttl", instance.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); plugins stop their work when their host is silent for half of it")
+	f.DurationVar(&so.heartbeat, "heartbeat-interval", coordination.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
+	f.DurationVar(&so.leaseTTL, "lease-ttl", coordination.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); plugins stop their work when their host is silent for half of it")
 	f.BoolVar(&so.handoff, "handoff", false, "on SIGTERM, hand pods to other live instances instead of stopping them")
 	f.BoolVar(&so.resumePods, "resume-pods", true, "on start, start again the pods this instance's last clean shutdown stopped")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")
@@ -152,6 +153,20 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if execRole != ipa.RoleAdmin && execRole != ipa.RoleOperator {
 		return fmt.Errorf("--exec-role must be admin or operator, not %q", so.execRole)
 	}
+	// Bind first, then make sure no other server uses this data dir or
+	// store: a second `ipa serve` fails here, before it has migrated,
+	// reconciled or started anything — its shutdown would otherwise stop
+	// the first one's pods.
+	ln, err := net.Listen("tcp", so.addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	defer ln.Close()
+	release, err := lockServer(dataDir, opts.database)
+	if err != nil {
+		return err
+	}
+	defer release()
 	cat, err := catalog.Discover(catalog.Options{
 		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, ExecRole: execRole, DataDir: dataDir,
 	}, log)
@@ -183,7 +198,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		keyFile = defaultSecretKeyFile(opts.database, dataDir)
 	}
 	secretKey := func() ([]byte, error) { return loadSecretKey(keyFile, so.secretKeyFile == "", log) }
-	srv, err := app.New(ctx, app.Config{
+	err = app.Run(ctx, app.Config{
 		DatabaseURL:         opts.database,
 		Runtimes:            cat.Runtimes(),
 		Launcher:            supervisor.LauncherFunc(cat.Command),
@@ -206,10 +221,14 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		Handoff:             so.handoff,
 		PluginEnv:           so.pluginEnv,
 		SecretKey:           secretKey,
+		ExclusiveID:         true,
 		WebhookAllowPrivate: so.webhooks.allowPrivate,
 		Webhook: func(c *webhook.Config) {
 			c.Timeout, c.MinBackoff, c.MaxBackoff = so.webhooks.timeout, so.webhooks.minBackoff, so.webhooks.maxBackoff
 		},
+	}, ln, func(srv *app.App) {
+		log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
+			"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
 	})
 	if errors.Is(err, webhook.ErrWrongKey) {
 		return fmt.Errorf("--secret-key-file %s: %w", keyFile, err)
@@ -217,17 +236,33 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", so.addr)
-	if err != nil {
-		_ = srv.Close()
-		return err
-	}
-	srv.SetAddress(ctx, ln.Addr().String())
-	log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
-		"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
-	if err := srv.Serve(ctx, ln); err != nil {
-		return err
-	}
 	log.Info("stopped")
 	return nil
+}
+
+// lockServer takes the locks that keep a second `ipa serve` off this
+// server's data dir (same default instance id, same pod working
+// directories) and, on SQLite, off its store, even from another data dir.
+func lockServer(dataDir, database string) (release func(), err error) {
+	var releases []func()
+	release = func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	r, err := store.LockServer(filepath.Join(dataDir, "server.lock"), "data dir "+dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stop it first, or give this server its own --data-dir", err)
+	}
+	releases = append(releases, r)
+	path, err := store.ServerLockPath(database)
+	if err != nil || path == "" {
+		return release, err
+	}
+	if r, err = store.LockServer(path, "database "+strings.TrimSuffix(path, ".server.lock")); err != nil {
+		release()
+		return nil, fmt.Errorf("%w: stop it first, or give this server its own --database", err)
+	}
+	releases = append(releases, r)
+	return release, nil
 }

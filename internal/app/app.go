@@ -23,11 +23,11 @@ import (
 	"github.com/ipa-dev/ipa/graph"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/cohort"
+	"github.com/ipa-dev/ipa/internal/coordination"
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/httpserver"
-	"github.com/ipa-dev/ipa/internal/instance"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/runtimehost"
 	"github.com/ipa-dev/ipa/internal/service"
@@ -88,7 +88,7 @@ type Config struct {
 	// (zero: 1 s).
 	DeadlineInterval time.Duration
 
-	// Several instances on one database (see internal/instance). Version
+	// Several instances on one database (see internal/coordination). Version
 	// is shown in Query.instances. HeartbeatInterval (default 2 s) and
 	// LeaseTTL (default 10 s): an instance whose heartbeat is older than the
 	// TTL is dead and its pods are taken over; plugins stop their work when
@@ -98,6 +98,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	LeaseTTL          time.Duration
 	Handoff           bool
+	// ExclusiveID refuses to start while another running server holds
+	// InstanceID on the same PostgreSQL database (`ipa serve` sets it; see
+	// store.HoldInstanceID).
+	ExclusiveID bool
 	// CommandWait bounds how long a stop or restart of a pod another
 	// instance owns waits for that instance (zero: 15 s).
 	CommandWait time.Duration
@@ -143,19 +147,17 @@ type App struct {
 	stopDeadlinesFn context.CancelFunc
 	deadlines       sync.WaitGroup
 
-	registry  *instance.Registry
-	coord     *coordinator
-	coordCtx  context.Context
-	stopCoord context.CancelFunc
-	// drainMu makes drains one at a time: a shutdown handoff marks the
-	// instance draining, and the coordinator's drain check must not race it
-	// for the same pods.
-	drainMu sync.Mutex
+	// Coord is this server among the instances sharing the database:
+	// heartbeat, leases, takeover, pod command routing, drain.
+	Coord *coordination.Coordinator
 
 	// baseCtx is the context of every request: cancelling it ends open
 	// subscriptions, which http.Server.Shutdown alone would not.
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
+
+	// releaseID lets go of the instance id (Config.ExclusiveID).
+	releaseID func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -166,6 +168,19 @@ type App struct {
 // built is taken apart again. Returns the store's errors (unreachable,
 // migration) and configuration errors.
 func New(ctx context.Context, cfg Config) (*App, error) {
+	a, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.build(ctx); err != nil {
+		_ = a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// prepare fills in cfg's defaults and checks it; nothing is opened yet.
+func prepare(cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -182,10 +197,10 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, errors.New("app: no runtime launcher")
 	}
 	if cfg.HeartbeatInterval == 0 {
-		cfg.HeartbeatInterval = instance.DefaultHeartbeatInterval
+		cfg.HeartbeatInterval = coordination.DefaultHeartbeatInterval
 	}
 	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = instance.DefaultLeaseTTL
+		cfg.LeaseTTL = coordination.DefaultLeaseTTL
 	}
 	if cfg.CommandWait == 0 {
 		cfg.CommandWait = 15 * time.Second
@@ -193,23 +208,30 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
-	if err := (instance.Config{Interval: cfg.HeartbeatInterval, TTL: cfg.LeaseTTL}).Validate(); err != nil {
+	if err := (coordination.Config{Interval: cfg.HeartbeatInterval, TTL: cfg.LeaseTTL}).Validate(); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: cfg.Logger}
-	if err := a.build(ctx); err != nil {
-		_ = a.Close()
-		return nil, err
-	}
-	return a, nil
+	return &App{cfg: cfg, log: cfg.Logger}, nil
 }
 
 func (a *App) build(ctx context.Context) (err error) {
 	cfg, log := a.cfg, a.log
-	a.baseCtx, a.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
+	if a.baseCtx == nil {
+		a.baseCtx, a.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
+	}
 
-	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log}); err != nil {
+	// With an exclusive id, the id is held before the store is migrated:
+	// a second server with the same id changes nothing.
+	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log, SkipMigrate: cfg.ExclusiveID}); err != nil {
 		return fmt.Errorf("open database: %w", err)
+	}
+	if cfg.ExclusiveID {
+		if a.releaseID, err = a.Store.HoldInstanceID(ctx, cfg.InstanceID); err != nil {
+			return err
+		}
+		if _, err := a.Store.Migrate(ctx); err != nil {
+			return err
+		}
 	}
 	if err := auth.CheckListen(ctx, a.Store, cfg.Loopback); err != nil {
 		return err
@@ -274,7 +296,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		Launcher:      cfg.Launcher,
 		DataDir:       dataDir,
 		InstanceID:    cfg.InstanceID,
-		Leases:        leaseStore{st: a.Store, owner: cfg.InstanceID},
+		Leases:        coordination.NewLeaseStore(a.Store, cfg.InstanceID),
 		DefaultPolicy: cfg.DefaultPolicy,
 		Logger:        log,
 		Registry:      a.Registry,
@@ -286,7 +308,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		// (the variable is set on each plugin, whatever the environment
 		// says). SQLite has one instance: a plugin keeps its default grace
 		// for the server to come back.
-		supCfg.OrphanGrace = instance.OrphanGrace(cfg.LeaseTTL)
+		supCfg.OrphanGrace = coordination.OrphanGrace(cfg.LeaseTTL)
 	}
 	if cfg.Supervisor != nil {
 		cfg.Supervisor(&supCfg)
@@ -297,7 +319,13 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err := a.Supervisor.Start(ctx); err != nil {
 		return err
 	}
-	pods := podRouter{Supervisor: a.Supervisor, st: a.Store, self: cfg.InstanceID, wait: cfg.CommandWait}
+	if a.Coord, err = coordination.New(coordination.Config{
+		Store: a.Store, Pods: a.Supervisor, ID: cfg.InstanceID, Version: cfg.Version,
+		Interval: cfg.HeartbeatInterval, TTL: cfg.LeaseTTL, Logger: log,
+	}); err != nil {
+		return err
+	}
+	pods := a.Coord.Router(a.Supervisor, cfg.CommandWait)
 
 	// Services.
 	key, err := a.Store.Secret(ctx, cursorSecretName, 32)
@@ -319,17 +347,23 @@ func (a *App) build(ctx context.Context) (err error) {
 		return err
 	}
 	podService := service.NewPodService(a.Store, pods, cfg.Runtimes)
+	if a.Store.Dialect() == "postgres" {
+		// Other instances may run this task's pod: answer it from the store.
+		podService.ShareWith(cfg.InstanceID, a.Store, cfg.DefaultPolicy)
+	}
 	a.Services = &graph.Resolver{
 		TaskService:     tasks,
 		PodService:      podService,
 		FeedService:     service.NewFeedService(a.Feed),
 		TokenService:    service.NewTokenService(a.Store, log, nil),
-		InstanceService: service.NewInstanceService(a),
+		InstanceService: service.NewInstanceService(a.Coord),
 		WebhookService:  service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance
 	// takes this one's leases over while it settles them.
-	if err := a.startInstance(ctx); err != nil {
+	a.Store.WatchPodCommands(a.Coord.CommandQueued)
+	a.Store.WatchPodCommandsDone(a.Coord.CommandDone)
+	if err := a.Coord.Start(ctx); err != nil {
 		return fmt.Errorf("register instance: %w", err)
 	}
 	for _, former := range cfg.FormerInstanceIDs {
@@ -422,12 +456,25 @@ func (a *App) Ready(ctx context.Context) error {
 // Serve serves HTTP on ln until ctx ends or the listener fails, then closes
 // the App. Returns the listener's error, or Close's.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv, served := a.startHTTP(ln, a.Handler)
+	return a.serve(ctx, srv, served)
+}
+
+// startHTTP serves h on ln in a goroutine of its own; served receives
+// Serve's result.
+func (a *App) startHTTP(ln net.Listener, h http.Handler) (*http.Server, chan error) {
 	opts := a.cfg.HTTP
 	opts.BaseContext = func(net.Listener) context.Context { return a.baseCtx }
 	opts.Logger = a.log
-	srv := httpserver.NewServer(a.Handler, opts)
+	srv := httpserver.NewServer(h, opts)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	return srv, served
+}
+
+// serve runs the metrics listener beside srv until ctx ends or srv fails,
+// then shuts srv down and closes the App.
+func (a *App) serve(ctx context.Context, srv *http.Server, served chan error) error {
 	if a.cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", a.cfg.MetricsAddr)
 		if err != nil {
@@ -481,10 +528,14 @@ func (a *App) Close() error {
 		if a.Webhooks != nil {
 			a.Webhooks.Close()
 		}
-		if a.cfg.Handoff && a.registry != nil {
+		if a.cfg.Handoff && a.Coord != nil {
 			a.handoff()
 		}
-		a.stopInstance()
+		if a.Coord != nil {
+			// The row stays: its heartbeat ages, and Query.instances
+			// shows the server dead.
+			a.Coord.Stop()
+		}
 		if a.Supervisor != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 			if err := a.Supervisor.Shutdown(ctx); err != nil {
@@ -497,12 +548,32 @@ func (a *App) Close() error {
 			a.stopListening()
 			a.listening.Wait()
 		}
+		if a.releaseID != nil {
+			a.releaseID()
+		}
 		if a.Store != nil {
 			errs = append(errs, a.Store.Close())
 		}
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
+}
+
+// SetAddress records the address this server listens on in its instance row.
+func (a *App) SetAddress(ctx context.Context, addr string) {
+	if err := a.Coord.SetAddress(ctx, addr); err != nil {
+		a.log.Warn("instance address", "err", err)
+	}
+}
+
+// handoff hands this instance's running pods to the other live instances
+// (on shutdown with Config.Handoff); see coordination.Coordinator.Drain.
+func (a *App) handoff() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if n, err := a.Coord.Drain(ctx); err != nil {
+		a.log.Warn("handoff", "err", err, "handed_off", n)
+	}
 }
 
 // notifyWebhooks publishes a commit to the live feeds, then wakes the

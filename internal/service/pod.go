@@ -13,6 +13,7 @@ type PodService struct {
 	store    TaskReader
 	pods     Pods
 	runtimes map[string]ipa.Runtime
+	shared   *sharedPods // set by ShareWith: several instances
 }
 
 // NewPodService returns a PodService reading tasks from r and driving pods
@@ -35,26 +36,6 @@ func (s *PodService) openTaskFor(ctx context.Context, taskID string, expected *i
 		return nil, err
 	}
 	return t, nil
-}
-
-// Pod returns the pod view of a task: the supervisor's live view when it holds
-// one, else the state recorded in the task's stream.
-func (s *PodService) Pod(t *ipa.Task) *ipa.Pod {
-	v := &ipa.Pod{TaskID: t.ID, State: t.PodState}
-	if v.State == "" {
-		v.State = ipa.PodStopped
-	}
-	if st := s.pods.Status(t.ID); st.Known {
-		v.State, v.StartedAt, v.Restarts, v.NextAttemptAt = st.State, st.StartedAt, st.Restarts, st.NextAttemptAt
-		if st.PID > 0 {
-			pid := st.PID
-			v.PID = &pid
-		}
-		if st.State == ipa.PodRunning {
-			v.Live = st.Live
-		}
-	}
-	return v
 }
 
 // Crashes returns the task's last recorded crashes, newest first, from its
@@ -120,7 +101,7 @@ func (s *PodService) ActivePods(ctx context.Context) ([]*ipa.Task, error) {
 	for _, t := range all {
 		// The supervisor may know better than the row: a crash it is
 		// recording right now.
-		switch s.Pod(t).State {
+		switch s.Pod(ctx, t).State {
 		case ipa.PodStarting, ipa.PodRunning, ipa.PodStopping, ipa.PodBackoff:
 			out = append(out, t)
 		}

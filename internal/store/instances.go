@@ -13,23 +13,60 @@ import (
 // maxInstances bounds ListInstances: a deployment runs a handful.
 const maxInstances = 1000
 
-// RegisterInstance records inst as a live instance (heartbeat now), replacing
-// an earlier row of the same id (the instance restarted). Returns
-// EUNAVAILABLE when the database is unreachable.
+// RegisterInstance records inst as a live instance, replacing an earlier
+// row of the same id (the instance restarted). Its heartbeat is
+// inst.HeartbeatAt when set, else now on the database's clock (see Now).
+// Returns EUNAVAILABLE when the database is unreachable.
 func (s *Store) RegisterInstance(ctx context.Context, inst ipa.Instance) error {
 	var addr *string
 	if inst.Address != "" {
 		addr = &inst.Address
 	}
+	beat, args := s.nowExpr(), []any{}
+	if !inst.HeartbeatAt.IsZero() {
+		beat = "?"
+		args = append(args, nanos(inst.HeartbeatAt))
+	}
+	args = append([]any{inst.ID, addr, inst.Version, nanos(inst.StartedAt)}, append(args, false)...)
 	err := s.write.WithContext(ctx).Exec(`INSERT INTO instances (id, address, version, started_at, heartbeat_at, draining)
-		VALUES (?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, `+beat+`, ?)
 		ON CONFLICT (id) DO UPDATE SET address = excluded.address, version = excluded.version,
 			started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, draining = excluded.draining`,
-		inst.ID, addr, inst.Version, nanos(inst.StartedAt), nanos(inst.HeartbeatAt), false).Error
+		args...).Error
 	if err != nil {
 		return s.wrap(fmt.Errorf("store: register instance: %w", err))
 	}
 	return nil
+}
+
+// pgNow is the PostgreSQL clock in Unix nanoseconds, the unit of every
+// stored time. clock_timestamp, not now(): the time of the statement, not of
+// its transaction's start.
+const pgNow = `(extract(epoch from clock_timestamp()) * 1000000000)::bigint`
+
+// nowExpr is the SQL for now in Unix nanoseconds: the database's clock on
+// PostgreSQL, where instances on different machines compare heartbeats, so
+// that skew between their clocks cannot make a live one look dead. On
+// SQLite (one machine) it is this process's clock.
+func (s *Store) nowExpr() string {
+	if s.postgres() {
+		return pgNow
+	}
+	return fmt.Sprintf("%d", time.Now().UnixNano())
+}
+
+// Now returns the database's clock on PostgreSQL (this process's clock on
+// SQLite): the clock heartbeats are stamped with, against which their age
+// must be judged. Returns EUNAVAILABLE when the database is unreachable.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	if !s.postgres() {
+		return time.Now(), nil
+	}
+	var n int64
+	if err := s.read.WithContext(ctx).Raw(`SELECT ` + pgNow).Scan(&n).Error; err != nil {
+		return time.Time{}, s.wrap(fmt.Errorf("store: database clock: %w", err))
+	}
+	return time.Unix(0, n), nil
 }
 
 // AdoptInstance makes id the owner of what this server held under a former
@@ -66,10 +103,11 @@ func (s *Store) SetInstanceAddress(ctx context.Context, id, addr string) error {
 	return nil
 }
 
-// Heartbeat refreshes the instance's heartbeat to now. It reports false when
-// the instance has no row (it was removed): the caller registers again.
-func (s *Store) Heartbeat(ctx context.Context, id string, now time.Time) (bool, error) {
-	res := s.write.WithContext(ctx).Exec(`UPDATE instances SET heartbeat_at = ? WHERE id = ?`, nanos(now), id)
+// Heartbeat refreshes the instance's heartbeat to now on the database's
+// clock (see Now). It reports false when the instance has no row (it was
+// removed): the caller registers again.
+func (s *Store) Heartbeat(ctx context.Context, id string) (bool, error) {
+	res := s.write.WithContext(ctx).Exec(`UPDATE instances SET heartbeat_at = `+s.nowExpr()+` WHERE id = ?`, id)
 	if res.Error != nil {
 		return false, s.wrap(fmt.Errorf("store: heartbeat: %w", res.Error))
 	}
@@ -361,4 +399,21 @@ func (s *Store) InstanceDraining(ctx context.Context, id string) (bool, error) {
 		return false, s.wrap(fmt.Errorf("store: instance draining: %w", err))
 	}
 	return len(rows) > 0 && rows[0], nil
+}
+
+// PodLease returns the owner of the task's pod lease and the reattach data
+// it holds (JSON: pid, startedAt, …); found is false when no instance holds
+// one. Any instance answers a Pod from it for a pod another instance runs.
+func (s *Store) PodLease(ctx context.Context, taskID string) (owner string, lease []byte, found bool, err error) {
+	if !validID(taskID) {
+		return "", nil, false, nil
+	}
+	var rows []struct{ Owner, Lease string }
+	if err := s.read.WithContext(ctx).Raw(`SELECT owner, lease FROM pod_leases WHERE task_id = ?`, taskID).Scan(&rows).Error; err != nil {
+		return "", nil, false, s.wrap(fmt.Errorf("store: pod lease: %w", err))
+	}
+	if len(rows) == 0 {
+		return "", nil, false, nil
+	}
+	return rows[0].Owner, []byte(rows[0].Lease), true, nil
 }

@@ -99,7 +99,7 @@ func (s *Store) listenOnce(ctx context.Context, onCommit func(CommitNotice), onR
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	for _, ch := range []string{commitChannel, tokenChannel, podCommandChannel} {
+	for _, ch := range []string{commitChannel, tokenChannel, podCommandChannel, podCommandDoneChannel} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			return err
 		}

@@ -15,6 +15,11 @@ import (
 // LISTEN connection of the commit notices.
 const podCommandChannel = "ipa_pod_commands"
 
+// podCommandDoneChannel is the PostgreSQL NOTIFY channel that tells the
+// caller waiting for a pod command that it was carried out (deleted); the
+// payload is the command's id.
+const podCommandDoneChannel = "ipa_pod_commands_done"
+
 // PodCommand is an intent for a pod that another instance owns: the owner
 // carries it out and deletes the row.
 type PodCommand struct {
@@ -28,8 +33,9 @@ type PodCommand struct {
 
 // podCommandWatchers hear that commands wait for an instance.
 type podCommandWatchers struct {
-	mu  sync.Mutex
-	fns []func(instanceID string)
+	mu   sync.Mutex
+	fns  []func(instanceID string)
+	done []func(id string)
 }
 
 // WatchPodCommands makes fn hear, while ListenCommits runs (PostgreSQL), the
@@ -40,6 +46,25 @@ func (s *Store) WatchPodCommands(fn func(instanceID string)) {
 	s.podCommandWatch.mu.Lock()
 	s.podCommandWatch.fns = append(s.podCommandWatch.fns, fn)
 	s.podCommandWatch.mu.Unlock()
+}
+
+// WatchPodCommandsDone makes fn hear, while ListenCommits runs (PostgreSQL)
+// and at once on SQLite, the id of every pod command deleted (carried out or
+// given up). A notice may be lost while the LISTEN connection is down, so a
+// waiter also looks at the row now and then. fn must not block.
+func (s *Store) WatchPodCommandsDone(fn func(id string)) {
+	s.podCommandWatch.mu.Lock()
+	s.podCommandWatch.done = append(s.podCommandWatch.done, fn)
+	s.podCommandWatch.mu.Unlock()
+}
+
+func (s *Store) podCommandDone(id string) {
+	s.podCommandWatch.mu.Lock()
+	fns := slices.Clone(s.podCommandWatch.done)
+	s.podCommandWatch.mu.Unlock()
+	for _, fn := range fns {
+		fn(id)
+	}
 }
 
 func (s *Store) podCommandQueued(instanceID string) {
@@ -54,10 +79,14 @@ func (s *Store) podCommandQueued(instanceID string) {
 // heardPodCommand handles a pod command notice; it reports whether the
 // payload was one.
 func (s *Store) heardPodCommand(channel, payload string) bool {
-	if channel != podCommandChannel {
+	switch channel {
+	case podCommandChannel:
+		s.podCommandQueued(payload)
+	case podCommandDoneChannel:
+		s.podCommandDone(payload)
+	default:
 		return false
 	}
-	s.podCommandQueued(payload)
 	return true
 }
 
@@ -106,11 +135,24 @@ func (s *Store) PodCommands(ctx context.Context, instanceID string) ([]PodComman
 	return out, nil
 }
 
-// DeletePodCommand removes a command once carried out (or given up);
-// a missing one is not an error.
+// DeletePodCommand removes a command once carried out (or given up) and
+// tells whoever waits for it (PostgreSQL delivers the notice at commit); a
+// missing one is not an error.
 func (s *Store) DeletePodCommand(ctx context.Context, id string) error {
-	if err := s.write.WithContext(ctx).Exec(`DELETE FROM pod_commands WHERE id = ?`, id).Error; err != nil {
+	deleted := false
+	err := s.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Exec(`DELETE FROM pod_commands WHERE id = ?`, id)
+		deleted = res.Error == nil && res.RowsAffected > 0
+		if !deleted || !s.postgres() {
+			return res.Error
+		}
+		return tx.Exec(`SELECT pg_notify(?, ?)`, podCommandDoneChannel, id).Error
+	})
+	if err != nil {
 		return s.wrap(fmt.Errorf("store: delete pod command: %w", err))
+	}
+	if deleted && !s.postgres() {
+		s.podCommandDone(id)
 	}
 	return nil
 }
