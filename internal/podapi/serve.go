@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
 
+	"github.com/ipa-dev/ipa/internal/ipa"
 	pb "github.com/ipa-dev/ipa/internal/podapi/proto"
 )
 
@@ -31,6 +32,13 @@ const (
 
 // DefaultOrphanGrace is the orphan grace period when EnvOrphanGrace is unset.
 const DefaultOrphanGrace = 60 * time.Second
+
+// ExitHostSilent is the exit status of a plugin that stopped its work
+// because its host went silent (or never connected) for the orphan grace.
+// The exit report it writes first (reason ipa.LostHostSilent) is what tells
+// the host; the status is non-zero only so that a host that could not read
+// the report never takes the stop for work that finished (status 0).
+const ExitHostSilent = 75 // EX_TEMPFAIL: the work did not finish and may run again
 
 // orphanStopTimeout bounds the Stop a plugin gives its work before exiting as
 // an orphan, or after its host shut it down.
@@ -133,8 +141,10 @@ func Serve(impl Runtime) {
 		})
 	}
 	// An orphan's work must be over well within the lease TTL the grace is
-	// derived from (half of it): its Stop gets half the grace at most.
-	stopTimeout := min(orphanStopTimeout, max(grace/2, 100*time.Millisecond))
+	// derived from (three quarters of it): the silence is noticed within a
+	// 32nd of the grace and its Stop gets a 16th at most, so the work has
+	// stopped before about 0.82 of the TTL has passed.
+	stopTimeout := min(orphanStopTimeout, max(grace/16, 100*time.Millisecond))
 	stopWork := func(reason string) {
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
@@ -144,7 +154,10 @@ func Serve(impl Runtime) {
 	watch := newConnWatch(grace, func() {
 		log.Warn("no host connected within the orphan grace period; stopping", "grace", grace)
 		stopWork("orphaned: no host attached within " + grace.String())
-		exit(ExitStatus{}, "orphaned")
+		// The host, if it comes back still owning the pod, reads why the
+		// work ended: it was lost, not finished (pod_lost host_silent).
+		exit(ExitStatus{Code: ExitHostSilent, Reason: ipa.LostHostSilent,
+			Message: "the plugin stopped its work: its server was silent for " + grace.String()}, "orphaned")
 	})
 	defer watch.close()
 
@@ -243,7 +256,7 @@ func (w *connWatch) fire() {
 
 // watchSilence fires onOrphan when a connected host has gone silent.
 func (w *connWatch) watchSilence() {
-	t := time.NewTicker(max(w.grace/8, time.Millisecond))
+	t := time.NewTicker(max(w.grace/32, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
