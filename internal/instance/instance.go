@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
 )
 
 // Defaults of the flags --heartbeat-interval and --lease-ttl.
@@ -57,15 +58,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// OrphanGrace is how long a plugin whose host is silent keeps running:
-// three quarters of the lease TTL. A plugin should give up its work only when
-// its host may have lost the lease, which another instance can take only
-// after the TTL; so a host paused (or starved) for well over half the TTL
-// keeps its pods, while a dead owner's plugins notice the silence within a
-// 32nd of the grace and stop within a 16th more (podapi.Serve): their work
-// is over at about 0.82 of the TTL after the host's last call, a heartbeat
-// interval (a fifth of the TTL by default) before a takeover can happen.
-func OrphanGrace(ttl time.Duration) time.Duration { return ttl * 3 / 4 }
+// OrphanGrace is how long a plugin whose host is silent keeps running; see
+// podapi.SilenceGrace.
+func OrphanGrace(ttl time.Duration) time.Duration { return podapi.SilenceGrace(ttl) }
 
 // Registry is one server's registration. Start it, Stop it.
 type Registry struct {
