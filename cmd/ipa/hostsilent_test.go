@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,5 +57,8 @@ func TestHostSilentPodIsLostAndRestarted(t *testing.T) {
 	}
 	if tv := s.task(t, kept); len(tv.Pod.Crashes) == 0 || tv.Pod.Crashes[0].Reason != "lost" {
 		t.Errorf("task without autoRestart: crashes %+v, want the loss first", tv.Pod.Crashes)
+	}
+	if msgs := s.crashMessages(t, kept); len(msgs) == 0 || msgs[0].Message == nil || !strings.Contains(*msgs[0].Message, "server was silent") {
+		t.Errorf("task without autoRestart: crash messages %+v, want the silent server named", msgs)
 	}
 }
