@@ -92,7 +92,7 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.DurationVar(&so.heartbeat, "heartbeat-interval", coordination.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
-	f.DurationVar(&so.leaseTTL, "lease-ttl", coordination.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); plugins stop their work when their host is silent for half of it")
+	f.DurationVar(&so.leaseTTL, "lease-ttl", coordination.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); on PostgreSQL a plugin whose server is silent for three quarters of it stops its work (a server that comes back still owning the pod records pod_lost host_silent and applies the restart policy); on SQLite a plugin keeps its work through 60s of silence, so a server paused or restarted within that finds it running")
 	f.BoolVar(&so.handoff, "handoff", false, "on SIGTERM, hand pods to other live instances instead of stopping them")
 	f.BoolVar(&so.resumePods, "resume-pods", true, "on start, start again the pods this instance's last clean shutdown stopped")
 	f.BoolVar(&so.policy.AutoRestart, "restart-auto", so.policy.AutoRestart, "default restart policy: restart crashed pods automatically")

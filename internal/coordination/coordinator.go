@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
 )
 
 // Defaults of the flags --heartbeat-interval and --lease-ttl.
@@ -18,10 +19,9 @@ const (
 	DefaultLeaseTTL          = 10 * time.Second
 )
 
-// OrphanGrace is how long a plugin whose host is silent keeps running: half
-// the lease TTL, so a dead owner's plugins have stopped their work (within
-// another quarter of it) before the lease can be taken over.
-func OrphanGrace(ttl time.Duration) time.Duration { return ttl / 2 }
+// OrphanGrace is how long a plugin whose host is silent keeps running; see
+// podapi.SilenceGrace.
+func OrphanGrace(ttl time.Duration) time.Duration { return podapi.SilenceGrace(ttl) }
 
 // Config configures a Coordinator.
 type Config struct {

@@ -181,6 +181,10 @@ const (
 	LostReattachFailed = "reattach_failed" // it was alive and ours, but did not answer; it was killed
 	LostNotActive      = "not_active"      // a lease for a task that is not open and ACTIVE; the process was killed
 	LostInstanceLost   = "instance_lost"   // the owning instance stopped heartbeating; another instance took the pod over
+	// LostHostSilent: the plugin stopped its work because its server was
+	// silent (paused, cut off) for the orphan grace, and said so as it
+	// exited; the server came back still owning the pod.
+	LostHostSilent = "host_silent"
 )
 
 // Stop reasons the supervisor itself uses (PodStoppedData.Reason); people

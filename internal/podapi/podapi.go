@@ -37,8 +37,11 @@
 // host connections to the plugin's gRPC server; when none is left (and at
 // startup, before the first one), it waits OrphanGrace (env
 // IPA_PLUGIN_ORPHAN_GRACE as a Go duration, default 60s). If no host has
-// (re)attached by then, it calls Stop on the runtime with a short deadline and
-// exits the process.
+// (re)attached by then — or a connected host that was polling has made no
+// call for that long (it was paused, or starved) — it calls Stop on the
+// runtime with a short deadline and exits the process with ExitHostSilent,
+// after an exit report of reason "host_silent": a host that comes back still
+// owning the pod reads it and records the work as lost, not finished.
 package podapi
 
 import (

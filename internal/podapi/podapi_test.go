@@ -457,3 +457,19 @@ func TestDiscover(t *testing.T) {
 		}
 	})
 }
+
+// TestSilenceGraceFitsTheLease checks the arithmetic the lease relies on: a
+// host paused for 0.7 of the TTL (its poll every grace/16 just missed) keeps
+// its pods, and a dead host's plugins have stopped their work before 0.85 of
+// the TTL, a default heartbeat interval (TTL/5) short of a takeover.
+func TestSilenceGraceFitsTheLease(t *testing.T) {
+	for _, ttl := range []time.Duration{3 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute} {
+		g := SilenceGrace(ttl)
+		if paused := ttl*7/10 + g/16; paused >= g {
+			t.Errorf("ttl %s: a pause of 0.7 TTL after a poll (%s of silence) reaches the grace %s", ttl, paused, g)
+		}
+		if stopped := g + silenceTick(g) + orphanStop(g); stopped >= ttl*85/100 {
+			t.Errorf("ttl %s: an orphan's work ends %s after the last call, not before 0.85 TTL", ttl, stopped)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
 
+	"github.com/ipa-dev/ipa/internal/ipa"
 	pb "github.com/ipa-dev/ipa/internal/podapi/proto"
 )
 
@@ -31,6 +32,25 @@ const (
 
 // DefaultOrphanGrace is the orphan grace period when EnvOrphanGrace is unset.
 const DefaultOrphanGrace = 60 * time.Second
+
+// SilenceGrace is the orphan grace for plugins whose host holds its pods
+// under a lease of the given TTL: three quarters of it. A plugin should give
+// up its work only when its host may have lost the lease, which another
+// instance can take only after the TTL; so a host paused (or starved) for
+// well over half the TTL keeps its pods, while a dead owner's plugins notice
+// the silence within a 32nd of the grace and stop within a 16th more (Serve):
+// their work is over at about 0.82 of the TTL after the host's last call, a
+// heartbeat interval (a fifth of the TTL by default) before a takeover can
+// happen. The host must call at least every grace/16 (its state poll) so that
+// a pause shorter than the grace minus that does not end the work.
+func SilenceGrace(leaseTTL time.Duration) time.Duration { return leaseTTL * 3 / 4 }
+
+// ExitHostSilent is the exit status of a plugin that stopped its work
+// because its host went silent (or never connected) for the orphan grace.
+// The exit report it writes first (reason ipa.LostHostSilent) is what tells
+// the host; the status is non-zero only so that a host that could not read
+// the report never takes the stop for work that finished (status 0).
+const ExitHostSilent = 75 // EX_TEMPFAIL: the work did not finish and may run again
 
 // orphanStopTimeout bounds the Stop a plugin gives its work before exiting as
 // an orphan, or after its host shut it down.
@@ -132,9 +152,7 @@ func Serve(impl Runtime) {
 			exitProcess(st)
 		})
 	}
-	// An orphan's work must be over well within the lease TTL the grace is
-	// derived from (half of it): its Stop gets half the grace at most.
-	stopTimeout := min(orphanStopTimeout, max(grace/2, 100*time.Millisecond))
+	stopTimeout := orphanStop(grace)
 	stopWork := func(reason string) {
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
@@ -144,7 +162,10 @@ func Serve(impl Runtime) {
 	watch := newConnWatch(grace, func() {
 		log.Warn("no host connected within the orphan grace period; stopping", "grace", grace)
 		stopWork("orphaned: no host attached within " + grace.String())
-		exit(ExitStatus{}, "orphaned")
+		// The host, if it comes back still owning the pod, reads why the
+		// work ended: it was lost, not finished (pod_lost host_silent).
+		exit(ExitStatus{Code: ExitHostSilent, Reason: ipa.LostHostSilent,
+			Message: "the plugin stopped its work: its server was silent for " + grace.String()}, "orphaned")
 	})
 	defer watch.close()
 
@@ -186,6 +207,18 @@ func exitProcess(st ExitStatus) {
 	}
 	os.Exit(st.Code)
 }
+
+// orphanStop is the Stop an orphan gives its work. The work must be over
+// well within the lease TTL the grace is derived from (SilenceGrace): the
+// silence is noticed within a 32nd of the grace (silenceTick) and the Stop
+// gets a 16th at most, so the work has stopped before about 0.82 of the TTL
+// has passed.
+func orphanStop(grace time.Duration) time.Duration {
+	return min(orphanStopTimeout, max(grace/16, 100*time.Millisecond))
+}
+
+// silenceTick is how often the watch looks for a silent host.
+func silenceTick(grace time.Duration) time.Duration { return max(grace/32, time.Millisecond) }
 
 // connWatch counts host connections to the plugin's gRPC server and fires
 // onOrphan once none has been open for grace (counting from start too), or
@@ -243,7 +276,7 @@ func (w *connWatch) fire() {
 
 // watchSilence fires onOrphan when a connected host has gone silent.
 func (w *connWatch) watchSilence() {
-	t := time.NewTicker(max(w.grace/8, time.Millisecond))
+	t := time.NewTicker(silenceTick(w.grace))
 	defer t.Stop()
 	for {
 		select {

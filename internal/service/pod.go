@@ -80,6 +80,8 @@ func lostMessage(reason string) string {
 		return "A pod process of a task that should have none was found and stopped."
 	case "instance_lost":
 		return "The server instance that ran the pod stopped answering."
+	case ipa.LostHostSilent:
+		return "The pod stopped its work because its server was silent (paused or starved) for too long."
 	case "":
 		return "The pod was lost."
 	}

@@ -68,7 +68,10 @@ type Config struct {
 	// (IPA_PLUGIN_ORPHAN_GRACE): a plugin that hears nothing from its host
 	// for that long stops its work and exits. Several instances set it below
 	// the lease TTL, so a dead owner's work stops before anyone takes it
-	// over; the state poll then runs at least every OrphanGrace/4.
+	// over; the state poll then runs at least every OrphanGrace/16, so a
+	// host that was paused for less than the grace minus that is heard
+	// from again (its poll fires at once on resume) before its plugins
+	// give up.
 	OrphanGrace time.Duration
 	// PluginEnv names server environment variables every plugin inherits
 	// besides the minimal set (see PluginEnv); plugins get nothing else of
@@ -140,8 +143,8 @@ func (c *Config) withDefaults() error {
 	dur(&c.CrashHistoryKeep, DefaultCrashHistoryKeep)
 	dur(&c.StoreRetryMin, DefaultStoreRetryMin)
 	dur(&c.StoreRetryMax, DefaultStoreRetryMax)
-	if c.OrphanGrace > 0 && c.StateInterval > c.OrphanGrace/4 {
-		c.StateInterval = c.OrphanGrace / 4
+	if c.OrphanGrace > 0 && c.StateInterval > c.OrphanGrace/16 {
+		c.StateInterval = c.OrphanGrace / 16
 	}
 	if c.OutboxLimit == 0 {
 		c.OutboxLimit = DefaultOutboxLimit

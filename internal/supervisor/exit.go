@@ -134,6 +134,10 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 	ctx, cancel := s.ownCtx()
 	defer cancel()
 
+	if reported && report.Reason == ipa.LostHostSilent && !r.unresponsive.Load() {
+		s.hostSilent(p, r, report, now, uptime)
+		return
+	}
 	if ex.Known && ex.Signal == "" && ex.Code != nil && *ex.Code == 0 && !r.unresponsive.Load() && !reported {
 		log.Info("pod exited", slog.String("decision", "finished"), slog.Duration("uptime", uptime))
 		_, _ = s.record(ctx, p.taskID, ipa.EventPodStopped, ipa.PodStoppedData{
@@ -151,6 +155,29 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 		PID: r.proc.pid, Attempt: r.attempt, Runtime: r.runtime, ExitCode: ex.Code, Signal: ex.Signal,
 		Reason: reason, Message: message, UptimeMs: uptime.Milliseconds(), Stderr: r.stderr.Tail(),
 	}, r.startedEventID, uptime)
+}
+
+// hostSilent records a run whose plugin stopped its work because this
+// server was silent for the orphan grace (it was paused, or starved) and
+// came back still owning the pod: the work did not finish, it was lost. So
+// the stream says pod_lost (reason host_silent), the pod is CRASHED, and the
+// task's restart policy applies as for any lost pod. Operation lock held;
+// the run has ended.
+func (s *Supervisor) hostSilent(p *pod, r *run, report podapi.ExitReport, now time.Time, uptime time.Duration) {
+	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", r.proc.pid), slog.Int("attempt", r.attempt))
+	log.Warn("pod lost", slog.String("decision", "host_silent"), slog.String("message", report.Message), slog.Duration("uptime", uptime))
+	s.m.lost.WithLabelValues(r.runtime).Inc()
+	ctx, cancel := s.ownCtx()
+	defer cancel()
+	s.seedHistory(ctx, p)
+	evID, _ := s.record(ctx, p.taskID, ipa.EventPodLost, ipa.PodLostData{Reason: ipa.LostHostSilent, PID: r.proc.pid, InstanceID: s.cfg.InstanceID}, r.startedEventID)
+	// The state changes after the event is committed, as for a crash.
+	p.mu.Lock()
+	p.state = ipa.PodCrashed
+	p.crashes = append(p.crashes, ipa.PodCrash{At: now, Reason: ipa.CrashLost, Message: report.Message, UptimeMs: uptime.Milliseconds()})
+	p.trimCrashes(now, s.cfg.CrashHistory, s.cfg.CrashHistoryKeep)
+	p.mu.Unlock()
+	s.applyPolicy(context.Background(), p, now, uptime, evID)
 }
 
 // stderrDrainWait bounds the wait for a dead plugin's stderr to reach its

@@ -66,7 +66,16 @@ func (s *Supervisor) startPod(ctx context.Context, spec PodSpec, manual bool) (s
 	case (state == ipa.PodBackoff || state == ipa.PodFailed) && !manual:
 		return false, nil
 	}
-	if manual {
+	switch {
+	case manual && spec.Trigger == ipa.TriggerResume:
+		// A resume carries on the pod this server's clean shutdown stopped
+		// (perhaps while it backed off): no person asked, so the restart
+		// window's accounting goes on from the stream instead of starting
+		// afresh, and a crash loop cannot dodge its limit by a restart of
+		// the server.
+		s.cancelPending(p, pending)
+		s.seedHistory(ctx, p)
+	case manual:
 		s.cancelPending(p, pending)
 		p.mu.Lock()
 		p.restarts.reset()

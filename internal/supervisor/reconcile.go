@@ -36,8 +36,9 @@ const reconcileParallelism = 16
 //     verified process (an old plugin never runs unsupervised), record
 //     pod_lost.
 //
-// Targets whose task is ACTIVE (or whose pod was in BACKOFF) and that have no
-// lease get pod_lost and the policy; targets in FAILED stay FAILED.
+// Targets whose task is ACTIVE and that have no lease get pod_lost and the
+// policy; a pod that was in BACKOFF keeps its scheduled restart (nothing ran,
+// so nothing is lost and no attempt is spent); targets in FAILED stay FAILED.
 // ctx is used for the events recorded; each lease gets ReattachTimeout.
 // Returns the LeaseStore's error when leases cannot be listed (nothing else
 // is done then), and errClosed when the supervisor is not running.
@@ -260,6 +261,10 @@ func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
 		s.restartOwed(ctx, t)
 		return
 	}
+	if t.PodState == ipa.PodBackoff && t.Status != ipa.StatusActive && s.policy(t).AutoRestart {
+		s.keepBackoff(ctx, t)
+		return
+	}
 	if !lostPod && t.PodState != ipa.PodFailed {
 		return
 	}
@@ -324,6 +329,56 @@ func (s *Supervisor) restartOwed(ctx context.Context, t ipa.Task) {
 	p.mu.Unlock()
 	s.log.Warn("pod restart owed", slog.String("task_id", t.ID), slog.String("decision", "apply_policy"))
 	s.applyPolicy(context.Background(), p, s.cfg.Now(), 0, "")
+}
+
+// keepBackoff settles a pod that was backing off when the previous server
+// stopped without a word (kill -9, a crash of the machine): no process ran
+// for it, so nothing was lost and no attempt is spent; its scheduled restart
+// is armed again, due when the recorded back-off ends (at once if that has
+// passed). The due time is the policy's own arithmetic over the crashes the
+// stream records inside the window, as when it was first scheduled.
+func (s *Supervisor) keepBackoff(ctx context.Context, t ipa.Task) {
+	p, err := s.lockPod(ctx, t.ID, true)
+	if err != nil {
+		return
+	}
+	defer p.unlock()
+	p.mu.Lock()
+	p.task = t
+	busy := p.run != nil || p.pending != nil
+	p.mu.Unlock()
+	if busy {
+		return
+	}
+	pol := s.policy(t)
+	// The pod is claimed first: another instance on the same database may
+	// own it (and its pending restart) already.
+	if err := s.claimLease(ctx, t, 0); err != nil {
+		s.forgetIdle(p)
+		if !errors.Is(err, ipa.ErrLeaseHeld) {
+			s.log.Error("reconcile: claim lease", slog.String("task_id", t.ID), slog.Any("error", err))
+		}
+		return
+	}
+	s.seedHistory(ctx, p)
+	now := s.cfg.Now()
+	p.mu.Lock()
+	n := len(p.restarts.crashes)
+	due := now
+	if n > 0 {
+		due = p.restarts.crashes[n-1].Add(backoffDelay(pol, n))
+	}
+	delay := max(due.Sub(now), 0)
+	next := now.Add(delay)
+	pr := &pendingRestart{attempt: n + 1, cancel: make(chan struct{})}
+	p.state, p.nextAttemptAt, p.pending = ipa.PodBackoff, &next, pr
+	p.mu.Unlock()
+	if !s.reserve(1) {
+		return
+	}
+	s.log.Info("pod restart kept", slog.String("task_id", t.ID), slog.String("decision", "backoff_kept"),
+		slog.Int("attempt", pr.attempt), slog.Duration("delay", delay))
+	go s.restartAfter(p, pr, s.cfg.After(delay))
 }
 
 // runHistory is what a task's stream records of a leased run: pod events

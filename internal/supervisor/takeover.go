@@ -23,8 +23,10 @@ type Takeover struct {
 // For each: a process of the old run still alive on this machine (same boot,
 // verified start time) is killed first, so one task's work never runs twice;
 // an open task records pod_lost (reason instance_lost, with the previous
-// owner and the new epoch) and its restart policy applies here; a closed
-// task's lease is just dropped. It returns when every pod is settled.
+// owner and the new epoch) and its restart policy applies here, except a pod
+// the old owner was backing off (no process), whose scheduled restart simply
+// goes on here; a closed task's lease is just dropped. It returns when every
+// pod is settled.
 func (s *Supervisor) TakeOver(ctx context.Context, taken []Takeover) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, reconcileParallelism)
@@ -56,6 +58,13 @@ func (s *Supervisor) takeOver(ctx context.Context, tk Takeover) {
 		s.dropLease(l.TaskID)
 		log.Warn("taken-over run without pod_started", slog.String("decision", "settle_unleased"))
 		s.reconcileUnleased(ctx, *tk.Task)
+		return
+	}
+	if l.PID <= 0 && tk.Task.PodState == ipa.PodBackoff && s.policy(*tk.Task).AutoRestart {
+		// The dead owner was backing off: no process ran, so nothing is
+		// lost and no attempt is spent; its scheduled restart goes on here.
+		log.Info("pending restart taken over", slog.String("decision", "backoff_kept"))
+		s.keepBackoff(ctx, *tk.Task)
 		return
 	}
 	p, err := s.lockPod(ctx, l.TaskID, true)

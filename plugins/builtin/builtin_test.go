@@ -424,7 +424,14 @@ func TestReattachAndOrphanExit(t *testing.T) {
 		t.Fatalf("Attach: %+v %v", r, err)
 	}
 	eventually(t, 5*time.Second, "steps reaching the new host", func() bool { return len(h2.eventsOf("runtime.demo.step")) > 0 })
-	time.Sleep(2500 * time.Millisecond) // longer than the grace: the connected host keeps it alive
+	// Longer than the grace: a connected host that keeps calling (a real
+	// host polls State) keeps it alive; a silent one would not (the plugin
+	// would take it for paused).
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if _, err := rt2.State(context.Background(), podapi.StateRequest{}); err != nil {
+			t.Fatalf("State while the host is connected: %v", err)
+		}
+	}
 	if !alive(cmd.Process.Pid) {
 		t.Fatal("plugin exited while a host was connected")
 	}
