@@ -545,11 +545,21 @@ func (s *TaskService) close(ctx context.Context, taskID string, expected *int64,
 			return nil, err
 		}
 		t, _, err = s.writer.Append(ctx, eventlog.Append{TaskID: taskID, Expected: at, Actor: actor, Decide: decide})
-		if err != nil && at != nil && ipa.ErrorReason(err) == ipa.ReasonVersionConflict && attempt < maxCloseRetries {
-			// Something landed between the read and the append: whether it
-			// is this close's own pod_stopped (a stop carried out by
-			// another instance may record it late) is looked at again.
-			continue
+		if err != nil && at != nil && ipa.ErrorReason(err) == ipa.ReasonVersionConflict {
+			if attempt < maxCloseRetries {
+				// Something landed between the read and the append: whether
+				// it is this close's own pod_stopped (a stop carried out by
+				// another instance may record it late) is looked at again.
+				continue
+			}
+			// The conflict names the version the client gave, not the
+			// one this close last tried to append at.
+			var e *ipa.Error
+			if errors.As(err, &e) {
+				if cur, ok := e.Extensions["currentVersion"].(int64); ok {
+					return nil, ipa.VersionConflict(*expected, cur)
+				}
+			}
 		}
 		if err != nil {
 			return nil, err
