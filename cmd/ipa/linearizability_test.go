@@ -35,11 +35,10 @@ import (
 //
 // (a new round, with new tasks, until the duration has passed).
 //
-// completeTask and cancelTask are sent without expectedVersion unless
-// IPA_LINEARIZABILITY_CLOSE_EXPECTED=1: a close checks the version it was
-// given before it stops the pod, then appends its event unconditionally, so
-// a write committed in between (or the stop's own pod events, seen by a
-// read) is not refused, and the history is not linearizable.
+// completeTask and cancelTask name the version their client last saw
+// whenever it saw one: a close is atomic with respect to it (it commits only
+// on that version plus its own stop's pod_stopped), which is what this
+// checks hardest.
 func TestLinearizability(t *testing.T) {
 	var duration time.Duration
 	if v := os.Getenv("IPA_LINEARIZABILITY_DURATION"); v != "" {
@@ -156,9 +155,8 @@ func (lc *linCluster) round(t *testing.T, rec *linRecorder, round int, ids []str
 	for ti, tk := range tasks {
 		for c := range clientsPerTask {
 			w := &linWorker{lc: lc, rec: rec, task: tk, client: 1 + ti*clientsPerTask + c, round: round,
-				rng:           rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(ti*clientsPerTask+c))),
-				phase:         "SPEC_CLARIFICATION",
-				closeExpected: os.Getenv("IPA_LINEARIZABILITY_CLOSE_EXPECTED") == "1"}
+				rng:   rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(ti*clientsPerTask+c))),
+				phase: "SPEC_CLARIFICATION"}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -229,8 +227,6 @@ type linWorker struct {
 	round  int
 	rng    *rand.Rand
 	seq    int
-	// Whether closes name an expected version too (see the test's doc).
-	closeExpected bool
 	// What this client last saw of the task: expectedVersion and phase
 	// targets come from it, as a real client's would.
 	version int64
@@ -262,9 +258,7 @@ func (w *linWorker) one(s *server, closing bool) {
 		if p%2 == 1 {
 			in.Kind = linCancel
 		}
-		if !w.closeExpected {
-			in.Expect = 0
-		}
+		in.Expect = w.version // 0 (none) when the client saw no version since its last doubt
 	case p < 35:
 		in.Kind, in.Expect = linRead, 0
 	case p < 60:

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,9 +25,6 @@ import (
 //   - Every server cut at once for longer than the TTL: nobody was dead, so
 //     after the outage every pod still belongs to the instance it belonged
 //     to, and no pod is recorded lost.
-//
-// The last two are guarded by IPA_LEASE_CONTRACT_TESTS=1 until the servers
-// keep those parts of the contract.
 func TestStoreCutTakesNoLeases(t *testing.T) {
 	pc := newProxiedCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -127,7 +123,6 @@ func TestStoreCutTakesNoLeases(t *testing.T) {
 	// "Every instance answers the same Pod (state, pid, restarts,
 	// instanceId, startedAt) for a task", here after pods moved.
 	t.Run("SamePodEverywhere", func(t *testing.T) {
-		leaseContractTest(t, "every instance answering the same Pod")
 		const q = `query($id: ID!) { task(id: $id) { pod { state pid restarts instanceId startedAt } } }`
 		eventually(t, 15*time.Second, func() string {
 			for _, task := range tasks {
@@ -148,7 +143,6 @@ func TestStoreCutTakesNoLeases(t *testing.T) {
 	})
 
 	t.Run("EveryServerCut", func(t *testing.T) {
-		leaseContractTest(t, "that an outage of the whole database takes no pod from anyone")
 		before := lostEvents()
 		for _, id := range ids {
 			pc.proxies[id].Cut()
@@ -194,13 +188,4 @@ func waitHeartbeatMoves(t *testing.T, s *server, id string, within time.Duration
 		}
 		return ""
 	})
-}
-
-// leaseContractTest skips t unless IPA_LEASE_CONTRACT_TESTS=1: it checks a
-// part of the third round's lease contract the servers do not keep yet.
-func leaseContractTest(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("IPA_LEASE_CONTRACT_TESTS") != "1" {
-		t.Skip("set IPA_LEASE_CONTRACT_TESTS=1 to check " + what)
-	}
 }

@@ -2,6 +2,7 @@ package coordination
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -151,6 +152,19 @@ func (r *Router) StopPod(ctx context.Context, taskID, reason string) error {
 	return r.route(ctx, taskID, CmdStop, reason, func() error { return r.LocalPods.StopPod(ctx, taskID, reason) })
 }
 
+// StartPod starts the pod here unless one runs. A start whose pod_started
+// was fenced off (ipa.ErrLeaseLost: another instance took the pod over
+// between this one's claim and its record; the process launched here was
+// killed) answers as a start that found a pod running, which it did: on
+// the new owner. LEASE_LOST is no answer the contract knows.
+func (r *Router) StartPod(ctx context.Context, t *ipa.Task, trigger, causationID string) (bool, error) {
+	started, err := r.LocalPods.StartPod(ctx, t, trigger, causationID)
+	if errors.Is(err, ipa.ErrLeaseLost) {
+		return false, nil
+	}
+	return started, err
+}
+
 // RestartPod restarts the pod on the instance that owns it, or here.
 func (r *Router) RestartPod(ctx context.Context, t *ipa.Task) error {
 	if t == nil {
@@ -159,20 +173,46 @@ func (r *Router) RestartPod(ctx context.Context, t *ipa.Task) error {
 	return r.route(ctx, t.ID, CmdRestart, "restart", func() error { return r.LocalPods.RestartPod(ctx, t) })
 }
 
+// maxLeaseLostRetries bounds how often route sends a command on after the
+// lease moved under a local run. Each retry reads the owner again, which the
+// fence found to be another instance; only a lease that keeps moving back
+// and forth exhausts it.
+const maxLeaseLostRetries = 3
+
+// errLeaseUnsettled answers a command whose pod kept changing hands: the
+// client may send it again once the takeover settles.
+var errLeaseUnsettled = ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable,
+	"The task's pod is changing server instances; try again.")
+
 // route runs local when no other instance owns the task's pod, else sends
 // the command to the owner and waits until it was carried out (its done
 // notice, or the row found gone), the owner changed (a takeover: sent again
 // to the new owner), or the wait is over.
+//
+// A local run that ends in ipa.ErrLeaseLost (another instance took the pod
+// over while this one acted: its pod fact was fenced off) is routed again,
+// to the new owner: the client asked for the pod, wherever it now runs, and
+// LEASE_LOST is no answer the contract knows.
 func (r *Router) route(ctx context.Context, taskID, command, reason string, local func() error) error {
 	st, clock := r.c.st, r.c.clock
 	deadline := clock.Now().Add(r.wait)
+	lost := 0
 	for {
 		owner, _, found, err := st.LeaseOwner(ctx, taskID)
 		if err != nil {
 			return err
 		}
 		if !found || owner == r.c.self {
-			return local()
+			err := local()
+			if errors.Is(err, ipa.ErrLeaseLost) {
+				if lost++; lost <= maxLeaseLostRetries {
+					r.c.log.Info("pod command routed again: the lease moved while it ran here",
+						slog.String("task_id", taskID), slog.String("command", command))
+					continue
+				}
+				return errLeaseUnsettled
+			}
+			return err
 		}
 		id, err := st.AddPodCommand(ctx, store.PodCommand{TaskID: taskID, InstanceID: owner, Command: command, Reason: reason, CreatedAt: clock.Now()})
 		if err != nil {

@@ -503,8 +503,17 @@ func (s *TaskService) CancelTask(ctx context.Context, taskID, reason string, exp
 // when one runs, then appends the closing event.
 // guard, when not nil, is checked on the open task before the pod is
 // stopped and again in the closing transaction; its error aborts the close.
+//
+// With an expected version the close is atomic with respect to it: the
+// closing event is appended on the condition that, since that version, the
+// stream holds nothing but the pod_stopped of this close's own stop (see
+// versionSince). Anything else that landed meanwhile (a label change, a pod
+// started by someone else, a crash) fails the close with VERSION_CONFLICT
+// and the current version, as if it had landed before the check. The pod
+// may then already be stopped: the contract has a close stop it first, and
+// stopping is what a client asking to close wants anyway.
 func (s *TaskService) close(ctx context.Context, taskID string, expected *int64, actor, stopReason string, guard func(*ipa.Task) error, event func(*ipa.Task) ipa.NewEvent) (*ipa.Task, error) {
-	cur, err := openTask(ctx, s.store, taskID, expected)
+	cur, _, err := s.openSince(ctx, taskID, expected, stopReason)
 	if err != nil {
 		return nil, err
 	}
@@ -516,9 +525,7 @@ func (s *TaskService) close(ctx context.Context, taskID string, expected *int64,
 	if err := s.pods.StopPod(ctx, taskID, stopReason); err != nil && !errors.Is(err, ipa.ErrPodNotRunning) {
 		return nil, err
 	}
-	// The stop appended pod events: the version the client named is now
-	// older, but it was checked above, before anything changed.
-	t, _, err := s.writer.Append(ctx, eventlog.Append{TaskID: taskID, Actor: actor, Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
+	decide := func(cur *ipa.Task) ([]ipa.NewEvent, error) {
 		if err := ipa.ClosedTaskError(cur.Status); err != nil {
 			return nil, err
 		}
@@ -528,9 +535,36 @@ func (s *TaskService) close(ctx context.Context, taskID string, expected *int64,
 			}
 		}
 		return []ipa.NewEvent{event(cur)}, nil
-	}})
-	if err != nil {
-		return nil, err
+	}
+	var t *ipa.Task
+	for attempt := 0; ; attempt++ {
+		// The stop appended pod events: the version to append at is the
+		// client's plus those, and nothing else.
+		_, at, err := s.openSince(ctx, taskID, expected, stopReason)
+		if err != nil {
+			return nil, err
+		}
+		t, _, err = s.writer.Append(ctx, eventlog.Append{TaskID: taskID, Expected: at, Actor: actor, Decide: decide})
+		if err != nil && at != nil && ipa.ErrorReason(err) == ipa.ReasonVersionConflict {
+			if attempt < maxCloseRetries {
+				// Something landed between the read and the append: whether
+				// it is this close's own pod_stopped (a stop carried out by
+				// another instance may record it late) is looked at again.
+				continue
+			}
+			// The conflict names the version the client gave, not the
+			// one this close last tried to append at.
+			var e *ipa.Error
+			if errors.As(err, &e) {
+				if cur, ok := e.Extensions["currentVersion"].(int64); ok {
+					return nil, ipa.VersionConflict(*expected, cur)
+				}
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 	// A startPod that passed its checks before the close may have started a
 	// pod between the stop above and the closing event; stop it too. After
@@ -543,6 +577,69 @@ func (s *TaskService) close(ctx context.Context, taskID string, expected *int64,
 	s.log.InfoContext(ctx, "task closed", "task_id", t.ID, "status", t.Status, "actor", actor,
 		"correlation_id", ipa.CorrelationID(ctx))
 	return t, nil
+}
+
+// maxCloseRetries bounds how often a close with an expected version looks
+// again after its conditional append lost a race.
+const maxCloseRetries = 5
+
+// ownStopLimit bounds the events a close reads after the expected version:
+// its own stops add one pod_stopped per attempt, far fewer than this.
+const ownStopLimit = 16
+
+// openSince returns the open task and, when expected is given, the version
+// a close may append at: the current one, provided every event after
+// expected is a pod_stopped of this close's own stop (its stop reason,
+// recorded under this request's correlation id, or by the server itself when
+// another instance carried the stop out). Otherwise it returns
+// VERSION_CONFLICT naming the client's expected version and the current one.
+// Without expected, at is nil (any version).
+func (s *TaskService) openSince(ctx context.Context, taskID string, expected *int64, stopReason string) (cur *ipa.Task, at *int64, err error) {
+	cur, err = openTask(ctx, s.store, taskID, nil)
+	if err != nil || expected == nil {
+		return cur, nil, err
+	}
+	v := cur.Version
+	if v == *expected {
+		return cur, &v, nil
+	}
+	if v < *expected {
+		return nil, nil, ipa.VersionConflict(*expected, v)
+	}
+	evs, err := s.store.ReadEvents(ctx, ipa.EventQuery{TaskID: taskID, After: *expected, Limit: ownStopLimit})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(evs) == ownStopLimit {
+		return nil, nil, ipa.VersionConflict(*expected, v)
+	}
+	corr := ipa.CorrelationID(ctx)
+	for _, e := range evs {
+		if !ownStop(e, stopReason, corr) {
+			return nil, nil, ipa.VersionConflict(*expected, max(v, evs[len(evs)-1].Version))
+		}
+	}
+	// Events read may be newer than the row read before them: all are
+	// checked, so the newest of them is the version to append at.
+	if n := len(evs); n > 0 {
+		v = max(v, evs[n-1].Version)
+	}
+	return cur, &v, nil
+}
+
+// ownStop reports whether e is the pod_stopped a close's stop recorded.
+func ownStop(e ipa.Event, stopReason, correlationID string) bool {
+	if e.Type != ipa.EventPodStopped {
+		return false
+	}
+	if e.CorrelationID != correlationID && e.ActorID != eventlog.SystemActor {
+		return false
+	}
+	var d ipa.PodStoppedData
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		return false
+	}
+	return d.Reason == stopReason
 }
 
 // openTask returns the task when it exists, is open and (when expected is

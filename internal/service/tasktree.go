@@ -208,9 +208,10 @@ func (s *TaskService) cancelTree(ctx context.Context, taskID, reason string, exp
 		if err := s.cancelChildren(ctx, taskID, reason, actor, eventID); err != nil {
 			return nil, err
 		}
-		// The version was checked above: the children's cancellations do not
-		// move the parent's, but stopping its pod does.
-		t, err := s.close(ctx, taskID, nil, actor, "task cancelled", guard, func(cur *ipa.Task) ipa.NewEvent {
+		// The children's cancellations do not move the parent's version;
+		// close holds the parent to the expected one, allowing only its own
+		// stop's pod_stopped (this round's or an earlier one's).
+		t, err := s.close(ctx, taskID, expected, actor, "task cancelled", guard, func(cur *ipa.Task) ipa.NewEvent {
 			return ipa.NewEvent{ID: eventID, Type: ipa.EventTaskCancelled, Data: ipa.TaskCancelledData{Reason: reason, Phase: cur.Phase}, CausationID: causationID}
 		})
 		if ipa.ErrorReason(err) == ipa.ReasonOpenChildren && round < maxCancelRounds {
