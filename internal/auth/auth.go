@@ -67,9 +67,15 @@ func Hash(secret string) string {
 
 // Mint creates and stores a token for the actor and role and returns the
 // secret, which is never stored. Returns EINVALID for an empty actor or an
-// unknown role.
+// unknown role, and EINVALID/INVALID_TEXT for an actor id that is not UTF-8
+// or holds a control character.
 func Mint(ctx context.Context, tokens Tokens, actorID string, role ipa.Role, now time.Time) (ipa.Token, string, error) {
+	// The actor id is written on every event the token causes and shown
+	// in logs and consoles: one line of printable text.
 	actorID = strings.TrimSpace(actorID)
+	if err := ipa.CheckLine("The actor id", actorID); err != nil {
+		return ipa.Token{}, "", err
+	}
 	if actorID == "" || len(actorID) > 255 {
 		return ipa.Token{}, "", ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "The actor id must be 1 to 255 characters.")
 	}
