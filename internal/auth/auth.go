@@ -113,6 +113,7 @@ type Authenticator struct {
 	lastTouched map[string]time.Time
 
 	sessions sessions // open WebSocket connections and SSE streams, by credential
+	failLog  *logLimit // failed authentications logged, at most this often
 }
 
 // Option tunes New.
@@ -132,7 +133,7 @@ const touchEvery = time.Minute
 // loopback addresses only.
 func New(tokens Tokens, mode Mode, loopback bool, opts ...Option) *Authenticator {
 	a := &Authenticator{tokens: tokens, mode: mode, loopback: loopback, now: time.Now, lastTouched: make(map[string]time.Time),
-		log: slog.New(slog.DiscardHandler)}
+		log: slog.New(slog.DiscardHandler), failLog: newLogLimit()}
 	for _, o := range opts {
 		o(a)
 	}
@@ -155,10 +156,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string) 
 func (a *Authenticator) authenticate(ctx context.Context, authorization string) (ipa.Actor, Credential, error) {
 	actor, cred, err := a.verify(ctx, authorization)
 	if ipa.ErrorCode(err) == ipa.EUNAUTHENTICATED {
-		var e *ipa.Error
-		errors.As(err, &e)
-		a.log.WarnContext(ctx, "authentication failed", "actor", actor.ID, "token_id", cred.TokenID,
-			"remote_addr", RemoteAddr(ctx), "reason", e.Message, "correlation_id", ipa.CorrelationID(ctx))
+		if ok, suppressed := a.failLog.allow(); ok {
+			var e *ipa.Error
+			errors.As(err, &e)
+			attrs := []any{"actor", actor.ID, "token_id", cred.TokenID,
+				"remote_addr", RemoteAddr(ctx), "reason", e.Message, "correlation_id", ipa.CorrelationID(ctx)}
+			if suppressed > 0 {
+				attrs = append(attrs, "suppressed", suppressed)
+			}
+			a.log.WarnContext(ctx, "authentication failed", attrs...)
+		}
 		return ipa.Actor{}, Credential{}, err
 	}
 	return actor, cred, err

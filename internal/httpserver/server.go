@@ -188,10 +188,13 @@ func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
 			return
 		}
 		header := r.Header.Get("Authorization")
+		note := rateNoteFrom(r.Context())
 		refuse := func(err error) {
 			status := http.StatusUnauthorized
 			if ipa.ErrorCode(err) != ipa.EUNAUTHENTICATED {
 				status = http.StatusServiceUnavailable
+			} else {
+				note.authFailed()
 			}
 			writeError(w, r, status, err)
 		}
@@ -215,12 +218,18 @@ func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
 				return
 			}
 			defer sess.Close()
+			if header != "" {
+				note.authSucceeded()
+			}
 			next.ServeHTTP(&sseEndWriter{ResponseWriter: w, r: r, sess: sess}, r.WithContext(ctx))
 		default:
 			actor, err := a.Authenticate(r.Context(), header)
 			if err != nil {
 				refuse(err)
 				return
+			}
+			if header != "" {
+				note.authSucceeded()
 			}
 			next.ServeHTTP(w, r.WithContext(ipa.WithActor(r.Context(), actor)))
 		}
