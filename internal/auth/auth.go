@@ -112,7 +112,7 @@ type Authenticator struct {
 	doorGen     uint64    // bumped by every token change, so a read that raced one is not cached
 	lastTouched map[string]time.Time
 
-	sessions sessions // open WebSocket connections and SSE streams, by credential
+	sessions sessions  // open WebSocket connections and SSE streams, by credential
 	failLog  *logLimit // failed authentications logged, at most this often
 }
 
