@@ -17,6 +17,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/catalog"
+	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/instance"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/supervisor"
@@ -27,6 +28,7 @@ import (
 // serveOptions are the settings of `ipa serve`.
 type serveOptions struct {
 	addr             string
+	socket           string
 	authMode         string
 	pluginDir        string
 	pluginSHA256File string
@@ -72,6 +74,7 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&so.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	f.StringVar(&so.socket, "socket", "", "also serve everything on this Unix socket (mode 0600; clients: curl --unix-socket PATH, ipa task --server unix://PATH)")
 	f.StringVar(&so.authMode, "auth", "auto", "auto: tokens required unless listening on loopback with no token yet; required: always")
 	f.StringVar(&so.pluginDir, "plugin-dir", "", "directory of external runtime plugins (one executable per runtime, named after it)")
 	f.StringVar(&so.pluginSHA256File, "plugin-sha256-file", "", "allow-list of external plugins in sha256sum format; only listed files with matching checksums run")
@@ -201,6 +204,16 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	srv.SetAddress(ctx, ln.Addr().String())
 	log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
 		"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
+	if so.socket != "" {
+		uln, err := httpserver.ListenUnix(so.socket)
+		if err != nil {
+			_ = ln.Close()
+			_ = srv.Close()
+			return fmt.Errorf("--socket: %w", err)
+		}
+		ln = httpserver.MergeListeners(ln, uln)
+		log.Info("also serving on a Unix socket", "socket", so.socket)
+	}
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}

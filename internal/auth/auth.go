@@ -181,6 +181,9 @@ func (a *Authenticator) verify(ctx context.Context, authorization string) (ipa.A
 			return ipa.Actor{}, Credential{}, err
 		}
 		if open {
+			if !peerIsServerUser(ctx) {
+				return ipa.Actor{}, Credential{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "%s", errNotServerUser)
+			}
 			return LocalActor, Credential{}, nil
 		}
 		return ipa.Actor{}, Credential{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "Authentication required: send Authorization: Bearer <token>.")
@@ -204,8 +207,17 @@ func (a *Authenticator) verify(ctx context.Context, authorization string) (ipa.A
 	return ipa.Actor{ID: t.ActorID, Role: t.Role}, Credential{TokenID: t.ID}, nil
 }
 
-// LocalDoorOpen reports whether a request without a token acts as the local
-// admin now. Returns EUNAVAILABLE when the store is unreachable.
+// errNotServerUser is the refusal of a request without a token, while no
+// token exists, from a connection not owned by the server's OS user (or
+// whose owner cannot be told): it says how to get a token.
+const errNotServerUser = "Authentication required: without a token this server admits only its own OS user. " +
+	"Create a token as that user (`ipa token create --actor NAME --role admin`, with the server's --database) " +
+	"and send Authorization: Bearer <token>."
+
+// LocalDoorOpen reports whether the anonymous local door is open now (no
+// token has ever existed, auto mode, loopback): a request without a token
+// from the server's own OS user acts as the local admin. Returns
+// EUNAVAILABLE when the store is unreachable.
 func (a *Authenticator) LocalDoorOpen(ctx context.Context) (bool, error) { return a.openDoor(ctx) }
 
 // openDoor reports whether a request without a token acts as the local admin.

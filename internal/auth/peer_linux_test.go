@@ -1,0 +1,141 @@
+package auth
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// nobody is the uid the tests connect as when they must be someone else.
+const nobody = 65534
+
+// requireRootWith skips a test that needs to act as another user: only
+// root can (runuser), and only with the tools it names installed.
+func requireRootWith(t *testing.T, tools ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to connect as another user (runuser -u nobody)")
+	}
+	for _, tool := range append([]string{"runuser"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s to connect as another user", tool)
+		}
+	}
+}
+
+// acceptOwners serves ln: for each connection it reports the owner its
+// ConnContext finds, then answers an empty HTTP 200 and closes it.
+func acceptOwners(t *testing.T, ln net.Listener) <-chan [2]int {
+	owners := make(chan [2]int, 16)
+	go func() {
+		defer close(owners)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			uid, ok := peerUID(ConnContext(context.Background(), c))
+			okInt := 0
+			if ok {
+				okInt = 1
+			}
+			owners <- [2]int{uid, okInt}
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = bufio.NewReader(c).ReadString('\n')
+			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+			_ = c.Close()
+		}
+	}()
+	return owners
+}
+
+func nextOwner(t *testing.T, owners <-chan [2]int) (int, bool) {
+	t.Helper()
+	select {
+	case o := <-owners:
+		return o[0], o[1] == 1
+	case <-time.After(20 * time.Second):
+		t.Fatal("no connection")
+	}
+	return 0, false
+}
+
+// TestTCPPeerOwner: the owner of a loopback TCP connection's client end is
+// read from the kernel's socket table: this process's user for its own
+// connection, and nobody for curl run as nobody — over IPv4 and IPv6.
+func TestTCPPeerOwner(t *testing.T) {
+	for _, network := range []struct{ name, addr string }{{"IPv4", "127.0.0.1:0"}, {"IPv6", "[::1]:0"}} {
+		t.Run(network.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", network.addr)
+			if err != nil {
+				t.Skipf("no %s loopback here: %v", network.name, err)
+			}
+			defer ln.Close()
+			owners := acceptOwners(t, ln)
+
+			c, err := net.Dial("tcp", ln.Addr().String())
+			require.NoError(t, err)
+			uid, ok := nextOwner(t, owners)
+			require.True(t, ok, "the owner of this process's own connection was not found")
+			require.Equal(t, os.Geteuid(), uid)
+			_ = c.Close()
+
+			requireRootWith(t, "curl")
+			url := "http://" + ln.Addr().String() + "/"
+			out, err := exec.Command("runuser", "-u", "nobody", "--", "curl", "-sS", "--noproxy", "*", "-m", "20", url).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			uid, ok = nextOwner(t, owners)
+			require.True(t, ok)
+			require.Equal(t, nobody, uid)
+		})
+	}
+}
+
+// TestTCPPeerUnknown: a connection that is not in the table (a made-up
+// address) has no owner, and a non-loopback client is never looked up.
+func TestTCPPeerUnknown(t *testing.T) {
+	_, ok := tcpPeerUID(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2})
+	require.False(t, ok)
+	_, ok = tcpPeerUID(&net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2})
+	require.False(t, ok)
+	_, ok = peerUID(context.Background())
+	require.False(t, ok, "a request with no connection has no owner")
+}
+
+// TestUnixPeerOwner: the owner of a Unix socket connection is its peer
+// credentials (SO_PEERCRED): this process's user, and nobody for curl run
+// as nobody on a socket it may open.
+func TestUnixPeerOwner(t *testing.T) {
+	dir, err := os.MkdirTemp("", "ipa-peer-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	path := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	defer ln.Close()
+	owners := acceptOwners(t, ln)
+
+	c, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	uid, ok := nextOwner(t, owners)
+	require.True(t, ok)
+	require.Equal(t, os.Geteuid(), uid)
+	_ = c.Close()
+
+	requireRootWith(t, "curl")
+	require.NoError(t, os.Chmod(path, 0o666))
+	out, err := exec.Command("runuser", "-u", "nobody", "--", "curl", "-sS", "-m", "20", "--unix-socket", path, "http://localhost/").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	uid, ok = nextOwner(t, owners)
+	require.True(t, ok)
+	require.Equal(t, nobody, uid, "uid "+strconv.Itoa(uid))
+}
