@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,4 +139,35 @@ func TestUnixPeerOwner(t *testing.T) {
 	uid, ok = nextOwner(t, owners)
 	require.True(t, ok)
 	require.Equal(t, nobody, uid, "uid "+strconv.Itoa(uid))
+}
+
+// BenchmarkTCPPeerUID measures one owner lookup — a scan of the kernel's
+// socket table, made at most once per connection and only while the
+// anonymous door is open — with the machine's sockets as they are.
+func BenchmarkTCPPeerUID(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(b, err)
+	defer c.Close()
+	sc := <-accepted
+	defer sc.Close()
+	rows, err := os.ReadFile(procNetTCP[0])
+	require.NoError(b, err)
+	b.ReportMetric(float64(strings.Count(string(rows), "\n")-1), "tcp-rows")
+	client, server := sc.RemoteAddr().(*net.TCPAddr), sc.LocalAddr().(*net.TCPAddr)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, ok := tcpPeerUID(client, server); !ok {
+			b.Fatal("not found")
+		}
+	}
 }
