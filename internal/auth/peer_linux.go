@@ -36,13 +36,23 @@ var procNetTCP = [2]string{"/proc/net/tcp", "/proc/net/tcp6"}
 // tcpPeerUID is the uid owning the client's end of the loopback TCP
 // connection client → server, as identd finds it: the kernel's socket table
 // row whose local address is the client's and whose remote address is the
-// server's. Both ends are sockets of this machine's network namespace, so
+// server's — asked by sock_diag for that one socket, else read from
+// /proc/net/tcp and /proc/net/tcp6. Both ends are sockets of this machine's network namespace, so
 // the row is there while the connection is open. Only loopback clients are
 // looked up: a remote client's end is not in this machine's table.
 func tcpPeerUID(client, server *net.TCPAddr) (int, bool) {
 	if client == nil || server == nil || !client.IP.IsLoopback() {
 		return 0, false
 	}
+	if uid, ok := sockDiagUID(client, server); ok {
+		return uid, true
+	}
+	return procTCPPeerUID(client, server)
+}
+
+// procTCPPeerUID is tcpPeerUID from the text tables, for a kernel that
+// does not answer sock_diag.
+func procTCPPeerUID(client, server *net.TCPAddr) (int, bool) {
 	if ip4, srv4 := client.IP.To4(), server.IP.To4(); ip4 != nil && srv4 != nil {
 		if uid, ok := findSocketRow(procNetTCP[0], hex4(ip4, client.Port), hex4(srv4, server.Port)); ok {
 			return uid, true

@@ -32,10 +32,18 @@ func requireRootWith(t *testing.T, tools ...string) {
 	}
 }
 
+// owner is what the lookups found for one accepted connection.
+type owner struct {
+	uid, procUID, diagUID int
+	ok, procOK, diagOK    bool
+	tcp                   bool
+}
+
 // acceptOwners serves ln: for each connection it reports the owner its
-// ConnContext finds, then answers an empty HTTP 200 and closes it.
-func acceptOwners(t *testing.T, ln net.Listener) <-chan [2]int {
-	owners := make(chan [2]int, 16)
+// ConnContext finds (and, for TCP, what each of the two ways of asking the
+// kernel finds), then answers an empty HTTP 200 and closes it.
+func acceptOwners(ln net.Listener) <-chan owner {
+	owners := make(chan owner, 16)
 	go func() {
 		defer close(owners)
 		for {
@@ -43,12 +51,15 @@ func acceptOwners(t *testing.T, ln net.Listener) <-chan [2]int {
 			if err != nil {
 				return
 			}
-			uid, ok := peerUID(ConnContext(context.Background(), c))
-			okInt := 0
-			if ok {
-				okInt = 1
+			var o owner
+			o.uid, o.ok = peerUID(ConnContext(context.Background(), c))
+			if remote, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+				local := c.LocalAddr().(*net.TCPAddr)
+				o.tcp = true
+				o.procUID, o.procOK = procTCPPeerUID(remote, local)
+				o.diagUID, o.diagOK = sockDiagUID(remote, local)
 			}
-			owners <- [2]int{uid, okInt}
+			owners <- o
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 			_, _ = bufio.NewReader(c).ReadString('\n')
 			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
@@ -58,11 +69,19 @@ func acceptOwners(t *testing.T, ln net.Listener) <-chan [2]int {
 	return owners
 }
 
-func nextOwner(t *testing.T, owners <-chan [2]int) (int, bool) {
+// nextOwner returns the owner of the next connection; for TCP both ways of
+// asking must agree.
+func nextOwner(t *testing.T, owners <-chan owner) (int, bool) {
 	t.Helper()
 	select {
 	case o := <-owners:
-		return o[0], o[1] == 1
+		if o.tcp {
+			require.True(t, o.procOK, "/proc/net/tcp has no row for the connection")
+			require.True(t, o.diagOK, "sock_diag found no socket for the connection")
+			require.Equal(t, o.procUID, o.diagUID, "/proc/net/tcp and sock_diag disagree")
+			require.Equal(t, o.procUID, o.uid)
+		}
+		return o.uid, o.ok
 	case <-time.After(20 * time.Second):
 		t.Fatal("no connection")
 	}
@@ -80,7 +99,7 @@ func TestTCPPeerOwner(t *testing.T) {
 				t.Skipf("no %s loopback here: %v", network.name, err)
 			}
 			defer ln.Close()
-			owners := acceptOwners(t, ln)
+			owners := acceptOwners(ln)
 
 			c, err := net.Dial("tcp", ln.Addr().String())
 			require.NoError(t, err)
@@ -105,6 +124,8 @@ func TestTCPPeerOwner(t *testing.T) {
 func TestTCPPeerUnknown(t *testing.T) {
 	_, ok := tcpPeerUID(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2})
 	require.False(t, ok)
+	_, ok = sockDiagUID(&net.TCPAddr{IP: net.IPv6loopback, Port: 1}, &net.TCPAddr{IP: net.IPv6loopback, Port: 2})
+	require.False(t, ok)
 	_, ok = tcpPeerUID(&net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2})
 	require.False(t, ok)
 	_, ok = peerUID(context.Background())
@@ -123,7 +144,7 @@ func TestUnixPeerOwner(t *testing.T) {
 	ln, err := net.Listen("unix", path)
 	require.NoError(t, err)
 	defer ln.Close()
-	owners := acceptOwners(t, ln)
+	owners := acceptOwners(ln)
 
 	c, err := net.Dial("unix", path)
 	require.NoError(t, err)
@@ -141,9 +162,9 @@ func TestUnixPeerOwner(t *testing.T) {
 	require.Equal(t, nobody, uid, "uid "+strconv.Itoa(uid))
 }
 
-// BenchmarkTCPPeerUID measures one owner lookup — a scan of the kernel's
-// socket table, made at most once per connection and only while the
-// anonymous door is open — with the machine's sockets as they are.
+// BenchmarkTCPPeerUID measures one owner lookup — made at most once per
+// connection and only while the anonymous door is open — each way, with
+// the machine's sockets as they are.
 func BenchmarkTCPPeerUID(b *testing.B) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(b, err)
@@ -162,12 +183,18 @@ func BenchmarkTCPPeerUID(b *testing.B) {
 	defer sc.Close()
 	rows, err := os.ReadFile(procNetTCP[0])
 	require.NoError(b, err)
-	b.ReportMetric(float64(strings.Count(string(rows), "\n")-1), "tcp-rows")
 	client, server := sc.RemoteAddr().(*net.TCPAddr), sc.LocalAddr().(*net.TCPAddr)
-	b.ResetTimer()
-	for b.Loop() {
-		if _, ok := tcpPeerUID(client, server); !ok {
-			b.Fatal("not found")
-		}
+	for _, way := range []struct {
+		name   string
+		lookup func(client, server *net.TCPAddr) (int, bool)
+	}{{"sock_diag", sockDiagUID}, {"proc", procTCPPeerUID}} {
+		b.Run(way.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, ok := way.lookup(client, server); !ok {
+					b.Fatal("not found")
+				}
+			}
+			b.ReportMetric(float64(strings.Count(string(rows), "\n")-1), "tcp-rows")
+		})
 	}
 }
