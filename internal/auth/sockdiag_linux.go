@@ -77,4 +77,3 @@ func sockDiagUID(local, remote *net.TCPAddr) (uid int, ok bool) {
 // tcpStateTimeWait is TCP_TIME_WAIT: a closed connection's leftover, owned
 // by no one.
 const tcpStateTimeWait = 6
-
