@@ -114,6 +114,7 @@ func TestTextIsRefusedNeverAltered(t *testing.T) {
 				"CancelReason":   {`mutation($id: ID!, $r: String!) { cancelTask(taskId: $id, reason: $r) { task { id } } }`, map[string]any{"id": open.ID, "r": "because\x1b[2J"}, "reason"},
 				"StopReason":     {`mutation($id: ID!, $r: String) { stopPod(taskId: $id, reason: $r) { task { id } } }`, map[string]any{"id": open.ID, "r": "a\x01"}, "reason"},
 				"PhaseNote":      {`mutation($id: ID!, $n: String) { transitionPhase(taskId: $id, to: PLANNING, note: $n) { task { id } } }`, map[string]any{"id": open.ID, "n": "a\nb"}, "note"},
+				"WebhookURL":     {`mutation($u: String!) { createWebhookEndpoint(input: {url: $u}) { secret } }`, map[string]any{"u": "https://example.com/\x1b[8m"}, "url"},
 				"TokenActor":     {`mutation($a: String!) { createToken(actorId: $a, role: VIEWER) { secret } }`, map[string]any{"a": "eve\x1b[0m"}, "actor id"},
 			} {
 				t.Run(name, func(t *testing.T) {
