@@ -2,6 +2,7 @@ package httpserver_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/auth"
@@ -106,4 +109,35 @@ func TestFailedAuthLogIsLimited(t *testing.T) {
 		n, _ := last["suppressed"].(float64)
 		return len(recs) > logged && n > 0 && strings.HasPrefix(last["remote_addr"].(string), "127.0.0.1:")
 	}, 10*time.Second, 300*time.Millisecond)
+}
+
+// TestBadSocketInitsAreRateLimited: a bad token in a WebSocket's
+// connection_init costs the upgrade's address as a failed HTTP
+// authentication does, so the next upgrades are refused with 429.
+func TestBadSocketInitsAreRateLimited(t *testing.T) {
+	b := setup(t, "sqlite", withAuthMode(auth.ModeRequired), withRateLimit(0.2, 10))
+	var refused *http.Response
+	for i := 0; i < 5 && refused == nil; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.url, "http")+"/graphql",
+			&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+		if err != nil {
+			cancel()
+			require.NotNil(t, resp, "dial: %v", err)
+			refused = resp
+			break
+		}
+		require.NoError(t, wsjson.Write(ctx, conn, wsMsg{Type: "connection_init",
+			Payload: []byte(fmt.Sprintf(`{"Authorization": "Bearer ipa_made-up-%d"}`, i))}))
+		for err == nil {
+			var m wsMsg
+			err = wsjson.Read(ctx, conn, &m)
+		}
+		require.Equal(t, websocket.StatusCode(4401), websocket.CloseStatus(err))
+		_ = conn.CloseNow()
+		cancel()
+	}
+	require.NotNil(t, refused, "bad connection_inits never cost the address anything")
+	require.Equal(t, http.StatusTooManyRequests, refused.StatusCode)
+	require.NotEmpty(t, refused.Header.Get("Retry-After"))
 }
