@@ -20,6 +20,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/catalog"
 	"github.com/ipa-dev/ipa/internal/coordination"
 	"github.com/ipa-dev/ipa/internal/hardening"
+	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/supervisor"
@@ -30,6 +31,7 @@ import (
 // serveOptions are the settings of `ipa serve`.
 type serveOptions struct {
 	addr             string
+	socket           string
 	authMode         string
 	pluginDir        string
 	pluginSHA256File string
@@ -77,6 +79,7 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&so.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	f.StringVar(&so.socket, "socket", "", "also serve everything on this Unix socket (mode 0600; clients: curl --unix-socket PATH, ipa task --server unix://PATH)")
 	f.StringVar(&so.authMode, "auth", "auto", "auto: tokens required unless listening on loopback with no token yet; required: always")
 	f.StringVar(&so.pluginDir, "plugin-dir", "", "directory of external runtime plugins (one executable per runtime, named after it)")
 	f.StringVar(&so.pluginSHA256File, "plugin-sha256-file", "", "allow-list of external plugins in sha256sum format; only listed files with matching checksums run")
@@ -167,6 +170,16 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		return err
 	}
 	defer release()
+	if so.socket != "" {
+		// After the lock: a second server must not replace the first
+		// one's socket.
+		uln, err := httpserver.ListenUnix(so.socket)
+		if err != nil {
+			return fmt.Errorf("--socket: %w", err)
+		}
+		defer uln.Close()
+		ln = httpserver.MergeListeners(ln, uln)
+	}
 	cat, err := catalog.Discover(catalog.Options{
 		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, ExecRole: execRole, DataDir: dataDir,
 	}, log)
@@ -229,6 +242,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}, ln, func(srv *app.App) {
 		log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
 			"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
+		if so.socket != "" {
+			log.Info("also serving on a Unix socket", "socket", so.socket)
+		}
 	})
 	if errors.Is(err, webhook.ErrWrongKey) {
 		return fmt.Errorf("--secret-key-file %s: %w", keyFile, err)

@@ -153,7 +153,7 @@ document (watch and logs -f: one JSON object per line) for scripts.
 		return &exitError{code: exitUsage, err: err}
 	})
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&o.server, "server", "http://127.0.0.1:8080", "server URL (or host:port)")
+	pf.StringVar(&o.server, "server", "http://127.0.0.1:8080", "server URL (or host:port, or unix:///path of the server's --socket)")
 	pf.StringVar(&o.token, "token", "", "API token, sent as Authorization: Bearer (prefer IPA_TOKEN)")
 	pf.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	pf.DurationVar(&o.timeout, "timeout", time.Minute, "how long one request may take (not watch or logs -f)")

@@ -67,9 +67,15 @@ func Hash(secret string) string {
 
 // Mint creates and stores a token for the actor and role and returns the
 // secret, which is never stored. Returns EINVALID for an empty actor or an
-// unknown role.
+// unknown role, and EINVALID/INVALID_TEXT for an actor id that is not UTF-8
+// or holds a control character.
 func Mint(ctx context.Context, tokens Tokens, actorID string, role ipa.Role, now time.Time) (ipa.Token, string, error) {
+	// The actor id is written on every event the token causes and shown
+	// in logs and consoles: one line of printable text.
 	actorID = strings.TrimSpace(actorID)
+	if err := ipa.CheckLine("The actor id", actorID); err != nil {
+		return ipa.Token{}, "", err
+	}
 	if actorID == "" || len(actorID) > 255 {
 		return ipa.Token{}, "", ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "The actor id must be 1 to 255 characters.")
 	}
@@ -106,7 +112,8 @@ type Authenticator struct {
 	doorGen     uint64    // bumped by every token change, so a read that raced one is not cached
 	lastTouched map[string]time.Time
 
-	sessions sessions // open WebSocket connections and SSE streams, by credential
+	sessions sessions  // open WebSocket connections and SSE streams, by credential
+	failLog  *logLimit // failed authentications logged, at most this often
 }
 
 // Option tunes New.
@@ -126,7 +133,7 @@ const touchEvery = time.Minute
 // loopback addresses only.
 func New(tokens Tokens, mode Mode, loopback bool, opts ...Option) *Authenticator {
 	a := &Authenticator{tokens: tokens, mode: mode, loopback: loopback, now: time.Now, lastTouched: make(map[string]time.Time),
-		log: slog.New(slog.DiscardHandler)}
+		log: slog.New(slog.DiscardHandler), failLog: newLogLimit()}
 	for _, o := range opts {
 		o(a)
 	}
@@ -149,10 +156,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string) 
 func (a *Authenticator) authenticate(ctx context.Context, authorization string) (ipa.Actor, Credential, error) {
 	actor, cred, err := a.verify(ctx, authorization)
 	if ipa.ErrorCode(err) == ipa.EUNAUTHENTICATED {
-		var e *ipa.Error
-		errors.As(err, &e)
-		a.log.WarnContext(ctx, "authentication failed", "actor", actor.ID, "token_id", cred.TokenID,
-			"remote_addr", RemoteAddr(ctx), "reason", e.Message, "correlation_id", ipa.CorrelationID(ctx))
+		if ok, suppressed := a.failLog.allow(); ok {
+			var e *ipa.Error
+			errors.As(err, &e)
+			attrs := []any{"actor", actor.ID, "token_id", cred.TokenID,
+				"remote_addr", RemoteAddr(ctx), "reason", e.Message, "correlation_id", ipa.CorrelationID(ctx)}
+			if suppressed > 0 {
+				attrs = append(attrs, "suppressed", suppressed)
+			}
+			a.log.WarnContext(ctx, "authentication failed", attrs...)
+		}
 		return ipa.Actor{}, Credential{}, err
 	}
 	return actor, cred, err
@@ -168,6 +181,9 @@ func (a *Authenticator) verify(ctx context.Context, authorization string) (ipa.A
 			return ipa.Actor{}, Credential{}, err
 		}
 		if open {
+			if !peerIsServerUser(ctx) {
+				return ipa.Actor{}, Credential{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "%s", errNotServerUser)
+			}
 			return LocalActor, Credential{}, nil
 		}
 		return ipa.Actor{}, Credential{}, ipa.Errorf(ipa.EUNAUTHENTICATED, "", "Authentication required: send Authorization: Bearer <token>.")
@@ -191,8 +207,17 @@ func (a *Authenticator) verify(ctx context.Context, authorization string) (ipa.A
 	return ipa.Actor{ID: t.ActorID, Role: t.Role}, Credential{TokenID: t.ID}, nil
 }
 
-// LocalDoorOpen reports whether a request without a token acts as the local
-// admin now. Returns EUNAVAILABLE when the store is unreachable.
+// errNotServerUser is the refusal of a request without a token, while no
+// token exists, from a connection not owned by the server's OS user (or
+// whose owner cannot be told): it says how to get a token.
+const errNotServerUser = "Authentication required: without a token this server admits only its own OS user. " +
+	"Create a token as that user (`ipa token create --actor NAME --role admin`, with the server's --database) " +
+	"and send Authorization: Bearer <token>."
+
+// LocalDoorOpen reports whether the anonymous local door is open now (no
+// token has ever existed, auto mode, loopback): a request without a token
+// from the server's own OS user acts as the local admin. Returns
+// EUNAVAILABLE when the store is unreachable.
 func (a *Authenticator) LocalDoorOpen(ctx context.Context) (bool, error) { return a.openDoor(ctx) }
 
 // openDoor reports whether a request without a token acts as the local admin.

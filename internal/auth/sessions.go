@@ -95,6 +95,17 @@ func (s *Session) Revoked() bool { return s.revoked.Load() }
 // token was revoked or the anonymous door shut meanwhile; EUNAVAILABLE when
 // the store is unreachable.
 func (s *Session) Check(ctx context.Context) error {
+	err := s.Verify(ctx)
+	if ipa.ErrorCode(err) == ipa.EUNAUTHENTICATED {
+		s.revoke()
+	}
+	return err
+}
+
+// Verify is Check without the revocation: a transport that must tell the
+// client why its operation is refused before the connection closes calls
+// Revoke itself once it has.
+func (s *Session) Verify(ctx context.Context) error {
 	if s.revoked.Load() {
 		return errRevoked(s.cred)
 	}
@@ -103,11 +114,14 @@ func (s *Session) Check(ctx context.Context) error {
 		err = errRevoked(s.cred)
 	}
 	if ipa.ErrorCode(err) == ipa.EUNAUTHENTICATED {
-		s.revoke()
 		return errRevoked(s.cred)
 	}
 	return err
 }
+
+// Revoke ends the session as a revocation does: its context is cancelled
+// and Revoked reports true.
+func (s *Session) Revoke() { s.revoke() }
 
 func errRevoked(c Credential) error {
 	if c.Anonymous() {

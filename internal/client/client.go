@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -70,13 +71,32 @@ type Client struct {
 	endpoint string // http(s)://host[:port]/graphql
 	token    string
 	http     *http.Client
+	ws       *http.Client // for the WebSocket handshake: nil, or the Unix socket's transport without a timeout
 }
 
+// unixScheme names a server's Unix socket (ipa serve --socket):
+// unix:///run/ipa.sock.
+const unixScheme = "unix://"
+
 // New returns a client for server (a base URL such as http://127.0.0.1:8080,
-// a host:port, or the full /graphql URL) sending token as a bearer token
-// when it is not empty. Each HTTP operation may take at most timeout (0: no
-// limit). Returns an error when server is not a usable URL.
+// a host:port, the full /graphql URL, or unix:///path/to/socket) sending
+// token as a bearer token when it is not empty. Each HTTP operation may take
+// at most timeout (0: no limit). Returns an error when server is not a
+// usable URL.
 func New(server, token string, timeout time.Duration) (*Client, error) {
+	if path, ok := strings.CutPrefix(strings.TrimSpace(server), unixScheme); ok {
+		if !strings.HasPrefix(path, "/") {
+			return nil, fmt.Errorf("server address %q: a Unix socket is unix:///absolute/path", server)
+		}
+		var d net.Dialer
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		}}
+		// The host is a loopback name, which the server's host check
+		// accepts; the connection goes to the socket whatever it says.
+		return &Client{endpoint: "http://localhost/graphql", token: token,
+			http: &http.Client{Timeout: timeout, Transport: tr}, ws: &http.Client{Transport: tr}}, nil
+	}
 	endpoint, err := Endpoint(server)
 	if err != nil {
 		return nil, err

@@ -75,6 +75,7 @@ func (c *Client) Subscribe(ctx context.Context, query string, vars map[string]an
 	conn, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{
 		Subprotocols: []string{Protocol},
 		HTTPHeader:   header,
+		HTTPClient:   c.ws, // nil: the library's default
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {

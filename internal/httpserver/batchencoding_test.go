@@ -22,8 +22,8 @@ func TestBatchEncodingMatchesExecution(t *testing.T) {
 		_, secret := b.mint(t, "ada", ipa.RoleAdmin)
 		admin := b.as(secret)
 		tk := admin.create(t, map[string]any{
-			"title":       "\"quoted\" <b>&amp; \u2028 é 😀 \t\\ end",
-			"description": strings.Repeat("long ", 50),
+			"title":       "\"quoted\" <b>&amp; \u2028 é 😀 \\ end",
+			"description": strings.Repeat("long ", 50) + "\t tab",
 			"metadata":    map[string]any{"line": "a\nb", "n": 1.5e3, "nested": map[string]any{"list": []any{1, "two", nil, true}}},
 		})
 		phases := []string{"PLANNING", "DEVELOPMENT", "REVIEW"}

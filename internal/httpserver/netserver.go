@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/ipa-dev/ipa/internal/auth"
 )
 
 // Default connection limits of NewServer.
@@ -73,6 +75,9 @@ func NewServer(handler http.Handler, o ServerOptions) *http.Server {
 		IdleTimeout:       o.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(l net.Listener) context.Context { return withBaseContext(base(l)) },
+		// Who owns each connection is asked of the kernel at most once per
+		// connection, when the anonymous local door needs to know.
+		ConnContext: auth.ConnContext,
 	}
 	if o.Logger != nil {
 		srv.ErrorLog = slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)

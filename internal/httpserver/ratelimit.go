@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"context"
 	"math"
 	"net"
 	"net/http"
@@ -37,7 +38,13 @@ type rateLimiter struct {
 type limiterEntry struct {
 	lim  *rate.Limiter
 	seen time.Time
+	good bool // a token's entry: the token authenticated (see rateNote)
 }
+
+// failedAuthCost is what a failed authentication costs its remote address,
+// in requests (at most the burst): a caller guessing tokens runs out of
+// budget after a few guesses, and waits for as many requests' worth.
+const failedAuthCost = 5
 
 // newRateLimiter returns a limiter of perSecond requests with bursts of
 // burst (at least 1; 0 means max(1, perSecond)), or nil when perSecond is 0:
@@ -66,6 +73,35 @@ func (l *rateLimiter) allow(key string) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return take(l.entry(key, now), now)
+}
+
+// admit takes one request of a caller with a token (tokenKey) or without
+// (tokenKey ""). A token that has not yet authenticated here also takes one
+// from its address's bucket: inventing a new token for every request buys
+// no new budget. The rateNote it returns charges failed authentications to
+// the address (see withAuth).
+func (l *rateLimiter) admit(addrKey, tokenKey string) (bool, time.Duration, *rateNote) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	note := &rateNote{l: l, addrKey: addrKey, tokenKey: tokenKey}
+	if tokenKey == "" {
+		ok, wait := take(l.entry(addrKey, now), now)
+		return ok, wait, note
+	}
+	te := l.entry(tokenKey, now)
+	if !te.good {
+		if ok, wait := take(l.entry(addrKey, now), now); !ok {
+			return false, wait, note
+		}
+	}
+	ok, wait := take(te, now)
+	return ok, wait, note
+}
+
+// entry returns key's bucket, made full when it is new (l.mu held).
+func (l *rateLimiter) entry(key string, now time.Time) *limiterEntry {
 	if now.Sub(l.lastSweep) >= l.idle {
 		l.sweep(now)
 	}
@@ -79,6 +115,11 @@ func (l *rateLimiter) allow(key string) (bool, time.Duration) {
 		l.entries[key] = e
 	}
 	e.seen = now
+	return e
+}
+
+// take takes one request from e, or reports how long until it could.
+func take(e *limiterEntry, now time.Time) (bool, time.Duration) {
 	res := e.lim.ReserveN(now, 1)
 	if !res.OK() {
 		return false, time.Second
@@ -88,6 +129,50 @@ func (l *rateLimiter) allow(key string) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// rateNote is what authentication tells the limiter about one request.
+type rateNote struct {
+	l                 *rateLimiter
+	addrKey, tokenKey string
+}
+
+type rateNoteKey struct{}
+
+func rateNoteFrom(ctx context.Context) *rateNote {
+	n, _ := ctx.Value(rateNoteKey{}).(*rateNote)
+	return n
+}
+
+// authFailed charges the address failedAuthCost requests in all (its
+// request took one already); the bucket may go into debt, so the address
+// waits that much longer. The token, if any, is no longer taken for good.
+// Nil does nothing.
+func (n *rateNote) authFailed() {
+	if n == nil {
+		return
+	}
+	now := n.l.now()
+	n.l.mu.Lock()
+	defer n.l.mu.Unlock()
+	if extra := min(failedAuthCost, n.l.burst) - 1; extra > 0 {
+		n.l.entry(n.addrKey, now).lim.ReserveN(now, extra) // kept: the debt is the point
+	}
+	if n.tokenKey != "" {
+		n.l.entry(n.tokenKey, now).good = false
+	}
+}
+
+// authSucceeded marks the request's token as good: from now on it spends
+// only its own budget, not its address's. Nil does nothing.
+func (n *rateNote) authSucceeded() {
+	if n == nil || n.tokenKey == "" {
+		return
+	}
+	now := n.l.now()
+	n.l.mu.Lock()
+	defer n.l.mu.Unlock()
+	n.l.entry(n.tokenKey, now).good = true
 }
 
 // sweep forgets the buckets that have been idle long enough to be full.
@@ -118,28 +203,30 @@ func (l *rateLimiter) size() int {
 	return len(l.entries)
 }
 
-// rateKey names r's caller: its token (hashed, so the map holds no secret)
-// or, without one, its remote address.
-func rateKey(r *http.Request) string {
-	if h := strings.TrimSpace(r.Header.Get("Authorization")); h != "" {
-		return "token:" + auth.Hash(h)
-	}
+// rateKeys name r's caller: its remote address, and its token (hashed, so
+// the map holds no secret) or "" without one.
+func rateKeys(r *http.Request) (addrKey, tokenKey string) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	return "addr:" + host
+	if h := strings.TrimSpace(r.Header.Get("Authorization")); h != "" {
+		tokenKey = "token:" + auth.Hash(h)
+	}
+	return "addr:" + host, tokenKey
 }
 
 // withRateLimit answers 429 RATE_LIMITED with Retry-After to a caller over
 // its rate. It runs before authentication, so a flood costs no database
-// lookup. A nil limiter lets everything through.
+// lookup; authentication reports back through the request's rateNote, so a
+// failed one costs the address more (see admit). A nil limiter lets
+// everything through.
 func withRateLimit(l *rateLimiter, next http.Handler) http.Handler {
 	if l == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, wait := l.allow(rateKey(r))
+		ok, wait, note := l.admit(rateKeys(r))
 		if !ok {
 			secs := max(1, int(math.Ceil(wait.Seconds())))
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -147,6 +234,6 @@ func withRateLimit(l *rateLimiter, next http.Handler) http.Handler {
 				"Too many requests: retry in %d s.", secs))
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), rateNoteKey{}, note)))
 	})
 }

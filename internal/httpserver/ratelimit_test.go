@@ -47,13 +47,19 @@ func TestRateLimit(t *testing.T) {
 		// Another token has its own budget, even from the same address.
 		b.as(bob).must(t, `{ taskCount }`, nil, nil)
 
-		// Every request counts, refused ones too, and so do requests without
-		// a token, by remote address.
-		for range 3 {
-			r := b.anon().gql(t, `{ taskCount }`, nil)
-			require.Equal(t, http.StatusUnauthorized, r.Status, "%s", r.Raw)
-		}
-		requireRateLimited(t, b.anon().gql(t, `{ taskCount }`, nil))
+		// Requests without a token count by remote address, and a refused
+		// one costs more: a failed authentication spends the address's
+		// whole burst here (5 requests' worth, at most the burst), on top
+		// of the one request alice's and bob's first (not yet proven)
+		// token each took from it.
+		r := b.anon().gql(t, `{ taskCount }`, nil)
+		require.Equal(t, http.StatusUnauthorized, r.Status, "%s", r.Raw)
+		r = b.anon().gql(t, `{ taskCount }`, nil)
+		require.Equalf(t, http.StatusTooManyRequests, r.Status, "%s", r.Raw)
+		requireCoded(t, r.Header, r.Raw, httpserver.CodeRateLimited)
+		secs, err := strconv.Atoi(r.Header.Get("Retry-After"))
+		require.NoError(t, err)
+		require.Greater(t, secs, 5, "the failure's cost is owed before the next request")
 
 		status, _, raw := scrape(t, b.url+"/metrics", "Bearer "+bob)
 		require.Equal(t, http.StatusOK, status)

@@ -86,6 +86,7 @@ func New(cfg Config) http.Handler {
 	m := newMetrics(cfg.Registry)
 	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: cfg.Resolver}))
 	cohorts := cfg.cohorts()
+	present := presentError(cfg.Logger, m)
 	gql.AddTransport(wsgql.New(wsgql.Config{
 		Init:        wsInit(cfg.Auth),
 		InitTimeout: 10 * time.Second,
@@ -93,6 +94,8 @@ func New(cfg Config) http.Handler {
 		ReadLimit:   MaxWSMessageBytes,
 		Detach:      wsDetach,
 		CloseCode:   wsCloseCode,
+		Authorize:   wsAuthorize(present),
+		EndError:    wsEndError(present),
 		Cohorts:     cohorts,
 		Logger:      cfg.Logger,
 	}))
@@ -104,25 +107,26 @@ func New(cfg Config) http.Handler {
 	gql.SetQueryCache(queries)
 	gql.Use(newPersistedQueries())
 	// After persisted queries, which put the query text in place; before
-	// gqlgen parses and validates it.
+	// gqlgen parses and validates it. The budget goes first: it bounds what
+	// every later check reads.
 	gql.Use(documentBudget{cache: queries})
+	gql.Use(textCheck{})
 	gql.Use(extension.Introspection{})
 	gql.Use(depthLimit{max: MaxQueryDepth})
 	gql.Use(newCostLimit(MaxComplexity))
-	present := presentError(cfg.Logger, m)
 	gql.Use(responseLimit{max: MaxResponseBytes, present: present})
 	gql.Use(m)
 	gql.Use(graphqlTracing{})
-	gql.Use(sessionCheck{present: present})
-	// After the session check: a subscription joins its cohort only once
-	// its credential is good (see package cohort).
+	// A WebSocket operation's credential is checked (wsAuthorize) before
+	// it is dispatched: a subscription joins its cohort only once its
+	// credential is good (see package cohort).
 	gql.Use(cohorts)
 	gql.SetErrorPresenter(present)
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", withTraceContext(withCorrelation(withErrorMetrics(m, withRateLimit(newRateLimiter(cfg.RateLimit, cfg.RateBurst),
-		withTransportGate(withGETCaching(withAuth(cfg.Auth, withBodyLimit(gql)))))))))
+		withTransportGate(withGETCaching(withAuth(cfg.Auth, withBodyLimit(withRawText(gql))))))))))
 	mux.Handle("/metrics", withCorrelation(withErrorMetrics(m, withMetricsAuth(cfg.Auth,
 		promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -189,10 +193,13 @@ func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
 			return
 		}
 		header := r.Header.Get("Authorization")
+		note := rateNoteFrom(r.Context())
 		refuse := func(err error) {
 			status := http.StatusUnauthorized
 			if ipa.ErrorCode(err) != ipa.EUNAUTHENTICATED {
 				status = http.StatusServiceUnavailable
+			} else {
+				note.authFailed()
 			}
 			writeError(w, r, status, err)
 		}
@@ -216,12 +223,18 @@ func withAuth(a *auth.Authenticator, next http.Handler) http.Handler {
 				return
 			}
 			defer sess.Close()
-			next.ServeHTTP(w, r.WithContext(ctx))
+			if header != "" {
+				note.authSucceeded()
+			}
+			next.ServeHTTP(&sseEndWriter{ResponseWriter: w, r: r, sess: sess}, r.WithContext(ctx))
 		default:
 			actor, err := a.Authenticate(r.Context(), header)
 			if err != nil {
 				refuse(err)
 				return
+			}
+			if header != "" {
+				note.authSucceeded()
 			}
 			next.ServeHTTP(w, r.WithContext(ipa.WithActor(r.Context(), actor)))
 		}

@@ -38,6 +38,10 @@ func wsInit(a *auth.Authenticator) wsgql.InitFunc {
 		}
 		ctx, sess, err := a.Open(ctx, header)
 		if err != nil {
+			if ipa.ErrorCode(err) == ipa.EUNAUTHENTICATED {
+				// Counts against the upgrade's address, as over HTTP.
+				rateNoteFrom(ctx).authFailed()
+			}
 			return ctx, wsgql.CloseUnauthorized, err
 		}
 		h.sess.Store(sess)

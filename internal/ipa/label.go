@@ -3,6 +3,7 @@ package ipa
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -48,12 +49,21 @@ func ParseLabels(raw json.RawMessage) (Labels, error) {
 // 1–63 characters of [A-Za-z0-9._-], optionally prefixed by a DNS-style name
 // and '/'; values of up to 63 characters of the same set, or empty. Returns
 // EINVALID with reason INVALID_LABELS naming the first bad label (by key
-// order, so the message is stable).
+// order, so the message is stable); INVALID_TEXT for a key or value that is
+// not UTF-8 or holds a control character.
 func ValidateLabels(l Labels) error {
 	if len(l) > MaxLabels {
 		return Errorf(EINVALID, ReasonInvalidLabels, "A task has at most %d labels; got %d.", MaxLabels, len(l))
 	}
 	for _, k := range l.Keys() {
+		// Text that is no text at all is INVALID_TEXT, as in every other
+		// single-line field; the format rules below refuse the rest.
+		if err := CheckLine("A label key", k); err != nil {
+			return err
+		}
+		if err := CheckLine(fmt.Sprintf("The value of label %q", k), l[k]); err != nil {
+			return err
+		}
 		if !validLabelKey(k) {
 			return Errorf(EINVALID, ReasonInvalidLabels,
 				"Label key %q is invalid: 1 to %d characters of A-Z a-z 0-9 . _ - , optionally after a DNS-style prefix and '/'.", k, MaxLabelNameChars)

@@ -185,16 +185,18 @@ const (
 	MaxTaskDepth = 8
 )
 
-// NormalizeTitle trims a title and checks its length. Returns an EINVALID error
-// with reason INVALID_TITLE when it is blank, not UTF-8, or longer than
-// MaxTitleChars characters.
+// NormalizeTitle trims a title and checks it. Returns an EINVALID error with
+// reason INVALID_TITLE when it is blank or longer than MaxTitleChars
+// characters, and with reason INVALID_TEXT when it is not UTF-8 or holds a
+// control character (see CheckLine). Space around it, tabs and newlines
+// included, is trimmed as always; inside it, a tab or newline is refused.
 func NormalizeTitle(title string) (string, error) {
 	t := strings.TrimSpace(title)
 	if t == "" {
 		return "", Errorf(EINVALID, ReasonInvalidTitle, "The title must not be empty.")
 	}
-	if !utf8.ValidString(t) {
-		return "", Errorf(EINVALID, ReasonInvalidTitle, "The title must be valid UTF-8.")
+	if err := CheckLine("The title", t); err != nil {
+		return "", err
 	}
 	if n := utf8.RuneCountInString(t); n > MaxTitleChars {
 		return "", Errorf(EINVALID, ReasonInvalidTitle, "The title has %d characters; the limit is %d.", n, MaxTitleChars)

@@ -3,6 +3,7 @@ package ipa_test
 import (
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -30,26 +31,46 @@ func FuzzNormalizeTitle(f *testing.F) {
 		"nul\x00inside",
 		"\u200b", // zero-width space: not whitespace to TrimSpace
 		"%_\\'\";--",
+		"esc \x1b[31m red",
+		"bell\a",
+		"\x01",
+		"tab\tinside",
+		"trailing newline\n",
+		"del\x7f",
+		"c1 \u0085",
+		"replacement \ufffd sent as such",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		got, err := ipa.NormalizeTitle(in)
 		trimmed := strings.TrimSpace(in)
+		blank := trimmed == ""
+		badText := !utf8.ValidString(trimmed) || strings.ContainsFunc(trimmed, unicode.IsControl)
 		if err != nil {
-			if ipa.ErrorCode(err) != ipa.EINVALID || ipa.ErrorReason(err) != ipa.ReasonInvalidTitle {
-				t.Fatalf("NormalizeTitle(%q): error %v is not BAD_USER_INPUT/INVALID_TITLE", in, err)
-			}
 			if got != "" {
 				t.Fatalf("NormalizeTitle(%q) returned %q with an error", in, got)
 			}
-			blank := trimmed == ""
-			tooLong := utf8.RuneCountInString(trimmed) > ipa.MaxTitleChars
-			invalid := !utf8.ValidString(trimmed)
-			if !blank && !tooLong && !invalid {
-				t.Fatalf("NormalizeTitle(%q) refused a title that is neither blank, too long nor invalid UTF-8: %v", in, err)
+			if ipa.ErrorCode(err) != ipa.EINVALID {
+				t.Fatalf("NormalizeTitle(%q): error %v is not BAD_USER_INPUT", in, err)
+			}
+			switch ipa.ErrorReason(err) {
+			case ipa.ReasonInvalidTitle:
+				tooLong := utf8.RuneCountInString(trimmed) > ipa.MaxTitleChars
+				if !blank && !tooLong {
+					t.Fatalf("NormalizeTitle(%q) refused as INVALID_TITLE a title neither blank nor too long: %v", in, err)
+				}
+			case ipa.ReasonInvalidText:
+				if blank || !badText {
+					t.Fatalf("NormalizeTitle(%q) refused as INVALID_TEXT a title that is blank or good text: %v", in, err)
+				}
+			default:
+				t.Fatalf("NormalizeTitle(%q): reason of %v is neither INVALID_TITLE nor INVALID_TEXT", in, err)
 			}
 			return
+		}
+		if badText {
+			t.Fatalf("NormalizeTitle(%q) accepted invalid UTF-8 or a control character", in)
 		}
 		if got != trimmed {
 			t.Fatalf("NormalizeTitle(%q) = %q, want it trimmed: %q", in, got, trimmed)

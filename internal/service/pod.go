@@ -137,7 +137,7 @@ func (s *PodService) StopPod(ctx context.Context, taskID string, reason *string,
 	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
 		return nil, err
 	}
-	why, err := optionalText("reason", reason)
+	why, err := optionalText("The reason", reason)
 	if err != nil {
 		return nil, err
 	}

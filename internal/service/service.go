@@ -79,14 +79,19 @@ func invalidArg(format string, args ...any) *ipa.Error {
 	return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, format, args...)
 }
 
-// optionalText trims a free-text argument and bounds its length.
+// optionalText trims a single-line free-text argument (a reason, a note)
+// and checks it: INVALID_TEXT for invalid UTF-8 or a control character in
+// it, INVALID_ARGUMENT when it is too long.
 func optionalText(field string, s *string) (string, error) {
 	if s == nil {
 		return "", nil
 	}
 	v := strings.TrimSpace(*s)
-	if !utf8.ValidString(v) || utf8.RuneCountInString(v) > ipa.MaxReasonChars || strings.ContainsRune(v, 0) {
-		return "", invalidArg("%s must be UTF-8 text of at most %d characters, without NUL.", field, ipa.MaxReasonChars)
+	if err := ipa.CheckLine(field, v); err != nil {
+		return "", err
+	}
+	if utf8.RuneCountInString(v) > ipa.MaxReasonChars {
+		return "", invalidArg("%s must be text of at most %d characters.", field, ipa.MaxReasonChars)
 	}
 	return v, nil
 }

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -179,21 +178,18 @@ func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedDat
 	if err != nil {
 		return d, err
 	}
-	if strings.ContainsRune(title, 0) {
-		return d, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidTitle, "The title must not contain NUL characters.")
-	}
 	d.Title = title
 	if in.Description != nil {
-		if len(*in.Description) > ipa.MaxDescriptionBytes {
-			return d, invalidArg("description is %d bytes; the limit is %d.", len(*in.Description), ipa.MaxDescriptionBytes)
-		}
-		if !utf8.ValidString(*in.Description) || strings.ContainsRune(*in.Description, 0) {
-			return d, invalidArg("description must be valid UTF-8 without NUL characters.")
+		if err := validDescription(*in.Description); err != nil {
+			return d, err
 		}
 		d.Description = *in.Description
 	}
 	d.Runtime = DefaultRuntime
 	if in.Runtime != nil && *in.Runtime != "" {
+		if err := ipa.CheckLine("The runtime name", *in.Runtime); err != nil {
+			return d, err
+		}
 		d.Runtime = *in.Runtime
 	}
 	rt, ok := s.runtimes[d.Runtime]
@@ -228,7 +224,10 @@ func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedDat
 	}
 	if in.IdempotencyKey != nil {
 		k := *in.IdempotencyKey
-		if k == "" || len(k) > ipa.MaxIdempotencyKey || !utf8.ValidString(k) || strings.ContainsRune(k, 0) {
+		if err := ipa.CheckLine("idempotencyKey", k); err != nil {
+			return d, err
+		}
+		if k == "" || len(k) > ipa.MaxIdempotencyKey {
 			return d, invalidArg("idempotencyKey must be 1 to %d bytes of UTF-8.", ipa.MaxIdempotencyKey)
 		}
 		d.IdempotencyKey = k
@@ -448,7 +447,7 @@ func (s *TaskService) TransitionPhase(ctx context.Context, taskID string, to ipa
 	if err != nil {
 		return nil, err
 	}
-	n, err := optionalText("note", note)
+	n, err := optionalText("The note", note)
 	if err != nil {
 		return nil, err
 	}
@@ -489,11 +488,11 @@ func (s *TaskService) CancelTask(ctx context.Context, taskID, reason string, exp
 	if err != nil {
 		return nil, err
 	}
-	reason = strings.TrimSpace(reason)
-	if reason == "" {
+	if strings.TrimSpace(reason) == "" {
 		return nil, ipa.Errorf(ipa.EINVALID, ipa.ReasonMissingReason, "A reason is required to cancel a task.")
 	}
-	if _, err := optionalText("reason", &reason); err != nil {
+	reason, err = optionalText("The reason", &reason)
+	if err != nil {
 		return nil, err
 	}
 	return s.cancelTree(ctx, taskID, reason, expected, actor.ID, "", nil)

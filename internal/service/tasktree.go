@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -58,9 +56,6 @@ func (s *TaskService) UpdateTask(ctx context.Context, taskID string, in ipa.Upda
 		t, err := ipa.NormalizeTitle(*in.Title)
 		if err != nil {
 			return nil, err
-		}
-		if strings.ContainsRune(t, 0) {
-			return nil, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidTitle, "The title must not contain NUL characters.")
 		}
 		title = &t
 	}
@@ -125,10 +120,9 @@ func validDescription(d string) error {
 	if len(d) > ipa.MaxDescriptionBytes {
 		return invalidArg("description is %d bytes; the limit is %d.", len(d), ipa.MaxDescriptionBytes)
 	}
-	if !utf8.ValidString(d) || strings.ContainsRune(d, 0) {
-		return invalidArg("description must be valid UTF-8 without NUL characters.")
-	}
-	return nil
+	// Several lines are fine; other control characters and invalid
+	// UTF-8 are refused (INVALID_TEXT), never rewritten.
+	return ipa.CheckMultiline("The description", d)
 }
 
 func sameJSON(a, b json.RawMessage) bool {

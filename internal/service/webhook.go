@@ -115,6 +115,9 @@ func (s *WebhookService) CreateEndpoint(ctx context.Context, url string, types [
 		return ipa.WebhookEndpoint{}, "", err
 	}
 	url = strings.TrimSpace(url)
+	if err := ipa.CheckLine("The url", url); err != nil {
+		return ipa.WebhookEndpoint{}, "", err
+	}
 	if url == "" || utf8.RuneCountInString(url) > MaxWebhookURLChars || !utf8.ValidString(url) {
 		return ipa.WebhookEndpoint{}, "", invalidArg("url must be 1 to %d characters.", MaxWebhookURLChars)
 	}

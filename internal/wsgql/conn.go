@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/ipa-dev/ipa/internal/cohort"
+	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/rawtext"
 )
 
 // conn is one WebSocket connection: its read loop, its operations and
@@ -212,6 +215,10 @@ func errorPayload(msg string) []byte {
 func (c *conn) init(payload json.RawMessage) bool {
 	var p map[string]any
 	if len(payload) > 0 && !bytes.Equal(payload, []byte("null")) {
+		if err := rawtext.JSON(payload); err != nil {
+			c.refuse("Invalid connection_init payload: not valid text")
+			return false
+		}
 		if err := json.Unmarshal(payload, &p); err != nil {
 			c.refuse("Invalid connection_init payload")
 			return false
@@ -301,6 +308,22 @@ func (c *conn) run(ctx context.Context, op *operation, payload json.RawMessage, 
 			c.end(op, true)
 		}
 	}()
+	if c.t.cfg.Authorize != nil {
+		if refusal, then := c.t.cfg.Authorize(ctx); refusal != nil {
+			c.endWithErrors(op, gqlerror.List{refusal})
+			handedOver = true
+			if then != nil {
+				then() // after the error is queued: a close frame follows it
+			}
+			return
+		}
+	}
+	if err := rawtext.JSON(payload); err != nil {
+		// encoding/json would turn the bad text into U+FFFD unseen.
+		c.endWithErrors(op, gqlerror.List{textError(err)})
+		handedOver = true
+		return
+	}
 	params := &graphql.RawParams{}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
@@ -424,8 +447,30 @@ func (c *conn) write(frame [][]byte) error {
 	return c.q.WriteFrame(frame...)
 }
 
-// closeForContext closes the connection whose context ended.
+// closeForContext closes the connection whose context ended, first ending
+// each operation in flight with EndError's error, when there is one.
 func (c *conn) closeForContext(ctx context.Context) {
+	if c.t.cfg.EndError != nil {
+		if e := c.t.cfg.EndError(ctx); e != nil {
+			c.mu.Lock()
+			ops := make([]*operation, 0, len(c.ops))
+			for _, op := range c.ops {
+				ops = append(ops, op)
+			}
+			c.mu.Unlock()
+			b, _ := json.Marshal(gqlerror.List{e})
+			for _, op := range ops {
+				if c.finish(op) {
+					// Without waiting: a client too slow to take its
+					// errors still gets its close.
+					c.q.TryWriteFrame(frame("error", op.qid, b)...)
+					if c.proto == graphqlWS {
+						c.q.TryWriteFrame(frame("complete", op.qid, nil)...)
+					}
+				}
+			}
+		}
+	}
 	code, reason := websocket.StatusNormalClosure, "terminated"
 	if c.t.cfg.CloseCode != nil {
 		var n int
@@ -537,6 +582,16 @@ func (s *memberSink) Send(ctx context.Context, resp *graphql.Response) bool {
 }
 
 func (s *memberSink) End() { s.c.end(s.op, true) }
+
+// textError is the error of a message whose text decoding would alter.
+func textError(err error) *gqlerror.Error {
+	e := &gqlerror.Error{Message: err.Error(), Extensions: map[string]any{"code": "BAD_USER_INPUT", "reason": "INVALID_TEXT"}}
+	var ie *ipa.Error
+	if errors.As(err, &ie) {
+		e.Message, e.Extensions["code"], e.Extensions["reason"] = ie.Message, ie.Code, ie.Reason
+	}
+	return e
+}
 
 // payloadOrNil drops an absent or null payload.
 func payloadOrNil(p json.RawMessage) []byte {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/coder/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/ipa-dev/ipa/internal/cohort"
 )
@@ -70,6 +71,16 @@ type Config struct {
 	// CloseCode is the close code and reason for a connection whose context
 	// ended (a revoked credential, a shutdown). Nil: 1000 "terminated".
 	CloseCode func(ctx context.Context) (int, string)
+	// Authorize runs before each operation of an initialised connection.
+	// A refusal (non-nil) ends the operation with an error message that
+	// carries it — the client reads why, with its code — and then runs
+	// then, if not nil (to close the connection, say): the close comes
+	// after the error. Nil authorizes everything.
+	Authorize func(ctx context.Context) (refusal *gqlerror.Error, then func())
+	// EndError is the error each operation in flight is ended with, before
+	// the close frame, when the connection's context ends; nil (or a nil
+	// result) closes without one.
+	EndError func(ctx context.Context) *gqlerror.Error
 	// Cohorts drives the subscriptions that join a cohort.
 	Cohorts *cohort.Cohorts
 	Logger  *slog.Logger
