@@ -105,6 +105,9 @@ func buildGoExample(t testing.TB, pluginDir string) string {
 func copyPythonExample(t testing.TB, pluginDir string) string {
 	t.Helper()
 	if err := exec.Command("/usr/bin/python3", "-c", "import grpc").Run(); err != nil {
+		if os.Getenv("IPA_REQUIRE_PYTHON_GRPC") == "1" {
+			t.Fatal("Debian's python3-grpcio is required (IPA_REQUIRE_PYTHON_GRPC=1): apt-get install python3-grpcio")
+		}
 		t.Skip("Debian's python3-grpcio is not installed (apt-get install python3-grpcio)")
 	}
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "runtime-python", "hello-py"))
