@@ -21,6 +21,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/hardening"
 	"github.com/ipa-dev/ipa/internal/instance"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/sandbox"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/tracing"
 	"github.com/ipa-dev/ipa/internal/webhook"
@@ -39,6 +40,8 @@ type serveOptions struct {
 	shutdownTimeout  time.Duration
 	enableExec       bool
 	execRole         string
+	sandbox          string
+	bwrap            string
 	allowedHosts     []string
 	resumePods       bool
 	metricsAddr      string
@@ -89,6 +92,8 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.IntVar(&so.rateBurst, "rate-burst", 0, "requests a caller may send at once above --rate-limit (default: the rate, at least 1)")
 	f.StringSliceVar(&so.allowedHosts, "allowed-hosts", nil, "host names served, besides localhost and loopback addresses, while requests need no token (comma-separated)")
 	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
+	f.StringVar(&so.sandbox, "sandbox", "auto", "sandbox exec commands with bubblewrap (bwrap): off; auto (wherever bwrap works); required (exec pods refused without a working bwrap; implied by --exec-role operator)")
+	f.StringVar(&so.bwrap, "bwrap", "", "the bubblewrap program sandboxed exec commands run under (default: bwrap from PATH)")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.DurationVar(&so.heartbeat, "heartbeat-interval", instance.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
 	f.DurationVar(&so.leaseTTL, "lease-ttl", instance.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); plugins stop their work when their host is silent for half of it")
@@ -152,8 +157,20 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if execRole != ipa.RoleAdmin && execRole != ipa.RoleOperator {
 		return fmt.Errorf("--exec-role must be admin or operator, not %q", so.execRole)
 	}
+	sandboxMode, err := sandbox.ParseMode(so.sandbox)
+	if err != nil {
+		return err
+	}
+	if execRole == ipa.RoleOperator && sandboxMode == sandbox.Off {
+		return errors.New("--exec-role operator needs the sandbox: --sandbox off is refused with it")
+	}
+	keyFile := so.secretKeyFile
+	if keyFile == "" {
+		keyFile = defaultSecretKeyFile(opts.database, dataDir)
+	}
 	cat, err := catalog.Discover(catalog.Options{
 		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, ExecRole: execRole, DataDir: dataDir,
+		Sandbox: sandboxMode, Bwrap: so.bwrap, SandboxHide: serverFiles(opts, dataDir, keyFile),
 	}, log)
 	if err != nil {
 		return err
@@ -178,10 +195,6 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 
 	id, formerIDs := instanceID(so, dataDir)
-	keyFile := so.secretKeyFile
-	if keyFile == "" {
-		keyFile = defaultSecretKeyFile(opts.database, dataDir)
-	}
 	secretKey := func() ([]byte, error) { return loadSecretKey(keyFile, so.secretKeyFile == "", log) }
 	srv, err := app.New(ctx, app.Config{
 		DatabaseURL:         opts.database,
@@ -230,4 +243,29 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serverFiles are the server's own files a sandboxed command must not see:
+// the data directory (every task's workspace, bound back in for its own
+// task only), a SQLite store with its journal files, the secret key file
+// and the database URL file.
+func serverFiles(opts *options, dataDir, keyFile string) []string {
+	files := []string{dataDir}
+	if path, ok := strings.CutPrefix(opts.database, "sqlite://"); ok {
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		if abs, err := filepath.Abs(path); err == nil {
+			files = append(files, abs, abs+"-wal", abs+"-shm", abs+"-journal")
+		}
+	}
+	for _, f := range []string{keyFile, opts.databaseURLFile} {
+		if f == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(f); err == nil {
+			files = append(files, abs)
+		}
+	}
+	return files
 }

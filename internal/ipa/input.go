@@ -82,4 +82,7 @@ type Runtime struct {
 	// pod; "" means OPERATOR, as for every mutation. exec, which runs any
 	// command as the server's OS user, needs ADMIN by default.
 	Role Role
+	// Unavailable, when set, refuses every start of this runtime's pods
+	// with it (exec under --sandbox required without a working bwrap).
+	Unavailable error
 }

@@ -31,8 +31,12 @@ func (s *PodService) openTaskFor(ctx context.Context, taskID string, expected *i
 	if err != nil {
 		return nil, err
 	}
-	if err := requireRuntimeRole(ctx, s.runtimes[t.Runtime]); err != nil {
+	rt := s.runtimes[t.Runtime]
+	if err := requireRuntimeRole(ctx, rt); err != nil {
 		return nil, err
+	}
+	if rt.Unavailable != nil {
+		return nil, rt.Unavailable
 	}
 	return t, nil
 }

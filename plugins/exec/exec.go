@@ -50,6 +50,7 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/internal/sandbox"
 )
 
 // Description is shown in the runtimes query.
@@ -103,6 +104,7 @@ type Runtime struct {
 	cmd       *osexec.Cmd
 	pgid      int           // the command's process group
 	shared    bool          // the group is the plugin's own (see group.go)
+	sandboxed bool          // the command runs under bwrap
 	cmdDone   chan struct{} // closed once the command ended and its output is read
 	out       *output
 	started   time.Time
@@ -161,16 +163,37 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	if err != nil {
 		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start the command: %v.", err)
 	}
-	cmd := osexec.Command(prog, cfg.Command[1:]...)
-	cmd.Args[0] = cfg.Command[0] // argv[0] as the task gave it
+	argv := append([]string{prog}, cfg.Command[1:]...)
+	var gate *sandboxGate
+	sandboxed := false
+	if bwrap := os.Getenv(sandbox.EnvBwrap); bwrap != "" {
+		// The server found a working bwrap: the command runs in its sandbox.
+		if argv, err = sandboxArgv(bwrap, dir, cfg.Sandbox, argv, cfg.Limits.any()); err != nil {
+			return podapi.StartResponse{}, err
+		}
+		sandboxed = true
+		if cfg.Limits.any() {
+			if gate, err = newSandboxGate(); err != nil {
+				return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
+			}
+			defer gate.close()
+		}
+	}
+	cmd := osexec.Command(argv[0], argv[1:]...)
 	var gateW *os.File
-	if cfg.Limits.any() {
+	switch {
+	case gate != nil:
+		cmd.ExtraFiles = gate.files()
+	case sandboxed:
+	case !cfg.Limits.any():
+		cmd.Args[0] = cfg.Command[0] // argv[0] as the task gave it
+	default:
 		// The shim waits for its limits, then becomes the command.
 		sh, err := osexec.LookPath("/bin/sh")
 		if err != nil {
 			return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Limits need /bin/sh: %v.", err)
 		}
-		cmd = osexec.Command(sh, append([]string{"-c", limitsGate, "ipa-exec-limits", prog}, cfg.Command[1:]...)...)
+		cmd = osexec.Command(sh, append([]string{"-c", limitsGate, "ipa-exec-limits"}, argv...)...)
 		var gateR *os.File
 		if gateR, gateW, err = os.Pipe(); err != nil {
 			return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
@@ -207,6 +230,16 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	if shared {
 		pgid = os.Getpid()
 	}
+	if gate != nil {
+		if err := gate.apply(cfg.Limits); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			for _, f := range []*os.File{outR, errR} {
+				_ = f.Close()
+			}
+			return podapi.StartResponse{}, err
+		}
+	}
 	if gateW != nil {
 		if err := applyLimits(cmd.Process.Pid, cfg.Limits); err != nil {
 			_ = cmd.Process.Kill()
@@ -219,7 +252,7 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 		_, _ = gateW.Write([]byte("go\n"))
 	}
 
-	r.taskID, r.cfg, r.workDir, r.cmd = req.TaskID, cfg, dir, cmd
+	r.taskID, r.cfg, r.workDir, r.cmd, r.sandboxed = req.TaskID, cfg, dir, cmd, sandboxed
 	r.pgid, r.shared, r.cmdDone = pgid, shared, make(chan struct{})
 	r.out = newOutput(req.Host, cfg.MaxOutputLines)
 	r.started = time.Now()
@@ -298,6 +331,11 @@ func (r *Runtime) wait(host podapi.Host, outR, errR *os.File) {
 	case ok && ws.Signaled():
 		data.Signal = unix.SignalName(ws.Signal())
 		status.Signal = ws.Signal()
+	case ok && r.sandboxed && sandbox.ExitSignal(ws.ExitStatus()) != 0:
+		// bwrap reports a command killed by signal n as 128+n.
+		sig := syscall.Signal(sandbox.ExitSignal(ws.ExitStatus()))
+		data.Signal = unix.SignalName(sig)
+		status.Signal = sig
 	case ok:
 		code := ws.ExitStatus()
 		data.ExitCode = &code
@@ -392,7 +430,7 @@ func (r *Runtime) Attach(_ context.Context, req podapi.AttachRequest) (podapi.At
 func (r *Runtime) State(context.Context, podapi.StateRequest) (podapi.StateResponse, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	live := map[string]any{"command": r.cfg.Command, "workDir": r.workDir}
+	live := map[string]any{"command": r.cfg.Command, "workDir": r.workDir, "sandboxed": r.sandboxed}
 	resp := podapi.StateResponse{TaskID: r.taskID}
 	if r.cmd != nil && r.cmd.Process != nil {
 		live["pid"] = r.cmd.Process.Pid
