@@ -42,6 +42,7 @@ type serveOptions struct {
 	execRole         string
 	sandbox          string
 	bwrap            string
+	workspaceMax     int64
 	allowedHosts     []string
 	resumePods       bool
 	metricsAddr      string
@@ -94,6 +95,7 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
 	f.StringVar(&so.sandbox, "sandbox", "auto", "sandbox exec commands with bubblewrap (bwrap): off; auto (wherever bwrap works); required (exec pods refused without a working bwrap; implied by --exec-role operator)")
 	f.StringVar(&so.bwrap, "bwrap", "", "the bubblewrap program sandboxed exec commands run under (default: bwrap from PATH)")
+	f.Int64Var(&so.workspaceMax, "workspace-max-bytes", 0, "stop an exec pod whose task's workspace holds more than this many bytes (crash reason \"limit: workspace\"); 0: no limit")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.DurationVar(&so.heartbeat, "heartbeat-interval", instance.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
 	f.DurationVar(&so.leaseTTL, "lease-ttl", instance.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); plugins stop their work when their host is silent for half of it")
@@ -157,6 +159,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if execRole != ipa.RoleAdmin && execRole != ipa.RoleOperator {
 		return fmt.Errorf("--exec-role must be admin or operator, not %q", so.execRole)
 	}
+	if so.workspaceMax < 0 {
+		return errors.New("--workspace-max-bytes must be 0 (no limit) or more")
+	}
 	sandboxMode, err := sandbox.ParseMode(so.sandbox)
 	if err != nil {
 		return err
@@ -170,7 +175,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 	cat, err := catalog.Discover(catalog.Options{
 		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, ExecRole: execRole, DataDir: dataDir,
-		Sandbox: sandboxMode, Bwrap: so.bwrap, SandboxHide: serverFiles(opts, dataDir, keyFile),
+		Sandbox: sandboxMode, Bwrap: so.bwrap, WorkspaceMaxBytes: so.workspaceMax, SandboxHide: serverFiles(opts, dataDir, keyFile),
 	}, log)
 	if err != nil {
 		return err

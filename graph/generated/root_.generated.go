@@ -136,6 +136,7 @@ type ComplexityRoot struct {
 	Pod struct {
 		Crashes       func(childComplexity int, last *int) int
 		InstanceID    func(childComplexity int) int
+		LastExit      func(childComplexity int) int
 		Live          func(childComplexity int) int
 		NextAttemptAt func(childComplexity int) int
 		PID           func(childComplexity int) int
@@ -151,6 +152,14 @@ type ComplexityRoot struct {
 		Reason      func(childComplexity int) int
 		SignalName  func(childComplexity int) int
 		UptimeMs    func(childComplexity int) int
+	}
+
+	PodExit struct {
+		At         func(childComplexity int) int
+		DurationMs func(childComplexity int) int
+		ExitCode   func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		Signal     func(childComplexity int) int
 	}
 
 	Query struct {
@@ -215,6 +224,7 @@ type ComplexityRoot struct {
 		Title         func(childComplexity int) int
 		UpdatedAt     func(childComplexity int) int
 		Version       func(childComplexity int) int
+		Workspace     func(childComplexity int) int
 	}
 
 	TaskConnection struct {
@@ -270,6 +280,10 @@ type ComplexityRoot struct {
 
 	WebhookEndpointPayload struct {
 		Endpoint func(childComplexity int) int
+	}
+
+	Workspace struct {
+		SizeBytes func(childComplexity int) int
 	}
 }
 
@@ -743,6 +757,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Pod.InstanceID(childComplexity), true
+	case "Pod.lastExit":
+		if e.ComplexityRoot.Pod.LastExit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Pod.LastExit(childComplexity), true
 	case "Pod.live":
 		if e.ComplexityRoot.Pod.Live == nil {
 			break
@@ -816,6 +836,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PodCrash.UptimeMs(childComplexity), true
+
+	case "PodExit.at":
+		if e.ComplexityRoot.PodExit.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.At(childComplexity), true
+	case "PodExit.durationMs":
+		if e.ComplexityRoot.PodExit.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.DurationMs(childComplexity), true
+	case "PodExit.exitCode":
+		if e.ComplexityRoot.PodExit.ExitCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.ExitCode(childComplexity), true
+	case "PodExit.reason":
+		if e.ComplexityRoot.PodExit.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.Reason(childComplexity), true
+	case "PodExit.signal":
+		if e.ComplexityRoot.PodExit.Signal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.Signal(childComplexity), true
 
 	case "Query.apiTokens":
 		if e.ComplexityRoot.Query.APITokens == nil {
@@ -1164,6 +1215,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Version(childComplexity), true
+	case "Task.workspace":
+		if e.ComplexityRoot.Task.Workspace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Workspace(childComplexity), true
 
 	case "TaskConnection.edges":
 		if e.ComplexityRoot.TaskConnection.Edges == nil {
@@ -1346,6 +1403,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WebhookEndpointPayload.Endpoint(childComplexity), true
+
+	case "Workspace.sizeBytes":
+		if e.ComplexityRoot.Workspace.SizeBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workspace.SizeBytes(childComplexity), true
 
 	}
 	return 0, false
@@ -1645,6 +1709,37 @@ type PodCrash {
   uptimeMs: Int!
   "A human-readable cause, when known."
   message: String
+}
+`, BuiltIn: false},
+	{Name: "../../schema/sandbox.graphqls", Input: `# Workspaces and how pods end.
+
+"How a pod's process last ended."
+type PodExit {
+  at: Time!
+  "The exit code; null when a signal ended it."
+  exitCode: Int
+  "The signal that ended it (SIGKILL…); null when it exited."
+  signal: String
+  "How long it ran, in milliseconds."
+  durationMs: Int!
+  "Why it ended: exited (on its own, code 0), stopped, or the crash reason (exited, signal, timeout, limit: …)."
+  reason: String!
+}
+
+extend type Pod {
+  "How the pod last ended; null before its first end."
+  lastExit: PodExit
+}
+
+"A task's workspace: the directory its pods work in, kept across pod and server restarts, removed with the task."
+type Workspace {
+  "Bytes of the files in it (as their sizes add up)."
+  sizeBytes: Int!
+}
+
+extend type Task {
+  "The task's workspace; null until a pod has created it."
+  workspace: Workspace
 }
 `, BuiltIn: false},
 	{Name: "../../schema/schema.graphqls", Input: `"""
@@ -2240,6 +2335,8 @@ func (ec *executionContext) childFields_Pod(ctx context.Context, field graphql.C
 		return ec.fieldContext_Pod_live(ctx, field)
 	case "instanceId":
 		return ec.fieldContext_Pod_instanceId(ctx, field)
+	case "lastExit":
+		return ec.fieldContext_Pod_lastExit(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Pod", field.Name)
 }
@@ -2260,6 +2357,22 @@ func (ec *executionContext) childFields_PodCrash(ctx context.Context, field grap
 		return ec.fieldContext_PodCrash_message(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PodCrash", field.Name)
+}
+
+func (ec *executionContext) childFields_PodExit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_PodExit_at(ctx, field)
+	case "exitCode":
+		return ec.fieldContext_PodExit_exitCode(ctx, field)
+	case "signal":
+		return ec.fieldContext_PodExit_signal(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_PodExit_durationMs(ctx, field)
+	case "reason":
+		return ec.fieldContext_PodExit_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PodExit", field.Name)
 }
 
 func (ec *executionContext) childFields_RestartPolicy(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2340,6 +2453,8 @@ func (ec *executionContext) childFields_Task(ctx context.Context, field graphql.
 		return ec.fieldContext_Task_deadline(ctx, field)
 	case "archived":
 		return ec.fieldContext_Task_archived(ctx, field)
+	case "workspace":
+		return ec.fieldContext_Task_workspace(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Task", field.Name)
 }
@@ -2452,6 +2567,14 @@ func (ec *executionContext) childFields_WebhookEndpointPayload(ctx context.Conte
 		return ec.fieldContext_WebhookEndpointPayload_endpoint(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type WebhookEndpointPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Workspace(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "sizeBytes":
+		return ec.fieldContext_Workspace_sizeBytes(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Workspace", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

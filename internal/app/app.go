@@ -32,6 +32,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/runtimehost"
 	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
+	"github.com/ipa-dev/ipa/internal/workspace"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/webhook"
 )
@@ -279,6 +280,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		Logger:        log,
 		Registry:      a.Registry,
 		PluginEnv:     cfg.PluginEnv,
+		Finished:      completeOnSuccess(a.Store, a.Writer, cfg.Runtimes, log),
 	}
 	if a.Store.Dialect() == "postgres" {
 		// Other instances may take this one's pods over after the TTL: its
@@ -304,6 +306,8 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("cursor key: %w", err)
 	}
+	workspaces := workspace.New(dataDir)
+	sweepWorkspaces(ctx, workspaces, a.Store, log)
 	tasks, err := service.NewTaskService(service.TaskConfig{
 		Store:         a.Store,
 		History:       a.Store,
@@ -314,11 +318,13 @@ func (a *App) build(ctx context.Context) (err error) {
 		DefaultPolicy: cfg.DefaultPolicy,
 		Metrics:       service.NewMetrics(a.Registry),
 		Logger:        log,
+		Workspaces:    workspaces,
 	})
 	if err != nil {
 		return err
 	}
 	podService := service.NewPodService(a.Store, pods, cfg.Runtimes)
+	podService.SetWorkspaces(workspaces)
 	a.Services = &graph.Resolver{
 		TaskService:     tasks,
 		PodService:      podService,

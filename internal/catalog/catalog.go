@@ -19,12 +19,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
 	"github.com/ipa-dev/ipa/internal/sandbox"
 	"github.com/ipa-dev/ipa/plugins/builtin"
+	execrt "github.com/ipa-dev/ipa/plugins/exec"
 )
 
 // Options says where runtimes come from.
@@ -48,6 +50,8 @@ type Options struct {
 	SandboxHide []string
 	// Bwrap names the bwrap program; "" looks it up.
 	Bwrap string
+	// WorkspaceMaxBytes caps each exec task's workspace; 0: no cap.
+	WorkspaceMaxBytes int64
 	// DataDir is the server's data directory; the private copies of
 	// allow-listed plugins live in DataDir/plugins. Required with SHA256File.
 	DataDir string
@@ -62,6 +66,8 @@ type Catalog struct {
 	// bwrap is the working bwrap exec commands run under; "" for none.
 	bwrap string
 	hide  string // sandbox.EnvHide's value
+	// wsMax is --workspace-max-bytes, for exec plugins.
+	wsMax int64
 	// noSandbox, when set, refuses exec pods: the sandbox is required and
 	// bwrap does not work.
 	noSandbox error
@@ -80,7 +86,7 @@ type external struct {
 // private plugin directory is not safe to use (not ours, or writable by
 // others), since then no plugin could be pinned.
 func Discover(opts Options, log *slog.Logger) (*Catalog, error) {
-	c := &Catalog{builtins: map[string]bool{}, external: map[string]external{}, execRole: opts.ExecRole}
+	c := &Catalog{builtins: map[string]bool{}, external: map[string]external{}, execRole: opts.ExecRole, wsMax: opts.WorkspaceMaxBytes}
 	if c.execRole == "" {
 		c.execRole = ipa.RoleAdmin
 	}
@@ -170,7 +176,7 @@ func (c *Catalog) Runtimes() []ipa.Runtime {
 	var out []ipa.Runtime
 	for _, rt := range builtin.All() {
 		if c.builtins[rt.Name] {
-			r := ipa.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig}
+			r := ipa.Runtime{Name: rt.Name, Description: rt.Description, ValidateConfig: rt.ValidateConfig, CompletesOnSuccess: rt.CompletesOnSuccess}
 			if rt.Name == "exec" {
 				r.Role = c.execRole
 				r.Unavailable = c.noSandbox
@@ -211,6 +217,9 @@ func (c *Catalog) Command(runtime string) (*exec.Cmd, error) {
 			}
 			if c.bwrap != "" {
 				cmd.Env = []string{sandbox.EnvBwrap + "=" + c.bwrap, sandbox.EnvHide + "=" + c.hide}
+			}
+			if c.wsMax > 0 {
+				cmd.Env = append(cmd.Env, execrt.EnvWorkspaceMax+"="+strconv.FormatInt(c.wsMax, 10))
 			}
 		}
 		return cmd, nil

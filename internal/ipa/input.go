@@ -85,4 +85,8 @@ type Runtime struct {
 	// Unavailable, when set, refuses every start of this runtime's pods
 	// with it (exec under --sandbox required without a working bwrap).
 	Unavailable error
+	// CompletesOnSuccess, when set, says whether a task of this runtime
+	// with runtime config raw is completed when its pod's work ends well
+	// (exec's onSuccess COMPLETE).
+	CompletesOnSuccess func(raw []byte) bool
 }

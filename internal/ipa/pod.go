@@ -172,6 +172,7 @@ const (
 	CrashLimitCPU       = CrashLimitPrefix + "cpu"       // cpuSeconds: SIGXCPU, then SIGKILL
 	CrashLimitOpenFiles = CrashLimitPrefix + "openFiles" // openFiles
 	CrashLimitProcesses = CrashLimitPrefix + "processes" // processes
+	CrashLimitWorkspace = CrashLimitPrefix + "workspace" // the server's --workspace-max-bytes
 )
 
 // Lost reasons (PodLostData.Reason).

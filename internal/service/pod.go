@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/workspace"
 )
 
 // PodService starts, stops and shows pods. It is safe for concurrent use.
@@ -13,6 +14,7 @@ type PodService struct {
 	store    TaskReader
 	pods     Pods
 	runtimes map[string]ipa.Runtime
+	ws       *workspace.Dirs // see SetWorkspaces
 }
 
 // NewPodService returns a PodService reading tasks from r and driving pods

@@ -18,6 +18,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/workspace"
 )
 
 // DefaultRuntime is the runtime of a task created without one.
@@ -35,6 +36,9 @@ type TaskConfig struct {
 	Metrics       *Metrics          // may be nil
 	Logger        *slog.Logger      // default slog.Default()
 	Now           func() time.Time  // default time.Now
+	// Workspaces are the tasks' workspaces, removed with their tasks; nil:
+	// none are kept.
+	Workspaces *workspace.Dirs
 }
 
 // TaskService creates, lists, moves and closes tasks. It is safe for
@@ -51,6 +55,7 @@ type TaskService struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
+	ws       *workspace.Dirs
 }
 
 // NewTaskService returns a TaskService. Returns an error when a required
@@ -83,6 +88,7 @@ func NewTaskService(cfg TaskConfig) (*TaskService, error) {
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,
 		now:      func() time.Time { return now().UTC() },
+		ws:       cfg.Workspaces,
 	}
 	for _, rt := range cfg.Runtimes {
 		s.runtimes[rt.Name] = rt

@@ -25,11 +25,13 @@ type Runtime struct {
 	// ValidateConfig checks a runtime config (JSON) without starting a
 	// process; it returns an EINVALID *ipa.Error saying what is wrong.
 	ValidateConfig func(raw []byte) error
+	// CompletesOnSuccess: see ipa.Runtime.CompletesOnSuccess.
+	CompletesOnSuccess func(raw []byte) bool
 }
 
 var registry = map[string]Runtime{
 	"demo": {Name: "demo", Description: demo.Description, Serve: demo.Serve, ValidateConfig: demo.ValidateConfig},
-	"exec": {Name: "exec", Description: exec.Description, Serve: exec.Serve, ValidateConfig: exec.ValidateConfig},
+	"exec": {Name: "exec", Description: exec.Description, Serve: exec.Serve, ValidateConfig: exec.ValidateConfig, CompletesOnSuccess: exec.CompletesOnSuccess},
 }
 
 // Lookup returns the serve func of the built-in runtime name.

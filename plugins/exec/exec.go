@@ -110,6 +110,7 @@ type Runtime struct {
 	started   time.Time
 	stopped   bool // Stop was called
 	timedOut  bool
+	wsFull    bool // the workspace outgrew its limit
 	exited    *ExitedData
 	done      chan struct{} // closed once the end is reported
 	finished  chan podapi.ExitStatus
@@ -168,7 +169,10 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	sandboxed := false
 	if bwrap := os.Getenv(sandbox.EnvBwrap); bwrap != "" {
 		// The server found a working bwrap: the command runs in its sandbox.
-		if argv, err = sandboxArgv(bwrap, dir, cfg.Sandbox, argv, cfg.Limits.any()); err != nil {
+		// bwrap looks the program up in the same PATH (its environment is
+		// the command's) and the same file system, so the command keeps
+		// argv[0] as the task gave it.
+		if argv, err = sandboxArgv(bwrap, dir, cfg.Sandbox, cfg.Command, cfg.Limits.any()); err != nil {
 			return podapi.StartResponse{}, err
 		}
 		sandboxed = true
@@ -258,6 +262,9 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 	r.started = time.Now()
 	r.done = make(chan struct{})
 	go r.wait(req.Host, outR, errR)
+	if max := workspaceMax(); max > 0 {
+		go r.watchWorkspace(dir, max, r.cmdDone)
+	}
 	if cfg.TimeoutMs > 0 {
 		time.AfterFunc(time.Duration(cfg.TimeoutMs)*time.Millisecond, func() {
 			r.mu.Lock()
@@ -357,6 +364,12 @@ func (r *Runtime) wait(host podapi.Host, outR, errR *os.File) {
 	switch {
 	case data.Stopped:
 		status = podapi.ExitStatus{} // a requested stop is a clean end
+	case r.wsFullNow():
+		status.Reason = ipa.CrashLimitWorkspace
+		status.Message = "the workspace outgrew " + itoa64(workspaceMax()) + " bytes (the server's --workspace-max-bytes)"
+		if status.Signal == 0 && status.Code == 0 {
+			status.Code = 1
+		}
 	case data.TimedOut:
 		status.Reason = ipa.CrashTimeout
 		status.Message = "timeoutMs " + itoa(r.cfg.TimeoutMs) + " passed"
