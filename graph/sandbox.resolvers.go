@@ -8,9 +8,17 @@ package graph
 import (
 	"context"
 
+	"github.com/ipa-dev/ipa/graph/generated"
 	"github.com/ipa-dev/ipa/graph/model"
+	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/service"
 )
+
+// URL is the resolver for the url field.
+func (r *artifactResolver) URL(ctx context.Context, obj *artifact.Artifact) (string, error) {
+	return service.URL(obj.TaskID, obj.Name), nil
+}
 
 // LastExit is the resolver for the lastExit field.
 func (r *podResolver) LastExit(ctx context.Context, obj *ipa.Pod) (*model.PodExit, error) {
@@ -33,3 +41,20 @@ func (r *taskResolver) Workspace(ctx context.Context, obj *ipa.Task) (*model.Wor
 	}
 	return &model.Workspace{SizeBytes: int(size)}, nil
 }
+
+// Artifacts is the resolver for the artifacts field.
+func (r *taskResolver) Artifacts(ctx context.Context, obj *ipa.Task) ([]*artifact.Artifact, error) {
+	if r.ArtifactService == nil {
+		return []*artifact.Artifact{}, nil
+	}
+	list, err := r.ArtifactService.List(ctx, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	return ptrs(list), nil
+}
+
+// Artifact returns generated.ArtifactResolver implementation.
+func (r *Resolver) Artifact() generated.ArtifactResolver { return &artifactResolver{r} }
+
+type artifactResolver struct{ *Resolver }

@@ -66,7 +66,9 @@ func execRun(t *testing.T, h *home, s *server, script string, cfg map[string]any
 		cfg = map[string]any{}
 	}
 	cfg["command"] = []string{"sh", "-c", script}
-	cfg["env"] = tagEnv(h)
+	if _, ok := cfg["env"]; !ok {
+		cfg["env"] = tagEnv(h)
+	}
 	id := s.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": cfg})
 	s.startPod(t, id)
 	var exited []event

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ipa-dev/ipa/internal/app"
+	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/catalog"
 	"github.com/ipa-dev/ipa/internal/hardening"
@@ -43,6 +44,8 @@ type serveOptions struct {
 	sandbox          string
 	bwrap            string
 	workspaceMax     int64
+	artifactMax      int64
+	artifactTaskMax  int64
 	allowedHosts     []string
 	resumePods       bool
 	metricsAddr      string
@@ -96,6 +99,8 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringVar(&so.sandbox, "sandbox", "auto", "sandbox exec commands with bubblewrap (bwrap): off; auto (wherever bwrap works); required (exec pods refused without a working bwrap; implied by --exec-role operator)")
 	f.StringVar(&so.bwrap, "bwrap", "", "the bubblewrap program sandboxed exec commands run under (default: bwrap from PATH)")
 	f.Int64Var(&so.workspaceMax, "workspace-max-bytes", 0, "stop an exec pod whose task's workspace holds more than this many bytes (crash reason \"limit: workspace\"); 0: no limit")
+	f.Int64Var(&so.artifactMax, "artifact-max-bytes", artifact.DefaultMaxBytes, "largest artifact kept; a larger one is refused (artifact_refused)")
+	f.Int64Var(&so.artifactTaskMax, "artifacts-max-task-bytes", artifact.DefaultMaxTaskBytes, "most bytes of artifacts kept per task; an artifact that would pass it is refused")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.DurationVar(&so.heartbeat, "heartbeat-interval", instance.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
 	f.DurationVar(&so.leaseTTL, "lease-ttl", instance.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); plugins stop their work when their host is silent for half of it")
@@ -159,6 +164,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if execRole != ipa.RoleAdmin && execRole != ipa.RoleOperator {
 		return fmt.Errorf("--exec-role must be admin or operator, not %q", so.execRole)
 	}
+	if so.artifactMax < 1 || so.artifactTaskMax < 1 {
+		return errors.New("--artifact-max-bytes and --artifacts-max-task-bytes must be at least 1")
+	}
 	if so.workspaceMax < 0 {
 		return errors.New("--workspace-max-bytes must be 0 (no limit) or more")
 	}
@@ -202,29 +210,31 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	id, formerIDs := instanceID(so, dataDir)
 	secretKey := func() ([]byte, error) { return loadSecretKey(keyFile, so.secretKeyFile == "", log) }
 	srv, err := app.New(ctx, app.Config{
-		DatabaseURL:         opts.database,
-		Runtimes:            cat.Runtimes(),
-		Launcher:            supervisor.LauncherFunc(cat.Command),
-		DataDir:             dataDir,
-		InstanceID:          id,
-		FormerInstanceIDs:   formerIDs,
-		ResumePods:          so.resumePods,
-		DefaultPolicy:       so.policy,
-		AuthMode:            mode,
-		Loopback:            loopback,
-		ShutdownTimeout:     so.shutdownTimeout,
-		RateLimit:           so.rateLimit,
-		RateBurst:           so.rateBurst,
-		MetricsAddr:         so.metricsAddr,
-		AllowedHosts:        so.allowedHosts,
-		Logger:              log,
-		Version:             version,
-		HeartbeatInterval:   so.heartbeat,
-		LeaseTTL:            so.leaseTTL,
-		Handoff:             so.handoff,
-		PluginEnv:           so.pluginEnv,
-		SecretKey:           secretKey,
-		WebhookAllowPrivate: so.webhooks.allowPrivate,
+		DatabaseURL:          opts.database,
+		Runtimes:             cat.Runtimes(),
+		Launcher:             supervisor.LauncherFunc(cat.Command),
+		DataDir:              dataDir,
+		InstanceID:           id,
+		FormerInstanceIDs:    formerIDs,
+		ResumePods:           so.resumePods,
+		DefaultPolicy:        so.policy,
+		AuthMode:             mode,
+		Loopback:             loopback,
+		ShutdownTimeout:      so.shutdownTimeout,
+		RateLimit:            so.rateLimit,
+		RateBurst:            so.rateBurst,
+		MetricsAddr:          so.metricsAddr,
+		AllowedHosts:         so.allowedHosts,
+		Logger:               log,
+		Version:              version,
+		HeartbeatInterval:    so.heartbeat,
+		LeaseTTL:             so.leaseTTL,
+		Handoff:              so.handoff,
+		PluginEnv:            so.pluginEnv,
+		ArtifactMaxBytes:     so.artifactMax,
+		ArtifactMaxTaskBytes: so.artifactTaskMax,
+		SecretKey:            secretKey,
+		WebhookAllowPrivate:  so.webhooks.allowPrivate,
 		Webhook: func(c *webhook.Config) {
 			c.Timeout, c.MinBackoff, c.MaxBackoff = so.webhooks.timeout, so.webhooks.minBackoff, so.webhooks.maxBackoff
 		},

@@ -23,6 +23,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Artifact() ArtifactResolver
 	EventConnection() EventConnectionResolver
 	Instance() InstanceResolver
 	Mutation() MutationResolver
@@ -52,6 +53,14 @@ type ComplexityRoot struct {
 		LastUsed  func(childComplexity int) int
 		RevokedAt func(childComplexity int) int
 		Role      func(childComplexity int) int
+	}
+
+	Artifact struct {
+		Name      func(childComplexity int) int
+		SHA256    func(childComplexity int) int
+		SavedAt   func(childComplexity int) int
+		SizeBytes func(childComplexity int) int
+		URL       func(childComplexity int) int
 	}
 
 	CreateTokenPayload struct {
@@ -205,6 +214,7 @@ type ComplexityRoot struct {
 
 	Task struct {
 		Archived      func(childComplexity int) int
+		Artifacts     func(childComplexity int) int
 		Children      func(childComplexity int, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) int
 		CreatedAt     func(childComplexity int) int
 		CreatedBy     func(childComplexity int) int
@@ -350,6 +360,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApiToken.Role(childComplexity), true
+
+	case "Artifact.name":
+		if e.ComplexityRoot.Artifact.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.Name(childComplexity), true
+	case "Artifact.sha256":
+		if e.ComplexityRoot.Artifact.SHA256 == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.SHA256(childComplexity), true
+	case "Artifact.savedAt":
+		if e.ComplexityRoot.Artifact.SavedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.SavedAt(childComplexity), true
+	case "Artifact.sizeBytes":
+		if e.ComplexityRoot.Artifact.SizeBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.SizeBytes(childComplexity), true
+	case "Artifact.url":
+		if e.ComplexityRoot.Artifact.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.URL(childComplexity), true
 
 	case "CreateTokenPayload.secret":
 		if e.ComplexityRoot.CreateTokenPayload.Secret == nil {
@@ -1091,6 +1132,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Archived(childComplexity), true
+	case "Task.artifacts":
+		if e.ComplexityRoot.Task.Artifacts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Artifacts(childComplexity), true
 	case "Task.children":
 		if e.ComplexityRoot.Task.Children == nil {
 			break
@@ -1741,6 +1788,23 @@ extend type Task {
   "The task's workspace; null until a pod has created it."
   workspace: Workspace
 }
+
+"A file a task's pod saved: written by an exec command under $IPA_ARTIFACTS, or saved by a runtime through the SDK."
+type Artifact {
+  "Its file name: letters, digits, '.', '_' and '-'."
+  name: String!
+  sizeBytes: Int!
+  "SHA-256 of its content, hex."
+  sha256: String!
+  savedAt: Time!
+  "Where to download it (GET, the same credentials as /graphql): /artifacts/{taskId}/{name}."
+  url: String!
+}
+
+extend type Task {
+  "The task's artifacts, by name; a name saved again shows its newest save."
+  artifacts: [Artifact!]!
+}
 `, BuiltIn: false},
 	{Name: "../../schema/schema.graphqls", Input: `"""
 An instant in time: RFC 3339 with nanoseconds, always UTC (e.g. 2026-11-25T19:04:32.123456789Z).
@@ -2199,6 +2263,22 @@ func (ec *executionContext) childFields_ApiToken(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type ApiToken", field.Name)
 }
 
+func (ec *executionContext) childFields_Artifact(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_Artifact_name(ctx, field)
+	case "sizeBytes":
+		return ec.fieldContext_Artifact_sizeBytes(ctx, field)
+	case "sha256":
+		return ec.fieldContext_Artifact_sha256(ctx, field)
+	case "savedAt":
+		return ec.fieldContext_Artifact_savedAt(ctx, field)
+	case "url":
+		return ec.fieldContext_Artifact_url(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Artifact", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "token":
@@ -2455,6 +2535,8 @@ func (ec *executionContext) childFields_Task(ctx context.Context, field graphql.
 		return ec.fieldContext_Task_archived(ctx, field)
 	case "workspace":
 		return ec.fieldContext_Task_workspace(ctx, field)
+	case "artifacts":
+		return ec.fieldContext_Task_artifacts(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Task", field.Name)
 }

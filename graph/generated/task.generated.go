@@ -12,6 +12,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/ipa-dev/ipa/graph/model"
+	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -28,6 +29,7 @@ type TaskResolver interface {
 	Children(ctx context.Context, obj *ipa.Task, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) (*model.TaskConnection, error)
 
 	Workspace(ctx context.Context, obj *ipa.Task) (*model.Workspace, error)
+	Artifacts(ctx context.Context, obj *ipa.Task) ([]*artifact.Artifact, error)
 }
 type TaskConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *model.TaskConnection) (int, error)
@@ -863,6 +865,38 @@ func (ec *executionContext) fieldContext_Task_workspace(_ context.Context, field
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Workspace(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Task_artifacts(ctx context.Context, field graphql.CollectedField, obj *ipa.Task) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Task_artifacts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Task().Artifacts(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*artifact.Artifact) graphql.Marshaler {
+			return ec.marshalNArtifact2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋartifactᚐArtifactᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Task_artifacts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Task",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Artifact(ctx, field)
 		},
 	}
 	return fc, nil
@@ -1704,6 +1738,12 @@ func (ec *executionContext) _Task(ctx context.Context, sel ast.SelectionSet, obj
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Task_workspace(ctx, field, obj)
+				})
+		case "artifacts":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Task_artifacts(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))

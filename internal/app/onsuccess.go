@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 
+	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/runtimehost"
@@ -51,18 +53,46 @@ func completeOnSuccess(st *store.Store, w *eventlog.Writer, runtimes []ipa.Runti
 // sweepWorkspaces removes, at start, the workspaces of tasks deleted or
 // pruned while this server did not run (or by `ipa prune`). A task the
 // store cannot answer for keeps its workspace.
-func sweepWorkspaces(ctx context.Context, ws *workspace.Dirs, st *store.Store, log *slog.Logger) {
-	n, err := ws.Sweep(ctx, func(ctx context.Context, id string) (bool, error) {
+func sweepWorkspaces(ctx context.Context, ws *workspace.Dirs, arts *artifact.Store, st *store.Store, log *slog.Logger) {
+	exists := func(ctx context.Context, id string) (bool, error) {
 		_, err := st.GetTask(ctx, id)
 		if ipa.ErrorCode(err) == ipa.ENOTFOUND {
 			return false, nil
 		}
 		return err == nil, err
-	})
+	}
+	n, err := ws.Sweep(ctx, exists)
 	if err != nil {
 		log.Warn("workspaces not swept", slog.Any("error", err))
 	}
-	if n > 0 {
-		log.Info("workspaces of removed tasks swept", slog.Int("removed", n))
+	m, err := arts.Sweep(ctx, exists)
+	if err != nil {
+		log.Warn("artifacts not swept", slog.Any("error", err))
+	}
+	if n+m > 0 {
+		log.Info("workspaces and artifacts of removed tasks swept", slog.Int("workspaces", n), slog.Int("artifacts", m))
+	}
+}
+
+// stagingDir is where an exec command leaves its artifacts: a directory
+// of its task's workspace (plugins/exec.ArtifactsDir).
+func stagingDir(ws *workspace.Dirs) func(string) string {
+	return func(taskID string) string {
+		p := ws.Path(taskID)
+		if p == "" {
+			return ""
+		}
+		return filepath.Join(p, artifact.StagingDir)
+	}
+}
+
+// recordArtifact appends an artifact event, whatever the task's status
+// (a command's files are kept even when its task was closed meanwhile).
+func recordArtifact(w *eventlog.Writer) artifact.Recorder {
+	return func(ctx context.Context, taskID, actor, typ string, data any) error {
+		_, _, err := w.Append(ctx, eventlog.Append{TaskID: taskID, Actor: actor, Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
+			return []ipa.NewEvent{{Type: typ, Data: data}}, nil
+		}})
+		return err
 	}
 }

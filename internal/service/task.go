@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -39,6 +40,9 @@ type TaskConfig struct {
 	// Workspaces are the tasks' workspaces, removed with their tasks; nil:
 	// none are kept.
 	Workspaces *workspace.Dirs
+	// Artifacts are the tasks' artifacts, removed with their tasks; nil:
+	// none are kept.
+	Artifacts *artifact.Store
 }
 
 // TaskService creates, lists, moves and closes tasks. It is safe for
@@ -56,6 +60,7 @@ type TaskService struct {
 	log      *slog.Logger
 	now      func() time.Time
 	ws       *workspace.Dirs
+	arts     *artifact.Store
 }
 
 // NewTaskService returns a TaskService. Returns an error when a required
@@ -89,6 +94,7 @@ func NewTaskService(cfg TaskConfig) (*TaskService, error) {
 		log:      cfg.Logger,
 		now:      func() time.Time { return now().UTC() },
 		ws:       cfg.Workspaces,
+		arts:     cfg.Artifacts,
 	}
 	for _, rt := range cfg.Runtimes {
 		s.runtimes[rt.Name] = rt

@@ -56,6 +56,13 @@ import (
 // Description is shown in the runtimes query.
 const Description = "Runs a command for the task in its working directory ({\"command\": [\"sh\", \"-c\", \"echo hi\"]}), streams its output and reports its exit status."
 
+// EnvArtifacts names the command's artifacts directory; see ArtifactsDir.
+const EnvArtifacts = "IPA_ARTIFACTS"
+
+// ArtifactsDir is the directory, in the workspace, whose files become the
+// task's artifacts when the command ends (internal/artifact.StagingDir).
+const ArtifactsDir = ".ipa-artifacts"
+
 // EventExited is the type of the event that reports how the command ended.
 const EventExited = "runtime.exec.exited"
 
@@ -158,8 +165,15 @@ func (r *Runtime) Start(_ context.Context, req podapi.StartRequest) (podapi.Star
 		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create the working directory: %v.", err)
 	}
 
+	// The command leaves its artifacts in $IPA_ARTIFACTS, a directory of
+	// its workspace (so writable in the sandbox too); the host collects
+	// them when the command's end is reported.
+	artifacts := filepath.Join(dir, ArtifactsDir)
+	if err := os.MkdirAll(artifacts, 0o750); err != nil {
+		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create the artifacts directory: %v.", err)
+	}
 	// Never nil, so os/exec does not fall back to the plugin's environment.
-	env := commandEnv(cfg.Env, dir)
+	env := append(commandEnv(cfg.Env, dir), EnvArtifacts+"="+artifacts)
 	prog, err := lookPath(cfg.Command[0], commandPath(cfg.Env))
 	if err != nil {
 		return podapi.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start the command: %v.", err)
