@@ -20,6 +20,16 @@ func (r *artifactResolver) URL(ctx context.Context, obj *artifact.Artifact) (str
 	return service.URL(obj.TaskID, obj.Name), nil
 }
 
+// PausePod is the resolver for the pausePod field.
+func (r *mutationResolver) PausePod(ctx context.Context, taskID string) (*model.TaskPayload, error) {
+	return taskPayload(r.PodService.PausePod(ctx, taskID))
+}
+
+// ResumePod is the resolver for the resumePod field.
+func (r *mutationResolver) ResumePod(ctx context.Context, taskID string) (*model.TaskPayload, error) {
+	return taskPayload(r.PodService.ResumePod(ctx, taskID))
+}
+
 // LastExit is the resolver for the lastExit field.
 func (r *podResolver) LastExit(ctx context.Context, obj *ipa.Pod) (*model.PodExit, error) {
 	e, err := r.PodService.LastExit(ctx, obj.TaskID)

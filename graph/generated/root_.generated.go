@@ -125,8 +125,10 @@ type ComplexityRoot struct {
 		DeleteTask            func(childComplexity int, taskID string) int
 		DeleteWebhookEndpoint func(childComplexity int, id string) int
 		DrainInstance         func(childComplexity int, instanceID *string) int
+		PausePod              func(childComplexity int, taskID string) int
 		PauseWebhookEndpoint  func(childComplexity int, id string) int
 		RestartPod            func(childComplexity int, taskID string, expectedVersion *int) int
+		ResumePod             func(childComplexity int, taskID string) int
 		ResumeWebhookEndpoint func(childComplexity int, id string) int
 		RevokeToken           func(childComplexity int, id string) int
 		StartPod              func(childComplexity int, taskID string, expectedVersion *int) int
@@ -667,6 +669,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DrainInstance(childComplexity, args["instanceId"].(*string)), true
+	case "Mutation.pausePod":
+		if e.ComplexityRoot.Mutation.PausePod == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_pausePod_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PausePod(childComplexity, args["taskId"].(string)), true
 	case "Mutation.pauseWebhookEndpoint":
 		if e.ComplexityRoot.Mutation.PauseWebhookEndpoint == nil {
 			break
@@ -689,6 +702,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RestartPod(childComplexity, args["taskId"].(string), args["expectedVersion"].(*int)), true
+	case "Mutation.resumePod":
+		if e.ComplexityRoot.Mutation.ResumePod == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resumePod_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResumePod(childComplexity, args["taskId"].(string)), true
 	case "Mutation.resumeWebhookEndpoint":
 		if e.ComplexityRoot.Mutation.ResumeWebhookEndpoint == nil {
 			break
@@ -1804,6 +1828,18 @@ type Artifact {
 extend type Task {
   "The task's artifacts, by name; a name saved again shows its newest save."
   artifacts: [Artifact!]!
+}
+
+extend enum PodState {
+  "Its work is stopped (pausePod) until resumePod; it keeps its lease and is not judged hung."
+  PAUSED
+}
+
+extend type Mutation {
+  "Stops the work of the task's running pod (SIGSTOP of its processes but the runtime plugin itself) until resumePod (operator). CONFLICT/NOT_RUNNING when no pod runs."
+  pausePod(taskId: ID!): TaskPayload!
+  "Continues the work of the task's paused pod (operator)."
+  resumePod(taskId: ID!): TaskPayload!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/schema.graphqls", Input: `"""

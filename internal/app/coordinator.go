@@ -17,6 +17,8 @@ import (
 const (
 	cmdStop         = "stop"
 	cmdRestart      = "restart"
+	cmdPause        = "pause"
+	cmdResume       = "resume"
 	cmdStartHandoff = "start_handoff"
 )
 
@@ -193,6 +195,10 @@ func (c *coordinator) runCommand(ctx context.Context, cmd store.PodCommand) {
 	switch cmd.Command {
 	case cmdStop:
 		err = c.sup.StopPod(ctx, cmd.TaskID, cmd.Reason)
+	case cmdPause:
+		err = c.sup.PausePod(ctx, cmd.TaskID)
+	case cmdResume:
+		err = c.sup.ResumePod(ctx, cmd.TaskID)
 	case cmdRestart, cmdStartHandoff:
 		var t *ipa.Task
 		if t, err = c.st.GetTask(ctx, cmd.TaskID); err == nil && !t.Status.Closed() {

@@ -40,6 +40,16 @@ func (r podRouter) RestartPod(ctx context.Context, t *ipa.Task) error {
 	return r.route(ctx, t.ID, cmdRestart, "restart", func() error { return r.Supervisor.RestartPod(ctx, t) })
 }
 
+// PausePod pauses the pod on the instance that owns it, or here.
+func (r podRouter) PausePod(ctx context.Context, taskID string) error {
+	return r.route(ctx, taskID, cmdPause, "pause", func() error { return r.Supervisor.PausePod(ctx, taskID) })
+}
+
+// ResumePod resumes the pod on the instance that owns it, or here.
+func (r podRouter) ResumePod(ctx context.Context, taskID string) error {
+	return r.route(ctx, taskID, cmdResume, "resume", func() error { return r.Supervisor.ResumePod(ctx, taskID) })
+}
+
 // route runs local when no other instance owns the task's pod, else sends
 // the command to the owner and waits until it was carried out (the row is
 // gone), the owner changed (a takeover: sent again to the new owner), or the

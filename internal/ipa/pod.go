@@ -93,6 +93,11 @@ const (
 	TriggerTakeover  = "takeover"   // the pod's owner died and another instance took it
 )
 
+// PodPausedData is the data of pod_paused and pod_resumed.
+type PodPausedData struct {
+	PID int `json:"pid,omitempty"`
+}
+
 // PodStoppedData is the data of pod_stopped.
 type PodStoppedData struct {
 	Reason           string `json:"reason"`

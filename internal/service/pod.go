@@ -127,7 +127,7 @@ func (s *PodService) ActivePods(ctx context.Context) ([]*ipa.Task, error) {
 		// The supervisor may know better than the row: a crash it is
 		// recording right now.
 		switch s.Pod(t).State {
-		case ipa.PodStarting, ipa.PodRunning, ipa.PodStopping, ipa.PodBackoff:
+		case ipa.PodStarting, ipa.PodRunning, ipa.PodStopping, ipa.PodBackoff, ipa.PodPaused:
 			out = append(out, t)
 		}
 	}

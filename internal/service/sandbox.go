@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -62,4 +63,34 @@ func (s *PodService) LastExit(ctx context.Context, taskID string) (*PodExit, err
 		return &PodExit{At: e.OccurredAt, ExitCode: d.ExitCode, Signal: d.Signal, DurationMs: d.UptimeMs, Reason: d.Reason}, nil
 	}
 	return nil, nil
+}
+
+// PausePod stops the work of the task's running pod (its process group
+// but the plugin itself) until ResumePod: PodState PAUSED, pod_paused.
+// Requires OPERATOR. Returns ENOTFOUND, ECONFLICT (closed; NOT_RUNNING when
+// no pod runs). Pausing a paused pod changes nothing.
+func (s *PodService) PausePod(ctx context.Context, taskID string) (*ipa.Task, error) {
+	return s.pauseOrResume(ctx, taskID, s.pods.PausePod)
+}
+
+// ResumePod continues the work of the task's paused pod: PodState RUNNING,
+// pod_resumed. Requires OPERATOR. Errors are PausePod's.
+func (s *PodService) ResumePod(ctx context.Context, taskID string) (*ipa.Task, error) {
+	return s.pauseOrResume(ctx, taskID, s.pods.ResumePod)
+}
+
+func (s *PodService) pauseOrResume(ctx context.Context, taskID string, do func(context.Context, string) error) (*ipa.Task, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleOperator); err != nil {
+		return nil, err
+	}
+	if _, err := openTask(ctx, s.store, taskID, nil); err != nil {
+		return nil, err
+	}
+	if err := do(ctx, taskID); err != nil {
+		if errors.Is(err, ipa.ErrPodNotRunning) {
+			return nil, ipa.ErrPodNotRunning
+		}
+		return nil, err
+	}
+	return s.store.GetTask(ctx, taskID)
 }
