@@ -96,7 +96,7 @@ func escapeScript(dir, db string, serverPID int, port string) string {
 		try workspace sh -c 'echo x > ./inside && [ -s ./inside ]'
 		try write-outside sh -c 'echo x > ` + dir + `/outside-` + strconv.Itoa(serverPID) + `'
 		try read-db sh -c 'head -c 15 ` + db + ` | grep -q "SQLite format"'
-		try server-environ sh -c 'tr "\0" "\n" < /proc/` + strconv.Itoa(serverPID) + `/environ | grep -q ` + podTestSecret + `'
+		try server-environ sh -c 'tr "\0" "\n" < /proc/` + strconv.Itoa(serverPID) + `/environ | grep -q ` + podDBPassword + `'
 		try connect bash -c 'exec 3<>/dev/tcp/127.0.0.1/` + port + `'
 		echo end`
 }
@@ -188,6 +188,12 @@ func TestSandboxRequiredWithoutBwrap(t *testing.T) {
 	if strings.Contains(e.Message, "/bin/false") {
 		t.Fatalf("the refusal names a path: %q", e.Message)
 	}
+
+	// --exec-role operator implies required.
+	h3 := newHome(t, "--exec-role", "operator", "--bwrap", "/bin/false")
+	s3 := h3.start()
+	id3 := s3.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{"command": []string{"true"}}})
+	s3.mustFail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": id3}, "FAILED_PRECONDITION", "")
 
 	h2 := newHome(t, "--sandbox", "auto", "--bwrap", "/bin/false")
 	s2 := h2.start()

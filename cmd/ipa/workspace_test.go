@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -175,6 +176,12 @@ func TestOnSuccessComplete(t *testing.T) {
 		}
 		if id == fails && (tv.Pod.LastExit.ExitCode == nil || *tv.Pod.LastExit.ExitCode != 3) {
 			t.Fatalf("lastExit of exit 3: %+v", tv.Pod.LastExit)
+		}
+		if id == fails {
+			// ipa task get shows it too.
+			if r := s.on(t, "", 0, "get", id); !strings.Contains(r.stdout, "LAST EXIT") || !strings.Contains(r.stdout, "exit code 3") {
+				t.Fatalf("ipa task get shows no last exit:\n%s", r.stdout)
+			}
 		}
 	}
 	s.mustFail(t, `mutation($in: CreateTaskInput!) { createTask(input: $in) { task { id } } }`,
