@@ -18,4 +18,6 @@ type Resolver struct {
 	// as unknown (tests building a bare resolver).
 	InstanceService *service.InstanceService
 	WebhookService  *service.WebhookService
+	// ArtifactService lists and serves tasks' artifacts; nil: none.
+	ArtifactService *service.ArtifactService
 }

@@ -530,6 +530,11 @@ func TestSeveralInstances(t *testing.T) {
 		if alive(ty.Pod.PID) && ourAlive(ty.Pod.PID, c.homes["A"].tag) {
 			t.Fatal("restartPod via C left the old plugin running")
 		}
+		// pausePod and resumePod through C reach A, which owns the pod.
+		cc.must(t, `mutation($id: ID!) { pausePod(taskId: $id) { task { id } } }`, map[string]any{"id": y}, nil)
+		a.waitPod(t, y, "PAUSED", "ACTIVE", 0, 10*time.Second)
+		cc.must(t, `mutation($id: ID!) { resumePod(taskId: $id) { task { id } } }`, map[string]any{"id": y}, nil)
+		a.waitPod(t, y, "RUNNING", "ACTIVE", 0, 10*time.Second)
 		cc.must(t, `mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }`, map[string]any{"id": y}, nil)
 		if ourAlive(ty2.Pod.PID, c.homes["A"].tag) {
 			t.Fatalf("stopPod via C answered while the plugin %d still runs", ty2.Pod.PID)

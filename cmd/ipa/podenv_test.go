@@ -74,7 +74,8 @@ func section(lines []string, name string) []string {
 
 func TestExecPodSeesNoServerEnvironmentOrDescriptors(t *testing.T) {
 	t.Parallel()
-	h := newHome(t)
+	// The layers under the sandbox, alone: the sandbox_test.go tests cover it.
+	h := newHome(t, "--sandbox", "off")
 	h.env = secretEnv()
 	// A stray /dev/null and pipe, not close-on-exec, as a shell or a
 	// service manager may leave them: the server inherits both.
@@ -149,7 +150,8 @@ func TestExecPodSeesNoServerEnvironmentOrDescriptors(t *testing.T) {
 // says.
 func TestServerEnvironUnreadableBySameUser(t *testing.T) {
 	t.Parallel()
-	h := newHome(t)
+	// The layers under the sandbox, alone: the sandbox_test.go tests cover it.
+	h := newHome(t, "--sandbox", "off")
 	h.env = secretEnv()
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("nobody")

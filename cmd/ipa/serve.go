@@ -16,12 +16,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ipa-dev/ipa/internal/app"
+	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/catalog"
 	"github.com/ipa-dev/ipa/internal/coordination"
 	"github.com/ipa-dev/ipa/internal/hardening"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/sandbox"
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/tracing"
@@ -42,6 +44,11 @@ type serveOptions struct {
 	shutdownTimeout  time.Duration
 	enableExec       bool
 	execRole         string
+	sandbox          string
+	bwrap            string
+	workspaceMax     int64
+	artifactMax      int64
+	artifactTaskMax  int64
 	allowedHosts     []string
 	resumePods       bool
 	metricsAddr      string
@@ -93,6 +100,11 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.IntVar(&so.rateBurst, "rate-burst", 0, "requests a caller may send at once above --rate-limit (default: the rate, at least 1)")
 	f.StringSliceVar(&so.allowedHosts, "allowed-hosts", nil, "host names served, besides localhost and loopback addresses, while requests need no token (comma-separated)")
 	f.StringVar(&so.execRole, "exec-role", "admin", "role needed to create or start an exec task (admin or operator); whoever may run exec runs code as the server's OS user")
+	f.StringVar(&so.sandbox, "sandbox", "auto", "sandbox exec commands with bubblewrap (bwrap): off; auto (wherever bwrap works); required (exec pods refused without a working bwrap; implied by --exec-role operator)")
+	f.StringVar(&so.bwrap, "bwrap", "", "the bubblewrap program sandboxed exec commands run under (default: bwrap from PATH)")
+	f.Int64Var(&so.workspaceMax, "workspace-max-bytes", 0, "stop an exec pod whose task's workspace holds more than this many bytes (crash reason \"limit: workspace\"); 0: no limit")
+	f.Int64Var(&so.artifactMax, "artifact-max-bytes", artifact.DefaultMaxBytes, "largest artifact kept; a larger one is refused (artifact_refused)")
+	f.Int64Var(&so.artifactTaskMax, "artifacts-max-task-bytes", artifact.DefaultMaxTaskBytes, "most bytes of artifacts kept per task; an artifact that would pass it is refused")
 	f.BoolVar(&so.enableExec, "exec", true, "offer the exec runtime, which runs commands on this machine")
 	f.DurationVar(&so.heartbeat, "heartbeat-interval", coordination.DefaultHeartbeatInterval, "how often this instance refreshes its heartbeat in the database")
 	f.DurationVar(&so.leaseTTL, "lease-ttl", coordination.DefaultLeaseTTL, "an instance whose heartbeat is older than this is dead and its pods are taken over (at least twice --heartbeat-interval); on PostgreSQL a plugin whose server is silent for three quarters of it stops its work (a server that comes back still owning the pod records pod_lost host_silent and applies the restart policy); on SQLite a plugin keeps its work through 60s of silence, so a server paused or restarted within that finds it running")
@@ -156,6 +168,23 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if execRole != ipa.RoleAdmin && execRole != ipa.RoleOperator {
 		return fmt.Errorf("--exec-role must be admin or operator, not %q", so.execRole)
 	}
+	if so.artifactMax < 1 || so.artifactTaskMax < 1 {
+		return errors.New("--artifact-max-bytes and --artifacts-max-task-bytes must be at least 1")
+	}
+	if so.workspaceMax < 0 {
+		return errors.New("--workspace-max-bytes must be 0 (no limit) or more")
+	}
+	sandboxMode, err := sandbox.ParseMode(so.sandbox)
+	if err != nil {
+		return err
+	}
+	if execRole == ipa.RoleOperator && sandboxMode == sandbox.Off {
+		return errors.New("--exec-role operator needs the sandbox: --sandbox off is refused with it")
+	}
+	keyFile := so.secretKeyFile
+	if keyFile == "" {
+		keyFile = defaultSecretKeyFile(opts.database, dataDir)
+	}
 	// Bind first, then make sure no other server uses this data dir or
 	// store: a second `ipa serve` fails here, before it has migrated,
 	// reconciled or started anything — its shutdown would otherwise stop
@@ -182,6 +211,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 	cat, err := catalog.Discover(catalog.Options{
 		PluginDir: so.pluginDir, SHA256File: so.pluginSHA256File, EnableExec: so.enableExec, ExecRole: execRole, DataDir: dataDir,
+		Sandbox: sandboxMode, Bwrap: so.bwrap, WorkspaceMaxBytes: so.workspaceMax, SandboxHide: serverFiles(opts, dataDir, keyFile),
 	}, log)
 	if err != nil {
 		return err
@@ -206,36 +236,34 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 
 	id, formerIDs := instanceID(so, dataDir)
-	keyFile := so.secretKeyFile
-	if keyFile == "" {
-		keyFile = defaultSecretKeyFile(opts.database, dataDir)
-	}
 	secretKey := func() ([]byte, error) { return loadSecretKey(keyFile, so.secretKeyFile == "", log) }
 	err = app.Run(ctx, app.Config{
-		DatabaseURL:         opts.database,
-		Runtimes:            cat.Runtimes(),
-		Launcher:            supervisor.LauncherFunc(cat.Command),
-		DataDir:             dataDir,
-		InstanceID:          id,
-		FormerInstanceIDs:   formerIDs,
-		ResumePods:          so.resumePods,
-		DefaultPolicy:       so.policy,
-		AuthMode:            mode,
-		Loopback:            loopback,
-		ShutdownTimeout:     so.shutdownTimeout,
-		RateLimit:           so.rateLimit,
-		RateBurst:           so.rateBurst,
-		MetricsAddr:         so.metricsAddr,
-		AllowedHosts:        so.allowedHosts,
-		Logger:              log,
-		Version:             version,
-		HeartbeatInterval:   so.heartbeat,
-		LeaseTTL:            so.leaseTTL,
-		Handoff:             so.handoff,
-		PluginEnv:           so.pluginEnv,
-		SecretKey:           secretKey,
-		ExclusiveID:         true,
-		WebhookAllowPrivate: so.webhooks.allowPrivate,
+		DatabaseURL:          opts.database,
+		Runtimes:             cat.Runtimes(),
+		Launcher:             supervisor.LauncherFunc(cat.Command),
+		DataDir:              dataDir,
+		InstanceID:           id,
+		FormerInstanceIDs:    formerIDs,
+		ResumePods:           so.resumePods,
+		DefaultPolicy:        so.policy,
+		AuthMode:             mode,
+		Loopback:             loopback,
+		ShutdownTimeout:      so.shutdownTimeout,
+		RateLimit:            so.rateLimit,
+		RateBurst:            so.rateBurst,
+		MetricsAddr:          so.metricsAddr,
+		AllowedHosts:         so.allowedHosts,
+		Logger:               log,
+		Version:              version,
+		HeartbeatInterval:    so.heartbeat,
+		LeaseTTL:             so.leaseTTL,
+		Handoff:              so.handoff,
+		PluginEnv:            so.pluginEnv,
+		ArtifactMaxBytes:     so.artifactMax,
+		ArtifactMaxTaskBytes: so.artifactTaskMax,
+		SecretKey:            secretKey,
+		ExclusiveID:          true,
+		WebhookAllowPrivate:  so.webhooks.allowPrivate,
 		Webhook: func(c *webhook.Config) {
 			c.Timeout, c.MinBackoff, c.MaxBackoff = so.webhooks.timeout, so.webhooks.minBackoff, so.webhooks.maxBackoff
 		},
@@ -281,4 +309,29 @@ func lockServer(dataDir, database string) (release func(), err error) {
 	}
 	releases = append(releases, r)
 	return release, nil
+}
+
+// serverFiles are the server's own files a sandboxed command must not see:
+// the data directory (every task's workspace, bound back in for its own
+// task only), a SQLite store with its journal files, the secret key file
+// and the database URL file.
+func serverFiles(opts *options, dataDir, keyFile string) []string {
+	files := []string{dataDir}
+	if path, ok := strings.CutPrefix(opts.database, "sqlite://"); ok {
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		if abs, err := filepath.Abs(path); err == nil {
+			files = append(files, abs, abs+"-wal", abs+"-shm", abs+"-journal")
+		}
+	}
+	for _, f := range []string{keyFile, opts.databaseURLFile} {
+		if f == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(f); err == nil {
+			files = append(files, abs)
+		}
+	}
+	return files
 }

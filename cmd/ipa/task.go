@@ -172,6 +172,8 @@ document (watch and logs -f: one JSON object per line) for scripts.
 		newTaskEventsCommand(o),
 		newTaskLogsCommand(o),
 		newTaskWatchCommand(o),
+		newTaskArtifactsCommand(o),
+		newTaskDownloadCommand(o),
 	)
 	for _, c := range cmd.Commands() {
 		if c.Long == "" {
@@ -232,6 +234,10 @@ const taskFragment = `fragment TaskFields on Task {
   restartPolicy { autoRestart maxAttempts windowSeconds initialBackoffMs maxBackoffMs }
   pod { state pid startedAt restarts nextAttemptAt live crashes(last: 5) { at exitCode signal reason uptimeMs } }
 }`
+
+// taskGetFields adds, for task get, how the pod last ended and the
+// workspace.
+const taskGetFields = `pod { lastExit { at exitCode signal durationMs reason } } workspace { sizeBytes }`
 
 // run is the body of every one-shot command: one operation, then the data
 // object printed as JSON or handed to table.
@@ -488,7 +494,7 @@ func newTaskGetCommand(o *taskOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { ...TaskFields } }`+taskFragment, map[string]any{"id": args[0]})
+			data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { ...TaskFields `+taskGetFields+` } }`+taskFragment, map[string]any{"id": args[0]})
 			if err != nil {
 				return err
 			}

@@ -45,7 +45,17 @@ type apiTask struct {
 			Reason   string  `json:"reason"`
 			UptimeMs int     `json:"uptimeMs"`
 		} `json:"crashes"`
+		LastExit *struct {
+			At         string  `json:"at"`
+			ExitCode   *int    `json:"exitCode"`
+			Signal     *string `json:"signal"`
+			DurationMs int64   `json:"durationMs"`
+			Reason     string  `json:"reason"`
+		} `json:"lastExit"`
 	} `json:"pod"`
+	Workspace *struct {
+		SizeBytes int64 `json:"sizeBytes"`
+	} `json:"workspace"`
 }
 
 // apiTaskPage is one page of the tasks query; Edges keeps the raw edges for
@@ -228,6 +238,19 @@ func printTask(out io.Writer, t apiTask) error {
 	}
 	if l := compactJSON(t.Pod.Live, 200); l != "" {
 		row("LIVE", l)
+	}
+	if e := t.Pod.LastExit; e != nil {
+		how := e.Reason
+		switch {
+		case e.Signal != nil:
+			how += ", killed by " + *e.Signal
+		case e.ExitCode != nil:
+			how += fmt.Sprintf(", exit code %d", *e.ExitCode)
+		}
+		row("LAST EXIT", fmt.Sprintf("%s  %s after %dms", localTime(e.At), how, e.DurationMs))
+	}
+	if t.Workspace != nil {
+		row("WORKSPACE", fmt.Sprintf("%d bytes", t.Workspace.SizeBytes))
 	}
 	for i, c := range t.Pod.Crashes {
 		how := c.Reason

@@ -2,8 +2,9 @@
 // The operations console at /ui/ in a real headless Chromium (Debian's
 // /usr/bin/chromium, never a downloaded browser): the list renders from the
 // server's own assets, a task created through the API appears live, the task
-// page follows its events, stop and cancel work from the buttons, and a
-// viewer sees no action buttons. Screenshots go to e2e/artifacts/.
+// page follows its events, stop and cancel work from the buttons, artifacts
+// download and a pod pauses and resumes from it, and a viewer sees no
+// action buttons. Screenshots go to e2e/artifacts/.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -186,6 +187,52 @@ test('the task page follows events live, and stop and cancel work from the butto
     assert.equal((await podState(task.id)).status, 'CANCELLED');
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: path.join(artifacts, 'console-task-390.png'), fullPage: true });
+    assert.deepEqual(problems, [], 'no console errors, failed or off-site requests');
+  });
+});
+
+test('the task page downloads artifacts, shows the last exit, and pauses and resumes a pod', async (t) => {
+  const made = await createTask(server, {
+    title: 'console: report maker',
+    runtime: 'exec',
+    autoStart: true,
+    runtimeConfig: { command: ['sh', '-c', 'printf "hello from the pod" > "$IPA_ARTIFACTS/greeting.txt"'] },
+  });
+  const sleeper = await createTask(server, {
+    title: 'console: long runner',
+    runtime: 'exec',
+    autoStart: true,
+    runtimeConfig: { command: ['sleep', '300'] },
+  });
+  t.after(() => gqlData(server, 'mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }', { id: sleeper.id }).catch(() => {}));
+
+  const { page, problems } = await open(server, `/ui/task/${made.id}`);
+  t.after(() => page.close());
+  await withFailureShot(page, 'console-artifacts', async () => {
+    await page.getByRole('heading', { name: 'console: report maker' }).waitFor({ timeout: 15_000 });
+    await live(page);
+    // The artifact is saved when the command ends; the page follows.
+    const link = page.locator('table.artifacts').getByRole('button', { name: 'greeting.txt' });
+    for (let i = 0; i < 100 && (await link.count()) === 0; i++) {
+      await page.waitForTimeout(100);
+      if (i % 20 === 19) await page.reload();
+    }
+    await link.waitFor({ timeout: liveMs });
+    await page.getByTestId('last-exit').filter({ hasText: 'exit code 0' }).waitFor({ timeout: liveMs });
+    const [dl] = await Promise.all([page.waitForEvent('download', { timeout: liveMs }), link.click()]);
+    assert.equal(dl.suggestedFilename(), 'greeting.txt');
+    assert.equal(fs.readFileSync(await dl.path(), 'utf8'), 'hello from the pod');
+    await page.screenshot({ path: path.join(artifacts, 'console-artifacts.png'), fullPage: true });
+
+    await page.goto(`${server.url}/ui/task/${sleeper.id}`);
+    await page.getByRole('heading', { name: 'console: long runner' }).waitFor({ timeout: 15_000 });
+    await page.locator('.card .pod-running').waitFor({ timeout: liveMs });
+    await page.getByRole('button', { name: 'Pause pod' }).click();
+    await page.locator('.card .pod-paused').waitFor({ timeout: liveMs });
+    assert.equal((await podState(sleeper.id)).pod.state, 'PAUSED');
+    await page.getByRole('button', { name: 'Resume pod' }).click();
+    await page.locator('.card .pod-running').waitFor({ timeout: liveMs });
+    assert.equal((await podState(sleeper.id)).pod.state, 'RUNNING');
     assert.deepEqual(problems, [], 'no console errors, failed or off-site requests');
   });
 });

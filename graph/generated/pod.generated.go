@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/ipa-dev/ipa/graph/model"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -21,6 +22,7 @@ type PodResolver interface {
 	Crashes(ctx context.Context, obj *ipa.Pod, last *int) ([]*ipa.PodCrash, error)
 
 	InstanceID(ctx context.Context, obj *ipa.Pod) (*string, error)
+	LastExit(ctx context.Context, obj *ipa.Pod) (*model.PodExit, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -250,6 +252,38 @@ func (ec *executionContext) fieldContext_Pod_instanceId(_ context.Context, field
 	return graphql.NewScalarFieldContext("Pod", field, true, true, "String")
 }
 
+func (ec *executionContext) _Pod_lastExit(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Pod_lastExit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Pod().LastExit(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PodExit) graphql.Marshaler {
+			return ec.marshalOPodExit2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋgraphᚋmodelᚐPodExit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Pod_lastExit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Pod",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PodExit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PodCrash_at(ctx context.Context, field graphql.CollectedField, obj *ipa.PodCrash) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -452,6 +486,12 @@ func (ec *executionContext) _Pod(ctx context.Context, sel ast.SelectionSet, obj 
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Pod_instanceId(ctx, field, obj)
+				})
+		case "lastExit":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Pod_lastExit(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))

@@ -23,6 +23,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Artifact() ArtifactResolver
 	EventConnection() EventConnectionResolver
 	Instance() InstanceResolver
 	Mutation() MutationResolver
@@ -52,6 +53,14 @@ type ComplexityRoot struct {
 		LastUsed  func(childComplexity int) int
 		RevokedAt func(childComplexity int) int
 		Role      func(childComplexity int) int
+	}
+
+	Artifact struct {
+		Name      func(childComplexity int) int
+		SHA256    func(childComplexity int) int
+		SavedAt   func(childComplexity int) int
+		SizeBytes func(childComplexity int) int
+		URL       func(childComplexity int) int
 	}
 
 	CreateTokenPayload struct {
@@ -116,8 +125,10 @@ type ComplexityRoot struct {
 		DeleteTask            func(childComplexity int, taskID string) int
 		DeleteWebhookEndpoint func(childComplexity int, id string) int
 		DrainInstance         func(childComplexity int, instanceID *string) int
+		PausePod              func(childComplexity int, taskID string) int
 		PauseWebhookEndpoint  func(childComplexity int, id string) int
 		RestartPod            func(childComplexity int, taskID string, expectedVersion *int) int
+		ResumePod             func(childComplexity int, taskID string) int
 		ResumeWebhookEndpoint func(childComplexity int, id string) int
 		RevokeToken           func(childComplexity int, id string) int
 		StartPod              func(childComplexity int, taskID string, expectedVersion *int) int
@@ -136,6 +147,7 @@ type ComplexityRoot struct {
 	Pod struct {
 		Crashes       func(childComplexity int, last *int) int
 		InstanceID    func(childComplexity int) int
+		LastExit      func(childComplexity int) int
 		Live          func(childComplexity int) int
 		NextAttemptAt func(childComplexity int) int
 		PID           func(childComplexity int) int
@@ -151,6 +163,14 @@ type ComplexityRoot struct {
 		Reason      func(childComplexity int) int
 		SignalName  func(childComplexity int) int
 		UptimeMs    func(childComplexity int) int
+	}
+
+	PodExit struct {
+		At         func(childComplexity int) int
+		DurationMs func(childComplexity int) int
+		ExitCode   func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		Signal     func(childComplexity int) int
 	}
 
 	Query struct {
@@ -199,6 +219,7 @@ type ComplexityRoot struct {
 
 	Task struct {
 		Archived      func(childComplexity int) int
+		Artifacts     func(childComplexity int) int
 		Children      func(childComplexity int, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) int
 		CreatedAt     func(childComplexity int) int
 		CreatedBy     func(childComplexity int) int
@@ -218,6 +239,7 @@ type ComplexityRoot struct {
 		Title         func(childComplexity int) int
 		UpdatedAt     func(childComplexity int) int
 		Version       func(childComplexity int) int
+		Workspace     func(childComplexity int) int
 	}
 
 	TaskConnection struct {
@@ -273,6 +295,10 @@ type ComplexityRoot struct {
 
 	WebhookEndpointPayload struct {
 		Endpoint func(childComplexity int) int
+	}
+
+	Workspace struct {
+		SizeBytes func(childComplexity int) int
 	}
 }
 
@@ -339,6 +365,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApiToken.Role(childComplexity), true
+
+	case "Artifact.name":
+		if e.ComplexityRoot.Artifact.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.Name(childComplexity), true
+	case "Artifact.sha256":
+		if e.ComplexityRoot.Artifact.SHA256 == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.SHA256(childComplexity), true
+	case "Artifact.savedAt":
+		if e.ComplexityRoot.Artifact.SavedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.SavedAt(childComplexity), true
+	case "Artifact.sizeBytes":
+		if e.ComplexityRoot.Artifact.SizeBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.SizeBytes(childComplexity), true
+	case "Artifact.url":
+		if e.ComplexityRoot.Artifact.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Artifact.URL(childComplexity), true
 
 	case "CreateTokenPayload.secret":
 		if e.ComplexityRoot.CreateTokenPayload.Secret == nil {
@@ -615,6 +672,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DrainInstance(childComplexity, args["instanceId"].(*string)), true
+	case "Mutation.pausePod":
+		if e.ComplexityRoot.Mutation.PausePod == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_pausePod_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PausePod(childComplexity, args["taskId"].(string)), true
 	case "Mutation.pauseWebhookEndpoint":
 		if e.ComplexityRoot.Mutation.PauseWebhookEndpoint == nil {
 			break
@@ -637,6 +705,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RestartPod(childComplexity, args["taskId"].(string), args["expectedVersion"].(*int)), true
+	case "Mutation.resumePod":
+		if e.ComplexityRoot.Mutation.ResumePod == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resumePod_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResumePod(childComplexity, args["taskId"].(string)), true
 	case "Mutation.resumeWebhookEndpoint":
 		if e.ComplexityRoot.Mutation.ResumeWebhookEndpoint == nil {
 			break
@@ -746,6 +825,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Pod.InstanceID(childComplexity), true
+	case "Pod.lastExit":
+		if e.ComplexityRoot.Pod.LastExit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Pod.LastExit(childComplexity), true
 	case "Pod.live":
 		if e.ComplexityRoot.Pod.Live == nil {
 			break
@@ -819,6 +904,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PodCrash.UptimeMs(childComplexity), true
+
+	case "PodExit.at":
+		if e.ComplexityRoot.PodExit.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.At(childComplexity), true
+	case "PodExit.durationMs":
+		if e.ComplexityRoot.PodExit.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.DurationMs(childComplexity), true
+	case "PodExit.exitCode":
+		if e.ComplexityRoot.PodExit.ExitCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.ExitCode(childComplexity), true
+	case "PodExit.reason":
+		if e.ComplexityRoot.PodExit.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.Reason(childComplexity), true
+	case "PodExit.signal":
+		if e.ComplexityRoot.PodExit.Signal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PodExit.Signal(childComplexity), true
 
 	case "Query.apiTokens":
 		if e.ComplexityRoot.Query.APITokens == nil {
@@ -1061,6 +1177,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Archived(childComplexity), true
+	case "Task.artifacts":
+		if e.ComplexityRoot.Task.Artifacts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Artifacts(childComplexity), true
 	case "Task.children":
 		if e.ComplexityRoot.Task.Children == nil {
 			break
@@ -1185,6 +1307,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Version(childComplexity), true
+	case "Task.workspace":
+		if e.ComplexityRoot.Task.Workspace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Workspace(childComplexity), true
 
 	case "TaskConnection.edges":
 		if e.ComplexityRoot.TaskConnection.Edges == nil {
@@ -1367,6 +1495,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WebhookEndpointPayload.Endpoint(childComplexity), true
+
+	case "Workspace.sizeBytes":
+		if e.ComplexityRoot.Workspace.SizeBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workspace.SizeBytes(childComplexity), true
 
 	}
 	return 0, false
@@ -1666,6 +1801,66 @@ type PodCrash {
   uptimeMs: Int!
   "A human-readable cause, when known."
   message: String
+}
+`, BuiltIn: false},
+	{Name: "../../schema/sandbox.graphqls", Input: `# Workspaces and how pods end.
+
+"How a pod's process last ended."
+type PodExit {
+  at: Time!
+  "The exit code; null when a signal ended it."
+  exitCode: Int
+  "The signal that ended it (SIGKILL…); null when it exited."
+  signal: String
+  "How long it ran, in milliseconds."
+  durationMs: Int!
+  "Why it ended: exited (on its own, code 0), stopped, or the crash reason (exited, signal, timeout, limit: …)."
+  reason: String!
+}
+
+extend type Pod {
+  "How the pod last ended; null before its first end."
+  lastExit: PodExit
+}
+
+"A task's workspace: the directory its pods work in, kept across pod and server restarts, removed with the task."
+type Workspace {
+  "Bytes of the files in it (as their sizes add up)."
+  sizeBytes: Int!
+}
+
+extend type Task {
+  "The task's workspace; null until a pod has created it."
+  workspace: Workspace
+}
+
+"A file a task's pod saved: written by an exec command under $IPA_ARTIFACTS, or saved by a runtime through the SDK."
+type Artifact {
+  "Its file name: letters, digits, '.', '_' and '-'."
+  name: String!
+  sizeBytes: Int!
+  "SHA-256 of its content, hex."
+  sha256: String!
+  savedAt: Time!
+  "Where to download it (GET, the same credentials as /graphql): /artifacts/{taskId}/{name}."
+  url: String!
+}
+
+extend type Task {
+  "The task's artifacts, by name; a name saved again shows its newest save."
+  artifacts: [Artifact!]!
+}
+
+extend enum PodState {
+  "Its work is stopped (pausePod) until resumePod; it keeps its lease and is not judged hung."
+  PAUSED
+}
+
+extend type Mutation {
+  "Stops the work of the task's running pod (SIGSTOP of its processes but the runtime plugin itself) until resumePod (operator). CONFLICT/NOT_RUNNING when no pod runs."
+  pausePod(taskId: ID!): TaskPayload!
+  "Continues the work of the task's paused pod (operator)."
+  resumePod(taskId: ID!): TaskPayload!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/schema.graphqls", Input: `"""
@@ -2132,6 +2327,22 @@ func (ec *executionContext) childFields_ApiToken(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type ApiToken", field.Name)
 }
 
+func (ec *executionContext) childFields_Artifact(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_Artifact_name(ctx, field)
+	case "sizeBytes":
+		return ec.fieldContext_Artifact_sizeBytes(ctx, field)
+	case "sha256":
+		return ec.fieldContext_Artifact_sha256(ctx, field)
+	case "savedAt":
+		return ec.fieldContext_Artifact_savedAt(ctx, field)
+	case "url":
+		return ec.fieldContext_Artifact_url(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Artifact", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "token":
@@ -2268,6 +2479,8 @@ func (ec *executionContext) childFields_Pod(ctx context.Context, field graphql.C
 		return ec.fieldContext_Pod_live(ctx, field)
 	case "instanceId":
 		return ec.fieldContext_Pod_instanceId(ctx, field)
+	case "lastExit":
+		return ec.fieldContext_Pod_lastExit(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Pod", field.Name)
 }
@@ -2288,6 +2501,22 @@ func (ec *executionContext) childFields_PodCrash(ctx context.Context, field grap
 		return ec.fieldContext_PodCrash_message(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PodCrash", field.Name)
+}
+
+func (ec *executionContext) childFields_PodExit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_PodExit_at(ctx, field)
+	case "exitCode":
+		return ec.fieldContext_PodExit_exitCode(ctx, field)
+	case "signal":
+		return ec.fieldContext_PodExit_signal(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_PodExit_durationMs(ctx, field)
+	case "reason":
+		return ec.fieldContext_PodExit_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PodExit", field.Name)
 }
 
 func (ec *executionContext) childFields_RestartPolicy(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2374,6 +2603,10 @@ func (ec *executionContext) childFields_Task(ctx context.Context, field graphql.
 		return ec.fieldContext_Task_deadline(ctx, field)
 	case "archived":
 		return ec.fieldContext_Task_archived(ctx, field)
+	case "workspace":
+		return ec.fieldContext_Task_workspace(ctx, field)
+	case "artifacts":
+		return ec.fieldContext_Task_artifacts(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Task", field.Name)
 }
@@ -2486,6 +2719,14 @@ func (ec *executionContext) childFields_WebhookEndpointPayload(ctx context.Conte
 		return ec.fieldContext_WebhookEndpointPayload_endpoint(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type WebhookEndpointPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Workspace(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "sizeBytes":
+		return ec.fieldContext_Workspace_sizeBytes(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Workspace", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -57,6 +58,19 @@ type PageInfo struct {
 	EndCursor       *string `json:"endCursor,omitempty"`
 }
 
+// How a pod's process last ended.
+type PodExit struct {
+	At time.Time `json:"at"`
+	// The exit code; null when a signal ended it.
+	ExitCode *int `json:"exitCode,omitempty"`
+	// The signal that ended it (SIGKILL…); null when it exited.
+	Signal *string `json:"signal,omitempty"`
+	// How long it ran, in milliseconds.
+	DurationMs int `json:"durationMs"`
+	// Why it ended: exited (on its own, code 0), stopped, or the crash reason (exited, signal, timeout, limit: …).
+	Reason string `json:"reason"`
+}
+
 type Query struct {
 }
 
@@ -99,6 +113,12 @@ type WebhookDeliveryEdge struct {
 
 type WebhookEndpointPayload struct {
 	Endpoint *ipa.WebhookEndpoint `json:"endpoint"`
+}
+
+// A task's workspace: the directory its pods work in, kept across pod and server restarts, removed with the task.
+type Workspace struct {
+	// Bytes of the files in it (as their sizes add up).
+	SizeBytes int `json:"sizeBytes"`
 }
 
 type OrderDirection string

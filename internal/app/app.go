@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ipa-dev/ipa/graph"
+	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/cohort"
 	"github.com/ipa-dev/ipa/internal/coordination"
@@ -34,6 +35,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/webhook"
+	"github.com/ipa-dev/ipa/internal/workspace"
 )
 
 // Config is everything a server is built from.
@@ -109,6 +111,9 @@ type Config struct {
 	// inherits besides the minimal set (--plugin-env; see
 	// supervisor.PluginEnv): plugins get nothing else of the server's.
 	PluginEnv []string
+	// ArtifactMaxBytes and ArtifactMaxTaskBytes cap one artifact and all
+	// of a task's; 0: artifact.DefaultMaxBytes, DefaultMaxTaskBytes.
+	ArtifactMaxBytes, ArtifactMaxTaskBytes int64
 	// SecretKey returns the webhook.KeySize-byte key that seals webhook
 	// endpoint secrets at rest (--secret-key-file); every server on one
 	// database needs the same. It is called once the store is open (the
@@ -289,10 +294,14 @@ func (a *App) build(ctx context.Context) (err error) {
 			return fmt.Errorf("data dir: %w", err)
 		}
 	}
+	workspaces := workspace.New(dataDir)
+	arts := artifact.New(artifact.Config{DataDir: dataDir, MaxBytes: cfg.ArtifactMaxBytes, MaxTaskBytes: cfg.ArtifactMaxTaskBytes,
+		Record: recordArtifact(a.Writer), Read: a.Store})
+	sweepWorkspaces(ctx, workspaces, arts, a.Store, log)
 	supCfg := supervisor.Config{
 		Recorder:      eventlog.NewPodRecorder(a.Writer),
 		History:       eventlog.NewPodHistory(a.Store),
-		HostFactory:   runtimehost.Factory(a.Writer, a.Store),
+		HostFactory:   runtimehost.FactoryWithArtifacts(a.Writer, a.Store, arts, stagingDir(workspaces)),
 		Launcher:      cfg.Launcher,
 		DataDir:       dataDir,
 		InstanceID:    cfg.InstanceID,
@@ -301,6 +310,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		Logger:        log,
 		Registry:      a.Registry,
 		PluginEnv:     cfg.PluginEnv,
+		Finished:      completeOnSuccess(a.Store, a.Writer, cfg.Runtimes, log),
 	}
 	if a.Store.Dialect() == "postgres" {
 		// Other instances may take this one's pods over after the TTL: its
@@ -342,6 +352,8 @@ func (a *App) build(ctx context.Context) (err error) {
 		DefaultPolicy: cfg.DefaultPolicy,
 		Metrics:       service.NewMetrics(a.Registry),
 		Logger:        log,
+		Workspaces:    workspaces,
+		Artifacts:     arts,
 	})
 	if err != nil {
 		return err
@@ -351,12 +363,14 @@ func (a *App) build(ctx context.Context) (err error) {
 		// Other instances may run this task's pod: answer it from the store.
 		podService.ShareWith(cfg.InstanceID, a.Store, cfg.DefaultPolicy)
 	}
+	podService.SetWorkspaces(workspaces)
 	a.Services = &graph.Resolver{
 		TaskService:     tasks,
 		PodService:      podService,
 		FeedService:     service.NewFeedService(a.Feed),
 		TokenService:    service.NewTokenService(a.Store, log, nil),
 		InstanceService: service.NewInstanceService(a.Coord),
+		ArtifactService: service.NewArtifactService(a.Store, arts),
 		WebhookService:  service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance

@@ -11,6 +11,7 @@
 package catalog
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,12 +20,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ipa-dev/ipa/internal/configschema"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
+	"github.com/ipa-dev/ipa/internal/sandbox"
 	"github.com/ipa-dev/ipa/plugins/builtin"
+	execrt "github.com/ipa-dev/ipa/plugins/exec"
 )
 
 // Options says where runtimes come from.
@@ -40,6 +44,16 @@ type Options struct {
 	// ExecRole is the role needed to create or start an exec task; ""
 	// means ADMIN. Whoever may run exec runs code as the server's OS user.
 	ExecRole ipa.Role
+	// Sandbox is how exec commands are sandboxed (--sandbox); "" is
+	// sandbox.Auto. An ExecRole of OPERATOR makes it sandbox.Required.
+	Sandbox sandbox.Mode
+	// SandboxHide are the server's own files hidden from sandboxed
+	// commands: its data directory, store, key files.
+	SandboxHide []string
+	// Bwrap names the bwrap program; "" looks it up.
+	Bwrap string
+	// WorkspaceMaxBytes caps each exec task's workspace; 0: no cap.
+	WorkspaceMaxBytes int64
 	// DataDir is the server's data directory; the private copies of
 	// allow-listed plugins live in DataDir/plugins. Required with SHA256File.
 	DataDir string
@@ -51,6 +65,14 @@ type Catalog struct {
 	builtins map[string]bool
 	external map[string]external
 	execRole ipa.Role
+	// bwrap is the working bwrap exec commands run under; "" for none.
+	bwrap string
+	hide  string // sandbox.EnvHide's value
+	// wsMax is --workspace-max-bytes, for exec plugins.
+	wsMax int64
+	// noSandbox, when set, refuses exec pods: the sandbox is required and
+	// bwrap does not work.
+	noSandbox error
 }
 
 // external is a plugin that passed discovery.
@@ -69,7 +91,7 @@ type external struct {
 // private plugin directory is not safe to use (not ours, or writable by
 // others), since then no plugin could be pinned.
 func Discover(opts Options, log *slog.Logger) (*Catalog, error) {
-	c := &Catalog{builtins: map[string]bool{}, external: map[string]external{}, execRole: opts.ExecRole}
+	c := &Catalog{builtins: map[string]bool{}, external: map[string]external{}, execRole: opts.ExecRole, wsMax: opts.WorkspaceMaxBytes}
 	if c.execRole == "" {
 		c.execRole = ipa.RoleAdmin
 	}
@@ -77,6 +99,9 @@ func Discover(opts Options, log *slog.Logger) (*Catalog, error) {
 		if rt.Name != "exec" || opts.EnableExec {
 			c.builtins[rt.Name] = true
 		}
+	}
+	if opts.EnableExec {
+		c.setSandbox(opts, log)
 	}
 	if opts.PluginDir == "" {
 		return c, nil
@@ -128,21 +153,52 @@ func Discover(opts Options, log *slog.Logger) (*Catalog, error) {
 	return c, nil
 }
 
+// setSandbox probes bwrap once for every exec pod to come: under
+// sandbox.Auto a bwrap that does not work leaves exec unsandboxed (logged);
+// under sandbox.Required it refuses exec pods with FAILED_PRECONDITION.
+func (c *Catalog) setSandbox(opts Options, log *slog.Logger) {
+	mode := opts.Sandbox
+	if mode == "" {
+		mode = sandbox.Auto
+	}
+	if c.execRole == ipa.RoleOperator {
+		mode = sandbox.Required
+	}
+	if mode == sandbox.Off {
+		log.Info("exec sandbox off", "sandbox", mode)
+		return
+	}
+	path, err := sandbox.Find(context.Background(), opts.Bwrap)
+	if err != nil {
+		if mode == sandbox.Required {
+			log.Error("exec pods refused: the sandbox is required and bwrap does not work", "sandbox", mode, "error", err)
+			c.noSandbox = ipa.Errorf(ipa.EFAILEDPRECONDITION, "", "Exec pods need the sandbox on this server, and bubblewrap (bwrap) does not work here.")
+			return
+		}
+		log.Warn("exec pods run without a sandbox: bwrap does not work", "sandbox", mode, "error", err)
+		return
+	}
+	c.bwrap, c.hide = path, sandbox.EncodeHide(opts.SandboxHide)
+	log.Info("exec sandbox on", "sandbox", mode, "bwrap", path)
+}
+
 // Runtimes lists the catalog, built-ins first, then external runtimes by name.
 func (c *Catalog) Runtimes() []ipa.Runtime {
 	var out []ipa.Runtime
 	for _, rt := range builtin.All() {
 		if c.builtins[rt.Name] {
 			r := ipa.Runtime{
-				Name:            rt.Name,
-				Description:     rt.Description,
-				ValidateConfig:  rt.ValidateConfig,
-				ProtocolVersion: podapi.ProtocolVersion,
-				ConfigSchema:    json.RawMessage(rt.ConfigSchema),
-				ExampleConfig:   json.RawMessage(rt.ExampleConfig),
+				Name:               rt.Name,
+				Description:        rt.Description,
+				ValidateConfig:     rt.ValidateConfig,
+				ProtocolVersion:    podapi.ProtocolVersion,
+				ConfigSchema:       json.RawMessage(rt.ConfigSchema),
+				ExampleConfig:      json.RawMessage(rt.ExampleConfig),
+				CompletesOnSuccess: rt.CompletesOnSuccess,
 			}
 			if rt.Name == "exec" {
 				r.Role = c.execRole
+				r.Unavailable = c.noSandbox
 			}
 			out = append(out, r)
 		}
@@ -173,7 +229,19 @@ func (c *Catalog) Command(runtime string) (*exec.Cmd, error) {
 		if err != nil {
 			return nil, fmt.Errorf("find own executable: %w", err)
 		}
-		return exec.Command(exe, builtin.Args(runtime)...), nil
+		cmd := exec.Command(exe, builtin.Args(runtime)...)
+		if runtime == "exec" {
+			if c.noSandbox != nil {
+				return nil, c.noSandbox
+			}
+			if c.bwrap != "" {
+				cmd.Env = []string{sandbox.EnvBwrap + "=" + c.bwrap, sandbox.EnvHide + "=" + c.hide}
+			}
+			if c.wsMax > 0 {
+				cmd.Env = append(cmd.Env, execrt.EnvWorkspaceMax+"="+strconv.FormatInt(c.wsMax, 10))
+			}
+		}
+		return cmd, nil
 	}
 	rt, ok := c.external[runtime]
 	if !ok {

@@ -15,6 +15,8 @@ import (
 const (
 	CmdStop         = "stop"
 	CmdRestart      = "restart"
+	CmdPause        = "pause"
+	CmdResume       = "resume"
 	CmdStartHandoff = "start_handoff"
 )
 
@@ -53,6 +55,10 @@ func (c *Coordinator) runCommand(ctx context.Context, cmd store.PodCommand) {
 	switch cmd.Command {
 	case CmdStop:
 		err = c.pods.StopPod(ctx, cmd.TaskID, cmd.Reason)
+	case CmdPause:
+		err = c.pods.PausePod(ctx, cmd.TaskID)
+	case CmdResume:
+		err = c.pods.ResumePod(ctx, cmd.TaskID)
 	case CmdRestart, CmdStartHandoff:
 		var t *ipa.Task
 		if t, err = c.st.GetTask(ctx, cmd.TaskID); err == nil && !t.Status.Closed() {
@@ -118,6 +124,8 @@ type LocalPods interface {
 	StartPod(ctx context.Context, t *ipa.Task, trigger, causationID string) (started bool, err error)
 	StopPod(ctx context.Context, taskID, reason string) error
 	RestartPod(ctx context.Context, t *ipa.Task) error
+	PausePod(ctx context.Context, taskID string) error
+	ResumePod(ctx context.Context, taskID string) error
 	Status(taskID string) ipa.PodStatus
 	Forget(taskID string)
 }
@@ -171,6 +179,16 @@ func (r *Router) RestartPod(ctx context.Context, t *ipa.Task) error {
 		return r.LocalPods.RestartPod(ctx, t)
 	}
 	return r.route(ctx, t.ID, CmdRestart, "restart", func() error { return r.LocalPods.RestartPod(ctx, t) })
+}
+
+// PausePod pauses the pod on the instance that owns it, or here.
+func (r *Router) PausePod(ctx context.Context, taskID string) error {
+	return r.route(ctx, taskID, CmdPause, "pause", func() error { return r.LocalPods.PausePod(ctx, taskID) })
+}
+
+// ResumePod resumes the pod on the instance that owns it, or here.
+func (r *Router) ResumePod(ctx context.Context, taskID string) error {
+	return r.route(ctx, taskID, CmdResume, "resume", func() error { return r.LocalPods.ResumePod(ctx, taskID) })
 }
 
 // maxLeaseLostRetries bounds how often route sends a command on after the

@@ -603,6 +603,8 @@ func (p *fakePods) StopPod(_ context.Context, id, _ string) error {
 }
 
 func (p *fakePods) RestartPod(context.Context, *ipa.Task) error { return nil }
+func (p *fakePods) PausePod(context.Context, string) error      { return nil }
+func (p *fakePods) ResumePod(context.Context, string) error     { return nil }
 func (p *fakePods) Forget(string)                               {}
 func (p *fakePods) Status(string) ipa.PodStatus                 { return ipa.PodStatus{} }
 

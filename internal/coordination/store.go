@@ -76,5 +76,7 @@ type Pods interface {
 	StartPod(ctx context.Context, t *ipa.Task, trigger, causationID string) (bool, error)
 	StopPod(ctx context.Context, taskID, reason string) error
 	RestartPod(ctx context.Context, t *ipa.Task) error
+	PausePod(ctx context.Context, taskID string) error
+	ResumePod(ctx context.Context, taskID string) error
 	Forget(taskID string)
 }

@@ -125,7 +125,10 @@ func New(cfg Config) http.Handler {
 	gql.SetRecoverFunc(recoverPanic(cfg.Logger))
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withTraceContext(withCorrelation(withErrorMetrics(m, withRateLimit(newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+	limiter := newRateLimiter(cfg.RateLimit, cfg.RateBurst)
+	mux.Handle(ArtifactsPath, withCorrelation(withErrorMetrics(m, withRateLimit(limiter,
+		withAuth(cfg.Auth, artifactsHandler(cfg.Resolver))))))
+	mux.Handle("/graphql", withTraceContext(withCorrelation(withErrorMetrics(m, withRateLimit(limiter,
 		withTransportGate(withGETCaching(withAuth(cfg.Auth, withBodyLimit(withRawText(gql))))))))))
 	mux.Handle("/metrics", withCorrelation(withErrorMetrics(m, withMetricsAuth(cfg.Auth,
 		promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))))

@@ -13,7 +13,10 @@ const (
 	EUNAUTHENTICATED = "UNAUTHENTICATED"
 	EFORBIDDEN       = "FORBIDDEN"
 	EUNAVAILABLE     = "UNAVAILABLE"
-	EINTERNAL        = "INTERNAL_SERVER_ERROR"
+	// EFAILEDPRECONDITION: the server cannot do it as configured (exec pods
+	// under --sandbox required without a working bwrap).
+	EFAILEDPRECONDITION = "FAILED_PRECONDITION"
+	EINTERNAL           = "INTERNAL_SERVER_ERROR"
 )
 
 // Reasons refine a code; they are the contract's extensions.reason values.

@@ -22,6 +22,8 @@ const (
 	EventPodLost                = "pod_lost"
 	EventPodReattached          = "pod_reattached"
 	EventPodOutput              = "pod_output"
+	EventPodPaused              = "pod_paused"
+	EventPodResumed             = "pod_resumed"
 
 	RuntimeEventPrefix = "runtime."
 )

@@ -91,4 +91,11 @@ type Runtime struct {
 	// pod; "" means OPERATOR, as for every mutation. exec, which runs any
 	// command as the server's OS user, needs ADMIN by default.
 	Role Role
+	// Unavailable, when set, refuses every start of this runtime's pods
+	// with it (exec under --sandbox required without a working bwrap).
+	Unavailable error
+	// CompletesOnSuccess, when set, says whether a task of this runtime
+	// with runtime config raw is completed when its pod's work ends well
+	// (exec's onSuccess COMPLETE).
+	CompletesOnSuccess func(raw []byte) bool
 }

@@ -93,6 +93,11 @@ const (
 	TriggerTakeover  = "takeover"   // the pod's owner died and another instance took it
 )
 
+// PodPausedData is the data of pod_paused and pod_resumed.
+type PodPausedData struct {
+	PID int `json:"pid,omitempty"`
+}
+
 // PodStoppedData is the data of pod_stopped.
 type PodStoppedData struct {
 	Reason           string `json:"reason"`
@@ -172,6 +177,7 @@ const (
 	CrashLimitCPU       = CrashLimitPrefix + "cpu"       // cpuSeconds: SIGXCPU, then SIGKILL
 	CrashLimitOpenFiles = CrashLimitPrefix + "openFiles" // openFiles
 	CrashLimitProcesses = CrashLimitPrefix + "processes" // processes
+	CrashLimitWorkspace = CrashLimitPrefix + "workspace" // the server's --workspace-max-bytes
 )
 
 // Lost reasons (PodLostData.Reason).

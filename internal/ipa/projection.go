@@ -78,8 +78,18 @@ func Apply(t *Task, e Event) error {
 		t.Status, t.Phase, t.PodState = StatusCancelled, PhaseCancelled, PodStopped
 		at := e.OccurredAt
 		t.ClosedAt = &at
-	case EventPodStarted, EventPodReattached:
+	case EventPodStarted:
 		t.Status, t.PodState = StatusActive, PodRunning
+	case EventPodReattached:
+		// A pod paused before a server crash is still paused.
+		t.Status = StatusActive
+		if t.PodState != PodPaused {
+			t.PodState = PodRunning
+		}
+	case EventPodPaused:
+		t.PodState = PodPaused
+	case EventPodResumed:
+		t.PodState = PodRunning
 	case EventPodStopped:
 		t.Status, t.PodState = openStatus(t.Status, StatusInactive), PodStopped
 	case EventPodCrashed, EventPodLost:

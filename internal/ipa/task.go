@@ -117,6 +117,7 @@ const (
 	PodCrashed  PodState = "CRASHED"
 	PodBackoff  PodState = "BACKOFF"
 	PodFailed   PodState = "FAILED" // restart limit reached; stays until a person starts the pod
+	PodPaused   PodState = "PAUSED" // its work is stopped (pausePod) until resumePod
 )
 
 // RestartPolicy says whether and how fast a crashed pod is restarted.

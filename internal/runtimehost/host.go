@@ -9,9 +9,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 
+	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
@@ -37,6 +41,17 @@ func Factory(w *eventlog.Writer, r Reader) func(taskID, runtime string) podapi.H
 	return func(taskID, runtime string) podapi.Host { return New(w, r, taskID, runtime) }
 }
 
+// FactoryWithArtifacts is Factory with artifacts: each host saves into
+// store (SaveArtifact) and, when the exec runtime reports its command's
+// end, collects the files the command left in staging(taskID).
+func FactoryWithArtifacts(w *eventlog.Writer, r Reader, store *artifact.Store, staging func(taskID string) string) func(taskID, runtime string) podapi.Host {
+	return func(taskID, runtime string) podapi.Host {
+		h := New(w, r, taskID, runtime)
+		h.artifacts, h.staging = store, staging
+		return h
+	}
+}
+
 // Actor is the actor recorded on events a runtime writes.
 func Actor(runtime string) string { return "runtime:" + runtime }
 
@@ -46,6 +61,9 @@ type Host struct {
 	r       Reader
 	taskID  string
 	runtime string
+
+	artifacts *artifact.Store            // nil: no artifacts
+	staging   func(taskID string) string // an exec command's $IPA_ARTIFACTS
 
 	mu        sync.Mutex
 	causation string // cached once found
@@ -98,6 +116,16 @@ func (h *Host) AppendEvent(ctx context.Context, req podapi.AppendEventRequest) (
 	t, err := h.appendOpen(ctx, ipa.NewEvent{Type: typ, Data: raw, CausationID: h.cause(ctx)})
 	if err != nil {
 		return podapi.AppendEventResponse{}, err
+	}
+	if typ == execExited && h.artifacts != nil && h.staging != nil {
+		// The command has ended: what it left in $IPA_ARTIFACTS is saved
+		// now, before its plugin exits (and its task may complete).
+		if _, err := h.artifacts.Collect(ctx, h.taskID, Actor(h.runtime), h.staging(h.taskID)); err != nil {
+			slog.Default().Warn("artifacts not collected", slog.String("task_id", h.taskID), slog.Any("error", err))
+		}
+		if t2, err := h.r.GetTask(ctx, h.taskID); err == nil {
+			t = t2
+		}
 	}
 	return podapi.AppendEventResponse{Version: t.Version}, nil
 }
@@ -192,4 +220,24 @@ func eventJSON(data []byte) (json.RawMessage, error) {
 
 func invalidArg(format string, args ...any) *ipa.Error {
 	return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, format, args...)
+}
+
+// execExited is the exec runtime's report of its command's end
+// (plugins/exec.EventExited), after which its artifacts are collected.
+const execExited = "runtime.exec.exited"
+
+// SaveArtifact keeps r as the task's artifact name (artifact_saved, by
+// this runtime): the host-side entry point runtimes save artifacts through
+// (the runtime SDK). It refuses with EINVALID an invalid name, a file over
+// the limits (artifact_refused recorded), and with EUNAVAILABLE when this
+// server keeps no artifacts.
+func (h *Host) SaveArtifact(ctx context.Context, name string, r io.Reader) (artifact.Artifact, error) {
+	if h.artifacts == nil {
+		return artifact.Artifact{}, ipa.Errorf(ipa.EUNAVAILABLE, "", "This server keeps no artifacts.")
+	}
+	a, err := h.artifacts.Save(ctx, h.taskID, Actor(h.runtime), name, r)
+	if errors.Is(err, artifact.ErrRefused) {
+		return artifact.Artifact{}, invalidArg("The artifact %q was refused: %s.", name, strings.TrimPrefix(err.Error(), artifact.ErrRefused.Error()+": "))
+	}
+	return a, err
 }

@@ -63,6 +63,8 @@ func (p *stoppingPods) StopPod(ctx context.Context, taskID, reason string) error
 func (p *stoppingPods) RestartPod(context.Context, *ipa.Task) error { return nil }
 func (p *stoppingPods) Status(string) ipa.PodStatus                 { return ipa.PodStatus{} }
 func (p *stoppingPods) Forget(string)                               {}
+func (p *stoppingPods) PausePod(context.Context, string) error      { return ipa.ErrPodNotRunning }
+func (p *stoppingPods) ResumePod(context.Context, string) error     { return ipa.ErrPodNotRunning }
 
 // closeFixture is a TaskService over a real database.
 type closeFixture struct {

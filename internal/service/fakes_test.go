@@ -241,6 +241,11 @@ func (p *memPods) Status(taskID string) ipa.PodStatus {
 	return ipa.PodStatus{TaskID: taskID, State: ipa.PodStopped}
 }
 
+// PausePod and ResumePod are not used by these tests (the supervisor's
+// real pause is tested through the binary).
+func (p *memPods) PausePod(context.Context, string) error  { return ipa.ErrPodNotRunning }
+func (p *memPods) ResumePod(context.Context, string) error { return ipa.ErrPodNotRunning }
+
 func (p *memPods) Forget(taskID string) {
 	p.log.mu.Lock()
 	p.log.note("forget %s", taskID)

@@ -235,6 +235,16 @@ func (s *TaskService) DeleteTask(ctx context.Context, taskID string) error {
 		return err
 	}
 	s.pods.Forget(taskID)
+	if s.ws != nil {
+		if err := s.ws.Remove(taskID); err != nil {
+			s.log.WarnContext(ctx, "workspace of a deleted task not removed", "task_id", taskID, "error", err)
+		}
+	}
+	if s.arts != nil {
+		if err := s.arts.Remove(taskID); err != nil {
+			s.log.WarnContext(ctx, "artifacts of a deleted task not removed", "task_id", taskID, "error", err)
+		}
+	}
 	s.log.InfoContext(ctx, "task deleted", "task_id", taskID, "events", removed.Events, "actor", actor.ID,
 		"correlation_id", ipa.CorrelationID(ctx))
 	return nil

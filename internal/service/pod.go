@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/workspace"
 )
 
 // PodService starts, stops and shows pods. It is safe for concurrent use.
@@ -14,6 +15,7 @@ type PodService struct {
 	pods     Pods
 	runtimes map[string]ipa.Runtime
 	shared   *sharedPods // set by ShareWith: several instances
+	ws       *workspace.Dirs // see SetWorkspaces
 }
 
 // NewPodService returns a PodService reading tasks from r and driving pods
@@ -32,8 +34,12 @@ func (s *PodService) openTaskFor(ctx context.Context, taskID string, expected *i
 	if err != nil {
 		return nil, err
 	}
-	if err := requireRuntimeRole(ctx, s.runtimes[t.Runtime]); err != nil {
+	rt := s.runtimes[t.Runtime]
+	if err := requireRuntimeRole(ctx, rt); err != nil {
 		return nil, err
+	}
+	if rt.Unavailable != nil {
+		return nil, rt.Unavailable
 	}
 	return t, nil
 }
@@ -104,7 +110,7 @@ func (s *PodService) ActivePods(ctx context.Context) ([]*ipa.Task, error) {
 		// The supervisor may know better than the row: a crash it is
 		// recording right now.
 		switch s.Pod(ctx, t).State {
-		case ipa.PodStarting, ipa.PodRunning, ipa.PodStopping, ipa.PodBackoff:
+		case ipa.PodStarting, ipa.PodRunning, ipa.PodStopping, ipa.PodBackoff, ipa.PodPaused:
 			out = append(out, t)
 		}
 	}

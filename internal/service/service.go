@@ -63,6 +63,10 @@ type Pods interface {
 	Status(taskID string) ipa.PodStatus
 	// Forget drops what is kept in memory about a closed task.
 	Forget(taskID string)
+	// PausePod and ResumePod stop and continue the pod's work;
+	// ipa.ErrPodNotRunning when no pod runs.
+	PausePod(ctx context.Context, taskID string) error
+	ResumePod(ctx context.Context, taskID string) error
 }
 
 // ParsePosition reads a global position written as a decimal string. Returns

@@ -14,9 +14,11 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/workspace"
 )
 
 // DefaultRuntime is the runtime of a task created without one.
@@ -34,6 +36,12 @@ type TaskConfig struct {
 	Metrics       *Metrics          // may be nil
 	Logger        *slog.Logger      // default slog.Default()
 	Now           func() time.Time  // default time.Now
+	// Workspaces are the tasks' workspaces, removed with their tasks; nil:
+	// none are kept.
+	Workspaces *workspace.Dirs
+	// Artifacts are the tasks' artifacts, removed with their tasks; nil:
+	// none are kept.
+	Artifacts *artifact.Store
 }
 
 // TaskService creates, lists, moves and closes tasks. It is safe for
@@ -50,6 +58,8 @@ type TaskService struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
+	ws       *workspace.Dirs
+	arts     *artifact.Store
 }
 
 // NewTaskService returns a TaskService. Returns an error when a required
@@ -82,6 +92,8 @@ func NewTaskService(cfg TaskConfig) (*TaskService, error) {
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,
 		now:      func() time.Time { return now().UTC() },
+		ws:       cfg.Workspaces,
+		arts:     cfg.Artifacts,
 	}
 	for _, rt := range cfg.Runtimes {
 		s.runtimes[rt.Name] = rt

@@ -25,8 +25,8 @@ func (s *Store) TasksWithPods(ctx context.Context) ([]*ipa.Task, error) {
 // first: the API's activePods. Returns EUNAVAILABLE when the database is
 // unreachable.
 func (s *Store) ActivePodTasks(ctx context.Context) ([]*ipa.Task, error) {
-	return s.tasksWhere(ctx, "active pods", `SELECT `+taskColumns+` FROM tasks WHERE pod_state IN (?, ?, ?, ?) ORDER BY updated_at DESC, id DESC LIMIT ?`,
-		string(ipa.PodStarting), string(ipa.PodRunning), string(ipa.PodStopping), string(ipa.PodBackoff), maxActivePods)
+	return s.tasksWhere(ctx, "active pods", `SELECT `+taskColumns+` FROM tasks WHERE pod_state IN (?, ?, ?, ?, ?) ORDER BY updated_at DESC, id DESC LIMIT ?`,
+		string(ipa.PodStarting), string(ipa.PodRunning), string(ipa.PodStopping), string(ipa.PodBackoff), string(ipa.PodPaused), maxActivePods)
 }
 
 // ShutdownStoppedTasks returns the open tasks whose pod was last stopped by

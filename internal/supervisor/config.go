@@ -77,6 +77,10 @@ type Config struct {
 	// besides the minimal set (see PluginEnv); plugins get nothing else of
 	// the server's environment.
 	PluginEnv []string
+	// Finished, when set, is called after a pod's work ended well (the
+	// plugin exited 0 on its own) and its pod_stopped is recorded, with the
+	// pod's operation lock held: it must not call back into the supervisor.
+	Finished func(ctx context.Context, taskID string)
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
 	StartTimeout     time.Duration // handshake + Start; default 10s

@@ -147,6 +147,9 @@ func (s *Supervisor) onExit(p *pod, r *run) {
 		// The state changes after the event is committed, so a reader never
 		// sees a stopped pod on a task whose row still says ACTIVE.
 		p.setState(ipa.PodStopped)
+		if s.cfg.Finished != nil {
+			s.cfg.Finished(ctx, p.taskID)
+		}
 		return
 	}
 	reason, message := crashReason(ex, r.unresponsive.Load(), report, reported)

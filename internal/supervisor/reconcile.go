@@ -176,6 +176,9 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 	}
 	r.startedEventID, _ = s.record(ctx, l.TaskID, ipa.EventPodReattached, ipa.PodReattachedData{PID: l.PID, Attempt: l.Attempt, Runtime: l.Runtime}, "")
 	s.adoptRun(p, r)
+	if t.PodState == ipa.PodPaused {
+		p.setState(ipa.PodPaused) // its processes are still stopped
+	}
 	s.m.starts.WithLabelValues(l.Runtime, "reattach").Inc()
 	log.Info("pod reattached", slog.String("decision", "reattached"))
 	return false

@@ -28,13 +28,15 @@ type Runtime struct {
 	// ConfigSchema (a JSON Schema) and ExampleConfig (a valid config)
 	// describe the runtime config in the runtimes query.
 	ConfigSchema, ExampleConfig string
+	// CompletesOnSuccess: see ipa.Runtime.CompletesOnSuccess.
+	CompletesOnSuccess func(raw []byte) bool
 }
 
 var registry = map[string]Runtime{
 	"demo": {Name: "demo", Description: demo.Description, Serve: demo.Serve, ValidateConfig: demo.ValidateConfig,
 		ConfigSchema: demo.ConfigSchema, ExampleConfig: demo.ExampleConfig},
 	"exec": {Name: "exec", Description: exec.Description, Serve: exec.Serve, ValidateConfig: exec.ValidateConfig,
-		ConfigSchema: exec.ConfigSchema, ExampleConfig: exec.ExampleConfig},
+		ConfigSchema: exec.ConfigSchema, ExampleConfig: exec.ExampleConfig, CompletesOnSuccess: exec.CompletesOnSuccess},
 }
 
 // Lookup returns the serve func of the built-in runtime name.

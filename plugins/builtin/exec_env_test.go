@@ -66,7 +66,8 @@ func TestExecCleanEnvironment(t *testing.T) {
 	t.Run("Defaults", func(t *testing.T) {
 		vars, lines, dir := runEnv(t, `{"GREETING": "hello world", "MULTI": "a=b"}`)
 		for _, l := range lines {
-			if strings.Contains(l, "secret") || strings.Contains(l, "IPA_") || strings.Contains(l, "PLUGIN") ||
+			// IPA_ARTIFACTS is the command's own: where it leaves artifacts.
+			if strings.Contains(l, "secret") || (strings.Contains(l, "IPA_") && !strings.HasPrefix(l, "stdout:"+exec.EnvArtifacts+"=")) || strings.Contains(l, "PLUGIN") ||
 				strings.Contains(l, podapi.Handshake.MagicCookieKey) {
 				t.Errorf("the command saw %q", l)
 			}
@@ -77,6 +78,8 @@ func TestExecCleanEnvironment(t *testing.T) {
 			"LANG":     exec.DefaultLang,
 			"GREETING": "hello world",
 			"MULTI":    "a=b",
+			// The command's artifacts directory, in its workspace.
+			exec.EnvArtifacts: filepath.Join(dir, exec.ArtifactsDir),
 		}
 		if len(vars) != len(want) {
 			t.Errorf("the command got %d variables, want exactly %d: %q", len(vars), len(want), lines)
@@ -90,7 +93,7 @@ func TestExecCleanEnvironment(t *testing.T) {
 
 	t.Run("Overrides", func(t *testing.T) {
 		vars, lines, _ := runEnv(t, `{"PATH": "/usr/bin:/bin", "LANG": "en_US.UTF-8", "HOME": "/nonexistent"}`)
-		if vars["PATH"] != "/usr/bin:/bin" || vars["LANG"] != "en_US.UTF-8" || vars["HOME"] != "/nonexistent" || len(vars) != 3 {
+		if vars["PATH"] != "/usr/bin:/bin" || vars["LANG"] != "en_US.UTF-8" || vars["HOME"] != "/nonexistent" || len(vars) != 4 {
 			t.Fatalf("overridden defaults: %q", lines)
 		}
 	})
@@ -146,7 +149,9 @@ func TestExecShellSeesNoServerVariables(t *testing.T) {
 	for _, l := range h.lines {
 		texts = append(texts, l.Text)
 	}
-	if slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, "secret") || strings.HasPrefix(s, "IPA_") }) ||
+	if slices.ContainsFunc(texts, func(s string) bool {
+		return strings.Contains(s, "secret") || (strings.HasPrefix(s, "IPA_") && !strings.HasPrefix(s, exec.EnvArtifacts+"="))
+	}) ||
 		!slices.Contains(texts, "K=v") || !slices.Contains(texts, "LANG="+exec.DefaultLang) {
 		t.Fatalf("sh -c env printed %q", texts)
 	}

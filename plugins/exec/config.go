@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/sandbox"
 )
 
 // Config limits and defaults.
@@ -26,7 +27,32 @@ type Config struct {
 	TimeoutMs      int               `json:"timeoutMs,omitempty"`      // 0 = none; then stopped like Stop
 	MaxOutputLines int               `json:"maxOutputLines,omitempty"` // 0 = DefaultOutputLines; head and tail are kept
 	Limits         Limits            `json:"limits,omitempty"`         // resource limits of the command; see Limits
+	Sandbox        SandboxConfig     `json:"sandbox,omitempty"`        // what the sandbox lets through; see SandboxConfig
+	// OnSuccess says what a command that exits 0 does to its task:
+	// OnSuccessStop (the default) leaves it open, OnSuccessComplete
+	// completes it.
+	OnSuccess string `json:"onSuccess,omitempty"`
 }
+
+// OnSuccess values.
+const (
+	OnSuccessStop     = "STOP"
+	OnSuccessComplete = "COMPLETE"
+)
+
+// SandboxConfig adjusts the sandbox (bwrap) a command runs in when the
+// server sandboxes exec pods (--sandbox): by default no network and only the
+// workspace writable.
+type SandboxConfig struct {
+	// Network keeps the host's network (loopback included).
+	Network bool `json:"network,omitempty"`
+	// Writable are more absolute paths the command may write; each must
+	// exist and must not hold or lie inside the server's own files.
+	Writable []string `json:"writable,omitempty"`
+}
+
+// MaxWritable bounds sandbox.writable.
+const MaxWritable = 32
 
 // Limits are per-pod resource limits, applied to the command (and inherited
 // by everything it starts) as Linux rlimits before the command runs; 0 means
@@ -91,7 +117,7 @@ func ParseConfig(raw []byte) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(t))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return Config{}, invalid(`exec runtime config must be a JSON object like {"command": ["sh", "-c", "echo hi"], "env": {"K": "V"}, "timeoutMs": 60000, "maxOutputLines": 10000, "limits": {"memoryMB": 512, "cpuSeconds": 60, "openFiles": 256, "processes": 64}}: %v`, err)
+		return Config{}, invalid(`exec runtime config must be a JSON object like {"command": ["sh", "-c", "echo hi"], "env": {"K": "V"}, "timeoutMs": 60000, "maxOutputLines": 10000, "limits": {"memoryMB": 512, "cpuSeconds": 60, "openFiles": 256, "processes": 64}, "sandbox": {"network": false, "writable": ["/srv/cache"]}, "onSuccess": "COMPLETE"}: %v`, err)
 	}
 	switch {
 	case len(c.Command) == 0:
@@ -123,10 +149,32 @@ func ParseConfig(raw []byte) (Config, error) {
 	if err := checkLimits(c.Limits); err != nil {
 		return Config{}, err
 	}
+	if len(c.Sandbox.Writable) > MaxWritable {
+		return Config{}, invalid("exec runtime config: sandbox.writable has %d paths; the limit is %d", len(c.Sandbox.Writable), MaxWritable)
+	}
+	for i, w := range c.Sandbox.Writable {
+		if err := sandbox.CheckWritable(w, nil); err != nil {
+			return Config{}, invalid("exec runtime config: sandbox.writable[%d] %v", i, err)
+		}
+	}
+	switch c.OnSuccess {
+	case "":
+		c.OnSuccess = OnSuccessStop
+	case OnSuccessStop, OnSuccessComplete:
+	default:
+		return Config{}, invalid("exec runtime config: onSuccess must be %s or %s, got %q", OnSuccessComplete, OnSuccessStop, c.OnSuccess)
+	}
 	if c.MaxOutputLines == 0 {
 		c.MaxOutputLines = DefaultOutputLines
 	}
 	return c, nil
+}
+
+// CompletesOnSuccess reports whether a valid exec config raw completes its
+// task when the command exits 0 (onSuccess COMPLETE).
+func CompletesOnSuccess(raw []byte) bool {
+	c, err := ParseConfig(raw)
+	return err == nil && c.OnSuccess == OnSuccessComplete
 }
 
 // ValidateConfig reports whether raw is a valid exec config, without

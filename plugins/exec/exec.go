@@ -49,11 +49,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/sandbox"
 	"github.com/ipa-dev/ipa/sdk/pod"
 )
 
 // Description is shown in the runtimes query.
 const Description = "Runs a command for the task in its working directory ({\"command\": [\"sh\", \"-c\", \"echo hi\"]}), streams its output and reports its exit status."
+
+// EnvArtifacts names the command's artifacts directory; see ArtifactsDir.
+const EnvArtifacts = "IPA_ARTIFACTS"
+
+// ArtifactsDir is the directory, in the workspace, whose files become the
+// task's artifacts when the command ends (internal/artifact.StagingDir).
+const ArtifactsDir = ".ipa-artifacts"
 
 // EventExited is the type of the event that reports how the command ended.
 const EventExited = "runtime.exec.exited"
@@ -103,11 +111,13 @@ type Runtime struct {
 	cmd       *osexec.Cmd
 	pgid      int           // the command's process group
 	shared    bool          // the group is the plugin's own (see group.go)
+	sandboxed bool          // the command runs under bwrap
 	cmdDone   chan struct{} // closed once the command ended and its output is read
 	out       *output
 	started   time.Time
 	stopped   bool // Stop was called
 	timedOut  bool
+	wsFull    bool // the workspace outgrew its limit
 	exited    *ExitedData
 	done      chan struct{} // closed once the end is reported
 	finished  chan pod.ExitStatus
@@ -155,22 +165,53 @@ func (r *Runtime) Start(_ context.Context, req pod.StartRequest) (pod.StartRespo
 		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create the working directory: %v.", err)
 	}
 
+	// The command leaves its artifacts in $IPA_ARTIFACTS, a directory of
+	// its workspace (so writable in the sandbox too); the host collects
+	// them when the command's end is reported.
+	artifacts := filepath.Join(dir, ArtifactsDir)
+	if err := os.MkdirAll(artifacts, 0o750); err != nil {
+		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create the artifacts directory: %v.", err)
+	}
 	// Never nil, so os/exec does not fall back to the plugin's environment.
-	env := commandEnv(cfg.Env, dir)
+	env := append(commandEnv(cfg.Env, dir), EnvArtifacts+"="+artifacts)
 	prog, err := lookPath(cfg.Command[0], commandPath(cfg.Env))
 	if err != nil {
 		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start the command: %v.", err)
 	}
-	cmd := osexec.Command(prog, cfg.Command[1:]...)
-	cmd.Args[0] = cfg.Command[0] // argv[0] as the task gave it
+	argv := append([]string{prog}, cfg.Command[1:]...)
+	var gate *sandboxGate
+	sandboxed := false
+	if bwrap := os.Getenv(sandbox.EnvBwrap); bwrap != "" {
+		// The server found a working bwrap: the command runs in its sandbox.
+		// bwrap looks the program up in the same PATH (its environment is
+		// the command's) and the same file system, so the command keeps
+		// argv[0] as the task gave it.
+		if argv, err = sandboxArgv(bwrap, dir, cfg.Sandbox, cfg.Command, cfg.Limits.any()); err != nil {
+			return pod.StartResponse{}, err
+		}
+		sandboxed = true
+		if cfg.Limits.any() {
+			if gate, err = newSandboxGate(); err != nil {
+				return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
+			}
+			defer gate.close()
+		}
+	}
+	cmd := osexec.Command(argv[0], argv[1:]...)
 	var gateW *os.File
-	if cfg.Limits.any() {
+	switch {
+	case gate != nil:
+		cmd.ExtraFiles = gate.files()
+	case sandboxed:
+	case !cfg.Limits.any():
+		cmd.Args[0] = cfg.Command[0] // argv[0] as the task gave it
+	default:
 		// The shim waits for its limits, then becomes the command.
 		sh, err := osexec.LookPath("/bin/sh")
 		if err != nil {
 			return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Limits need /bin/sh: %v.", err)
 		}
-		cmd = osexec.Command(sh, append([]string{"-c", limitsGate, "ipa-exec-limits", prog}, cfg.Command[1:]...)...)
+		cmd = osexec.Command(sh, append([]string{"-c", limitsGate, "ipa-exec-limits"}, argv...)...)
 		var gateR *os.File
 		if gateR, gateW, err = os.Pipe(); err != nil {
 			return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot create pipes: %v.", err)
@@ -207,6 +248,16 @@ func (r *Runtime) Start(_ context.Context, req pod.StartRequest) (pod.StartRespo
 	if shared {
 		pgid = os.Getpid()
 	}
+	if gate != nil {
+		if err := gate.apply(cfg.Limits); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			for _, f := range []*os.File{outR, errR} {
+				_ = f.Close()
+			}
+			return pod.StartResponse{}, err
+		}
+	}
 	if gateW != nil {
 		if err := applyLimits(cmd.Process.Pid, cfg.Limits); err != nil {
 			_ = cmd.Process.Kill()
@@ -219,12 +270,15 @@ func (r *Runtime) Start(_ context.Context, req pod.StartRequest) (pod.StartRespo
 		_, _ = gateW.Write([]byte("go\n"))
 	}
 
-	r.taskID, r.cfg, r.workDir, r.cmd = req.TaskID, cfg, dir, cmd
+	r.taskID, r.cfg, r.workDir, r.cmd, r.sandboxed = req.TaskID, cfg, dir, cmd, sandboxed
 	r.pgid, r.shared, r.cmdDone = pgid, shared, make(chan struct{})
 	r.out = newOutput(req.Host, cfg.MaxOutputLines)
 	r.started = time.Now()
 	r.done = make(chan struct{})
 	go r.wait(req.Host, outR, errR)
+	if max := workspaceMax(); max > 0 {
+		go r.watchWorkspace(dir, max, r.cmdDone)
+	}
 	if cfg.TimeoutMs > 0 {
 		time.AfterFunc(time.Duration(cfg.TimeoutMs)*time.Millisecond, func() {
 			r.mu.Lock()
@@ -298,6 +352,11 @@ func (r *Runtime) wait(host pod.Host, outR, errR *os.File) {
 	case ok && ws.Signaled():
 		data.Signal = unix.SignalName(ws.Signal())
 		status.Signal = ws.Signal()
+	case ok && r.sandboxed && sandbox.ExitSignal(ws.ExitStatus()) != 0:
+		// bwrap reports a command killed by signal n as 128+n.
+		sig := syscall.Signal(sandbox.ExitSignal(ws.ExitStatus()))
+		data.Signal = unix.SignalName(sig)
+		status.Signal = sig
 	case ok:
 		code := ws.ExitStatus()
 		data.ExitCode = &code
@@ -319,6 +378,12 @@ func (r *Runtime) wait(host pod.Host, outR, errR *os.File) {
 	switch {
 	case data.Stopped:
 		status = pod.ExitStatus{} // a requested stop is a clean end
+	case r.wsFullNow():
+		status.Reason = ipa.CrashLimitWorkspace
+		status.Message = "the workspace outgrew " + itoa64(workspaceMax()) + " bytes (the server's --workspace-max-bytes)"
+		if status.Signal == 0 && status.Code == 0 {
+			status.Code = 1
+		}
 	case data.TimedOut:
 		status.Reason = ipa.CrashTimeout
 		status.Message = "timeoutMs " + itoa(r.cfg.TimeoutMs) + " passed"
@@ -392,7 +457,7 @@ func (r *Runtime) Attach(_ context.Context, req pod.AttachRequest) (pod.AttachRe
 func (r *Runtime) State(context.Context, pod.StateRequest) (pod.StateResponse, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	live := map[string]any{"command": r.cfg.Command, "workDir": r.workDir}
+	live := map[string]any{"command": r.cfg.Command, "workDir": r.workDir, "sandboxed": r.sandboxed}
 	resp := pod.StateResponse{TaskID: r.taskID}
 	if r.cmd != nil && r.cmd.Process != nil {
 		live["pid"] = r.cmd.Process.Pid

@@ -249,3 +249,33 @@ export async function loadSchema(): Promise<Schema> {
 export function has(schema: Schema, type: string, field: string): boolean {
   return schema[type]?.has(field) ?? false;
 }
+
+// download fetches an artifact (its url is the server's path,
+// /artifacts/{taskId}/{name}) with the console's credential and hands it
+// to the browser as a file: a plain link would carry no token.
+export async function download(url: string, name: string): Promise<void> {
+  const headers: Record<string, string> = {};
+  const token = getToken();
+  if (token) headers.authorization = `Bearer ${token}`;
+  const prefix = endpoint.replace(/\/graphql$/, '');
+  const res = await fetch(prefix + url, { headers });
+  if (!res.ok) {
+    let body: { errors?: GqlError[] } = {};
+    try {
+      body = await res.json();
+    } catch {
+      /* not JSON */
+    }
+    if (body.errors && body.errors.length > 0) throw toApiError(body.errors);
+    throw new ApiError(`The download failed (HTTP ${res.status}).`);
+  }
+  const blob = await res.blob();
+  const href = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = href;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 60_000);
+}

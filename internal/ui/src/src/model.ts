@@ -8,7 +8,7 @@ export type Viewer = { id: string; role: Role };
 export const statuses = ['ACTIVE', 'INACTIVE', 'COMPLETED', 'CANCELLED'] as const;
 export const phases = ['SPEC_CLARIFICATION', 'PLANNING', 'DEVELOPMENT', 'REVIEW', 'COMPLETED', 'CANCELLED'] as const;
 const workPhases = ['SPEC_CLARIFICATION', 'PLANNING', 'DEVELOPMENT', 'REVIEW'];
-export const podStates = ['STARTING', 'RUNNING', 'STOPPING', 'STOPPED', 'CRASHED', 'BACKOFF', 'FAILED'] as const;
+export const podStates = ['STARTING', 'RUNNING', 'PAUSED', 'STOPPING', 'STOPPED', 'CRASHED', 'BACKOFF', 'FAILED'] as const;
 
 export type PodCrash = {
   at: string;
@@ -28,7 +28,14 @@ export type Pod = {
   live?: unknown;
   crashes?: PodCrash[];
   instanceId?: string | null;
+  lastExit?: PodExit | null;
 };
+
+// PodExit is how the pod last ended.
+export type PodExit = { at: string; exitCode: number | null; signal: string | null; durationMs: number; reason: string };
+
+// Artifact is a file a task's pod saved, downloaded from url.
+export type Artifact = { name: string; sizeBytes: number; sha256: string; savedAt: string; url: string };
 
 export type Task = {
   id: string;
@@ -52,6 +59,8 @@ export type Task = {
     maxBackoffMs: number;
   };
   pod: Pod;
+  workspace?: { sizeBytes: number } | null;
+  artifacts?: Artifact[];
   parent?: Relative | null;
   children?: { totalCount: number; edges: { node: Relative }[] };
 };
@@ -81,7 +90,10 @@ export const taskFields = (s: Schema) => `id title description status phase runt
   createdAt updatedAt createdBy version${opt(s, 'Task', 'labels')}
   restartPolicy { autoRestart maxAttempts windowSeconds initialBackoffMs maxBackoffMs }
   pod { state pid startedAt restarts live${opt(s, 'Pod', 'nextAttemptAt')}${opt(s, 'Pod', 'instanceId')}
-    crashes(last: 10) { at exitCode signal reason uptimeMs${opt(s, 'PodCrash', 'message')} } }${
+    crashes(last: 10) { at exitCode signal reason uptimeMs${opt(s, 'PodCrash', 'message')} }${
+    opt(s, 'Pod', 'lastExit', 'lastExit { at exitCode signal durationMs reason }')} }${
+    opt(s, 'Task', 'workspace', 'workspace { sizeBytes }')}${
+    opt(s, 'Task', 'artifacts', 'artifacts { name sizeBytes sha256 savedAt url }')}${
     has(s, 'Task', 'parent') ? `\n  parent { ${relativeFields} }` : ''}${
     has(s, 'Task', 'children') ? `\n  children(first: ${childrenShown}) { totalCount edges { node { ${relativeFields} } } }` : ''}`;
 
@@ -141,7 +153,7 @@ export function matches(f: Filter, t: Task): boolean {
 export const isClosed = (t: Task) => t.status === 'COMPLETED' || t.status === 'CANCELLED';
 
 // podRuns: a pod process exists or is about to (stopPod has something to stop).
-export const podRuns = (t: Task) => ['STARTING', 'RUNNING', 'STOPPING', 'BACKOFF'].includes(t.pod.state);
+export const podRuns = (t: Task) => ['STARTING', 'RUNNING', 'PAUSED', 'STOPPING', 'BACKOFF'].includes(t.pod.state);
 
 // phaseSteps are the moves transitionPhase allows: one forward, one back.
 export function phaseSteps(phase: string): { forward?: string; back?: string } {

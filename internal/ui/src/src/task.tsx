@@ -1,7 +1,7 @@
 // One task: its fields, its pod, its event timeline and output following
 // live through taskEvents, and the actions the viewer's role allows.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
-import { base, gql, live, type Schema } from './api';
+import { base, download, gql, live, type Schema } from './api';
 import {
   ago,
   canRun,
@@ -14,6 +14,7 @@ import {
   podRuns,
   taskFields,
   when,
+  type Artifact,
   type Event,
   type Task,
   type Viewer,
@@ -222,6 +223,22 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
                 <dd class="mono">{pod.instanceId}</dd>
               </>
             )}
+            {pod.lastExit && (
+              <>
+                <dt>Last exit</dt>
+                <dd data-testid="last-exit">
+                  {pod.lastExit.signal ? `killed by ${pod.lastExit.signal}` : `exit code ${pod.lastExit.exitCode ?? '—'}`} ({pod.lastExit.reason})
+                  {' after '}
+                  {duration(pod.lastExit.durationMs)}, {when(pod.lastExit.at)}
+                </dd>
+              </>
+            )}
+            {task.workspace && (
+              <>
+                <dt>Workspace</dt>
+                <dd>{task.workspace.sizeBytes} bytes</dd>
+              </>
+            )}
           </dl>
           <h3>Live state</h3>
           <Json value={pod.live} />
@@ -260,6 +277,8 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
         </section>
       </div>
 
+      {task.artifacts && task.artifacts.length > 0 && <Artifacts artifacts={task.artifacts} onRefused={setRefused} />}
+
       <Family task={task} />
 
       <div class="grid">
@@ -283,6 +302,44 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
           <h2 id="log-title">Output</h2>
           <Log lines={lines} />
         </section>
+      </div>
+    </section>
+  );
+}
+
+// Artifacts lists the files the task's pods saved; each downloads with the
+// console's credential.
+function Artifacts({ artifacts, onRefused }: { artifacts: Artifact[]; onRefused: (err: unknown) => void }) {
+  return (
+    <section class="card" aria-labelledby="artifacts-title">
+      <h2 id="artifacts-title">Artifacts</h2>
+      <div class="tablewrap">
+        <table class="artifacts">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Size</th>
+              <th scope="col">Saved</th>
+              <th scope="col">SHA-256</th>
+            </tr>
+          </thead>
+          <tbody>
+            {artifacts.map((a) => (
+              <tr key={a.name}>
+                <td>
+                  <button type="button" class="link" onClick={() => download(a.url, a.name).catch(onRefused)}>
+                    {a.name}
+                  </button>
+                </td>
+                <td>{a.sizeBytes} bytes</td>
+                <td>{when(a.savedAt)}</td>
+                <td class="mono" title={a.sha256}>
+                  {a.sha256.slice(0, 12)}…
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
       </div>
     </section>
   );
@@ -430,6 +487,16 @@ function Actions(props: { task: Task; viewer: Viewer; onDone: () => void; onRefu
           }
         >
           Stop pod
+        </button>
+      )}
+      {task.pod.state === 'RUNNING' && (
+        <button type="button" disabled={busy} onClick={() => act('mutation Pause($id: ID!) { pausePod(taskId: $id) { task { id } } }')}>
+          Pause pod
+        </button>
+      )}
+      {task.pod.state === 'PAUSED' && (
+        <button type="button" disabled={busy} onClick={() => act('mutation Resume($id: ID!) { resumePod(taskId: $id) { task { id } } }')}>
+          Resume pod
         </button>
       )}
       <button

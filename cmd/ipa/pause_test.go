@@ -1,0 +1,96 @@
+package main
+
+// Pause and resume through the real binary: the exec command's processes
+// stop (state T) while the plugin keeps answering, the pod stays PAUSED
+// across a server killed outright and reattached, and resumes.
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestPauseSurvivesServerRestartAndResumes(t *testing.T) {
+	t.Parallel()
+	h := newHome(t)
+	s := h.start()
+	id := s.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{
+		"command": []string{"sh", "-c", `i=0; while true; do i=$((i+1)); echo $i > count; sleep 0.05; done`}, "env": tagEnv(h)}})
+	_, tv := s.startPod(t, id)
+	plugin := tv.Pod.PID
+	countFile := filepath.Join(h.dataDir, "tasks", id, "count")
+	count := func() int {
+		b, _ := os.ReadFile(countFile)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	eventually(t, 30*time.Second, func() string {
+		if count() < 3 {
+			return "the command has not counted yet"
+		}
+		return ""
+	})
+	s.mustFail(t, `mutation { pausePod(taskId: "no-such-task") { task { id } } }`, nil, "NOT_FOUND", "")
+
+	var out struct{ PausePod struct{ Task taskView } }
+	s.must(t, `mutation($id: ID!) { pausePod(taskId: $id) { task { `+taskFields+` } } }`, map[string]any{"id": id}, &out)
+	if st := out.PausePod.Task.Pod.State; st != "PAUSED" {
+		t.Fatalf("pod state after pausePod: %s", st)
+	}
+	shells := h.commandPids("sh")
+	if len(shells) == 0 {
+		t.Fatal("no command process found")
+	}
+	for _, pid := range shells {
+		if st := procState(pid); st != "T" {
+			t.Fatalf("command process %d is in state %q, want T (stopped)", pid, st)
+		}
+	}
+	if st := procState(plugin); st == "T" || st == "" {
+		t.Fatalf("the plugin %d is in state %q: it must keep answering", plugin, st)
+	}
+	frozen := count()
+	time.Sleep(1500 * time.Millisecond)
+	if c := count(); c != frozen {
+		t.Fatalf("a paused command kept counting: %d then %d", frozen, c)
+	}
+
+	// The server dies outright; the next one reattaches the pod, PAUSED.
+	s.kill(syscall.SIGKILL)
+	<-s.exited
+	s = h.start()
+	tv = s.waitPod(t, id, "PAUSED", "ACTIVE", 0, 30*time.Second)
+	if tv.Pod.PID != plugin {
+		t.Fatalf("pod pid %d after the restart, want the reattached plugin %d", tv.Pod.PID, plugin)
+	}
+	if c := count(); c != frozen {
+		t.Fatalf("the command counted across the restart: %d then %d", frozen, c)
+	}
+	if n := len(s.events(t, id, "pod_crashed", "pod_lost")); n != 0 {
+		t.Fatalf("%d crash or lost events for a paused pod", n)
+	}
+
+	s.must(t, `mutation($id: ID!) { resumePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	s.waitPod(t, id, "RUNNING", "ACTIVE", 0, 10*time.Second)
+	eventually(t, 20*time.Second, func() string {
+		if count() <= frozen+2 {
+			return "the resumed command does not count"
+		}
+		return ""
+	})
+	if p, r := len(s.events(t, id, "pod_paused")), len(s.events(t, id, "pod_resumed")); p != 1 || r != 1 {
+		t.Fatalf("%d pod_paused and %d pod_resumed events, want 1 and 1", p, r)
+	}
+	// Paused again, then stopped: the stop ends it cleanly.
+	s.must(t, `mutation($id: ID!) { pausePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	s.must(t, `mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	s.waitPod(t, id, "STOPPED", "", 0, 30*time.Second)
+	s.mustFail(t, `mutation($id: ID!) { resumePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, "CONFLICT", "NOT_RUNNING")
+	if left := h.commandPids("sh"); len(left) > 0 {
+		t.Fatalf("command processes left after the stop: %v", left)
+	}
+}
