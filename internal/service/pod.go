@@ -14,7 +14,7 @@ type PodService struct {
 	store    TaskReader
 	pods     Pods
 	runtimes map[string]ipa.Runtime
-	shared   *sharedPods // set by ShareWith: several instances
+	shared   *sharedPods     // set by ShareWith: several instances
 	ws       *workspace.Dirs // see SetWorkspaces
 }
 
