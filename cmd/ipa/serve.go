@@ -17,6 +17,7 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/buildinfo"
 	"github.com/ipa-dev/ipa/internal/catalog"
 	"github.com/ipa-dev/ipa/internal/hardening"
 	"github.com/ipa-dev/ipa/internal/instance"
@@ -134,6 +135,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := checkDatabaseURL(opts.database, opts.createDirs); err != nil {
+		return err
+	}
 	if err := so.policy.Validate(); err != nil {
 		return fmt.Errorf("default restart policy: %w", err)
 	}
@@ -200,7 +204,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		MetricsAddr:         so.metricsAddr,
 		AllowedHosts:        so.allowedHosts,
 		Logger:              log,
-		Version:             version,
+		Version:             buildinfo.Get().Short(),
 		HeartbeatInterval:   so.heartbeat,
 		LeaseTTL:            so.leaseTTL,
 		Handoff:             so.handoff,
@@ -215,7 +219,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		return fmt.Errorf("--secret-key-file %s: %w", keyFile, err)
 	}
 	if err != nil {
-		return err
+		return describeOpenError(opts.database, err)
 	}
 	ln, err := net.Listen("tcp", so.addr)
 	if err != nil {
@@ -224,7 +228,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 	srv.SetAddress(ctx, ln.Addr().String())
 	log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
-		"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
+		"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", buildinfo.Get().Short())
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}
