@@ -294,7 +294,7 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, err error) {
 		"errors":     []any{map[string]any{"message": msg, "extensions": ext}},
 		"extensions": map[string]any{"correlationId": ipa.CorrelationID(r.Context())},
 	})
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", responseMediaType(r))
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ipa"`)
 	}
