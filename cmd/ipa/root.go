@@ -92,7 +92,10 @@ A flag given on the command line wins over the environment.`,
 		newVersionCommand(),
 		newPluginCommand(),
 		newTaskCommand(),
+		newContextCommand(),
 	)
+	// "ipa tsk" answers with "did you mean task?".
+	root.SuggestionsMinimumDistance = 2
 	return root
 }
 
