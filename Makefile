@@ -52,6 +52,6 @@ dist:
 # into an empty image.
 IMAGE ?= ipa:$(VERSION)
 image:
-	mkdir -p dist/image
+	rm -rf dist/image && mkdir -p dist/image/tmp dist/image/data
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/image/ipa ./cmd/ipa
 	podman build -f Containerfile -t $(IMAGE) dist/image
