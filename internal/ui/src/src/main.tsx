@@ -1,13 +1,15 @@
 // The operations console: a task list and a task page over ipa's public
 // GraphQL API, following changes live over one WebSocket.
 import './app.css';
+import './extras.css';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, base, getToken, gql, ideHref, live, loadSchema, setToken, type ConnState, type Schema } from './api';
+import { ApiError, base, getToken, gql, has, ideHref, live, loadSchema, setToken, type ConnState, type Schema } from './api';
 import type { Viewer } from './model';
 import { TasksPage } from './tasks';
 import { TaskPage } from './task';
 import { Link } from './ui';
+import { OfflineBanner, useOffline } from './offline';
 
 export type Runtime = { name: string; description: string | null };
 
@@ -117,6 +119,7 @@ function App() {
   const [schema, setSchema] = useState<Schema | null>(null);
   const [runtimes, setRuntimes] = useState<Runtime[]>([]);
   const [gen, setGen] = useState(0); // bumps when the token changes
+  const offline = useOffline();
 
   useEffect(() => {
     let gone = false;
@@ -128,7 +131,15 @@ function App() {
         if (gone) return;
         setViewer(d.viewer);
         setRuntimes(d.runtimes);
-        setSchema(await loadSchema());
+        const sch = await loadSchema();
+        // Servers whose runtimes describe an example config say so in
+        // their schema; older ones get the built-in examples.
+        if (has(sch, 'Runtime', 'exampleConfig')) {
+          const r = await gql<{ runtimes: Runtime[] }>('{ runtimes { name description exampleConfig } }').catch(() => null);
+          if (!gone && r) setRuntimes(r.runtimes);
+        }
+        if (gone) return;
+        setSchema(sch);
       } catch (err) {
         if (!gone) setAuthError(err as ApiError);
       }
@@ -164,7 +175,8 @@ function App() {
         </span>
         <TokenBox onChange={() => setGen((g) => g + 1)} />
       </header>
-      <main id="main" tabIndex={-1}>
+      <OfflineBanner since={offline} />
+      <main id="main" tabIndex={-1} class={offline ? 'stale' : undefined}>
         {authError ? (
           <div class="refusal" role="alert">
             <strong>{authError.message}</strong> <span class="code">{authError.code}</span>
