@@ -173,6 +173,12 @@ test('the task page follows events live, and stop and cancel work from the butto
     await page.locator('.timeline li[data-type="pod_stopped"]').waitFor({ timeout: liveMs });
     await page.locator('.card .pod-stopped').waitFor({ timeout: liveMs });
     assert.equal((await podState(task.id)).pod.state, 'STOPPED');
+    // A stopped pod shows how it last ended; event data is pretty, with a raw toggle.
+    assert.match(await page.getByTestId('last-exit').innerText(), /^stopped/);
+    const stopped = page.locator('.timeline li[data-type="pod_stopped"]').first();
+    await stopped.locator('pre.pretty').waitFor({ timeout: 5000 });
+    await stopped.getByRole('button', { name: 'raw' }).click();
+    await stopped.locator('code.data').waitFor({ timeout: 5000 });
 
     // Cancel needs a reason.
     await page.getByRole('button', { name: 'Cancel task' }).click();
@@ -182,6 +188,7 @@ test('the task page follows events live, and stop and cancel work from the butto
     await confirm.click();
     await page.locator('.timeline li[data-type="task_cancelled"]').waitFor({ timeout: liveMs });
     await page.locator('.pagehead .status-cancelled').waitFor({ timeout: liveMs });
+    assert.equal(await page.locator('.pagehead').innerText().then((h) => h.match(/Cancelled/g).length), 1, 'the header says Cancelled once');
     assert.equal(await page.getByRole('group', { name: 'Actions' }).count(), 0, 'a closed task offers no actions');
     assert.equal((await podState(task.id)).status, 'CANCELLED');
     await page.setViewportSize({ width: 390, height: 844 });
