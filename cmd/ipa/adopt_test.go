@@ -129,6 +129,15 @@ func TestTaskCLIIDPrefixAndLabels(t *testing.T) {
 		}
 	}
 	s.on(t, "", exitNotFound, "get", "zz")
+	// The API refuses a prefix no id can start with, and finds by one.
+	for _, bad := range []string{"xyz", ids[0][:8] + "x", ids[0] + "0", ids[0][:9] + "-"} {
+		s.mustFail(t, `query($p: String) { tasks(filter: {idPrefix: $p}) { totalCount } }`, map[string]any{"p": bad}, "BAD_USER_INPUT", "INVALID_ARGUMENT")
+	}
+	var found struct{ Tasks struct{ TotalCount int } }
+	s.must(t, `query($p: String) { tasks(filter: {idPrefix: $p}) { totalCount } }`, map[string]any{"p": ids[1]}, &found)
+	if found.Tasks.TotalCount != 1 {
+		t.Fatalf("idPrefix of a whole id: %d tasks", found.Tasks.TotalCount)
+	}
 	s.on(t, "", exitNotFound, "cancel", "ffff", "--reason", "x")
 
 	type list struct {
