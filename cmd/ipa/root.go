@@ -96,6 +96,7 @@ A flag given on the command line wins over the environment.`,
 	)
 	// "ipa tsk" answers with "did you mean task?".
 	root.SuggestionsMinimumDistance = 2
+	addExamples(root)
 	return root
 }
 
