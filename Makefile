@@ -23,3 +23,38 @@ bench:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# Release archives: static binaries (no cgo; the SQLite driver is pure Go)
+# for linux on amd64 and arm64, in dist/ with a SHA256SUMS file. darwin is
+# not in the default list: the supervisor tracks pods with Linux's pidfd,
+# waitid and /proc, so the server does not build for darwin yet; add
+# darwin/amd64 darwin/arm64 to PLATFORMS once it does.
+# VERSION defaults to the nearest tag, or "dev".
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+PLATFORMS ?= linux/amd64 linux/arm64
+LDFLAGS = -s -w \
+	-X github.com/ipa-dev/ipa/internal/buildinfo.version=$(VERSION) \
+	-X github.com/ipa-dev/ipa/internal/buildinfo.commit=$(COMMIT) \
+	-X github.com/ipa-dev/ipa/internal/buildinfo.buildTime=$(BUILD_TIME)
+
+.PHONY: dist image
+dist:
+	rm -rf dist && mkdir -p dist
+	set -e; for p in $(PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; name=ipa_$(VERSION)_$${os}_$${arch}; \
+		mkdir -p dist/$$name; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/$$name/ipa ./cmd/ipa; \
+		cp LICENSE README.md dist/$$name/; \
+		tar -C dist -czf dist/$$name.tar.gz $$name; \
+	done
+	cd dist && sha256sum *.tar.gz > SHA256SUMS
+
+# The container image (see Containerfile): the static linux binary copied
+# into an empty image.
+IMAGE ?= ipa:$(VERSION)
+image:
+	rm -rf dist/image && mkdir -p dist/image/tmp dist/image/data
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/image/ipa ./cmd/ipa
+	podman build -f Containerfile -t $(IMAGE) dist/image

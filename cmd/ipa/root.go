@@ -12,18 +12,17 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ipa-dev/ipa/internal/buildinfo"
 	"github.com/ipa-dev/ipa/internal/client"
 	"github.com/ipa-dev/ipa/internal/store"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 // options are the settings shared by the commands. Every flag has an IPA_*
 // environment equivalent; a flag given on the command line wins.
 type options struct {
 	database        string
 	databaseURLFile string
+	createDirs      bool
 	logLevel        string
 	logFormat       string
 }
@@ -62,6 +61,7 @@ is an event in the task's own stream; the only front door is a GraphQL API at
 Every flag can also be set with an environment variable: --database is
 IPA_DATABASE_URL, --addr is IPA_ADDR, and any other --some-flag is IPA_SOME_FLAG.
 A flag given on the command line wins over the environment.`,
+		Version:       buildinfo.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -71,8 +71,12 @@ A flag given on the command line wins over the environment.`,
 			return opts.applyDatabaseURLFile(cmd)
 		},
 	}
+	// --version prints exactly what `ipa version` prints.
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&opts.database, "database", "sqlite://./ipa.db",
-		"database URL: sqlite://PATH (embedded, created on first use) or postgres://USER@HOST:PORT/DB")
+		"database URL: sqlite://PATH (embedded; the file is created on first use, its directory must exist) or postgres://USER@HOST:PORT/DB")
+	root.PersistentFlags().BoolVar(&opts.createDirs, "create-dirs", false,
+		"create the directory of a sqlite:// database when it does not exist (without it, a missing directory is refused: it is most often a typo)")
 	root.PersistentFlags().StringVar(&opts.databaseURLFile, "database-url-file", "",
 		"read the database URL from this file instead of --database, so its password need not sit in the environment or the command line")
 	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -88,7 +92,11 @@ A flag given on the command line wins over the environment.`,
 		newVersionCommand(),
 		newPluginCommand(),
 		newTaskCommand(),
+		newContextCommand(),
 	)
+	// "ipa tsk" answers with "did you mean task?".
+	root.SuggestionsMinimumDistance = 2
+	addExamples(root)
 	return root
 }
 
@@ -134,9 +142,12 @@ func (o *options) newLogger(w io.Writer) (*slog.Logger, error) {
 }
 
 func (o *options) open(ctx context.Context, log *slog.Logger, migrate bool) (*store.Store, error) {
+	if err := checkDatabaseURL(o.database, o.createDirs); err != nil {
+		return nil, err
+	}
 	s, err := store.Open(ctx, o.database, store.Options{Logger: log, SkipMigrate: !migrate})
 	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, fmt.Errorf("open database: %w", describeOpenError(o.database, err))
 	}
 	return s, nil
 }

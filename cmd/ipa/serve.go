@@ -18,6 +18,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/buildinfo"
 	"github.com/ipa-dev/ipa/internal/catalog"
 	"github.com/ipa-dev/ipa/internal/coordination"
 	"github.com/ipa-dev/ipa/internal/hardening"
@@ -150,6 +151,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := checkDatabaseURL(opts.database, opts.createDirs); err != nil {
+		return err
+	}
 	if err := so.policy.Validate(); err != nil {
 		return fmt.Errorf("default restart policy: %w", err)
 	}
@@ -254,7 +258,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		MetricsAddr:          so.metricsAddr,
 		AllowedHosts:         so.allowedHosts,
 		Logger:               log,
-		Version:              version,
+		Version:              buildinfo.Get().Short(),
 		HeartbeatInterval:    so.heartbeat,
 		LeaseTTL:             so.leaseTTL,
 		Handoff:              so.handoff,
@@ -269,7 +273,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		},
 	}, ln, func(srv *app.App) {
 		log.Info("ipa serving", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql",
-			"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", version)
+			"ide", "http://"+ln.Addr().String()+"/", "database", srv.Store.Dialect(), "auth", mode, "version", buildinfo.Get().Short())
 		if so.socket != "" {
 			log.Info("also serving on a Unix socket", "socket", so.socket)
 		}
@@ -278,7 +282,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		return fmt.Errorf("--secret-key-file %s: %w", keyFile, err)
 	}
 	if err != nil {
-		return err
+		return describeOpenError(opts.database, err)
 	}
 	log.Info("stopped")
 	return nil

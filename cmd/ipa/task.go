@@ -72,15 +72,21 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 type taskOptions struct {
 	server  string
 	token   string
+	context string
 	output  string
 	timeout time.Duration
+	flags   *pflag.FlagSet // the persistent flags above, to tell given from default
 }
 
 func (o *taskOptions) client() (*client.Client, error) {
 	if o.output != "table" && o.output != "json" {
 		return nil, usageError("-o must be table or json, not %q", o.output)
 	}
-	c, err := client.New(o.server, o.token, o.timeout)
+	server, token, err := o.endpoint()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(server, token, o.timeout)
 	if err != nil {
 		return nil, usageError("--server: %v", err)
 	}
@@ -126,6 +132,19 @@ func jsonFlag(flag, v string) (json.RawMessage, error) {
 	return json.RawMessage(v), nil
 }
 
+// labelFlag reads repeated --label KEY=VALUE flags.
+func labelFlag(kvs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageError("--label must be KEY=VALUE, not %q", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
 func newTaskCommand() *cobra.Command {
 	o := &taskOptions{}
 	cmd := &cobra.Command{
@@ -134,20 +153,34 @@ func newTaskCommand() *cobra.Command {
 		Long: `Talks to a running ipa server through its GraphQL API only (HTTP for
 queries and mutations, WebSocket for watch and logs -f).
 
-The server is --server (IPA_SERVER), default http://127.0.0.1:8080; the token
-is --token (IPA_TOKEN; prefer the variable, as arguments show in ps). Output is
-a table for people, or with -o json the GraphQL data object as one JSON
-document (watch and logs -f: one JSON object per line) for scripts.
+The server is --server (IPA_SERVER), else the current context's (see ipa
+context), else http://127.0.0.1:8080; the token is --token (IPA_TOKEN; prefer
+the variable, as arguments show in ps), else the context's. Output is a table
+for people, or with -o json the GraphQL data object as one JSON document
+(watch and logs -f: one JSON object per line) for scripts.
+
+A task ID may be abbreviated to any start of it that names one task
+(like 0196f2a0-3b); an abbreviation shared by several tasks is refused with
+the list of them.
 
 ` + taskExitCodes,
+		Example: `  ipa task create "Nightly export" --runtime exec --config '{"command": ["sh", "-c", "./export"]}' --label team=data --start
+  ipa task list --status active --label team=data
+  ipa task logs -f 0196f2a0-3b
+  ipa task cancel 0196f2a0-3b --reason "superseded"`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usageError("unknown command %q for %q", args[0], cmd.CommandPath())
+				msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+					msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+				}
+				return usageError("%s", msg)
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+	cmd.SuggestionsMinimumDistance = 2
 	// Flag errors of the task commands are usage errors (exit 2).
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
@@ -155,6 +188,9 @@ document (watch and logs -f: one JSON object per line) for scripts.
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.server, "server", "http://127.0.0.1:8080", "server URL (or host:port, or unix:///path of the server's --socket)")
 	pf.StringVar(&o.token, "token", "", "API token, sent as Authorization: Bearer (prefer IPA_TOKEN)")
+	pf.StringVar(&o.context, "context", "", "use this context's server and token (see ipa context)")
+	o.flags = pf
+	_ = cmd.RegisterFlagCompletionFunc("context", contextCompletion)
 	pf.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	pf.DurationVar(&o.timeout, "timeout", time.Minute, "how long one request may take (not watch or logs -f)")
 	_ = cmd.RegisterFlagCompletionFunc("output", fixedCompletion(outputs))
@@ -179,9 +215,56 @@ document (watch and logs -f: one JSON object per line) for scripts.
 		if c.Long == "" {
 			c.Long = c.Short + "."
 		}
-		c.Long += "\n\n" + taskExitCodes
+		c.Long += "\n\nExit codes: see ipa task --help."
+		if ex, ok := taskExamples[c.Name()]; ok && c.Example == "" {
+			c.Example = ex
+		}
 	}
+	hideServerFlags(cmd)
 	return cmd
+}
+
+// taskExamples are the Examples sections of the task commands that do not
+// set their own.
+var taskExamples = map[string]string{
+	"list": `  ipa task list
+  ipa task list --status active,inactive --phase development
+  ipa task list --label team=data --label env=prod -o json
+  ipa task list --all --title-contains export`,
+	"get": `  ipa task get 0196f2a0-3b        # any unique start of the id
+  ipa task get 0196f2a0-3b -o json | jq .task.pod`,
+	"start":   `  ipa task start 0196f2a0-3b`,
+	"stop":    `  ipa task stop 0196f2a0-3b --reason "maintenance"`,
+	"restart": `  ipa task restart 0196f2a0-3b`,
+	"move": `  ipa task move 0196f2a0-3b planning
+  ipa task move 0196f2a0-3b development --note "plan approved"`,
+	"complete": `  ipa task complete 0196f2a0-3b --expected-version 12`,
+	"cancel":   `  ipa task cancel 0196f2a0-3b --reason "superseded by the new export"`,
+	"events": `  ipa task events 0196f2a0-3b
+  ipa task events 0196f2a0-3b --types pod_crashed,pod_restart_scheduled --all`,
+	"logs": `  ipa task logs 0196f2a0-3b
+  ipa task logs -f 0196f2a0-3b          # until the pod ends
+  ipa task logs -f 0196f2a0-3b -o json | jq -r .taskEvents.data.lines[].text`,
+	"watch": `  ipa task watch 0196f2a0-3b
+  ipa task watch --status active        # every change to an active task`,
+}
+
+// serverFlags are the root's flags that only the server and the commands
+// on its database read; ipa task talks to a server and never uses them.
+var serverFlags = []string{"database", "database-url-file", "create-dirs", "log-level", "log-format"}
+
+// hideServerFlags keeps the root's server-only flags out of the help of cmd
+// and its subcommands. They stay accepted (IPA_DATABASE_URL in a shared
+// environment must not break the CLI), only unlisted.
+func hideServerFlags(cmd *cobra.Command) {
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		for _, name := range serverFlags {
+			if f := c.InheritedFlags().Lookup(name); f != nil {
+				f.Hidden = true
+			}
+		}
+		c.Root().HelpFunc()(c, args)
+	})
 }
 
 // ---------------------------------------------------------------- completion
@@ -204,7 +287,11 @@ func taskIDCompletion(o *taskOptions) cobra.CompletionFunc {
 		if applyEnv(cmd) != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		c, err := client.New(o.server, o.token, 2*time.Second)
+		server, token, err := o.endpoint()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, err := client.New(server, token, 2*time.Second)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -230,7 +317,7 @@ func taskIDCompletion(o *taskOptions) cobra.CompletionFunc {
 
 // taskFragment is what every command that shows one task asks for.
 const taskFragment = `fragment TaskFields on Task {
-  id title description status phase runtime runtimeConfig metadata createdAt updatedAt createdBy version
+  id title description status phase runtime runtimeConfig metadata labels createdAt updatedAt createdBy version
   restartPolicy { autoRestart maxAttempts windowSeconds initialBackoffMs maxBackoffMs }
   pod { state pid startedAt restarts nextAttemptAt live crashes(last: 5) { at exitCode signal reason uptimeMs } }
 }`
@@ -318,13 +405,9 @@ the last line of stdout. The title is --title or the argument.`,
 				in[map[string]string{"config": "runtimeConfig", "metadata": "metadata"}[flag]] = raw
 			}
 			if len(labels) > 0 {
-				m := map[string]string{}
-				for _, kv := range labels {
-					k, v, ok := strings.Cut(kv, "=")
-					if !ok || k == "" {
-						return usageError("--label must be KEY=VALUE, not %q", kv)
-					}
-					m[k] = v
+				m, err := labelFlag(labels)
+				if err != nil {
+					return err
 				}
 				in["labels"] = m
 			}
@@ -394,6 +477,7 @@ func newTaskListCommand(o *taskOptions) *cobra.Command {
 		statuses, phases       []string
 		runtime, titleContains string
 		after                  string
+		labels                 []string
 		first                  int
 		all                    bool
 	)
@@ -425,6 +509,13 @@ follows the pages to the end.`,
 			}
 			if titleContains != "" {
 				filter["titleContains"] = titleContains
+			}
+			if len(labels) > 0 {
+				m, err := labelFlag(labels)
+				if err != nil {
+					return err
+				}
+				filter["labels"] = m
 			}
 			c, err := o.client()
 			if err != nil {
@@ -475,6 +566,7 @@ follows the pages to the end.`,
 	f.StringSliceVar(&phases, "phase", nil, "only these phases (comma-separated or repeated): "+strings.Join(taskPhases, ", "))
 	f.StringVar(&runtime, "runtime", "", "only tasks of this runtime")
 	f.StringVar(&titleContains, "title-contains", "", "only titles containing this (case-insensitive)")
+	f.StringArrayVar(&labels, "label", nil, "only tasks with this label KEY=VALUE (repeatable; all must match)")
 	f.IntVar(&first, "first", 100, "page size, 1 to 1000")
 	f.StringVar(&after, "after", "", "start after this cursor (a page's end cursor)")
 	f.BoolVar(&all, "all", false, "follow the pages to the end")
@@ -494,7 +586,11 @@ func newTaskGetCommand(o *taskOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { ...TaskFields `+taskGetFields+` } }`+taskFragment, map[string]any{"id": args[0]})
+			id, err := resolveID(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { ...TaskFields `+taskGetFields+` } }`+taskFragment, map[string]any{"id": id})
 			if err != nil {
 				return err
 			}
@@ -527,7 +623,13 @@ func mutationCommand(o *taskOptions, use, short, field, query string, vars func(
 			if err != nil {
 				return err
 			}
-			v["id"] = args[0]
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			if v["id"], err = resolveID(cmd.Context(), c, args[0]); err != nil {
+				return err
+			}
 			expectedVersion(cmd, v)
 			return o.run(cmd, query+taskFragment, v, func(data json.RawMessage) error {
 				var out map[string]json.RawMessage

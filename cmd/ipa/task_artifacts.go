@@ -27,7 +27,11 @@ func newTaskArtifactsCommand(o *taskOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { id artifacts { name sizeBytes sha256 savedAt url } } }`, map[string]any{"id": args[0]})
+			id, err := resolveID(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { id artifacts { name sizeBytes sha256 savedAt url } } }`, map[string]any{"id": id})
 			if err != nil {
 				return err
 			}
@@ -72,11 +76,15 @@ func newTaskDownloadCommand(o *taskOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			id, err := resolveID(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
 			endpoint, err := url.Parse(c.Endpoint())
 			if err != nil {
 				return err
 			}
-			endpoint.Path = strings.TrimSuffix(endpoint.Path, "/graphql") + "/artifacts/" + url.PathEscape(args[0]) + "/" + url.PathEscape(args[1])
+			endpoint.Path = strings.TrimSuffix(endpoint.Path, "/graphql") + "/artifacts/" + url.PathEscape(id) + "/" + url.PathEscape(args[1])
 			endpoint.RawPath = ""
 			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, endpoint.String(), nil)
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,18 +13,19 @@ import (
 
 // apiTask is the part of a Task the tables show.
 type apiTask struct {
-	ID            string          `json:"id"`
-	Title         string          `json:"title"`
-	Description   *string         `json:"description"`
-	Status        string          `json:"status"`
-	Phase         string          `json:"phase"`
-	Runtime       string          `json:"runtime"`
-	RuntimeConfig json.RawMessage `json:"runtimeConfig"`
-	Metadata      json.RawMessage `json:"metadata"`
-	CreatedAt     string          `json:"createdAt"`
-	UpdatedAt     string          `json:"updatedAt"`
-	CreatedBy     string          `json:"createdBy"`
-	Version       int             `json:"version"`
+	ID            string            `json:"id"`
+	Title         string            `json:"title"`
+	Description   *string           `json:"description"`
+	Status        string            `json:"status"`
+	Phase         string            `json:"phase"`
+	Runtime       string            `json:"runtime"`
+	RuntimeConfig json.RawMessage   `json:"runtimeConfig"`
+	Metadata      json.RawMessage   `json:"metadata"`
+	Labels        map[string]string `json:"labels"`
+	CreatedAt     string            `json:"createdAt"`
+	UpdatedAt     string            `json:"updatedAt"`
+	CreatedBy     string            `json:"createdBy"`
+	Version       int               `json:"version"`
 	RestartPolicy struct {
 		AutoRestart      bool `json:"autoRestart"`
 		MaxAttempts      int  `json:"maxAttempts"`
@@ -229,6 +231,9 @@ func printTask(out io.Writer, t apiTask) error {
 	if m := compactJSON(t.Metadata, 200); m != "" {
 		row("METADATA", m)
 	}
+	if l := labelList(t.Labels); l != "" {
+		row("LABELS", l)
+	}
 	rp := t.RestartPolicy
 	if rp.AutoRestart {
 		row("RESTART", fmt.Sprintf("automatic, at most %d in %ds, back-off %dms to %dms",
@@ -267,6 +272,16 @@ func printTask(out io.Writer, t apiTask) error {
 		row(k, fmt.Sprintf("%s  %s after %dms", localTime(c.At), how, c.UptimeMs))
 	}
 	return w.Flush()
+}
+
+// labelList is the labels as k=v pairs, sorted by key, comma-separated.
+func labelList(labels map[string]string) string {
+	keys := slices.Sorted(mapKeys(labels))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + oneLine(labels[k])
+	}
+	return strings.Join(parts, ",")
 }
 
 func printTaskList(out io.Writer, p apiTaskPage) error {

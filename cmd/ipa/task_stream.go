@@ -20,13 +20,15 @@ const eventFields = `id taskId version position type data actorId correlationId 
 // eventsPage is what fetchEvents gathered: the raw edges (for JSON) and
 // the decoded events, with the last page's pageInfo.
 type eventsPage struct {
-	TaskID     string
-	Status     string
-	Edges      []json.RawMessage
-	Events     []apiEvent
-	PageInfo   json.RawMessage
-	TotalCount int
-	Last       struct {
+	TaskID      string
+	Status      string
+	PodState    string // "" when the task's pod never started
+	AutoRestart bool
+	Edges       []json.RawMessage
+	Events      []apiEvent
+	PageInfo    json.RawMessage
+	TotalCount  int
+	Last        struct {
 		HasNextPage bool   `json:"hasNextPage"`
 		EndCursor   string `json:"endCursor"`
 	}
@@ -51,16 +53,19 @@ func fetchEvents(ctx context.Context, c *client.Client, id string, types []strin
 	p := &eventsPage{}
 	for {
 		data, err := c.Do(ctx, `query($id: ID!, $first: Int, $after: String, $types: [String!]) {
-  task(id: $id) { id status events(first: $first, after: $after, types: $types) {
+  task(id: $id) { id status pod { state } restartPolicy { autoRestart } started: events(first: 1, types: ["pod_started"]) { totalCount } events(first: $first, after: $after, types: $types) {
     edges { cursor node { `+eventFields+` } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } totalCount } } }`, vars)
 		if err != nil {
 			return nil, err
 		}
 		var out struct {
 			Task *struct {
-				ID     string
-				Status string
-				Events struct {
+				ID            string
+				Status        string
+				Pod           *struct{ State string }
+				RestartPolicy struct{ AutoRestart bool }
+				Started       struct{ TotalCount int }
+				Events        struct {
 					Edges      []json.RawMessage `json:"edges"`
 					PageInfo   json.RawMessage   `json:"pageInfo"`
 					TotalCount int               `json:"totalCount"`
@@ -73,7 +78,12 @@ func fetchEvents(ctx context.Context, c *client.Client, id string, types []strin
 		if out.Task == nil {
 			return nil, notFound(id)
 		}
-		p.TaskID, p.Status = out.Task.ID, out.Task.Status
+		p.TaskID, p.Status, p.AutoRestart = out.Task.ID, out.Task.Status, out.Task.RestartPolicy.AutoRestart
+		// A pod that never started is STOPPED too, but has yet to begin:
+		// only one that ran has ended.
+		if out.Task.Pod != nil && out.Task.Started.TotalCount > 0 {
+			p.PodState = out.Task.Pod.State
+		}
 		for _, raw := range out.Task.Events.Edges {
 			var e struct{ Node apiEvent }
 			if err := json.Unmarshal(raw, &e); err != nil {
@@ -113,7 +123,11 @@ events: ipa task watch ID.`,
 			if err != nil {
 				return err
 			}
-			p, err := fetchEvents(cmd.Context(), c, args[0], types, first, after, all)
+			id, err := resolveID(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			p, err := fetchEvents(cmd.Context(), c, id, types, first, after, all)
 			if err != nil {
 				return err
 			}
@@ -197,7 +211,9 @@ func newTaskLogsCommand(o *taskOptions) *cobra.Command {
 		Long: `Prints the lines the task's pod wrote, from its pod_output events, in order:
 stdout lines on stdout, stderr lines on stderr. With -f it then follows new
 lines live (a taskEvents subscription after the last version seen) until
-Ctrl-C, SIGTERM, or the task being completed or cancelled.
+the pod ends (stopped, crashed with no automatic restart, or failed at its
+restart limit), the task is completed or cancelled, or Ctrl-C or SIGTERM. A
+pod that has already ended prints its lines and returns at once.
 
 With -o json: the stored pod_output events as one JSON document; with -f,
 one {"taskEvents": EVENT} object per line, stored ones first.`,
@@ -208,7 +224,11 @@ one {"taskEvents": EVENT} object per line, stored ones first.`,
 			if err != nil {
 				return err
 			}
-			p, err := fetchEvents(cmd.Context(), c, args[0], []string{"pod_output"}, 1000, "", true)
+			id, err := resolveID(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			p, err := fetchEvents(cmd.Context(), c, id, []string{"pod_output"}, 1000, "", true)
 			if err != nil {
 				return err
 			}
@@ -244,10 +264,10 @@ one {"taskEvents": EVENT} object per line, stored ones first.`,
 				}
 				last = e.Version
 			}
-			if !followFlag || closedStatus(p.Status) {
+			if !followFlag || closedStatus(p.Status) || podEnded(p.PodState, p.AutoRestart) {
 				return nil
 			}
-			query, vars := taskEventsQuery(args[0], last)
+			query, vars := taskEventsQuery(id, last)
 			return follow(cmd, c, query, vars, nil, func(data json.RawMessage) (bool, error) {
 				var out struct{ TaskEvents apiEvent }
 				if err := json.Unmarshal(data, &out); err != nil {
@@ -258,13 +278,39 @@ one {"taskEvents": EVENT} object per line, stored ones first.`,
 					return false, emit(out.TaskEvents, data)
 				case "task_completed", "task_cancelled":
 					return true, nil
+				case "pod_stopped":
+					// The pod ended, unless it was stopped to be started
+					// again: by restartPod, on another instance, or by
+					// this one when it is back.
+					var d struct{ Reason string }
+					_ = json.Unmarshal(out.TaskEvents.Data, &d)
+					return d.Reason != "restart" && d.Reason != "handoff" && d.Reason != "server_shutdown", nil
+				case "pod_restart_limit_reached":
+					return true, nil
+				case "pod_crashed":
+					// Without automatic restarts nothing follows a crash;
+					// with them a restart is scheduled or the limit is
+					// reached, each an event of its own.
+					return !p.AutoRestart, nil
 				}
 				return false, nil
 			})
 		},
 	}
-	cmd.Flags().BoolVarP(&followFlag, "follow", "f", false, "follow new lines live until Ctrl-C or the task closes")
+	cmd.Flags().BoolVarP(&followFlag, "follow", "f", false, "follow new lines live until the pod ends, the task closes, or Ctrl-C")
 	return cmd
+}
+
+// podEnded reports whether a pod in state has ended for good: nothing will
+// restart it unless a person does.
+func podEnded(state string, autoRestart bool) bool {
+	switch state {
+	case "STOPPED", "FAILED":
+		return true
+	case "CRASHED":
+		return !autoRestart
+	}
+	return false
 }
 
 func mustJSON(v any) json.RawMessage {
@@ -306,7 +352,11 @@ delivers it: {"taskEvents": EVENT} or {"taskChanged": TASK}.`,
 				}
 				// A subscription to a task that does not exist would just
 				// stay silent: ask first, for a clear NOT_FOUND.
-				data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { id version } }`, map[string]any{"id": args[0]})
+				id, err := resolveID(cmd.Context(), c, args[0])
+				if err != nil {
+					return err
+				}
+				data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { id version } }`, map[string]any{"id": id})
 				if err != nil {
 					return err
 				}
@@ -321,9 +371,9 @@ delivers it: {"taskEvents": EVENT} or {"taskChanged": TASK}.`,
 				if cmd.Flags().Changed("after-version") {
 					after = afterVersion
 				}
-				query, vars := taskEventsQuery(args[0], after)
+				query, vars := taskEventsQuery(id, after)
 				return follow(cmd, c, query, vars, func() {
-					fmt.Fprintf(stderr, "watching task %s (version %d); Ctrl-C to stop\n", args[0], t.Task.Version)
+					fmt.Fprintf(stderr, "watching task %s (version %d); Ctrl-C to stop\n", id, t.Task.Version)
 				}, func(data json.RawMessage) (bool, error) {
 					if o.json() {
 						return false, writeJSONLine(stdout, data)

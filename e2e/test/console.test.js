@@ -174,6 +174,12 @@ test('the task page follows events live, and stop and cancel work from the butto
     await page.locator('.timeline li[data-type="pod_stopped"]').waitFor({ timeout: liveMs });
     await page.locator('.card .pod-stopped').waitFor({ timeout: liveMs });
     assert.equal((await podState(task.id)).pod.state, 'STOPPED');
+    // A stopped pod shows how it last ended; event data is pretty, with a raw toggle.
+    assert.match(await page.getByTestId('last-exit').innerText(), /^stopped/);
+    const stopped = page.locator('.timeline li[data-type="pod_stopped"]').first();
+    await stopped.locator('pre.pretty').waitFor({ timeout: 5000 });
+    await stopped.getByRole('button', { name: 'raw' }).click();
+    await stopped.locator('code.data').waitFor({ timeout: 5000 });
 
     // Cancel needs a reason.
     await page.getByRole('button', { name: 'Cancel task' }).click();
@@ -183,6 +189,7 @@ test('the task page follows events live, and stop and cancel work from the butto
     await confirm.click();
     await page.locator('.timeline li[data-type="task_cancelled"]').waitFor({ timeout: liveMs });
     await page.locator('.pagehead .status-cancelled').waitFor({ timeout: liveMs });
+    assert.equal(await page.locator('.pagehead').innerText().then((h) => h.match(/Cancelled/g).length), 1, 'the header says Cancelled once');
     assert.equal(await page.getByRole('group', { name: 'Actions' }).count(), 0, 'a closed task offers no actions');
     assert.equal((await podState(task.id)).status, 'CANCELLED');
     await page.setViewportSize({ width: 390, height: 844 });
@@ -346,5 +353,73 @@ test('an operator creates a task from the form and lands on its page', async (t)
     assert.equal((await podState(id)).status, 'ACTIVE');
     await gqlData(server, 'mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }', { id });
     assert.deepEqual(problems, [], 'no console errors, failed or off-site requests');
+  });
+});
+
+test('the filters live in the URL: a filtered view reloads and can be shared; keys move and open', async (t) => {
+  const a = await createTask(server, { title: 'console-url: alpha export' });
+  await transitionPhase(server, a.id, 'PLANNING');
+  await createTask(server, { title: 'console-url: beta import' });
+  const { page, problems } = await open(server, '/ui/?phase=PLANNING&title=console-url');
+  t.after(() => page.close());
+  await withFailureShot(page, 'console-url', async () => {
+    // Opened with the query string: the form shows it and the list obeys it.
+    await row(page, 'alpha export').waitFor({ timeout: 15_000 });
+    assert.equal(await row(page, 'beta import').count(), 0);
+    assert.equal(await page.locator('select[name=phase]').inputValue(), 'PLANNING');
+    assert.equal(await page.getByLabel('Title contains').inputValue(), 'console-url');
+
+    // Changing a filter rewrites the URL; a reload keeps the view.
+    await page.locator('select[name=phase]').selectOption('');
+    await row(page, 'beta import').waitFor({ timeout: 5000 });
+    await page.waitForFunction(() => !location.search.includes('phase='));
+    await page.locator('select[name=status]').selectOption('INACTIVE');
+    await page.waitForFunction(() => new URLSearchParams(location.search).get('status') === 'INACTIVE');
+    assert.equal(new URL(page.url()).searchParams.get('title'), 'console-url');
+    await page.reload();
+    await row(page, 'beta import').waitFor({ timeout: 15_000 });
+    assert.equal(await page.locator('select[name=status]').inputValue(), 'INACTIVE');
+    assert.equal(await page.getByLabel('Title contains').inputValue(), 'console-url');
+
+    // Keyboard: / focuses the title filter; j selects the first row and
+    // Enter opens it; ? shows the shortcuts.
+    await page.locator('h1').click();
+    await page.keyboard.press('/');
+    assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.getAttribute('name')), 'title');
+    await page.locator('h1').click();
+    await page.keyboard.press('?');
+    await page.locator('dialog[open]', { hasText: 'Keyboard shortcuts' }).waitFor({ timeout: 5000 });
+    await page.keyboard.press('Escape');
+    await page.locator('dialog[open]').waitFor({ state: 'detached', timeout: 5000 });
+    await page.keyboard.press('j');
+    const first = page.locator('table.tasks tbody tr.selected');
+    await first.waitFor({ timeout: 5000 });
+    const title = await first.locator('td.title').innerText();
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: title }).waitFor({ timeout: 15_000 });
+    assert.deepEqual(problems, [], 'no console errors, failed or off-site requests');
+  });
+});
+
+test('when the server goes away, a banner says so and the data is marked stale', async (t) => {
+  const srv = await startServer();
+  let stopped = false;
+  t.after(async () => { if (!stopped) await srv.stop(); });
+  await createTask(srv, { title: 'console-offline: running', autoStart: true });
+  const { page } = await open(srv);
+  t.after(() => page.close());
+  await withFailureShot(page, 'console-offline', async () => {
+    await row(page, 'console-offline: running').locator('.pod-running').waitFor({ timeout: 15_000 });
+    await live(page);
+    assert.equal(await page.getByTestId('offline').count(), 0, 'no banner while connected');
+    await srv.stop();
+    stopped = true;
+    const banner = page.getByTestId('offline');
+    await banner.waitFor({ timeout: 15_000 });
+    assert.match(await banner.innerText(), /Connection to the server lost at .*out of date/);
+    assert.equal(await page.locator('main.stale').count(), 1, 'the page is marked stale');
+    const marks = await row(page, 'console-offline: running').locator('.pod-running')
+      .evaluate((el) => getComputedStyle(el, '::after').content);
+    assert.match(marks, /stale/, 'the last known pod state says it is stale');
   });
 });

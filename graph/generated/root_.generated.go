@@ -2065,6 +2065,11 @@ input TaskFilter {
   parentId: ID
   "Deadline strictly before this instant (tasks without a deadline never match)."
   deadlineBefore: Time
+  """
+  Ids starting with this (case-insensitive; dashes where the id has them), so a task
+  can be named by the first characters of its id. Not the start of any id: BAD_USER_INPUT.
+  """
+  idPrefix: String
 }
 
 input TaskOrder {

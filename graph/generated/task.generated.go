@@ -1281,7 +1281,7 @@ func (ec *executionContext) unmarshalInputTaskFilter(ctx context.Context, obj an
 		asMap["archived"] = false
 	}
 
-	fieldsInOrder := [...]string{"status", "phase", "createdAfter", "createdBefore", "createdBy", "runtime", "titleContains", "labels", "podState", "parentId", "deadlineBefore", "archived"}
+	fieldsInOrder := [...]string{"status", "phase", "createdAfter", "createdBefore", "createdBy", "runtime", "titleContains", "labels", "podState", "parentId", "deadlineBefore", "idPrefix", "archived"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -1367,6 +1367,13 @@ func (ec *executionContext) unmarshalInputTaskFilter(ctx context.Context, obj an
 				return it, err
 			}
 			it.DeadlineBefore = data
+		case "idPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDPrefix = data
 		case "archived":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("archived"))
 			data, err := ec.unmarshalOBoolean2bool(ctx, v)

@@ -430,11 +430,22 @@ func TestErrorCodes(t *testing.T) {
 
 		t.Run("ParseFailed", func(t *testing.T) {
 			for _, q := range []string{`{ task(`, `mutation { createTask(input: {title: "x"} { task { id } } }`, `}{`} {
-				r := c.gql(t, q, nil)
-				require.NotEmptyf(t, r.Errors, "%s", r.Raw)
-				require.Equal(t, "GRAPHQL_PARSE_FAILED", r.Errors[0].code())
-				require.GreaterOrEqual(t, r.Status, 400)
-				require.Less(t, r.Status, 500)
+				// GraphQL over HTTP: a request error is 200 for
+				// application/json (the default), 400 for
+				// application/graphql-response+json, typed like the
+				// request asked, and never has a data entry.
+				for accept, want := range map[string]int{"": http.StatusOK, "application/json": http.StatusOK, "application/graphql-response+json": http.StatusBadRequest} {
+					r := c.do(t, request{query: q, headers: map[string]string{"Accept": accept}})
+					require.NotEmptyf(t, r.Errors, "%s", r.Raw)
+					require.Equal(t, "GRAPHQL_PARSE_FAILED", r.Errors[0].code())
+					require.Equalf(t, want, r.Status, "Accept %q: %s", accept, r.Raw)
+					wantType := "application/json"
+					if accept == "application/graphql-response+json" {
+						wantType = accept
+					}
+					require.Equal(t, wantType, r.Header.Get("Content-Type"))
+					require.NotContains(t, string(r.Raw), `"data"`)
+				}
 			}
 		})
 

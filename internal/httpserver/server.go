@@ -27,6 +27,7 @@ import (
 	"github.com/ipa-dev/ipa/graph"
 	"github.com/ipa-dev/ipa/graph/generated"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/buildinfo"
 	"github.com/ipa-dev/ipa/internal/cohort"
 	"github.com/ipa-dev/ipa/internal/ide"
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -134,7 +135,9 @@ func New(cfg Config) http.Handler {
 		promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
+		// The build after "ok", so a probe or a person can tell which
+		// binary answers without a token.
+		_, _ = w.Write([]byte("ok " + buildinfo.Get().Short() + "\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -307,7 +310,7 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, err error) {
 		"errors":     []any{map[string]any{"message": msg, "extensions": ext}},
 		"extensions": map[string]any{"correlationId": ipa.CorrelationID(r.Context())},
 	})
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", responseMediaType(r))
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ipa"`)
 	}

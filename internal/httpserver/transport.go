@@ -149,12 +149,30 @@ func (c *codedWriter) finish() {
 		ext["correlationId"] = ipa.CorrelationID(c.r.Context())
 	}
 	body["errors"] = errs
+	// A request error ends before execution, so it has no data entry (the
+	// GraphQL spec), and its status follows the negotiated media type.
+	if d, ok := body["data"]; ok && d == nil {
+		delete(body, "data")
+	}
+	mt := responseMediaType(c.r)
+	if status == http.StatusUnprocessableEntity && len(errs) == 1 && errorMessage(errs[0]) == "no operation provided" {
+		// gqlgen's answer to a request without a query: malformed
+		// parameters, not a document error, so 400 whatever the media type.
+		status = http.StatusBadRequest
+	}
+	status = requestErrorStatus(status, mt)
 	out, _ := json.Marshal(body)
 	h := c.Header()
-	h.Set("Content-Type", "application/json")
+	h.Set("Content-Type", mt)
 	h.Set("Content-Length", strconv.Itoa(len(out)))
 	c.ResponseWriter.WriteHeader(status)
 	_, _ = c.ResponseWriter.Write(out)
+}
+
+func errorMessage(e any) string {
+	m, _ := e.(map[string]any)
+	s, _ := m["message"].(string)
+	return s
 }
 
 // codeForStatus is the code of an error that came with only an HTTP status.

@@ -23,6 +23,9 @@ type TaskFilter struct {
 	PodStates      []PodState
 	ParentID       *string    // children of this task
 	DeadlineBefore *time.Time // exclusive; tasks without a deadline never match
+	// IDPrefix: ids starting with it (see IDPrefixRange), so a person can
+	// name a task by the first characters of its id.
+	IDPrefix *string
 }
 
 // Matches reports whether t passes the filter, with the same meaning the store
@@ -59,6 +62,9 @@ func (f TaskFilter) Matches(t *Task) bool {
 		return false
 	}
 	if f.ParentID != nil && t.ParentID != *f.ParentID {
+		return false
+	}
+	if f.IDPrefix != nil && !HasIDPrefix(t.ID, *f.IDPrefix) {
 		return false
 	}
 	if f.DeadlineBefore != nil && (t.Deadline == nil || !t.Deadline.Before(*f.DeadlineBefore)) {

@@ -157,6 +157,11 @@ func validateFilter(f ipa.TaskFilter) error {
 	if err := ipa.ValidateLabels(f.Labels); err != nil {
 		return err
 	}
+	if f.IDPrefix != nil {
+		if _, _, ok := ipa.IDPrefixRange(*f.IDPrefix); !ok {
+			return invalidArg("idPrefix must be the start of a task id: hexadecimal digits, with dashes where the id has them.")
+		}
+	}
 	return nil
 }
 

@@ -318,6 +318,16 @@ func (s *Store) rowFilter(db *gorm.DB, f ipa.TaskFilter, p string) *gorm.DB {
 			db = db.Where("instr("+p+"title_lower, ?) > 0", needle)
 		}
 	}
+	if f.IDPrefix != nil {
+		// A range on the primary key, the same on text (SQLite) and uuid
+		// (PostgreSQL) columns; the service refused malformed prefixes,
+		// and one that slips through matches nothing.
+		lo, hi, ok := ipa.IDPrefixRange(*f.IDPrefix)
+		if !ok {
+			lo, hi = "ffffffff-ffff-ffff-ffff-ffffffffffff", "00000000-0000-0000-0000-000000000000"
+		}
+		db = db.Where(p+"id BETWEEN ? AND ?", lo, hi)
+	}
 	if len(f.PodStates) == 1 {
 		db = db.Where(p+"pod_state = ?", string(f.PodStates[0]))
 	} else if len(f.PodStates) > 1 {

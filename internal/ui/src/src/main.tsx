@@ -1,6 +1,7 @@
 // The operations console: a task list and a task page over ipa's public
 // GraphQL API, following changes live over one WebSocket.
 import './app.css';
+import './extras.css';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, base, getToken, gql, has, ideHref, live, loadSchema, setToken, type ConnState, type Schema } from './api';
@@ -8,6 +9,7 @@ import type { Viewer } from './model';
 import { TasksPage } from './tasks';
 import { TaskPage } from './task';
 import { Link } from './ui';
+import { OfflineBanner, useOffline } from './offline';
 
 export type Runtime = {
   name: string;
@@ -123,6 +125,7 @@ function App() {
   const [schema, setSchema] = useState<Schema | null>(null);
   const [runtimes, setRuntimes] = useState<Runtime[]>([]);
   const [gen, setGen] = useState(0); // bumps when the token changes
+  const offline = useOffline();
 
   useEffect(() => {
     let gone = false;
@@ -173,7 +176,8 @@ function App() {
         </span>
         <TokenBox onChange={() => setGen((g) => g + 1)} />
       </header>
-      <main id="main" tabIndex={-1}>
+      <OfflineBanner since={offline} />
+      <main id="main" tabIndex={-1} class={offline ? 'stale' : undefined}>
         {authError ? (
           <div class="refusal" role="alert">
             <strong>{authError.message}</strong> <span class="code">{authError.code}</span>

@@ -3,7 +3,6 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { base, download, gql, live, type Schema } from './api';
 import {
-  ago,
   canRun,
   canWrite,
   duration,
@@ -20,6 +19,7 @@ import {
   type Viewer,
 } from './model';
 import { Badge, Confirm, Json, Link, Refusal, taskHref, useNow } from './ui';
+import { EventData, Stamp, lastExit } from './taskextras';
 
 // How far back the page reads the stream when it opens, and how much it
 // keeps: the newest events and output lines are what an operator watches.
@@ -107,13 +107,22 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
     };
   }, [known, id]);
 
-  // Live state and pid are not events: poll them while a pod runs.
+  // Live state and pid are not events: poll them while a pod runs and the
+  // page is visible, twice a second, so the page does not lag the pod.
   const running = known && task!.pod.state !== 'STOPPED';
   useEffect(() => {
     if (!running) return;
-    const t = setInterval(refresh, 2000);
-    return () => clearInterval(t);
+    const tick = () => {
+      if (!document.hidden) refresh();
+    };
+    const t = setInterval(tick, 500);
+    document.addEventListener('visibilitychange', tick);
+    return () => {
+      clearInterval(t);
+      document.removeEventListener('visibilitychange', tick);
+    };
   }, [running, refresh]);
+  const exit = lastExit(events);
 
   if (task === undefined) return error ? <Refusal error={error} /> : <p class="loading">Loading…</p>;
   if (task === null) {
@@ -136,9 +145,12 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
       <div class="pagehead">
         <h1 id="task-title">{task.title}</h1>
         <Badge kind="status" value={task.status} />
-        <span class="phase" data-testid="phase">
-          {label(task.phase)}
-        </span>
+        {/* A closed task's phase says what its status says: show it once. */}
+        {label(task.phase) !== label(task.status) && (
+          <span class="phase" data-testid="phase">
+            {label(task.phase)}
+          </span>
+        )}
       </div>
       <Refusal error={error} />
       {canWrite(props.viewer) && !isClosed(task) && (
@@ -164,7 +176,7 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
             </dd>
             <dt>Updated</dt>
             <dd>
-              <time dateTime={task.updatedAt}>{ago(task.updatedAt, now)}</time>
+              <Stamp iso={task.updatedAt} now={now} />
             </dd>
             {task.labels && Object.keys(task.labels).length > 0 && (
               <>
@@ -211,6 +223,14 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
             <dd>{pod.startedAt && podRuns(task) ? duration(now - Date.parse(pod.startedAt)) : '—'}</dd>
             <dt>Restarts</dt>
             <dd>{pod.restarts}</dd>
+            {!podRuns(task) && exit && (
+              <>
+                <dt>Last exit</dt>
+                <dd data-testid="last-exit">
+                  {exit.text}, <Stamp iso={exit.at} now={now} />
+                </dd>
+              </>
+            )}
             {pod.nextAttemptAt && (
               <>
                 <dt>Next attempt</dt>
@@ -288,9 +308,7 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
             {events.map((e) => (
               <li key={e.id} data-type={e.type}>
                 <span class="v">#{e.version}</span> <strong class="type">{e.type}</strong>{' '}
-                <time dateTime={e.occurredAt} title={when(e.occurredAt)}>
-                  {ago(e.occurredAt, now)}
-                </time>
+                <Stamp iso={e.occurredAt} now={now} />
                 {e.actorId && <span class="muted"> by {e.actorId}</span>}
                 <EventData e={e} />
               </li>
@@ -392,12 +410,6 @@ function Family({ task }: { task: Task }) {
   );
 }
 
-function EventData({ e }: { e: Event }) {
-  const d = e.data;
-  if (!d || (typeof d === 'object' && Object.keys(d).length === 0)) return null;
-  const text = JSON.stringify(d);
-  return <code class="data">{text.length > 300 ? `${text.slice(0, 300)}…` : text}</code>;
-}
 
 // Log shows the output tail and keeps it scrolled to the end unless the
 // reader scrolled up.

@@ -21,6 +21,9 @@ import {
   type Viewer,
 } from './model';
 import { Badge, Dialog, Link, navigate, Refusal, taskHref, useNow } from './ui';
+import { filterFromURL, filterToURL } from './urlstate';
+import { KeysHelp, useListKeys } from './keys';
+import { exampleConfig } from './taskextras';
 
 const pageSize = 25;
 const noFilter: Filter = { status: '', phase: '', podState: '', runtime: '', title: '', label: '' };
@@ -29,8 +32,8 @@ type Page = { rows: Task[]; hasNext: boolean; endCursor: string | null; total: n
 
 export function TasksPage(props: { viewer: Viewer; schema: Schema; runtimes: Runtime[] }) {
   const { schema } = props;
-  const [filter, setFilter] = useState<Filter>(noFilter);
-  const [title, setTitle] = useState(''); // typed; applied after a pause
+  const [filter, setFilter] = useState<Filter>(() => filterFromURL(noFilter));
+  const [title, setTitle] = useState(filter.title); // typed; applied after a pause
   const [cursors, setCursors] = useState<(string | null)[]>([null]); // the `after` of each page so far
   const [page, setPage] = useState<Page | null>(null);
   const [counts, setCounts] = useState<Record<string, number>>({});
@@ -85,6 +88,13 @@ export function TasksPage(props: { viewer: Viewer; schema: Schema; runtimes: Run
   useEffect(() => {
     fetchPage();
   }, [fetchPage, filter]);
+  useEffect(() => filterToURL(filter), [filter]);
+
+  const titleInput = useRef<HTMLInputElement>(null);
+  const keys = useListKeys(page?.rows.length ?? 0, {
+    open: (i) => page && page.rows[i] && navigate(taskHref(page.rows[i].id)),
+    search: () => titleInput.current?.focus(),
+  });
 
   // The title filter applies 250 ms after typing stops.
   useEffect(() => {
@@ -205,7 +215,7 @@ export function TasksPage(props: { viewer: Viewer; schema: Schema; runtimes: Run
       <form class="filters" role="search" aria-label="Filter tasks" onSubmit={(e) => e.preventDefault()}>
         <label class="field grow">
           Title contains
-          <input type="search" name="title" value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
+          <input type="search" name="title" ref={titleInput} value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
         </label>
         {select('status', statuses, 'Status')}
         {select('phase', phases, 'Phase')}
@@ -242,8 +252,13 @@ export function TasksPage(props: { viewer: Viewer; schema: Schema; runtimes: Run
             </tr>
           </thead>
           <tbody>
-            {page?.rows.map((t) => (
-              <tr key={t.id} data-id={t.id} class={changed[t.id] && now - changed[t.id] < 2000 ? 'flash' : ''}>
+            {page?.rows.map((t, i) => (
+              <tr
+                key={t.id}
+                data-id={t.id}
+                aria-selected={keys.selected === i ? true : undefined}
+                class={[changed[t.id] && now - changed[t.id] < 2000 ? 'flash' : '', keys.selected === i ? 'selected' : ''].join(' ').trim()}
+              >
                 <td class="title">
                   <Link href={taskHref(t.id)}>{t.title}</Link>
                 </td>
@@ -299,6 +314,7 @@ export function TasksPage(props: { viewer: Viewer; schema: Schema; runtimes: Run
         </button>
       </nav>
 
+      {keys.help && <KeysHelp onClose={keys.closeHelp} />}
       {creating && (
         <CreateTask
           viewer={props.viewer}
@@ -433,9 +449,9 @@ function CreateTask(props: { viewer: Viewer; schema: Schema; runtimes: Runtime[]
           Runtime config (JSON)
           <textarea
             name="runtimeConfig"
-            rows={4}
+            rows={6}
             class="mono"
-            placeholder={form.runtime === 'exec' ? '{"command": ["sh", "-c", "echo hello"]}' : '{}'}
+            placeholder={`for example:\n${exampleConfig(form.runtime, props.runtimes)}`}
             value={form.config}
             onInput={(e) => set({ config: e.currentTarget.value })}
           />
