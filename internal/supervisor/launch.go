@@ -206,7 +206,7 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	abort := func(err error) error {
 		conn.close()
 		_ = terminate(pr, s.cfg.KillWait)
-		conn.release()
+		conn.release(pr)
 		_ = s.cfg.Leases.Delete(context.WithoutCancel(ctx), t.ID)
 		return err
 	}

@@ -35,9 +35,20 @@ func (c *pluginConn) close() {
 	}
 }
 
-// release frees what go-plugin holds for a plugin whose process has ended
-// (goroutines, socket dir). It returns at once for a dead process.
-func (c *pluginConn) release() { c.client.Kill() }
+// release frees what go-plugin holds for the plugin process p, which has
+// been killed (goroutines, socket dir). It reads what is left of p's stderr
+// for at most stderrDrainWait, then closes p's pipes, so it returns promptly
+// even when another process still holds a write end of them (go-plugin's
+// Kill alone would wait for that process to end).
+func (c *pluginConn) release(p *proc) {
+	if p != nil {
+		if !p.alive() {
+			p.waitStderr(stderrDrainWait)
+		}
+		p.closePipes()
+	}
+	c.client.Kill()
+}
 
 // hclogger routes go-plugin's own chatter to slog at debug level; a plugin's
 // stderr is relayed separately (stderrTail) with the task id.
@@ -81,10 +92,13 @@ func launchPlugin(ctx context.Context, cmd *exec.Cmd, stderr io.Writer, log *slo
 	cfg.SyncStdout = stderr
 	client := plugin.NewClient(cfg)
 	fail := func(err error) (*pluginConn, *proc, error) {
-		client.Kill()
 		if r.p != nil {
+			// Killed and its pipes closed first, so go-plugin's Kill does not
+			// wait (2 s, then for the pipes' end) for a process we end anyway.
 			_ = terminate(r.p, DefaultKillWait)
+			r.p.closePipes()
 		}
+		client.Kill()
 		return nil, nil, err
 	}
 	type result struct {

@@ -171,7 +171,7 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 	if !s.reserve(2) {
 		conn.close()
 		s.killAdopted(pr, log)
-		conn.release()
+		conn.release(pr)
 		return false
 	}
 	r.startedEventID, _ = s.record(ctx, l.TaskID, ipa.EventPodReattached, ipa.PodReattachedData{PID: l.PID, Attempt: l.Attempt, Runtime: l.Runtime}, "")
