@@ -1,11 +1,13 @@
 package supervisor
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -69,5 +71,63 @@ func TestCrashRestartDoesNotWaitForPipeHolders(t *testing.T) {
 	}
 	if s := waitState(t, b.sup, task.ID, ipa.PodRunning); s.PID == st.PID || s.Restarts != 1 {
 		t.Fatalf("status after the restart = %+v", s)
+	}
+}
+
+// TestStopDoesNotWaitForPipeHolders: a pod whose plugin's output pipes
+// another process holds open stops, while that process still lives.
+func TestStopDoesNotWaitForPipeHolders(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	task := newTask("", ipa.RestartPolicy{})
+	st := mustStart(t, b.sup, task)
+	held := holdPipes(t, st.PID)
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.sup.StopPod(context.Background(), task.ID, "test") }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("StopPod: %v", err)
+		}
+	case <-held:
+		t.Fatal("the pipe holder ended before the stop returned: the test proves nothing")
+	case <-time.After(60 * time.Second):
+		t.Fatal("StopPod did not return while another process held the plugin's pipes")
+	}
+	if s := b.sup.Status(task.ID); s.State != ipa.PodStopped {
+		t.Fatalf("status after the stop = %+v", s)
+	}
+	b.rec.wait(t, task.ID, ipa.EventPodStopped, 1)
+}
+
+// TestStopOfAFrozenPlugin: a plugin that no longer runs at all (SIGSTOP:
+// its gRPC server answers nothing, its process never exits on its own) is
+// stopped: killed at the stop deadline, whatever go-plugin's shutdown of the
+// connection waits for.
+func TestStopOfAFrozenPlugin(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.StopTimeout = 500 * time.Millisecond })
+	task := newTask("", ipa.RestartPolicy{})
+	st := mustStart(t, b.sup, task)
+	if err := syscall.Kill(st.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.sup.StopPod(context.Background(), task.ID, "test") }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("StopPod: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		_ = syscall.Kill(st.PID, syscall.SIGKILL)
+		t.Fatal("StopPod of a frozen plugin did not return")
+	}
+	d := decode[ipa.PodStoppedData](t, b.rec.wait(t, task.ID, ipa.EventPodStopped, 1))
+	if !d.Forced {
+		t.Fatalf("pod_stopped = %+v, want forced", d)
+	}
+	if processAlive(st.PID) {
+		t.Fatalf("pid %d alive after the stop", st.PID)
 	}
 }

@@ -28,12 +28,32 @@ type pluginConn struct {
 
 // close asks the plugin's gRPC server to shut down (go-plugin's controller),
 // which ends a well-behaved plugin process, and drops the connection. It does
-// not wait for the process.
-func (c *pluginConn) close() {
-	if rpc, err := c.client.Client(); err == nil {
+// not wait for the process, and waits for the request at most until p ends
+// or wait has passed: go-plugin bounds that request by nothing but the end of
+// the process, and a frozen plugin (stopped, or starved) never answers it.
+// The request then goes on aside, until the caller has killed p and released
+// the connection (it always does both next).
+func (c *pluginConn) close(p *proc, wait time.Duration) {
+	rpc, err := c.client.Client()
+	if err != nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		_ = rpc.Close()
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-p.exited():
+	case <-t.C:
 	}
 }
+
+// closeWait bounds close where the plugin is killed right after anyway.
+const closeWait = time.Second
 
 // release frees what go-plugin holds for the plugin process p, which has
 // been killed (goroutines, socket dir). It reads what is left of p's stderr
