@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -84,7 +85,14 @@ func TestScheduledRestartOnFreshServers(t *testing.T) {
 			d := time.Since(began)
 			took = append(took, d)
 			if d > time.Second {
-				t.Logf("restart took %s", d)
+				// Where the time went: the server's lines about the pod.
+				var lines []string
+				for _, l := range strings.Split(s.log.String(), "\n") {
+					if strings.Contains(l, id) && !strings.Contains(l, "source=plugin") {
+						lines = append(lines, l)
+					}
+				}
+				t.Logf("restart took %s (killed at %s):\n%s", d, began.UTC().Format("15:04:05.000"), strings.Join(lines, "\n"))
 			}
 		})
 		if !ok {
