@@ -99,7 +99,7 @@ func (s *Supervisor) pollState(ctx context.Context, p *pod, r *run) {
 func (s *Supervisor) endRun(p *pod, r *run) {
 	r.stopPoll()
 	<-r.pollDone // returns promptly: every poll call has HealthTimeout
-	r.conn.release()
+	r.conn.release(r.proc)
 	p.mu.Lock()
 	if p.run == r {
 		p.run = nil

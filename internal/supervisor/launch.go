@@ -204,9 +204,9 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		startSpan: span.SpanContext()}
 	span.SetAttributes(attribute.Int("ipa.pod.pid", pr.pid))
 	abort := func(err error) error {
-		conn.close()
+		conn.close(pr, closeWait)
 		_ = terminate(pr, s.cfg.KillWait)
-		conn.release()
+		conn.release(pr)
 		_ = s.cfg.Leases.Delete(context.WithoutCancel(ctx), t.ID)
 		return err
 	}

@@ -28,16 +28,47 @@ type pluginConn struct {
 
 // close asks the plugin's gRPC server to shut down (go-plugin's controller),
 // which ends a well-behaved plugin process, and drops the connection. It does
-// not wait for the process.
-func (c *pluginConn) close() {
-	if rpc, err := c.client.Client(); err == nil {
+// not wait for the process, and waits for the request at most until p ends
+// or wait has passed: go-plugin bounds that request by nothing but the end of
+// the process, and a frozen plugin (stopped, or starved) never answers it.
+// The request then goes on aside, until the caller has killed p and released
+// the connection (it always does both next).
+func (c *pluginConn) close(p *proc, wait time.Duration) {
+	rpc, err := c.client.Client()
+	if err != nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		_ = rpc.Close()
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-p.exited():
+	case <-t.C:
 	}
 }
 
-// release frees what go-plugin holds for a plugin whose process has ended
-// (goroutines, socket dir). It returns at once for a dead process.
-func (c *pluginConn) release() { c.client.Kill() }
+// closeWait bounds close where the plugin is killed right after anyway.
+const closeWait = time.Second
+
+// release frees what go-plugin holds for the plugin process p, which has
+// been killed (goroutines, socket dir). It reads what is left of p's stderr
+// for at most stderrDrainWait, then closes p's pipes, so it returns promptly
+// even when another process still holds a write end of them (go-plugin's
+// Kill alone would wait for that process to end).
+func (c *pluginConn) release(p *proc) {
+	if p != nil {
+		if !p.alive() {
+			p.waitStderr(stderrDrainWait)
+		}
+		p.closePipes()
+	}
+	c.client.Kill()
+}
 
 // hclogger routes go-plugin's own chatter to slog at debug level; a plugin's
 // stderr is relayed separately (stderrTail) with the task id.
@@ -81,10 +112,13 @@ func launchPlugin(ctx context.Context, cmd *exec.Cmd, stderr io.Writer, log *slo
 	cfg.SyncStdout = stderr
 	client := plugin.NewClient(cfg)
 	fail := func(err error) (*pluginConn, *proc, error) {
-		client.Kill()
 		if r.p != nil {
+			// Killed and its pipes closed first, so go-plugin's Kill does not
+			// wait (2 s, then for the pipes' end) for a process we end anyway.
 			_ = terminate(r.p, DefaultKillWait)
+			r.p.closePipes()
 		}
+		client.Kill()
 		return nil, nil, err
 	}
 	type result struct {

@@ -40,6 +40,12 @@ type proc struct {
 	// adopted process, whose stderr we do not hold.
 	stderrEOF  chan struct{}
 	stderrOnce sync.Once
+	// pipes are the read ends of the plugin's stdout and stderr (nil for
+	// an adopted process). They reach their end only when every process
+	// holding a write end has closed it, and one that is not the plugin may
+	// (a process forked while they were open, a child that left the group):
+	// closePipes ends them for the readers once the plugin is gone.
+	pipes []*os.File
 
 	mu     sync.Mutex
 	reaped bool // after this the pid may be recycled: never signal it again
@@ -143,7 +149,8 @@ func (r *childRunner) start() error {
 	r.stdout, r.stderr = outR, errR
 	pid := r.cmd.Process.Pid
 	ticks, _ := procStartTicks(pid) // the child is ours and alive: the read only fails if /proc is missing
-	r.p = &proc{pid: pid, startTicks: ticks, groupLead: true, pidfd: -1, done: make(chan struct{}), stderrEOF: make(chan struct{})}
+	r.p = &proc{pid: pid, startTicks: ticks, groupLead: true, pidfd: -1, done: make(chan struct{}), stderrEOF: make(chan struct{}),
+		pipes: []*os.File{outR, errR}}
 	go r.wait()
 	return nil
 }
@@ -372,6 +379,9 @@ func (e *eofReader) Close() error {
 }
 
 // waitStderr waits up to max for the plugin's stderr to be read to its end.
+// Call it once the process has ended: when the end does not come in time
+// (another process holds the pipe), the pipes are closed, so nothing waits
+// for them again.
 func (p *proc) waitStderr(max time.Duration) {
 	if p.stderrEOF == nil {
 		return
@@ -381,6 +391,23 @@ func (p *proc) waitStderr(max time.Duration) {
 	select {
 	case <-p.stderrEOF:
 	case <-t.C:
+		p.closePipes()
+	}
+}
+
+// closePipes closes the read ends of the plugin's stdout and stderr, which
+// ends go-plugin's readers of them at once (their Read fails): its Kill waits
+// for those readers without a bound, and its doneCtx is only cancelled after
+// them, so without this a dead plugin whose pipes another process still
+// holds would keep whoever releases it (with the pod's operation lock)
+// waiting for that process. Call it once the process is gone and its stderr
+// has been read as far as it is going to be.
+func (p *proc) closePipes() {
+	for _, f := range p.pipes {
+		_ = f.Close()
+	}
+	if p.stderrEOF != nil {
+		p.stderrOnce.Do(func() { close(p.stderrEOF) })
 	}
 }
 

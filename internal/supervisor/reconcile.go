@@ -169,9 +169,9 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 	r := &run{conn: conn, proc: pr, runtime: l.Runtime, attempt: l.Attempt, trigger: "reattach", startedAt: l.StartedAt,
 		stderr: newStderrTail(log.With(slog.String("source", "plugin")))}
 	if !s.reserve(2) {
-		conn.close()
+		conn.close(pr, closeWait)
 		s.killAdopted(pr, log)
-		conn.release()
+		conn.release(pr)
 		return false
 	}
 	r.startedEventID, _ = s.record(ctx, l.TaskID, ipa.EventPodReattached, ipa.PodReattachedData{PID: l.PID, Attempt: l.Attempt, Runtime: l.Runtime}, "")
@@ -203,7 +203,7 @@ func (s *Supervisor) reattach(ctx context.Context, l Lease, pr *proc, t ipa.Task
 				err = fmt.Errorf("plugin runs task %s, not %s", resp.TaskID, l.TaskID)
 			}
 			if err != nil {
-				c.close()
+				c.close(pr, closeWait)
 				c = nil
 			}
 		}

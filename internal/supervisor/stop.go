@@ -93,7 +93,9 @@ func (s *Supervisor) stopRun(traced context.Context, p *pod, r *run, reason stri
 		if _, err := r.conn.rt.Stop(ctx, podapi.StopRequest{Deadline: deadline, Reason: reason}); err != nil {
 			log.Warn("runtime stop failed", slog.Any("error", err))
 		}
-		r.conn.close() // go-plugin's controller Shutdown: the plugin process exits
+		// go-plugin's controller Shutdown: the plugin process exits. A frozen
+		// plugin answers neither: the deadline stands.
+		r.conn.close(r.proc, time.Until(deadline))
 		select {
 		case <-r.proc.exited():
 		case <-ctx.Done():

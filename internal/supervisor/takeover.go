@@ -128,7 +128,7 @@ func (s *Supervisor) Abandon(taskID string) {
 	log := s.log.With(slog.String("task_id", taskID))
 	if r != nil {
 		r.stopping.Store(true)
-		r.conn.close()
+		r.conn.close(r.proc, closeWait)
 		if err := terminate(r.proc, s.cfg.KillWait); err != nil {
 			log.Error("abandon: kill plugin", slog.Any("error", err))
 		}
