@@ -188,6 +188,12 @@ type home struct {
 	// cred, when set, runs the server as another OS user (the test runs as
 	// root); its database and data dir must be that user's.
 	cred *syscall.Credential
+	// token, when set, is sent as the Bearer credential of every request
+	// the harness makes. A home with cred gets an admin token minted as
+	// that user before its first start: the anonymous local door admits
+	// only connections of the server's own OS user, and the test's client
+	// is root.
+	token string
 
 	mu      sync.Mutex
 	servers []*server
@@ -236,6 +242,20 @@ func (h *home) cleanup() {
 	}
 }
 
+// mintAs creates a token with `ipa token create`, run as the home's OS user
+// (so a new store is that user's), and returns its secret.
+func (h *home) mintAs(t testing.TB, actor, role string) string {
+	t.Helper()
+	cmd := exec.Command(ipaBin, "token", "create", "--actor", actor, "--role", role, "--database", h.db)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: h.cred}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ipa token create as uid %d: %v\n%s", h.cred.Uid, err, out)
+	}
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
 // logBuf is a goroutine-safe log capture.
 type logBuf struct {
 	mu sync.Mutex
@@ -273,6 +293,9 @@ var servingRE = regexp.MustCompile(`msg="ipa serving" addr=(\S+)`)
 func (h *home) start(extra ...string) *server {
 	t := h.t
 	t.Helper()
+	if h.cred != nil && h.token == "" && h.db != "" {
+		h.token = h.mintAs(t, "harness", "admin")
+	}
 	args := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", h.dataDir,
 		"--shutdown-timeout", "10s", "--log-level", "info"}
 	if h.db != "" { // "": the test names the database its own way (--database-url-file)
@@ -413,6 +436,9 @@ func (s *server) post(ctx context.Context, query string, vars map[string]any) (j
 		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if s.h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.h.token)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, nil, err
