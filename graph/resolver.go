@@ -18,4 +18,7 @@ type Resolver struct {
 	// as unknown (tests building a bare resolver).
 	InstanceService *service.InstanceService
 	WebhookService  *service.WebhookService
+	// ConversationService holds messages to pods and their requests to
+	// people.
+	ConversationService *service.ConversationService
 }

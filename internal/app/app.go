@@ -23,6 +23,7 @@ import (
 	"github.com/ipa-dev/ipa/graph"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/cohort"
+	"github.com/ipa-dev/ipa/internal/conversation"
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
@@ -143,6 +144,10 @@ type App struct {
 	stopDeadlinesFn context.CancelFunc
 	deadlines       sync.WaitGroup
 
+	// Conversations with pods, and their requests' expiry timer.
+	Conversations *conversation.Service
+	expiry        *conversation.Expiry
+
 	registry  *instance.Registry
 	coord     *coordinator
 	coordCtx  context.Context
@@ -258,6 +263,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		pub = cfg.Publish(pub)
 	}
 	a.Writer = eventlog.NewWriter(a.Store, pub)
+	a.Conversations = conversation.New(a.Store, a.Writer, a.Feed)
 
 	// Pods.
 	dataDir := cfg.DataDir
@@ -270,7 +276,7 @@ func (a *App) build(ctx context.Context) (err error) {
 	supCfg := supervisor.Config{
 		Recorder:      eventlog.NewPodRecorder(a.Writer),
 		History:       eventlog.NewPodHistory(a.Store),
-		HostFactory:   runtimehost.Factory(a.Writer, a.Store),
+		HostFactory:   runtimehost.Factory(a.Writer, a.Store, a.Conversations),
 		Launcher:      cfg.Launcher,
 		DataDir:       dataDir,
 		InstanceID:    cfg.InstanceID,
@@ -325,6 +331,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		FeedService:     service.NewFeedService(a.Feed),
 		TokenService:    service.NewTokenService(a.Store, log, nil),
 		InstanceService: service.NewInstanceService(a),
+		ConversationService: service.NewConversationService(a.Conversations),
 		WebhookService:  service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance
@@ -346,6 +353,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		}
 	}
 	a.startDeadlines(cfg.DeadlineInterval)
+	a.expiry = conversation.StartExpiry(a.baseCtx, a.Conversations, cfg.DeadlineInterval, log)
 	a.Webhooks.Start()
 
 	// HTTP.
@@ -476,6 +484,7 @@ func (a *App) Close() error {
 		// The deadline timer cancels tasks (and stops their pods): it
 		// stops before the pods and the store do.
 		a.stopDeadlines()
+		a.expiry.Stop()
 		// Webhook workers read the store; they stop (releasing their
 		// endpoints' leases) before it closes.
 		if a.Webhooks != nil {

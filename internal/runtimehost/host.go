@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ipa-dev/ipa/internal/conversation"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
@@ -33,8 +34,16 @@ type Reader interface {
 }
 
 // Factory returns the constructor the supervisor calls for each pod.
-func Factory(w *eventlog.Writer, r Reader) func(taskID, runtime string) podapi.Host {
-	return func(taskID, runtime string) podapi.Host { return New(w, r, taskID, runtime) }
+// conv, when set, holds the pods' conversations (protocol version 3);
+// without it a runtime's Messages and Ask calls are refused as unsupported.
+func Factory(w *eventlog.Writer, r Reader, conv *conversation.Service) func(taskID, runtime string) podapi.Host {
+	return func(taskID, runtime string) podapi.Host {
+		h := New(w, r, taskID, runtime)
+		if conv == nil {
+			return h
+		}
+		return &ConversingHost{Host: h, conv: conv}
+	}
 }
 
 // Actor is the actor recorded on events a runtime writes.
