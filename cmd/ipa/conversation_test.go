@@ -1,0 +1,291 @@
+package main
+
+// Conversations with real pods over real sockets: a runtime built on the
+// public SDK (sdk/pod/testdata/chatty) receives messages and asks, run by a
+// real server from its --plugin-dir.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildChatty builds the SDK's conversation runtime into pluginDir.
+func buildChatty(t testing.TB, pluginDir string) {
+	t.Helper()
+	build := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "chatty"), "./sdk/pod/testdata/chatty")
+	build.Dir = repoRoot(t)
+	build.Env = append(os.Environ(), "GOFLAGS=")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build chatty: %v\n%s", err, b)
+	}
+}
+
+// outputLines are the task's pod_output lines, in order.
+func (s *server) outputLines(t testing.TB, id string) []string {
+	t.Helper()
+	var lines []string
+	for _, e := range s.events(t, id, "pod_output") {
+		for _, l := range dataField[[]struct{ Stream, Text string }](t, e, "lines") {
+			lines = append(lines, l.Text)
+		}
+	}
+	return lines
+}
+
+func (s *server) sendMessage(t testing.TB, id, text string) string {
+	t.Helper()
+	var out struct {
+		SendMessage struct {
+			Message struct{ ID string }
+		}
+	}
+	s.must(t, `mutation($id: ID!, $text: String!) { sendMessage(taskId: $id, text: $text) { message { id } } }`,
+		map[string]any{"id": id, "text": text}, &out)
+	return out.SendMessage.Message.ID
+}
+
+type requestView struct {
+	ID         string   `json:"id"`
+	Kind       string   `json:"kind"`
+	Prompt     string   `json:"prompt"`
+	Options    []string `json:"options"`
+	State      string   `json:"state"`
+	ExpiresAt  *string  `json:"expiresAt"`
+	Answer     *string  `json:"answer"`
+	Approved   *bool    `json:"approved"`
+	AnsweredBy *string  `json:"answeredBy"`
+	Task       struct{ ID string }
+}
+
+const requestFields = `id kind prompt options state expiresAt answer approved answeredBy task { id }`
+
+func (s *server) pending(t testing.TB, id string) []requestView {
+	t.Helper()
+	var out struct{ Task struct{ PendingRequests []requestView } }
+	s.must(t, `query($id: ID!) { task(id: $id) { pendingRequests { `+requestFields+` } } }`, map[string]any{"id": id}, &out)
+	return out.Task.PendingRequests
+}
+
+func (s *server) inbox(t testing.TB, state string) []requestView {
+	t.Helper()
+	var out struct {
+		InputRequests struct{ Edges []struct{ Node requestView } }
+	}
+	s.must(t, `query($s: InputRequestState) { inputRequests(state: $s, first: 100) { edges { node { `+requestFields+` } } } }`,
+		map[string]any{"s": state}, &out)
+	var list []requestView
+	for _, e := range out.InputRequests.Edges {
+		list = append(list, e.Node)
+	}
+	return list
+}
+
+// waitPending waits for the task's one pending request.
+func (s *server) waitPending(t testing.TB, id string) requestView {
+	t.Helper()
+	var r requestView
+	eventually(t, 60*time.Second, func() string {
+		p := s.pending(t, id)
+		if len(p) != 1 {
+			return fmt.Sprintf("%d pending requests", len(p))
+		}
+		r = p[0]
+		return ""
+	})
+	return r
+}
+
+// waitLine waits for an output line starting with prefix and returns it.
+func (s *server) waitLine(t testing.TB, id, prefix string) string {
+	t.Helper()
+	var got string
+	eventually(t, 60*time.Second, func() string {
+		for _, l := range s.outputLines(t, id) {
+			if strings.HasPrefix(l, prefix) {
+				got = l
+				return ""
+			}
+		}
+		return fmt.Sprintf("no line %q yet; output %q", prefix, s.outputLines(t, id))
+	})
+	return got
+}
+
+// Messages sent before the pod starts and while it runs arrive once each,
+// in order, and are acknowledged with message_delivered; the server's
+// restart in between changes none of that.
+func TestMessagesReachTheRunningPod(t *testing.T) {
+	t.Parallel()
+	dir := newPluginDir(t)
+	buildChatty(t, dir)
+	h := newHome(t, "--plugin-dir", dir)
+	s := h.start()
+	id := s.createTask(t, map[string]any{"title": "chat", "runtime": "chatty"})
+	first := s.sendMessage(t, id, "before start")
+	s.startPod(t, id)
+	s.waitPod(t, id, "RUNNING", "", 0, 60*time.Second)
+	s.sendMessage(t, id, "while running")
+	s.waitLine(t, id, "got: while running")
+
+	// kill -9 of the server: the plugin keeps running; messages sent to
+	// the new server reach it through the reattached host.
+	s.crash(t)
+	s = h.start()
+	eventually(t, 60*time.Second, func() string {
+		if len(s.events(t, id, "pod_reattached")) == 0 {
+			return "not reattached"
+		}
+		return ""
+	})
+	s.sendMessage(t, id, "after the server's restart")
+	s.waitLine(t, id, "got: after the server's restart")
+
+	want := []string{"got: before start", "got: while running", "got: after the server's restart"}
+	var got []string
+	for _, l := range s.outputLines(t, id) {
+		if strings.HasPrefix(l, "got: ") {
+			got = append(got, l)
+		}
+	}
+	if !slices.Equal(got, want) {
+		for _, e := range s.events(t, id) {
+			t.Logf("%d %s %s %s", e.Version, e.Type, e.OccurredAt, e.Data)
+		}
+		t.Fatalf("the pod got %q, want %q", got, want)
+	}
+	eventually(t, 30*time.Second, func() string {
+		if n := len(s.events(t, id, "message_delivered")); n != 3 {
+			return fmt.Sprintf("%d message_delivered", n)
+		}
+		return ""
+	})
+	var out struct {
+		Task struct {
+			Messages struct {
+				TotalCount int
+				Edges      []struct {
+					Node struct {
+						ID, Text, SentBy string
+						Delivered        bool
+					}
+				}
+			}
+		}
+	}
+	s.must(t, `query($id: ID!) { task(id: $id) { messages(first: 10) { totalCount edges { node { id text sentBy delivered } } } } }`,
+		map[string]any{"id": id}, &out)
+	m := out.Task.Messages
+	if m.TotalCount != 3 || len(m.Edges) != 3 || m.Edges[0].Node.ID != first || m.Edges[0].Node.Text != "before start" || !m.Edges[2].Node.Delivered || m.Edges[0].Node.SentBy == "" {
+		t.Fatalf("Task.messages: %+v", m)
+	}
+	// A closed task takes no messages.
+	s.must(t, `mutation($id: ID!) { cancelTask(taskId: $id, reason: "done") { task { id } } }`, map[string]any{"id": id}, nil)
+	s.mustFail(t, `mutation($id: ID!) { sendMessage(taskId: $id, text: "late") { message { id } } }`, map[string]any{"id": id}, "CONFLICT", "ALREADY_CANCELLED")
+	s.mustFail(t, `mutation($id: ID!) { sendMessage(taskId: $id, text: "") { message { id } } }`, map[string]any{"id": id}, "BAD_USER_INPUT", "INVALID_ARGUMENT")
+}
+
+// A runtime asks for approval, is killed -9 while it waits, and its next
+// run (asking again under the same key) gets the answer given meanwhile.
+// The request shows in Task.pendingRequests and in the inbox until then; a
+// second answer is refused.
+func TestAskSurvivesThePodsKill(t *testing.T) {
+	t.Parallel()
+	dir := newPluginDir(t)
+	buildChatty(t, dir)
+	s := newHome(t, "--plugin-dir", dir).start()
+	id := s.createTask(t, map[string]any{"title": "ask", "runtime": "chatty", "autoStart": true,
+		"runtimeConfig": map[string]any{"ask": map[string]any{"kind": "APPROVAL", "prompt": "Deploy to prod?"}},
+		"restartPolicy": map[string]any{"autoRestart": true, "initialBackoffMs": 3000, "maxBackoffMs": 3000}})
+	r := s.waitPending(t, id)
+	if r.Kind != "APPROVAL" || r.Prompt != "Deploy to prod?" || r.State != "PENDING" || r.Task.ID != id || r.ExpiresAt != nil {
+		t.Fatalf("pending request: %+v", r)
+	}
+	if inbox := s.inbox(t, "PENDING"); len(inbox) != 1 || inbox[0].ID != r.ID {
+		t.Fatalf("inbox: %+v", inbox)
+	}
+	pid := s.task(t, id).Pod.PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() string {
+		if tv := s.task(t, id); len(tv.Pod.Crashes) == 0 {
+			return "no crash yet: " + tv.Pod.State
+		}
+		return ""
+	})
+	// Answered while no pod runs (it is in back-off).
+	var out struct {
+		AnswerRequest struct{ Request requestView }
+	}
+	s.must(t, `mutation($r: ID!) { answerRequest(requestId: $r, approve: true, comment: "go") { request { `+requestFields+` } } }`,
+		map[string]any{"r": r.ID}, &out)
+	if a := out.AnswerRequest.Request; a.State != "ANSWERED" || a.Approved == nil || !*a.Approved || a.AnsweredBy == nil || *a.AnsweredBy == "" {
+		t.Fatalf("answered request: %+v", a)
+	}
+	s.mustFail(t, `mutation($r: ID!) { answerRequest(requestId: $r, approve: false) { request { id } } }`,
+		map[string]any{"r": r.ID}, "CONFLICT", "ALREADY_ANSWERED")
+	line := s.waitLine(t, id, "answer: ")
+	if !strings.HasPrefix(line, "answer: ANSWERED  approved=true by=") {
+		t.Fatalf("the restarted runtime got %q", line)
+	}
+	if tv := s.task(t, id); tv.Pod.PID == pid {
+		t.Fatalf("the answer reached the killed process %d?", pid)
+	}
+	if n := len(s.events(t, id, "input_requested")); n != 1 {
+		t.Fatalf("%d input_requested events; asking again under the key must not ask anew", n)
+	}
+	if p := s.pending(t, id); len(p) != 0 {
+		t.Fatalf("pending after the answer: %+v", p)
+	}
+	if inbox := s.inbox(t, "ANSWERED"); len(inbox) != 1 || inbox[0].ID != r.ID {
+		t.Fatalf("answered inbox: %+v", inbox)
+	}
+}
+
+// A request that nobody answers expires (input_expired) and the asking call
+// returns EXPIRED; a pending request is cancelled when its task closes.
+func TestAskExpiresAndIsCancelledByClose(t *testing.T) {
+	t.Parallel()
+	dir := newPluginDir(t)
+	buildChatty(t, dir)
+	s := newHome(t, "--plugin-dir", dir).start()
+	id := s.createTask(t, map[string]any{"title": "expire", "runtime": "chatty", "autoStart": true,
+		"runtimeConfig": map[string]any{"ask": map[string]any{"kind": "QUESTION", "prompt": "Name?", "timeoutMs": 1500}}})
+	r := s.waitPending(t, id)
+	if r.ExpiresAt == nil {
+		t.Fatalf("no expiresAt: %+v", r)
+	}
+	if line := s.waitLine(t, id, "answer: "); !strings.HasPrefix(line, "answer: EXPIRED") {
+		t.Fatalf("got %q", line)
+	}
+	if n := len(s.events(t, id, "input_expired")); n != 1 {
+		t.Fatalf("%d input_expired", n)
+	}
+	s.mustFail(t, `mutation($r: ID!) { answerRequest(requestId: $r, answer: "late") { request { id } } }`,
+		map[string]any{"r": r.ID}, "CONFLICT", "REQUEST_CLOSED")
+
+	id = s.createTask(t, map[string]any{"title": "cancel", "runtime": "chatty", "autoStart": true,
+		"runtimeConfig": map[string]any{"ask": map[string]any{"kind": "CHOICE", "prompt": "Which?", "options": []string{"a", "b"}}}})
+	r = s.waitPending(t, id)
+	if !slices.Equal(r.Options, []string{"a", "b"}) {
+		t.Fatalf("options %q", r.Options)
+	}
+	s.mustFail(t, `mutation($r: ID!) { answerRequest(requestId: $r, answer: "c") { request { id } } }`,
+		map[string]any{"r": r.ID}, "BAD_USER_INPUT", "INVALID_ARGUMENT")
+	s.must(t, `mutation($id: ID!) { cancelTask(taskId: $id, reason: "enough") { task { id } } }`, map[string]any{"id": id}, nil)
+	var out struct{ Node requestView }
+	s.must(t, `query($r: ID!) { node(id: $r) { ... on InputRequest { `+requestFields+` } } }`, map[string]any{"r": r.ID}, &out)
+	if out.Node.State != "CANCELLED" {
+		t.Fatalf("after the task's close: %+v", out.Node)
+	}
+	if inbox := s.inbox(t, "CANCELLED"); len(inbox) != 1 || inbox[0].ID != r.ID {
+		t.Fatalf("cancelled inbox: %+v", inbox)
+	}
+}

@@ -1,0 +1,115 @@
+// Command chatty is a runtime of the SDK's own tests that holds a
+// conversation: it writes every message it receives as an output line
+// "got: <text>", and with runtimeConfig {"ask": {...}} asks once (under the
+// key "q") and writes how the request ended as "answer: <state> <text>
+// approved=<bool> by=<actor>". It runs until stopped.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ipa-dev/ipa/sdk/pod"
+)
+
+type askConfig struct {
+	Kind      string   `json:"kind"`
+	Prompt    string   `json:"prompt"`
+	Options   []string `json:"options"`
+	TimeoutMs int      `json:"timeoutMs"`
+}
+
+type config struct {
+	Ask *askConfig `json:"ask"`
+}
+
+type chatty struct {
+	mu     sync.Mutex
+	taskID string
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (c *chatty) Describe(context.Context, pod.DescribeRequest) (pod.DescribeResponse, error) {
+	return pod.DescribeResponse{Description: "Writes the messages it gets; asks what its config says."}, nil
+}
+
+func (c *chatty) Start(_ context.Context, req pod.StartRequest) (pod.StartResponse, error) {
+	var cfg config
+	if len(req.RuntimeConfig) > 0 {
+		if err := json.Unmarshal(req.RuntimeConfig, &cfg); err != nil {
+			return pod.StartResponse{}, pod.Errorf(pod.CodeInvalid, pod.ReasonInvalidArgument, "chatty config: %v", err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.taskID = req.TaskID
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	host := req.Host
+	c.wg.Go(func() {
+		err := host.Messages(c.ctx, func(m pod.Message) error {
+			return say(c.ctx, host, "got: "+m.Text)
+		})
+		pod.Logger().Info("messages ended", "err", err)
+	})
+	if cfg.Ask != nil {
+		c.wg.Go(func() {
+			a, err := host.Ask(c.ctx, pod.AskRequest{Key: "q", Kind: cfg.Ask.Kind, Prompt: cfg.Ask.Prompt,
+				Options: cfg.Ask.Options, Timeout: time.Duration(cfg.Ask.TimeoutMs) * time.Millisecond})
+			if err != nil {
+				_ = say(c.ctx, host, "ask failed: "+err.Error())
+				return
+			}
+			_ = say(c.ctx, host, fmt.Sprintf("answer: %s %s approved=%t by=%s", a.State, a.Text, a.Approved, a.AnsweredBy))
+		})
+	}
+	return pod.StartResponse{}, nil
+}
+
+// say writes one output line, waiting out a restarting server.
+func say(ctx context.Context, host pod.Host, line string) error {
+	for {
+		// A long deadline: a call that timed out on a busy machine but was
+		// recorded would be written twice by the retry.
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := host.Output(cctx, pod.OutputRequest{Lines: []pod.OutputLine{{Stream: pod.Stdout, Text: line}}})
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (c *chatty) Attach(_ context.Context, req pod.AttachRequest) (pod.AttachResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return pod.AttachResponse{TaskID: c.taskID}, nil
+}
+
+func (c *chatty) State(context.Context, pod.StateRequest) (pod.StateResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return pod.StateResponse{TaskID: c.taskID, Running: c.taskID != ""}, nil
+}
+
+func (c *chatty) Stop(context.Context, pod.StopRequest) (pod.StopResponse, error) {
+	c.mu.Lock()
+	cancel := c.cancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	c.wg.Wait()
+	return pod.StopResponse{}, nil
+}
+
+func main() { pod.Serve(&chatty{}) }
