@@ -5,6 +5,7 @@ package main
 // real server from its --plugin-dir.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -288,4 +289,63 @@ func TestAskExpiresAndIsCancelledByClose(t *testing.T) {
 	if inbox := s.inbox(t, "CANCELLED"); len(inbox) != 1 || inbox[0].ID != r.ID {
 		t.Fatalf("cancelled inbox: %+v", inbox)
 	}
+}
+
+// An exec pod's shell script asks through "$IPA_BIN" pod ask and branches on
+// the exit status: 0 approved, 1 rejected, 2 expired; a question prints its
+// answer; "$IPA_BIN" pod messages prints the messages as JSON lines.
+func TestExecPodAsks(t *testing.T) {
+	t.Parallel()
+	s := newHome(t).start()
+	script := `"$IPA_BIN" pod ask --approval "Deploy to prod?" --timeout "$T"; echo "exit=$?"`
+	run := func(title, timeout string) string {
+		return s.createTask(t, map[string]any{"title": title, "runtime": "exec", "autoStart": true,
+			"restartPolicy": map[string]any{"autoRestart": false},
+			"runtimeConfig": map[string]any{"command": []string{"sh", "-c", script}, "env": map[string]string{"T": timeout}}})
+	}
+	approve, reject, expire := run("approve", "10m"), run("reject", "10m"), run("expire", "1s")
+	for id, yes := range map[string]bool{approve: true, reject: false} {
+		r := s.waitPending(t, id)
+		if r.Kind != "APPROVAL" || r.Prompt != "Deploy to prod?" || r.ExpiresAt == nil {
+			t.Fatalf("request: %+v", r)
+		}
+		s.must(t, `mutation($r: ID!, $y: Boolean!) { answerRequest(requestId: $r, approve: $y) { request { id } } }`,
+			map[string]any{"r": r.ID, "y": yes}, nil)
+	}
+	for id, want := range map[string]string{approve: "exit=0", reject: "exit=1", expire: "exit=2"} {
+		if got := s.waitLine(t, id, "exit="); got != want {
+			t.Errorf("task %s: %q, want %q", id, got, want)
+		}
+	}
+
+	// A question prints its answer; messages come as JSON lines, once each.
+	id := s.createTask(t, map[string]any{"title": "question", "runtime": "exec",
+		"restartPolicy": map[string]any{"autoRestart": false},
+		"runtimeConfig": map[string]any{"command": []string{"sh", "-c",
+			`"$IPA_BIN" pod messages; A=$("$IPA_BIN" pod ask "Name?"); echo "name=$A"; "$IPA_BIN" pod messages --follow | head -n 1`}}})
+	s.sendMessage(t, id, "first")
+	s.startPod(t, id)
+	r := s.waitPending(t, id)
+	s.sendMessage(t, id, "second")
+	s.must(t, `mutation($r: ID!) { answerRequest(requestId: $r, answer: "Ada") { request { id } } }`, map[string]any{"r": r.ID}, nil)
+	s.waitLine(t, id, "name=Ada")
+	eventually(t, 60*time.Second, func() string {
+		var texts []string
+		for _, l := range s.outputLines(t, id) {
+			var m struct{ ID, Text, SentBy string }
+			if json.Unmarshal([]byte(l), &m) == nil && m.ID != "" {
+				texts = append(texts, m.Text)
+			}
+		}
+		if !slices.Equal(texts, []string{"first", "second"}) {
+			return fmt.Sprintf("messages printed: %q (output %q)", texts, s.outputLines(t, id))
+		}
+		return ""
+	})
+	eventually(t, 30*time.Second, func() string {
+		if n := len(s.events(t, id, "message_delivered")); n != 2 {
+			return fmt.Sprintf("%d message_delivered", n)
+		}
+		return ""
+	})
 }

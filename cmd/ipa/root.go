@@ -88,6 +88,7 @@ A flag given on the command line wins over the environment.`,
 		newVersionCommand(),
 		newPluginCommand(),
 		newTaskCommand(),
+		newPodCommand(),
 	)
 	return root
 }
