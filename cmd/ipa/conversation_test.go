@@ -69,7 +69,9 @@ const requestFields = `id kind prompt options state expiresAt answer approved an
 
 func (s *server) pending(t testing.TB, id string) []requestView {
 	t.Helper()
-	var out struct{ Task struct{ PendingRequests []requestView } }
+	var out struct {
+		Task struct{ PendingRequests []requestView }
+	}
 	s.must(t, `query($id: ID!) { task(id: $id) { pendingRequests { `+requestFields+` } } }`, map[string]any{"id": id}, &out)
 	return out.Task.PendingRequests
 }

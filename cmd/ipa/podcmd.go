@@ -176,4 +176,3 @@ new ones until interrupted.`,
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep waiting for new messages")
 	return c
 }
-

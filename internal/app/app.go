@@ -326,13 +326,13 @@ func (a *App) build(ctx context.Context) (err error) {
 	}
 	podService := service.NewPodService(a.Store, pods, cfg.Runtimes)
 	a.Services = &graph.Resolver{
-		TaskService:     tasks,
-		PodService:      podService,
-		FeedService:     service.NewFeedService(a.Feed),
-		TokenService:    service.NewTokenService(a.Store, log, nil),
-		InstanceService: service.NewInstanceService(a),
+		TaskService:         tasks,
+		PodService:          podService,
+		FeedService:         service.NewFeedService(a.Feed),
+		TokenService:        service.NewTokenService(a.Store, log, nil),
+		InstanceService:     service.NewInstanceService(a),
 		ConversationService: service.NewConversationService(a.Conversations),
-		WebhookService:  service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
+		WebhookService:      service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance
 	// takes this one's leases over while it settles them.
