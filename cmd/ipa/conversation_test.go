@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // buildChatty builds the SDK's conversation runtime into pluginDir.
@@ -346,6 +348,46 @@ func TestExecPodAsks(t *testing.T) {
 	})
 	eventually(t, 30*time.Second, func() string {
 		if n := len(s.events(t, id, "message_delivered")); n != 2 {
+			return fmt.Sprintf("%d message_delivered", n)
+		}
+		return ""
+	})
+}
+
+// Two servers on one PostgreSQL database: the pod runs on A; messages sent
+// and answers given through B reach it, once each and in order.
+func TestConversationAcrossInstances(t *testing.T) {
+	url := testdb.URL(t, "postgres")
+	dir := newPluginDir(t)
+	buildChatty(t, dir)
+	a, b := newHome(t, "--plugin-dir", dir), newHome(t, "--plugin-dir", dir)
+	a.db, b.db = url, url
+	sa, sb := a.start(), b.start()
+
+	id := sa.createTask(t, map[string]any{"title": "cross chat", "runtime": "chatty",
+		"runtimeConfig": map[string]any{"ask": map[string]any{"kind": "QUESTION", "prompt": "Colour?"}}})
+	sb.sendMessage(t, id, "one")
+	sa.startPod(t, id)
+	sa.waitPod(t, id, "RUNNING", "", 0, 60*time.Second)
+	sb.sendMessage(t, id, "two")
+	sb.sendMessage(t, id, "three")
+	r := sb.waitPending(t, id)
+	sb.must(t, `mutation($r: ID!) { answerRequest(requestId: $r, answer: "green") { request { id } } }`, map[string]any{"r": r.ID}, nil)
+	if line := sa.waitLine(t, id, "answer: "); !strings.HasPrefix(line, "answer: ANSWERED green") {
+		t.Fatalf("the pod on A got %q", line)
+	}
+	sa.waitLine(t, id, "got: three")
+	var got []string
+	for _, l := range sa.outputLines(t, id) {
+		if strings.HasPrefix(l, "got: ") {
+			got = append(got, l)
+		}
+	}
+	if want := []string{"got: one", "got: two", "got: three"}; !slices.Equal(got, want) {
+		t.Fatalf("the pod got %q, want %q", got, want)
+	}
+	eventually(t, 30*time.Second, func() string {
+		if n := len(sb.events(t, id, "message_delivered")); n != 3 {
 			return fmt.Sprintf("%d message_delivered", n)
 		}
 		return ""
