@@ -393,3 +393,60 @@ func TestConversationAcrossInstances(t *testing.T) {
 		return ""
 	})
 }
+
+// Phase gates: a person's move into a gated phase opens an approval its
+// requester may not give; another actor's approval moves the task. The demo
+// runtime waits at a gate until it is approved; a rejection is recorded.
+func TestPhaseGates(t *testing.T) {
+	t.Parallel()
+	s := newHome(t).start()
+	id := s.createTask(t, map[string]any{"title": "gated", "approvals": []string{"PLANNING"}})
+	var moved struct{ TransitionPhase struct{ Task taskView } }
+	s.must(t, `mutation($id: ID!) { transitionPhase(taskId: $id, to: PLANNING, note: "ready") { task { id phase } } }`, map[string]any{"id": id}, &moved)
+	if moved.TransitionPhase.Task.Phase != "SPEC_CLARIFICATION" {
+		t.Fatalf("a gated move happened: %+v", moved)
+	}
+	r := s.waitPending(t, id)
+	if r.Kind != "APPROVAL" {
+		t.Fatalf("gate request: %+v", r)
+	}
+	if n := len(s.events(t, id, "transition_requested")); n != 1 {
+		t.Fatalf("%d transition_requested", n)
+	}
+	// The requester (the local actor) may not approve its own move.
+	s.mustFail(t, `mutation($r: ID!) { answerRequest(requestId: $r, approve: true) { request { id } } }`,
+		map[string]any{"r": r.ID}, "FORBIDDEN", "SELF_APPROVAL")
+	if tv := s.task(t, id); tv.Phase != "SPEC_CLARIFICATION" {
+		t.Fatalf("after a refused self-approval: %s", tv.Phase)
+	}
+
+	// The demo runtime asks for PLANNING, which this task gates: it waits
+	// there; a person (another actor than the runtime) approves and it
+	// moves on to DEVELOPMENT, which is not gated.
+	demo := s.createTask(t, map[string]any{"title": "demo gated", "autoStart": true, "approvals": []string{"PLANNING"},
+		"runtimeConfig": demoConfig(50)})
+	g := s.waitPending(t, demo)
+	time.Sleep(500 * time.Millisecond) // the demo keeps asking meanwhile: still one request
+	if p := s.pending(t, demo); len(p) != 1 || s.task(t, demo).Phase != "SPEC_CLARIFICATION" {
+		t.Fatalf("at the gate: %+v, phase %s", p, s.task(t, demo).Phase)
+	}
+	s.must(t, `mutation($r: ID!) { answerRequest(requestId: $r, approve: true, comment: "ok") { request { id } } }`, map[string]any{"r": g.ID}, nil)
+	eventually(t, 60*time.Second, func() string {
+		if tv := s.task(t, demo); tv.Phase != "REVIEW" {
+			return "demo in " + tv.Phase
+		}
+		return ""
+	})
+	if a, p := s.events(t, demo, "transition_approved"), s.events(t, demo, "phase_changed"); len(a) != 1 || len(p) != 3 || dataField[string](t, p[0], "to") != "PLANNING" {
+		t.Fatalf("transition_approved %d, phase_changed %+v", len(a), p)
+	}
+
+	// Rejected: transition_rejected, no move.
+	demo = s.createTask(t, map[string]any{"title": "demo rejected", "autoStart": true, "approvals": []string{"PLANNING"},
+		"runtimeConfig": demoConfig(50)})
+	g = s.waitPending(t, demo)
+	s.must(t, `mutation($r: ID!) { answerRequest(requestId: $r, approve: false) { request { id } } }`, map[string]any{"r": g.ID}, nil)
+	if n := len(s.events(t, demo, "transition_rejected")); n != 1 {
+		t.Fatalf("%d transition_rejected", n)
+	}
+}

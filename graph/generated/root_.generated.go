@@ -2345,6 +2345,13 @@ input CreateTaskInput {
   parentId: ID
   "When this instant passes while the task is open, it is cancelled with reason ` + "`" + `deadline exceeded` + "`" + `."
   deadline: Time
+  """
+  Phase gates: moving into a listed phase (by a person or the runtime) records ` + "`" + `transition_requested` + "`" + `
+  and opens an APPROVAL request instead of moving; approving it (by another actor than the requester,
+  else ` + "`" + `FORBIDDEN` + "`" + `/` + "`" + `SELF_APPROVAL` + "`" + `) records ` + "`" + `transition_approved` + "`" + ` and ` + "`" + `phase_changed` + "`" + `; rejecting it
+  records ` + "`" + `transition_rejected` + "`" + `.
+  """
+  approvals: [TaskPhase!]
 }
 
 """

@@ -1144,7 +1144,7 @@ func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, o
 		asMap["runtime"] = "demo"
 	}
 
-	fieldsInOrder := [...]string{"title", "description", "runtime", "runtimeConfig", "metadata", "autoStart", "restartPolicy", "idempotencyKey", "labels", "parentId", "deadline"}
+	fieldsInOrder := [...]string{"title", "description", "runtime", "runtimeConfig", "metadata", "autoStart", "restartPolicy", "idempotencyKey", "labels", "parentId", "deadline", "approvals"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -1228,6 +1228,13 @@ func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, o
 				return it, err
 			}
 			it.Deadline = data
+		case "approvals":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvals"))
+			data, err := ec.unmarshalOTaskPhase2ᚕgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐPhaseᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Approvals = data
 		}
 	}
 	return it, nil

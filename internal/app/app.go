@@ -320,6 +320,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		DefaultPolicy: cfg.DefaultPolicy,
 		Metrics:       service.NewMetrics(a.Registry),
 		Logger:        log,
+		Gates:         a.Conversations,
 	})
 	if err != nil {
 		return err

@@ -261,7 +261,7 @@ func (s *Service) Answer(ctx context.Context, actor, requestID string, answer *s
 	if taskID == "" {
 		return nil, nil, requestNotFound(requestID)
 	}
-	t, err := s.decide(ctx, taskID, actor, nil, func(_ *ipa.Task, c *ipa.Conversation) ([]ipa.NewEvent, error) {
+	t, err := s.decide(ctx, taskID, actor, nil, func(t *ipa.Task, c *ipa.Conversation) ([]ipa.NewEvent, error) {
 		r := c.Request(requestID)
 		if r == nil {
 			return nil, requestNotFound(requestID)
@@ -272,7 +272,15 @@ func (s *Service) Answer(ctx context.Context, actor, requestID string, answer *s
 		if err := checkAnswer(r, answer, approve); err != nil {
 			return nil, err
 		}
-		return []ipa.NewEvent{{Type: ipa.EventInputAnswered, Data: ipa.InputAnsweredData{RequestID: requestID, Answer: answer, Approved: approve, Comment: comment}}}, nil
+		evs := []ipa.NewEvent{{Type: ipa.EventInputAnswered, Data: ipa.InputAnsweredData{RequestID: requestID, Answer: answer, Approved: approve, Comment: comment}}}
+		if r.Transition != nil {
+			more, err := gateAnswer(t, r, actor, approve, comment)
+			if err != nil {
+				return nil, err
+			}
+			evs = append(evs, more...)
+		}
+		return evs, nil
 	})
 	if err != nil {
 		return nil, nil, err

@@ -15,6 +15,11 @@ const (
 	EventInputRequested   = "input_requested"
 	EventInputAnswered    = "input_answered"
 	EventInputExpired     = "input_expired"
+
+	// Phase gates: a move into a phase the task lists in its approvals.
+	EventTransitionRequested = "transition_requested"
+	EventTransitionApproved  = "transition_approved"
+	EventTransitionRejected  = "transition_rejected"
 )
 
 // ConversationEventTypes are the event types FoldConversation reads,
@@ -71,7 +76,20 @@ const (
 	ReasonAlreadyAnswered = "ALREADY_ANSWERED"
 	ReasonRequestNotFound = "REQUEST_NOT_FOUND"
 	ReasonRequestClosed   = "REQUEST_CLOSED"
+	ReasonSelfApproval    = "SELF_APPROVAL"
+	// ReasonApprovalPending refuses a runtime's move into a gated phase:
+	// the request for approval is open (or was just opened).
+	ReasonApprovalPending = "APPROVAL_PENDING"
 )
+
+// TransitionData is the data of transition_requested, transition_approved
+// and transition_rejected, and the transition an approval request is for.
+type TransitionData struct {
+	RequestID string `json:"requestId"`
+	From      Phase  `json:"from"`
+	To        Phase  `json:"to"`
+	Note      string `json:"note,omitempty"`
+}
 
 // MessageSentData is the data of message_sent.
 type MessageSentData struct {
@@ -95,6 +113,8 @@ type InputRequestedData struct {
 	Options   []string   `json:"options"`
 	ExpiresAt *time.Time `json:"expiresAt"`
 	Key       string     `json:"key,omitempty"`
+	// Transition, for a phase gate's approval: the move it approves.
+	Transition *TransitionData `json:"transition,omitempty"`
 }
 
 // InputAnsweredData is the data of input_answered.
@@ -140,6 +160,10 @@ type InputRequest struct {
 	AnsweredBy string
 	AnsweredAt *time.Time
 	Version    int64 // the version of its input_requested event
+	// RequestedBy is the actor that asked (the runtime, or the person whose
+	// move a phase gate stopped).
+	RequestedBy string
+	Transition  *TransitionData // a phase gate's move; nil otherwise
 }
 
 // Conversation is what a task's stream says about its messages and requests,
@@ -227,7 +251,7 @@ func FoldConversation(events []Event) (Conversation, error) {
 			}
 			c.Requests = append(c.Requests, InputRequest{ID: d.RequestID, TaskID: e.TaskID, Key: d.Key, Kind: d.Kind,
 				Prompt: d.Prompt, Options: d.Options, State: InputPending, CreatedAt: e.OccurredAt,
-				ExpiresAt: utcPtr(d.ExpiresAt), Version: e.Version})
+				ExpiresAt: utcPtr(d.ExpiresAt), Version: e.Version, RequestedBy: e.ActorID, Transition: d.Transition})
 		case EventInputAnswered:
 			var d InputAnsweredData
 			if err := json.Unmarshal(e.Data, &d); err != nil {

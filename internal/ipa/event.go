@@ -91,6 +91,8 @@ type TaskCreatedData struct {
 	Labels         Labels          `json:"labels,omitempty"`
 	ParentID       string          `json:"parentId,omitempty"`
 	Deadline       *time.Time      `json:"deadline,omitempty"`
+	// Approvals are the phases a move into needs a person's approval.
+	Approvals []Phase `json:"approvals,omitempty"`
 }
 
 // TaskUpdatedData is the data of task_updated: only the fields that changed

@@ -18,6 +18,7 @@ type CreateTaskInput struct {
 	Labels         json.RawMessage // JSON object of strings; see ParseLabels
 	ParentID       *string
 	Deadline       *time.Time
+	Approvals      []Phase
 }
 
 // UpdateTaskInput changes some of a task's fields; nil fields stay as they are.

@@ -34,3 +34,25 @@ func (h *ConversingHost) AckMessage(ctx context.Context, messageID string) error
 func (h *ConversingHost) Ask(ctx context.Context, req podapi.AskRequest) (podapi.AskResponse, error) {
 	return h.conv.Ask(ctx, h.taskID, Actor(h.runtime), req)
 }
+
+// RequestPhase is Host.RequestPhase behind the task's phase gates: a move
+// into a phase the task lists in its approvals opens an approval request (or
+// finds it open) and is refused with CONFLICT/APPROVAL_PENDING and the
+// current phase; the runtime waits and asks again (it moves once a person
+// other than the runtime approved).
+func (h *ConversingHost) RequestPhase(ctx context.Context, req podapi.PhaseRequest) (podapi.PhaseResponse, error) {
+	if req.To != "" {
+		t, gated, err := h.conv.Gate(ctx, h.taskID, Actor(h.runtime), ipa.Phase(req.To), req.Note, nil)
+		if err != nil {
+			if cur, gerr := h.r.GetTask(ctx, h.taskID); gerr == nil {
+				return podapi.PhaseResponse{Phase: string(cur.Phase)}, err
+			}
+			return podapi.PhaseResponse{}, err
+		}
+		if gated {
+			return podapi.PhaseResponse{Phase: string(t.Phase)}, ipa.Errorf(ipa.ECONFLICT, ipa.ReasonApprovalPending,
+				"Moving into %s needs a person's approval; the request is open.", req.To)
+		}
+	}
+	return h.Host.RequestPhase(ctx, req)
+}

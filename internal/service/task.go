@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -35,6 +36,15 @@ type TaskConfig struct {
 	Metrics       *Metrics          // may be nil
 	Logger        *slog.Logger      // default slog.Default()
 	Now           func() time.Time  // default time.Now
+	// Gates, when set, turns a move into a phase the task lists in its
+	// approvals into a request for approval.
+	Gates Gates
+}
+
+// Gates decides moves into approval-gated phases: gated reports that the
+// move opened (or found open) an approval request instead of happening.
+type Gates interface {
+	Gate(ctx context.Context, taskID, actor string, to ipa.Phase, note string, expected *int64) (t *ipa.Task, gated bool, err error)
 }
 
 // TaskService creates, lists, moves and closes tasks. It is safe for
@@ -51,6 +61,7 @@ type TaskService struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
+	gates    Gates
 }
 
 // NewTaskService returns a TaskService. Returns an error when a required
@@ -83,6 +94,7 @@ func NewTaskService(cfg TaskConfig) (*TaskService, error) {
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,
 		now:      func() time.Time { return now().UTC() },
+		gates:    cfg.Gates,
 	}
 	for _, rt := range cfg.Runtimes {
 		s.runtimes[rt.Name] = rt
@@ -243,6 +255,14 @@ func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedDat
 		d.ParentID = *in.ParentID
 	}
 	d.Deadline = in.Deadline
+	for _, p := range in.Approvals {
+		if p == ipa.PhaseCompleted || p == ipa.PhaseCancelled || !p.Valid() {
+			return d, invalidArg("approvals lists phases a task moves into with transitionPhase (SPEC_CLARIFICATION to REVIEW), not %s.", p)
+		}
+		if !slices.Contains(d.Approvals, p) {
+			d.Approvals = append(d.Approvals, p)
+		}
+	}
 	return d, nil
 }
 
@@ -451,6 +471,12 @@ func (s *TaskService) TransitionPhase(ctx context.Context, taskID string, to ipa
 	n, err := optionalText("note", note)
 	if err != nil {
 		return nil, err
+	}
+	if s.gates != nil {
+		// A move into a phase the task gates opens an approval instead.
+		if t, gated, err := s.gates.Gate(ctx, taskID, actor.ID, to, n, expected); gated || err != nil {
+			return t, err
+		}
 	}
 	t, _, err := s.writer.Append(ctx, eventlog.Append{TaskID: taskID, Expected: expected, Actor: actor.ID, Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
 		ev, err := ipa.PhaseChange(cur, to, n, "")
