@@ -66,7 +66,7 @@ type Message struct {
 // here and each read takes the ones it has not taken, so every message is
 // printed once per run.
 type Server struct {
-	host pod.Host
+	host pod.Conversing
 	ln   net.Listener
 	dir  string
 	ctx  context.Context
@@ -86,7 +86,7 @@ const maxPathLen = 100
 // Listen serves a socket for host in a fresh directory (mode 0700, socket
 // 0600) under base, or under the system's temporary directory when base's
 // path would be too long for a socket.
-func Listen(host pod.Host, base string) (*Server, error) {
+func Listen(host pod.Conversing, base string) (*Server, error) {
 	if base == "" || len(filepath.Join(base, ".ipa-pod-XXXXXXXXXX", "pod.sock")) > maxPathLen {
 		base = os.TempDir()
 	}
@@ -115,7 +115,11 @@ func Listen(host pod.Host, base string) (*Server, error) {
 func (s *Server) Path() string { return s.ln.Addr().String() }
 
 // Close stops serving, ends every open request and removes the socket.
+// Safe on nil.
 func (s *Server) Close() {
+	if s == nil {
+		return
+	}
 	s.stop()
 	_ = s.ln.Close()
 	s.wg.Wait()

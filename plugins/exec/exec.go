@@ -161,17 +161,19 @@ func (r *Runtime) Start(_ context.Context, req pod.StartRequest) (pod.StartRespo
 	env := commandEnv(cfg.Env, dir)
 	// The conversation socket: `"$IPA_BIN" pod ask|messages` reach the
 	// host through it. Served for the life of the command.
-	sock, err := podsock.Listen(req.Host, dir)
-	if err != nil {
-		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot serve the pod socket: %v.", err)
+	var sock *podsock.Server
+	if conv, ok := req.Host.(pod.Conversing); ok {
+		if sock, err = podsock.Listen(conv, dir); err != nil {
+			return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot serve the pod socket: %v.", err)
+		}
+		env = append(env, podsock.Env+"="+sock.Path())
 	}
 	started := false
 	defer func() {
-		if !started {
+		if !started && sock != nil {
 			sock.Close()
 		}
 	}()
-	env = append(env, podsock.Env+"="+sock.Path())
 	if bin, err := os.Executable(); err == nil {
 		env = append(env, podsock.BinEnv+"="+bin)
 	}

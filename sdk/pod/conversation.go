@@ -15,6 +15,8 @@ import (
 // is older than protocol version 3. Test with errors.Is.
 var ErrUnsupported = podapi.ErrUnsupported
 
+var _ Conversing = host{}
+
 // Message is one message a person sent to the task.
 type Message struct {
 	ID     string

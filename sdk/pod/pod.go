@@ -200,6 +200,16 @@ type Host interface {
 	RequestPhase(ctx context.Context, req PhaseRequest) (PhaseResponse, error)
 	// Output records lines the work printed (as pod_output events).
 	Output(ctx context.Context, req OutputRequest) (OutputResponse, error)
+}
+
+// Conversing is the conversation side of the Host the SDK hands a runtime
+// (protocol version 3): messages people send to the task, and questions the
+// runtime asks them. Get it with a type assertion,
+//
+//	conv, ok := req.Host.(pod.Conversing)
+//
+// (a Host of your own, such as a test fake, need not implement it).
+type Conversing interface {
 	// Messages calls fn with each message people send to the task, in the
 	// order they were sent, each once per run of the plugin, and records it
 	// delivered (message_delivered) once fn returns nil. Messages sent while

@@ -50,15 +50,16 @@ func (c *chatty) Start(_ context.Context, req pod.StartRequest) (pod.StartRespon
 	c.taskID = req.TaskID
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	host := req.Host
+	conv := req.Host.(pod.Conversing)
 	c.wg.Go(func() {
-		err := host.Messages(c.ctx, func(m pod.Message) error {
+		err := conv.Messages(c.ctx, func(m pod.Message) error {
 			return say(c.ctx, host, "got: "+m.Text)
 		})
 		pod.Logger().Info("messages ended", "err", err)
 	})
 	if cfg.Ask != nil {
 		c.wg.Go(func() {
-			a, err := host.Ask(c.ctx, pod.AskRequest{Key: "q", Kind: cfg.Ask.Kind, Prompt: cfg.Ask.Prompt,
+			a, err := conv.Ask(c.ctx, pod.AskRequest{Key: "q", Kind: cfg.Ask.Kind, Prompt: cfg.Ask.Prompt,
 				Options: cfg.Ask.Options, Timeout: time.Duration(cfg.Ask.TimeoutMs) * time.Millisecond})
 			if err != nil {
 				_ = say(c.ctx, host, "ask failed: "+err.Error())
