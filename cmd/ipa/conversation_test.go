@@ -450,3 +450,47 @@ func TestPhaseGates(t *testing.T) {
 		t.Fatalf("%d transition_rejected", n)
 	}
 }
+
+// A budget stops a pod: usage_reported totals in Task.usage and
+// Query.usage; over the budget, budget_exceeded and pod_stopped with reason
+// "budget"; a start is refused until the budget is raised.
+func TestBudgetStopsAPod(t *testing.T) {
+	t.Parallel()
+	dir := newPluginDir(t)
+	buildChatty(t, dir)
+	s := newHome(t, "--plugin-dir", dir).start()
+	id := s.createTask(t, map[string]any{"title": "spender", "runtime": "chatty", "autoStart": true,
+		"labels": map[string]string{"team": "a"}, "budget": map[string]any{"tokens": 100},
+		"runtimeConfig": map[string]any{"usageEveryMs": 100}})
+	eventually(t, 60*time.Second, func() string {
+		if evs := s.events(t, id, "pod_stopped"); len(evs) == 0 || dataField[string](t, evs[0], "reason") != "budget" {
+			return fmt.Sprintf("pod_stopped %+v", evs)
+		}
+		return ""
+	})
+	ex := s.events(t, id, "budget_exceeded")
+	if len(ex) != 1 || dataField[string](t, ex[0], "limit") != "tokens" {
+		t.Fatalf("budget_exceeded: %+v", ex)
+	}
+	type usage struct{ InputTokens, OutputTokens, CostMicros int }
+	var out struct {
+		Task struct {
+			Status string
+			Usage  usage
+			Budget struct{ Tokens *int }
+		}
+		Usage usage
+	}
+	q := `query($id: ID!) { task(id: $id) { status usage { inputTokens outputTokens costMicros } budget { tokens } }
+		usage(filter: {labels: {team: "a"}}) { inputTokens outputTokens costMicros } }`
+	s.must(t, q, map[string]any{"id": id}, &out)
+	n := len(s.events(t, id, "usage_reported"))
+	if u := out.Task.Usage; out.Task.Status != "INACTIVE" || n < 4 || u.InputTokens != 20*n || u.OutputTokens != 10*n || u.CostMicros != 5*n || out.Usage != u {
+		t.Fatalf("after the budget stop: %+v (%d reports)", out, n)
+	}
+	s.mustFail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": id}, "CONFLICT", "BUDGET_EXCEEDED")
+	s.must(t, `mutation($id: ID!) { updateTask(taskId: $id, input: {budget: {tokens: 100000}}) { task { id } } }`, map[string]any{"id": id}, nil)
+	if started, _ := s.startPod(t, id); !started {
+		t.Fatal("the pod did not start after the budget was raised")
+	}
+}

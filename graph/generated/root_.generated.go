@@ -61,6 +61,12 @@ type ComplexityRoot struct {
 		Role      func(childComplexity int) int
 	}
 
+	Budget struct {
+		CostMicros  func(childComplexity int) int
+		Tokens      func(childComplexity int) int
+		WallSeconds func(childComplexity int) int
+	}
+
 	CreateTokenPayload struct {
 		Secret func(childComplexity int) int
 		Token  func(childComplexity int) int
@@ -224,6 +230,7 @@ type ComplexityRoot struct {
 		Task             func(childComplexity int, id string) int
 		TaskCount        func(childComplexity int, filter *ipa.TaskFilter) int
 		Tasks            func(childComplexity int, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string, last *int, before *string) int
+		Usage            func(childComplexity int, filter *ipa.TaskFilter) int
 		Viewer           func(childComplexity int) int
 		WebhookEndpoint  func(childComplexity int, id string) int
 		WebhookEndpoints func(childComplexity int) int
@@ -260,6 +267,7 @@ type ComplexityRoot struct {
 
 	Task struct {
 		Archived        func(childComplexity int) int
+		Budget          func(childComplexity int) int
 		Children        func(childComplexity int, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) int
 		CreatedAt       func(childComplexity int) int
 		CreatedBy       func(childComplexity int) int
@@ -280,6 +288,7 @@ type ComplexityRoot struct {
 		Status          func(childComplexity int) int
 		Title           func(childComplexity int) int
 		UpdatedAt       func(childComplexity int) int
+		Usage           func(childComplexity int) int
 		Version         func(childComplexity int) int
 	}
 
@@ -300,6 +309,12 @@ type ComplexityRoot struct {
 
 	TokenPayload struct {
 		Token func(childComplexity int) int
+	}
+
+	Usage struct {
+		CostMicros   func(childComplexity int) int
+		InputTokens  func(childComplexity int) int
+		OutputTokens func(childComplexity int) int
 	}
 
 	WebhookDelivery struct {
@@ -415,6 +430,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApiToken.Role(childComplexity), true
+
+	case "Budget.costMicros":
+		if e.ComplexityRoot.Budget.CostMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.CostMicros(childComplexity), true
+	case "Budget.tokens":
+		if e.ComplexityRoot.Budget.Tokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.Tokens(childComplexity), true
+	case "Budget.wallSeconds":
+		if e.ComplexityRoot.Budget.WallSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.WallSeconds(childComplexity), true
 
 	case "CreateTokenPayload.secret":
 		if e.ComplexityRoot.CreateTokenPayload.Secret == nil {
@@ -1196,6 +1230,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Tasks(childComplexity, args["filter"].(*ipa.TaskFilter), args["orderBy"].(*model.TaskOrder), args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string)), true
+	case "Query.usage":
+		if e.ComplexityRoot.Query.Usage == nil {
+			break
+		}
+
+		args, err := ec.field_Query_usage_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Usage(childComplexity, args["filter"].(*ipa.TaskFilter)), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
@@ -1357,6 +1402,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Archived(childComplexity), true
+	case "Task.budget":
+		if e.ComplexityRoot.Task.Budget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Budget(childComplexity), true
 	case "Task.children":
 		if e.ComplexityRoot.Task.Children == nil {
 			break
@@ -1492,6 +1543,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.UpdatedAt(childComplexity), true
+	case "Task.usage":
+		if e.ComplexityRoot.Task.Usage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Usage(childComplexity), true
 	case "Task.version":
 		if e.ComplexityRoot.Task.Version == nil {
 			break
@@ -1544,6 +1601,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.TokenPayload.Token(childComplexity), true
+
+	case "Usage.costMicros":
+		if e.ComplexityRoot.Usage.CostMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Usage.CostMicros(childComplexity), true
+	case "Usage.inputTokens":
+		if e.ComplexityRoot.Usage.InputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Usage.InputTokens(childComplexity), true
+	case "Usage.outputTokens":
+		if e.ComplexityRoot.Usage.OutputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Usage.OutputTokens(childComplexity), true
 
 	case "WebhookDelivery.attempts":
 		if e.ComplexityRoot.WebhookDelivery.Attempts == nil {
@@ -1690,6 +1766,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("BudgetInput", ec.unmarshalInputBudgetInput),
 			graphql.NewInputUnmarshaler("CreateTaskInput", ec.unmarshalInputCreateTaskInput),
 			graphql.NewInputUnmarshaler("CreateWebhookEndpointInput", ec.unmarshalInputCreateWebhookEndpointInput),
 			graphql.NewInputUnmarshaler("RestartPolicyInput", ec.unmarshalInputRestartPolicyInput),
@@ -2439,6 +2516,54 @@ extend type Mutation {
   revokeToken(id: ID!): TokenPayload!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/usage.graphqls", Input: `"What a task's runtimes reported (` + "`" + `usage_reported` + "`" + `), totalled."
+type Usage {
+  inputTokens: Int!
+  outputTokens: Int!
+  "Cost in millionths of the currency unit."
+  costMicros: Int!
+}
+
+"""
+Limits on a task's spending; a null field is no limit. When one is exceeded the server records
+` + "`" + `budget_exceeded` + "`" + ` and stops the pod (` + "`" + `pod_stopped { reason: "budget" }` + "`" + `); the task stays open, and
+its pod starts again once the budget is raised.
+"""
+type Budget {
+  "Input and output tokens together."
+  tokens: Int
+  costMicros: Int
+  "How long the task's pods may run, in all."
+  wallSeconds: Int
+}
+
+input BudgetInput {
+  tokens: Int
+  costMicros: Int
+  wallSeconds: Int
+}
+
+extend type Task {
+  "Totals of the usage its runtimes reported."
+  usage: Usage!
+  "The task's budget; null when none."
+  budget: Budget
+}
+
+extend type Query {
+  "Usage summed across the tasks matching the filter (e.g. by label)."
+  usage(filter: TaskFilter): Usage!
+}
+
+extend input CreateTaskInput {
+  budget: BudgetInput
+}
+
+extend input UpdateTaskInput {
+  "The whole new budget (replaces the old one)."
+  budget: BudgetInput
+}
+`, BuiltIn: false},
 	{Name: "../../schema/webhooks.graphqls", Input: `"""
 An outbound webhook endpoint: every event of its types committed after it was
 created is POSTed to its URL in position order, at least once, signed per the
@@ -2578,6 +2703,18 @@ func (ec *executionContext) childFields_ApiToken(ctx context.Context, field grap
 		return ec.fieldContext_ApiToken_revokedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ApiToken", field.Name)
+}
+
+func (ec *executionContext) childFields_Budget(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "tokens":
+		return ec.fieldContext_Budget_tokens(ctx, field)
+	case "costMicros":
+		return ec.fieldContext_Budget_costMicros(ctx, field)
+	case "wallSeconds":
+		return ec.fieldContext_Budget_wallSeconds(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Budget", field.Name)
 }
 
 func (ec *executionContext) childFields_CreateTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2928,6 +3065,10 @@ func (ec *executionContext) childFields_Task(ctx context.Context, field graphql.
 		return ec.fieldContext_Task_pendingRequests(ctx, field)
 	case "archived":
 		return ec.fieldContext_Task_archived(ctx, field)
+	case "usage":
+		return ec.fieldContext_Task_usage(ctx, field)
+	case "budget":
+		return ec.fieldContext_Task_budget(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Task", field.Name)
 }
@@ -2968,6 +3109,18 @@ func (ec *executionContext) childFields_TokenPayload(ctx context.Context, field 
 		return ec.fieldContext_TokenPayload_token(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type TokenPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Usage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "inputTokens":
+		return ec.fieldContext_Usage_inputTokens(ctx, field)
+	case "outputTokens":
+		return ec.fieldContext_Usage_outputTokens(ctx, field)
+	case "costMicros":
+		return ec.fieldContext_Usage_costMicros(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Usage", field.Name)
 }
 
 func (ec *executionContext) childFields_WebhookDelivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

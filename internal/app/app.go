@@ -263,7 +263,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		pub = cfg.Publish(pub)
 	}
 	a.Writer = eventlog.NewWriter(a.Store, pub)
-	a.Conversations = conversation.New(a.Store, a.Writer, a.Feed)
+	a.Conversations = conversation.New(a.Store, a.Writer, a.Feed, log)
 
 	// Pods.
 	dataDir := cfg.DataDir
@@ -304,6 +304,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		return err
 	}
 	pods := podRouter{Supervisor: a.Supervisor, st: a.Store, self: cfg.InstanceID, wait: cfg.CommandWait}
+	a.Conversations.SetPods(pods)
 
 	// Services.
 	key, err := a.Store.Secret(ctx, cursorSecretName, 32)
@@ -326,6 +327,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		return err
 	}
 	podService := service.NewPodService(a.Store, pods, cfg.Runtimes)
+	podService.SetBudgets(a.Conversations)
 	a.Services = &graph.Resolver{
 		TaskService:         tasks,
 		PodService:          podService,
@@ -486,6 +488,9 @@ func (a *App) Close() error {
 		// stops before the pods and the store do.
 		a.stopDeadlines()
 		a.expiry.Stop()
+		if a.Conversations != nil {
+			a.Conversations.Close()
+		}
 		// Webhook workers read the store; they stop (releasing their
 		// endpoints' leases) before it closes.
 		if a.Webhooks != nil {

@@ -19,7 +19,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -44,17 +46,42 @@ type Feed interface {
 	TaskEvents(ctx context.Context, taskID string, after *int64) (<-chan *ipa.Event, error)
 }
 
-// Service holds conversations. Create it with New.
+// Service holds conversations, and the usage and budgets of tasks. Create
+// it with New.
 type Service struct {
-	st   Store
-	w    *eventlog.Writer
-	feed Feed
-	now  func() time.Time
+	st     Store
+	w      *eventlog.Writer
+	feed   Feed
+	now    func() time.Time
+	pods   Pods
+	active ActiveTasks
+	log    *slog.Logger
+
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
-// New returns the conversation service.
-func New(st Store, w *eventlog.Writer, feed Feed) *Service {
-	return &Service{st: st, w: w, feed: feed, now: time.Now}
+// ActiveTasks lists the tasks whose pods run.
+type ActiveTasks interface {
+	ActivePodTasks(ctx context.Context) ([]*ipa.Task, error)
+}
+
+// New returns the conversation service. st, when it also lists active
+// tasks, lets the budget sweep check their pod time.
+func New(st Store, w *eventlog.Writer, feed Feed, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Service{st: st, w: w, feed: feed, now: time.Now, log: log}
+	s.active, _ = st.(ActiveTasks)
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	return s
+}
+
+// appendAt is an append expected at version v.
+func appendAt(taskID string, v *int64, decide ipa.DecideFunc) eventlog.Append {
+	return eventlog.Append{TaskID: taskID, Expected: v, Actor: "system", Decide: decide}
 }
 
 // maxRaces bounds how often a write folds again after losing a race.

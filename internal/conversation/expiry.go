@@ -12,6 +12,9 @@ import (
 // covers requests nobody waits on (the pod or the server restarted).
 const DefaultExpiryInterval = time.Second
 
+// budgetSweepEvery is how many expiry sweeps go by per budget sweep.
+const budgetSweepEvery = 3
+
 // Expiry is the durable expiry timer: the expiries are rows of the store
 // (input_requests.expires_at), so a restarted server finds them; every
 // instance sweeps, and the optimistic append makes each expiry happen once.
@@ -30,7 +33,14 @@ func StartExpiry(ctx context.Context, s *Service, interval time.Duration, log *s
 	x.wg.Go(func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		for {
+		for tick := 0; ; tick++ {
+			// Pod time passes without reports: budgets of running pods
+			// are checked every few sweeps.
+			if tick%budgetSweepEvery == 0 {
+				if err := s.SweepBudgets(ctx); err != nil && ctx.Err() == nil {
+					log.Warn("budget sweep", "err", err)
+				}
+			}
 			for {
 				n, err := s.ExpireDue(ctx)
 				if err != nil && ctx.Err() == nil {

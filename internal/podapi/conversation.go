@@ -196,3 +196,47 @@ func (h *hostHandle) Ask(ctx context.Context, req AskRequest) (AskResponse, erro
 var (
 	_ Conversing = (*hostHandle)(nil)
 )
+
+// Usage is what the work used since its last report (protocol version 3).
+type Usage struct {
+	InputTokens  int64
+	OutputTokens int64
+	CostMicros   int64
+}
+
+// UsageReporting is the part of Host that records usage (protocol version
+// 3); the server's Host implements it, and the plugin's handle answers
+// ErrUnsupported when the connected server is older.
+type UsageReporting interface {
+	ReportUsage(ctx context.Context, u Usage) error
+}
+
+func (s *hostServer) ReportUsage(ctx context.Context, req *pb.UsageRequest) (*pb.UsageResponse, error) {
+	if err := s.check(req.GetTaskId()); err != nil {
+		return nil, err
+	}
+	r, ok := s.impl.(UsageReporting)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this host does not record usage")
+	}
+	if err := r.ReportUsage(ctx, Usage{InputTokens: req.GetInputTokens(), OutputTokens: req.GetOutputTokens(), CostMicros: req.GetCostMicros()}); err != nil {
+		return nil, toStatus(err, "")
+	}
+	return &pb.UsageResponse{}, nil
+}
+
+// ReportUsage sends a usage report to the host.
+func (h *hostHandle) ReportUsage(ctx context.Context, u Usage) error {
+	rpc, task, err := h.client()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := withDeadline(ctx)
+	defer cancel()
+	if _, err := rpc.ReportUsage(cctx, &pb.UsageRequest{TaskId: task, InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, CostMicros: u.CostMicros}); err != nil {
+		return hostError(ctx, err)
+	}
+	return nil
+}
+
+var _ UsageReporting = (*hostHandle)(nil)

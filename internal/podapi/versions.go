@@ -16,7 +16,7 @@ import (
 //
 //	1: Start, Attach, State, Stop, Health; Host: AppendEvent, RequestPhase, Output
 //	2: adds Describe (a runtime's description, config schema and example)
-//	3: Host: adds Messages, AckMessage, Ask (conversations with a person)
+//	3: Host: adds Messages, AckMessage, Ask (conversations with a person), ReportUsage
 const (
 	MinProtocolVersion = 1
 	ProtocolVersion    = 3

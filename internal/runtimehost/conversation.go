@@ -56,3 +56,9 @@ func (h *ConversingHost) RequestPhase(ctx context.Context, req podapi.PhaseReque
 	}
 	return h.Host.RequestPhase(ctx, req)
 }
+
+// ReportUsage records usage_reported; a task then over its budget has its
+// pod stopped.
+func (h *ConversingHost) ReportUsage(ctx context.Context, u podapi.Usage) error {
+	return h.conv.ReportUsage(ctx, h.taskID, Actor(h.runtime), u)
+}

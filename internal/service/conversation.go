@@ -86,3 +86,35 @@ func (s *ConversationService) Request(ctx context.Context, id string) (*ipa.Inpu
 	}
 	return r, err
 }
+
+// Account returns a task's usage and budget. Requires VIEWER.
+func (s *ConversationService) Account(ctx context.Context, taskID string) (conversation.Account, error) {
+	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+		return conversation.Account{}, err
+	}
+	return s.conv.Account(ctx, taskID)
+}
+
+// SumUsage sums the usage of the tasks matching filter, reading them a
+// page at a time through tasks. Requires VIEWER.
+func (s *ConversationService) SumUsage(ctx context.Context, tasks *TaskService, filter ipa.TaskFilter) (ipa.Usage, error) {
+	var sum ipa.Usage
+	var after *string
+	for {
+		page, err := tasks.ListTasks(ctx, ListTasksInput{First: MaxPageSize, After: after, Filter: filter, Order: ipa.DefaultTaskOrder})
+		if err != nil {
+			return ipa.Usage{}, err
+		}
+		for _, t := range page.Tasks {
+			a, err := s.conv.Account(ctx, t.ID)
+			if err != nil {
+				return ipa.Usage{}, err
+			}
+			sum = sum.Add(a.Usage)
+		}
+		if !page.HasNextPage || len(page.Cursors) == 0 {
+			return sum, nil
+		}
+		after = &page.Cursors[len(page.Cursors)-1]
+	}
+}

@@ -255,6 +255,9 @@ func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedDat
 		d.ParentID = *in.ParentID
 	}
 	d.Deadline = in.Deadline
+	if d.Budget, err = in.Budget.Budget(); err != nil {
+		return d, err
+	}
 	for _, p := range in.Approvals {
 		if p == ipa.PhaseCompleted || p == ipa.PhaseCancelled || !p.Valid() {
 			return d, invalidArg("approvals lists phases a task moves into with transitionPhase (SPEC_CLARIFICATION to REVIEW), not %s.", p)

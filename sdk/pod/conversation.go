@@ -149,3 +149,29 @@ func (h host) Ask(ctx context.Context, req AskRequest) (Answer, error) {
 		}
 	}
 }
+
+// Usage is what the work used since its previous report.
+type Usage struct {
+	InputTokens  int64
+	OutputTokens int64
+	CostMicros   int64 // in millionths of the currency unit
+}
+
+// UsageReporter is implemented by the Host the SDK hands a runtime
+// (protocol version 3): report what the work used, as usage_reported; the
+// server totals it in Task.usage and stops the pod (pod_stopped with reason
+// "budget") when the task's budget is exceeded. Get it with a type
+// assertion, req.Host.(pod.UsageReporter).
+type UsageReporter interface {
+	ReportUsage(ctx context.Context, u Usage) error
+}
+
+var _ UsageReporter = host{}
+
+func (h host) ReportUsage(ctx context.Context, u Usage) error {
+	r, ok := h.h.(podapi.UsageReporting)
+	if !ok {
+		return ErrUnsupported
+	}
+	return fromEngine(r.ReportUsage(ctx, podapi.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, CostMicros: u.CostMicros}))
+}

@@ -1378,6 +1378,110 @@ func (x *AskRequest) GetTimeoutNanos() int64 {
 	return 0
 }
 
+type UsageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	InputTokens   int64                  `protobuf:"varint,2,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	OutputTokens  int64                  `protobuf:"varint,3,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	CostMicros    int64                  `protobuf:"varint,4,opt,name=cost_micros,json=costMicros,proto3" json:"cost_micros,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageRequest) Reset() {
+	*x = UsageRequest{}
+	mi := &file_proto_runtime_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageRequest) ProtoMessage() {}
+
+func (x *UsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageRequest.ProtoReflect.Descriptor instead.
+func (*UsageRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UsageRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *UsageRequest) GetInputTokens() int64 {
+	if x != nil {
+		return x.InputTokens
+	}
+	return 0
+}
+
+func (x *UsageRequest) GetOutputTokens() int64 {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return 0
+}
+
+func (x *UsageRequest) GetCostMicros() int64 {
+	if x != nil {
+		return x.CostMicros
+	}
+	return 0
+}
+
+type UsageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageResponse) Reset() {
+	*x = UsageResponse{}
+	mi := &file_proto_runtime_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageResponse) ProtoMessage() {}
+
+func (x *UsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageResponse.ProtoReflect.Descriptor instead.
+func (*UsageResponse) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{26}
+}
+
 type AskResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1393,7 +1497,7 @@ type AskResponse struct {
 
 func (x *AskResponse) Reset() {
 	*x = AskResponse{}
-	mi := &file_proto_runtime_proto_msgTypes[25]
+	mi := &file_proto_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1509,7 @@ func (x *AskResponse) String() string {
 func (*AskResponse) ProtoMessage() {}
 
 func (x *AskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_proto_msgTypes[25]
+	mi := &file_proto_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1522,7 @@ func (x *AskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AskResponse.ProtoReflect.Descriptor instead.
 func (*AskResponse) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AskResponse) GetRequestId() string {
@@ -1484,7 +1588,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_proto_runtime_proto_msgTypes[26]
+	mi := &file_proto_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1600,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_proto_msgTypes[26]
+	mi := &file_proto_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1613,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -1626,7 +1730,14 @@ const file_proto_runtime_proto_rawDesc = "" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06prompt\x18\x04 \x01(\tR\x06prompt\x12\x18\n" +
 	"\aoptions\x18\x05 \x03(\tR\aoptions\x12#\n" +
-	"\rtimeout_nanos\x18\x06 \x01(\x03R\ftimeoutNanos\"\xd4\x01\n" +
+	"\rtimeout_nanos\x18\x06 \x01(\x03R\ftimeoutNanos\"\x90\x01\n" +
+	"\fUsageRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12!\n" +
+	"\finput_tokens\x18\x02 \x01(\x03R\vinputTokens\x12#\n" +
+	"\routput_tokens\x18\x03 \x01(\x03R\foutputTokens\x12\x1f\n" +
+	"\vcost_micros\x18\x04 \x01(\x03R\n" +
+	"costMicros\"\x0f\n" +
+	"\rUsageResponse\"\xd4\x01\n" +
 	"\vAskResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
@@ -1648,7 +1759,7 @@ const file_proto_runtime_proto_rawDesc = "" +
 	"\x05State\x12\x1b.ipa.podapi.v1.StateRequest\x1a\x1c.ipa.podapi.v1.StateResponse\x12?\n" +
 	"\x04Stop\x12\x1a.ipa.podapi.v1.StopRequest\x1a\x1b.ipa.podapi.v1.StopResponse\x12E\n" +
 	"\x06Health\x12\x1c.ipa.podapi.v1.HealthRequest\x1a\x1d.ipa.podapi.v1.HealthResponse\x12K\n" +
-	"\bDescribe\x12\x1e.ipa.podapi.v1.DescribeRequest\x1a\x1f.ipa.podapi.v1.DescribeResponse2\xc5\x03\n" +
+	"\bDescribe\x12\x1e.ipa.podapi.v1.DescribeRequest\x1a\x1f.ipa.podapi.v1.DescribeResponse2\x8f\x04\n" +
 	"\x04Host\x12T\n" +
 	"\vAppendEvent\x12!.ipa.podapi.v1.AppendEventRequest\x1a\".ipa.podapi.v1.AppendEventResponse\x12I\n" +
 	"\fRequestPhase\x12\x1b.ipa.podapi.v1.PhaseRequest\x1a\x1c.ipa.podapi.v1.PhaseResponse\x12E\n" +
@@ -1656,7 +1767,8 @@ const file_proto_runtime_proto_rawDesc = "" +
 	"\bMessages\x12\x1e.ipa.podapi.v1.MessagesRequest\x1a\x16.ipa.podapi.v1.Message0\x01\x12Q\n" +
 	"\n" +
 	"AckMessage\x12 .ipa.podapi.v1.AckMessageRequest\x1a!.ipa.podapi.v1.AckMessageResponse\x12<\n" +
-	"\x03Ask\x12\x19.ipa.podapi.v1.AskRequest\x1a\x1a.ipa.podapi.v1.AskResponseB7Z5github.com/ipa-dev/ipa/internal/podapi/proto;podapipbb\x06proto3"
+	"\x03Ask\x12\x19.ipa.podapi.v1.AskRequest\x1a\x1a.ipa.podapi.v1.AskResponse\x12H\n" +
+	"\vReportUsage\x12\x1b.ipa.podapi.v1.UsageRequest\x1a\x1c.ipa.podapi.v1.UsageResponseB7Z5github.com/ipa-dev/ipa/internal/podapi/proto;podapipbb\x06proto3"
 
 var (
 	file_proto_runtime_proto_rawDescOnce sync.Once
@@ -1670,7 +1782,7 @@ func file_proto_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_runtime_proto_rawDescData
 }
 
-var file_proto_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_proto_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_proto_runtime_proto_goTypes = []any{
 	(*StartRequest)(nil),        // 0: ipa.podapi.v1.StartRequest
 	(*StartResponse)(nil),       // 1: ipa.podapi.v1.StartResponse
@@ -1697,8 +1809,10 @@ var file_proto_runtime_proto_goTypes = []any{
 	(*AckMessageRequest)(nil),   // 22: ipa.podapi.v1.AckMessageRequest
 	(*AckMessageResponse)(nil),  // 23: ipa.podapi.v1.AckMessageResponse
 	(*AskRequest)(nil),          // 24: ipa.podapi.v1.AskRequest
-	(*AskResponse)(nil),         // 25: ipa.podapi.v1.AskResponse
-	(*ErrorInfo)(nil),           // 26: ipa.podapi.v1.ErrorInfo
+	(*UsageRequest)(nil),        // 25: ipa.podapi.v1.UsageRequest
+	(*UsageResponse)(nil),       // 26: ipa.podapi.v1.UsageResponse
+	(*AskResponse)(nil),         // 27: ipa.podapi.v1.AskResponse
+	(*ErrorInfo)(nil),           // 28: ipa.podapi.v1.ErrorInfo
 }
 var file_proto_runtime_proto_depIdxs = []int32{
 	2,  // 0: ipa.podapi.v1.AttachRequest.host:type_name -> ipa.podapi.v1.HostEndpoint
@@ -1715,20 +1829,22 @@ var file_proto_runtime_proto_depIdxs = []int32{
 	20, // 11: ipa.podapi.v1.Host.Messages:input_type -> ipa.podapi.v1.MessagesRequest
 	22, // 12: ipa.podapi.v1.Host.AckMessage:input_type -> ipa.podapi.v1.AckMessageRequest
 	24, // 13: ipa.podapi.v1.Host.Ask:input_type -> ipa.podapi.v1.AskRequest
-	1,  // 14: ipa.podapi.v1.Runtime.Start:output_type -> ipa.podapi.v1.StartResponse
-	4,  // 15: ipa.podapi.v1.Runtime.Attach:output_type -> ipa.podapi.v1.AttachResponse
-	6,  // 16: ipa.podapi.v1.Runtime.State:output_type -> ipa.podapi.v1.StateResponse
-	8,  // 17: ipa.podapi.v1.Runtime.Stop:output_type -> ipa.podapi.v1.StopResponse
-	10, // 18: ipa.podapi.v1.Runtime.Health:output_type -> ipa.podapi.v1.HealthResponse
-	12, // 19: ipa.podapi.v1.Runtime.Describe:output_type -> ipa.podapi.v1.DescribeResponse
-	14, // 20: ipa.podapi.v1.Host.AppendEvent:output_type -> ipa.podapi.v1.AppendEventResponse
-	16, // 21: ipa.podapi.v1.Host.RequestPhase:output_type -> ipa.podapi.v1.PhaseResponse
-	19, // 22: ipa.podapi.v1.Host.Output:output_type -> ipa.podapi.v1.OutputResponse
-	21, // 23: ipa.podapi.v1.Host.Messages:output_type -> ipa.podapi.v1.Message
-	23, // 24: ipa.podapi.v1.Host.AckMessage:output_type -> ipa.podapi.v1.AckMessageResponse
-	25, // 25: ipa.podapi.v1.Host.Ask:output_type -> ipa.podapi.v1.AskResponse
-	14, // [14:26] is the sub-list for method output_type
-	2,  // [2:14] is the sub-list for method input_type
+	25, // 14: ipa.podapi.v1.Host.ReportUsage:input_type -> ipa.podapi.v1.UsageRequest
+	1,  // 15: ipa.podapi.v1.Runtime.Start:output_type -> ipa.podapi.v1.StartResponse
+	4,  // 16: ipa.podapi.v1.Runtime.Attach:output_type -> ipa.podapi.v1.AttachResponse
+	6,  // 17: ipa.podapi.v1.Runtime.State:output_type -> ipa.podapi.v1.StateResponse
+	8,  // 18: ipa.podapi.v1.Runtime.Stop:output_type -> ipa.podapi.v1.StopResponse
+	10, // 19: ipa.podapi.v1.Runtime.Health:output_type -> ipa.podapi.v1.HealthResponse
+	12, // 20: ipa.podapi.v1.Runtime.Describe:output_type -> ipa.podapi.v1.DescribeResponse
+	14, // 21: ipa.podapi.v1.Host.AppendEvent:output_type -> ipa.podapi.v1.AppendEventResponse
+	16, // 22: ipa.podapi.v1.Host.RequestPhase:output_type -> ipa.podapi.v1.PhaseResponse
+	19, // 23: ipa.podapi.v1.Host.Output:output_type -> ipa.podapi.v1.OutputResponse
+	21, // 24: ipa.podapi.v1.Host.Messages:output_type -> ipa.podapi.v1.Message
+	23, // 25: ipa.podapi.v1.Host.AckMessage:output_type -> ipa.podapi.v1.AckMessageResponse
+	27, // 26: ipa.podapi.v1.Host.Ask:output_type -> ipa.podapi.v1.AskResponse
+	26, // 27: ipa.podapi.v1.Host.ReportUsage:output_type -> ipa.podapi.v1.UsageResponse
+	15, // [15:28] is the sub-list for method output_type
+	2,  // [2:15] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1745,7 +1861,7 @@ func file_proto_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_runtime_proto_rawDesc), len(file_proto_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -366,6 +366,7 @@ const (
 	Host_Messages_FullMethodName     = "/ipa.podapi.v1.Host/Messages"
 	Host_AckMessage_FullMethodName   = "/ipa.podapi.v1.Host/AckMessage"
 	Host_Ask_FullMethodName          = "/ipa.podapi.v1.Host/Ask"
+	Host_ReportUsage_FullMethodName  = "/ipa.podapi.v1.Host/ReportUsage"
 )
 
 // HostClient is the client API for Host service.
@@ -396,6 +397,9 @@ type HostClient interface {
 	// same key is the same request: a runtime that restarted, or whose host
 	// restarted, asks again and gets the answer given meanwhile.
 	Ask(ctx context.Context, in *AskRequest, opts ...grpc.CallOption) (*AskResponse, error)
+	// Version 3. Reports what the work used since the last report (records
+	// usage_reported); a task over its budget then has its pod stopped.
+	ReportUsage(ctx context.Context, in *UsageRequest, opts ...grpc.CallOption) (*UsageResponse, error)
 }
 
 type hostClient struct {
@@ -475,6 +479,16 @@ func (c *hostClient) Ask(ctx context.Context, in *AskRequest, opts ...grpc.CallO
 	return out, nil
 }
 
+func (c *hostClient) ReportUsage(ctx context.Context, in *UsageRequest, opts ...grpc.CallOption) (*UsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UsageResponse)
+	err := c.cc.Invoke(ctx, Host_ReportUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostServer is the server API for Host service.
 // All implementations must embed UnimplementedHostServer
 // for forward compatibility.
@@ -503,6 +517,9 @@ type HostServer interface {
 	// same key is the same request: a runtime that restarted, or whose host
 	// restarted, asks again and gets the answer given meanwhile.
 	Ask(context.Context, *AskRequest) (*AskResponse, error)
+	// Version 3. Reports what the work used since the last report (records
+	// usage_reported); a task over its budget then has its pod stopped.
+	ReportUsage(context.Context, *UsageRequest) (*UsageResponse, error)
 	mustEmbedUnimplementedHostServer()
 }
 
@@ -530,6 +547,9 @@ func (UnimplementedHostServer) AckMessage(context.Context, *AckMessageRequest) (
 }
 func (UnimplementedHostServer) Ask(context.Context, *AskRequest) (*AskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ask not implemented")
+}
+func (UnimplementedHostServer) ReportUsage(context.Context, *UsageRequest) (*UsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportUsage not implemented")
 }
 func (UnimplementedHostServer) mustEmbedUnimplementedHostServer() {}
 func (UnimplementedHostServer) testEmbeddedByValue()              {}
@@ -653,6 +673,24 @@ func _Host_Ask_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Host_ReportUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).ReportUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_ReportUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).ReportUsage(ctx, req.(*UsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Host_ServiceDesc is the grpc.ServiceDesc for Host service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -679,6 +717,10 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ask",
 			Handler:    _Host_Ask_Handler,
+		},
+		{
+			MethodName: "ReportUsage",
+			Handler:    _Host_ReportUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

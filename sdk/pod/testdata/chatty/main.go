@@ -2,7 +2,8 @@
 // conversation: it writes every message it receives as an output line
 // "got: <text>", and with runtimeConfig {"ask": {...}} asks once (under the
 // key "q") and writes how the request ended as "answer: <state> <text>
-// approved=<bool> by=<actor>". It runs until stopped.
+// approved=<bool> by=<actor>"; with {"usageEveryMs": N} it reports usage
+// every N ms. It runs until stopped.
 package main
 
 import (
@@ -24,6 +25,9 @@ type askConfig struct {
 
 type config struct {
 	Ask *askConfig `json:"ask"`
+	// UsageEveryMs, when set, reports 20 input tokens, 10 output tokens and
+	// 5 micros of cost at this interval.
+	UsageEveryMs int `json:"usageEveryMs"`
 }
 
 type chatty struct {
@@ -57,6 +61,21 @@ func (c *chatty) Start(_ context.Context, req pod.StartRequest) (pod.StartRespon
 		})
 		pod.Logger().Info("messages ended", "err", err)
 	})
+	if cfg.UsageEveryMs > 0 {
+		c.wg.Go(func() {
+			rep := req.Host.(pod.UsageReporter)
+			t := time.NewTicker(time.Duration(cfg.UsageEveryMs) * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-c.ctx.Done():
+					return
+				case <-t.C:
+					_ = rep.ReportUsage(c.ctx, pod.Usage{InputTokens: 20, OutputTokens: 10, CostMicros: 5})
+				}
+			}
+		})
+	}
 	if cfg.Ask != nil {
 		c.wg.Go(func() {
 			a, err := conv.Ask(c.ctx, pod.AskRequest{Key: "q", Kind: cfg.Ask.Kind, Prompt: cfg.Ask.Prompt,
