@@ -494,3 +494,108 @@ func TestBudgetStopsAPod(t *testing.T) {
 		t.Fatal("the pod did not start after the budget was raised")
 	}
 }
+
+// The CLI's side: ipa task send, ipa inbox, ipa task answer, with roles:
+// viewers read the inbox, operators send and answer, every answer carries
+// its actor; a phase gate is refused to its own requester and approved by
+// another operator.
+func TestConversationCLI(t *testing.T) {
+	t.Parallel()
+	dir := newPluginDir(t)
+	buildChatty(t, dir)
+	h := newHome(t, "--plugin-dir", dir)
+	s := h.start()
+	_, ops := h.mintCLI(t, "ops", "operator")
+	_, ann := h.mintCLI(t, "ann", "operator")
+	_, eve := h.mintCLI(t, "eve", "viewer")
+
+	id := lastLine(s.on(t, ops, 0, "create", "cli chat", "--runtime", "chatty", "--start",
+		"--config", `{"ask": {"kind": "QUESTION", "prompt": "Colour?"}}`).stdout)
+	if r := s.on(t, ops, 0, "send", id, "hello there", "--data", `{"k": 1}`); !strings.HasPrefix(r.stdout, "message ") {
+		t.Fatalf("send: %q", r.stdout)
+	}
+	if r := s.on(t, eve, exitAuth, "send", id, "no"); !strings.Contains(r.stderr, "FORBIDDEN") {
+		t.Fatalf("a viewer's send: %q", r.stderr)
+	}
+	var reqID string
+	eventually(t, 60*time.Second, func() string {
+		r := cli(t, []string{"IPA_SERVER=" + s.url, "IPA_TOKEN=" + eve}, "inbox", "-o", "json")
+		var out struct {
+			InputRequests struct {
+				Edges []struct{ Node requestView }
+			}
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil {
+			t.Fatalf("inbox: exit %d %s %s", r.code, r.stdout, r.stderr)
+		}
+		if len(out.InputRequests.Edges) != 1 {
+			return fmt.Sprintf("inbox %s", r.stdout)
+		}
+		reqID = out.InputRequests.Edges[0].Node.ID
+		return ""
+	})
+	if r := cli(t, []string{"IPA_SERVER=" + s.url, "IPA_TOKEN=" + eve}, "inbox"); r.code != 0 || !strings.Contains(r.stdout, reqID) || !strings.Contains(r.stdout, "Colour?") {
+		t.Fatalf("inbox table: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := s.on(t, eve, exitAuth, "answer", reqID, "red"); !strings.Contains(r.stderr, "FORBIDDEN") {
+		t.Fatalf("a viewer's answer: %q", r.stderr)
+	}
+	if r := s.on(t, ann, 0, "answer", reqID, "blue", "--comment", "my pick"); !strings.Contains(r.stdout, "ANSWERED") {
+		t.Fatalf("answer: %q", r.stdout)
+	}
+	s.on(t, ops, exitConflict, "answer", reqID, "green")
+	line := s.waitLineAs(t, eve, id, "answer: ")
+	if line != "answer: ANSWERED blue approved=false by=ann" {
+		t.Fatalf("the pod got %q", line)
+	}
+	s.waitLineAs(t, eve, id, "got: hello there")
+
+	// A phase gate: ops asks, ops may not approve, ann may.
+	gated := lastLine(s.on(t, ops, 0, "create", "gated", "--approval", "planning").stdout)
+	s.on(t, ops, 0, "move", gated, "PLANNING")
+	var gate string
+	eventually(t, 30*time.Second, func() string {
+		r := cli(t, []string{"IPA_SERVER=" + s.url, "IPA_TOKEN=" + eve}, "inbox", "-o", "json")
+		var out struct {
+			InputRequests struct {
+				Edges []struct{ Node requestView }
+			}
+		}
+		_ = json.Unmarshal([]byte(r.stdout), &out)
+		for _, e := range out.InputRequests.Edges {
+			if e.Node.Task.ID == gated {
+				gate = e.Node.ID
+				return ""
+			}
+		}
+		return "no gate request: " + r.stdout
+	})
+	if r := s.on(t, ops, exitAuth, "answer", gate, "--approve"); !strings.Contains(r.stderr, "SELF_APPROVAL") {
+		t.Fatalf("self-approval: %q", r.stderr)
+	}
+	s.on(t, ann, 0, "answer", gate, "--approve")
+	r := s.on(t, eve, 0, "get", gated, "-o", "json")
+	if !strings.Contains(r.stdout, `"PLANNING"`) {
+		t.Fatalf("after the approval: %s", r.stdout)
+	}
+}
+
+// waitLineAs is waitLine with a token.
+func (s *server) waitLineAs(t *testing.T, token, id, prefix string) string {
+	t.Helper()
+	var got string
+	eventually(t, 60*time.Second, func() string {
+		r := s.on(t, token, 0, "events", id, "--types", "pod_output", "--all", "-o", "json")
+		for _, l := range strings.Split(r.stdout, "\n") {
+			if i := strings.Index(l, prefix); i >= 0 {
+				got = l[i:]
+				if j := strings.IndexByte(got, '"'); j >= 0 {
+					got = got[:j]
+				}
+				return ""
+			}
+		}
+		return "no " + prefix
+	})
+	return got
+}

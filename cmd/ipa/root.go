@@ -89,6 +89,7 @@ A flag given on the command line wins over the environment.`,
 		newPluginCommand(),
 		newTaskCommand(),
 		newPodCommand(),
+		newInboxCommand(),
 	)
 	return root
 }
