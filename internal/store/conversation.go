@@ -107,3 +107,112 @@ func (s *Store) DueRequests(ctx context.Context, now time.Time, limit int) ([]Re
 	}
 	return out, nil
 }
+
+// requestRow is an input_requests row.
+type requestRow struct {
+	ID        string
+	TaskID    string
+	State     string
+	CreatedAt int64
+	ExpiresAt *int64
+}
+
+// reprojectRequests folds the inbox from the log (input_requested and what
+// ends a request, in stream order) and compares it with input_requests; unless
+// check, it rewrites the table when any row differs. Returns how many rows
+// differed.
+func (s *Store) reprojectRequests(ctx context.Context, check bool) (int, error) {
+	want := map[string]requestRow{}
+	var after int64
+	for {
+		evs, err := s.ReadEvents(ctx, ipa.EventQuery{After: after, Limit: maxEventsRead, Types: []string{
+			ipa.EventInputRequested, ipa.EventInputAnswered, ipa.EventInputExpired, ipa.EventTaskCompleted, ipa.EventTaskCancelled}})
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range evs {
+			switch e.Type {
+			case ipa.EventInputRequested:
+				var d ipa.InputRequestedData
+				if err := json.Unmarshal(e.Data, &d); err != nil {
+					return 0, fmt.Errorf("store: reproject requests: decode %s: %w", e.ID, err)
+				}
+				r := requestRow{ID: d.RequestID, TaskID: e.TaskID, State: string(ipa.InputPending), CreatedAt: nanos(e.OccurredAt)}
+				if d.ExpiresAt != nil {
+					x := nanos(*d.ExpiresAt)
+					r.ExpiresAt = &x
+				}
+				want[r.ID] = r
+			case ipa.EventInputAnswered, ipa.EventInputExpired:
+				var d struct {
+					RequestID string `json:"requestId"`
+				}
+				if err := json.Unmarshal(e.Data, &d); err != nil {
+					return 0, fmt.Errorf("store: reproject requests: decode %s: %w", e.ID, err)
+				}
+				if r, ok := want[d.RequestID]; ok && r.State == string(ipa.InputPending) {
+					r.State = string(ipa.InputAnswered)
+					if e.Type == ipa.EventInputExpired {
+						r.State = string(ipa.InputExpired)
+					}
+					want[d.RequestID] = r
+				}
+			default: // the task closed: its pending requests are cancelled
+				for id, r := range want {
+					if r.TaskID == e.TaskID && r.State == string(ipa.InputPending) {
+						r.State = string(ipa.InputCancelled)
+						want[id] = r
+					}
+				}
+			}
+		}
+		if len(evs) < maxEventsRead {
+			break
+		}
+		after = evs[len(evs)-1].Position
+	}
+	var have []requestRow
+	if err := s.read.WithContext(ctx).Raw(`SELECT id, task_id, state, created_at, expires_at FROM input_requests`).Scan(&have).Error; err != nil {
+		return 0, s.wrap(fmt.Errorf("store: reproject requests: %w", err))
+	}
+	diff := 0
+	seen := map[string]bool{}
+	for _, h := range have {
+		seen[h.ID] = true
+		w, ok := want[h.ID]
+		if !ok || w.TaskID != h.TaskID || w.State != h.State || w.CreatedAt != h.CreatedAt || !sameNanos(w.ExpiresAt, h.ExpiresAt) {
+			diff++
+		}
+	}
+	for id := range want {
+		if !seen[id] {
+			diff++
+		}
+	}
+	if diff == 0 || check {
+		return diff, nil
+	}
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Exec(`DELETE FROM input_requests`).Error; err != nil {
+			return err
+		}
+		for _, r := range want {
+			if err := tx.Exec(`INSERT INTO input_requests (id, task_id, state, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+				r.ID, r.TaskID, r.State, r.CreatedAt, r.ExpiresAt).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return diff, s.wrap(fmt.Errorf("store: reproject requests: %w", err))
+	}
+	return diff, nil
+}
+
+func sameNanos(a, b *int64) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
