@@ -7,6 +7,7 @@ import { ApiError, base, getToken, gql, has, ideHref, live, loadSchema, setToken
 import type { Viewer } from './model';
 import { TasksPage } from './tasks';
 import { TaskPage } from './task';
+import { InboxPage } from './inbox';
 import { Link } from './ui';
 
 export type Runtime = {
@@ -17,7 +18,7 @@ export type Runtime = {
   exampleConfig?: unknown;
 };
 
-type Route = { page: 'tasks' } | { page: 'task'; id: string };
+type Route = { page: 'tasks' } | { page: 'task'; id: string } | { page: 'inbox' };
 
 function route(): Route {
   // Old-style hash links (#/task/ID) become paths.
@@ -28,6 +29,7 @@ function route(): Route {
     const id = decodeURIComponent(p.slice(base.length + 5).split('/')[0]);
     if (id) return { page: 'task', id };
   }
+  if (p === `${base}inbox` || p.startsWith(`${base}inbox/`)) return { page: 'inbox' };
   return { page: 'tasks' };
 }
 
@@ -158,6 +160,7 @@ function App() {
         </Link>
         <nav aria-label="Main">
           <Link href={base}>Tasks</Link>
+          <Link href={`${base}inbox`}>Inbox</Link>
           <a href={ideHref}>GraphQL IDE</a>
         </nav>
         <Connection />
@@ -185,6 +188,8 @@ function App() {
           </div>
         ) : !viewer || !schema ? (
           <p class="loading">Loading…</p>
+        ) : r.page === 'inbox' ? (
+          <InboxPage key={gen} viewer={viewer} />
         ) : r.page === 'task' ? (
           <TaskPage key={`${r.id}-${gen}`} id={r.id} viewer={viewer} schema={schema} />
         ) : (

@@ -19,6 +19,7 @@ import {
   type Viewer,
 } from './model';
 import { Badge, Confirm, Json, Link, Refusal, taskHref, useNow } from './ui';
+import { Conversation } from './inbox';
 
 // How far back the page reads the stream when it opens, and how much it
 // keeps: the newest events and output lines are what an operator watches.
@@ -261,6 +262,7 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
       </div>
 
       <Family task={task} />
+      <Conversation taskId={task.id} version={task.version} open={task.status === 'ACTIVE' || task.status === 'INACTIVE'} viewer={props.viewer} />
 
       <div class="grid">
         <section class="card" aria-labelledby="timeline-title">
