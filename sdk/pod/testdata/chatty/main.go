@@ -28,6 +28,10 @@ type config struct {
 	// UsageEveryMs, when set, reports 20 input tokens, 10 output tokens and
 	// 5 micros of cost at this interval.
 	UsageEveryMs int `json:"usageEveryMs"`
+	// AskLoop, when set, asks this many questions one after the other
+	// (keys loop-1, loop-2, …) and writes "answered <i> <unix nanos>" when
+	// each call returns: the answer latency as the runtime sees it.
+	AskLoop int `json:"askLoop"`
 }
 
 type chatty struct {
@@ -72,6 +76,19 @@ func (c *chatty) Start(_ context.Context, req pod.StartRequest) (pod.StartRespon
 					return
 				case <-t.C:
 					_ = rep.ReportUsage(c.ctx, pod.Usage{InputTokens: 20, OutputTokens: 10, CostMicros: 5})
+				}
+			}
+		})
+	}
+	if cfg.AskLoop > 0 {
+		c.wg.Go(func() {
+			for i := 1; i <= cfg.AskLoop; i++ {
+				if _, err := conv.Ask(c.ctx, pod.AskRequest{Key: fmt.Sprintf("loop-%d", i), Prompt: fmt.Sprintf("loop %d", i)}); err != nil {
+					return
+				}
+				at := time.Now().UnixNano()
+				if say(c.ctx, host, fmt.Sprintf("answered %d %d", i, at)) != nil {
+					return
 				}
 			}
 		})
