@@ -599,3 +599,36 @@ func (s *server) waitLineAs(t *testing.T, token, id, prefix string) string {
 	})
 	return got
 }
+
+// The server dies (kill -9) while a runtime waits on its question; the next
+// server reattaches, takes the answer, and the same plugin process's Ask
+// call returns it.
+func TestAskSurvivesTheServersKill(t *testing.T) {
+	t.Parallel()
+	dir := newPluginDir(t)
+	buildChatty(t, dir)
+	h := newHome(t, "--plugin-dir", dir)
+	s := h.start()
+	id := s.createTask(t, map[string]any{"title": "ask across", "runtime": "chatty", "autoStart": true,
+		"runtimeConfig": map[string]any{"ask": map[string]any{"kind": "QUESTION", "prompt": "Still there?"}}})
+	r := s.waitPending(t, id)
+	pid := s.task(t, id).Pod.PID
+	s.crash(t)
+	s = h.start()
+	eventually(t, 60*time.Second, func() string {
+		if len(s.events(t, id, "pod_reattached")) == 0 {
+			return "not reattached"
+		}
+		return ""
+	})
+	s.must(t, `mutation($r: ID!) { answerRequest(requestId: $r, answer: "yes") { request { id } } }`, map[string]any{"r": r.ID}, nil)
+	if line := s.waitLine(t, id, "answer: "); !strings.HasPrefix(line, "answer: ANSWERED yes") {
+		t.Fatalf("got %q", line)
+	}
+	if tv := s.task(t, id); tv.Pod.PID != pid {
+		t.Fatalf("pid %d, want the reattached %d", tv.Pod.PID, pid)
+	}
+	if n := len(s.events(t, id, "input_requested")); n != 1 {
+		t.Fatalf("%d input_requested", n)
+	}
+}
