@@ -7,16 +7,22 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/testdb"
+	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
 // buildChatty builds the SDK's conversation runtime into pluginDir.
@@ -630,5 +636,61 @@ func TestAskSurvivesTheServersKill(t *testing.T) {
 	}
 	if n := len(s.events(t, id, "input_requested")); n != 1 {
 		t.Fatalf("%d input_requested", n)
+	}
+}
+
+// A chat bot's relay: a webhook endpoint subscribed to input_requested gets
+// the runtime's question (signed), and its answer through answerRequest
+// reaches the runtime.
+func TestInputRequestedWebhook(t *testing.T) {
+	t.Parallel()
+	dir := newPluginDir(t)
+	buildChatty(t, dir)
+	s := newHome(t, "--plugin-dir", dir, "--webhook-allow-private").start()
+	var mu sync.Mutex
+	var secret string
+	var got []webhook.Payload
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		ts, _ := strconv.ParseInt(req.Header.Get("webhook-timestamp"), 10, 64)
+		mu.Lock()
+		defer mu.Unlock()
+		if !webhook.Verify(secret, req.Header.Get("webhook-id"), ts, body, req.Header.Get("webhook-signature")) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var p webhook.Payload
+		_ = json.Unmarshal(body, &p)
+		got = append(got, p)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	var created struct {
+		CreateWebhookEndpoint struct{ Secret string }
+	}
+	mu.Lock()
+	s.must(t, createEndpoint, map[string]any{"in": map[string]any{"url": srv.URL + "/bot", "types": []string{"input_requested"}}}, &created)
+	secret = created.CreateWebhookEndpoint.Secret
+	mu.Unlock()
+
+	id := s.createTask(t, map[string]any{"title": "relayed", "runtime": "chatty", "autoStart": true,
+		"runtimeConfig": map[string]any{"ask": map[string]any{"kind": "APPROVAL", "prompt": "Merge the PR?"}}})
+	var p webhook.Payload
+	eventually(t, 60*time.Second, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 1 {
+			return fmt.Sprintf("%d deliveries", len(got))
+		}
+		p = got[0]
+		return ""
+	})
+	var d struct{ RequestID, Kind, Prompt string }
+	if err := json.Unmarshal(p.Data.Data, &d); err != nil || p.Type != "input_requested" || p.Data.TaskID != id || d.Kind != "APPROVAL" || d.Prompt != "Merge the PR?" {
+		t.Fatalf("delivery %+v (%s)", p, p.Data.Data)
+	}
+	s.must(t, `mutation($r: ID!) { answerRequest(requestId: $r, approve: true) { request { id } } }`, map[string]any{"r": d.RequestID}, nil)
+	if line := s.waitLine(t, id, "answer: "); !strings.HasPrefix(line, "answer: ANSWERED  approved=true") {
+		t.Fatalf("got %q", line)
 	}
 }
