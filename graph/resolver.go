@@ -20,4 +20,7 @@ type Resolver struct {
 	WebhookService  *service.WebhookService
 	// ArtifactService lists and serves tasks' artifacts; nil: none.
 	ArtifactService *service.ArtifactService
+	// ConversationService holds messages to pods and their requests to
+	// people.
+	ConversationService *service.ConversationService
 }

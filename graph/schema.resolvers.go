@@ -63,10 +63,20 @@ func (r *queryResolver) Runtimes(ctx context.Context) ([]*ipa.RuntimeInfo, error
 // Node is the resolver for the node field. Task ids are the only node ids.
 func (r *queryResolver) Node(ctx context.Context, id string) (model.Node, error) {
 	t, err := nullWhenNotFound(r.TaskService.Task(ctx, id))
-	if t == nil || err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return t, nil
+	if t != nil {
+		return t, nil
+	}
+	if r.ConversationService == nil {
+		return nil, nil
+	}
+	req, err := r.ConversationService.Request(ctx, id)
+	if req == nil || err != nil {
+		return nil, err
+	}
+	return req, nil
 }
 
 // Viewer is the resolver for the viewer field.

@@ -93,6 +93,8 @@ A flag given on the command line wins over the environment.`,
 		newPluginCommand(),
 		newTaskCommand(),
 		newContextCommand(),
+		newPodCommand(),
+		newInboxCommand(),
 	)
 	// "ipa tsk" answers with "did you mean task?".
 	root.SuggestionsMinimumDistance = 2

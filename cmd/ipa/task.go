@@ -210,6 +210,8 @@ the list of them.
 		newTaskWatchCommand(o),
 		newTaskArtifactsCommand(o),
 		newTaskDownloadCommand(o),
+		newTaskSendCommand(o),
+		newTaskAnswerCommand(o),
 	)
 	for _, c := range cmd.Commands() {
 		if c.Long == "" {
@@ -363,7 +365,7 @@ func addExpectedVersion(fs *pflag.FlagSet) {
 func newTaskCreateCommand(o *taskOptions) *cobra.Command {
 	var (
 		title, description, runtime, config, metadata, idempotencyKey string
-		labels                                                        []string
+		labels, approvals                                             []string
 		start                                                         bool
 		restartAuto                                                   bool
 		maxAttempts                                                   int
@@ -414,6 +416,13 @@ the last line of stdout. The title is --title or the argument.`,
 			if start {
 				in["autoStart"] = true
 			}
+			if len(approvals) > 0 {
+				ps, err := enumValues("--approval", approvals, taskPhases)
+				if err != nil {
+					return err
+				}
+				in["approvals"] = ps
+			}
 			if idempotencyKey != "" {
 				in["idempotencyKey"] = idempotencyKey
 			}
@@ -459,6 +468,7 @@ the last line of stdout. The title is --title or the argument.`,
 	f.StringVar(&metadata, "metadata", "", "free-form metadata, a JSON object")
 	f.StringArrayVar(&labels, "label", nil, "a label KEY=VALUE (repeatable; needs a server with task labels)")
 	f.BoolVar(&start, "start", false, "start the task's pod right after creating it")
+	f.StringArrayVar(&approvals, "approval", nil, "a phase whose entry needs another person's approval (repeatable)")
 	f.BoolVar(&start, "auto-start", false, "the same as --start")
 	f.StringVar(&idempotencyKey, "idempotency-key", "", "a key repeated by the same actor returns the first task and creates nothing")
 	f.BoolVar(&restartAuto, "restart-auto", false, "restart the pod automatically after a crash")

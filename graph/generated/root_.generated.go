@@ -5,6 +5,7 @@ package generated
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync/atomic"
 
@@ -25,6 +26,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Artifact() ArtifactResolver
 	EventConnection() EventConnectionResolver
+	InputRequest() InputRequestResolver
 	Instance() InstanceResolver
 	Mutation() MutationResolver
 	Pod() PodResolver
@@ -46,6 +48,11 @@ type ComplexityRoot struct {
 		Role func(childComplexity int) int
 	}
 
+	AnswerRequestPayload struct {
+		Request func(childComplexity int) int
+		Task    func(childComplexity int) int
+	}
+
 	ApiToken struct {
 		ActorID   func(childComplexity int) int
 		CreatedAt func(childComplexity int) int
@@ -61,6 +68,12 @@ type ComplexityRoot struct {
 		SavedAt   func(childComplexity int) int
 		SizeBytes func(childComplexity int) int
 		URL       func(childComplexity int) int
+	}
+
+	Budget struct {
+		CostMicros  func(childComplexity int) int
+		Tokens      func(childComplexity int) int
+		WallSeconds func(childComplexity int) int
 	}
 
 	CreateTokenPayload struct {
@@ -105,6 +118,31 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	InputRequest struct {
+		Answer     func(childComplexity int) int
+		AnsweredBy func(childComplexity int) int
+		Approved   func(childComplexity int) int
+		Comment    func(childComplexity int) int
+		CreatedAt  func(childComplexity int) int
+		ExpiresAt  func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Kind       func(childComplexity int) int
+		Options    func(childComplexity int) int
+		Prompt     func(childComplexity int) int
+		State      func(childComplexity int) int
+		Task       func(childComplexity int) int
+	}
+
+	InputRequestConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	InputRequestEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Instance struct {
 		Address     func(childComplexity int) int
 		Alive       func(childComplexity int) int
@@ -115,7 +153,34 @@ type ComplexityRoot struct {
 		Version     func(childComplexity int) int
 	}
 
+	Message struct {
+		Data        func(childComplexity int) int
+		Delivered   func(childComplexity int) int
+		DeliveredAt func(childComplexity int) int
+		ID          func(childComplexity int) int
+		SentAt      func(childComplexity int) int
+		SentBy      func(childComplexity int) int
+		Text        func(childComplexity int) int
+	}
+
+	MessageConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	MessageEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	MessagePayload struct {
+		Message func(childComplexity int) int
+		Task    func(childComplexity int) int
+	}
+
 	Mutation struct {
+		AnswerRequest         func(childComplexity int, requestID string, answer *string, approve *bool, comment *string) int
 		ArchiveTask           func(childComplexity int, taskID string) int
 		CancelTask            func(childComplexity int, taskID string, reason string, expectedVersion *int) int
 		CompleteTask          func(childComplexity int, taskID string, expectedVersion *int) int
@@ -131,6 +196,7 @@ type ComplexityRoot struct {
 		ResumePod             func(childComplexity int, taskID string) int
 		ResumeWebhookEndpoint func(childComplexity int, id string) int
 		RevokeToken           func(childComplexity int, id string) int
+		SendMessage           func(childComplexity int, taskID string, text string, data json.RawMessage, expectedVersion *int) int
 		StartPod              func(childComplexity int, taskID string, expectedVersion *int) int
 		StopPod               func(childComplexity int, taskID string, reason *string, expectedVersion *int) int
 		TransitionPhase       func(childComplexity int, taskID string, to ipa.Phase, note *string, expectedVersion *int) int
@@ -177,12 +243,14 @@ type ComplexityRoot struct {
 		APITokens        func(childComplexity int) int
 		ActivePods       func(childComplexity int) int
 		Events           func(childComplexity int, afterPosition *string, first *int, types []string, taskID *string, after *string, last *int, before *string) int
+		InputRequests    func(childComplexity int, state *ipa.InputState, first *int, after *string) int
 		Instances        func(childComplexity int) int
 		Node             func(childComplexity int, id string) int
 		Runtimes         func(childComplexity int) int
 		Task             func(childComplexity int, id string) int
 		TaskCount        func(childComplexity int, filter *ipa.TaskFilter) int
 		Tasks            func(childComplexity int, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string, last *int, before *string) int
+		Usage            func(childComplexity int, filter *ipa.TaskFilter) int
 		Viewer           func(childComplexity int) int
 		WebhookEndpoint  func(childComplexity int, id string) int
 		WebhookEndpoints func(childComplexity int) int
@@ -218,28 +286,32 @@ type ComplexityRoot struct {
 	}
 
 	Task struct {
-		Archived      func(childComplexity int) int
-		Artifacts     func(childComplexity int) int
-		Children      func(childComplexity int, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) int
-		CreatedAt     func(childComplexity int) int
-		CreatedBy     func(childComplexity int) int
-		Deadline      func(childComplexity int) int
-		Description   func(childComplexity int) int
-		Events        func(childComplexity int, first *int, after *string, types []string, last *int, before *string) int
-		ID            func(childComplexity int) int
-		Labels        func(childComplexity int) int
-		Metadata      func(childComplexity int) int
-		Parent        func(childComplexity int) int
-		Phase         func(childComplexity int) int
-		Pod           func(childComplexity int) int
-		RestartPolicy func(childComplexity int) int
-		Runtime       func(childComplexity int) int
-		RuntimeConfig func(childComplexity int) int
-		Status        func(childComplexity int) int
-		Title         func(childComplexity int) int
-		UpdatedAt     func(childComplexity int) int
-		Version       func(childComplexity int) int
-		Workspace     func(childComplexity int) int
+		Archived        func(childComplexity int) int
+		Artifacts       func(childComplexity int) int
+		Budget          func(childComplexity int) int
+		Children        func(childComplexity int, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) int
+		CreatedAt       func(childComplexity int) int
+		CreatedBy       func(childComplexity int) int
+		Deadline        func(childComplexity int) int
+		Description     func(childComplexity int) int
+		Events          func(childComplexity int, first *int, after *string, types []string, last *int, before *string) int
+		ID              func(childComplexity int) int
+		Labels          func(childComplexity int) int
+		Messages        func(childComplexity int, first *int, after *string, last *int, before *string) int
+		Metadata        func(childComplexity int) int
+		Parent          func(childComplexity int) int
+		PendingRequests func(childComplexity int) int
+		Phase           func(childComplexity int) int
+		Pod             func(childComplexity int) int
+		RestartPolicy   func(childComplexity int) int
+		Runtime         func(childComplexity int) int
+		RuntimeConfig   func(childComplexity int) int
+		Status          func(childComplexity int) int
+		Title           func(childComplexity int) int
+		UpdatedAt       func(childComplexity int) int
+		Usage           func(childComplexity int) int
+		Version         func(childComplexity int) int
+		Workspace       func(childComplexity int) int
 	}
 
 	TaskConnection struct {
@@ -259,6 +331,12 @@ type ComplexityRoot struct {
 
 	TokenPayload struct {
 		Token func(childComplexity int) int
+	}
+
+	Usage struct {
+		CostMicros   func(childComplexity int) int
+		InputTokens  func(childComplexity int) int
+		OutputTokens func(childComplexity int) int
 	}
 
 	WebhookDelivery struct {
@@ -329,6 +407,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Actor.Role(childComplexity), true
 
+	case "AnswerRequestPayload.request":
+		if e.ComplexityRoot.AnswerRequestPayload.Request == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnswerRequestPayload.Request(childComplexity), true
+	case "AnswerRequestPayload.task":
+		if e.ComplexityRoot.AnswerRequestPayload.Task == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnswerRequestPayload.Task(childComplexity), true
+
 	case "ApiToken.actorId":
 		if e.ComplexityRoot.ApiToken.ActorID == nil {
 			break
@@ -396,6 +487,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Artifact.URL(childComplexity), true
+
+	case "Budget.costMicros":
+		if e.ComplexityRoot.Budget.CostMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.CostMicros(childComplexity), true
+	case "Budget.tokens":
+		if e.ComplexityRoot.Budget.Tokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.Tokens(childComplexity), true
+	case "Budget.wallSeconds":
+		if e.ComplexityRoot.Budget.WallSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Budget.WallSeconds(childComplexity), true
 
 	case "CreateTokenPayload.secret":
 		if e.ComplexityRoot.CreateTokenPayload.Secret == nil {
@@ -530,6 +640,105 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.EventEdge.Node(childComplexity), true
 
+	case "InputRequest.answer":
+		if e.ComplexityRoot.InputRequest.Answer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.Answer(childComplexity), true
+	case "InputRequest.answeredBy":
+		if e.ComplexityRoot.InputRequest.AnsweredBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.AnsweredBy(childComplexity), true
+	case "InputRequest.approved":
+		if e.ComplexityRoot.InputRequest.Approved == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.Approved(childComplexity), true
+	case "InputRequest.comment":
+		if e.ComplexityRoot.InputRequest.Comment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.Comment(childComplexity), true
+	case "InputRequest.createdAt":
+		if e.ComplexityRoot.InputRequest.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.CreatedAt(childComplexity), true
+	case "InputRequest.expiresAt":
+		if e.ComplexityRoot.InputRequest.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.ExpiresAt(childComplexity), true
+	case "InputRequest.id":
+		if e.ComplexityRoot.InputRequest.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.ID(childComplexity), true
+	case "InputRequest.kind":
+		if e.ComplexityRoot.InputRequest.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.Kind(childComplexity), true
+	case "InputRequest.options":
+		if e.ComplexityRoot.InputRequest.Options == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.Options(childComplexity), true
+	case "InputRequest.prompt":
+		if e.ComplexityRoot.InputRequest.Prompt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.Prompt(childComplexity), true
+	case "InputRequest.state":
+		if e.ComplexityRoot.InputRequest.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.State(childComplexity), true
+	case "InputRequest.task":
+		if e.ComplexityRoot.InputRequest.Task == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequest.Task(childComplexity), true
+
+	case "InputRequestConnection.edges":
+		if e.ComplexityRoot.InputRequestConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequestConnection.Edges(childComplexity), true
+	case "InputRequestConnection.pageInfo":
+		if e.ComplexityRoot.InputRequestConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequestConnection.PageInfo(childComplexity), true
+
+	case "InputRequestEdge.cursor":
+		if e.ComplexityRoot.InputRequestEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequestEdge.Cursor(childComplexity), true
+	case "InputRequestEdge.node":
+		if e.ComplexityRoot.InputRequestEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InputRequestEdge.Node(childComplexity), true
+
 	case "Instance.address":
 		if e.ComplexityRoot.Instance.Address == nil {
 			break
@@ -573,6 +782,105 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Instance.Version(childComplexity), true
 
+	case "Message.data":
+		if e.ComplexityRoot.Message.Data == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Message.Data(childComplexity), true
+	case "Message.delivered":
+		if e.ComplexityRoot.Message.Delivered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Message.Delivered(childComplexity), true
+	case "Message.deliveredAt":
+		if e.ComplexityRoot.Message.DeliveredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Message.DeliveredAt(childComplexity), true
+	case "Message.id":
+		if e.ComplexityRoot.Message.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Message.ID(childComplexity), true
+	case "Message.sentAt":
+		if e.ComplexityRoot.Message.SentAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Message.SentAt(childComplexity), true
+	case "Message.sentBy":
+		if e.ComplexityRoot.Message.SentBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Message.SentBy(childComplexity), true
+	case "Message.text":
+		if e.ComplexityRoot.Message.Text == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Message.Text(childComplexity), true
+
+	case "MessageConnection.edges":
+		if e.ComplexityRoot.MessageConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageConnection.Edges(childComplexity), true
+	case "MessageConnection.pageInfo":
+		if e.ComplexityRoot.MessageConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageConnection.PageInfo(childComplexity), true
+	case "MessageConnection.totalCount":
+		if e.ComplexityRoot.MessageConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageConnection.TotalCount(childComplexity), true
+
+	case "MessageEdge.cursor":
+		if e.ComplexityRoot.MessageEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageEdge.Cursor(childComplexity), true
+	case "MessageEdge.node":
+		if e.ComplexityRoot.MessageEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageEdge.Node(childComplexity), true
+
+	case "MessagePayload.message":
+		if e.ComplexityRoot.MessagePayload.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessagePayload.Message(childComplexity), true
+	case "MessagePayload.task":
+		if e.ComplexityRoot.MessagePayload.Task == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessagePayload.Task(childComplexity), true
+
+	case "Mutation.answerRequest":
+		if e.ComplexityRoot.Mutation.AnswerRequest == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_answerRequest_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AnswerRequest(childComplexity, args["requestId"].(string), args["answer"].(*string), args["approve"].(*bool), args["comment"].(*string)), true
 	case "Mutation.archiveTask":
 		if e.ComplexityRoot.Mutation.ArchiveTask == nil {
 			break
@@ -738,6 +1046,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RevokeToken(childComplexity, args["id"].(string)), true
+	case "Mutation.sendMessage":
+		if e.ComplexityRoot.Mutation.SendMessage == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_sendMessage_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SendMessage(childComplexity, args["taskId"].(string), args["text"].(string), args["data"].(json.RawMessage), args["expectedVersion"].(*int)), true
 	case "Mutation.startPod":
 		if e.ComplexityRoot.Mutation.StartPod == nil {
 			break
@@ -959,6 +1278,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Events(childComplexity, args["afterPosition"].(*string), args["first"].(*int), args["types"].([]string), args["taskId"].(*string), args["after"].(*string), args["last"].(*int), args["before"].(*string)), true
+	case "Query.inputRequests":
+		if e.ComplexityRoot.Query.InputRequests == nil {
+			break
+		}
+
+		args, err := ec.field_Query_inputRequests_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.InputRequests(childComplexity, args["state"].(*ipa.InputState), args["first"].(*int), args["after"].(*string)), true
 	case "Query.instances":
 		if e.ComplexityRoot.Query.Instances == nil {
 			break
@@ -1016,6 +1346,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Tasks(childComplexity, args["filter"].(*ipa.TaskFilter), args["orderBy"].(*model.TaskOrder), args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string)), true
+	case "Query.usage":
+		if e.ComplexityRoot.Query.Usage == nil {
+			break
+		}
+
+		args, err := ec.field_Query_usage_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Usage(childComplexity, args["filter"].(*ipa.TaskFilter)), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
@@ -1183,6 +1524,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Artifacts(childComplexity), true
+	case "Task.budget":
+		if e.ComplexityRoot.Task.Budget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Budget(childComplexity), true
 	case "Task.children":
 		if e.ComplexityRoot.Task.Children == nil {
 			break
@@ -1241,6 +1588,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Labels(childComplexity), true
+	case "Task.messages":
+		if e.ComplexityRoot.Task.Messages == nil {
+			break
+		}
+
+		args, err := ec.field_Task_messages_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Task.Messages(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string)), true
 	case "Task.metadata":
 		if e.ComplexityRoot.Task.Metadata == nil {
 			break
@@ -1253,6 +1611,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Parent(childComplexity), true
+	case "Task.pendingRequests":
+		if e.ComplexityRoot.Task.PendingRequests == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.PendingRequests(childComplexity), true
 	case "Task.phase":
 		if e.ComplexityRoot.Task.Phase == nil {
 			break
@@ -1301,6 +1665,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.UpdatedAt(childComplexity), true
+	case "Task.usage":
+		if e.ComplexityRoot.Task.Usage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Usage(childComplexity), true
 	case "Task.version":
 		if e.ComplexityRoot.Task.Version == nil {
 			break
@@ -1359,6 +1729,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.TokenPayload.Token(childComplexity), true
+
+	case "Usage.costMicros":
+		if e.ComplexityRoot.Usage.CostMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Usage.CostMicros(childComplexity), true
+	case "Usage.inputTokens":
+		if e.ComplexityRoot.Usage.InputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Usage.InputTokens(childComplexity), true
+	case "Usage.outputTokens":
+		if e.ComplexityRoot.Usage.OutputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Usage.OutputTokens(childComplexity), true
 
 	case "WebhookDelivery.attempts":
 		if e.ComplexityRoot.WebhookDelivery.Attempts == nil {
@@ -1512,6 +1901,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("BudgetInput", ec.unmarshalInputBudgetInput),
 			graphql.NewInputUnmarshaler("CreateTaskInput", ec.unmarshalInputCreateTaskInput),
 			graphql.NewInputUnmarshaler("CreateWebhookEndpointInput", ec.unmarshalInputCreateWebhookEndpointInput),
 			graphql.NewInputUnmarshaler("RestartPolicyInput", ec.unmarshalInputRestartPolicyInput),
@@ -1611,6 +2001,124 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../../schema/conversation.graphqls", Input: `"""
+A message a person sent to a task's pod (` + "`" + `message_sent` + "`" + `). The running pod receives it through
+its runtime; one sent while no pod runs is delivered at the next start. The runtime acknowledges
+it with ` + "`" + `message_delivered` + "`" + `.
+"""
+type Message {
+  id: ID!
+  text: String!
+  "The JSON sent with the text; null when none."
+  data: JSON
+  "Actor that sent it."
+  sentBy: String!
+  sentAt: Time!
+  "The runtime acknowledged it."
+  delivered: Boolean!
+  deliveredAt: Time
+}
+
+type MessageConnection {
+  edges: [MessageEdge!]!
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+type MessageEdge {
+  cursor: String!
+  node: Message!
+}
+
+type MessagePayload {
+  task: Task!
+  message: Message!
+}
+
+"What a runtime asks for."
+enum InputRequestKind {
+  "Free text."
+  QUESTION
+  "Approve or reject (` + "`" + `approve: true|false` + "`" + `)."
+  APPROVAL
+  "One of ` + "`" + `options` + "`" + `."
+  CHOICE
+}
+
+enum InputRequestState {
+  PENDING
+  ANSWERED
+  "Its expiry passed unanswered (` + "`" + `input_expired` + "`" + `)."
+  EXPIRED
+  "Its task closed while it was pending."
+  CANCELLED
+}
+
+"""
+A request a runtime made to a person (` + "`" + `input_requested` + "`" + `); the runtime waits for its answer.
+"""
+type InputRequest implements Node {
+  id: ID!
+  task: Task!
+  kind: InputRequestKind!
+  prompt: String!
+  "The choices of a CHOICE; empty otherwise."
+  options: [String!]!
+  state: InputRequestState!
+  createdAt: Time!
+  "When it expires unanswered; null: never."
+  expiresAt: Time
+  "The answer's text; null when none."
+  answer: String
+  "An APPROVAL's answer; null otherwise."
+  approved: Boolean
+  "The actor that answered; null until answered."
+  answeredBy: String
+  "The answerer's comment; null when none."
+  comment: String
+}
+
+type InputRequestConnection {
+  edges: [InputRequestEdge!]!
+  pageInfo: PageInfo!
+}
+
+type InputRequestEdge {
+  cursor: String!
+  node: InputRequest!
+}
+
+type AnswerRequestPayload {
+  request: InputRequest!
+  task: Task!
+}
+
+extend type Task {
+  "Messages sent to the task's pod, oldest first (` + "`" + `first` + "`" + ` after ` + "`" + `after` + "`" + `, or ` + "`" + `last` + "`" + ` before ` + "`" + `before` + "`" + `)."
+  messages(first: Int, after: String, last: Int, before: String): MessageConnection!
+  "The requests of the task's runtime still waiting for an answer, oldest first."
+  pendingRequests: [InputRequest!]!
+}
+
+extend type Query {
+  "The inbox across tasks: input requests in ` + "`" + `state` + "`" + `, oldest first (` + "`" + `first` + "`" + `: 1 to 1000, default 100)."
+  inputRequests(state: InputRequestState = PENDING, first: Int, after: String): InputRequestConnection!
+}
+
+extend type Mutation {
+  """
+  Sends a message to the task's pod: records ` + "`" + `message_sent` + "`" + `. Delivered to the running pod, or at
+  its next start. Refused for a closed task.
+  """
+  sendMessage(taskId: ID!, text: String!, data: JSON, expectedVersion: Int): MessagePayload!
+  """
+  Answers a pending request: records ` + "`" + `input_answered` + "`" + `, and the runtime's asking call returns the
+  answer. An APPROVAL takes ` + "`" + `approve` + "`" + `, a QUESTION ` + "`" + `answer` + "`" + `, a CHOICE ` + "`" + `answer` + "`" + ` among its options.
+  A request answered before: ` + "`" + `CONFLICT` + "`" + `/` + "`" + `ALREADY_ANSWERED` + "`" + `.
+  """
+  answerRequest(requestId: ID!, answer: String, approve: Boolean, comment: String): AnswerRequestPayload!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/event.graphqls", Input: `"""
 One committed fact in a task's stream.
 """
@@ -2114,6 +2622,13 @@ input CreateTaskInput {
   parentId: ID
   "When this instant passes while the task is open, it is cancelled with reason ` + "`" + `deadline exceeded` + "`" + `."
   deadline: Time
+  """
+  Phase gates: moving into a listed phase (by a person or the runtime) records ` + "`" + `transition_requested` + "`" + `
+  and opens an APPROVAL request instead of moving; approving it (by another actor than the requester,
+  else ` + "`" + `FORBIDDEN` + "`" + `/` + "`" + `SELF_APPROVAL` + "`" + `) records ` + "`" + `transition_approved` + "`" + ` and ` + "`" + `phase_changed` + "`" + `; rejecting it
+  records ` + "`" + `transition_rejected` + "`" + `.
+  """
+  approvals: [TaskPhase!]
 }
 
 """
@@ -2199,6 +2714,54 @@ extend type Mutation {
   createToken(actorId: String!, role: Role!): CreateTokenPayload!
   "Revokes a token by id (admin only); requests with it fail from then on."
   revokeToken(id: ID!): TokenPayload!
+}
+`, BuiltIn: false},
+	{Name: "../../schema/usage.graphqls", Input: `"What a task's runtimes reported (` + "`" + `usage_reported` + "`" + `), totalled."
+type Usage {
+  inputTokens: Int!
+  outputTokens: Int!
+  "Cost in millionths of the currency unit."
+  costMicros: Int!
+}
+
+"""
+Limits on a task's spending; a null field is no limit. When one is exceeded the server records
+` + "`" + `budget_exceeded` + "`" + ` and stops the pod (` + "`" + `pod_stopped { reason: "budget" }` + "`" + `); the task stays open, and
+its pod starts again once the budget is raised.
+"""
+type Budget {
+  "Input and output tokens together."
+  tokens: Int
+  costMicros: Int
+  "How long the task's pods may run, in all."
+  wallSeconds: Int
+}
+
+input BudgetInput {
+  tokens: Int
+  costMicros: Int
+  wallSeconds: Int
+}
+
+extend type Task {
+  "Totals of the usage its runtimes reported."
+  usage: Usage!
+  "The task's budget; null when none."
+  budget: Budget
+}
+
+extend type Query {
+  "Usage summed across the tasks matching the filter (e.g. by label)."
+  usage(filter: TaskFilter): Usage!
+}
+
+extend input CreateTaskInput {
+  budget: BudgetInput
+}
+
+extend input UpdateTaskInput {
+  "The whole new budget (replaces the old one)."
+  budget: BudgetInput
 }
 `, BuiltIn: false},
 	{Name: "../../schema/webhooks.graphqls", Input: `"""
@@ -2314,6 +2877,16 @@ func (ec *executionContext) childFields_Actor(ctx context.Context, field graphql
 	return nil, fmt.Errorf("no field named %q was found under type Actor", field.Name)
 }
 
+func (ec *executionContext) childFields_AnswerRequestPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "request":
+		return ec.fieldContext_AnswerRequestPayload_request(ctx, field)
+	case "task":
+		return ec.fieldContext_AnswerRequestPayload_task(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AnswerRequestPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_ApiToken(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2346,6 +2919,18 @@ func (ec *executionContext) childFields_Artifact(ctx context.Context, field grap
 		return ec.fieldContext_Artifact_url(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Artifact", field.Name)
+}
+
+func (ec *executionContext) childFields_Budget(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "tokens":
+		return ec.fieldContext_Budget_tokens(ctx, field)
+	case "costMicros":
+		return ec.fieldContext_Budget_costMicros(ctx, field)
+	case "wallSeconds":
+		return ec.fieldContext_Budget_wallSeconds(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Budget", field.Name)
 }
 
 func (ec *executionContext) childFields_CreateTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2432,6 +3017,56 @@ func (ec *executionContext) childFields_EventEdge(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type EventEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_InputRequest(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_InputRequest_id(ctx, field)
+	case "task":
+		return ec.fieldContext_InputRequest_task(ctx, field)
+	case "kind":
+		return ec.fieldContext_InputRequest_kind(ctx, field)
+	case "prompt":
+		return ec.fieldContext_InputRequest_prompt(ctx, field)
+	case "options":
+		return ec.fieldContext_InputRequest_options(ctx, field)
+	case "state":
+		return ec.fieldContext_InputRequest_state(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_InputRequest_createdAt(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_InputRequest_expiresAt(ctx, field)
+	case "answer":
+		return ec.fieldContext_InputRequest_answer(ctx, field)
+	case "approved":
+		return ec.fieldContext_InputRequest_approved(ctx, field)
+	case "answeredBy":
+		return ec.fieldContext_InputRequest_answeredBy(ctx, field)
+	case "comment":
+		return ec.fieldContext_InputRequest_comment(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InputRequest", field.Name)
+}
+
+func (ec *executionContext) childFields_InputRequestConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_InputRequestConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_InputRequestConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InputRequestConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_InputRequestEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_InputRequestEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_InputRequestEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InputRequestEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_Instance(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2450,6 +3085,58 @@ func (ec *executionContext) childFields_Instance(ctx context.Context, field grap
 		return ec.fieldContext_Instance_pods(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Instance", field.Name)
+}
+
+func (ec *executionContext) childFields_Message(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Message_id(ctx, field)
+	case "text":
+		return ec.fieldContext_Message_text(ctx, field)
+	case "data":
+		return ec.fieldContext_Message_data(ctx, field)
+	case "sentBy":
+		return ec.fieldContext_Message_sentBy(ctx, field)
+	case "sentAt":
+		return ec.fieldContext_Message_sentAt(ctx, field)
+	case "delivered":
+		return ec.fieldContext_Message_delivered(ctx, field)
+	case "deliveredAt":
+		return ec.fieldContext_Message_deliveredAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Message", field.Name)
+}
+
+func (ec *executionContext) childFields_MessageConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_MessageConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_MessageConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_MessageConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MessageConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_MessageEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_MessageEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_MessageEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MessageEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_MessagePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "task":
+		return ec.fieldContext_MessagePayload_task(ctx, field)
+	case "message":
+		return ec.fieldContext_MessagePayload_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MessagePayload", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2606,12 +3293,20 @@ func (ec *executionContext) childFields_Task(ctx context.Context, field graphql.
 		return ec.fieldContext_Task_children(ctx, field)
 	case "deadline":
 		return ec.fieldContext_Task_deadline(ctx, field)
+	case "messages":
+		return ec.fieldContext_Task_messages(ctx, field)
+	case "pendingRequests":
+		return ec.fieldContext_Task_pendingRequests(ctx, field)
 	case "archived":
 		return ec.fieldContext_Task_archived(ctx, field)
 	case "workspace":
 		return ec.fieldContext_Task_workspace(ctx, field)
 	case "artifacts":
 		return ec.fieldContext_Task_artifacts(ctx, field)
+	case "usage":
+		return ec.fieldContext_Task_usage(ctx, field)
+	case "budget":
+		return ec.fieldContext_Task_budget(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Task", field.Name)
 }
@@ -2652,6 +3347,18 @@ func (ec *executionContext) childFields_TokenPayload(ctx context.Context, field 
 		return ec.fieldContext_TokenPayload_token(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type TokenPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Usage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "inputTokens":
+		return ec.fieldContext_Usage_inputTokens(ctx, field)
+	case "outputTokens":
+		return ec.fieldContext_Usage_outputTokens(ctx, field)
+	case "costMicros":
+		return ec.fieldContext_Usage_costMicros(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Usage", field.Name)
 }
 
 func (ec *executionContext) childFields_WebhookDelivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -12,6 +12,11 @@ import (
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
+type AnswerRequestPayload struct {
+	Request *ipa.InputRequest `json:"request"`
+	Task    *ipa.Task         `json:"task"`
+}
+
 type CreateTokenPayload struct {
 	Token *ipa.Token `json:"token"`
 	// The secret to send as `Authorization: Bearer <secret>`. Shown only here.
@@ -45,6 +50,32 @@ type DrainPayload struct {
 type EventEdge struct {
 	Cursor string     `json:"cursor"`
 	Node   *ipa.Event `json:"node"`
+}
+
+type InputRequestConnection struct {
+	Edges    []*InputRequestEdge `json:"edges"`
+	PageInfo *PageInfo           `json:"pageInfo"`
+}
+
+type InputRequestEdge struct {
+	Cursor string            `json:"cursor"`
+	Node   *ipa.InputRequest `json:"node"`
+}
+
+type MessageConnection struct {
+	Edges      []*MessageEdge `json:"edges"`
+	PageInfo   *PageInfo      `json:"pageInfo"`
+	TotalCount int            `json:"totalCount"`
+}
+
+type MessageEdge struct {
+	Cursor string       `json:"cursor"`
+	Node   *ipa.Message `json:"node"`
+}
+
+type MessagePayload struct {
+	Task    *ipa.Task    `json:"task"`
+	Message *ipa.Message `json:"message"`
 }
 
 type Mutation struct {

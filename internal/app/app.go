@@ -25,6 +25,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/cohort"
 	"github.com/ipa-dev/ipa/internal/coordination"
+	"github.com/ipa-dev/ipa/internal/conversation"
 	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
@@ -155,6 +156,9 @@ type App struct {
 	// Coord is this server among the instances sharing the database:
 	// heartbeat, leases, takeover, pod command routing, drain.
 	Coord *coordination.Coordinator
+	// Conversations with pods, and their requests' expiry timer.
+	Conversations *conversation.Service
+	expiry        *conversation.Expiry
 
 	// baseCtx is the context of every request: cancelling it ends open
 	// subscriptions, which http.Server.Shutdown alone would not.
@@ -285,6 +289,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		pub = cfg.Publish(pub)
 	}
 	a.Writer = eventlog.NewWriter(a.Store, pub)
+	a.Conversations = conversation.New(a.Store, a.Writer, a.Feed, log)
 
 	// Pods.
 	dataDir := cfg.DataDir
@@ -301,7 +306,7 @@ func (a *App) build(ctx context.Context) (err error) {
 	supCfg := supervisor.Config{
 		Recorder:      eventlog.NewPodRecorder(a.Writer),
 		History:       eventlog.NewPodHistory(a.Store),
-		HostFactory:   runtimehost.FactoryWithArtifacts(a.Writer, a.Store, arts, stagingDir(workspaces)),
+		HostFactory:   runtimehost.Factory(a.Writer, a.Store, a.Conversations, arts, stagingDir(workspaces)),
 		Launcher:      cfg.Launcher,
 		DataDir:       dataDir,
 		InstanceID:    cfg.InstanceID,
@@ -336,6 +341,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		return err
 	}
 	pods := a.Coord.Router(a.Supervisor, cfg.CommandWait)
+	a.Conversations.SetPods(pods)
 
 	// Services.
 	key, err := a.Store.Secret(ctx, cursorSecretName, 32)
@@ -354,6 +360,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		Logger:        log,
 		Workspaces:    workspaces,
 		Artifacts:     arts,
+		Gates:         a.Conversations,
 	})
 	if err != nil {
 		return err
@@ -364,14 +371,16 @@ func (a *App) build(ctx context.Context) (err error) {
 		podService.ShareWith(cfg.InstanceID, a.Store, cfg.DefaultPolicy)
 	}
 	podService.SetWorkspaces(workspaces)
+	podService.SetBudgets(a.Conversations)
 	a.Services = &graph.Resolver{
-		TaskService:     tasks,
-		PodService:      podService,
-		FeedService:     service.NewFeedService(a.Feed),
-		TokenService:    service.NewTokenService(a.Store, log, nil),
-		InstanceService: service.NewInstanceService(a.Coord),
-		ArtifactService: service.NewArtifactService(a.Store, arts),
-		WebhookService:  service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
+		TaskService:         tasks,
+		PodService:          podService,
+		FeedService:         service.NewFeedService(a.Feed),
+		TokenService:        service.NewTokenService(a.Store, log, nil),
+		InstanceService:     service.NewInstanceService(a.Coord),
+		ArtifactService:     service.NewArtifactService(a.Store, arts),
+		ConversationService: service.NewConversationService(a.Conversations),
+		WebhookService:      service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance
 	// takes this one's leases over while it settles them.
@@ -394,6 +403,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		}
 	}
 	a.startDeadlines(cfg.DeadlineInterval)
+	a.expiry = conversation.StartExpiry(a.baseCtx, a.Conversations, cfg.DeadlineInterval, log)
 	a.Webhooks.Start()
 
 	// HTTP.
@@ -537,6 +547,10 @@ func (a *App) Close() error {
 		// The deadline timer cancels tasks (and stops their pods): it
 		// stops before the pods and the store do.
 		a.stopDeadlines()
+		a.expiry.Stop()
+		if a.Conversations != nil {
+			a.Conversations.Close()
+		}
 		// Webhook workers read the store; they stop (releasing their
 		// endpoints' leases) before it closes.
 		if a.Webhooks != nil {

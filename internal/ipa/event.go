@@ -93,6 +93,9 @@ type TaskCreatedData struct {
 	Labels         Labels          `json:"labels,omitempty"`
 	ParentID       string          `json:"parentId,omitempty"`
 	Deadline       *time.Time      `json:"deadline,omitempty"`
+	// Approvals are the phases a move into needs a person's approval.
+	Approvals []Phase `json:"approvals,omitempty"`
+	Budget    *Budget `json:"budget,omitempty"`
 }
 
 // TaskUpdatedData is the data of task_updated: only the fields that changed
@@ -104,12 +107,14 @@ type TaskUpdatedData struct {
 	Labels        *Labels         `json:"labels,omitempty"`
 	RestartPolicy *RestartPolicy  `json:"restartPolicy,omitempty"`
 	Deadline      *time.Time      `json:"deadline,omitempty"`
+	// Budget, when present, is the whole new budget.
+	Budget *Budget `json:"budget,omitempty"`
 }
 
 // Empty reports whether the update changes nothing.
 func (d TaskUpdatedData) Empty() bool {
 	return d.Title == nil && d.Description == nil && d.Metadata == nil && d.Labels == nil &&
-		d.RestartPolicy == nil && d.Deadline == nil
+		d.RestartPolicy == nil && d.Deadline == nil && d.Budget == nil
 }
 
 // PhaseChangedData is the data of phase_changed.

@@ -18,6 +18,28 @@ type CreateTaskInput struct {
 	Labels         json.RawMessage // JSON object of strings; see ParseLabels
 	ParentID       *string
 	Deadline       *time.Time
+	Approvals      []Phase
+	Budget         *BudgetInput
+}
+
+// BudgetInput is a budget as a client gives it; see Budget.
+type BudgetInput struct {
+	Tokens      *int64
+	CostMicros  *int64
+	WallSeconds *int64
+}
+
+// Budget checks the input: every limit given is at least 0.
+func (b *BudgetInput) Budget() (*Budget, error) {
+	if b == nil {
+		return nil, nil
+	}
+	for _, v := range []*int64{b.Tokens, b.CostMicros, b.WallSeconds} {
+		if v != nil && *v < 0 {
+			return nil, Errorf(EINVALID, ReasonInvalidArgument, "A budget's limits are 0 or more.")
+		}
+	}
+	return &Budget{Tokens: b.Tokens, CostMicros: b.CostMicros, WallSeconds: b.WallSeconds}, nil
 }
 
 // UpdateTaskInput changes some of a task's fields; nil fields stay as they are.
@@ -28,6 +50,7 @@ type UpdateTaskInput struct {
 	Labels        json.RawMessage     // the whole new set
 	RestartPolicy *RestartPolicyInput // merged field by field into the current policy
 	Deadline      *time.Time
+	Budget        *BudgetInput // the whole new budget
 }
 
 // RestartPolicyInput overrides the server's default restart policy field by field.

@@ -16,9 +16,10 @@ import (
 //
 //	1: Start, Attach, State, Stop, Health; Host: AppendEvent, RequestPhase, Output
 //	2: adds Describe (a runtime's description, config schema and example)
+//	3: Host: adds Messages, AckMessage, Ask (conversations with a person), ReportUsage
 const (
 	MinProtocolVersion = 1
-	ProtocolVersion    = 2
+	ProtocolVersion    = 3
 )
 
 // VersionedPluginMap is the host's plugin sets, one per protocol version it

@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/ipa-dev/ipa/internal/artifact"
+	"github.com/ipa-dev/ipa/internal/conversation"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
@@ -36,19 +37,18 @@ type Reader interface {
 	ReadEvents(ctx context.Context, q ipa.EventQuery) ([]ipa.Event, error)
 }
 
-// Factory returns the constructor the supervisor calls for each pod.
-func Factory(w *eventlog.Writer, r Reader) func(taskID, runtime string) podapi.Host {
-	return func(taskID, runtime string) podapi.Host { return New(w, r, taskID, runtime) }
-}
-
-// FactoryWithArtifacts is Factory with artifacts: each host saves into
-// store (SaveArtifact) and, when the exec runtime reports its command's
-// end, collects the files the command left in staging(taskID).
-func FactoryWithArtifacts(w *eventlog.Writer, r Reader, store *artifact.Store, staging func(taskID string) string) func(taskID, runtime string) podapi.Host {
+// Factory returns the supervisor's host maker: each pod gets a Host bound
+// to its task. With conv the host also converses (messages, requests,
+// usage); with store it saves artifacts and, when the exec runtime reports
+// its command's end, collects the files the command left in staging(taskID).
+func Factory(w *eventlog.Writer, r Reader, conv *conversation.Service, store *artifact.Store, staging func(taskID string) string) func(taskID, runtime string) podapi.Host {
 	return func(taskID, runtime string) podapi.Host {
 		h := New(w, r, taskID, runtime)
 		h.artifacts, h.staging = store, staging
-		return h
+		if conv == nil {
+			return h
+		}
+		return &ConversingHost{Host: h, conv: conv}
 	}
 }
 

@@ -16,6 +16,23 @@ type PodService struct {
 	runtimes map[string]ipa.Runtime
 	shared   *sharedPods     // set by ShareWith: several instances
 	ws       *workspace.Dirs // see SetWorkspaces
+	budgets  Budgets
+}
+
+// Budgets refuses to start the pod of a task over its budget.
+type Budgets interface {
+	CheckStart(ctx context.Context, taskID string) error
+}
+
+// SetBudgets makes pod starts check the task's budget. Call it before
+// serving.
+func (s *PodService) SetBudgets(b Budgets) { s.budgets = b }
+
+func (s *PodService) checkBudget(ctx context.Context, taskID string) error {
+	if s.budgets == nil {
+		return nil
+	}
+	return s.budgets.CheckStart(ctx, taskID)
 }
 
 // NewPodService returns a PodService reading tasks from r and driving pods
@@ -129,6 +146,9 @@ func (s *PodService) StartPod(ctx context.Context, taskID string, expected *int6
 	if err != nil {
 		return nil, false, err
 	}
+	if err := s.checkBudget(ctx, taskID); err != nil {
+		return nil, false, err
+	}
 	started, err := s.pods.StartPod(ctx, t, ipa.TriggerManual, "")
 	if err != nil {
 		return nil, false, err
@@ -172,6 +192,9 @@ func (s *PodService) RestartPod(ctx context.Context, taskID string, expected *in
 	}
 	t, err := s.openTaskFor(ctx, taskID, expected)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkBudget(ctx, taskID); err != nil {
 		return nil, err
 	}
 	if err := s.pods.RestartPod(ctx, t); err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -42,6 +43,15 @@ type TaskConfig struct {
 	// Artifacts are the tasks' artifacts, removed with their tasks; nil:
 	// none are kept.
 	Artifacts *artifact.Store
+	// Gates, when set, turns a move into a phase the task lists in its
+	// approvals into a request for approval.
+	Gates Gates
+}
+
+// Gates decides moves into approval-gated phases: gated reports that the
+// move opened (or found open) an approval request instead of happening.
+type Gates interface {
+	Gate(ctx context.Context, taskID, actor string, to ipa.Phase, note string, expected *int64) (t *ipa.Task, gated bool, err error)
 }
 
 // TaskService creates, lists, moves and closes tasks. It is safe for
@@ -60,6 +70,7 @@ type TaskService struct {
 	now      func() time.Time
 	ws       *workspace.Dirs
 	arts     *artifact.Store
+	gates    Gates
 }
 
 // NewTaskService returns a TaskService. Returns an error when a required
@@ -94,6 +105,7 @@ func NewTaskService(cfg TaskConfig) (*TaskService, error) {
 		now:      func() time.Time { return now().UTC() },
 		ws:       cfg.Workspaces,
 		arts:     cfg.Artifacts,
+		gates:    cfg.Gates,
 	}
 	for _, rt := range cfg.Runtimes {
 		s.runtimes[rt.Name] = rt
@@ -254,6 +266,17 @@ func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedDat
 		d.ParentID = *in.ParentID
 	}
 	d.Deadline = in.Deadline
+	if d.Budget, err = in.Budget.Budget(); err != nil {
+		return d, err
+	}
+	for _, p := range in.Approvals {
+		if p == ipa.PhaseCompleted || p == ipa.PhaseCancelled || !p.Valid() {
+			return d, invalidArg("approvals lists phases a task moves into with transitionPhase (SPEC_CLARIFICATION to REVIEW), not %s.", p)
+		}
+		if !slices.Contains(d.Approvals, p) {
+			d.Approvals = append(d.Approvals, p)
+		}
+	}
 	return d, nil
 }
 
@@ -462,6 +485,12 @@ func (s *TaskService) TransitionPhase(ctx context.Context, taskID string, to ipa
 	n, err := optionalText("The note", note)
 	if err != nil {
 		return nil, err
+	}
+	if s.gates != nil {
+		// A move into a phase the task gates opens an approval instead.
+		if t, gated, err := s.gates.Gate(ctx, taskID, actor.ID, to, n, expected); gated || err != nil {
+			return t, err
+		}
 	}
 	t, _, err := s.writer.Append(ctx, eventlog.Append{TaskID: taskID, Expected: expected, Actor: actor.ID, Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
 		ev, err := ipa.PhaseChange(cur, to, n, "")

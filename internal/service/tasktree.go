@@ -78,6 +78,10 @@ func (s *TaskService) UpdateTask(ctx context.Context, taskID string, in ipa.Upda
 		}
 		labels = &l
 	}
+	budget, err := in.Budget.Budget()
+	if err != nil {
+		return nil, err
+	}
 	t, _, err := s.writer.Append(ctx, eventlog.Append{TaskID: taskID, Expected: expected, Actor: actor.ID, Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
 		if err := ipa.ClosedTaskError(cur.Status); err != nil {
 			return nil, err
@@ -108,6 +112,9 @@ func (s *TaskService) UpdateTask(ctx context.Context, taskID string, in ipa.Upda
 			at := in.Deadline.UTC()
 			d.Deadline = &at
 		}
+		// The budget is not on the row: a given one is always recorded
+		// (raising it lets a pod stopped by it start again).
+		d.Budget = budget
 		if d.Empty() {
 			return nil, nil
 		}

@@ -49,6 +49,8 @@ var coreEventTypes = []string{
 	ipa.EventTaskCreated, ipa.EventTaskCompleted, ipa.EventTaskCancelled, ipa.EventTaskUpdated, ipa.EventPhaseChanged,
 	ipa.EventPodStarted, ipa.EventPodStopped, ipa.EventPodCrashed, ipa.EventPodRestartScheduled,
 	ipa.EventPodRestartLimitReached, ipa.EventPodLost, ipa.EventPodReattached, ipa.EventPodOutput,
+	// Conversations: a chat bot relays input_requested to people.
+	ipa.EventMessageSent, ipa.EventMessageDelivered, ipa.EventInputRequested, ipa.EventInputAnswered, ipa.EventInputExpired,
 }
 
 // WebhookService manages outbound webhook endpoints. Every method requires

@@ -81,6 +81,12 @@ func (s *Store) Reproject(ctx context.Context, check bool) (int, error) {
 	if changed == 0 {
 		changed = wrong
 	}
+	// The inbox follows the streams too.
+	n, err = s.reprojectRequests(ctx, check)
+	changed += n
+	if err != nil {
+		return changed, err
+	}
 	return changed, nil
 }
 

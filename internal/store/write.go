@@ -165,6 +165,9 @@ func (s *Store) Append(ctx context.Context, req ipa.AppendRequest) (ipa.AppendRe
 		if err := updateTask(tx, cur, next); err != nil {
 			return nil, err
 		}
+		if err := projectRequests(tx, cur, next, events); err != nil {
+			return nil, err
+		}
 		moveCounts(counts, cur, next)
 		res = ipa.AppendResult{Task: next}
 		return events, nil

@@ -66,12 +66,22 @@ func TestExecCleanEnvironment(t *testing.T) {
 	t.Run("Defaults", func(t *testing.T) {
 		vars, lines, dir := runEnv(t, `{"GREETING": "hello world", "MULTI": "a=b"}`)
 		for _, l := range lines {
-			// IPA_ARTIFACTS is the command's own: where it leaves artifacts.
-			if strings.Contains(l, "secret") || (strings.Contains(l, "IPA_") && !strings.HasPrefix(l, "stdout:"+exec.EnvArtifacts+"=")) || strings.Contains(l, "PLUGIN") ||
+			// The conversation socket, the ipa binary and the artifacts
+			// directory are the only IPA_ variables a command gets (they
+			// name no secret).
+			if strings.HasPrefix(l, "stdout:IPA_POD_SOCKET=") || strings.HasPrefix(l, "stdout:IPA_BIN=") || strings.HasPrefix(l, "stdout:"+exec.EnvArtifacts+"=") {
+				continue
+			}
+			if strings.Contains(l, "secret") || strings.Contains(l, "IPA_") || strings.Contains(l, "PLUGIN") ||
 				strings.Contains(l, podapi.Handshake.MagicCookieKey) {
 				t.Errorf("the command saw %q", l)
 			}
 		}
+		if !strings.HasSuffix(vars["IPA_POD_SOCKET"], "/pod.sock") || vars["IPA_BIN"] == "" {
+			t.Errorf("IPA_POD_SOCKET=%q IPA_BIN=%q", vars["IPA_POD_SOCKET"], vars["IPA_BIN"])
+		}
+		delete(vars, "IPA_POD_SOCKET")
+		delete(vars, "IPA_BIN")
 		want := map[string]string{
 			"HOME":     dir,
 			"PATH":     exec.DefaultPath,
@@ -93,7 +103,7 @@ func TestExecCleanEnvironment(t *testing.T) {
 
 	t.Run("Overrides", func(t *testing.T) {
 		vars, lines, _ := runEnv(t, `{"PATH": "/usr/bin:/bin", "LANG": "en_US.UTF-8", "HOME": "/nonexistent"}`)
-		if vars["PATH"] != "/usr/bin:/bin" || vars["LANG"] != "en_US.UTF-8" || vars["HOME"] != "/nonexistent" || len(vars) != 4 {
+		if vars["PATH"] != "/usr/bin:/bin" || vars["LANG"] != "en_US.UTF-8" || vars["HOME"] != "/nonexistent" || len(vars) != 6 {
 			t.Fatalf("overridden defaults: %q", lines)
 		}
 	})
@@ -150,7 +160,7 @@ func TestExecShellSeesNoServerVariables(t *testing.T) {
 		texts = append(texts, l.Text)
 	}
 	if slices.ContainsFunc(texts, func(s string) bool {
-		return strings.Contains(s, "secret") || (strings.HasPrefix(s, "IPA_") && !strings.HasPrefix(s, exec.EnvArtifacts+"="))
+		return strings.Contains(s, "secret") || strings.HasPrefix(s, "IPA_") && !strings.HasPrefix(s, "IPA_POD_SOCKET=") && !strings.HasPrefix(s, "IPA_BIN=") && !strings.HasPrefix(s, exec.EnvArtifacts+"=")
 	}) ||
 		!slices.Contains(texts, "K=v") || !slices.Contains(texts, "LANG="+exec.DefaultLang) {
 		t.Fatalf("sh -c env printed %q", texts)

@@ -219,6 +219,18 @@ func (r *Runtime) stepOnce(ctx context.Context) bool {
 	}
 	to := order[i+1]
 	resp, err := host.RequestPhase(ctx, pod.PhaseRequest{To: string(to), Note: "demo runtime step"})
+	var refused *pod.Error
+	if errors.As(err, &refused) && refused.Reason == pod.ReasonApprovalPending {
+		// A phase gate: the task waits for a person's approval; asking
+		// again is idempotent, and moves on once it is given.
+		r.mu.Lock()
+		if resp.Phase != "" {
+			r.phase = ipa.Phase(resp.Phase)
+		}
+		r.message = "waiting for approval to move to " + string(to)
+		r.mu.Unlock()
+		return false
+	}
 	r.mu.Lock()
 	r.step++
 	step := r.step

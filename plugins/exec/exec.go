@@ -50,6 +50,7 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/sandbox"
+	"github.com/ipa-dev/ipa/internal/podsock"
 	"github.com/ipa-dev/ipa/sdk/pod"
 )
 
@@ -123,6 +124,7 @@ type Runtime struct {
 	finished  chan pod.ExitStatus
 	termOnce  sync.Once
 	forceKill chan struct{}
+	sock      *podsock.Server // the command's conversation socket
 }
 
 // New returns an exec runtime waiting for Start.
@@ -174,6 +176,24 @@ func (r *Runtime) Start(_ context.Context, req pod.StartRequest) (pod.StartRespo
 	}
 	// Never nil, so os/exec does not fall back to the plugin's environment.
 	env := append(commandEnv(cfg.Env, dir), EnvArtifacts+"="+artifacts)
+	// The conversation socket: `"$IPA_BIN" pod ask|messages` reach the
+	// host through it. Served for the life of the command.
+	var sock *podsock.Server
+	if conv, ok := req.Host.(pod.Conversing); ok {
+		if sock, err = podsock.Listen(conv, dir); err != nil {
+			return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot serve the pod socket: %v.", err)
+		}
+		env = append(env, podsock.Env+"="+sock.Path())
+	}
+	started := false
+	defer func() {
+		if !started && sock != nil {
+			sock.Close()
+		}
+	}()
+	if bin, err := os.Executable(); err == nil {
+		env = append(env, podsock.BinEnv+"="+bin)
+	}
 	prog, err := lookPath(cfg.Command[0], commandPath(cfg.Env))
 	if err != nil {
 		return pod.StartResponse{}, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed, "Cannot start the command: %v.", err)
@@ -270,6 +290,8 @@ func (r *Runtime) Start(_ context.Context, req pod.StartRequest) (pod.StartRespo
 		_, _ = gateW.Write([]byte("go\n"))
 	}
 
+	started = true
+	r.sock = sock
 	r.taskID, r.cfg, r.workDir, r.cmd, r.sandboxed = req.TaskID, cfg, dir, cmd, sandboxed
 	r.pgid, r.shared, r.cmdDone = pgid, shared, make(chan struct{})
 	r.out = newOutput(req.Host, cfg.MaxOutputLines)
@@ -343,6 +365,7 @@ func (r *Runtime) wait(host pod.Host, outR, errR *os.File) {
 	_ = errR.Close()
 	close(r.cmdDone)
 	r.out.close()
+	r.sock.Close()
 
 	data := ExitedData{DurationMs: time.Since(r.started).Milliseconds()}
 	data.OutputLines, data.DroppedLines, data.DroppedBetween = r.out.counts()

@@ -19,6 +19,7 @@ func TestValuesAreTheEngines(t *testing.T) {
 		{CodeInternal, ipa.EINTERNAL},
 		{ReasonInvalidArgument, ipa.ReasonInvalidArgument},
 		{ReasonInvalidTransition, ipa.ReasonInvalidTransition},
+		{ReasonApprovalPending, ipa.ReasonApprovalPending},
 		{ReasonRuntimeFailed, ipa.ReasonRuntimeFailed},
 		{PhaseSpecClarification, string(ipa.PhaseSpecClarification)},
 		{PhasePlanning, string(ipa.PhasePlanning)},

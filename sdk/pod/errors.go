@@ -20,7 +20,10 @@ const (
 const (
 	ReasonInvalidArgument   = "INVALID_ARGUMENT"
 	ReasonInvalidTransition = "INVALID_TRANSITION" // a refused phase request
-	ReasonRuntimeFailed     = "RUNTIME_FAILED"
+	// ReasonApprovalPending refuses a move into a phase the task gates: a
+	// person's approval is asked for (once); ask again later.
+	ReasonApprovalPending = "APPROVAL_PENDING"
+	ReasonRuntimeFailed   = "RUNTIME_FAILED"
 )
 
 // Error is an error with a code, a reason and a message for a person. It

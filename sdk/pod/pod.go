@@ -53,7 +53,7 @@ import (
 // MinProtocolVersion, so it runs on older servers too (without the calls
 // those do not know).
 const (
-	ProtocolVersion    = 2
+	ProtocolVersion    = 3
 	MinProtocolVersion = 1
 )
 
@@ -200,6 +200,29 @@ type Host interface {
 	RequestPhase(ctx context.Context, req PhaseRequest) (PhaseResponse, error)
 	// Output records lines the work printed (as pod_output events).
 	Output(ctx context.Context, req OutputRequest) (OutputResponse, error)
+}
+
+// Conversing is the conversation side of the Host the SDK hands a runtime
+// (protocol version 3): messages people send to the task, and questions the
+// runtime asks them. Get it with a type assertion,
+//
+//	conv, ok := req.Host.(pod.Conversing)
+//
+// (a Host of your own, such as a test fake, need not implement it).
+type Conversing interface {
+	// Messages calls fn with each message people send to the task, in the
+	// order they were sent, each once per run of the plugin, and records it
+	// delivered (message_delivered) once fn returns nil. Messages sent while
+	// no pod ran come first. It keeps going across restarts of the server
+	// and returns only when ctx ends (ctx.Err()), fn fails (its error), or
+	// the server is older than protocol version 3 (ErrUnsupported).
+	Messages(ctx context.Context, fn func(Message) error) error
+	// Ask asks a person and waits for the answer (or the request's expiry,
+	// or the task's close). Asking again with the same Key is the same
+	// request: a runtime that restarted asks again and gets the answer
+	// given meanwhile. It waits across restarts of the server, until ctx
+	// ends; ErrUnsupported on a server older than protocol version 3.
+	Ask(ctx context.Context, req AskRequest) (Answer, error)
 }
 
 // AppendEventRequest is a runtime.* event.

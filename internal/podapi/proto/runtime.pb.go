@@ -1083,6 +1083,497 @@ func (*OutputResponse) Descriptor() ([]byte, []int) {
 	return file_proto_runtime_proto_rawDescGZIP(), []int{19}
 }
 
+type MessagesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessagesRequest) Reset() {
+	*x = MessagesRequest{}
+	mi := &file_proto_runtime_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessagesRequest) ProtoMessage() {}
+
+func (x *MessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessagesRequest.ProtoReflect.Descriptor instead.
+func (*MessagesRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *MessagesRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+// A message a person sent to the task (message_sent).
+type Message struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Text           string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	Data           []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"` // JSON; empty when none
+	SentBy         string                 `protobuf:"bytes,4,opt,name=sent_by,json=sentBy,proto3" json:"sent_by,omitempty"`
+	SentAtUnixNano int64                  `protobuf:"varint,5,opt,name=sent_at_unix_nano,json=sentAtUnixNano,proto3" json:"sent_at_unix_nano,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Message) Reset() {
+	*x = Message{}
+	mi := &file_proto_runtime_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Message) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Message) ProtoMessage() {}
+
+func (x *Message) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Message.ProtoReflect.Descriptor instead.
+func (*Message) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Message) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Message) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *Message) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Message) GetSentBy() string {
+	if x != nil {
+		return x.SentBy
+	}
+	return ""
+}
+
+func (x *Message) GetSentAtUnixNano() int64 {
+	if x != nil {
+		return x.SentAtUnixNano
+	}
+	return 0
+}
+
+type AckMessageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	MessageId     string                 `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckMessageRequest) Reset() {
+	*x = AckMessageRequest{}
+	mi := &file_proto_runtime_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckMessageRequest) ProtoMessage() {}
+
+func (x *AckMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckMessageRequest.ProtoReflect.Descriptor instead.
+func (*AckMessageRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AckMessageRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *AckMessageRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+type AckMessageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckMessageResponse) Reset() {
+	*x = AckMessageResponse{}
+	mi := &file_proto_runtime_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckMessageResponse) ProtoMessage() {}
+
+func (x *AckMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckMessageResponse.ProtoReflect.Descriptor instead.
+func (*AckMessageResponse) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{23}
+}
+
+type AskRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// The runtime's own name for the request, unique within the task; empty:
+	// every call is a new request.
+	Key           string   `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Kind          string   `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"` // QUESTION, APPROVAL or CHOICE
+	Prompt        string   `protobuf:"bytes,4,opt,name=prompt,proto3" json:"prompt,omitempty"`
+	Options       []string `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty"`                                // CHOICE: the choices
+	TimeoutNanos  int64    `protobuf:"varint,6,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"` // 0: no expiry
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AskRequest) Reset() {
+	*x = AskRequest{}
+	mi := &file_proto_runtime_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AskRequest) ProtoMessage() {}
+
+func (x *AskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AskRequest.ProtoReflect.Descriptor instead.
+func (*AskRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *AskRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *AskRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AskRequest) GetPrompt() string {
+	if x != nil {
+		return x.Prompt
+	}
+	return ""
+}
+
+func (x *AskRequest) GetOptions() []string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *AskRequest) GetTimeoutNanos() int64 {
+	if x != nil {
+		return x.TimeoutNanos
+	}
+	return 0
+}
+
+type UsageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	InputTokens   int64                  `protobuf:"varint,2,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	OutputTokens  int64                  `protobuf:"varint,3,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	CostMicros    int64                  `protobuf:"varint,4,opt,name=cost_micros,json=costMicros,proto3" json:"cost_micros,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageRequest) Reset() {
+	*x = UsageRequest{}
+	mi := &file_proto_runtime_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageRequest) ProtoMessage() {}
+
+func (x *UsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageRequest.ProtoReflect.Descriptor instead.
+func (*UsageRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UsageRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *UsageRequest) GetInputTokens() int64 {
+	if x != nil {
+		return x.InputTokens
+	}
+	return 0
+}
+
+func (x *UsageRequest) GetOutputTokens() int64 {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return 0
+}
+
+func (x *UsageRequest) GetCostMicros() int64 {
+	if x != nil {
+		return x.CostMicros
+	}
+	return 0
+}
+
+type UsageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageResponse) Reset() {
+	*x = UsageResponse{}
+	mi := &file_proto_runtime_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageResponse) ProtoMessage() {}
+
+func (x *UsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageResponse.ProtoReflect.Descriptor instead.
+func (*UsageResponse) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{26}
+}
+
+type AskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"` // ANSWERED, EXPIRED or CANCELLED
+	Answer        string                 `protobuf:"bytes,3,opt,name=answer,proto3" json:"answer,omitempty"`
+	HasApproved   bool                   `protobuf:"varint,4,opt,name=has_approved,json=hasApproved,proto3" json:"has_approved,omitempty"`
+	Approved      bool                   `protobuf:"varint,5,opt,name=approved,proto3" json:"approved,omitempty"`
+	Comment       string                 `protobuf:"bytes,6,opt,name=comment,proto3" json:"comment,omitempty"`
+	AnsweredBy    string                 `protobuf:"bytes,7,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AskResponse) Reset() {
+	*x = AskResponse{}
+	mi := &file_proto_runtime_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AskResponse) ProtoMessage() {}
+
+func (x *AskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AskResponse.ProtoReflect.Descriptor instead.
+func (*AskResponse) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AskResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AskResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *AskResponse) GetAnswer() string {
+	if x != nil {
+		return x.Answer
+	}
+	return ""
+}
+
+func (x *AskResponse) GetHasApproved() bool {
+	if x != nil {
+		return x.HasApproved
+	}
+	return false
+}
+
+func (x *AskResponse) GetApproved() bool {
+	if x != nil {
+		return x.Approved
+	}
+	return false
+}
+
+func (x *AskResponse) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *AskResponse) GetAnsweredBy() string {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return ""
+}
+
 // ErrorInfo rides in a gRPC status' details and carries a domain error
 // (ipa.Error) across the process boundary in either direction.
 type ErrorInfo struct {
@@ -1097,7 +1588,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_proto_runtime_proto_msgTypes[20]
+	mi := &file_proto_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1600,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_proto_msgTypes[20]
+	mi := &file_proto_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1613,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_proto_rawDescGZIP(), []int{20}
+	return file_proto_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -1218,7 +1709,45 @@ const file_proto_runtime_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12/\n" +
 	"\x05lines\x18\x02 \x03(\v2\x19.ipa.podapi.v1.OutputLineR\x05lines\x12\x18\n" +
 	"\adropped\x18\x03 \x01(\x03R\adropped\"\x10\n" +
-	"\x0eOutputResponse\"g\n" +
+	"\x0eOutputResponse\"*\n" +
+	"\x0fMessagesRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x85\x01\n" +
+	"\aMessage\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x17\n" +
+	"\asent_by\x18\x04 \x01(\tR\x06sentBy\x12)\n" +
+	"\x11sent_at_unix_nano\x18\x05 \x01(\x03R\x0esentAtUnixNano\"K\n" +
+	"\x11AckMessageRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\"\x14\n" +
+	"\x12AckMessageResponse\"\xa2\x01\n" +
+	"\n" +
+	"AskRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06prompt\x18\x04 \x01(\tR\x06prompt\x12\x18\n" +
+	"\aoptions\x18\x05 \x03(\tR\aoptions\x12#\n" +
+	"\rtimeout_nanos\x18\x06 \x01(\x03R\ftimeoutNanos\"\x90\x01\n" +
+	"\fUsageRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12!\n" +
+	"\finput_tokens\x18\x02 \x01(\x03R\vinputTokens\x12#\n" +
+	"\routput_tokens\x18\x03 \x01(\x03R\foutputTokens\x12\x1f\n" +
+	"\vcost_micros\x18\x04 \x01(\x03R\n" +
+	"costMicros\"\x0f\n" +
+	"\rUsageResponse\"\xd4\x01\n" +
+	"\vAskResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
+	"\x06answer\x18\x03 \x01(\tR\x06answer\x12!\n" +
+	"\fhas_approved\x18\x04 \x01(\bR\vhasApproved\x12\x1a\n" +
+	"\bapproved\x18\x05 \x01(\bR\bapproved\x12\x18\n" +
+	"\acomment\x18\x06 \x01(\tR\acomment\x12\x1f\n" +
+	"\vanswered_by\x18\a \x01(\tR\n" +
+	"answeredBy\"g\n" +
 	"\tErrorInfo\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -1230,11 +1759,16 @@ const file_proto_runtime_proto_rawDesc = "" +
 	"\x05State\x12\x1b.ipa.podapi.v1.StateRequest\x1a\x1c.ipa.podapi.v1.StateResponse\x12?\n" +
 	"\x04Stop\x12\x1a.ipa.podapi.v1.StopRequest\x1a\x1b.ipa.podapi.v1.StopResponse\x12E\n" +
 	"\x06Health\x12\x1c.ipa.podapi.v1.HealthRequest\x1a\x1d.ipa.podapi.v1.HealthResponse\x12K\n" +
-	"\bDescribe\x12\x1e.ipa.podapi.v1.DescribeRequest\x1a\x1f.ipa.podapi.v1.DescribeResponse2\xee\x01\n" +
+	"\bDescribe\x12\x1e.ipa.podapi.v1.DescribeRequest\x1a\x1f.ipa.podapi.v1.DescribeResponse2\x8f\x04\n" +
 	"\x04Host\x12T\n" +
 	"\vAppendEvent\x12!.ipa.podapi.v1.AppendEventRequest\x1a\".ipa.podapi.v1.AppendEventResponse\x12I\n" +
 	"\fRequestPhase\x12\x1b.ipa.podapi.v1.PhaseRequest\x1a\x1c.ipa.podapi.v1.PhaseResponse\x12E\n" +
-	"\x06Output\x12\x1c.ipa.podapi.v1.OutputRequest\x1a\x1d.ipa.podapi.v1.OutputResponseB7Z5github.com/ipa-dev/ipa/internal/podapi/proto;podapipbb\x06proto3"
+	"\x06Output\x12\x1c.ipa.podapi.v1.OutputRequest\x1a\x1d.ipa.podapi.v1.OutputResponse\x12D\n" +
+	"\bMessages\x12\x1e.ipa.podapi.v1.MessagesRequest\x1a\x16.ipa.podapi.v1.Message0\x01\x12Q\n" +
+	"\n" +
+	"AckMessage\x12 .ipa.podapi.v1.AckMessageRequest\x1a!.ipa.podapi.v1.AckMessageResponse\x12<\n" +
+	"\x03Ask\x12\x19.ipa.podapi.v1.AskRequest\x1a\x1a.ipa.podapi.v1.AskResponse\x12H\n" +
+	"\vReportUsage\x12\x1b.ipa.podapi.v1.UsageRequest\x1a\x1c.ipa.podapi.v1.UsageResponseB7Z5github.com/ipa-dev/ipa/internal/podapi/proto;podapipbb\x06proto3"
 
 var (
 	file_proto_runtime_proto_rawDescOnce sync.Once
@@ -1248,7 +1782,7 @@ func file_proto_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_runtime_proto_rawDescData
 }
 
-var file_proto_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_proto_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_proto_runtime_proto_goTypes = []any{
 	(*StartRequest)(nil),        // 0: ipa.podapi.v1.StartRequest
 	(*StartResponse)(nil),       // 1: ipa.podapi.v1.StartResponse
@@ -1270,7 +1804,15 @@ var file_proto_runtime_proto_goTypes = []any{
 	(*OutputLine)(nil),          // 17: ipa.podapi.v1.OutputLine
 	(*OutputRequest)(nil),       // 18: ipa.podapi.v1.OutputRequest
 	(*OutputResponse)(nil),      // 19: ipa.podapi.v1.OutputResponse
-	(*ErrorInfo)(nil),           // 20: ipa.podapi.v1.ErrorInfo
+	(*MessagesRequest)(nil),     // 20: ipa.podapi.v1.MessagesRequest
+	(*Message)(nil),             // 21: ipa.podapi.v1.Message
+	(*AckMessageRequest)(nil),   // 22: ipa.podapi.v1.AckMessageRequest
+	(*AckMessageResponse)(nil),  // 23: ipa.podapi.v1.AckMessageResponse
+	(*AskRequest)(nil),          // 24: ipa.podapi.v1.AskRequest
+	(*UsageRequest)(nil),        // 25: ipa.podapi.v1.UsageRequest
+	(*UsageResponse)(nil),       // 26: ipa.podapi.v1.UsageResponse
+	(*AskResponse)(nil),         // 27: ipa.podapi.v1.AskResponse
+	(*ErrorInfo)(nil),           // 28: ipa.podapi.v1.ErrorInfo
 }
 var file_proto_runtime_proto_depIdxs = []int32{
 	2,  // 0: ipa.podapi.v1.AttachRequest.host:type_name -> ipa.podapi.v1.HostEndpoint
@@ -1284,17 +1826,25 @@ var file_proto_runtime_proto_depIdxs = []int32{
 	13, // 8: ipa.podapi.v1.Host.AppendEvent:input_type -> ipa.podapi.v1.AppendEventRequest
 	15, // 9: ipa.podapi.v1.Host.RequestPhase:input_type -> ipa.podapi.v1.PhaseRequest
 	18, // 10: ipa.podapi.v1.Host.Output:input_type -> ipa.podapi.v1.OutputRequest
-	1,  // 11: ipa.podapi.v1.Runtime.Start:output_type -> ipa.podapi.v1.StartResponse
-	4,  // 12: ipa.podapi.v1.Runtime.Attach:output_type -> ipa.podapi.v1.AttachResponse
-	6,  // 13: ipa.podapi.v1.Runtime.State:output_type -> ipa.podapi.v1.StateResponse
-	8,  // 14: ipa.podapi.v1.Runtime.Stop:output_type -> ipa.podapi.v1.StopResponse
-	10, // 15: ipa.podapi.v1.Runtime.Health:output_type -> ipa.podapi.v1.HealthResponse
-	12, // 16: ipa.podapi.v1.Runtime.Describe:output_type -> ipa.podapi.v1.DescribeResponse
-	14, // 17: ipa.podapi.v1.Host.AppendEvent:output_type -> ipa.podapi.v1.AppendEventResponse
-	16, // 18: ipa.podapi.v1.Host.RequestPhase:output_type -> ipa.podapi.v1.PhaseResponse
-	19, // 19: ipa.podapi.v1.Host.Output:output_type -> ipa.podapi.v1.OutputResponse
-	11, // [11:20] is the sub-list for method output_type
-	2,  // [2:11] is the sub-list for method input_type
+	20, // 11: ipa.podapi.v1.Host.Messages:input_type -> ipa.podapi.v1.MessagesRequest
+	22, // 12: ipa.podapi.v1.Host.AckMessage:input_type -> ipa.podapi.v1.AckMessageRequest
+	24, // 13: ipa.podapi.v1.Host.Ask:input_type -> ipa.podapi.v1.AskRequest
+	25, // 14: ipa.podapi.v1.Host.ReportUsage:input_type -> ipa.podapi.v1.UsageRequest
+	1,  // 15: ipa.podapi.v1.Runtime.Start:output_type -> ipa.podapi.v1.StartResponse
+	4,  // 16: ipa.podapi.v1.Runtime.Attach:output_type -> ipa.podapi.v1.AttachResponse
+	6,  // 17: ipa.podapi.v1.Runtime.State:output_type -> ipa.podapi.v1.StateResponse
+	8,  // 18: ipa.podapi.v1.Runtime.Stop:output_type -> ipa.podapi.v1.StopResponse
+	10, // 19: ipa.podapi.v1.Runtime.Health:output_type -> ipa.podapi.v1.HealthResponse
+	12, // 20: ipa.podapi.v1.Runtime.Describe:output_type -> ipa.podapi.v1.DescribeResponse
+	14, // 21: ipa.podapi.v1.Host.AppendEvent:output_type -> ipa.podapi.v1.AppendEventResponse
+	16, // 22: ipa.podapi.v1.Host.RequestPhase:output_type -> ipa.podapi.v1.PhaseResponse
+	19, // 23: ipa.podapi.v1.Host.Output:output_type -> ipa.podapi.v1.OutputResponse
+	21, // 24: ipa.podapi.v1.Host.Messages:output_type -> ipa.podapi.v1.Message
+	23, // 25: ipa.podapi.v1.Host.AckMessage:output_type -> ipa.podapi.v1.AckMessageResponse
+	27, // 26: ipa.podapi.v1.Host.Ask:output_type -> ipa.podapi.v1.AskResponse
+	26, // 27: ipa.podapi.v1.Host.ReportUsage:output_type -> ipa.podapi.v1.UsageResponse
+	15, // [15:28] is the sub-list for method output_type
+	2,  // [2:15] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1311,7 +1861,7 @@ func file_proto_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_runtime_proto_rawDesc), len(file_proto_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -363,6 +363,10 @@ const (
 	Host_AppendEvent_FullMethodName  = "/ipa.podapi.v1.Host/AppendEvent"
 	Host_RequestPhase_FullMethodName = "/ipa.podapi.v1.Host/RequestPhase"
 	Host_Output_FullMethodName       = "/ipa.podapi.v1.Host/Output"
+	Host_Messages_FullMethodName     = "/ipa.podapi.v1.Host/Messages"
+	Host_AckMessage_FullMethodName   = "/ipa.podapi.v1.Host/AckMessage"
+	Host_Ask_FullMethodName          = "/ipa.podapi.v1.Host/Ask"
+	Host_ReportUsage_FullMethodName  = "/ipa.podapi.v1.Host/ReportUsage"
 )
 
 // HostClient is the client API for Host service.
@@ -380,6 +384,22 @@ type HostClient interface {
 	RequestPhase(ctx context.Context, in *PhaseRequest, opts ...grpc.CallOption) (*PhaseResponse, error)
 	// Records output lines, as pod_output events.
 	Output(ctx context.Context, in *OutputRequest, opts ...grpc.CallOption) (*OutputResponse, error)
+	// Version 3. Streams the messages sent to the task that the runtime has
+	// not acknowledged, oldest first, then each new one as it is sent, until
+	// the call ends. A message is sent once per stream; acknowledge each with
+	// AckMessage, or it is sent again on the next stream (after a restart of
+	// the pod or of the server).
+	Messages(ctx context.Context, in *MessagesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Message], error)
+	// Version 3. Acknowledges a message (records message_delivered once).
+	AckMessage(ctx context.Context, in *AckMessageRequest, opts ...grpc.CallOption) (*AckMessageResponse, error)
+	// Version 3. Asks a person (records input_requested) and waits until the
+	// request is answered, expires or the task closes. Asking again with the
+	// same key is the same request: a runtime that restarted, or whose host
+	// restarted, asks again and gets the answer given meanwhile.
+	Ask(ctx context.Context, in *AskRequest, opts ...grpc.CallOption) (*AskResponse, error)
+	// Version 3. Reports what the work used since the last report (records
+	// usage_reported); a task over its budget then has its pod stopped.
+	ReportUsage(ctx context.Context, in *UsageRequest, opts ...grpc.CallOption) (*UsageResponse, error)
 }
 
 type hostClient struct {
@@ -420,6 +440,55 @@ func (c *hostClient) Output(ctx context.Context, in *OutputRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *hostClient) Messages(ctx context.Context, in *MessagesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Message], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Host_ServiceDesc.Streams[0], Host_Messages_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[MessagesRequest, Message]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_MessagesClient = grpc.ServerStreamingClient[Message]
+
+func (c *hostClient) AckMessage(ctx context.Context, in *AckMessageRequest, opts ...grpc.CallOption) (*AckMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckMessageResponse)
+	err := c.cc.Invoke(ctx, Host_AckMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostClient) Ask(ctx context.Context, in *AskRequest, opts ...grpc.CallOption) (*AskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AskResponse)
+	err := c.cc.Invoke(ctx, Host_Ask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostClient) ReportUsage(ctx context.Context, in *UsageRequest, opts ...grpc.CallOption) (*UsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UsageResponse)
+	err := c.cc.Invoke(ctx, Host_ReportUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostServer is the server API for Host service.
 // All implementations must embed UnimplementedHostServer
 // for forward compatibility.
@@ -435,6 +504,22 @@ type HostServer interface {
 	RequestPhase(context.Context, *PhaseRequest) (*PhaseResponse, error)
 	// Records output lines, as pod_output events.
 	Output(context.Context, *OutputRequest) (*OutputResponse, error)
+	// Version 3. Streams the messages sent to the task that the runtime has
+	// not acknowledged, oldest first, then each new one as it is sent, until
+	// the call ends. A message is sent once per stream; acknowledge each with
+	// AckMessage, or it is sent again on the next stream (after a restart of
+	// the pod or of the server).
+	Messages(*MessagesRequest, grpc.ServerStreamingServer[Message]) error
+	// Version 3. Acknowledges a message (records message_delivered once).
+	AckMessage(context.Context, *AckMessageRequest) (*AckMessageResponse, error)
+	// Version 3. Asks a person (records input_requested) and waits until the
+	// request is answered, expires or the task closes. Asking again with the
+	// same key is the same request: a runtime that restarted, or whose host
+	// restarted, asks again and gets the answer given meanwhile.
+	Ask(context.Context, *AskRequest) (*AskResponse, error)
+	// Version 3. Reports what the work used since the last report (records
+	// usage_reported); a task over its budget then has its pod stopped.
+	ReportUsage(context.Context, *UsageRequest) (*UsageResponse, error)
 	mustEmbedUnimplementedHostServer()
 }
 
@@ -453,6 +538,18 @@ func (UnimplementedHostServer) RequestPhase(context.Context, *PhaseRequest) (*Ph
 }
 func (UnimplementedHostServer) Output(context.Context, *OutputRequest) (*OutputResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Output not implemented")
+}
+func (UnimplementedHostServer) Messages(*MessagesRequest, grpc.ServerStreamingServer[Message]) error {
+	return status.Error(codes.Unimplemented, "method Messages not implemented")
+}
+func (UnimplementedHostServer) AckMessage(context.Context, *AckMessageRequest) (*AckMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckMessage not implemented")
+}
+func (UnimplementedHostServer) Ask(context.Context, *AskRequest) (*AskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Ask not implemented")
+}
+func (UnimplementedHostServer) ReportUsage(context.Context, *UsageRequest) (*UsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportUsage not implemented")
 }
 func (UnimplementedHostServer) mustEmbedUnimplementedHostServer() {}
 func (UnimplementedHostServer) testEmbeddedByValue()              {}
@@ -529,6 +626,71 @@ func _Host_Output_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Host_Messages_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(MessagesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(HostServer).Messages(m, &grpc.GenericServerStream[MessagesRequest, Message]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_MessagesServer = grpc.ServerStreamingServer[Message]
+
+func _Host_AckMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).AckMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_AckMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).AckMessage(ctx, req.(*AckMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Host_Ask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).Ask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_Ask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).Ask(ctx, req.(*AskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Host_ReportUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).ReportUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_ReportUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).ReportUsage(ctx, req.(*UsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Host_ServiceDesc is the grpc.ServiceDesc for Host service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -548,7 +710,25 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Output",
 			Handler:    _Host_Output_Handler,
 		},
+		{
+			MethodName: "AckMessage",
+			Handler:    _Host_AckMessage_Handler,
+		},
+		{
+			MethodName: "Ask",
+			Handler:    _Host_Ask_Handler,
+		},
+		{
+			MethodName: "ReportUsage",
+			Handler:    _Host_ReportUsage_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Messages",
+			Handler:       _Host_Messages_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "proto/runtime.proto",
 }

@@ -8,6 +8,7 @@ import { ApiError, base, getToken, gql, has, ideHref, live, loadSchema, setToken
 import type { Viewer } from './model';
 import { TasksPage } from './tasks';
 import { TaskPage } from './task';
+import { InboxPage } from './inbox';
 import { Link } from './ui';
 import { OfflineBanner, useOffline } from './offline';
 
@@ -19,7 +20,7 @@ export type Runtime = {
   exampleConfig?: unknown;
 };
 
-type Route = { page: 'tasks' } | { page: 'task'; id: string };
+type Route = { page: 'tasks' } | { page: 'task'; id: string } | { page: 'inbox' };
 
 function route(): Route {
   // Old-style hash links (#/task/ID) become paths.
@@ -30,6 +31,7 @@ function route(): Route {
     const id = decodeURIComponent(p.slice(base.length + 5).split('/')[0]);
     if (id) return { page: 'task', id };
   }
+  if (p === `${base}inbox` || p.startsWith(`${base}inbox/`)) return { page: 'inbox' };
   return { page: 'tasks' };
 }
 
@@ -161,6 +163,7 @@ function App() {
         </Link>
         <nav aria-label="Main">
           <Link href={base}>Tasks</Link>
+          <Link href={`${base}inbox`}>Inbox</Link>
           <a href={ideHref}>GraphQL IDE</a>
         </nav>
         <Connection />
@@ -189,6 +192,8 @@ function App() {
           </div>
         ) : !viewer || !schema ? (
           <p class="loading">Loading…</p>
+        ) : r.page === 'inbox' ? (
+          <InboxPage key={gen} viewer={viewer} />
         ) : r.page === 'task' ? (
           <TaskPage key={`${r.id}-${gen}`} id={r.id} viewer={viewer} schema={schema} />
         ) : (

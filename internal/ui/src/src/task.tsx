@@ -20,6 +20,7 @@ import {
 } from './model';
 import { Badge, Confirm, Json, Link, Refusal, taskHref, useNow } from './ui';
 import { EventData, Stamp, lastExit } from './taskextras';
+import { Conversation } from './inbox';
 
 // How far back the page reads the stream when it opens, and how much it
 // keeps: the newest events and output lines are what an operator watches.
@@ -300,6 +301,7 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
       {task.artifacts && task.artifacts.length > 0 && <Artifacts artifacts={task.artifacts} onRefused={setRefused} />}
 
       <Family task={task} />
+      <Conversation taskId={task.id} version={task.version} open={task.status === 'ACTIVE' || task.status === 'INACTIVE'} viewer={props.viewer} />
 
       <div class="grid">
         <section class="card" aria-labelledby="timeline-title">
