@@ -49,8 +49,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/sandbox"
 	"github.com/ipa-dev/ipa/internal/podsock"
+	"github.com/ipa-dev/ipa/internal/sandbox"
 	"github.com/ipa-dev/ipa/sdk/pod"
 )
 
