@@ -71,6 +71,9 @@ type Config struct {
 	RateBurst int
 	// HTTP sets the HTTP server's timeouts; zero fields take the defaults.
 	HTTP httpserver.ServerOptions
+	// WebSocketSendTimeout is how long a write to a WebSocket client may
+	// make no progress before its connection is closed (0: 30 s).
+	WebSocketSendTimeout time.Duration
 	// AllowedHosts are host names served while the anonymous local door is
 	// open, besides loopback names and addresses (DNS rebinding defence).
 	AllowedHosts []string
@@ -419,6 +422,8 @@ func (a *App) build(ctx context.Context) (err error) {
 		RateLimit:    cfg.RateLimit,
 		RateBurst:    cfg.RateBurst,
 		AllowedHosts: cfg.AllowedHosts,
+
+		WebSocketSendTimeout: cfg.WebSocketSendTimeout,
 	})
 	return nil
 }

@@ -27,7 +27,11 @@ import (
 // would not come and the test would fail on its timeout.)
 func TestCohortSlowMember(t *testing.T) {
 	{ // the cohort's logic does not depend on the database: SQLite only
-		b := setup(t, "sqlite")
+		// The slow member reads nothing for as long as the writers take,
+		// which on a busy machine is longer than the default 30 s a write
+		// may make no progress (then its connection is closed:
+		// TestStalledMemberIsClosed). The bound here only bounds a hang.
+		b := setup(t, "sqlite", withWebSocketSendTimeout(5*time.Minute))
 		_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
 		admin := b.as(adminSecret)
 		tk := admin.createTitled(t, "slow member")

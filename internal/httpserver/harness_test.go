@@ -59,6 +59,7 @@ type setupOptions struct {
 	log          *slog.Logger
 	allowedHosts []string
 	dbURL        string
+	wsSend       time.Duration
 }
 
 type setupOption func(*setupOptions)
@@ -81,6 +82,12 @@ func withLogger(l *slog.Logger) setupOption { return func(o *setupOptions) { o.l
 // withAllowedHosts sets the server's --allowed-hosts.
 func withAllowedHosts(h ...string) setupOption { return func(o *setupOptions) { o.allowedHosts = h } }
 
+// withWebSocketSendTimeout sets how long a write to a WebSocket client may
+// make no progress before its connection is closed.
+func withWebSocketSendTimeout(d time.Duration) setupOption {
+	return func(o *setupOptions) { o.wsSend = d }
+}
+
 // withDatabase serves an existing database (as a restarted server would)
 // instead of a fresh one.
 func withDatabase(url string) setupOption { return func(o *setupOptions) { o.dbURL = url } }
@@ -101,6 +108,7 @@ func setup(t testing.TB, backend string, opts ...setupOption) *bundle {
 	a := apptest.New(t, dbURL, o.mode, func(c *app.Config) {
 		c.RateLimit, c.RateBurst = o.rateLimit, o.rateBurst
 		c.AllowedHosts = o.allowedHosts
+		c.WebSocketSendTimeout = o.wsSend
 		if o.log != nil {
 			c.Logger = o.log
 		}

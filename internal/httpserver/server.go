@@ -70,6 +70,9 @@ type Config struct {
 	// Cohorts shares the execution of identical subscriptions; nil makes
 	// a set of its own.
 	Cohorts *cohort.Cohorts
+	// WebSocketSendTimeout is how long a write to a WebSocket client may
+	// make no progress before its connection is closed (0: 30 s).
+	WebSocketSendTimeout time.Duration
 }
 
 func (c Config) cohorts() *cohort.Cohorts {
@@ -93,6 +96,7 @@ func New(cfg Config) http.Handler {
 		InitTimeout: 10 * time.Second,
 		KeepAlive:   15 * time.Second,
 		ReadLimit:   MaxWSMessageBytes,
+		SendTimeout: cfg.WebSocketSendTimeout,
 		Detach:      wsDetach,
 		CloseCode:   wsCloseCode,
 		Authorize:   wsAuthorize(present),

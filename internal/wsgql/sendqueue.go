@@ -3,9 +3,11 @@ package wsgql
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 )
@@ -22,12 +24,17 @@ import (
 // TryWriteFrame and moves a member whose connection is full to catch-up from
 // the store (package cohort), so the writers and the other members never
 // wait; other writers wait for room. A write that makes no progress for
-// sendTimeout fails the connection.
+// the queue's timeout (sendTimeout unless configured) fails the connection,
+// and a failed connection is closed at once: nothing written to it can
+// arrive any more, and only its end tells the client, the read loop (which
+// then ends every operation, taking cohort members out of their cohort) and
+// the writers waiting for room.
 
 const (
 	// maxQueuedBytes bounds what one connection may have queued.
 	maxQueuedBytes = 1 << 20
-	// sendTimeout bounds one write to the client.
+	// sendTimeout is how long a write to the client may make no progress
+	// (Config.SendTimeout overrides it).
 	sendTimeout = 30 * time.Second
 	// closeFlushTimeout bounds how long closing waits for queued frames
 	// (the close frame among them) to go out.
@@ -38,6 +45,8 @@ const (
 type sendQueue struct {
 	net.Conn
 
+	timeout time.Duration // how long a write may make no progress
+
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when the queue drains or fails
 	queued  []byte
@@ -46,8 +55,11 @@ type sendQueue struct {
 	err     error
 }
 
-func newSendQueue(c net.Conn) *sendQueue {
-	q := &sendQueue{Conn: c}
+func newSendQueue(c net.Conn, timeout time.Duration) *sendQueue {
+	if timeout <= 0 {
+		timeout = sendTimeout
+	}
+	q := &sendQueue{Conn: c, timeout: timeout}
 	q.cond.L = &q.mu
 	return q
 }
@@ -154,16 +166,19 @@ func (q *sendQueue) send() {
 	q.mu.Lock()
 	for len(q.queued) > 0 && q.err == nil {
 		buf, q.queued = q.queued, buf[:0]
-		closing := q.closing
 		q.mu.Unlock()
-		if !closing { // Close set a nearer deadline
-			_ = q.Conn.SetWriteDeadline(time.Now().Add(sendTimeout))
-		}
-		_, err := q.Conn.Write(buf)
+		err := q.write(buf)
 		q.mu.Lock()
 		if err != nil {
 			q.err = err
 			q.queued = nil
+			if !q.closing {
+				// Nobody would learn of the failure otherwise: a cohort
+				// member's catch-up stops at its failed write, and the
+				// connection would stay open with nothing ever arriving
+				// on it. Close's own flush closes the connection itself.
+				_ = q.Conn.Close()
+			}
 		}
 		q.cond.Broadcast()
 	}
@@ -171,6 +186,30 @@ func (q *sendQueue) send() {
 	q.queued = nil
 	q.cond.Broadcast()
 	q.mu.Unlock()
+}
+
+// write writes buf whole, failing only when a write makes no progress for
+// q.timeout: a client that reads slowly but steadily is not cut off for
+// taking longer than that over a full queue. While closing, the nearer
+// deadline Close set stands: both are set under q.mu, so Close's is never
+// overwritten.
+func (q *sendQueue) write(buf []byte) error {
+	for {
+		q.mu.Lock()
+		closing := q.closing
+		if !closing {
+			_ = q.Conn.SetWriteDeadline(time.Now().Add(q.timeout))
+		}
+		q.mu.Unlock()
+		n, err := q.Conn.Write(buf)
+		buf = buf[n:]
+		if err == nil || len(buf) == 0 {
+			return nil
+		}
+		if n == 0 || closing || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+	}
 }
 
 // Close sends what is queued (the close frame is usually last), waiting at
@@ -208,8 +247,9 @@ const readBufferSize = 256
 // and hands it the connection behind a sendQueue, with small buffers.
 type queuedWriter struct {
 	http.ResponseWriter
-	q  *sendQueue    // set by Hijack
-	br *bufio.Reader // set by Hijack
+	timeout time.Duration // the send queue's (0: sendTimeout)
+	q       *sendQueue    // set by Hijack
+	br      *bufio.Reader // set by Hijack
 }
 
 // Hijack takes the connection over and wraps it in a sendQueue. The
@@ -227,7 +267,7 @@ func (w *queuedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	ahead, _ := brw.Reader.Peek(brw.Reader.Buffered())
 	ahead = bytes.Clone(ahead) // nil when nothing came ahead
-	w.q = newSendQueue(c)
+	w.q = newSendQueue(c, w.timeout)
 	br := bufio.NewReaderSize(w.q, readBufferSize)
 	if len(ahead) > 0 {
 		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(ahead), w.q), max(readBufferSize, len(ahead)))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,7 +44,7 @@ func TestSendQueueCoalesces(t *testing.T) {
 	server, client := net.Pipe() // synchronous: a write waits for its reader
 	defer client.Close()
 	cc := &countingConn{Conn: server}
-	q := newSendQueue(cc)
+	q := newSendQueue(cc, 0)
 	defer q.Close()
 
 	_, err := q.Write([]byte("a"))
@@ -64,7 +65,7 @@ func TestSendQueueCoalesces(t *testing.T) {
 func TestSendQueueBounded(t *testing.T) {
 	server, client := net.Pipe()
 	cc := &countingConn{Conn: server}
-	q := newSendQueue(cc)
+	q := newSendQueue(cc, 0)
 	_, err := q.Write([]byte("a"))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return cc.writes.Load() == 1 }, 30*time.Second, time.Millisecond)
@@ -96,7 +97,7 @@ func TestSendQueueBounded(t *testing.T) {
 func TestSendQueueCloseFlushes(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	q := newSendQueue(server)
+	q := newSendQueue(server, 0)
 	_, err := q.Write([]byte("first"))
 	require.NoError(t, err)
 	_, err = q.Write([]byte("close-frame"))
@@ -158,4 +159,66 @@ func TestSendQueueFrames(t *testing.T) {
 	_, got, err := c.Read(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "after", string(got))
+}
+
+// A connection whose write makes no progress for the queue's timeout fails,
+// and the queue closes it: the client, and the read loop that ends every
+// operation of the connection, see its end. (Left open, the client would wait
+// on a connection nothing is ever written to again.)
+func TestSendQueueStalledConnectionIsClosed(t *testing.T) {
+	server, client := net.Pipe() // nothing is read: the write cannot progress
+	defer client.Close()
+	q := newSendQueue(server, 50*time.Millisecond)
+	// Generous: it bounds the wait for the close; without the close, the
+	// read below ends in this timeout instead.
+	require.NoError(t, client.SetReadDeadline(time.Now().Add(30*time.Second)))
+	require.True(t, q.TryWriteFrame([]byte("never read")))
+	require.Eventually(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.err != nil
+	}, 30*time.Second, time.Millisecond, "the stalled write never failed")
+
+	// The client reads only now.
+	_, err := client.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "the stalled connection was not closed")
+
+	require.False(t, q.TryWriteFrame([]byte("after")))
+	require.Error(t, q.WriteFrame([]byte("after")))
+	_ = q.Close()
+}
+
+// stepConn's first write takes only half of what it is given and then
+// reports its deadline passed, as a write to a slow client does.
+type stepConn struct {
+	net.Conn
+	calls atomic.Int64
+}
+
+func (c *stepConn) Write(p []byte) (int, error) {
+	if c.calls.Add(1) == 1 && len(p) > 1 {
+		n, err := c.Conn.Write(p[:len(p)/2])
+		if err != nil {
+			return n, err
+		}
+		return n, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Write(p)
+}
+
+// A write that runs out of time having made progress carries on: only a
+// write that makes no progress for the timeout fails the connection.
+func TestSendQueueSlowReaderKeepsConnection(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	sc := &stepConn{Conn: server}
+	q := newSendQueue(sc, 0)
+	defer q.Close()
+	_, err := q.Write([]byte("0123456789"))
+	require.NoError(t, err)
+	require.Equal(t, "0123456789", string(readN(t, client, 10)))
+	_, err = q.Write([]byte("more"))
+	require.NoError(t, err)
+	require.Equal(t, "more", string(readN(t, client, 4)))
+	require.GreaterOrEqual(t, sc.calls.Load(), int64(3))
 }

@@ -63,6 +63,11 @@ type Config struct {
 	KeepAlive time.Duration
 	// ReadLimit bounds one message from the client, in bytes.
 	ReadLimit int64
+	// SendTimeout is how long a write to a client may make no progress
+	// before the connection fails and is closed (0: 30 s). A subscriber
+	// that stops reading for longer is cut off; one that reads, however
+	// slowly, is not.
+	SendTimeout time.Duration
 	// Detach gives a connection the context it lives in once the upgrade's
 	// handler has returned — the request's values, cancelled when the server
 	// shuts down — and a function to call when the connection is over. Nil
@@ -108,7 +113,7 @@ func (t *Transport) Supports(r *http.Request) bool { return r.Header.Get("Upgrad
 // Do upgrades r and serves the connection; it returns once the connection
 // is initialised, leaving it to a goroutine of its own.
 func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	qw := &queuedWriter{ResponseWriter: w}
+	qw := &queuedWriter{ResponseWriter: w, timeout: t.cfg.SendTimeout}
 	// Zero OriginPatterns: the library accepts an upgrade only from a page
 	// of the same origin or from a client that sends no Origin.
 	ws, err := websocket.Accept(qw, r, &websocket.AcceptOptions{
