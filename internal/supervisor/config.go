@@ -77,6 +77,10 @@ type Config struct {
 	// besides the minimal set (see PluginEnv); plugins get nothing else of
 	// the server's environment.
 	PluginEnv []string
+	// WarmPods is how many idle, handshaken plugin processes to keep per
+	// runtime for starts to take (warmpool.go); a runtime not named has
+	// none. At most MaxWarmPods each.
+	WarmPods map[string]int
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
 	StartTimeout     time.Duration // handshake + Start; default 10s
@@ -188,6 +192,11 @@ func (c *Config) withDefaults() error {
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	for rt, n := range c.WarmPods {
+		if n < 0 || n > MaxWarmPods {
+			errs = append(errs, fmt.Errorf("WarmPods[%q] must be from 0 to %d, got %d", rt, MaxWarmPods, n))
 		}
 	}
 	if c.HealthFailures < 0 || c.CrashHistory < 0 || c.OutboxLimit < 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -171,35 +172,56 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
 		return failStart(fmt.Errorf("claim lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod.")
 	}
-	cmd, err := s.cfg.Launcher.Command(t.Runtime)
-	if err != nil {
-		s.dropLease(t.ID)
-		log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
-		return failStart(err, nil, "The runtime %q is not available on this server.", t.Runtime)
+	return s.launchRun(ctx, p, t, attempt, trigger, causation, span, log, s.pool != nil)
+}
+
+// launchRun is the rest of launch once the pod is claimed: a plugin process
+// (an idle one of the warm pool when useWarm and one is ready, else a new
+// one), the lease naming it, Start, pod_started. A warm process found dead
+// at Start is no failure of the task: the start goes on with a cold launch.
+func (s *Supervisor) launchRun(ctx context.Context, p *pod, t ipa.Task, attempt int, trigger, causation string, span trace.Span, log *slog.Logger, useWarm bool) (err error) {
+	baseLog := log
+	var w *warmProc
+	if useWarm && s.pool != nil {
+		w = s.pool.take(t.Runtime)
 	}
-	// The server's environment stays with the server: the plugin starts
-	// from the minimal one, then the launcher's own variables.
-	cmd.Env = append(s.basePluginEnv(), cmd.Env...)
-	if s.cfg.OrphanGrace > 0 {
-		cmd.Env = append(cmd.Env, podapi.EnvOrphanGrace+"="+s.cfg.OrphanGrace.String())
+	var cmd *exec.Cmd
+	if w == nil {
+		cmd, err = s.pluginCommand(t.Runtime)
+		if err != nil {
+			s.dropLease(t.ID)
+			log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
+			return failStart(err, nil, "The runtime %q is not available on this server.", t.Runtime)
+		}
 	}
 	p.setState(ipa.PodStarting)
 	began := time.Now()
 	startCtx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
 	defer cancel()
 
-	tail := newStderrTail(log.With(slog.String("source", "plugin")))
-	conn, pr, err := launchPlugin(startCtx, cmd, tail, log, s.cfg.StartTimeout)
-	if err != nil {
-		s.dropLease(t.ID)
-		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
-		log.Error("pod start failed", slog.String("decision", "launch_failed"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q did not become ready within %s.", t.Runtime, s.cfg.StartTimeout)
+	var (
+		tail *stderrTail
+		conn *pluginConn
+		pr   *proc
+	)
+	if w != nil {
+		// Its stderr is the task's from now on.
+		conn, pr, tail = w.conn, w.proc, w.tail
+		tail.setLog(log.With(slog.String("source", "plugin")))
+	} else {
+		tail = newStderrTail(log.With(slog.String("source", "plugin")))
+		conn, pr, err = launchPlugin(startCtx, cmd, tail, log, s.cfg.StartTimeout)
+		if err != nil {
+			s.dropLease(t.ID)
+			s.m.startFailures.WithLabelValues(t.Runtime).Inc()
+			log.Error("pod start failed", slog.String("decision", "launch_failed"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q did not become ready within %s.", t.Runtime, s.cfg.StartTimeout)
+			}
+			return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q exited or failed its handshake before it was ready.", t.Runtime)
 		}
-		return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q exited or failed its handshake before it was ready.", t.Runtime)
 	}
-	log = log.With(slog.Int("pid", pr.pid))
+	log = log.With(slog.Int("pid", pr.pid), slog.Bool("warm", w != nil))
 	r := &run{conn: conn, proc: pr, runtime: t.Runtime, attempt: attempt, trigger: trigger, startedAt: s.cfg.Now(), stderr: tail,
 		startSpan: span.SpanContext()}
 	span.SetAttributes(attribute.Int("ipa.pod.pid", pr.pid))
@@ -233,6 +255,17 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		req.WorkDir = filepath.Join(s.cfg.DataDir, "tasks", t.ID)
 	}
 	if _, err := conn.rt.Start(startCtx, req); err != nil {
+		if w != nil && warmGone(pr, err) {
+			// The idle process died before it took the task (killed, or
+			// its host connection broke): no run of the task began. The
+			// lease is kept and rewritten by the cold launch.
+			log.Warn("warm plugin gone at Start; launching cold", slog.Any("error", err))
+			s.pool.m.deaths.WithLabelValues(t.Runtime).Inc()
+			conn.close()
+			_ = terminate(pr, s.cfg.KillWait)
+			conn.release()
+			return s.launchRun(ctx, p, t, attempt, trigger, causation, span, baseLog, false)
+		}
 		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
 		log.Error("pod start failed", slog.String("decision", "runtime_refused_start"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
 		msg := fmt.Sprintf("The runtime %q refused to start.", t.Runtime)
@@ -262,6 +295,23 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	s.m.startSeconds.WithLabelValues(t.Runtime).Observe(time.Since(began).Seconds())
 	log.Info("pod running", slog.String("decision", "started"), slog.String("trigger", trigger), slog.Duration("took", time.Since(began)))
 	return nil
+}
+
+// pluginCommand is the command that launches a plugin of runtime, with the
+// environment every plugin of this supervisor gets. Nothing in it is a
+// task's, so a warm pool can launch it before any task asks.
+func (s *Supervisor) pluginCommand(runtime string) (*exec.Cmd, error) {
+	cmd, err := s.cfg.Launcher.Command(runtime)
+	if err != nil {
+		return nil, err
+	}
+	// The server's environment stays with the server: the plugin starts
+	// from the minimal one, then the launcher's own variables.
+	cmd.Env = append(s.basePluginEnv(), cmd.Env...)
+	if s.cfg.OrphanGrace > 0 {
+		cmd.Env = append(cmd.Env, podapi.EnvOrphanGrace+"="+s.cfg.OrphanGrace.String())
+	}
+	return cmd, nil
 }
 
 // recordNow appends a fact the supervisor must not act on unrecorded

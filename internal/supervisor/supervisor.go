@@ -65,7 +65,8 @@ type Supervisor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	out *outbox // pod facts waiting for the store
+	out  *outbox   // pod facts waiting for the store
+	pool *warmPool // idle plugin processes per runtime; nil without --warm-pods
 
 	mu      sync.Mutex
 	state   int // stateNew, stateRunning, stateClosed
@@ -94,10 +95,14 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, fmt.Errorf("supervisor metrics: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Supervisor{
+	s := &Supervisor{
 		cfg: cfg, log: cfg.Logger.With(slog.String("component", "supervisor")), m: m,
 		ctx: ctx, cancel: cancel, out: newOutbox(cfg.OutboxLimit), pods: map[string]*pod{}, stopped: make(chan struct{}),
-	}, nil
+	}
+	if s.pool, err = newWarmPool(s, cfg.WarmPods); err != nil {
+		return nil, fmt.Errorf("supervisor metrics: %w", err)
+	}
+	return s, nil
 }
 
 // Start makes the supervisor accept pods. It is idempotent; it returns an
@@ -111,6 +116,9 @@ func (s *Supervisor) Start(context.Context) error {
 		s.state = stateRunning
 		s.wg.Add(1)
 		go s.retryOutbox()
+		if s.pool != nil {
+			s.pool.start()
+		}
 		s.log.Info("supervisor started")
 		return nil
 	case stateRunning:
