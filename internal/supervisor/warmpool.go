@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +53,11 @@ const (
 	// warmYoung is how long a warm process must have lived for its death
 	// not to count as a failure of the runtime.
 	warmYoung = 10 * time.Second
+	// warmSettle is how long the pool waits after the last take before it
+	// launches replacements: a burst of starts (a takeover, a resume) must
+	// not compete for the CPU with the launches that refill the pool, or
+	// the burst's Start calls wait behind them.
+	warmSettle = 200 * time.Millisecond
 )
 
 // warmProc is an idle, handshaken plugin process.
@@ -88,6 +95,11 @@ type warmPool struct {
 
 	mu   sync.Mutex
 	idle map[int]string // pid → runtime of the processes waiting now
+
+	// launching bounds the launches under way at once, all runtimes
+	// together: half the CPUs, so a refill leaves room for the server.
+	launching chan struct{}
+	lastTake  atomic.Int64 // unix nanoseconds of the last take
 }
 
 func (p *warmPool) setIdle(pid int, runtime string, on bool) {
@@ -163,7 +175,8 @@ func newWarmPool(s *Supervisor, sizes map[string]int) (*warmPool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &warmPool{s: s, sizes: kept, ready: map[string]chan *warmProc{}, m: m, idle: map[int]string{}}
+	p := &warmPool{s: s, sizes: kept, ready: map[string]chan *warmProc{}, m: m, idle: map[int]string{},
+		launching: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
 	for rt := range kept {
 		p.ready[rt] = make(chan *warmProc)
 	}
@@ -203,6 +216,7 @@ func (p *warmPool) take(runtime string) *warmProc {
 		select {
 		case w := <-ch:
 			p.setIdle(w.proc.pid, runtime, false)
+			p.lastTake.Store(time.Now().UnixNano())
 			if w.proc.alive() {
 				p.m.starts.WithLabelValues(runtime, "warm").Inc()
 				return w
@@ -241,6 +255,9 @@ func (p *warmPool) slot(runtime string) {
 		}
 	}
 	for p.ctx.Err() == nil {
+		if !p.settle() {
+			return
+		}
 		w, err := p.launch(runtime, log)
 		if err != nil {
 			if p.ctx.Err() != nil {
@@ -282,6 +299,31 @@ func (p *warmPool) slot(runtime string) {
 	}
 }
 
+// settle waits until no take has happened for warmSettle and a launch
+// slot is free, and takes it (launch gives it back). It returns false when
+// the pool closes first.
+func (p *warmPool) settle() bool {
+	for {
+		quiet := warmSettle - time.Since(time.Unix(0, p.lastTake.Load()))
+		if quiet <= 0 {
+			break
+		}
+		t := time.NewTimer(quiet)
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+	select {
+	case p.launching <- struct{}{}:
+		return true
+	case <-p.ctx.Done():
+		return false
+	}
+}
+
 // tailLines is the stderr of a failed launch, for the log.
 func (w *warmProc) tailLines() []string {
 	if w == nil || w.tail == nil {
@@ -293,6 +335,7 @@ func (w *warmProc) tailLines() []string {
 // launch starts one idle plugin of runtime and completes its handshake.
 // On error the returned warmProc holds only the stderr tail.
 func (p *warmPool) launch(runtime string, log *slog.Logger) (*warmProc, error) {
+	defer func() { <-p.launching }()
 	cmd, err := p.s.pluginCommand(runtime)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,10 @@ package supervisor
 
 import (
 	"context"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -154,4 +157,83 @@ func TestParseWarmPods(t *testing.T) {
 			t.Errorf("ParseWarmPods(%q) accepted", bad)
 		}
 	}
+}
+
+// takeOverN has s take over n pods of a dead owner (auto-restart, no
+// back-off) and returns how long until all of them run again, and their
+// pids.
+func takeOverN(t testing.TB, s *Supervisor, n int) (time.Duration, []int) {
+	t.Helper()
+	pol := ipa.RestartPolicy{AutoRestart: true, MaxAttempts: 3, WindowSeconds: 60, InitialBackoffMs: 0, MaxBackoffMs: 1000}
+	var taken []Takeover
+	for range n {
+		task := newTask("", pol)
+		task.PodState = ipa.PodRunning
+		taken = append(taken, Takeover{
+			Lease:         Lease{TaskID: task.ID, Runtime: task.Runtime, Attempt: 1, StartedAt: time.Now()},
+			PreviousOwner: "dead", Epoch: 2, Task: task,
+		})
+	}
+	began := time.Now()
+	s.TakeOver(context.Background(), taken)
+	var pids []int
+	for _, tk := range taken {
+		pids = append(pids, waitState(t, s, tk.Lease.TaskID, ipa.PodRunning).PID)
+	}
+	return time.Since(began), pids
+}
+
+func TestWarmPoolServesTakeover(t *testing.T) {
+	b := setup(t, func(c *Config) { c.WarmPods = map[string]int{"test": 3} })
+	idle := waitIdle(t, b.sup, "test", 3)
+	_, pids := takeOverN(t, b.sup, 3)
+	for _, pid := range pids {
+		if !slices.Contains(idle, pid) {
+			t.Fatalf("pods taken over run as %v, want the idle processes %v", pids, idle)
+		}
+	}
+	// Each was recorded lost, then started again.
+	for _, pid := range pids {
+		found := false
+		b.rec.mu.Lock()
+		for _, e := range b.rec.events {
+			if e.Type == ipa.EventPodStarted && strings.Contains(string(e.Data), `"pid":`+strconv.Itoa(pid)) {
+				found = true
+			}
+		}
+		b.rec.mu.Unlock()
+		if !found {
+			t.Fatalf("no pod_started with pid %d", pid)
+		}
+	}
+}
+
+// TestTakeoverMeasurement times the takeover of 20 pods (pod_lost, then a
+// restart each) by a supervisor with a warm pool of 20 and one without. A
+// measurement, not a check: set IPA_WARM_BENCH=1.
+func TestTakeoverMeasurement(t *testing.T) {
+	if os.Getenv("IPA_WARM_BENCH") == "" {
+		t.Skip("a measurement: set IPA_WARM_BENCH=1")
+	}
+	const n = 20
+	cold := setup(t, nil)
+	warm := setup(t, func(c *Config) { c.WarmPods = map[string]int{"test": n} })
+	stopAll := func(s *Supervisor) {
+		for _, st := range s.List() {
+			_ = s.StopPod(context.Background(), st.TaskID, "measured")
+		}
+	}
+	var ws, cs []time.Duration
+	for range 5 {
+		waitIdle(t, warm.sup, "test", n)
+		d, _ := takeOverN(t, warm.sup, n)
+		ws = append(ws, d)
+		stopAll(warm.sup)
+		d, _ = takeOverN(t, cold.sup, n)
+		cs = append(cs, d)
+		stopAll(cold.sup)
+	}
+	slices.Sort(ws)
+	slices.Sort(cs)
+	t.Logf("takeover of %d pods until all RUNNING, 5 rounds each, sorted: warm pool %v; cold %v", n, ws, cs)
 }
