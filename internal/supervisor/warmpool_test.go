@@ -237,3 +237,27 @@ func TestTakeoverMeasurement(t *testing.T) {
 	slices.Sort(cs)
 	t.Logf("takeover of %d pods until all RUNNING, 5 rounds each, sorted: warm pool %v; cold %v", n, ws, cs)
 }
+
+// An idle process killed right before a start, whichever part of the start
+// sees it dead first (the take, or the Start call), never becomes the task's
+// crash: the start goes on with another process.
+func TestWarmPoolKilledJustBeforeStart(t *testing.T) {
+	b := setup(t, func(c *Config) { c.WarmPods = map[string]int{"test": 1} })
+	for range 5 {
+		idle := waitIdle(t, b.sup, "test", 1)
+		task := newTask("", ipa.RestartPolicy{})
+		if err := syscall.Kill(idle[0], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		st := mustStart(t, b.sup, task)
+		if st.PID == idle[0] {
+			t.Fatalf("pod runs as the killed pid %d", st.PID)
+		}
+		if evs := b.rec.of(task.ID, ipa.EventPodCrashed); len(evs) != 0 {
+			t.Fatalf("pod_crashed recorded for a warm process killed before the start: %s", evs[0].Data)
+		}
+		if err := b.sup.StopPod(context.Background(), task.ID, "next"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
