@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +36,28 @@ func waitDemoPlugins(t testing.TB, h *home, n int, within time.Duration, not ...
 	return pids
 }
 
+// waitWarmIdle waits until the server's pool reports n idle, handshaken
+// processes of runtime (ipa_pod_warm_idle): a plugin process is visible
+// before its handshake is done.
+func waitWarmIdle(t testing.TB, s *server, runtime string, n int) {
+	t.Helper()
+	want := fmt.Sprintf(`ipa_pod_warm_idle{runtime=%q} %d`, runtime, n)
+	eventually(t, 20*time.Second, func() string {
+		resp, err := s.client.Get(s.url + "/metrics")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if line == want {
+				return ""
+			}
+		}
+		return "no " + want + " in /metrics yet"
+	})
+}
+
 // The warm pool through the real binary: idle `ipa plugin demo` processes
 // wait, startPod hands one its task and a replacement follows, a clean stop
 // leaves no process, and after kill -9 of the server its idle processes
@@ -43,6 +67,7 @@ func TestWarmPodsThroughServer(t *testing.T) {
 	h := newHome(t)
 	h.env = []string{"IPA_PLUGIN_ORPHAN_GRACE=2s"}
 	s := h.start("--warm-pods", "demo=2")
+	waitWarmIdle(t, s, "demo", 2)
 	idle := waitDemoPlugins(t, h, 2, 20*time.Second)
 
 	id := s.createTask(t, map[string]any{"title": "warm", "runtimeConfig": demoConfig(200)})
@@ -74,6 +99,7 @@ func TestWarmPodsThroughServer(t *testing.T) {
 
 	// kill -9: nothing stops the idle processes but their own orphan watch.
 	s2 := h.start("--warm-pods", "demo=2", "--resume-pods=false")
+	waitWarmIdle(t, s2, "demo", 2)
 	idle = waitDemoPlugins(t, h, 2, 20*time.Second)
 	s2.crash(t)
 	began := time.Now()
@@ -121,7 +147,7 @@ func TestWarmPodsMeasurement(t *testing.T) {
 	}
 	var ws, cs, fs []time.Duration
 	for range n {
-		waitDemoPlugins(t, hw, 2, 20*time.Second) // the pool is full again
+		waitWarmIdle(t, warm, "demo", 2) // the pool is full again
 		ws = append(ws, startPod(warm))
 		cs = append(cs, startPod(cold))
 		fs = append(fs, floor())
@@ -142,4 +168,49 @@ func TestWarmPodsMeasurement(t *testing.T) {
 	t.Logf("idle warm demo plugin PSS: %v KiB", pss)
 	warm.stop(t, 12*time.Second)
 	cold.stop(t, 12*time.Second)
+}
+
+// exec runs from the pool as from a cold launch: its command's output and
+// exit status are the task's, recorded as for any exec pod.
+func TestWarmPodsExec(t *testing.T) {
+	t.Parallel()
+	h := newHome(t)
+	s := h.start("--warm-pods", "exec=1")
+	waitWarmIdle(t, s, "exec", 1)
+	var idle []int
+	eventually(t, 20*time.Second, func() string {
+		idle = h.pluginPids("exec")
+		if len(idle) != 1 {
+			return fmt.Sprintf("%d idle exec plugins", len(idle))
+		}
+		return ""
+	})
+	id := s.createTask(t, map[string]any{"runtime": "exec",
+		"runtimeConfig": map[string]any{"command": []string{"sh", "-c", "echo out1; exit 3"}, "env": tagEnv(h)}})
+	started, tv := s.startPod(t, id)
+	if !started || tv.Pod.PID != idle[0] {
+		t.Fatalf("startPod: started=%v pid %d, want the idle exec plugin %d", started, tv.Pod.PID, idle[0])
+	}
+	var crashed []event
+	eventually(t, 5*time.Second, func() string {
+		if crashed = s.events(t, id, "pod_crashed"); len(crashed) == 0 {
+			return "no pod_crashed yet"
+		}
+		return ""
+	})
+	if code := dataField[*int](t, crashed[0], "exitCode"); code == nil || *code != 3 || dataField[int](t, crashed[0], "pid") != idle[0] {
+		t.Fatalf("pod_crashed %s, want exitCode 3 of pid %d", crashed[0].Data, idle[0])
+	}
+	type line struct{ Stream, Text string }
+	var lines []line
+	for _, e := range s.events(t, id, "pod_output") {
+		lines = append(lines, dataField[[]line](t, e, "lines")...)
+	}
+	if !slices.Contains(lines, line{"stdout", "out1"}) {
+		t.Fatalf("pod_output lines %+v lack stdout out1", lines)
+	}
+	s.stop(t, 12*time.Second)
+	if left := taggedPids(h.tag); len(left) != 0 {
+		t.Fatalf("processes alive after a clean stop: %v", left)
+	}
 }
