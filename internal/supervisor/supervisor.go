@@ -16,13 +16,16 @@
 // Goroutines, all owned by the Supervisor and all awaited by Shutdown: per
 // running pod, one waiting for its exit and one polling it; per pending
 // restart, one waiting for the back-off timer; one retrying the pod facts
-// kept while the store was unreachable (outbox.go). Linux only.
+// kept while the store was unreachable (outbox.go); per warm pool slot, one
+// keeping an idle plugin (warmpool.go, awaited by Shutdown before the pods
+// stop). Linux only.
 //
 // supervisor.go holds the type and the pod bookkeeping, launch.go starts
 // pods, exit.go notices exits and crashes, restart.go applies the restart
 // policy (whose arithmetic is policy.go's restartTracker: pure, time passed
-// in), stop.go stops pods and the supervisor, and reconcile.go settles what a
-// previous server left behind.
+// in), stop.go stops pods and the supervisor, reconcile.go settles what a
+// previous server left behind, and warmpool.go keeps idle plugins that
+// starts take (--warm-pods).
 package supervisor
 
 import (
