@@ -162,29 +162,34 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		log.Warn("pod start waits", slog.String("decision", "store_unavailable"), slog.Any("error", err))
 		return err
 	}
-	// The pod is claimed before any process exists: an instance that does
-	// not own it launches nothing (another one runs it, or will).
-	if err := s.claimLease(ctx, t, attempt); err != nil {
-		if errors.Is(err, ipa.ErrLeaseHeld) {
-			log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
-			return err
-		}
-		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
-		return failStart(fmt.Errorf("claim lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod.")
-	}
-	return s.launchRun(ctx, p, t, attempt, trigger, causation, span, log, s.pool != nil)
-}
-
-// launchRun is the rest of launch once the pod is claimed: a plugin process
-// (an idle one of the warm pool when useWarm and one is ready, else a new
-// one), the lease naming it, Start, pod_started. A warm process found dead
-// at Start is no failure of the task: the start goes on with a cold launch.
-func (s *Supervisor) launchRun(ctx context.Context, p *pod, t ipa.Task, attempt int, trigger, causation string, span trace.Span, log *slog.Logger, useWarm bool) (err error) {
-	baseLog := log
 	var w *warmProc
-	if useWarm && s.pool != nil {
+	if s.pool != nil {
 		w = s.pool.take(t.Runtime)
 	}
+	if w == nil {
+		// The pod is claimed before any process exists: an instance that
+		// does not own it launches nothing (another one runs it, or will).
+		// A warm process exists already but has no task until Start: the
+		// lease saved with its pid below is the claim, one write instead
+		// of two.
+		if err := s.claimLease(ctx, t, attempt); err != nil {
+			if errors.Is(err, ipa.ErrLeaseHeld) {
+				log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
+				return err
+			}
+			log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
+			return failStart(fmt.Errorf("claim lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod.")
+		}
+	}
+	return s.launchRun(ctx, p, t, attempt, trigger, causation, span, log, w)
+}
+
+// launchRun is the rest of launch: a plugin process (w, an idle one of the
+// warm pool, or else a new one once the pod is claimed), the lease naming
+// it, Start, pod_started. A warm process found dead at Start is no failure
+// of the task: the start goes on with a cold launch.
+func (s *Supervisor) launchRun(ctx context.Context, p *pod, t ipa.Task, attempt int, trigger, causation string, span trace.Span, log *slog.Logger, w *warmProc) (err error) {
+	baseLog := log
 	var cmd *exec.Cmd
 	if w == nil {
 		cmd, err = s.pluginCommand(t.Runtime)
@@ -242,6 +247,15 @@ func (s *Supervisor) launchRun(ctx context.Context, p *pod, t ipa.Task, attempt 
 		Network: network, Addr: addr, Protocol: protocol, ProtocolVersion: version, StartedAt: r.startedAt,
 	}
 	if err := s.cfg.Leases.Save(ctx, lease); err != nil {
+		if w != nil && errors.Is(err, ipa.ErrLeaseHeld) {
+			// The claim of a warm start: another instance owns the pod.
+			// The process never had a task; the pool launches another.
+			log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
+			conn.close()
+			_ = terminate(pr, s.cfg.KillWait)
+			conn.release()
+			return err
+		}
 		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
 		return abort(failStart(fmt.Errorf("save lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod."))
 	}
@@ -264,7 +278,7 @@ func (s *Supervisor) launchRun(ctx context.Context, p *pod, t ipa.Task, attempt 
 			conn.close()
 			_ = terminate(pr, s.cfg.KillWait)
 			conn.release()
-			return s.launchRun(ctx, p, t, attempt, trigger, causation, span, baseLog, false)
+			return s.launchRun(ctx, p, t, attempt, trigger, causation, span, baseLog, nil)
 		}
 		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
 		log.Error("pod start failed", slog.String("decision", "runtime_refused_start"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))

@@ -261,3 +261,35 @@ func TestWarmPoolKilledJustBeforeStart(t *testing.T) {
 		}
 	}
 }
+
+// heldLeases refuses every lease: another instance owns every pod.
+type heldLeases struct{ *MemoryLeaseStore }
+
+func (heldLeases) Save(context.Context, Lease) error { return ipa.ErrLeaseHeld }
+
+// A warm start claims the pod with the lease naming its process: when
+// another instance owns the pod, nothing starts, nothing is recorded, and
+// the process taken (which never had a task) is ended and replaced.
+func TestWarmPoolStartOfPodOwnedElsewhere(t *testing.T) {
+	b := setup(t, func(c *Config) {
+		c.WarmPods = map[string]int{"test": 1}
+		c.Leases = heldLeases{NewMemoryLeaseStore()}
+	})
+	idle := waitIdle(t, b.sup, "test", 1)
+	task := newTask("", ipa.RestartPolicy{})
+	started, err := b.sup.StartPod(context.Background(), task, ipa.TriggerManual, "")
+	if err != nil || started {
+		t.Fatalf("StartPod of a pod owned elsewhere: started=%v err=%v, want false, nil", started, err)
+	}
+	if evs := b.rec.of(task.ID, ""); len(evs) != 0 {
+		t.Fatalf("events recorded for a pod owned elsewhere: %v", b.rec.types(task.ID))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for processAlive(idle[0]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("warm process %d taken for a pod owned elsewhere still alive", idle[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitIdle(t, b.sup, "test", 1, idle[0])
+}
