@@ -39,6 +39,7 @@ type serveOptions struct {
 	pluginDir        string
 	pluginSHA256File string
 	pluginEnv        []string
+	warmPods         []string
 	secretKeyFile    string
 	instanceID       string
 	dataDir          string
@@ -91,6 +92,7 @@ resumes those pods (--resume-pods=false leaves them stopped).`,
 	f.StringVar(&so.authMode, "auth", "auto", "auto: tokens required unless listening on loopback with no token yet; required: always")
 	f.StringVar(&so.pluginDir, "plugin-dir", "", "directory of external runtime plugins (one executable per runtime, named after it)")
 	f.StringVar(&so.pluginSHA256File, "plugin-sha256-file", "", "allow-list of external plugins in sha256sum format; only listed files with matching checksums run")
+	f.StringSliceVar(&so.warmPods, "warm-pods", nil, "idle, handshaken plugin processes kept per runtime for startPod to take (a start then costs one Start call, not a process launch): N for every runtime, NAME=N for one, comma-separated or repeated, later wins (\"2,exec=0\"); each is replaced in the background once taken; at most 64 per runtime")
 	f.StringSliceVar(&so.pluginEnv, "plugin-env", nil, "names of server environment variables plugins inherit besides PATH, HOME, locale, TZ and OTEL_* (comma-separated); plugins get no other server variable")
 	f.StringVar(&so.secretKeyFile, "secret-key-file", "", "key sealing webhook secrets in the database, created when absent (default: ipa-secret.key beside a SQLite store, in --data-dir for PostgreSQL); every server on one database needs the same")
 	f.StringVar(&so.dataDir, "data-dir", "./ipa-data", "directory for pod working directories and runtime state")
@@ -220,6 +222,14 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	var runtimeNames []string
+	for _, rt := range cat.Runtimes() {
+		runtimeNames = append(runtimeNames, rt.Name)
+	}
+	warmPods, err := supervisor.ParseWarmPods(so.warmPods, runtimeNames)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -268,6 +278,9 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 		SecretKey:            secretKey,
 		ExclusiveID:          true,
 		WebhookAllowPrivate:  so.webhooks.allowPrivate,
+		Supervisor: func(c *supervisor.Config) {
+			c.WarmPods = warmPods
+		},
 		Webhook: func(c *webhook.Config) {
 			c.Timeout, c.MinBackoff, c.MaxBackoff = so.webhooks.timeout, so.webhooks.minBackoff, so.webhooks.maxBackoff
 		},

@@ -81,6 +81,10 @@ type Config struct {
 	// plugin exited 0 on its own) and its pod_stopped is recorded, with the
 	// pod's operation lock held: it must not call back into the supervisor.
 	Finished func(ctx context.Context, taskID string)
+	// WarmPods is how many idle, handshaken plugin processes to keep per
+	// runtime for starts to take (warmpool.go); a runtime not named has
+	// none. At most MaxWarmPods each.
+	WarmPods map[string]int
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
 	StartTimeout     time.Duration // handshake + Start; default 10s
@@ -192,6 +196,11 @@ func (c *Config) withDefaults() error {
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	for rt, n := range c.WarmPods {
+		if n < 0 || n > MaxWarmPods {
+			errs = append(errs, fmt.Errorf("WarmPods[%q] must be from 0 to %d, got %d", rt, MaxWarmPods, n))
 		}
 	}
 	if c.HealthFailures < 0 || c.CrashHistory < 0 || c.OutboxLimit < 0 {

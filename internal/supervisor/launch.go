@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -161,45 +162,71 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		log.Warn("pod start waits", slog.String("decision", "store_unavailable"), slog.Any("error", err))
 		return err
 	}
-	// The pod is claimed before any process exists: an instance that does
-	// not own it launches nothing (another one runs it, or will).
-	if err := s.claimLease(ctx, t, attempt); err != nil {
-		if errors.Is(err, ipa.ErrLeaseHeld) {
-			log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
-			return err
+	var w *warmProc
+	if s.pool != nil {
+		w = s.pool.take(t.Runtime)
+	}
+	if w == nil {
+		// The pod is claimed before any process exists: an instance that
+		// does not own it launches nothing (another one runs it, or will).
+		// A warm process exists already but has no task until Start: the
+		// lease saved with its pid below is the claim, one write instead
+		// of two.
+		if err := s.claimLease(ctx, t, attempt); err != nil {
+			if errors.Is(err, ipa.ErrLeaseHeld) {
+				log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
+				return err
+			}
+			log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
+			return failStart(fmt.Errorf("claim lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod.")
 		}
-		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
-		return failStart(fmt.Errorf("claim lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod.")
 	}
-	cmd, err := s.cfg.Launcher.Command(t.Runtime)
-	if err != nil {
-		s.dropLease(t.ID)
-		log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
-		return failStart(err, nil, "The runtime %q is not available on this server.", t.Runtime)
-	}
-	// The server's environment stays with the server: the plugin starts
-	// from the minimal one, then the launcher's own variables.
-	cmd.Env = append(s.basePluginEnv(), cmd.Env...)
-	if s.cfg.OrphanGrace > 0 {
-		cmd.Env = append(cmd.Env, podapi.EnvOrphanGrace+"="+s.cfg.OrphanGrace.String())
+	return s.launchRun(ctx, p, t, attempt, trigger, causation, span, log, w)
+}
+
+// launchRun is the rest of launch: a plugin process (w, an idle one of the
+// warm pool, or else a new one once the pod is claimed), the lease naming
+// it, Start, pod_started. A warm process found dead at Start is no failure
+// of the task: the start goes on with a cold launch.
+func (s *Supervisor) launchRun(ctx context.Context, p *pod, t ipa.Task, attempt int, trigger, causation string, span trace.Span, log *slog.Logger, w *warmProc) (err error) {
+	baseLog := log
+	var cmd *exec.Cmd
+	if w == nil {
+		cmd, err = s.pluginCommand(t.Runtime)
+		if err != nil {
+			s.dropLease(t.ID)
+			log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
+			return failStart(err, nil, "The runtime %q is not available on this server.", t.Runtime)
+		}
 	}
 	p.setState(ipa.PodStarting)
 	began := time.Now()
 	startCtx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
 	defer cancel()
 
-	tail := newStderrTail(log.With(slog.String("source", "plugin")))
-	conn, pr, err := launchPlugin(startCtx, cmd, tail, log, s.cfg.StartTimeout)
-	if err != nil {
-		s.dropLease(t.ID)
-		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
-		log.Error("pod start failed", slog.String("decision", "launch_failed"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q did not become ready within %s.", t.Runtime, s.cfg.StartTimeout)
+	var (
+		tail *stderrTail
+		conn *pluginConn
+		pr   *proc
+	)
+	if w != nil {
+		// Its stderr is the task's from now on.
+		conn, pr, tail = w.conn, w.proc, w.tail
+		tail.setLog(log.With(slog.String("source", "plugin")))
+	} else {
+		tail = newStderrTail(log.With(slog.String("source", "plugin")))
+		conn, pr, err = launchPlugin(startCtx, cmd, tail, log, s.cfg.StartTimeout)
+		if err != nil {
+			s.dropLease(t.ID)
+			s.m.startFailures.WithLabelValues(t.Runtime).Inc()
+			log.Error("pod start failed", slog.String("decision", "launch_failed"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q did not become ready within %s.", t.Runtime, s.cfg.StartTimeout)
+			}
+			return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q exited or failed its handshake before it was ready.", t.Runtime)
 		}
-		return failStart(runtimeFailed(t, err), tail.Tail(), "The runtime %q exited or failed its handshake before it was ready.", t.Runtime)
 	}
-	log = log.With(slog.Int("pid", pr.pid))
+	log = log.With(slog.Int("pid", pr.pid), slog.Bool("warm", w != nil))
 	r := &run{conn: conn, proc: pr, runtime: t.Runtime, attempt: attempt, trigger: trigger, startedAt: s.cfg.Now(), stderr: tail,
 		startSpan: span.SpanContext()}
 	span.SetAttributes(attribute.Int("ipa.pod.pid", pr.pid))
@@ -220,6 +247,15 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		Network: network, Addr: addr, Protocol: protocol, ProtocolVersion: version, StartedAt: r.startedAt,
 	}
 	if err := s.cfg.Leases.Save(ctx, lease); err != nil {
+		if w != nil && errors.Is(err, ipa.ErrLeaseHeld) {
+			// The claim of a warm start: another instance owns the pod.
+			// The process never had a task; the pool launches another.
+			log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
+			conn.close(pr, closeWait)
+			_ = terminate(pr, s.cfg.KillWait)
+			conn.release(pr)
+			return err
+		}
 		log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
 		return abort(failStart(fmt.Errorf("save lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod."))
 	}
@@ -233,6 +269,17 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		req.WorkDir = filepath.Join(s.cfg.DataDir, "tasks", t.ID)
 	}
 	if _, err := conn.rt.Start(startCtx, req); err != nil {
+		if w != nil && warmGone(pr, err) {
+			// The idle process died before it took the task (killed, or
+			// its host connection broke): no run of the task began. The
+			// lease is kept and rewritten by the cold launch.
+			log.Warn("warm plugin gone at Start; launching cold", slog.Any("error", err))
+			s.pool.m.deaths.WithLabelValues(t.Runtime).Inc()
+			conn.close(pr, closeWait)
+			_ = terminate(pr, s.cfg.KillWait)
+			conn.release(pr)
+			return s.launchRun(ctx, p, t, attempt, trigger, causation, span, baseLog, nil)
+		}
 		s.m.startFailures.WithLabelValues(t.Runtime).Inc()
 		log.Error("pod start failed", slog.String("decision", "runtime_refused_start"), slog.Any("error", err), slog.Any("stderr", tail.Tail()))
 		msg := fmt.Sprintf("The runtime %q refused to start.", t.Runtime)
@@ -262,6 +309,23 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	s.m.startSeconds.WithLabelValues(t.Runtime).Observe(time.Since(began).Seconds())
 	log.Info("pod running", slog.String("decision", "started"), slog.String("trigger", trigger), slog.Duration("took", time.Since(began)))
 	return nil
+}
+
+// pluginCommand is the command that launches a plugin of runtime, with the
+// environment every plugin of this supervisor gets. Nothing in it is a
+// task's, so a warm pool can launch it before any task asks.
+func (s *Supervisor) pluginCommand(runtime string) (*exec.Cmd, error) {
+	cmd, err := s.cfg.Launcher.Command(runtime)
+	if err != nil {
+		return nil, err
+	}
+	// The server's environment stays with the server: the plugin starts
+	// from the minimal one, then the launcher's own variables.
+	cmd.Env = append(s.basePluginEnv(), cmd.Env...)
+	if s.cfg.OrphanGrace > 0 {
+		cmd.Env = append(cmd.Env, podapi.EnvOrphanGrace+"="+s.cfg.OrphanGrace.String())
+	}
+	return cmd, nil
 }
 
 // recordNow appends a fact the supervisor must not act on unrecorded

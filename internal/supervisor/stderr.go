@@ -59,11 +59,20 @@ func (t *stderrTail) Write(b []byte) (int, error) {
 		t.n = min(t.n+1, stderrTailLines)
 		done = append(done, s)
 	}
+	log := t.log
 	t.mu.Unlock()
 	for _, s := range done {
-		t.log.LogAttrs(context.Background(), slog.LevelInfo, "plugin stderr", slog.String("line", s))
+		log.LogAttrs(context.Background(), slog.LevelInfo, "plugin stderr", slog.String("line", s))
 	}
 	return n, nil
+}
+
+// setLog makes log the logger of the lines written from now on (a warm
+// plugin's stderr becomes its task's).
+func (t *stderrTail) setLog(log *slog.Logger) {
+	t.mu.Lock()
+	t.log = log
+	t.mu.Unlock()
 }
 
 // Tail returns the kept lines, oldest first, plus an unterminated last line.

@@ -138,6 +138,11 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	defer close(s.stopped)
 	s.log.Info("supervisor shutting down", slog.Int("pods", len(pods)))
+	if s.pool != nil {
+		// No start takes from it any more (closing): its idle processes go
+		// first, in parallel with nothing to stop in them.
+		s.pool.close()
+	}
 
 	// Stop runs first and only then cancel s.ctx: a pod that crashes while
 	// we stop its neighbours is still recorded by its watcher.

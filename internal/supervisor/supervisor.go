@@ -16,13 +16,16 @@
 // Goroutines, all owned by the Supervisor and all awaited by Shutdown: per
 // running pod, one waiting for its exit and one polling it; per pending
 // restart, one waiting for the back-off timer; one retrying the pod facts
-// kept while the store was unreachable (outbox.go). Linux only.
+// kept while the store was unreachable (outbox.go); per warm pool slot, one
+// keeping an idle plugin (warmpool.go, awaited by Shutdown before the pods
+// stop). Linux only.
 //
 // supervisor.go holds the type and the pod bookkeeping, launch.go starts
 // pods, exit.go notices exits and crashes, restart.go applies the restart
 // policy (whose arithmetic is policy.go's restartTracker: pure, time passed
-// in), stop.go stops pods and the supervisor, and reconcile.go settles what a
-// previous server left behind.
+// in), stop.go stops pods and the supervisor, reconcile.go settles what a
+// previous server left behind, and warmpool.go keeps idle plugins that
+// starts take (--warm-pods).
 package supervisor
 
 import (
@@ -65,7 +68,8 @@ type Supervisor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	out *outbox // pod facts waiting for the store
+	out  *outbox   // pod facts waiting for the store
+	pool *warmPool // idle plugin processes per runtime; nil without --warm-pods
 
 	mu      sync.Mutex
 	state   int // stateNew, stateRunning, stateClosed
@@ -94,10 +98,14 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, fmt.Errorf("supervisor metrics: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Supervisor{
+	s := &Supervisor{
 		cfg: cfg, log: cfg.Logger.With(slog.String("component", "supervisor")), m: m,
 		ctx: ctx, cancel: cancel, out: newOutbox(cfg.OutboxLimit), pods: map[string]*pod{}, stopped: make(chan struct{}),
-	}, nil
+	}
+	if s.pool, err = newWarmPool(s, cfg.WarmPods); err != nil {
+		return nil, fmt.Errorf("supervisor metrics: %w", err)
+	}
+	return s, nil
 }
 
 // Start makes the supervisor accept pods. It is idempotent; it returns an
@@ -111,6 +119,9 @@ func (s *Supervisor) Start(context.Context) error {
 		s.state = stateRunning
 		s.wg.Add(1)
 		go s.retryOutbox()
+		if s.pool != nil {
+			s.pool.start()
+		}
 		s.log.Info("supervisor started")
 		return nil
 	case stateRunning:
