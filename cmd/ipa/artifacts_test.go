@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func (s *server) get(t *testing.T, token, path string, header map[string]string) (*http.Response, string) {
@@ -71,6 +72,23 @@ func TestArtifactsSavedListedDownloaded(t *testing.T) {
 			}
 		}
 	}
+	// The artifacts are collected when the command's end is reported,
+	// after its runtime.exec.exited is committed and before the plugin
+	// exits: wait for the pod to stop.
+	eventually(t, 60*time.Second, func() string {
+		var v struct {
+			Tasks struct {
+				Edges []struct {
+					Node struct{ Pod struct{ State string } }
+				}
+			}
+		}
+		s.must(t, `{ tasks(first: 1) { edges { node { pod { state } } } } }`, nil, &v)
+		if st := v.Tasks.Edges[0].Node.Pod.State; st != "STOPPED" {
+			return "pod " + st
+		}
+		return ""
+	})
 	s.must(t, `{ tasks(first: 1) { edges { node { id artifacts { name sizeBytes sha256 url } } } } }`, nil, &list)
 	node := list.Tasks.Edges[0].Node
 	id := node.ID

@@ -5,6 +5,7 @@ package main
 // across a server killed outright and reattached, and resumes.
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,11 +46,16 @@ func TestPauseSurvivesServerRestartAndResumes(t *testing.T) {
 	if len(shells) == 0 {
 		t.Fatal("no command process found")
 	}
-	for _, pid := range shells {
-		if st := procState(pid); st != "T" {
-			t.Fatalf("command process %d is in state %q, want T (stopped)", pid, st)
+	// SIGSTOP is delivered asynchronously: a process may still be
+	// running for a moment after pausePod answered.
+	eventually(t, 10*time.Second, func() string {
+		for _, pid := range shells {
+			if st := procState(pid); st != "T" {
+				return fmt.Sprintf("command process %d is in state %q, want T (stopped)", pid, st)
+			}
 		}
-	}
+		return ""
+	})
 	if st := procState(plugin); st == "T" || st == "" {
 		t.Fatalf("the plugin %d is in state %q: it must keep answering", plugin, st)
 	}

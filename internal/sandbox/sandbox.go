@@ -135,6 +135,10 @@ type Spec struct {
 	// Writable are more paths the command may write (the artifacts
 	// directory, runtimeConfig.sandbox.writable). Absolute; each must exist.
 	Writable []string
+	// ReadOnly are more paths the command may read even where the private
+	// /tmp or a hidden path would cover them (the ipa binary behind
+	// $IPA_BIN, which `go run` keeps under /tmp). Absolute; each must exist.
+	ReadOnly []string
 	// Hide are paths hidden from the command (the server's files). A
 	// writable path inside one of them is bound back in after it.
 	Hide []Hidden
@@ -167,6 +171,9 @@ func Args(s Spec) []string {
 		} else {
 			args = append(args, "--ro-bind", "/dev/null", h.Path)
 		}
+	}
+	for _, r := range s.ReadOnly {
+		args = append(args, "--ro-bind", r, r)
 	}
 	args = append(args, "--bind", s.Workspace, s.Workspace)
 	for _, w := range s.Writable {

@@ -42,6 +42,8 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -191,8 +193,10 @@ func (r *Runtime) Start(_ context.Context, req pod.StartRequest) (pod.StartRespo
 			sock.Close()
 		}
 	}()
+	var readOnly []string // what the sandbox must let the command read
 	if bin, err := os.Executable(); err == nil {
 		env = append(env, podsock.BinEnv+"="+bin)
+		readOnly = append(readOnly, bin)
 	}
 	prog, err := lookPath(cfg.Command[0], commandPath(cfg.Env))
 	if err != nil {
@@ -206,7 +210,14 @@ func (r *Runtime) Start(_ context.Context, req pod.StartRequest) (pod.StartRespo
 		// bwrap looks the program up in the same PATH (its environment is
 		// the command's) and the same file system, so the command keeps
 		// argv[0] as the task gave it.
-		if argv, err = sandboxArgv(bwrap, dir, cfg.Sandbox, cfg.Command, cfg.Limits.any()); err != nil {
+		sc := cfg.Sandbox
+		if sock != nil && !within(dir, filepath.Dir(sock.Path())) {
+			// A workspace path too long for a socket puts the socket in
+			// the plugin's temporary directory, which the sandbox's
+			// private /tmp would hide: bind its directory in.
+			sc.Writable = append(slices.Clone(sc.Writable), filepath.Dir(sock.Path()))
+		}
+		if argv, err = sandboxArgv(bwrap, dir, sc, cfg.Command, cfg.Limits.any(), readOnly...); err != nil {
 			return pod.StartResponse{}, err
 		}
 		sandboxed = true
@@ -554,4 +565,10 @@ func (r *Runtime) Health(context.Context, pod.HealthRequest) (pod.HealthResponse
 		return pod.HealthResponse{Healthy: false, Message: "command ended"}, nil
 	}
 	return pod.HealthResponse{Healthy: true}, nil
+}
+
+// within reports whether path is dir or below it.
+func within(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -19,7 +19,8 @@ import (
 // sandbox.EnvHide hidden, the network only when sc.Network. A writable path
 // that is missing or would uncover a hidden one is refused (EINVALID).
 // gated adds the descriptors of a sandboxGate (3 and 4).
-func sandboxArgv(bwrap, dir string, sc SandboxConfig, argv []string, gated bool) ([]string, error) {
+// readOnly are paths bound in read-only (see sandbox.Spec.ReadOnly).
+func sandboxArgv(bwrap, dir string, sc SandboxConfig, argv []string, gated bool, readOnly ...string) ([]string, error) {
 	hide := sandbox.DecodeHide(os.Getenv(sandbox.EnvHide))
 	for i, w := range sc.Writable {
 		if err := sandbox.CheckWritable(w, hide); err != nil {
@@ -29,7 +30,7 @@ func sandboxArgv(bwrap, dir string, sc SandboxConfig, argv []string, gated bool)
 			return nil, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "exec runtime config: sandbox.writable[%d] does not exist on this server.", i)
 		}
 	}
-	args := sandbox.Args(sandbox.Spec{Workspace: dir, Writable: sc.Writable, Hide: hide, Network: sc.Network})
+	args := sandbox.Args(sandbox.Spec{Workspace: dir, Writable: sc.Writable, ReadOnly: readOnly, Hide: hide, Network: sc.Network})
 	if gated {
 		args = append(args, "--info-fd", "3", "--block-fd", "4")
 	}
