@@ -81,7 +81,14 @@ func (s *Supervisor) shutdownOwner(reason string) string {
 // its child); the stop is never cut short by traced.
 func (s *Supervisor) stopRun(traced context.Context, p *pod, r *run, reason string) ipa.PodStoppedData {
 	r.stopping.Store(true)
-	thaw(r) // a paused pod is resumed to end cleanly
+	p.mu.Lock()
+	paused := p.state == ipa.PodPaused
+	p.mu.Unlock()
+	if paused {
+		// A pod paused by pausePod is resumed to end cleanly. Only that
+		// one: a plugin frozen otherwise is judged by the stop deadline.
+		thaw(r)
+	}
 	p.setState(ipa.PodStopping)
 	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", r.proc.pid))
 	r.stopPoll()
