@@ -150,6 +150,9 @@ type App struct {
 	// Coord is this server among the instances sharing the database:
 	// heartbeat, leases, takeover, pod command routing, drain.
 	Coord *coordination.Coordinator
+	// Sched is this server's part of scheduling: concurrency limits and
+	// the queue of pods waiting for a slot, decided in the store.
+	Sched *coordination.Scheduler
 
 	// baseCtx is the context of every request: cancelling it ends open
 	// subscriptions, which http.Server.Shutdown alone would not.
@@ -289,6 +292,12 @@ func (a *App) build(ctx context.Context) (err error) {
 			return fmt.Errorf("data dir: %w", err)
 		}
 	}
+	// Scheduling: a pod lease is a slot, so the lease store tells the
+	// scheduler when one frees.
+	a.Sched = coordination.NewScheduler(coordination.SchedConfig{
+		Store: a.Store, Recorder: eventlog.NewPodRecorder(a.Writer), ID: cfg.InstanceID, TTL: cfg.LeaseTTL, Logger: log,
+		OnStart: a.schedMetrics(),
+	})
 	supCfg := supervisor.Config{
 		Recorder:      eventlog.NewPodRecorder(a.Writer),
 		History:       eventlog.NewPodHistory(a.Store),
@@ -296,7 +305,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		Launcher:      cfg.Launcher,
 		DataDir:       dataDir,
 		InstanceID:    cfg.InstanceID,
-		Leases:        coordination.NewLeaseStore(a.Store, cfg.InstanceID),
+		Leases:        slotLeases{coordination.NewLeaseStore(a.Store, cfg.InstanceID), a.Sched},
 		DefaultPolicy: cfg.DefaultPolicy,
 		Logger:        log,
 		Registry:      a.Registry,
@@ -325,7 +334,8 @@ func (a *App) build(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	pods := a.Coord.Router(a.Supervisor, cfg.CommandWait)
+	a.Sched.Attach(a.Supervisor)
+	pods := a.Sched.Wrap(a.Coord.Router(a.Supervisor, cfg.CommandWait))
 
 	// Services.
 	key, err := a.Store.Secret(ctx, cursorSecretName, 32)
@@ -363,6 +373,7 @@ func (a *App) build(ctx context.Context) (err error) {
 	// takes this one's leases over while it settles them.
 	a.Store.WatchPodCommands(a.Coord.CommandQueued)
 	a.Store.WatchPodCommandsDone(a.Coord.CommandDone)
+	a.Store.WatchPodCommands(a.Sched.Heard)
 	if err := a.Coord.Start(ctx); err != nil {
 		return fmt.Errorf("register instance: %w", err)
 	}
@@ -379,6 +390,7 @@ func (a *App) build(ctx context.Context) (err error) {
 			return fmt.Errorf("resume pods: %w", err)
 		}
 	}
+	a.Sched.Start(ctx)
 	a.startDeadlines(cfg.DeadlineInterval)
 	a.Webhooks.Start()
 
@@ -531,6 +543,9 @@ func (a *App) Close() error {
 		if a.cfg.Handoff && a.Coord != nil {
 			a.handoff()
 		}
+		// No more queued pods start here; the others start what was
+		// granted to this instance once it counts as dead.
+		a.Sched.Stop()
 		if a.Coord != nil {
 			// The row stays: its heartbeat ages, and Query.instances
 			// shows the server dead.

@@ -22,6 +22,7 @@ const (
 	EventPodLost                = "pod_lost"
 	EventPodReattached          = "pod_reattached"
 	EventPodOutput              = "pod_output"
+	EventPodQueued              = "pod_queued"
 
 	RuntimeEventPrefix = "runtime."
 )
@@ -91,6 +92,7 @@ type TaskCreatedData struct {
 	Labels         Labels          `json:"labels,omitempty"`
 	ParentID       string          `json:"parentId,omitempty"`
 	Deadline       *time.Time      `json:"deadline,omitempty"`
+	Priority       int             `json:"priority,omitempty"` // scheduling order of queued pods, higher first
 }
 
 // TaskUpdatedData is the data of task_updated: only the fields that changed
@@ -102,12 +104,13 @@ type TaskUpdatedData struct {
 	Labels        *Labels         `json:"labels,omitempty"`
 	RestartPolicy *RestartPolicy  `json:"restartPolicy,omitempty"`
 	Deadline      *time.Time      `json:"deadline,omitempty"`
+	Priority      *int            `json:"priority,omitempty"`
 }
 
 // Empty reports whether the update changes nothing.
 func (d TaskUpdatedData) Empty() bool {
 	return d.Title == nil && d.Description == nil && d.Metadata == nil && d.Labels == nil &&
-		d.RestartPolicy == nil && d.Deadline == nil
+		d.RestartPolicy == nil && d.Deadline == nil && d.Priority == nil
 }
 
 // PhaseChangedData is the data of phase_changed.

@@ -38,6 +38,7 @@ func Apply(t *Task, e Event) error {
 			Labels:        orNoLabels(d.Labels),
 			ParentID:      d.ParentID,
 			Deadline:      utcPtr(d.Deadline),
+			Priority:      d.Priority,
 			CreatedBy:     e.ActorID,
 			CreatedAt:     e.OccurredAt,
 		}
@@ -64,6 +65,9 @@ func Apply(t *Task, e Event) error {
 		if d.Deadline != nil {
 			t.Deadline = utcPtr(d.Deadline)
 		}
+		if d.Priority != nil {
+			t.Priority = *d.Priority
+		}
 	case EventPhaseChanged:
 		var d PhaseChangedData
 		if err := json.Unmarshal(e.Data, &d); err != nil {
@@ -84,6 +88,16 @@ func Apply(t *Task, e Event) error {
 		t.Status, t.PodState = openStatus(t.Status, StatusInactive), PodStopped
 	case EventPodCrashed, EventPodLost:
 		t.Status, t.PodState = openStatus(t.Status, StatusInactive), PodCrashed
+	case EventPodQueued:
+		// A queued pod may be granted its slot and start before its
+		// pod_queued is appended: a pod that runs stays running.
+		switch t.PodState {
+		case PodRunning, PodBackoff, PodStarting, PodStopping:
+		default:
+			if !t.Status.Closed() {
+				t.PodState = PodQueued
+			}
+		}
 	case EventPodRestartScheduled:
 		t.PodState = PodBackoff
 	case EventPodRestartLimitReached:

@@ -117,6 +117,8 @@ const (
 	PodCrashed  PodState = "CRASHED"
 	PodBackoff  PodState = "BACKOFF"
 	PodFailed   PodState = "FAILED" // restart limit reached; stays until a person starts the pod
+	PodQueued   PodState = "QUEUED" // asked to start beyond a concurrency limit: waits for a slot
+	PodWaiting  PodState = "WAITING" // asked to start while a task it depends on is not completed
 )
 
 // RestartPolicy says whether and how fast a crashed pod is restarted.
@@ -169,6 +171,7 @@ type Task struct {
 	UpdatedAt     time.Time
 	ClosedAt      *time.Time // when it was completed or cancelled
 	Archived      bool       // closed and archived: hidden from lists unless asked for
+	Priority      int        // scheduling order of queued pods, higher first
 	Version       int64      // version of the last event applied
 }
 

@@ -78,12 +78,13 @@ type taskRow struct {
 	ParentID      *string `gorm:"column:parent_id"`
 	Deadline      *int64  `gorm:"column:deadline"`
 	Archived      bool    `gorm:"column:archived"`
+	Priority      int     `gorm:"column:priority"`
 }
 
 func (taskRow) TableName() string { return "tasks" }
 
 // taskColumns is the select list for taskRow.
-const taskColumns = "id, title, title_lower, description, status, phase, runtime, runtime_config, restart_policy, metadata, pod_state, created_by, created_at, updated_at, closed_at, version, archived, labels, parent_id, deadline"
+const taskColumns = "id, title, title_lower, description, status, phase, runtime, runtime_config, restart_policy, metadata, pod_state, created_by, created_at, updated_at, closed_at, version, archived, labels, parent_id, deadline, priority"
 
 func taskToRow(t *ipa.Task) (taskRow, error) {
 	policy, err := json.Marshal(t.RestartPolicy)
@@ -102,6 +103,7 @@ func taskToRow(t *ipa.Task) (taskRow, error) {
 		CreatedAt: t.CreatedAt.UnixNano(), UpdatedAt: t.UpdatedAt.UnixNano(), Version: t.Version,
 		Archived: t.Archived,
 		Labels:   labels,
+		Priority: t.Priority,
 	}
 	if t.ClosedAt != nil {
 		n := t.ClosedAt.UnixNano()
@@ -125,7 +127,7 @@ func (r taskRow) task() (*ipa.Task, error) {
 		RuntimeConfig: json.RawMessage(r.RuntimeConfig), Metadata: json.RawMessage(r.Metadata),
 		PodState: ipa.PodState(r.PodState), CreatedBy: r.CreatedBy,
 		CreatedAt: fromNanos(r.CreatedAt), UpdatedAt: fromNanos(r.UpdatedAt), Version: r.Version,
-		Archived: r.Archived,
+		Archived: r.Archived, Priority: r.Priority,
 	}
 	if err := json.Unmarshal([]byte(r.RestartPolicy), &t.RestartPolicy); err != nil {
 		return nil, fmt.Errorf("store: task %s: decode restart policy: %w", r.ID, err)
