@@ -18,4 +18,6 @@ type Resolver struct {
 	// as unknown (tests building a bare resolver).
 	InstanceService *service.InstanceService
 	WebhookService  *service.WebhookService
+	// SchedulingService keeps concurrency limits and shows the queue.
+	SchedulingService *service.SchedulingService
 }

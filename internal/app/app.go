@@ -362,12 +362,13 @@ func (a *App) build(ctx context.Context) (err error) {
 		podService.ShareWith(cfg.InstanceID, a.Store, cfg.DefaultPolicy)
 	}
 	a.Services = &graph.Resolver{
-		TaskService:     tasks,
-		PodService:      podService,
-		FeedService:     service.NewFeedService(a.Feed),
-		TokenService:    service.NewTokenService(a.Store, log, nil),
-		InstanceService: service.NewInstanceService(a.Coord),
-		WebhookService:  service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
+		TaskService:       tasks,
+		PodService:        podService,
+		FeedService:       service.NewFeedService(a.Feed),
+		TokenService:      service.NewTokenService(a.Store, log, nil),
+		InstanceService:   service.NewInstanceService(a.Coord),
+		WebhookService:    service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
+		SchedulingService: service.NewSchedulingService(a.Store, a.Store),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance
 	// takes this one's leases over while it settles them.

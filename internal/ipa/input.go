@@ -18,6 +18,7 @@ type CreateTaskInput struct {
 	Labels         json.RawMessage // JSON object of strings; see ParseLabels
 	ParentID       *string
 	Deadline       *time.Time
+	Priority       *int // scheduling order of queued pods, higher first; 0 when nil
 }
 
 // UpdateTaskInput changes some of a task's fields; nil fields stay as they are.
@@ -28,6 +29,7 @@ type UpdateTaskInput struct {
 	Labels        json.RawMessage     // the whole new set
 	RestartPolicy *RestartPolicyInput // merged field by field into the current policy
 	Deadline      *time.Time
+	Priority      *int
 }
 
 // RestartPolicyInput overrides the server's default restart policy field by field.

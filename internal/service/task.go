@@ -243,6 +243,12 @@ func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedDat
 		d.ParentID = *in.ParentID
 	}
 	d.Deadline = in.Deadline
+	if in.Priority != nil {
+		if err := checkPriority(*in.Priority); err != nil {
+			return d, err
+		}
+		d.Priority = *in.Priority
+	}
 	return d, nil
 }
 

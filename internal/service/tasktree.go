@@ -53,6 +53,11 @@ func (s *TaskService) UpdateTask(ctx context.Context, taskID string, in ipa.Upda
 	if err != nil {
 		return nil, err
 	}
+	if in.Priority != nil {
+		if err := checkPriority(*in.Priority); err != nil {
+			return nil, err
+		}
+	}
 	var title *string
 	if in.Title != nil {
 		t, err := ipa.NormalizeTitle(*in.Title)
@@ -112,6 +117,10 @@ func (s *TaskService) UpdateTask(ctx context.Context, taskID string, in ipa.Upda
 		if in.Deadline != nil && (cur.Deadline == nil || !cur.Deadline.Equal(*in.Deadline)) {
 			at := in.Deadline.UTC()
 			d.Deadline = &at
+		}
+		if in.Priority != nil && *in.Priority != cur.Priority {
+			p := *in.Priority
+			d.Priority = &p
 		}
 		if d.Empty() {
 			return nil, nil
