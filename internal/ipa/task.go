@@ -116,8 +116,8 @@ const (
 	PodStopped  PodState = "STOPPED"
 	PodCrashed  PodState = "CRASHED"
 	PodBackoff  PodState = "BACKOFF"
-	PodFailed   PodState = "FAILED" // restart limit reached; stays until a person starts the pod
-	PodQueued   PodState = "QUEUED" // asked to start beyond a concurrency limit: waits for a slot
+	PodFailed   PodState = "FAILED"  // restart limit reached; stays until a person starts the pod
+	PodQueued   PodState = "QUEUED"  // asked to start beyond a concurrency limit: waits for a slot
 	PodWaiting  PodState = "WAITING" // asked to start while a task it depends on is not completed
 )
 
