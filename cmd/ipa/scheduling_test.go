@@ -1,0 +1,329 @@
+package main
+
+// Scheduling with the real binary and real plugin processes: concurrency
+// limits hold on one server and across several on one PostgreSQL database,
+// queued pods start in priority order as slots free, and every queued pod
+// runs exactly once, also when servers are killed.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+type queuedView struct {
+	ID  string
+	Pod struct {
+		State         string
+		QueuePosition *int
+	}
+}
+
+func (s *server) queued(t testing.TB, id string) queuedView {
+	t.Helper()
+	var out struct{ Task queuedView }
+	s.must(t, `query($id: ID!) { task(id: $id) { id pod { state queuePosition } } }`, map[string]any{"id": id}, &out)
+	return out.Task
+}
+
+func (s *server) setLimit(t testing.TB, key string, limit any) {
+	t.Helper()
+	s.must(t, `mutation($k: String!, $l: Int) { setConcurrencyLimit(key: $k, limit: $l) { key limit } }`, map[string]any{"k": key, "l": limit}, nil)
+}
+
+func (s *server) complete(t testing.TB, id string) {
+	t.Helper()
+	s.must(t, `mutation($id: ID!) { completeTask(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+}
+
+// TestSchedulingOneServer: a global limit of 2 on one server (SQLite): the
+// third start and later queue with their positions, the highest priority
+// first; completing a running task starts the head of the queue; a stop
+// takes a pod out of the queue; bad keys and limits are refused; removing
+// the limit starts the rest.
+func TestSchedulingOneServer(t *testing.T) {
+	h := newHome(t)
+	s := h.start()
+	one := &cluster{t: t, homes: map[string]*home{"S": h}}
+	s.mustFail(t, `mutation { setConcurrencyLimit(key: "nonsense", limit: 1) { key } }`, nil, "BAD_USER_INPUT", "INVALID_LIMIT_KEY")
+	s.mustFail(t, `mutation { setConcurrencyLimit(key: "global", limit: -1) { key } }`, nil, "BAD_USER_INPUT", "INVALID_ARGUMENT")
+	s.setLimit(t, "global", 2)
+
+	ids := make([]string, 5)
+	for i := range ids {
+		in := map[string]any{"title": fmt.Sprintf("q%d", i), "runtime": "demo", "runtimeConfig": demoConfig(3_600_000)}
+		if i == 4 {
+			in["priority"] = 10
+		}
+		ids[i] = s.createTask(t, in)
+	}
+	for i, id := range ids {
+		started, tv := s.startPod(t, id)
+		if i < 2 {
+			if !started {
+				t.Fatalf("start %d: not started (pod %s)", i, tv.Pod.State)
+			}
+			continue
+		}
+		if started || tv.Pod.State != "QUEUED" {
+			t.Fatalf("start %d beyond the limit: started %v, pod %s; want QUEUED", i, started, tv.Pod.State)
+		}
+	}
+	// Queue order: priority 10 first, then oldest first.
+	for id, want := range map[string]int{ids[4]: 1, ids[2]: 2, ids[3]: 3} {
+		q := s.queued(t, id)
+		if q.Pod.State != "QUEUED" || q.Pod.QueuePosition == nil || *q.Pod.QueuePosition != want {
+			t.Fatalf("task %s: %+v, want QUEUED at %d", id, q, want)
+		}
+	}
+	if ev := s.events(t, ids[2], "pod_queued"); len(ev) != 1 || dataField[[]string](t, ev[0], "limits")[0] != "global" {
+		t.Fatalf("pod_queued events %+v", ev)
+	}
+	var filtered struct {
+		Tasks struct{ TotalCount int }
+	}
+	s.must(t, `{ tasks(filter: {podState: [QUEUED]}) { totalCount } }`, nil, &filtered)
+	if filtered.Tasks.TotalCount != 3 {
+		t.Fatalf("tasks(podState: QUEUED) totalCount %d, want 3", filtered.Tasks.TotalCount)
+	}
+	if n := len(one.plugins("S")); n != 2 {
+		t.Fatalf("%d plugin processes, want 2", n)
+	}
+
+	// A freed slot goes to the head of the queue.
+	s.complete(t, ids[0])
+	s.waitPod(t, ids[4], "RUNNING", "ACTIVE", 0, 20*time.Second)
+	if q := s.queued(t, ids[2]); q.Pod.QueuePosition == nil || *q.Pod.QueuePosition != 1 {
+		t.Fatalf("after one start, %+v: want position 1", q)
+	}
+	// A stop takes a queued pod out of the queue.
+	s.must(t, `mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }`, map[string]any{"id": ids[3]}, nil)
+	if q := s.queued(t, ids[3]); q.Pod.State != "STOPPED" || q.Pod.QueuePosition != nil {
+		t.Fatalf("stopped queued pod: %+v", q)
+	}
+	if n := len(one.plugins("S")); n != 2 {
+		t.Fatalf("%d plugin processes, want 2", n)
+	}
+	var limits struct {
+		ConcurrencyLimits []struct {
+			Key     string
+			Limit   int
+			Running int
+			Queued  int
+		}
+	}
+	s.must(t, `{ concurrencyLimits { key limit running queued } }`, nil, &limits)
+	if l := limits.ConcurrencyLimits; len(l) != 1 || l[0].Key != "global" || l[0].Limit != 2 || l[0].Running != 2 || l[0].Queued != 1 {
+		t.Fatalf("concurrencyLimits %+v", l)
+	}
+	if v := s.metricValue(t, "ipa_pods_queued"); v != "1" {
+		t.Fatalf("ipa_pods_queued = %q, want 1", v)
+	}
+
+	// Removing the limit starts what still waits.
+	s.setLimit(t, "global", nil)
+	s.waitPod(t, ids[2], "RUNNING", "ACTIVE", 0, 20*time.Second)
+	if q := s.queued(t, ids[3]); q.Pod.State != "STOPPED" {
+		t.Fatalf("the stopped pod started: %+v", q)
+	}
+}
+
+// TestSchedulingAcrossInstances: three servers on one PostgreSQL database
+// under one global limit and one label limit; pods are started through all
+// of them while tasks are completed (freeing slots) and two servers are
+// killed with SIGKILL (one restarted). At no sampled moment do the live
+// plugin processes, nor the slots in the store, exceed a limit; every task
+// started ends up run exactly once (one pod_started) and completed.
+// IPA_SCHED_PODS sets the number of pods (default 60).
+func TestSchedulingAcrossInstances(t *testing.T) {
+	n := 60
+	if v, err := strconv.Atoi(os.Getenv("IPA_SCHED_PODS")); err == nil && v > 0 {
+		n = v
+	}
+	const global, teamA = 6, 2
+	c := newCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	srv := []*server{c.start("A"), c.start("B"), c.start("C")}
+	srv[0].setLimit(t, "global", global)
+	srv[1].setLimit(t, "label:team=a", teamA)
+
+	ids := make([]string, n)
+	team := map[string]bool{}
+	for i := range ids {
+		in := map[string]any{"title": fmt.Sprintf("sched %d", i), "runtime": "demo", "runtimeConfig": demoConfig(3_600_000)}
+		if i%3 == 0 {
+			in["labels"] = map[string]any{"team": "a"}
+		}
+		ids[i] = srv[i%3].createTask(t, in)
+		team[ids[i]] = i%3 == 0
+	}
+
+	// The watch: live plugin processes per instance, and slots in the store.
+	db, err := pgx.Connect(ctx, c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	var worst atomic.Value
+	worst.Store("")
+	var samples atomic.Int64
+	stop := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+			procs := 0
+			for _, id := range []string{"A", "B", "C"} {
+				procs += len(c.plugins(id))
+			}
+			var slots, teamSlots int
+			if err := db.QueryRow(ctx, `SELECT (SELECT COUNT(*) FROM pod_leases) + (SELECT COUNT(*) FROM pod_queue WHERE granted),
+				(SELECT COUNT(*) FROM pod_leases l JOIN task_labels tl ON tl.task_id = l.task_id WHERE tl.key = 'team' AND tl.value = 'a') +
+				(SELECT COUNT(*) FROM pod_queue q JOIN task_labels tl ON tl.task_id = q.task_id WHERE q.granted AND tl.key = 'team' AND tl.value = 'a')`).Scan(&slots, &teamSlots); err != nil {
+				continue
+			}
+			samples.Add(1)
+			if (procs > global || slots > global || teamSlots > teamA) && worst.Load().(string) == "" {
+				worst.Store(fmt.Sprintf("%d plugin processes, %d slots, %d team=a slots: limits %d and %d", procs, slots, teamSlots, global, teamA))
+			}
+		}
+	}()
+
+	// Start every pod through the three servers at once.
+	live := func() []*server {
+		var out []*server
+		for _, s := range srv {
+			if s != nil {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 3 {
+				if _, errs := srv[w].do(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": ids[i]}); len(errs) > 0 {
+					t.Errorf("startPod %s: %v", ids[i], errs)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	// Complete running tasks one by one, through any server; kill B after a
+	// third, and C after two thirds (C comes back).
+	done := map[string]bool{}
+	lost := map[string]bool{}
+	killedB, killedC := false, false
+	deadline := time.Now().Add(8 * time.Minute)
+	for len(done)+len(lost) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d tasks completed (%d lost with their server)", len(done), n, len(lost))
+		}
+		if !killedB && len(done) >= n/3 {
+			killedB = true
+			srv[1].kill(9)
+			srv[1] = nil
+		}
+		if !killedC && len(done) >= 2*n/3 {
+			killedC = true
+			srv[2].kill(9)
+			srv[2] = nil
+			srv[2] = c.homes["C"].start()
+		}
+		ls := c.leases(ctx)
+		progressed := false
+		for id, l := range ls {
+			if done[id] || lost[id] || l.PID == 0 {
+				continue
+			}
+			ss := live()
+			s := ss[rand.IntN(len(ss))]
+			if _, errs := s.do(t, `mutation($id: ID!) { completeTask(taskId: $id) { task { id } } }`, map[string]any{"id": id}); len(errs) > 0 {
+				continue // e.g. its owner was just killed: tried again
+			}
+			done[id] = true
+			progressed = true
+			break
+		}
+		// A pod lost with a killed server crashed for good (no restart
+		// policy): it ran once and is settled; it gave its slot back.
+		ss := live()
+		for _, id := range ids {
+			if done[id] || lost[id] {
+				continue
+			}
+			if _, ok := ls[id]; ok {
+				continue
+			}
+			if tv := ss[0].task(t, id); tv.Pod.State == "CRASHED" {
+				lost[id] = true
+			}
+		}
+		if !progressed {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	close(stop)
+	watch.Wait()
+	if w := worst.Load().(string); w != "" {
+		t.Fatal(w)
+	}
+	if samples.Load() < 20 {
+		t.Fatalf("only %d samples: the watch proves nothing", samples.Load())
+	}
+	// Every pod ran exactly once.
+	s := live()[0]
+	queuedSeen := 0
+	for _, id := range ids {
+		starts := s.events(t, id, "pod_started")
+		if len(starts) != 1 {
+			t.Fatalf("task %s (team a %v) started %d times", id, team[id], len(starts))
+		}
+		queuedSeen += len(s.events(t, id, "pod_queued"))
+	}
+	if queuedSeen < n-global-3 {
+		t.Fatalf("only %d pods were queued: the limits were not in the way", queuedSeen)
+	}
+	t.Logf("%d pods, %d queued, %d completed, %d lost with their server, %d samples", n, queuedSeen, len(done), len(lost), samples.Load())
+}
+
+// metricValue reads one unlabelled sample of /metrics ("" when absent).
+func (s *server) metricValue(t testing.TB, name string) string {
+	t.Helper()
+	resp, err := s.client.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
