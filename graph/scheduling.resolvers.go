@@ -50,3 +50,13 @@ func (r *queryResolver) QueuedTasks(ctx context.Context, first *int) ([]*ipa.Tas
 	}
 	return r.SchedulingService.QueuedTasks(ctx, n)
 }
+
+// DependsOn is the resolver for the dependsOn field.
+func (r *taskResolver) DependsOn(ctx context.Context, obj *ipa.Task) ([]*ipa.Task, error) {
+	return r.SchedulingService.Dependencies(ctx, obj, false)
+}
+
+// WaitingFor is the resolver for the waitingFor field.
+func (r *taskResolver) WaitingFor(ctx context.Context, obj *ipa.Task) ([]*ipa.Task, error) {
+	return r.SchedulingService.Dependencies(ctx, obj, true)
+}

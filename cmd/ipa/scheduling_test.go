@@ -327,3 +327,107 @@ func (s *server) metricValue(t testing.TB, name string) string {
 	}
 	return ""
 }
+
+type depView struct {
+	ID         string
+	Status     string
+	Pod        struct{ State string }
+	WaitingFor []struct{ ID string }
+}
+
+func (s *server) dep(t testing.TB, id string) depView {
+	t.Helper()
+	var out struct{ Task depView }
+	s.must(t, `query($id: ID!) { task(id: $id) { id status pod { state } waitingFor { id } } }`, map[string]any{"id": id}, &out)
+	return out.Task
+}
+
+// TestSchedulingDependencies: a diamond (b and c depend on a, d on b and c)
+// started all at once runs a, then b and c, then d, each only when all it
+// depends on completed; what a task waits for is shown; a cycle and a
+// dependency on itself are refused; cancelling a dependency cancels its
+// dependents with reason "dependency cancelled".
+func TestSchedulingDependencies(t *testing.T) {
+	h := newHome(t)
+	s := h.start()
+	mk := func(title string, deps ...string) string {
+		in := map[string]any{"title": title, "runtime": "demo", "runtimeConfig": demoConfig(3_600_000)}
+		if len(deps) > 0 {
+			in["dependsOn"] = deps
+		}
+		return s.createTask(t, in)
+	}
+	a := mk("a")
+	b, c := mk("b", a), mk("c", a)
+	d := mk("d", b, c)
+	for _, id := range []string{d, c, b, a} {
+		s.startPod(t, id)
+	}
+	s.waitPod(t, a, "RUNNING", "ACTIVE", 0, 20*time.Second)
+	for _, id := range []string{b, c, d} {
+		if v := s.dep(t, id); v.Pod.State != "WAITING" {
+			t.Fatalf("task %s: pod %s, want WAITING", id, v.Pod.State)
+		}
+	}
+	if v := s.dep(t, d); len(v.WaitingFor) != 2 || v.WaitingFor[0].ID != b || v.WaitingFor[1].ID != c {
+		t.Fatalf("d waits for %+v, want b and c", v.WaitingFor)
+	}
+	if ev := s.events(t, d, "pod_waiting"); len(ev) != 1 {
+		t.Fatalf("d's pod_waiting events: %+v", ev)
+	}
+
+	s.complete(t, a)
+	s.waitPod(t, b, "RUNNING", "ACTIVE", 0, 20*time.Second)
+	s.waitPod(t, c, "RUNNING", "ACTIVE", 0, 20*time.Second)
+	s.complete(t, b)
+	time.Sleep(1500 * time.Millisecond) // more than one look at the waiting pods
+	if v := s.dep(t, d); v.Pod.State != "WAITING" || len(v.WaitingFor) != 1 || v.WaitingFor[0].ID != c {
+		t.Fatalf("d with c still running: %+v", v)
+	}
+	s.complete(t, c)
+	s.waitPod(t, d, "RUNNING", "ACTIVE", 0, 20*time.Second)
+
+	// The starts happened in the diamond's order.
+	pos := func(id string) int64 {
+		ev := s.events(t, id, "pod_started")
+		if len(ev) != 1 {
+			t.Fatalf("task %s started %d times", id, len(ev))
+		}
+		var out struct {
+			Task struct {
+				Events struct{ Edges []struct{ Node struct{ Position string } } }
+			}
+		}
+		s.must(t, `query($id: ID!) { task(id: $id) { events(first: 1, types: ["pod_started"]) { edges { node { position } } } } }`, map[string]any{"id": id}, &out)
+		p, _ := strconv.ParseInt(out.Task.Events.Edges[0].Node.Position, 10, 64)
+		return p
+	}
+	if pa, pb, pc, pd := pos(a), pos(b), pos(c), pos(d); !(pa < pb && pa < pc && pb < pd && pc < pd) {
+		t.Fatalf("start positions a %d b %d c %d d %d", pa, pb, pc, pd)
+	}
+
+	// Cycles are refused.
+	x := mk("x")
+	y := mk("y", x)
+	z := mk("z", y)
+	s.mustFail(t, `mutation($id: ID!, $d: [ID!]) { updateTask(taskId: $id, input: {dependsOn: $d}) { task { id } } }`,
+		map[string]any{"id": x, "d": []string{z}}, "BAD_USER_INPUT", "DEPENDENCY_CYCLE")
+	s.mustFail(t, `mutation($id: ID!, $d: [ID!]) { updateTask(taskId: $id, input: {dependsOn: $d}) { task { id } } }`,
+		map[string]any{"id": x, "d": []string{x}}, "BAD_USER_INPUT", "DEPENDENCY_CYCLE")
+
+	// A cancelled dependency cancels its dependents, down the chain.
+	s.startPod(t, z)
+	s.must(t, `mutation($id: ID!) { cancelTask(taskId: $id, reason: "not needed") { task { id } } }`, map[string]any{"id": x}, nil)
+	for _, id := range []string{y, z} {
+		eventually(t, 10*time.Second, func() string {
+			if v := s.dep(t, id); v.Status != "CANCELLED" {
+				return fmt.Sprintf("task %s %s, want CANCELLED", id, v.Status)
+			}
+			return ""
+		})
+		ev := s.events(t, id, "task_cancelled")
+		if len(ev) != 1 || dataField[string](t, ev[0], "reason") != "dependency cancelled" {
+			t.Fatalf("task %s task_cancelled %+v", id, ev)
+		}
+	}
+}

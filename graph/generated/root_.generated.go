@@ -215,6 +215,7 @@ type ComplexityRoot struct {
 		CreatedAt     func(childComplexity int) int
 		CreatedBy     func(childComplexity int) int
 		Deadline      func(childComplexity int) int
+		DependsOn     func(childComplexity int) int
 		Description   func(childComplexity int) int
 		Events        func(childComplexity int, first *int, after *string, types []string, last *int, before *string) int
 		ID            func(childComplexity int) int
@@ -231,6 +232,7 @@ type ComplexityRoot struct {
 		Title         func(childComplexity int) int
 		UpdatedAt     func(childComplexity int) int
 		Version       func(childComplexity int) int
+		WaitingFor    func(childComplexity int) int
 	}
 
 	TaskConnection struct {
@@ -1168,6 +1170,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Deadline(childComplexity), true
+	case "Task.dependsOn":
+		if e.ComplexityRoot.Task.DependsOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.DependsOn(childComplexity), true
 	case "Task.description":
 		if e.ComplexityRoot.Task.Description == nil {
 			break
@@ -1269,6 +1277,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Version(childComplexity), true
+	case "Task.waitingFor":
+		if e.ComplexityRoot.Task.WaitingFor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.WaitingFor(childComplexity), true
 
 	case "TaskConnection.edges":
 		if e.ComplexityRoot.TaskConnection.Edges == nil {
@@ -1771,16 +1785,28 @@ extend type Pod {
 extend type Task {
   "Scheduling priority of the task's pod in the queue: higher first, then oldest first."
   priority: Int!
+  "The tasks that must be COMPLETED before this task's pod starts (it waits, WAITING, until then)."
+  dependsOn: [Task!]!
+  "Those of ` + "`" + `dependsOn` + "`" + ` not COMPLETED yet: what the task waits for."
+  waitingFor: [Task!]!
 }
 
 extend input CreateTaskInput {
   "Scheduling priority of the task's pod in the queue (higher first); 0 when omitted."
   priority: Int
+  """
+  Tasks (at most 64, none cancelled) that must be COMPLETED before this task's pod starts: a start
+  before then waits (WAITING) and happens when the last one completes. When one of them is
+  cancelled, this task is cancelled with the reason ` + "`" + `dependency cancelled` + "`" + `.
+  """
+  dependsOn: [ID!]
 }
 
 extend input UpdateTaskInput {
   "A new priority; a queued pod moves with it."
   priority: Int
+  "Replaces the whole list; one that would make the task wait for itself is refused (BAD_USER_INPUT, ` + "`" + `DEPENDENCY_CYCLE` + "`" + `)."
+  dependsOn: [ID!]
 }
 
 """
@@ -2542,6 +2568,10 @@ func (ec *executionContext) childFields_Task(ctx context.Context, field graphql.
 		return ec.fieldContext_Task_archived(ctx, field)
 	case "priority":
 		return ec.fieldContext_Task_priority(ctx, field)
+	case "dependsOn":
+		return ec.fieldContext_Task_dependsOn(ctx, field)
+	case "waitingFor":
+		return ec.fieldContext_Task_waitingFor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Task", field.Name)
 }

@@ -26,6 +26,9 @@ type TaskResolver interface {
 	Labels(ctx context.Context, obj *ipa.Task) (json.RawMessage, error)
 	Parent(ctx context.Context, obj *ipa.Task) (*ipa.Task, error)
 	Children(ctx context.Context, obj *ipa.Task, first *int, after *string, last *int, before *string, filter *ipa.TaskFilter) (*model.TaskConnection, error)
+
+	DependsOn(ctx context.Context, obj *ipa.Task) ([]*ipa.Task, error)
+	WaitingFor(ctx context.Context, obj *ipa.Task) ([]*ipa.Task, error)
 }
 type TaskConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *model.TaskConnection) (int, error)
@@ -857,6 +860,70 @@ func (ec *executionContext) fieldContext_Task_priority(_ context.Context, field 
 	return graphql.NewScalarFieldContext("Task", field, false, false, "Int")
 }
 
+func (ec *executionContext) _Task_dependsOn(ctx context.Context, field graphql.CollectedField, obj *ipa.Task) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Task_dependsOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Task().DependsOn(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ipa.Task) graphql.Marshaler {
+			return ec.marshalNTask2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐTaskᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Task_dependsOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Task",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Task(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Task_waitingFor(ctx context.Context, field graphql.CollectedField, obj *ipa.Task) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Task_waitingFor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Task().WaitingFor(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ipa.Task) graphql.Marshaler {
+			return ec.marshalNTask2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐTaskᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Task_waitingFor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Task",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Task(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _TaskConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.TaskConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1050,7 +1117,7 @@ func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, o
 		asMap["runtime"] = "demo"
 	}
 
-	fieldsInOrder := [...]string{"title", "description", "runtime", "runtimeConfig", "metadata", "autoStart", "restartPolicy", "idempotencyKey", "labels", "parentId", "deadline", "priority"}
+	fieldsInOrder := [...]string{"title", "description", "runtime", "runtimeConfig", "metadata", "autoStart", "restartPolicy", "idempotencyKey", "labels", "parentId", "deadline", "priority", "dependsOn"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -1141,6 +1208,13 @@ func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, o
 				return it, err
 			}
 			it.Priority = data
+		case "dependsOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dependsOn"))
+			data, err := ec.unmarshalOID2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DependsOn = data
 		}
 	}
 	return it, nil
@@ -1413,7 +1487,7 @@ func (ec *executionContext) unmarshalInputUpdateTaskInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"title", "description", "metadata", "labels", "restartPolicy", "deadline", "priority"}
+	fieldsInOrder := [...]string{"title", "description", "metadata", "labels", "restartPolicy", "deadline", "priority", "dependsOn"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -1469,6 +1543,13 @@ func (ec *executionContext) unmarshalInputUpdateTaskInput(ctx context.Context, o
 				return it, err
 			}
 			it.Priority = data
+		case "dependsOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dependsOn"))
+			data, err := ec.unmarshalOID2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DependsOn = data
 		}
 	}
 	return it, nil
@@ -1707,6 +1788,18 @@ func (ec *executionContext) _Task(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "dependsOn":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Task_dependsOn(ctx, field, obj)
+				})
+		case "waitingFor":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Task_waitingFor(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}

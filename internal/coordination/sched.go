@@ -30,6 +30,8 @@ type SchedStore interface {
 	Dequeue(ctx context.Context, taskID string) (bool, error)
 	Now(ctx context.Context) (time.Time, error)
 	GetTask(ctx context.Context, id string) (*ipa.Task, error)
+	GetTasks(ctx context.Context, ids []string) (map[string]*ipa.Task, error)
+	WaitingTasks(ctx context.Context, limit int) ([]*ipa.Task, error)
 }
 
 // PodRecorder appends a pod fact to a task's stream.
@@ -60,6 +62,7 @@ type Scheduler struct {
 	cfg   SchedConfig
 	log   *slog.Logger
 	local LocalPods
+	pods  *ScheduledPods // what Wrap returned: waiting pods start through it
 	kick  chan struct{}
 
 	ctx    context.Context
@@ -144,6 +147,7 @@ func (s *Scheduler) loop() {
 // dispatch gives free slots to queued pods (the store decides), then starts
 // the ones granted to this instance.
 func (s *Scheduler) dispatch(ctx context.Context) {
+	s.startReady(ctx)
 	now, err := s.cfg.Store.Now(ctx)
 	if err != nil {
 		s.log.Warn("scheduler: read the database clock", slog.Any("error", err))
@@ -189,6 +193,53 @@ func (s *Scheduler) dispatch(ctx context.Context) {
 	}
 }
 
+// waitingScan bounds the WAITING pods one look checks.
+const waitingScan = 200
+
+// startReady starts (or queues, under a limit) the WAITING pods whose
+// dependencies are all COMPLETED now. Any instance may: the store admits
+// one start, and a pod lease makes sure one pod runs.
+func (s *Scheduler) startReady(ctx context.Context) {
+	if s.pods == nil {
+		return
+	}
+	waiting, err := s.cfg.Store.WaitingTasks(ctx, waitingScan)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("scheduler: read waiting pods", slog.Any("error", err))
+		}
+		return
+	}
+	for _, t := range waiting {
+		pending, err := s.pendingDeps(ctx, t)
+		if err != nil || len(pending) > 0 {
+			continue
+		}
+		if _, err := s.pods.admit(ctx, t, ipa.TriggerManual, ""); err != nil && ctx.Err() == nil {
+			s.log.Warn("scheduler: start of a pod whose dependencies completed", slog.String("task_id", t.ID), slog.Any("error", err))
+		}
+	}
+}
+
+// pendingDeps returns the tasks t depends on that are not COMPLETED (a
+// deleted one no longer holds anything back).
+func (s *Scheduler) pendingDeps(ctx context.Context, t *ipa.Task) ([]string, error) {
+	if len(t.DependsOn) == 0 {
+		return nil, nil
+	}
+	deps, err := s.cfg.Store.GetTasks(ctx, t.DependsOn)
+	if err != nil {
+		return nil, err
+	}
+	var pending []string
+	for _, id := range t.DependsOn {
+		if d, ok := deps[id]; ok && d.Status != ipa.StatusCompleted {
+			pending = append(pending, id)
+		}
+	}
+	return pending, nil
+}
+
 // startGranted starts a pod the store gave a slot to; the lease its start
 // saves takes the slot over. A start that cannot happen gives the slot back
 // for the next queued pod.
@@ -232,13 +283,37 @@ type ScheduledPods struct {
 }
 
 // Wrap puts scheduling in front of pods' starts and stops.
-func (s *Scheduler) Wrap(pods LocalPods) *ScheduledPods { return &ScheduledPods{LocalPods: pods, s: s} }
+func (s *Scheduler) Wrap(pods LocalPods) *ScheduledPods {
+	s.pods = &ScheduledPods{LocalPods: pods, s: s}
+	return s.pods
+}
 
 // StartPod starts the task's pod if no concurrency limit covering it is
 // full; else it queues the pod (pod_queued) and reports started false. A
 // queued pod starts when a slot frees, on the instance that received the
 // start (any live one when that one died).
 func (p *ScheduledPods) StartPod(ctx context.Context, t *ipa.Task, trigger, causationID string) (bool, error) {
+	s := p.s
+	pending, err := s.pendingDeps(ctx, t)
+	if err != nil {
+		return false, err
+	}
+	if len(pending) > 0 {
+		if t.PodState == ipa.PodWaiting {
+			return false, nil
+		}
+		_, err := s.cfg.Recorder.RecordPodEvent(ctx, t.ID, ipa.NewEvent{Type: ipa.EventPodWaiting, CausationID: causationID,
+			Data: ipa.PodWaitingData{Trigger: triggerOr(trigger), InstanceID: s.cfg.ID, WaitingFor: pending}})
+		if err == nil {
+			s.Kick() // the last dependency may have completed meanwhile
+		}
+		return false, err
+	}
+	return p.admit(ctx, t, trigger, causationID)
+}
+
+// admit starts the pod now or queues it, as the store decides.
+func (p *ScheduledPods) admit(ctx context.Context, t *ipa.Task, trigger, causationID string) (bool, error) {
 	s := p.s
 	now, err := s.cfg.Store.Now(ctx)
 	if err != nil {
@@ -272,15 +347,19 @@ func (p *ScheduledPods) StartPod(ctx context.Context, t *ipa.Task, trigger, caus
 	return started, err
 }
 
-// StopPod takes a queued pod out of the queue (recording pod_stopped) or
-// stops the running one.
+// StopPod takes a queued pod out of the queue, or a waiting one out of its
+// wait (recording pod_stopped), or stops the running one.
 func (p *ScheduledPods) StopPod(ctx context.Context, taskID, reason string) error {
 	dequeued, err := p.s.cfg.Store.Dequeue(ctx, taskID)
 	if err != nil {
 		return err
 	}
 	if !dequeued {
-		return p.LocalPods.StopPod(ctx, taskID, reason)
+		t, err := p.s.cfg.Store.GetTask(ctx, taskID)
+		if err != nil || t.PodState != ipa.PodWaiting {
+			return p.LocalPods.StopPod(ctx, taskID, reason)
+		}
+		// A pod waiting for its dependencies stops waiting.
 	}
 	_, err = p.s.cfg.Recorder.RecordPodEvent(ctx, taskID, ipa.NewEvent{Type: ipa.EventPodStopped, Data: ipa.PodStoppedData{Reason: reason}})
 	return err
@@ -291,4 +370,11 @@ func triggerOr(t string) string {
 		return ipa.TriggerManual
 	}
 	return t
+}
+
+// Forget is told a task closed: tasks waiting for it may start now, and a
+// queued pod of it leaves the queue.
+func (p *ScheduledPods) Forget(taskID string) {
+	p.LocalPods.Forget(taskID)
+	p.s.Kick()
 }

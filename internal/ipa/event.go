@@ -23,6 +23,7 @@ const (
 	EventPodReattached          = "pod_reattached"
 	EventPodOutput              = "pod_output"
 	EventPodQueued              = "pod_queued"
+	EventPodWaiting             = "pod_waiting"
 
 	RuntimeEventPrefix = "runtime."
 )
@@ -93,6 +94,7 @@ type TaskCreatedData struct {
 	ParentID       string          `json:"parentId,omitempty"`
 	Deadline       *time.Time      `json:"deadline,omitempty"`
 	Priority       int             `json:"priority,omitempty"` // scheduling order of queued pods, higher first
+	DependsOn      []string        `json:"dependsOn,omitempty"` // tasks that must be COMPLETED before its pod starts
 }
 
 // TaskUpdatedData is the data of task_updated: only the fields that changed
@@ -105,12 +107,13 @@ type TaskUpdatedData struct {
 	RestartPolicy *RestartPolicy  `json:"restartPolicy,omitempty"`
 	Deadline      *time.Time      `json:"deadline,omitempty"`
 	Priority      *int            `json:"priority,omitempty"`
+	DependsOn     *[]string       `json:"dependsOn,omitempty"` // the whole new list
 }
 
 // Empty reports whether the update changes nothing.
 func (d TaskUpdatedData) Empty() bool {
 	return d.Title == nil && d.Description == nil && d.Metadata == nil && d.Labels == nil &&
-		d.RestartPolicy == nil && d.Deadline == nil && d.Priority == nil
+		d.RestartPolicy == nil && d.Deadline == nil && d.Priority == nil && d.DependsOn == nil
 }
 
 // PhaseChangedData is the data of phase_changed.

@@ -19,6 +19,7 @@ type CreateTaskInput struct {
 	ParentID       *string
 	Deadline       *time.Time
 	Priority       *int // scheduling order of queued pods, higher first; 0 when nil
+	DependsOn      []string
 }
 
 // UpdateTaskInput changes some of a task's fields; nil fields stay as they are.
@@ -30,6 +31,7 @@ type UpdateTaskInput struct {
 	RestartPolicy *RestartPolicyInput // merged field by field into the current policy
 	Deadline      *time.Time
 	Priority      *int
+	DependsOn     []string // the whole new list when not nil
 }
 
 // RestartPolicyInput overrides the server's default restart policy field by field.

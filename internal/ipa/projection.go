@@ -39,6 +39,7 @@ func Apply(t *Task, e Event) error {
 			ParentID:      d.ParentID,
 			Deadline:      utcPtr(d.Deadline),
 			Priority:      d.Priority,
+			DependsOn:     orNoDeps(d.DependsOn),
 			CreatedBy:     e.ActorID,
 			CreatedAt:     e.OccurredAt,
 		}
@@ -68,6 +69,9 @@ func Apply(t *Task, e Event) error {
 		if d.Priority != nil {
 			t.Priority = *d.Priority
 		}
+		if d.DependsOn != nil {
+			t.DependsOn = orNoDeps(*d.DependsOn)
+		}
 	case EventPhaseChanged:
 		var d PhaseChangedData
 		if err := json.Unmarshal(e.Data, &d); err != nil {
@@ -88,7 +92,7 @@ func Apply(t *Task, e Event) error {
 		t.Status, t.PodState = openStatus(t.Status, StatusInactive), PodStopped
 	case EventPodCrashed, EventPodLost:
 		t.Status, t.PodState = openStatus(t.Status, StatusInactive), PodCrashed
-	case EventPodQueued:
+	case EventPodQueued, EventPodWaiting:
 		// A queued pod may be granted its slot and start before its
 		// pod_queued is appended: a pod that runs stays running.
 		switch t.PodState {
@@ -96,6 +100,9 @@ func Apply(t *Task, e Event) error {
 		default:
 			if !t.Status.Closed() {
 				t.PodState = PodQueued
+				if e.Type == EventPodWaiting {
+					t.PodState = PodWaiting
+				}
 			}
 		}
 	case EventPodRestartScheduled:
@@ -116,6 +123,14 @@ func openStatus(current, next TaskStatus) TaskStatus {
 		return current
 	}
 	return next
+}
+
+// orNoDeps keeps "no dependencies" one value (nil), however it was written.
+func orNoDeps(d []string) []string {
+	if len(d) == 0 {
+		return nil
+	}
+	return d
 }
 
 func orNoLabels(l Labels) Labels {

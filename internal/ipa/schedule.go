@@ -88,3 +88,25 @@ const (
 	Queued                         // beyond a limit: queued
 	AlreadyQueued                  // it was queued (or granted) already
 )
+
+// MaxDependencies bounds a task's dependsOn list.
+const MaxDependencies = 64
+
+// ReasonDependencyCycle refuses dependsOn that would make a task wait for
+// itself; ReasonInvalidDependency one naming no task, or the task itself.
+const (
+	ReasonDependencyCycle   = "DEPENDENCY_CYCLE"
+	ReasonInvalidDependency = "INVALID_DEPENDENCY"
+)
+
+// DependencyCancelledReason is the reason of a task cancelled because a task
+// it depends on was cancelled.
+const DependencyCancelledReason = "dependency cancelled"
+
+// PodWaitingData is the data of pod_waiting: a start waits until every task
+// the task depends on is COMPLETED.
+type PodWaitingData struct {
+	Trigger    string   `json:"trigger"`
+	InstanceID string   `json:"instanceId,omitempty"`
+	WaitingFor []string `json:"waitingFor"` // the dependencies not completed then
+}

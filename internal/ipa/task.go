@@ -172,6 +172,7 @@ type Task struct {
 	ClosedAt      *time.Time // when it was completed or cancelled
 	Archived      bool       // closed and archived: hidden from lists unless asked for
 	Priority      int        // scheduling order of queued pods, higher first
+	DependsOn     []string   // tasks that must be COMPLETED before its pod starts; nil when none
 	Version       int64      // version of the last event applied
 }
 

@@ -137,6 +137,11 @@ func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*
 	if err := s.checkParentDepth(ctx, data.ParentID); err != nil {
 		return nil, err
 	}
+	if len(in.DependsOn) > 0 {
+		if data.DependsOn, err = s.checkDependsOn(ctx, "", in.DependsOn); err != nil {
+			return nil, err
+		}
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,14 @@ func (s *TaskService) UpdateTask(ctx context.Context, taskID string, in ipa.Upda
 		if err := checkPriority(*in.Priority); err != nil {
 			return nil, err
 		}
+	}
+	var deps *[]string
+	if in.DependsOn != nil {
+		d, err := s.checkDependsOn(ctx, taskID, in.DependsOn)
+		if err != nil {
+			return nil, err
+		}
+		deps = &d
 	}
 	var title *string
 	if in.Title != nil {
@@ -121,6 +130,9 @@ func (s *TaskService) UpdateTask(ctx context.Context, taskID string, in ipa.Upda
 		if in.Priority != nil && *in.Priority != cur.Priority {
 			p := *in.Priority
 			d.Priority = &p
+		}
+		if deps != nil && !slices.Equal(*deps, cur.DependsOn) && (len(*deps) > 0 || len(cur.DependsOn) > 0) {
+			d.DependsOn = deps
 		}
 		if d.Empty() {
 			return nil, nil
@@ -224,6 +236,10 @@ func (s *TaskService) cancelTree(ctx context.Context, taskID, reason string, exp
 		})
 		if ipa.ErrorReason(err) == ipa.ReasonOpenChildren && round < maxCancelRounds {
 			continue
+		}
+		if err == nil {
+			// Tasks waiting for this one can never start: cancelled too.
+			s.cancelDependents(ctx, taskID, actor, eventID)
 		}
 		return t, err
 	}

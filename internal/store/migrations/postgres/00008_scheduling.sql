@@ -36,7 +36,12 @@ CREATE INDEX pod_queue_instance ON pod_queue (instance_id, granted);
 -- A task's scheduling priority (higher first), folded from its events.
 ALTER TABLE tasks ADD COLUMN priority integer NOT NULL DEFAULT 0;
 
+-- The tasks a task depends on (a JSON array of ids, "[]" when none),
+-- folded from its events; dependents are found with a text match.
+ALTER TABLE tasks ADD COLUMN depends_on text NOT NULL DEFAULT '[]';
+
 -- +goose Down
+ALTER TABLE tasks DROP COLUMN depends_on;
 ALTER TABLE tasks DROP COLUMN priority;
 DROP TABLE pod_queue;
 DROP TABLE scheduler;
