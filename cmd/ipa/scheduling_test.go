@@ -395,7 +395,9 @@ func TestSchedulingDependencies(t *testing.T) {
 		}
 		var out struct {
 			Task struct {
-				Events struct{ Edges []struct{ Node struct{ Position string } } }
+				Events struct {
+					Edges []struct{ Node struct{ Position string } }
+				}
 			}
 		}
 		s.must(t, `query($id: ID!) { task(id: $id) { events(first: 1, types: ["pod_started"]) { edges { node { position } } } } }`, map[string]any{"id": id}, &out)

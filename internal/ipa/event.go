@@ -93,7 +93,7 @@ type TaskCreatedData struct {
 	Labels         Labels          `json:"labels,omitempty"`
 	ParentID       string          `json:"parentId,omitempty"`
 	Deadline       *time.Time      `json:"deadline,omitempty"`
-	Priority       int             `json:"priority,omitempty"` // scheduling order of queued pods, higher first
+	Priority       int             `json:"priority,omitempty"`  // scheduling order of queued pods, higher first
 	DependsOn      []string        `json:"dependsOn,omitempty"` // tasks that must be COMPLETED before its pod starts
 }
 
