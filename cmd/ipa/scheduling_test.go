@@ -99,6 +99,9 @@ func TestSchedulingOneServer(t *testing.T) {
 	if n := len(one.plugins("S")); n != 2 {
 		t.Fatalf("%d plugin processes, want 2", n)
 	}
+	if out := s.on(t, "", 0, "get", ids[4]).stdout; !strings.Contains(out, "position 1") || !strings.Contains(out, "PRIORITY") {
+		t.Fatalf("ipa task get of a queued task does not show its place:\n%s", out)
+	}
 
 	// A freed slot goes to the head of the queue.
 	s.complete(t, ids[0])
@@ -374,6 +377,9 @@ func TestSchedulingDependencies(t *testing.T) {
 	}
 	if ev := s.events(t, d, "pod_waiting"); len(ev) != 1 {
 		t.Fatalf("d's pod_waiting events: %+v", ev)
+	}
+	if out := s.on(t, "", 0, "get", d).stdout; !strings.Contains(out, "WAITS FOR") || !strings.Contains(out, b) || !strings.Contains(out, c) || !strings.Contains(out, "WAITING") {
+		t.Fatalf("ipa task get of d does not say what it waits for:\n%s", out)
 	}
 
 	s.complete(t, a)

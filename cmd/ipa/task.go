@@ -230,7 +230,8 @@ func taskIDCompletion(o *taskOptions) cobra.CompletionFunc {
 const taskFragment = `fragment TaskFields on Task {
   id title description status phase runtime runtimeConfig metadata createdAt updatedAt createdBy version
   restartPolicy { autoRestart maxAttempts windowSeconds initialBackoffMs maxBackoffMs }
-  pod { state pid startedAt restarts nextAttemptAt live crashes(last: 5) { at exitCode signal reason uptimeMs } }
+  pod { state pid startedAt restarts nextAttemptAt live queuePosition crashes(last: 5) { at exitCode signal reason uptimeMs } }
+  priority waitingFor { id title status }
 }`
 
 // run is the body of every one-shot command: one operation, then the data

@@ -31,7 +31,9 @@ type apiTask struct {
 		InitialBackoffMs int  `json:"initialBackoffMs"`
 		MaxBackoffMs     int  `json:"maxBackoffMs"`
 	} `json:"restartPolicy"`
+	Scheduling
 	Pod struct {
+		QueuePosition *int            `json:"queuePosition"`
 		State         string          `json:"state"`
 		PID           *int            `json:"pid"`
 		StartedAt     *string         `json:"startedAt"`
@@ -208,6 +210,7 @@ func printTask(out io.Writer, t apiTask) error {
 	row("RUNTIME", t.Runtime)
 	row("VERSION", fmt.Sprint(t.Version))
 	row("POD", podSummary(t))
+	printScheduling(row, t)
 	row("CREATED", localTime(t.CreatedAt)+" by "+t.CreatedBy)
 	row("UPDATED", localTime(t.UpdatedAt))
 	if t.Description != nil && *t.Description != "" {
