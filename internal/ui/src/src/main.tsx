@@ -7,6 +7,7 @@ import { ApiError, base, getToken, gql, has, ideHref, live, loadSchema, setToken
 import type { Viewer } from './model';
 import { TasksPage } from './tasks';
 import { TaskPage } from './task';
+import { QueuedPage } from './sched';
 import { Link } from './ui';
 
 export type Runtime = {
@@ -17,13 +18,14 @@ export type Runtime = {
   exampleConfig?: unknown;
 };
 
-type Route = { page: 'tasks' } | { page: 'task'; id: string };
+type Route = { page: 'tasks' } | { page: 'task'; id: string } | { page: 'queued' };
 
 function route(): Route {
   // Old-style hash links (#/task/ID) become paths.
   const hash = location.hash.match(/^#\/task\/([^/?#]+)/);
   if (hash) history.replaceState(null, '', `${base}task/${hash[1]}`);
   const p = location.pathname;
+  if (p === `${base}queued`) return { page: 'queued' };
   if (p.startsWith(`${base}task/`)) {
     const id = decodeURIComponent(p.slice(base.length + 5).split('/')[0]);
     if (id) return { page: 'task', id };
@@ -158,6 +160,7 @@ function App() {
         </Link>
         <nav aria-label="Main">
           <Link href={base}>Tasks</Link>
+          {schema && has(schema, 'Pod', 'queuePosition') && <Link href={`${base}queued`}>Queued</Link>}
           <a href={ideHref}>GraphQL IDE</a>
         </nav>
         <Connection />
@@ -185,6 +188,8 @@ function App() {
           </div>
         ) : !viewer || !schema ? (
           <p class="loading">Loading…</p>
+        ) : r.page === 'queued' ? (
+          <QueuedPage key={gen} schema={schema} />
         ) : r.page === 'task' ? (
           <TaskPage key={`${r.id}-${gen}`} id={r.id} viewer={viewer} schema={schema} />
         ) : (

@@ -2,6 +2,7 @@
 // live through taskEvents, and the actions the viewer's role allows.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { base, gql, live, type Schema } from './api';
+import { TaskScheduling } from './sched';
 import {
   ago,
   canRun,
@@ -222,6 +223,7 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
                 <dd class="mono">{pod.instanceId}</dd>
               </>
             )}
+            <TaskScheduling id={task.id} schema={schema} version={task.version} />
           </dl>
           <h3>Live state</h3>
           <Json value={pod.live} />
