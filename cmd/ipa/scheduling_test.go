@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -504,4 +505,39 @@ func TestSchedulingLatency(t *testing.T) {
 		c := newCluster(t)
 		run(t, []*server{c.start("A"), c.start("B"), c.start("C")})
 	})
+}
+
+// TestSchedulingRestartKeepsSlot: under a global limit of 1, a pod that
+// crashes and is restarted by its policy keeps its slot through the
+// back-off: the queued pod behind it does not start, and the restart does
+// not queue.
+func TestSchedulingRestartKeepsSlot(t *testing.T) {
+	h := newHome(t)
+	s := h.start()
+	s.setLimit(t, "global", 1)
+	in := autoRestartTask("restarts")
+	in["restartPolicy"] = map[string]any{"autoRestart": true, "maxAttempts": 10, "windowSeconds": 600, "initialBackoffMs": 1500, "maxBackoffMs": 1500}
+	r := s.createTask(t, in)
+	first := s.waitPod(t, r, "RUNNING", "ACTIVE", 0, 20*time.Second)
+	q := s.createTask(t, map[string]any{"title": "behind", "runtime": "demo", "runtimeConfig": demoConfig(3_600_000)})
+	if started, tv := s.startPod(t, q); started || tv.Pod.State != "QUEUED" {
+		t.Fatalf("start beyond the limit: started %v, pod %s", started, tv.Pod.State)
+	}
+	if err := syscall.Kill(first.Pod.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitPod(t, r, "BACKOFF", "", 0, 10*time.Second)
+	if v := s.queued(t, q); v.Pod.State != "QUEUED" {
+		t.Fatalf("during the back-off the queued pod is %s: the slot was given away", v.Pod.State)
+	}
+	s.waitPod(t, r, "RUNNING", "ACTIVE", first.Pod.PID, 20*time.Second)
+	if ev := s.events(t, r, "pod_queued"); len(ev) != 0 {
+		t.Fatalf("the restart queued: %+v", ev)
+	}
+	time.Sleep(1500 * time.Millisecond) // more than one look at the queue
+	if v := s.queued(t, q); v.Pod.State != "QUEUED" || v.Pod.QueuePosition == nil || *v.Pod.QueuePosition != 1 {
+		t.Fatalf("after the restart the queued pod is %+v", v)
+	}
+	s.complete(t, r)
+	s.waitPod(t, q, "RUNNING", "ACTIVE", 0, 20*time.Second)
 }
