@@ -108,6 +108,9 @@ func TestSchedulingOneServer(t *testing.T) {
 	// A freed slot goes to the head of the queue.
 	s.complete(t, ids[0])
 	s.waitPod(t, ids[4], "RUNNING", "ACTIVE", 0, 20*time.Second)
+	if v := s.metricValue(t, "ipa_pod_queue_wait_seconds_count"); v != "1" {
+		t.Fatalf("ipa_pod_queue_wait_seconds_count = %q, want 1 (one queued pod started)", v)
+	}
 	if q := s.queued(t, ids[2]); q.Pod.QueuePosition == nil || *q.Pod.QueuePosition != 1 {
 		t.Fatalf("after one start, %+v: want position 1", q)
 	}

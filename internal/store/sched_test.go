@@ -26,6 +26,7 @@ func TestScheduling(t *testing.T) {
 				"DeadReceiver":        testDeadReceiver,
 				"ConcurrentAdmits":    testConcurrentAdmits,
 				"ReprojectQueued":     testReprojectQueued,
+				"PriorityMovesQueue":  testPriorityMovesQueue,
 			} {
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
@@ -284,4 +285,32 @@ func testReprojectQueued(t *testing.T, s *Store) {
 	again, err := s.GetTask(ctx, task.ID)
 	require.NoError(t, err)
 	assertSameTask(t, got, again)
+}
+
+// testPriorityMovesQueue: a task's new priority (task_updated) moves its
+// queued pod in the queue.
+func testPriorityMovesQueue(t *testing.T, s *Store) {
+	ctx := context.Background()
+	_, err := s.SetConcurrencyLimit(ctx, ipa.LimitGlobal, limit(0), time.Now())
+	require.NoError(t, err)
+	a, b := createTask(t, s, "a", t0), createTask(t, s, "b", t0)
+	for _, task := range []*ipa.Task{a, b} {
+		adm, _, _ := admit(t, s, task, "me")
+		require.Equal(t, ipa.Queued, adm)
+	}
+	p, err := s.QueuePosition(ctx, b.ID)
+	require.NoError(t, err)
+	require.Equal(t, 2, p)
+	_, err = s.Append(ctx, ipa.AppendRequest{TaskID: b.ID, ExpectedVersion: ipa.AnyVersion, Actor: "bob", Now: t0.Add(time.Second),
+		Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
+			p := 1
+			return []ipa.NewEvent{{Type: ipa.EventTaskUpdated, Data: ipa.TaskUpdatedData{Priority: &p}}}, nil
+		}})
+	require.NoError(t, err)
+	p, err = s.QueuePosition(ctx, b.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, p, "a higher priority moves the queued pod ahead")
+	ids, err := s.QueuedTasks(ctx, 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{b.ID, a.ID}, ids)
 }
