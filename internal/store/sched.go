@@ -54,33 +54,29 @@ func limitsIn(tx *gorm.DB) (map[string]int, error) {
 }
 
 // slotsHeld counts the slots held under key: pod leases and granted rows of
-// the tasks the key covers.
+// the tasks the key covers. One statement, so one snapshot: a pod starting
+// meanwhile moves its slot from its granted row to its lease in one commit,
+// and two statements (PostgreSQL's READ COMMITTED takes a snapshot per
+// statement) could see it in neither and give its slot away again.
 func slotsHeld(tx *gorm.DB, key string) (int, error) {
-	var leases, granted int64
+	var n int64
 	var err error
 	switch {
 	case key == ipa.LimitGlobal:
-		err = tx.Raw(`SELECT COUNT(*) FROM pod_leases`).Scan(&leases).Error
-		if err == nil {
-			err = tx.Raw(`SELECT COUNT(*) FROM pod_queue WHERE granted = ?`, true).Scan(&granted).Error
-		}
+		err = tx.Raw(`SELECT (SELECT COUNT(*) FROM pod_leases) + (SELECT COUNT(*) FROM pod_queue WHERE granted = ?)`, true).Scan(&n).Error
 	case len(key) > len(ipa.LimitRuntimePrefix) && key[:len(ipa.LimitRuntimePrefix)] == ipa.LimitRuntimePrefix:
 		rt := key[len(ipa.LimitRuntimePrefix):]
-		err = tx.Raw(`SELECT COUNT(*) FROM pod_leases l JOIN tasks t ON t.id = l.task_id WHERE t.runtime = ?`, rt).Scan(&leases).Error
-		if err == nil {
-			err = tx.Raw(`SELECT COUNT(*) FROM pod_queue q JOIN tasks t ON t.id = q.task_id WHERE q.granted = ? AND t.runtime = ?`, true, rt).Scan(&granted).Error
-		}
+		err = tx.Raw(`SELECT (SELECT COUNT(*) FROM pod_leases l JOIN tasks t ON t.id = l.task_id WHERE t.runtime = ?)
+			+ (SELECT COUNT(*) FROM pod_queue q JOIN tasks t ON t.id = q.task_id WHERE q.granted = ? AND t.runtime = ?)`, rt, true, rt).Scan(&n).Error
 	default:
 		k, v, ok := cutLabelKey(key)
 		if !ok {
 			return 0, nil
 		}
-		err = tx.Raw(`SELECT COUNT(*) FROM pod_leases l JOIN task_labels tl ON tl.task_id = l.task_id WHERE tl.key = ? AND tl.value = ?`, k, v).Scan(&leases).Error
-		if err == nil {
-			err = tx.Raw(`SELECT COUNT(*) FROM pod_queue q JOIN task_labels tl ON tl.task_id = q.task_id WHERE q.granted = ? AND tl.key = ? AND tl.value = ?`, true, k, v).Scan(&granted).Error
-		}
+		err = tx.Raw(`SELECT (SELECT COUNT(*) FROM pod_leases l JOIN task_labels tl ON tl.task_id = l.task_id WHERE tl.key = ? AND tl.value = ?)
+			+ (SELECT COUNT(*) FROM pod_queue q JOIN task_labels tl ON tl.task_id = q.task_id WHERE q.granted = ? AND tl.key = ? AND tl.value = ?)`, k, v, true, k, v).Scan(&n).Error
 	}
-	return int(leases + granted), err
+	return int(n), err
 }
 
 func cutLabelKey(key string) (k, v string, ok bool) {
