@@ -230,6 +230,15 @@ func (s *Store) QueuedTasks(ctx context.Context, limit int) ([]string, error) {
 // On PostgreSQL every other receiving instance is notified at commit (on
 // the pod command channel). Returns the grants made.
 func (s *Store) Dispatch(ctx context.Context, me string, cutoff, now time.Time) ([]Grant, error) {
+	// An empty queue (the usual case) costs one read, not a write
+	// transaction on the scheduler row every look.
+	var any []string
+	if err := s.read.WithContext(ctx).Raw(`SELECT task_id FROM pod_queue LIMIT 1`).Scan(&any).Error; err != nil {
+		return nil, s.wrap(fmt.Errorf("store: dispatch queued pods: %w", err))
+	}
+	if len(any) == 0 {
+		return nil, nil
+	}
 	var out []Grant
 	var others []string
 	err := s.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
