@@ -151,7 +151,9 @@ func TestSchedulingOneServer(t *testing.T) {
 // of them while tasks are completed (freeing slots) and two servers are
 // killed with SIGKILL (one restarted). At no sampled moment do the live
 // plugin processes, nor the slots in the store, exceed a limit; every task
-// started ends up run exactly once (one pod_started) and completed.
+// runs exactly once (one pod_started) and is completed, except those lost
+// with a killed server (run at most once, and settled CRASHED by
+// pod_lost, their default policy restarting nothing).
 // IPA_SCHED_PODS sets the number of pods (default 60).
 func TestSchedulingAcrossInstances(t *testing.T) {
 	n := 60
@@ -300,13 +302,15 @@ func TestSchedulingAcrossInstances(t *testing.T) {
 	if samples.Load() < 20 {
 		t.Fatalf("only %d samples: the watch proves nothing", samples.Load())
 	}
-	// Every pod ran exactly once.
+	// Every pod ran exactly once; one lost with its server may have been
+	// lost while it started (its lease claimed, its pod_started not yet
+	// written), and then it never ran: never twice either way.
 	s := live()[0]
 	queuedSeen := 0
 	for _, id := range ids {
 		starts := s.events(t, id, "pod_started")
-		if len(starts) != 1 {
-			t.Fatalf("task %s (team a %v) started %d times", id, team[id], len(starts))
+		if len(starts) > 1 || (len(starts) == 0 && !lost[id]) {
+			t.Fatalf("task %s (team a %v, lost with its server %v) started %d times", id, team[id], lost[id], len(starts))
 		}
 		queuedSeen += len(s.events(t, id, "pod_queued"))
 	}
