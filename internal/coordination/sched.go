@@ -319,6 +319,21 @@ func (p *ScheduledPods) admit(ctx context.Context, t *ipa.Task, trigger, causati
 	if err != nil {
 		return false, err
 	}
+	// Until its pod_queued is recorded, this instance's loop does not
+	// start the pod even if a slot is granted to it at once: the stream
+	// says QUEUED before it says anything of a start.
+	s.mu.Lock()
+	busy := s.inflight[t.ID]
+	s.inflight[t.ID] = true
+	s.mu.Unlock()
+	if !busy {
+		defer func() {
+			s.mu.Lock()
+			delete(s.inflight, t.ID)
+			s.mu.Unlock()
+			s.Kick()
+		}()
+	}
 	adm, blocking, pos, err := s.cfg.Store.Admit(ctx, t, s.cfg.ID, triggerOr(trigger), now)
 	if err != nil {
 		return false, err
