@@ -241,10 +241,11 @@ func TestSchedulingAcrossInstances(t *testing.T) {
 	wg.Wait()
 
 	// Complete running tasks one by one, through any server; kill B after a
-	// third, and C after two thirds (C comes back).
+	// third, and C after two thirds (C comes back after twice the TTL).
 	done := map[string]bool{}
 	lost := map[string]bool{}
 	killedB, killedC := false, false
+	var killedCAt time.Time
 	deadline := time.Now().Add(8 * time.Minute)
 	for len(done)+len(lost) < n {
 		if time.Now().After(deadline) {
@@ -252,13 +253,17 @@ func TestSchedulingAcrossInstances(t *testing.T) {
 		}
 		if !killedB && len(done) >= n/3 {
 			killedB = true
-			srv[1].kill(9)
+			srv[1].crash(t)
 			srv[1] = nil
 		}
 		if !killedC && len(done) >= 2*n/3 {
 			killedC = true
-			srv[2].kill(9)
+			srv[2].crash(t)
 			srv[2] = nil
+			killedCAt = time.Now()
+		}
+		// C comes back once the others took its pods over.
+		if killedC && srv[2] == nil && time.Since(killedCAt) > 2*testTTL {
 			srv[2] = c.homes["C"].start()
 		}
 		ls := c.leases(ctx)

@@ -233,8 +233,7 @@ func (s *Store) Dispatch(ctx context.Context, me string, cutoff, now time.Time) 
 	// An empty queue (the usual case) costs one read, not a write
 	// transaction on the scheduler row every look.
 	var any []string
-	if err := s.read.WithContext(ctx).Raw(`SELECT task_id FROM pod_queue UNION ALL SELECT id FROM tasks WHERE pod_state = ? AND closed_at IS NULL LIMIT 1`,
-		string(ipa.PodQueued)).Scan(&any).Error; err != nil {
+	if err := s.read.WithContext(ctx).Raw(`SELECT task_id FROM pod_queue LIMIT 1`).Scan(&any).Error; err != nil {
 		return nil, s.wrap(fmt.Errorf("store: dispatch queued pods: %w", err))
 	}
 	if len(any) == 0 {
@@ -248,20 +247,6 @@ func (s *Store) Dispatch(ctx context.Context, me string, cutoff, now time.Time) 
 			return err
 		}
 		if err := tx.Exec(`DELETE FROM pod_queue WHERE task_id IN (SELECT id FROM tasks WHERE closed_at IS NOT NULL)`).Error; err != nil {
-			return err
-		}
-		// A pod the stream says is QUEUED but that has neither a queue row
-		// nor a lease lost its place: its server died after its lease
-		// took its granted row over and before its start was recorded,
-		// and the lease was dropped since. Once that is older than the
-		// TTL (a stop of a queued pod takes its row a moment before its
-		// pod_stopped is written), it queues again where it was.
-		if err := tx.Exec(`INSERT INTO pod_queue (task_id, instance_id, trigger, priority, queued_at, granted)
-			SELECT t.id, ?, ?, t.priority, t.updated_at, ? FROM tasks t
-			WHERE t.pod_state = ? AND t.closed_at IS NULL AND t.updated_at < ?
-			AND NOT EXISTS (SELECT 1 FROM pod_queue q WHERE q.task_id = t.id)
-			AND NOT EXISTS (SELECT 1 FROM pod_leases l WHERE l.task_id = t.id)`,
-			me, ipa.TriggerManual, false, string(ipa.PodQueued), nanos(cutoff)).Error; err != nil {
 			return err
 		}
 		var alive []string

@@ -27,7 +27,6 @@ func TestScheduling(t *testing.T) {
 				"ConcurrentAdmits":    testConcurrentAdmits,
 				"ReprojectQueued":     testReprojectQueued,
 				"PriorityMovesQueue":  testPriorityMovesQueue,
-				"OrphanRequeued":      testOrphanRequeued,
 			} {
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
@@ -314,35 +313,4 @@ func testPriorityMovesQueue(t *testing.T, s *Store) {
 	ids, err := s.QueuedTasks(ctx, 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{b.ID, a.ID}, ids)
-}
-
-// testOrphanRequeued: a pod the stream says is QUEUED with neither a queue
-// row nor a lease (its server died between the lease taking the granted row
-// over and the start being recorded) queues again once that is older than
-// the TTL; a younger one is left alone (a stop may be writing its end).
-func testOrphanRequeued(t *testing.T, s *Store) {
-	ctx := context.Background()
-	task := createTask(t, s, "orphan", t0)
-	data, _ := json.Marshal(ipa.PodQueuedData{Trigger: ipa.TriggerManual, Limits: []string{ipa.LimitGlobal}, Position: 1})
-	appendEvents := func(at time.Time) {
-		_, err := s.Append(ctx, ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: ipa.AnyVersion, Actor: "bob", Now: at,
-			Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
-				return []ipa.NewEvent{{Type: ipa.EventPodQueued, Data: json.RawMessage(data)}}, nil
-			}})
-		require.NoError(t, err)
-	}
-	appendEvents(t0.Add(time.Second))
-	now := time.Now()
-	grants, err := s.Dispatch(ctx, "me", t0, now)
-	require.NoError(t, err)
-	assert.Empty(t, grants, "younger than the cutoff: left alone")
-	n, err := s.QueuedCount(ctx)
-	require.NoError(t, err)
-	assert.Zero(t, n)
-
-	grants, err = s.Dispatch(ctx, "me", now.Add(-time.Minute), now)
-	require.NoError(t, err)
-	require.Len(t, grants, 1, "no limit: the requeued pod is granted at once")
-	assert.Equal(t, task.ID, grants[0].TaskID)
-	assert.Equal(t, "me", grants[0].InstanceID)
 }
