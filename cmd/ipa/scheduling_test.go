@@ -274,6 +274,11 @@ func TestSchedulingAcrossInstances(t *testing.T) {
 			}
 			ss := live()
 			s := ss[rand.IntN(len(ss))]
+			// Only a pod whose start is recorded (its task ACTIVE): one
+			// completed while it launches never runs, rightly.
+			if s.task(t, id).Status != "ACTIVE" {
+				continue
+			}
 			if _, errs := s.do(t, `mutation($id: ID!) { completeTask(taskId: $id) { task { id } } }`, map[string]any{"id": id}); len(errs) > 0 {
 				continue // e.g. its owner was just killed: tried again
 			}
