@@ -23,4 +23,6 @@ type Resolver struct {
 	// ConversationService holds messages to pods and their requests to
 	// people.
 	ConversationService *service.ConversationService
+	// SchedulingService keeps concurrency limits and shows the queue.
+	SchedulingService *service.SchedulingService
 }

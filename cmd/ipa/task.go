@@ -321,7 +321,8 @@ func taskIDCompletion(o *taskOptions) cobra.CompletionFunc {
 const taskFragment = `fragment TaskFields on Task {
   id title description status phase runtime runtimeConfig metadata labels createdAt updatedAt createdBy version
   restartPolicy { autoRestart maxAttempts windowSeconds initialBackoffMs maxBackoffMs }
-  pod { state pid startedAt restarts nextAttemptAt live crashes(last: 5) { at exitCode signal reason uptimeMs } }
+  pod { state pid startedAt restarts nextAttemptAt live queuePosition crashes(last: 5) { at exitCode signal reason uptimeMs } }
+  priority waitingFor { id title status }
 }`
 
 // taskGetFields adds, for task get, how the pod last ended and the

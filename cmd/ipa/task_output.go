@@ -33,7 +33,9 @@ type apiTask struct {
 		InitialBackoffMs int  `json:"initialBackoffMs"`
 		MaxBackoffMs     int  `json:"maxBackoffMs"`
 	} `json:"restartPolicy"`
+	Scheduling
 	Pod struct {
+		QueuePosition *int            `json:"queuePosition"`
 		State         string          `json:"state"`
 		PID           *int            `json:"pid"`
 		StartedAt     *string         `json:"startedAt"`
@@ -220,6 +222,7 @@ func printTask(out io.Writer, t apiTask) error {
 	row("RUNTIME", t.Runtime)
 	row("VERSION", fmt.Sprint(t.Version))
 	row("POD", podSummary(t))
+	printScheduling(row, t)
 	row("CREATED", localTime(t.CreatedAt)+" by "+t.CreatedBy)
 	row("UPDATED", localTime(t.UpdatedAt))
 	if t.Description != nil && *t.Description != "" {

@@ -23,6 +23,7 @@ type PodResolver interface {
 
 	InstanceID(ctx context.Context, obj *ipa.Pod) (*string, error)
 	LastExit(ctx context.Context, obj *ipa.Pod) (*model.PodExit, error)
+	QueuePosition(ctx context.Context, obj *ipa.Pod) (*int, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -284,6 +285,29 @@ func (ec *executionContext) fieldContext_Pod_lastExit(_ context.Context, field g
 	return fc, nil
 }
 
+func (ec *executionContext) _Pod_queuePosition(ctx context.Context, field graphql.CollectedField, obj *ipa.Pod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Pod_queuePosition(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Pod().QueuePosition(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Pod_queuePosition(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Pod", field, true, true, "Int")
+}
+
 func (ec *executionContext) _PodCrash_at(ctx context.Context, field graphql.CollectedField, obj *ipa.PodCrash) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -492,6 +516,12 @@ func (ec *executionContext) _Pod(ctx context.Context, sel ast.SelectionSet, obj 
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Pod_lastExit(ctx, field, obj)
+				})
+		case "queuePosition":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Pod_queuePosition(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))

@@ -76,6 +76,14 @@ type ComplexityRoot struct {
 		WallSeconds func(childComplexity int) int
 	}
 
+	ConcurrencyLimit struct {
+		Key       func(childComplexity int) int
+		Limit     func(childComplexity int) int
+		Queued    func(childComplexity int) int
+		Running   func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+	}
+
 	CreateTokenPayload struct {
 		Secret func(childComplexity int) int
 		Token  func(childComplexity int) int
@@ -197,6 +205,7 @@ type ComplexityRoot struct {
 		ResumeWebhookEndpoint func(childComplexity int, id string) int
 		RevokeToken           func(childComplexity int, id string) int
 		SendMessage           func(childComplexity int, taskID string, text string, data json.RawMessage, expectedVersion *int) int
+		SetConcurrencyLimit   func(childComplexity int, key string, limit *int) int
 		StartPod              func(childComplexity int, taskID string, expectedVersion *int) int
 		StopPod               func(childComplexity int, taskID string, reason *string, expectedVersion *int) int
 		TransitionPhase       func(childComplexity int, taskID string, to ipa.Phase, note *string, expectedVersion *int) int
@@ -217,6 +226,7 @@ type ComplexityRoot struct {
 		Live          func(childComplexity int) int
 		NextAttemptAt func(childComplexity int) int
 		PID           func(childComplexity int) int
+		QueuePosition func(childComplexity int) int
 		Restarts      func(childComplexity int) int
 		StartedAt     func(childComplexity int) int
 		State         func(childComplexity int) int
@@ -240,20 +250,22 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APITokens        func(childComplexity int) int
-		ActivePods       func(childComplexity int) int
-		Events           func(childComplexity int, afterPosition *string, first *int, types []string, taskID *string, after *string, last *int, before *string) int
-		InputRequests    func(childComplexity int, state *ipa.InputState, first *int, after *string) int
-		Instances        func(childComplexity int) int
-		Node             func(childComplexity int, id string) int
-		Runtimes         func(childComplexity int) int
-		Task             func(childComplexity int, id string) int
-		TaskCount        func(childComplexity int, filter *ipa.TaskFilter) int
-		Tasks            func(childComplexity int, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string, last *int, before *string) int
-		Usage            func(childComplexity int, filter *ipa.TaskFilter) int
-		Viewer           func(childComplexity int) int
-		WebhookEndpoint  func(childComplexity int, id string) int
-		WebhookEndpoints func(childComplexity int) int
+		APITokens         func(childComplexity int) int
+		ActivePods        func(childComplexity int) int
+		ConcurrencyLimits func(childComplexity int) int
+		Events            func(childComplexity int, afterPosition *string, first *int, types []string, taskID *string, after *string, last *int, before *string) int
+		InputRequests     func(childComplexity int, state *ipa.InputState, first *int, after *string) int
+		Instances         func(childComplexity int) int
+		Node              func(childComplexity int, id string) int
+		QueuedTasks       func(childComplexity int, first *int) int
+		Runtimes          func(childComplexity int) int
+		Task              func(childComplexity int, id string) int
+		TaskCount         func(childComplexity int, filter *ipa.TaskFilter) int
+		Tasks             func(childComplexity int, filter *ipa.TaskFilter, orderBy *model.TaskOrder, first *int, after *string, last *int, before *string) int
+		Usage             func(childComplexity int, filter *ipa.TaskFilter) int
+		Viewer            func(childComplexity int) int
+		WebhookEndpoint   func(childComplexity int, id string) int
+		WebhookEndpoints  func(childComplexity int) int
 	}
 
 	RestartPolicy struct {
@@ -293,6 +305,7 @@ type ComplexityRoot struct {
 		CreatedAt       func(childComplexity int) int
 		CreatedBy       func(childComplexity int) int
 		Deadline        func(childComplexity int) int
+		DependsOn       func(childComplexity int) int
 		Description     func(childComplexity int) int
 		Events          func(childComplexity int, first *int, after *string, types []string, last *int, before *string) int
 		ID              func(childComplexity int) int
@@ -303,6 +316,7 @@ type ComplexityRoot struct {
 		PendingRequests func(childComplexity int) int
 		Phase           func(childComplexity int) int
 		Pod             func(childComplexity int) int
+		Priority        func(childComplexity int) int
 		RestartPolicy   func(childComplexity int) int
 		Runtime         func(childComplexity int) int
 		RuntimeConfig   func(childComplexity int) int
@@ -311,6 +325,7 @@ type ComplexityRoot struct {
 		UpdatedAt       func(childComplexity int) int
 		Usage           func(childComplexity int) int
 		Version         func(childComplexity int) int
+		WaitingFor      func(childComplexity int) int
 		Workspace       func(childComplexity int) int
 	}
 
@@ -506,6 +521,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Budget.WallSeconds(childComplexity), true
+
+	case "ConcurrencyLimit.key":
+		if e.ComplexityRoot.ConcurrencyLimit.Key == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConcurrencyLimit.Key(childComplexity), true
+	case "ConcurrencyLimit.limit":
+		if e.ComplexityRoot.ConcurrencyLimit.Limit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConcurrencyLimit.Limit(childComplexity), true
+	case "ConcurrencyLimit.queued":
+		if e.ComplexityRoot.ConcurrencyLimit.Queued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConcurrencyLimit.Queued(childComplexity), true
+	case "ConcurrencyLimit.running":
+		if e.ComplexityRoot.ConcurrencyLimit.Running == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConcurrencyLimit.Running(childComplexity), true
+	case "ConcurrencyLimit.updatedAt":
+		if e.ComplexityRoot.ConcurrencyLimit.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConcurrencyLimit.UpdatedAt(childComplexity), true
 
 	case "CreateTokenPayload.secret":
 		if e.ComplexityRoot.CreateTokenPayload.Secret == nil {
@@ -1057,6 +1103,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SendMessage(childComplexity, args["taskId"].(string), args["text"].(string), args["data"].(json.RawMessage), args["expectedVersion"].(*int)), true
+	case "Mutation.setConcurrencyLimit":
+		if e.ComplexityRoot.Mutation.SetConcurrencyLimit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setConcurrencyLimit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetConcurrencyLimit(childComplexity, args["key"].(string), args["limit"].(*int)), true
 	case "Mutation.startPod":
 		if e.ComplexityRoot.Mutation.StartPod == nil {
 			break
@@ -1168,6 +1225,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Pod.PID(childComplexity), true
+	case "Pod.queuePosition":
+		if e.ComplexityRoot.Pod.QueuePosition == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Pod.QueuePosition(childComplexity), true
 	case "Pod.restarts":
 		if e.ComplexityRoot.Pod.Restarts == nil {
 			break
@@ -1267,6 +1330,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.ActivePods(childComplexity), true
+	case "Query.concurrencyLimits":
+		if e.ComplexityRoot.Query.ConcurrencyLimits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.ConcurrencyLimits(childComplexity), true
 	case "Query.events":
 		if e.ComplexityRoot.Query.Events == nil {
 			break
@@ -1307,6 +1376,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Node(childComplexity, args["id"].(string)), true
+	case "Query.queuedTasks":
+		if e.ComplexityRoot.Query.QueuedTasks == nil {
+			break
+		}
+
+		args, err := ec.field_Query_queuedTasks_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.QueuedTasks(childComplexity, args["first"].(*int)), true
 	case "Query.runtimes":
 		if e.ComplexityRoot.Query.Runtimes == nil {
 			break
@@ -1559,6 +1639,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Deadline(childComplexity), true
+	case "Task.dependsOn":
+		if e.ComplexityRoot.Task.DependsOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.DependsOn(childComplexity), true
 	case "Task.description":
 		if e.ComplexityRoot.Task.Description == nil {
 			break
@@ -1629,6 +1715,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Pod(childComplexity), true
+	case "Task.priority":
+		if e.ComplexityRoot.Task.Priority == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.Priority(childComplexity), true
 	case "Task.restartPolicy":
 		if e.ComplexityRoot.Task.RestartPolicy == nil {
 			break
@@ -1677,6 +1769,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Task.Version(childComplexity), true
+	case "Task.waitingFor":
+		if e.ComplexityRoot.Task.WaitingFor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Task.WaitingFor(childComplexity), true
 	case "Task.workspace":
 		if e.ComplexityRoot.Task.Workspace == nil {
 			break
@@ -2371,6 +2469,82 @@ extend type Mutation {
   resumePod(taskId: ID!): TaskPayload!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/scheduling.graphqls", Input: `# Scheduling: concurrency limits by key, the queue of pods waiting for a
+# slot, and each task's priority in it. Limits are counted across every
+# server instance sharing the database.
+
+extend enum PodState {
+  "Asked to start beyond a concurrency limit: waits in the queue for a slot (see ` + "`" + `Pod.queuePosition` + "`" + `)."
+  QUEUED
+  "Asked to start while a task it depends on is not COMPLETED."
+  WAITING
+}
+
+extend type Pod {
+  "The pod's place in the queue while QUEUED, 1 being next; null otherwise."
+  queuePosition: Int
+}
+
+extend type Task {
+  "Scheduling priority of the task's pod in the queue: higher first, then oldest first."
+  priority: Int!
+  "The tasks that must be COMPLETED before this task's pod starts (it waits, WAITING, until then)."
+  dependsOn: [Task!]!
+  "Those of ` + "`" + `dependsOn` + "`" + ` not COMPLETED yet: what the task waits for."
+  waitingFor: [Task!]!
+}
+
+extend input CreateTaskInput {
+  "Scheduling priority of the task's pod in the queue (higher first); 0 when omitted."
+  priority: Int
+  """
+  Tasks (at most 64, none cancelled) that must be COMPLETED before this task's pod starts: a start
+  before then waits (WAITING) and happens when the last one completes. When one of them is
+  cancelled, this task is cancelled with the reason ` + "`" + `dependency cancelled` + "`" + `.
+  """
+  dependsOn: [ID!]
+}
+
+extend input UpdateTaskInput {
+  "A new priority; a queued pod moves with it."
+  priority: Int
+  "Replaces the whole list; one that would make the task wait for itself is refused (BAD_USER_INPUT, ` + "`" + `DEPENDENCY_CYCLE` + "`" + `)."
+  dependsOn: [ID!]
+}
+
+"""
+A limit on how many pods run at once, across every instance. A slot is held
+by a pod that runs, starts, stops or backs off before a restart by its
+policy; a start beyond the limit is queued.
+"""
+type ConcurrencyLimit {
+  "` + "`" + `global` + "`" + `, ` + "`" + `runtime:<name>` + "`" + ` or ` + "`" + `label:<key>=<value>` + "`" + `."
+  key: String!
+  "Null once removed (the answer of ` + "`" + `setConcurrencyLimit` + "`" + ` with ` + "`" + `limit: null` + "`" + `)."
+  limit: Int
+  "Slots held now under this key."
+  running: Int!
+  "Pods queued now that this key covers."
+  queued: Int!
+  updatedAt: Time
+}
+
+extend type Query {
+  "Every concurrency limit, by key, with the slots held and pods queued under it now."
+  concurrencyLimits: [ConcurrencyLimit!]!
+  "The tasks whose pods wait in the queue, in the order they will start."
+  queuedTasks(first: Int = 100): [Task!]!
+}
+
+extend type Mutation {
+  """
+  Sets the limit of ` + "`" + `key` + "`" + ` (0 to 1000000), or removes it with ` + "`" + `limit: null` + "`" + `. Admin only.
+  ` + "`" + `key` + "`" + ` is ` + "`" + `global` + "`" + `, ` + "`" + `runtime:<name>` + "`" + ` or ` + "`" + `label:<key>=<value>` + "`" + `; anything else is refused
+  with BAD_USER_INPUT (` + "`" + `INVALID_LIMIT_KEY` + "`" + `). Freed room starts queued pods at once.
+  """
+  setConcurrencyLimit(key: String!, limit: Int): ConcurrencyLimit!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/schema.graphqls", Input: `"""
 An instant in time: RFC 3339 with nanoseconds, always UTC (e.g. 2026-11-25T19:04:32.123456789Z).
 """
@@ -2933,6 +3107,22 @@ func (ec *executionContext) childFields_Budget(ctx context.Context, field graphq
 	return nil, fmt.Errorf("no field named %q was found under type Budget", field.Name)
 }
 
+func (ec *executionContext) childFields_ConcurrencyLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "key":
+		return ec.fieldContext_ConcurrencyLimit_key(ctx, field)
+	case "limit":
+		return ec.fieldContext_ConcurrencyLimit_limit(ctx, field)
+	case "running":
+		return ec.fieldContext_ConcurrencyLimit_running(ctx, field)
+	case "queued":
+		return ec.fieldContext_ConcurrencyLimit_queued(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_ConcurrencyLimit_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConcurrencyLimit", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "token":
@@ -3173,6 +3363,8 @@ func (ec *executionContext) childFields_Pod(ctx context.Context, field graphql.C
 		return ec.fieldContext_Pod_instanceId(ctx, field)
 	case "lastExit":
 		return ec.fieldContext_Pod_lastExit(ctx, field)
+	case "queuePosition":
+		return ec.fieldContext_Pod_queuePosition(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Pod", field.Name)
 }
@@ -3303,6 +3495,12 @@ func (ec *executionContext) childFields_Task(ctx context.Context, field graphql.
 		return ec.fieldContext_Task_workspace(ctx, field)
 	case "artifacts":
 		return ec.fieldContext_Task_artifacts(ctx, field)
+	case "priority":
+		return ec.fieldContext_Task_priority(ctx, field)
+	case "dependsOn":
+		return ec.fieldContext_Task_dependsOn(ctx, field)
+	case "waitingFor":
+		return ec.fieldContext_Task_waitingFor(ctx, field)
 	case "usage":
 		return ec.fieldContext_Task_usage(ctx, field)
 	case "budget":

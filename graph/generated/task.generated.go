@@ -33,6 +33,9 @@ type TaskResolver interface {
 
 	Workspace(ctx context.Context, obj *ipa.Task) (*model.Workspace, error)
 	Artifacts(ctx context.Context, obj *ipa.Task) ([]*artifact.Artifact, error)
+
+	DependsOn(ctx context.Context, obj *ipa.Task) ([]*ipa.Task, error)
+	WaitingFor(ctx context.Context, obj *ipa.Task) ([]*ipa.Task, error)
 	Usage(ctx context.Context, obj *ipa.Task) (*ipa.Usage, error)
 	Budget(ctx context.Context, obj *ipa.Task) (*ipa.Budget, error)
 }
@@ -1021,6 +1024,93 @@ func (ec *executionContext) fieldContext_Task_artifacts(_ context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _Task_priority(ctx context.Context, field graphql.CollectedField, obj *ipa.Task) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Task_priority(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Priority, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Task_priority(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Task", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Task_dependsOn(ctx context.Context, field graphql.CollectedField, obj *ipa.Task) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Task_dependsOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Task().DependsOn(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ipa.Task) graphql.Marshaler {
+			return ec.marshalNTask2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐTaskᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Task_dependsOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Task",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Task(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Task_waitingFor(ctx context.Context, field graphql.CollectedField, obj *ipa.Task) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Task_waitingFor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Task().WaitingFor(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ipa.Task) graphql.Marshaler {
+			return ec.marshalNTask2ᚕᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐTaskᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Task_waitingFor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Task",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Task(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Task_usage(ctx context.Context, field graphql.CollectedField, obj *ipa.Task) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1278,7 +1368,7 @@ func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, o
 		asMap["runtime"] = "demo"
 	}
 
-	fieldsInOrder := [...]string{"title", "description", "runtime", "runtimeConfig", "metadata", "autoStart", "restartPolicy", "idempotencyKey", "labels", "parentId", "deadline", "approvals", "budget"}
+	fieldsInOrder := [...]string{"title", "description", "runtime", "runtimeConfig", "metadata", "autoStart", "restartPolicy", "idempotencyKey", "labels", "parentId", "deadline", "approvals", "priority", "dependsOn", "budget"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -1369,6 +1459,20 @@ func (ec *executionContext) unmarshalInputCreateTaskInput(ctx context.Context, o
 				return it, err
 			}
 			it.Approvals = data
+		case "priority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priority"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Priority = data
+		case "dependsOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dependsOn"))
+			data, err := ec.unmarshalOID2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DependsOn = data
 		case "budget":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("budget"))
 			data, err := ec.unmarshalOBudgetInput2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐBudgetInput(ctx, v)
@@ -1655,7 +1759,7 @@ func (ec *executionContext) unmarshalInputUpdateTaskInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"title", "description", "metadata", "labels", "restartPolicy", "deadline", "budget"}
+	fieldsInOrder := [...]string{"title", "description", "metadata", "labels", "restartPolicy", "deadline", "priority", "dependsOn", "budget"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -1704,6 +1808,20 @@ func (ec *executionContext) unmarshalInputUpdateTaskInput(ctx context.Context, o
 				return it, err
 			}
 			it.Deadline = data
+		case "priority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priority"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Priority = data
+		case "dependsOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dependsOn"))
+			data, err := ec.unmarshalOID2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DependsOn = data
 		case "budget":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("budget"))
 			data, err := ec.unmarshalOBudgetInput2ᚖgithubᚗcomᚋipaᚑdevᚋipaᚋinternalᚋipaᚐBudgetInput(ctx, v)
@@ -1967,6 +2085,23 @@ func (ec *executionContext) _Task(ctx context.Context, sel ast.SelectionSet, obj
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Task_artifacts(ctx, field, obj)
+				})
+		case "priority":
+			out.Values[i] = ec._Task_priority(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dependsOn":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Task_dependsOn(ctx, field, obj)
+				})
+		case "waitingFor":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Task_waitingFor(ctx, field, obj)
 				})
 		case "usage":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,

@@ -17,6 +17,21 @@ type AnswerRequestPayload struct {
 	Task    *ipa.Task         `json:"task"`
 }
 
+// A limit on how many pods run at once, across every instance. A slot is held
+// by a pod that runs, starts, stops or backs off before a restart by its
+// policy; a start beyond the limit is queued.
+type ConcurrencyLimit struct {
+	// `global`, `runtime:<name>` or `label:<key>=<value>`.
+	Key string `json:"key"`
+	// Null once removed (the answer of `setConcurrencyLimit` with `limit: null`).
+	Limit *int `json:"limit,omitempty"`
+	// Slots held now under this key.
+	Running int `json:"running"`
+	// Pods queued now that this key covers.
+	Queued    int        `json:"queued"`
+	UpdatedAt *time.Time `json:"updatedAt,omitempty"`
+}
+
 type CreateTokenPayload struct {
 	Token *ipa.Token `json:"token"`
 	// The secret to send as `Authorization: Bearer <secret>`. Shown only here.

@@ -162,6 +162,9 @@ type App struct {
 	// Conversations with pods, and their requests' expiry timer.
 	Conversations *conversation.Service
 	expiry        *conversation.Expiry
+	// Sched is this server's part of scheduling: concurrency limits and
+	// the queue of pods waiting for a slot, decided in the store.
+	Sched *coordination.Scheduler
 
 	// baseCtx is the context of every request: cancelling it ends open
 	// subscriptions, which http.Server.Shutdown alone would not.
@@ -306,6 +309,12 @@ func (a *App) build(ctx context.Context) (err error) {
 	arts := artifact.New(artifact.Config{DataDir: dataDir, MaxBytes: cfg.ArtifactMaxBytes, MaxTaskBytes: cfg.ArtifactMaxTaskBytes,
 		Record: recordArtifact(a.Writer), Read: a.Store})
 	sweepWorkspaces(ctx, workspaces, arts, a.Store, log)
+	// Scheduling: a pod lease is a slot, so the lease store tells the
+	// scheduler when one frees.
+	a.Sched = coordination.NewScheduler(coordination.SchedConfig{
+		Store: a.Store, Recorder: eventlog.NewPodRecorder(a.Writer), ID: cfg.InstanceID, TTL: cfg.LeaseTTL, Logger: log,
+		OnStart: a.schedMetrics(),
+	})
 	supCfg := supervisor.Config{
 		Recorder:      eventlog.NewPodRecorder(a.Writer),
 		History:       eventlog.NewPodHistory(a.Store),
@@ -313,7 +322,7 @@ func (a *App) build(ctx context.Context) (err error) {
 		Launcher:      cfg.Launcher,
 		DataDir:       dataDir,
 		InstanceID:    cfg.InstanceID,
-		Leases:        coordination.NewLeaseStore(a.Store, cfg.InstanceID),
+		Leases:        slotLeases{coordination.NewLeaseStore(a.Store, cfg.InstanceID), a.Sched},
 		DefaultPolicy: cfg.DefaultPolicy,
 		Logger:        log,
 		Registry:      a.Registry,
@@ -343,7 +352,8 @@ func (a *App) build(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	pods := a.Coord.Router(a.Supervisor, cfg.CommandWait)
+	a.Sched.Attach(a.Supervisor)
+	pods := a.Sched.Wrap(a.Coord.Router(a.Supervisor, cfg.CommandWait))
 	a.Conversations.SetPods(pods)
 
 	// Services.
@@ -384,11 +394,13 @@ func (a *App) build(ctx context.Context) (err error) {
 		ArtifactService:     service.NewArtifactService(a.Store, arts),
 		ConversationService: service.NewConversationService(a.Conversations),
 		WebhookService:      service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
+		SchedulingService:   service.NewSchedulingService(a.Store, a.Store),
 	}
 	// Registered (heartbeat fresh) before reconcile: no other instance
 	// takes this one's leases over while it settles them.
 	a.Store.WatchPodCommands(a.Coord.CommandQueued)
 	a.Store.WatchPodCommandsDone(a.Coord.CommandDone)
+	a.Store.WatchPodCommands(a.Sched.Heard)
 	if err := a.Coord.Start(ctx); err != nil {
 		return fmt.Errorf("register instance: %w", err)
 	}
@@ -405,6 +417,7 @@ func (a *App) build(ctx context.Context) (err error) {
 			return fmt.Errorf("resume pods: %w", err)
 		}
 	}
+	a.Sched.Start(ctx)
 	a.startDeadlines(cfg.DeadlineInterval)
 	a.expiry = conversation.StartExpiry(a.baseCtx, a.Conversations, cfg.DeadlineInterval, log)
 	a.Webhooks.Start()
@@ -564,6 +577,9 @@ func (a *App) Close() error {
 		if a.cfg.Handoff && a.Coord != nil {
 			a.handoff()
 		}
+		// No more queued pods start here; the others start what was
+		// granted to this instance once it counts as dead.
+		a.Sched.Stop()
 		if a.Coord != nil {
 			// The row stays: its heartbeat ages, and Query.instances
 			// shows the server dead.

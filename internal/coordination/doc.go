@@ -1,8 +1,10 @@
 // Package coordination is how the instances sharing one database agree on
 // who runs which pod: each instance's row and heartbeat, the pod leases and
 // their fencing epochs, the takeover of a dead instance's pods, the pod
-// commands that route a mutation to the owner of a pod, and the drain that
-// hands pods over on shutdown.
+// commands that route a mutation to the owner of a pod, the drain that
+// hands pods over on shutdown, and scheduling (sched.go): concurrency
+// limits, the queue of pods waiting for a slot and pods waiting for their
+// dependencies, decided in the store so every instance obeys one limit.
 //
 // It depends on nothing but narrow interfaces (Store, Pods, LocalPods) and
 // an injected Clock, so every scenario — a pause shorter or longer than the

@@ -24,6 +24,8 @@ const (
 	EventPodOutput              = "pod_output"
 	EventPodPaused              = "pod_paused"
 	EventPodResumed             = "pod_resumed"
+	EventPodQueued              = "pod_queued"
+	EventPodWaiting             = "pod_waiting"
 
 	RuntimeEventPrefix = "runtime."
 )
@@ -94,8 +96,10 @@ type TaskCreatedData struct {
 	ParentID       string          `json:"parentId,omitempty"`
 	Deadline       *time.Time      `json:"deadline,omitempty"`
 	// Approvals are the phases a move into needs a person's approval.
-	Approvals []Phase `json:"approvals,omitempty"`
-	Budget    *Budget `json:"budget,omitempty"`
+	Approvals []Phase  `json:"approvals,omitempty"`
+	Budget    *Budget  `json:"budget,omitempty"`
+	Priority  int      `json:"priority,omitempty"`  // scheduling order of queued pods, higher first
+	DependsOn []string `json:"dependsOn,omitempty"` // tasks that must be COMPLETED before its pod starts
 }
 
 // TaskUpdatedData is the data of task_updated: only the fields that changed
@@ -108,13 +112,15 @@ type TaskUpdatedData struct {
 	RestartPolicy *RestartPolicy  `json:"restartPolicy,omitempty"`
 	Deadline      *time.Time      `json:"deadline,omitempty"`
 	// Budget, when present, is the whole new budget.
-	Budget *Budget `json:"budget,omitempty"`
+	Budget    *Budget   `json:"budget,omitempty"`
+	Priority  *int      `json:"priority,omitempty"`
+	DependsOn *[]string `json:"dependsOn,omitempty"` // the whole new list
 }
 
 // Empty reports whether the update changes nothing.
 func (d TaskUpdatedData) Empty() bool {
 	return d.Title == nil && d.Description == nil && d.Metadata == nil && d.Labels == nil &&
-		d.RestartPolicy == nil && d.Deadline == nil && d.Budget == nil
+		d.RestartPolicy == nil && d.Deadline == nil && d.Budget == nil && d.Priority == nil && d.DependsOn == nil
 }
 
 // PhaseChangedData is the data of phase_changed.

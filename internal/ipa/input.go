@@ -18,6 +18,8 @@ type CreateTaskInput struct {
 	Labels         json.RawMessage // JSON object of strings; see ParseLabels
 	ParentID       *string
 	Deadline       *time.Time
+	Priority       *int // scheduling order of queued pods, higher first; 0 when nil
+	DependsOn      []string
 	Approvals      []Phase
 	Budget         *BudgetInput
 }
@@ -51,6 +53,8 @@ type UpdateTaskInput struct {
 	RestartPolicy *RestartPolicyInput // merged field by field into the current policy
 	Deadline      *time.Time
 	Budget        *BudgetInput // the whole new budget
+	Priority      *int
+	DependsOn     []string // the whole new list when not nil
 }
 
 // RestartPolicyInput overrides the server's default restart policy field by field.

@@ -38,6 +38,8 @@ func Apply(t *Task, e Event) error {
 			Labels:        orNoLabels(d.Labels),
 			ParentID:      d.ParentID,
 			Deadline:      utcPtr(d.Deadline),
+			Priority:      d.Priority,
+			DependsOn:     orNoDeps(d.DependsOn),
 			CreatedBy:     e.ActorID,
 			CreatedAt:     e.OccurredAt,
 		}
@@ -63,6 +65,12 @@ func Apply(t *Task, e Event) error {
 		}
 		if d.Deadline != nil {
 			t.Deadline = utcPtr(d.Deadline)
+		}
+		if d.Priority != nil {
+			t.Priority = *d.Priority
+		}
+		if d.DependsOn != nil {
+			t.DependsOn = orNoDeps(*d.DependsOn)
 		}
 	case EventPhaseChanged:
 		var d PhaseChangedData
@@ -94,6 +102,19 @@ func Apply(t *Task, e Event) error {
 		t.Status, t.PodState = openStatus(t.Status, StatusInactive), PodStopped
 	case EventPodCrashed, EventPodLost:
 		t.Status, t.PodState = openStatus(t.Status, StatusInactive), PodCrashed
+	case EventPodQueued, EventPodWaiting:
+		// A queued pod may be granted its slot and start before its
+		// pod_queued is appended: a pod that runs stays running.
+		switch t.PodState {
+		case PodRunning, PodBackoff, PodStarting, PodStopping:
+		default:
+			if !t.Status.Closed() {
+				t.PodState = PodQueued
+				if e.Type == EventPodWaiting {
+					t.PodState = PodWaiting
+				}
+			}
+		}
 	case EventPodRestartScheduled:
 		t.PodState = PodBackoff
 	case EventPodRestartLimitReached:
@@ -112,6 +133,14 @@ func openStatus(current, next TaskStatus) TaskStatus {
 		return current
 	}
 	return next
+}
+
+// orNoDeps keeps "no dependencies" one value (nil), however it was written.
+func orNoDeps(d []string) []string {
+	if len(d) == 0 {
+		return nil
+	}
+	return d
 }
 
 func orNoLabels(l Labels) Labels {

@@ -116,8 +116,10 @@ const (
 	PodStopped  PodState = "STOPPED"
 	PodCrashed  PodState = "CRASHED"
 	PodBackoff  PodState = "BACKOFF"
-	PodFailed   PodState = "FAILED" // restart limit reached; stays until a person starts the pod
-	PodPaused   PodState = "PAUSED" // its work is stopped (pausePod) until resumePod
+	PodFailed   PodState = "FAILED"  // restart limit reached; stays until a person starts the pod
+	PodPaused   PodState = "PAUSED"  // its work is stopped (pausePod) until resumePod
+	PodQueued   PodState = "QUEUED"  // asked to start beyond a concurrency limit: waits for a slot
+	PodWaiting  PodState = "WAITING" // asked to start while a task it depends on is not completed
 )
 
 // RestartPolicy says whether and how fast a crashed pod is restarted.
@@ -170,6 +172,8 @@ type Task struct {
 	UpdatedAt     time.Time
 	ClosedAt      *time.Time // when it was completed or cancelled
 	Archived      bool       // closed and archived: hidden from lists unless asked for
+	Priority      int        // scheduling order of queued pods, higher first
+	DependsOn     []string   // tasks that must be COMPLETED before its pod starts; nil when none
 	Version       int64      // version of the last event applied
 }
 

@@ -77,6 +77,18 @@ func (s *PodService) localPod(t *ipa.Task) *ipa.Pod {
 			v.Live = st.Live
 		}
 	}
+	return queuedView(t, v)
+}
+
+// queuedView keeps QUEUED and WAITING, which only the stream knows: a
+// supervisor that ran the pod before remembers it stopped.
+func queuedView(t *ipa.Task, v *ipa.Pod) *ipa.Pod {
+	if t.PodState == ipa.PodQueued || t.PodState == ipa.PodWaiting {
+		switch v.State {
+		case ipa.PodStopped, ipa.PodCrashed, ipa.PodFailed:
+			v.State = t.PodState
+		}
+	}
 	return v
 }
 
@@ -105,7 +117,7 @@ func (s *PodService) storedPod(ctx context.Context, t *ipa.Task, lease []byte, f
 		}
 	}
 	v.Restarts = s.storedRestarts(ctx, t)
-	return v
+	return queuedView(t, v)
 }
 
 // storedRestarts counts the task's automatic restarts inside its policy

@@ -160,6 +160,11 @@ func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*
 	if err := s.checkParentDepth(ctx, data.ParentID); err != nil {
 		return nil, err
 	}
+	if len(in.DependsOn) > 0 {
+		if data.DependsOn, err = s.checkDependsOn(ctx, "", in.DependsOn); err != nil {
+			return nil, err
+		}
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, err
@@ -276,6 +281,12 @@ func (s *TaskService) validateCreate(in ipa.CreateTaskInput) (ipa.TaskCreatedDat
 		if !slices.Contains(d.Approvals, p) {
 			d.Approvals = append(d.Approvals, p)
 		}
+	}
+	if in.Priority != nil {
+		if err := checkPriority(*in.Priority); err != nil {
+			return d, err
+		}
+		d.Priority = *in.Priority
 	}
 	return d, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,19 @@ func (s *TaskService) UpdateTask(ctx context.Context, taskID string, in ipa.Upda
 	actor, err := ipa.RequireRole(ctx, ipa.RoleOperator)
 	if err != nil {
 		return nil, err
+	}
+	if in.Priority != nil {
+		if err := checkPriority(*in.Priority); err != nil {
+			return nil, err
+		}
+	}
+	var deps *[]string
+	if in.DependsOn != nil {
+		d, err := s.checkDependsOn(ctx, taskID, in.DependsOn)
+		if err != nil {
+			return nil, err
+		}
+		deps = &d
 	}
 	var title *string
 	if in.Title != nil {
@@ -115,6 +129,13 @@ func (s *TaskService) UpdateTask(ctx context.Context, taskID string, in ipa.Upda
 		// The budget is not on the row: a given one is always recorded
 		// (raising it lets a pod stopped by it start again).
 		d.Budget = budget
+		if in.Priority != nil && *in.Priority != cur.Priority {
+			p := *in.Priority
+			d.Priority = &p
+		}
+		if deps != nil && !slices.Equal(*deps, cur.DependsOn) && (len(*deps) > 0 || len(cur.DependsOn) > 0) {
+			d.DependsOn = deps
+		}
 		if d.Empty() {
 			return nil, nil
 		}
@@ -217,6 +238,10 @@ func (s *TaskService) cancelTree(ctx context.Context, taskID, reason string, exp
 		})
 		if ipa.ErrorReason(err) == ipa.ReasonOpenChildren && round < maxCancelRounds {
 			continue
+		}
+		if err == nil {
+			// Tasks waiting for this one can never start: cancelled too.
+			s.cancelDependents(ctx, taskID, actor, eventID)
 		}
 		return t, err
 	}

@@ -134,7 +134,7 @@ func seedTasksWith(tb testing.TB, s *Store, n int, opt seedOptions) {
 			team, shard := fmt.Sprintf("t%d", k%100), fmt.Sprintf("s%d", k%1000)
 			targs = append(targs, id, title, strings.ToLower(title), "", string(r.status), string(ipa.PhasePlanning),
 				"demo", "{}", string(policy), "{}", string(pod), []string{"alice", "bob"}[k%2],
-				created, updated, r.closedAt, version, false, `{"shard":"`+shard+`","team":"`+team+`"}`, r.parent, r.deadline)
+				created, updated, r.closedAt, version, false, `{"shard":"`+shard+`","team":"`+team+`"}`, r.parent, r.deadline, 0, "[]")
 			for v := 1; v <= opt.events; v++ {
 				pos++
 				typ, data := ipa.EventTaskCreated, `{"title":"`+title+`","runtime":"demo"}`
@@ -469,8 +469,8 @@ func rawCreate(ctx context.Context, s *Store, pos int64) error {
 		pos, uuid.Must(uuid.NewV7()).String(), id, ipa.EventTaskCreated, `{"title":"bench"}`, "bench", now); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, q(`INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		id, "bench", "bench", "", "INACTIVE", "SPEC_CLARIFICATION", "demo", "{}", "{}", "{}", "STOPPED", "bench", now, now, nil, 1, false, "{}", nil, nil); err != nil {
+	if _, err := tx.ExecContext(ctx, q(`INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		id, "bench", "bench", "", "INACTIVE", "SPEC_CLARIFICATION", "demo", "{}", "{}", "{}", "STOPPED", "bench", now, now, nil, 1, false, "{}", nil, nil, 0, "[]"); err != nil {
 		return err
 	}
 	return tx.Commit()

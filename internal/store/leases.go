@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
@@ -17,14 +19,27 @@ func (s *Store) SaveLease(ctx context.Context, owner, taskID string, data []byte
 		return ipa.TaskNotFound(taskID)
 	}
 	// The upsert only overwrites a row the same owner holds; a row of another
-	// owner leaves zero rows affected.
-	res := s.write.WithContext(ctx).Exec(`INSERT INTO pod_leases (task_id, owner, lease, updated_at) VALUES (?, ?, ?, ?)
+	// owner leaves zero rows affected. The lease is the pod's scheduling
+	// slot from now on: a slot granted to it in the queue goes in the same
+	// transaction, so the slot is never counted twice nor missed.
+	held := false
+	err := s.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Exec(`INSERT INTO pod_leases (task_id, owner, lease, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (task_id) DO UPDATE SET lease = excluded.lease, updated_at = excluded.updated_at
 		WHERE pod_leases.owner = excluded.owner`, taskID, owner, string(data), now.UnixNano())
-	if res.Error != nil {
-		return s.wrap(fmt.Errorf("store: save lease: %w", res.Error))
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			held = true
+			return nil
+		}
+		return tx.Exec(`DELETE FROM pod_queue WHERE task_id = ?`, taskID).Error
+	})
+	if err != nil {
+		return s.wrap(fmt.Errorf("store: save lease: %w", err))
 	}
-	if res.RowsAffected == 0 {
+	if held {
 		return ipa.ErrLeaseHeld
 	}
 	return nil

@@ -78,12 +78,14 @@ type taskRow struct {
 	ParentID      *string `gorm:"column:parent_id"`
 	Deadline      *int64  `gorm:"column:deadline"`
 	Archived      bool    `gorm:"column:archived"`
+	Priority      int     `gorm:"column:priority"`
+	DependsOn     string  `gorm:"column:depends_on"`
 }
 
 func (taskRow) TableName() string { return "tasks" }
 
 // taskColumns is the select list for taskRow.
-const taskColumns = "id, title, title_lower, description, status, phase, runtime, runtime_config, restart_policy, metadata, pod_state, created_by, created_at, updated_at, closed_at, version, archived, labels, parent_id, deadline"
+const taskColumns = "id, title, title_lower, description, status, phase, runtime, runtime_config, restart_policy, metadata, pod_state, created_by, created_at, updated_at, closed_at, version, archived, labels, parent_id, deadline, priority, depends_on"
 
 func taskToRow(t *ipa.Task) (taskRow, error) {
 	policy, err := json.Marshal(t.RestartPolicy)
@@ -102,6 +104,15 @@ func taskToRow(t *ipa.Task) (taskRow, error) {
 		CreatedAt: t.CreatedAt.UnixNano(), UpdatedAt: t.UpdatedAt.UnixNano(), Version: t.Version,
 		Archived: t.Archived,
 		Labels:   labels,
+		Priority: t.Priority,
+	}
+	r.DependsOn = "[]"
+	if len(t.DependsOn) > 0 {
+		b, err := json.Marshal(t.DependsOn)
+		if err != nil {
+			return taskRow{}, err
+		}
+		r.DependsOn = string(b)
 	}
 	if t.ClosedAt != nil {
 		n := t.ClosedAt.UnixNano()
@@ -125,7 +136,7 @@ func (r taskRow) task() (*ipa.Task, error) {
 		RuntimeConfig: json.RawMessage(r.RuntimeConfig), Metadata: json.RawMessage(r.Metadata),
 		PodState: ipa.PodState(r.PodState), CreatedBy: r.CreatedBy,
 		CreatedAt: fromNanos(r.CreatedAt), UpdatedAt: fromNanos(r.UpdatedAt), Version: r.Version,
-		Archived: r.Archived,
+		Archived: r.Archived, Priority: r.Priority,
 	}
 	if err := json.Unmarshal([]byte(r.RestartPolicy), &t.RestartPolicy); err != nil {
 		return nil, fmt.Errorf("store: task %s: decode restart policy: %w", r.ID, err)
@@ -133,6 +144,11 @@ func (r taskRow) task() (*ipa.Task, error) {
 	if r.ClosedAt != nil {
 		at := fromNanos(*r.ClosedAt)
 		t.ClosedAt = &at
+	}
+	if r.DependsOn != "" && r.DependsOn != "[]" {
+		if err := json.Unmarshal([]byte(r.DependsOn), &t.DependsOn); err != nil {
+			return nil, fmt.Errorf("store: task %s: decode dependencies: %w", r.ID, err)
+		}
 	}
 	t.Labels = ipa.Labels{}
 	if r.Labels != "" {

@@ -271,10 +271,14 @@ func updateTask(tx *gorm.DB, cur, t *ipa.Task) error {
 	}
 	err = tx.Exec(`UPDATE tasks SET title = ?, title_lower = ?, description = ?, status = ?, phase = ?, runtime = ?,
 		runtime_config = ?, restart_policy = ?, metadata = ?, pod_state = ?, created_by = ?, created_at = ?,
-		updated_at = ?, closed_at = ?, version = ?, archived = ?, labels = ?, parent_id = ?, deadline = ? WHERE id = ?`,
+		updated_at = ?, closed_at = ?, version = ?, archived = ?, labels = ?, parent_id = ?, deadline = ?, priority = ?, depends_on = ? WHERE id = ?`,
 		r.Title, r.TitleLower, r.Description, r.Status, r.Phase, r.Runtime, r.RuntimeConfig, r.RestartPolicy,
 		r.Metadata, r.PodState, r.CreatedBy, r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.Version, r.Archived,
-		r.Labels, r.ParentID, r.Deadline, r.ID).Error
+		r.Labels, r.ParentID, r.Deadline, r.Priority, r.DependsOn, r.ID).Error
+	if err == nil && cur.Priority != t.Priority {
+		// A queued pod moves with its task's priority.
+		err = tx.Exec(`UPDATE pod_queue SET priority = ? WHERE task_id = ?`, t.Priority, t.ID).Error
+	}
 	switch {
 	case err != nil:
 		return err

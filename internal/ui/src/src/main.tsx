@@ -9,6 +9,7 @@ import type { Viewer } from './model';
 import { TasksPage } from './tasks';
 import { TaskPage } from './task';
 import { InboxPage } from './inbox';
+import { QueuedPage } from './sched';
 import { Link } from './ui';
 import { OfflineBanner, useOffline } from './offline';
 
@@ -20,13 +21,14 @@ export type Runtime = {
   exampleConfig?: unknown;
 };
 
-type Route = { page: 'tasks' } | { page: 'task'; id: string } | { page: 'inbox' };
+type Route = { page: 'tasks' } | { page: 'task'; id: string } | { page: 'inbox' } | { page: 'queued' };
 
 function route(): Route {
   // Old-style hash links (#/task/ID) become paths.
   const hash = location.hash.match(/^#\/task\/([^/?#]+)/);
   if (hash) history.replaceState(null, '', `${base}task/${hash[1]}`);
   const p = location.pathname;
+  if (p === `${base}queued`) return { page: 'queued' };
   if (p.startsWith(`${base}task/`)) {
     const id = decodeURIComponent(p.slice(base.length + 5).split('/')[0]);
     if (id) return { page: 'task', id };
@@ -164,6 +166,7 @@ function App() {
         <nav aria-label="Main">
           <Link href={base}>Tasks</Link>
           <Link href={`${base}inbox`}>Inbox</Link>
+          {schema && has(schema, 'Pod', 'queuePosition') && <Link href={`${base}queued`}>Queued</Link>}
           <a href={ideHref}>GraphQL IDE</a>
         </nav>
         <Connection />
@@ -194,6 +197,8 @@ function App() {
           <p class="loading">Loading…</p>
         ) : r.page === 'inbox' ? (
           <InboxPage key={gen} viewer={viewer} />
+        ) : r.page === 'queued' ? (
+          <QueuedPage key={gen} schema={schema} />
         ) : r.page === 'task' ? (
           <TaskPage key={`${r.id}-${gen}`} id={r.id} viewer={viewer} schema={schema} />
         ) : (

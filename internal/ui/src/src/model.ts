@@ -8,7 +8,7 @@ export type Viewer = { id: string; role: Role };
 export const statuses = ['ACTIVE', 'INACTIVE', 'COMPLETED', 'CANCELLED'] as const;
 export const phases = ['SPEC_CLARIFICATION', 'PLANNING', 'DEVELOPMENT', 'REVIEW', 'COMPLETED', 'CANCELLED'] as const;
 const workPhases = ['SPEC_CLARIFICATION', 'PLANNING', 'DEVELOPMENT', 'REVIEW'];
-export const podStates = ['STARTING', 'RUNNING', 'PAUSED', 'STOPPING', 'STOPPED', 'CRASHED', 'BACKOFF', 'FAILED'] as const;
+export const podStates = ['STARTING', 'RUNNING', 'PAUSED', 'STOPPING', 'STOPPED', 'CRASHED', 'BACKOFF', 'FAILED', 'QUEUED', 'WAITING'] as const;
 
 export type PodCrash = {
   at: string;

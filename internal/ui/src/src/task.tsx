@@ -2,6 +2,7 @@
 // live through taskEvents, and the actions the viewer's role allows.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { base, download, gql, live, type Schema } from './api';
+import { TaskScheduling } from './sched';
 import {
   canRun,
   canWrite,
@@ -260,6 +261,7 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
                 <dd>{task.workspace.sizeBytes} bytes</dd>
               </>
             )}
+            <TaskScheduling id={task.id} schema={schema} version={task.version} />
           </dl>
           <h3>Live state</h3>
           <Json value={pod.live} />
