@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: run test build generate bench fmt
+.PHONY: run test build generate bench fmt docs
 
 run:
 	$(GO) run ./cmd/ipa serve
@@ -17,6 +17,12 @@ build:
 # Regenerates the GraphQL server (gqlgen) and the plugin protocol (protoc).
 generate:
 	$(GO) generate ./...
+
+# Regenerates the references under docs/reference (GraphQL API from the
+# schema, metrics from the server's registry, CLI from its commands);
+# TestReferenceDocsCurrent fails in `make test` when they are out of date.
+docs:
+	IPA_WRITE_DOCS=1 $(GO) test -count=1 -run '^TestReferenceDocsCurrent$$' ./cmd/ipa/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/store/ ./internal/httpserver/ ./internal/supervisor/
