@@ -51,7 +51,7 @@ dist:
 		os=$${p%/*}; arch=$${p#*/}; name=ipa_$(VERSION)_$${os}_$${arch}; \
 		mkdir -p dist/$$name; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/$$name/ipa ./cmd/ipa; \
-		cp LICENSE README.md dist/$$name/; \
+		cp -R LICENSE README.md docs dist/$$name/; \
 		tar -C dist -czf dist/$$name.tar.gz $$name; \
 	done
 	cd dist && sha256sum *.tar.gz > SHA256SUMS

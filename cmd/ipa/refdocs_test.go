@@ -132,7 +132,7 @@ func graphqlReference(t *testing.T) []byte {
 	b.WriteString("# GraphQL API reference\n\n")
 	b.WriteString("<!-- Generated from schema/*.graphqls by `make docs` (cmd/ipa/refdocs_test.go). Do not edit. -->\n\n")
 	b.WriteString("Every type of the API at `/graphql`, from the schema the server is built from. ")
-	b.WriteString("Errors, their codes and reasons are described in the [README](../../README.md) and the guides.\n\n")
+	b.WriteString("What tasks, events, pods and instances are: [concepts](../concepts.md); limits on requests: [limits](../limits.md).\n\n")
 	roots := []*ast.Definition{schema.Query, schema.Mutation, schema.Subscription}
 	kinds := []struct {
 		kind  ast.DefinitionKind
