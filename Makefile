@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: run test build generate bench fmt
+.PHONY: run test build generate bench fmt docs
 
 run:
 	$(GO) run ./cmd/ipa serve
@@ -18,6 +18,12 @@ build:
 generate:
 	$(GO) generate ./...
 
+# Regenerates the references under docs/reference (GraphQL API from the
+# schema, metrics from the server's registry, CLI from its commands);
+# TestReferenceDocsCurrent fails in `make test` when they are out of date.
+docs:
+	IPA_WRITE_DOCS=1 $(GO) test -count=1 -run '^TestReferenceDocsCurrent$$' ./cmd/ipa/
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/store/ ./internal/httpserver/ ./internal/supervisor/
 
@@ -25,15 +31,14 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 # Release archives: static binaries (no cgo; the SQLite driver is pure Go)
-# for linux on amd64 and arm64, in dist/ with a SHA256SUMS file. darwin is
-# not in the default list: the supervisor tracks pods with Linux's pidfd,
-# waitid and /proc, so the server does not build for darwin yet; add
-# darwin/amd64 darwin/arm64 to PLATFORMS once it does.
+# for linux and darwin on amd64 and arm64, in dist/ with a SHA256SUMS file.
+# On darwin a server restart does not adopt running pods (no pidfd or
+# /proc): their pods are treated as gone; see docs/guides/operations.md.
 # VERSION defaults to the nearest tag, or "dev".
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
-PLATFORMS ?= linux/amd64 linux/arm64
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 LDFLAGS = -s -w \
 	-X github.com/ipa-dev/ipa/internal/buildinfo.version=$(VERSION) \
 	-X github.com/ipa-dev/ipa/internal/buildinfo.commit=$(COMMIT) \
@@ -46,7 +51,7 @@ dist:
 		os=$${p%/*}; arch=$${p#*/}; name=ipa_$(VERSION)_$${os}_$${arch}; \
 		mkdir -p dist/$$name; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/$$name/ipa ./cmd/ipa; \
-		cp LICENSE README.md dist/$$name/; \
+		cp -R LICENSE README.md docs dist/$$name/; \
 		tar -C dist -czf dist/$$name.tar.gz $$name; \
 	done
 	cd dist && sha256sum *.tar.gz > SHA256SUMS

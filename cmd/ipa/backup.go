@@ -21,7 +21,7 @@ one snapshot (SQLite's VACUUM INTO in a read transaction) and the server keeps
 writing meanwhile. The copy is an ordinary store: open it with
 --database sqlite://FILE, or put it back with ipa restore --from FILE.
 
-PostgreSQL stores are backed up with pg_dump (see the README).`,
+PostgreSQL stores are backed up with pg_dump (see docs/guides/operations.md, Backups).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if to == "" {
@@ -63,7 +63,7 @@ The backup is checked (an intact SQLite file holding an ipa store no newer than
 this binary) before anything changes. The replaced store is not deleted: it is
 renamed to <store>.replaced-<UTC time> (with its -wal file), and the command says so.
 
-PostgreSQL stores are restored with pg_restore (see the README).`,
+PostgreSQL stores are restored with pg_restore (see docs/guides/operations.md, Backups).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if from == "" {

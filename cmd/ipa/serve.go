@@ -145,7 +145,7 @@ func serve(parent context.Context, opts *options, so *serveOptions) error {
 	}
 	slog.SetDefault(log)
 	// Other processes of this user (an exec pod's command) cannot read the
-	// server's environment or memory; root still can (see README, Security).
+	// server's environment or memory; root still can (see docs/guides/security.md).
 	if err := hardening.NotDumpable(); err != nil {
 		return fmt.Errorf("make the server non-dumpable: %w", err)
 	}

@@ -50,7 +50,7 @@ func sqlitePath(rawURL string) (string, error) {
 func lockPath(dbPath string) string { return dbPath + ".lock" }
 
 // errPostgresBackup answers a backup asked of a PostgreSQL store.
-var errPostgresBackup = errors.New("ipa backup copies SQLite stores; back up PostgreSQL with pg_dump -Fc (see the README)")
+var errPostgresBackup = errors.New("ipa backup copies SQLite stores; back up PostgreSQL with pg_dump -Fc (see docs/guides/operations.md, Backups)")
 
 // CheckBackupSource says, before anything is opened, why the store named by
 // rawURL cannot be backed up by Backup: it is on PostgreSQL (pg_dump's job),
@@ -115,7 +115,7 @@ func (s *Store) Backup(ctx context.Context, to string) error {
 // "<file>.replaced-<UTC time>" (returned as kept; "" when there was none).
 func Restore(ctx context.Context, rawURL, from string) (kept string, err error) {
 	if !strings.HasPrefix(rawURL, "sqlite://") {
-		return "", errors.New("ipa restore writes SQLite stores; restore PostgreSQL with pg_restore (see the README)")
+		return "", errors.New("ipa restore writes SQLite stores; restore PostgreSQL with pg_restore (see docs/guides/operations.md, Backups)")
 	}
 	path, err := sqlitePath(rawURL)
 	if err != nil {

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,18 +8,18 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
-// This file owns the OS side of a pod: the plugin process itself. It is
-// Linux-only on purpose: exit is learnt without polling from waitid on our own
+// This file owns the OS side of a pod: the plugin process itself. The parts
+// that learn of an exit and prove a process's identity are Linux's own
+// (process_linux.go): exit is learnt without polling from waitid on our own
 // children and from a pidfd for a process we adopted after a restart, and
-// identity is proven with the start time in /proc/<pid>/stat.
+// identity is proven with the start time in /proc/<pid>/stat. Elsewhere
+// (process_other.go) a child is waited on with cmd.Wait and a process is
+// never adopted after a restart: its pod is treated as gone.
 
 // exitInfo says how a plugin process ended.
 type exitInfo struct {
@@ -76,7 +75,7 @@ func (p *proc) kill(sig syscall.Signal) error {
 	}
 	var err error
 	if p.pidfd >= 0 {
-		err = unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+		err = pidfdSendSignal(p.pidfd, sig)
 	} else {
 		err = syscall.Kill(p.pid, sig)
 	}
@@ -155,98 +154,8 @@ func (r *childRunner) start() error {
 	return nil
 }
 
-func (r *childRunner) wait() {
-	p := r.p
-	// Block until the child has exited without reaping it, so its pid (the
-	// process group id) stays ours while the rest of the group is killed.
-	var info unix.Siginfo
-	for {
-		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	p.mu.Lock()
-	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // orphans of the runtime die with it
-	p.reaped = true
-	p.mu.Unlock()
-	_ = r.cmd.Wait()
-	ex := exitInfo{Known: true}
-	if st := r.cmd.ProcessState; st != nil {
-		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			ex.Signal = unix.SignalName(ws.Signal())
-		} else {
-			c := st.ExitCode()
-			ex.Code = &c
-		}
-	}
-	p.mu.Lock()
-	p.exit = ex
-	p.mu.Unlock()
-	close(p.done)
-}
-
-// adopt takes hold of a running process that is not (necessarily) our child,
-// after a server restart. It fails unless the process alive at pid started at
-// startTicks, so a recycled pid is never adopted. The pidfd taken first pins
-// the identity: the check after it cannot race a recycle.
-func adopt(pid int, startTicks uint64) (*proc, error) {
-	if pid <= 0 {
-		return nil, fmt.Errorf("pid %d: %w", pid, errNotOurs)
-	}
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("pidfd_open %d: %w (%w)", pid, errNotOurs, err)
-	}
-	ticks, err := procStartTicks(pid)
-	if err != nil || ticks != startTicks {
-		unix.Close(fd)
-		return nil, fmt.Errorf("pid %d started at %d, lease says %d: %w", pid, ticks, startTicks, errNotOurs)
-	}
-	st, _ := procStat(pid)
-	p := &proc{pid: pid, startTicks: ticks, groupLead: st.pgrp == pid, pidfd: fd, done: make(chan struct{})}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	go p.waitPidfd(f)
-	return p, nil
-}
-
 // errNotOurs means the pid in a lease is not (or no longer) the plugin we started.
 var errNotOurs = errors.New("process is gone or is not the one we started")
-
-// waitPidfd blocks (in the runtime's poller, no thread and no polling loop)
-// until the pidfd becomes readable, which the kernel does when the process
-// exits. The goroutine ends when the process ends.
-func (p *proc) waitPidfd(f *os.File) {
-	rc, err := f.SyscallConn()
-	if err == nil {
-		err = rc.Read(func(fd uintptr) bool {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, perr := unix.Poll(fds, 0)
-			return perr != nil || n > 0
-		})
-	}
-	if err != nil {
-		// Not pollable (very old kernel): fall back to a blocking poll in this goroutine.
-		fds := []unix.PollFd{{Fd: int32(p.pidfd), Events: unix.POLLIN}}
-		for {
-			if _, perr := unix.Poll(fds, -1); !errors.Is(perr, syscall.EINTR) {
-				break
-			}
-		}
-	}
-	p.mu.Lock()
-	if p.groupLead && groupStillOurs(p.pid, p.startTicks) {
-		// The leader is gone; its group members, if any, still belong to it
-		// and die with it.
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
-	}
-	p.reaped = true
-	p.pidfd = -1
-	p.exit = exitInfo{Known: false}
-	p.mu.Unlock()
-	f.Close()
-	close(p.done)
-}
 
 // groupStillOurs reports whether the process group whose id is pid is still
 // the one our plugin (pid, startTicks) led, for a plugin we did not start
@@ -260,60 +169,6 @@ func groupStillOurs(pid int, startTicks uint64) bool {
 		return true // no process has that pid: a group by that id can only be the old one
 	}
 	return st.startTicks == startTicks
-}
-
-// stat is the part of /proc/<pid>/stat the supervisor reads.
-type stat struct {
-	state      byte
-	pgrp       int
-	startTicks uint64
-}
-
-// procStartTicks returns the start time of pid in clock ticks since boot, or
-// an error when no such process is alive (a zombie counts as gone).
-func procStartTicks(pid int) (uint64, error) {
-	st, err := procStat(pid)
-	if err != nil {
-		return 0, err
-	}
-	if st.state == 'Z' || st.state == 'X' {
-		return 0, fmt.Errorf("pid %d is a zombie", pid)
-	}
-	return st.startTicks, nil
-}
-
-func procStat(pid int) (stat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return stat{}, err
-	}
-	// The command name (field 2) may hold spaces and parentheses: fields are
-	// counted after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return stat{}, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+2:]))
-	// f[0] is field 3 (state), so field n is f[n-3].
-	if len(f) < 20 {
-		return stat{}, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
-	}
-	pgrp, err1 := strconv.Atoi(f[5-3])
-	start, err2 := strconv.ParseUint(f[22-3], 10, 64)
-	if err1 != nil || err2 != nil {
-		return stat{}, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return stat{state: f[0][0], pgrp: pgrp, startTicks: start}, nil
-}
-
-// bootID identifies the current boot, so a lease from before a reboot is
-// never matched against a process that happens to have the same pid and ticks.
-func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // terminate ends p: SIGKILL to it and its group, then waits up to wait for
