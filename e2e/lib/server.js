@@ -1,7 +1,7 @@
 'use strict';
 // Test harness: builds the ipa binary once per test process (or takes IPA_BIN),
 // starts `ipa serve` on a free loopback port with a fresh SQLite database, waits
-// for /healthz, and stops it with SIGTERM. Every started server is also killed
+// for /readyz, and stops it with SIGTERM. Every started server is also killed
 // when the test process exits, so a failing test never leaves one behind.
 
 const { spawn, execFile } = require('node:child_process');
@@ -90,7 +90,7 @@ async function createToken(database, { actor, role }) {
 }
 
 // startServer starts `ipa serve` on a fresh database in its own temporary
-// directory and resolves once /healthz answers 200. Options:
+// directory and resolves once /readyz answers 200 (the server binds first, and answers 503 until it is built). Options:
 //   auth: value of --auth ('auto' when unset: the server's default)
 //   tokens: [{actor, role}] minted before the server starts; returned in order
 //   args, env: extra flags and environment
@@ -151,7 +151,7 @@ async function launch({ bin, dir, database, port, tokens, opts }) {
       throw new Error(`ipa ${args.join(' ')} exited early (${JSON.stringify(exitInfo)}):\n${output}`);
     }
     try {
-      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
       if (res.ok) break;
     } catch { /* not listening yet */ }

@@ -229,7 +229,8 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
               <>
                 <dt>Last exit</dt>
                 <dd data-testid="last-exit">
-                  {exit.text}, <Stamp iso={exit.at} now={now} />
+                  {exit.text}
+                  {pod.lastExit ? ` after ${duration(pod.lastExit.durationMs)}` : ''}, <Stamp iso={exit.at} now={now} />
                 </dd>
               </>
             )}
@@ -245,7 +246,7 @@ export function TaskPage(props: { id: string; viewer: Viewer; schema: Schema }) 
                 <dd class="mono">{pod.instanceId}</dd>
               </>
             )}
-            {pod.lastExit && (
+            {pod.lastExit && (podRuns(task) || !exit) && (
               <>
                 <dt>Last exit</dt>
                 <dd data-testid="last-exit">
