@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/podapi"
 )
 
 // Pausing a pod stops the processes of its plugin's process group, all but
@@ -18,9 +19,10 @@ import (
 // moved to a process group of its own is not paused.
 //
 // PAUSED is recorded (pod_paused, pod_resumed). After a server crash the
-// processes are still stopped and the reattached pod stays PAUSED. Stopping
-// or restarting a paused pod resumes it first, so it can end cleanly; a
-// clean shutdown stops it like any other pod.
+// processes are still stopped and the reattached pod stays PAUSED. A clean
+// shutdown leaves a paused pod as it is too (leavePaused): stopping it would
+// throw its work away, and starting it again would run it unpaused. Stopping
+// or restarting a paused pod resumes it first, so it can end cleanly.
 
 // PausePod pauses the task's running pod. ipa.ErrPodNotRunning when no pod
 // runs; a paused pod is left as it is.
@@ -86,4 +88,34 @@ func thaw(r *run) {
 	if r != nil && r.proc != nil && r.proc.groupLead {
 		_ = syscall.Kill(-r.proc.pid, syscall.SIGCONT)
 	}
+}
+
+// leavePaused lets a paused pod's plugin outlive this server's clean
+// shutdown, as it outlives a crash: no pod_stopped, the lease kept, the
+// connection dropped without asking the plugin to exit. The next server of
+// this instance reattaches it (Reconcile) and it stays PAUSED, the work
+// where it stopped. The plugin waits for that server no longer than its
+// orphan grace. Reports whether it left the pod (false: the pod is not
+// paused, or its plugin is gone, and is stopped as any other). Operation
+// lock held.
+func (s *Supervisor) leavePaused(p *pod, r *run) bool {
+	p.mu.Lock()
+	state := p.state
+	p.mu.Unlock()
+	if r == nil || state != ipa.PodPaused || !r.proc.alive() {
+		return false
+	}
+	r.stopping.Store(true) // its exit, if it comes now, is not a crash of ours
+	r.stopPoll()
+	<-r.pollDone
+	r.conn.abandon()
+	p.mu.Lock()
+	if p.run == r {
+		p.run = nil
+		p.live = podapi.StateResponse{}
+	}
+	p.mu.Unlock()
+	s.m.running.Dec()
+	s.log.Info("paused pod left running", slog.String("task_id", p.taskID), slog.Int("pid", r.proc.pid), slog.String("decision", "leave_paused"))
+	return true
 }

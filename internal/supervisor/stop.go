@@ -114,7 +114,8 @@ func (s *Supervisor) stopRun(traced context.Context, p *pod, r *run, reason stri
 }
 
 // Shutdown stops every pod (runtime Stop, then SIGKILL after StopTimeout, all
-// pods at once), records their pod_stopped (reason "server_shutdown"), calls
+// pods at once) but a paused one (leavePaused), records their pod_stopped
+// (reason "server_shutdown"), calls
 // off pending restarts and waits for every goroutine the supervisor owns.
 // When ctx ends first, every plugin still alive is killed at once and the
 // wait goes on for at most KillWait. Idempotent; later calls wait for the
@@ -159,6 +160,9 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 			r, pending := p.run, p.pending
 			p.mu.Unlock()
 			if r == nil && pending == nil {
+				return
+			}
+			if s.leavePaused(p, r) {
 				return
 			}
 			rctx, cancel := s.ownCtx()
