@@ -165,3 +165,39 @@ func TestPauseSurvivesCleanRestart(t *testing.T) {
 	s.must(t, `mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
 	s.waitPod(t, id, "STOPPED", "", 0, 30*time.Second)
 }
+
+// The demo runtime pauses itself (pod.Pauser): pausePod stops its walk, not
+// its process, and the walk goes on after resumePod.
+func TestPauseOfARuntimeThatPausesItself(t *testing.T) {
+	t.Parallel()
+	h := newHome(t)
+	s := h.start()
+	id := s.createTask(t, map[string]any{"runtime": "demo", "runtimeConfig": map[string]any{"stepMs": 1500}})
+	_, tv := s.startPod(t, id)
+	s.must(t, `mutation($id: ID!) { pausePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	s.waitPod(t, id, "PAUSED", "ACTIVE", 0, 10*time.Second)
+	if st := procState(tv.Pod.PID); st == "T" || st == "" {
+		t.Fatalf("the demo plugin %d is in state %q: it pauses itself, not by a signal", tv.Pod.PID, st)
+	}
+	// A step under way when the pause came may end: then nothing moves.
+	time.Sleep(2 * time.Second)
+	steps, phase := len(s.events(t, id, "runtime.demo.step")), s.task(t, id).Phase
+	time.Sleep(4 * time.Second) // more than two steps of 1.5 s
+	if n, p := len(s.events(t, id, "runtime.demo.step")), s.task(t, id).Phase; n != steps || p != phase {
+		t.Fatalf("a paused demo went on: %d steps in %s, then %d in %s", steps, phase, n, p)
+	}
+	if phase == "REVIEW" {
+		t.Fatalf("the demo reached REVIEW before its pause took effect: the test proves nothing")
+	}
+	s.must(t, `mutation($id: ID!) { resumePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	s.waitPod(t, id, "RUNNING", "ACTIVE", 0, 10*time.Second)
+	eventually(t, 30*time.Second, func() string {
+		if p := s.task(t, id).Phase; p != "REVIEW" {
+			return "the resumed demo is in " + p
+		}
+		return ""
+	})
+	if n := len(s.events(t, id, "pod_crashed", "pod_lost")); n != 0 {
+		t.Fatalf("%d crash or lost events", n)
+	}
+}

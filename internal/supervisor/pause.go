@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"syscall"
 
@@ -9,8 +10,9 @@ import (
 	"github.com/ipa-dev/ipa/internal/podapi"
 )
 
-// Pausing a pod stops the processes of its plugin's process group, all but
-// the plugin itself: SIGSTOP to the whole group at once (so no process can
+// Pausing a pod asks its runtime to pause its own work (protocol version 3
+// Runtime.Pause, pod.Pauser). A runtime that cannot stops the processes
+// of its plugin's process group instead, all but the plugin itself: SIGSTOP to the whole group at once (so no process can
 // fork past a scan of the group), then SIGCONT to the plugin alone. The
 // work stops (an exec command and everything it started, in its sandbox or
 // not), while the plugin keeps answering the host: its health checks pass,
@@ -44,13 +46,20 @@ func (s *Supervisor) PausePod(ctx context.Context, taskID string) error {
 	if state == ipa.PodPaused {
 		return nil
 	}
-	pgid := r.proc.pid
-	if err := syscall.Kill(-pgid, syscall.SIGSTOP); err != nil {
-		return err
+	how := "runtime"
+	if err := podapi.Pause(ctx, r.conn.rt); err != nil {
+		if !errors.Is(err, podapi.ErrUnsupported) {
+			s.log.Warn("runtime pause failed; pausing with signals", slog.String("task_id", taskID), slog.Any("error", err))
+		}
+		how = "signals"
+		pgid := r.proc.pid
+		if err := syscall.Kill(-pgid, syscall.SIGSTOP); err != nil {
+			return err
+		}
+		_ = syscall.Kill(r.proc.pid, syscall.SIGCONT)
 	}
-	_ = syscall.Kill(r.proc.pid, syscall.SIGCONT)
 	p.setState(ipa.PodPaused)
-	s.log.Info("pod paused", slog.String("task_id", taskID), slog.Int("pid", r.proc.pid))
+	s.log.Info("pod paused", slog.String("task_id", taskID), slog.Int("pid", r.proc.pid), slog.String("by", how))
 	_, err = s.record(context.WithoutCancel(ctx), taskID, ipa.EventPodPaused, ipa.PodPausedData{PID: r.proc.pid}, r.startedEventID)
 	return err
 }
@@ -75,7 +84,13 @@ func (s *Supervisor) ResumePod(ctx context.Context, taskID string) error {
 	if state != ipa.PodPaused {
 		return nil
 	}
+	// Whichever way it was paused (not known after a reattach), both
+	// resumes: SIGCONT is harmless to running processes, and Resume to a
+	// runtime that did not pause itself does nothing or is unsupported.
 	thaw(r)
+	if err := podapi.Resume(ctx, r.conn.rt); err != nil && !errors.Is(err, podapi.ErrUnsupported) {
+		s.log.Warn("runtime resume failed", slog.String("task_id", taskID), slog.Any("error", err))
+	}
 	p.setState(ipa.PodRunning)
 	s.log.Info("pod resumed", slog.String("task_id", taskID), slog.Int("pid", r.proc.pid))
 	_, err = s.record(context.WithoutCancel(ctx), taskID, ipa.EventPodResumed, ipa.PodPausedData{PID: r.proc.pid}, r.startedEventID)
