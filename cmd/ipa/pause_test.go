@@ -5,6 +5,7 @@ package main
 // across a server killed outright and reattached, and resumes.
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,11 +46,16 @@ func TestPauseSurvivesServerRestartAndResumes(t *testing.T) {
 	if len(shells) == 0 {
 		t.Fatal("no command process found")
 	}
-	for _, pid := range shells {
-		if st := procState(pid); st != "T" {
-			t.Fatalf("command process %d is in state %q, want T (stopped)", pid, st)
+	// SIGSTOP takes effect when the process is next scheduled: on a busy
+	// machine /proc may show it running for a moment after the answer.
+	eventually(t, 10*time.Second, func() string {
+		for _, pid := range shells {
+			if st := procState(pid); st != "T" {
+				return fmt.Sprintf("command process %d is in state %q, want T (stopped)", pid, st)
+			}
 		}
-	}
+		return ""
+	})
 	if st := procState(plugin); st == "T" || st == "" {
 		t.Fatalf("the plugin %d is in state %q: it must keep answering", plugin, st)
 	}
@@ -197,6 +203,13 @@ func TestPauseOfARuntimeThatPausesItself(t *testing.T) {
 		}
 		return ""
 	})
+	// Paused again, then stopped: Stop ends the paused walk.
+	s.must(t, `mutation($id: ID!) { pausePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	s.must(t, `mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	tv = s.waitPod(t, id, "STOPPED", "", 0, 30*time.Second)
+	if st := s.events(t, id, "pod_stopped"); len(st) != 1 || dataField[bool](t, st[0], "forced") {
+		t.Fatalf("pod_stopped events %+v, want one, not forced", st)
+	}
 	if n := len(s.events(t, id, "pod_crashed", "pod_lost")); n != 0 {
 		t.Fatalf("%d crash or lost events", n)
 	}

@@ -81,7 +81,15 @@ func (s *Supervisor) shutdownOwner(reason string) string {
 // its child); the stop is never cut short by traced.
 func (s *Supervisor) stopRun(traced context.Context, p *pod, r *run, reason string) ipa.PodStoppedData {
 	r.stopping.Store(true)
-	thaw(r) // a paused pod is resumed to end cleanly
+	p.mu.Lock()
+	paused := p.state == ipa.PodPaused
+	p.mu.Unlock()
+	if paused {
+		// A pod paused with signals is resumed to end cleanly (one that
+		// paused itself ends its paused work on Stop). Only a paused one:
+		// a plugin something else froze stays frozen and is killed on time.
+		thaw(r)
+	}
 	p.setState(ipa.PodStopping)
 	log := s.log.With(slog.String("task_id", p.taskID), slog.Int("pid", r.proc.pid))
 	r.stopPoll()
