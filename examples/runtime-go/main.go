@@ -5,7 +5,9 @@
 // On start it writes the output line "hello, <task title>", appends the event
 // runtime.hello.greeted, asks for phase PLANNING and reports the live state
 // {"greeted": true}; then it waits until it is asked to stop. With
-// runtimeConfig {"fail": true} it exits with status 3 once it has greeted.
+// runtimeConfig {"fail": true} it exits with status 3 once it has greeted;
+// with {"artifact": true} it also saves the greeting as the task's artifact
+// greeting.txt (pod.ArtifactSaver).
 //
 // Build it, drop the binary into the server's plugin directory and restart
 // the server:
@@ -18,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +33,8 @@ const (
 	configSchema = `{
   "type": "object",
   "properties": {
-    "fail": {"type": "boolean", "description": "Exit with status 3 after greeting, as a crash."}
+    "fail": {"type": "boolean", "description": "Exit with status 3 after greeting, as a crash."},
+    "artifact": {"type": "boolean", "description": "Save the greeting as the artifact greeting.txt."}
   },
   "additionalProperties": false
 }`
@@ -38,7 +42,8 @@ const (
 )
 
 type config struct {
-	Fail bool `json:"fail"`
+	Fail     bool `json:"fail"`
+	Artifact bool `json:"artifact"`
 }
 
 // hello is the runtime. One plugin process runs one task.
@@ -106,6 +111,12 @@ func (h *hello) work(host pod.Host, title string, cfg config) {
 		h.mu.Unlock()
 		return err
 	})
+	if saver, ok := host.(pod.ArtifactSaver); ok && cfg.Artifact {
+		retry(h.stop, func(ctx context.Context) error {
+			_, err := saver.SaveArtifact(ctx, "greeting.txt", strings.NewReader("hello, "+title+"\n"))
+			return err
+		})
+	}
 	h.mu.Lock()
 	h.greeted = true
 	h.mu.Unlock()

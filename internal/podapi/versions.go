@@ -16,7 +16,8 @@ import (
 //
 //	1: Start, Attach, State, Stop, Health; Host: AppendEvent, RequestPhase, Output
 //	2: adds Describe (a runtime's description, config schema and example)
-//	3: Host: adds Messages, AckMessage, Ask (conversations with a person), ReportUsage
+//	3: Host: adds Messages, AckMessage, Ask (conversations with a person), ReportUsage,
+//	   SaveArtifact; Runtime: adds Pause, Resume (a runtime's own pause)
 const (
 	MinProtocolVersion = 1
 	ProtocolVersion    = 3

@@ -241,3 +241,15 @@ func (h *Host) SaveArtifact(ctx context.Context, name string, r io.Reader) (arti
 	}
 	return a, err
 }
+
+var _ podapi.ArtifactSaving = (*Host)(nil)
+
+// UploadArtifact is SaveArtifact for a runtime's call through the SDK
+// (protocol version 3): same names, limits and errors.
+func (h *Host) UploadArtifact(ctx context.Context, name string, r io.Reader) (podapi.Artifact, error) {
+	a, err := h.SaveArtifact(ctx, name, r)
+	if err != nil {
+		return podapi.Artifact{}, err
+	}
+	return podapi.Artifact{Name: a.Name, SizeBytes: a.SizeBytes, SHA256: a.SHA256}, nil
+}

@@ -52,6 +52,21 @@ func (c *pluginConn) close(p *proc, wait time.Duration) {
 	}
 }
 
+// abandon drops the connection to a plugin that is to outlive this server
+// (a paused pod at a clean shutdown): the gRPC connection is closed without
+// the controller's shutdown request, and the process, its pipes and
+// go-plugin's client are left alone (releasing the client would kill it).
+// The plugin sees what a server crash shows it.
+func (c *pluginConn) abandon() {
+	rpc, err := c.client.Client()
+	if err != nil {
+		return
+	}
+	if g, ok := rpc.(*plugin.GRPCClient); ok && g.Conn != nil {
+		_ = g.Conn.Close()
+	}
+}
+
 // closeWait bounds close where the plugin is killed right after anyway.
 const closeWait = time.Second
 

@@ -85,8 +85,9 @@ func (s *Supervisor) stopRun(traced context.Context, p *pod, r *run, reason stri
 	paused := p.state == ipa.PodPaused
 	p.mu.Unlock()
 	if paused {
-		// A pod paused by pausePod is resumed to end cleanly. Only that
-		// one: a plugin frozen otherwise is judged by the stop deadline.
+		// A pod paused with signals is resumed to end cleanly (one that
+		// paused itself ends its paused work on Stop). Only a paused one:
+		// a plugin something else froze stays frozen and is killed on time.
 		thaw(r)
 	}
 	p.setState(ipa.PodStopping)
@@ -121,7 +122,8 @@ func (s *Supervisor) stopRun(traced context.Context, p *pod, r *run, reason stri
 }
 
 // Shutdown stops every pod (runtime Stop, then SIGKILL after StopTimeout, all
-// pods at once), records their pod_stopped (reason "server_shutdown"), calls
+// pods at once) but a paused one (leavePaused), records their pod_stopped
+// (reason "server_shutdown"), calls
 // off pending restarts and waits for every goroutine the supervisor owns.
 // When ctx ends first, every plugin still alive is killed at once and the
 // wait goes on for at most KillWait. Idempotent; later calls wait for the
@@ -166,6 +168,9 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 			r, pending := p.run, p.pending
 			p.mu.Unlock()
 			if r == nil && pending == nil {
+				return
+			}
+			if s.leavePaused(p, r) {
 				return
 			}
 			rctx, cancel := s.ownCtx()

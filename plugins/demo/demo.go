@@ -109,6 +109,7 @@ type Runtime struct {
 	running bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+	resumed chan struct{} // non-nil while paused; closed by Resume
 }
 
 // New returns a demo runtime waiting for Start.
@@ -117,7 +118,49 @@ func New() *Runtime { return &Runtime{} }
 var (
 	_ pod.Runtime        = (*Runtime)(nil)
 	_ pod.HealthReporter = (*Runtime)(nil)
+	_ pod.Pauser         = (*Runtime)(nil)
 )
+
+// Pause stops the walk's timer: no step is taken until Resume (a step under
+// way when it is called ends first). The plugin keeps answering.
+func (r *Runtime) Pause(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.resumed == nil {
+		r.resumed = make(chan struct{})
+		r.message = "paused"
+	}
+	return nil
+}
+
+// Resume lets the walk go on; its next step comes a full stepMs later.
+func (r *Runtime) Resume(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.resumed != nil {
+		close(r.resumed)
+		r.resumed = nil
+		r.message = "resumed"
+	}
+	return nil
+}
+
+// waitResumed returns at once when the walk is not paused, else when it is
+// resumed (true) or ctx ends (false).
+func (r *Runtime) waitResumed(ctx context.Context) (waited, ok bool) {
+	r.mu.Lock()
+	ch := r.resumed
+	r.mu.Unlock()
+	if ch == nil {
+		return false, true
+	}
+	select {
+	case <-ch:
+		return true, true
+	case <-ctx.Done():
+		return true, false
+	}
+}
 
 // Start validates the config and starts the walk. Returns EINVALID for a bad
 // config and ECONFLICT when already started.
@@ -167,6 +210,14 @@ func (r *Runtime) walk(ctx, first context.Context, done chan struct{}) {
 			r.setMessage("stopped")
 			return
 		case now := <-tick.C:
+			if waited, ok := r.waitResumed(ctx); !ok {
+				r.setMessage("stopped")
+				return
+			} else if waited {
+				// The timer starts over: a step comes stepMs after Resume.
+				tick.Reset(step)
+				continue
+			}
 			if idle && now.Sub(last) < idleProbe {
 				continue
 			}
