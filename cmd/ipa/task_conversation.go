@@ -159,8 +159,11 @@ by default (--state). Answer one with ipa task answer REQUEST.
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: exitUsage, err: err} })
 	f := cmd.Flags()
-	f.StringVar(&o.server, "server", "http://127.0.0.1:8080", "server URL (or host:port)")
+	f.StringVar(&o.server, "server", "http://127.0.0.1:8080", "server URL (or host:port, or unix:///path of the server's --socket)")
 	f.StringVar(&o.token, "token", "", "API token, sent as Authorization: Bearer (prefer IPA_TOKEN)")
+	f.StringVar(&o.context, "context", "", "use this context's server and token (see ipa context)")
+	o.flags = f
+	_ = cmd.RegisterFlagCompletionFunc("context", contextCompletion)
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&o.timeout, "timeout", time.Minute, "how long the request may take")
 	f.StringVar(&state, "state", "PENDING", "requests in this state: "+strings.Join(requestStates, ", "))
