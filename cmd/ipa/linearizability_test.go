@@ -259,6 +259,14 @@ func (w *linWorker) one(s *server, closing bool) {
 			in.Kind = linCancel
 		}
 		in.Expect = w.version // 0 (none) when the client saw no version since its last doubt
+		if w.task.pods {
+			// A close may commit on its expected version plus its own
+			// pod_stopped, which a read can observe first; the model
+			// knows pod versions only as lower bounds and cannot tell the
+			// close's own stop from another, so on pod tasks closes name
+			// no version (pod-less tasks check the atomic close exactly).
+			in.Expect = 0
+		}
 	case p < 35:
 		in.Kind, in.Expect = linRead, 0
 	case p < 60:
