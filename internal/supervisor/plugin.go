@@ -127,11 +127,11 @@ func launchPlugin(ctx context.Context, cmd *exec.Cmd, stderr io.Writer, log *slo
 	cfg.SyncStdout = stderr
 	client := plugin.NewClient(cfg)
 	fail := func(err error) (*pluginConn, *proc, error) {
-		if r.p != nil {
+		if p := r.started.Load(); p != nil {
 			// Killed and its pipes closed first, so go-plugin's Kill does not
 			// wait (2 s, then for the pipes' end) for a process we end anyway.
-			_ = terminate(r.p, DefaultKillWait)
-			r.p.closePipes()
+			_ = terminate(p, DefaultKillWait)
+			p.closePipes()
 		}
 		client.Kill()
 		return nil, nil, err

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -108,6 +109,9 @@ type childRunner struct {
 	cmd            *exec.Cmd
 	stdout, stderr *os.File // read ends, handed to go-plugin
 	p              *proc
+	// started is p once the process exists, for a caller that gives up on
+	// the handshake while go-plugin may still be starting it.
+	started atomic.Pointer[proc]
 }
 
 // newChildRunner prepares cmd: own process group (so we can kill the whole
@@ -150,6 +154,7 @@ func (r *childRunner) start() error {
 	ticks, _ := procStartTicks(pid) // the child is ours and alive: the read only fails if /proc is missing
 	r.p = &proc{pid: pid, startTicks: ticks, groupLead: true, pidfd: -1, done: make(chan struct{}), stderrEOF: make(chan struct{}),
 		pipes: []*os.File{outR, errR}}
+	r.started.Store(r.p)
 	go r.wait()
 	return nil
 }
