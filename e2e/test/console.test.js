@@ -397,7 +397,9 @@ test('the filters live in the URL: a filtered view reloads and can be shared; ke
     const title = await first.locator('td.title').innerText();
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: title }).waitFor({ timeout: 15_000 });
-    assert.deepEqual(problems, [], 'no console errors, failed or off-site requests');
+    // The reload and the move to the task page cancel requests in flight
+    // (the list's live refresh): net::ERR_ABORTED is the test's doing.
+    assert.deepEqual(problems.filter((p) => !/net::ERR_ABORTED$/.test(p)), [], 'no console errors, failed or off-site requests');
   });
 });
 
