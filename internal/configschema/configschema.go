@@ -95,7 +95,41 @@ func Compile(raw []byte) (*Schema, error) {
 		slices.Sort(refs)
 		return nil, fmt.Errorf("config schema: cannot resolve $ref %s; only references inside the schema are allowed", strings.Join(refs, ", "))
 	}
+	contentAsAnnotation(s, map[*jsonschema.Schema]bool{})
 	return &Schema{s: s}, nil
+}
+
+// contentAsAnnotation drops the content keywords (contentEncoding,
+// contentMediaType, contentSchema) from the compiled schema: draft 2020-12
+// makes them annotations that do not fail a config, and this library
+// would assert them (refusing, say, a string that is not base64).
+func contentAsAnnotation(s *jsonschema.Schema, seen map[*jsonschema.Schema]bool) {
+	if s == nil || seen[s] {
+		return
+	}
+	seen[s] = true
+	s.ContentEncoding, s.ContentMediaType, s.ContentSchema = nil, nil, nil
+	for _, m := range []map[string]*jsonschema.Schema{s.Defs, s.DependentSchemas} {
+		for _, c := range m {
+			contentAsAnnotation(c, seen)
+		}
+	}
+	for _, m := range []*jsonschema.SchemaMap{s.Properties, s.PatternProperties} {
+		if m != nil {
+			for _, c := range *m {
+				contentAsAnnotation(c, seen)
+			}
+		}
+	}
+	for _, l := range [][]*jsonschema.Schema{s.AllOf, s.AnyOf, s.OneOf, s.PrefixItems} {
+		for _, c := range l {
+			contentAsAnnotation(c, seen)
+		}
+	}
+	for _, c := range []*jsonschema.Schema{s.Not, s.If, s.Then, s.Else, s.Items, s.Contains,
+		s.AdditionalProperties, s.PropertyNames, s.UnevaluatedItems, s.UnevaluatedProperties} {
+		contentAsAnnotation(c, seen)
+	}
 }
 
 // Validate checks a config (JSON; empty means {}). It returns an EINVALID

@@ -202,3 +202,22 @@ func TestConcurrentCompile(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The content keywords are annotations (draft 2020-12): a config is not
+// refused for a string that is not what they describe.
+func TestContentIsAnnotation(t *testing.T) {
+	s, err := Compile([]byte(`{"type": "object", "properties": {
+  "b": {"type": "string", "contentEncoding": "base64", "contentMediaType": "application/json", "contentSchema": {"type": "object"}},
+  "x": {"allOf": [{"contentEncoding": "x-unknown"}]},
+  "n": {"type": "integer"}
+}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate([]byte(`{"b": "not base64!", "x": "plain"}`)); err != nil {
+		t.Errorf("content keywords asserted: %v", err)
+	}
+	if err := s.Validate([]byte(`{"b": "eyJhIjoxfQ==", "n": "1"}`)); err == nil {
+		t.Error("the other keywords of the schema no longer checked")
+	}
+}
