@@ -87,7 +87,8 @@ func Compile(raw []byte) (*Schema, error) {
 	}
 	// A compiler of its own: the library caches schemas by $id, which would
 	// let one plugin's schema stand in for another's.
-	s, err := newCompiler().Compile(raw)
+	c := newCompiler()
+	s, err := c.Compile(raw)
 	if err != nil {
 		return nil, fmt.Errorf("config schema: %w", err)
 	}
@@ -95,41 +96,59 @@ func Compile(raw []byte) (*Schema, error) {
 		slices.Sort(refs)
 		return nil, fmt.Errorf("config schema: cannot resolve $ref %s; only references inside the schema are allowed", strings.Join(refs, ", "))
 	}
-	contentAsAnnotation(s, map[*jsonschema.Schema]bool{})
+	// Draft 2020-12 makes the content keywords annotations that do not
+	// fail a config; this library would assert them (refusing, say, a
+	// string that is not base64).
+	walk(s, func(n *jsonschema.Schema) { n.ContentEncoding, n.ContentMediaType, n.ContentSchema = nil, nil, nil })
+	// Drafts 4, 6 and 7 assert "format" (2019-09 on make it an annotation),
+	// the names they know; a name they do not know checks nothing.
+	switch s.Dialect() {
+	case jsonschema.Draft4, jsonschema.Draft6, jsonschema.Draft7:
+		c.SetAssertFormat(true)
+		walk(s, func(n *jsonschema.Schema) {
+			if n.Format != nil {
+				if _, known := jsonschema.Formats[*n.Format]; !known {
+					c.RegisterFormat(*n.Format, func(any) bool { return true })
+				}
+			}
+		})
+	}
 	return &Schema{s: s}, nil
 }
 
-// contentAsAnnotation drops the content keywords (contentEncoding,
-// contentMediaType, contentSchema) from the compiled schema: draft 2020-12
-// makes them annotations that do not fail a config, and this library
-// would assert them (refusing, say, a string that is not base64).
-func contentAsAnnotation(s *jsonschema.Schema, seen map[*jsonschema.Schema]bool) {
-	if s == nil || seen[s] {
-		return
-	}
-	seen[s] = true
-	s.ContentEncoding, s.ContentMediaType, s.ContentSchema = nil, nil, nil
-	for _, m := range []map[string]*jsonschema.Schema{s.Defs, s.DependentSchemas} {
-		for _, c := range m {
-			contentAsAnnotation(c, seen)
+// walk calls fn on a compiled schema and every subschema in it, once each.
+func walk(s *jsonschema.Schema, fn func(*jsonschema.Schema)) {
+	seen := map[*jsonschema.Schema]bool{}
+	var visit func(*jsonschema.Schema)
+	visit = func(s *jsonschema.Schema) {
+		if s == nil || seen[s] {
+			return
 		}
-	}
-	for _, m := range []*jsonschema.SchemaMap{s.Properties, s.PatternProperties} {
-		if m != nil {
-			for _, c := range *m {
-				contentAsAnnotation(c, seen)
+		seen[s] = true
+		fn(s)
+		for _, m := range []map[string]*jsonschema.Schema{s.Defs, s.DependentSchemas} {
+			for _, c := range m {
+				visit(c)
 			}
 		}
-	}
-	for _, l := range [][]*jsonschema.Schema{s.AllOf, s.AnyOf, s.OneOf, s.PrefixItems} {
-		for _, c := range l {
-			contentAsAnnotation(c, seen)
+		for _, m := range []*jsonschema.SchemaMap{s.Properties, s.PatternProperties} {
+			if m != nil {
+				for _, c := range *m {
+					visit(c)
+				}
+			}
+		}
+		for _, l := range [][]*jsonschema.Schema{s.AllOf, s.AnyOf, s.OneOf, s.PrefixItems} {
+			for _, c := range l {
+				visit(c)
+			}
+		}
+		for _, c := range []*jsonschema.Schema{s.Not, s.If, s.Then, s.Else, s.Items, s.Contains,
+			s.AdditionalProperties, s.PropertyNames, s.UnevaluatedItems, s.UnevaluatedProperties, s.ContentSchema} {
+			visit(c)
 		}
 	}
-	for _, c := range []*jsonschema.Schema{s.Not, s.If, s.Then, s.Else, s.Items, s.Contains,
-		s.AdditionalProperties, s.PropertyNames, s.UnevaluatedItems, s.UnevaluatedProperties} {
-		contentAsAnnotation(c, seen)
-	}
+	visit(s)
 }
 
 // Validate checks a config (JSON; empty means {}). It returns an EINVALID

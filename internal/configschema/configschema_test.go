@@ -221,3 +221,28 @@ func TestContentIsAnnotation(t *testing.T) {
 		t.Error("the other keywords of the schema no longer checked")
 	}
 }
+
+// "format" is asserted by drafts 4, 6 and 7 (names they know only) and an
+// annotation from 2019-09 on.
+func TestFormatByDraft(t *testing.T) {
+	const props = `"type": "object", "properties": {"e": {"type": "string", "format": "email"}, "u": {"type": "string", "format": "x-unknown"}}`
+	d7, err := Compile([]byte(`{"$schema": "http://json-schema.org/draft-07/schema#", ` + props + `}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2020, err := Compile([]byte(`{` + props + `}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d7.Validate([]byte(`{"e": "not an address"}`)); err == nil {
+		t.Error("draft-07 accepted a bad email")
+	}
+	for _, ok := range []string{`{"e": "a@example.com", "u": "anything"}`} {
+		if err := d7.Validate([]byte(ok)); err != nil {
+			t.Errorf("draft-07 Validate(%s) = %v", ok, err)
+		}
+	}
+	if err := d2020.Validate([]byte(`{"e": "not an address", "u": "anything"}`)); err != nil {
+		t.Errorf("draft 2020-12 asserted format: %v", err)
+	}
+}
