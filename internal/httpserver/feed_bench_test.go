@@ -37,7 +37,7 @@ type benchServer struct {
 	http  *http.Client
 }
 
-// benchSetup is the tests' setup (the server as cmd/ipa/serve.go assembles
+// benchSetup is the tests' setup (the server as cmd/ipa/ipacli/serve.go assembles
 // it, in auto auth mode) with a client pool sized for many writers.
 func benchSetup(tb testing.TB, backend string) *benchServer {
 	tb.Helper()

@@ -1,4 +1,4 @@
-package main
+package ipacli
 
 import (
 	"encoding/json"
@@ -157,7 +157,7 @@ by default (--state). Answer one with ipa task answer REQUEST.
 				})
 		},
 	}
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: exitUsage, err: err} })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: ExitUsage, err: err} })
 	f := cmd.Flags()
 	f.StringVar(&o.server, "server", "http://127.0.0.1:8080", "server URL (or host:port, or unix:///path of the server's --socket)")
 	f.StringVar(&o.token, "token", "", "API token, sent as Authorization: Bearer (prefer IPA_TOKEN)")

@@ -1,4 +1,7 @@
-package main
+// Package ipacli is the ipa command line: every command, its flags and their
+// IPA_* environment equivalents, the exit codes, and the GraphQL documents
+// `ipa task` sends. cmd/ipa only executes NewRootCommand.
+package ipacli
 
 import (
 	"context"
@@ -35,7 +38,9 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
-func exitCode(err error) int {
+// ExitCode is the process exit code for an error a command returned: the
+// code a command chose, the one an API error's code maps to, or 1.
+func ExitCode(err error) int {
 	var e *exitError
 	if errors.As(err, &e) {
 		return e.code
@@ -46,7 +51,9 @@ func exitCode(err error) int {
 	return 1
 }
 
-func newRootCommand() *cobra.Command {
+// NewRootCommand is the ipa command with every subcommand; main executes it
+// and the reference docs are rendered from it.
+func NewRootCommand() *cobra.Command {
 	opts := &options{}
 	root := &cobra.Command{
 		Use:   "ipa",

@@ -1,4 +1,4 @@
-package main
+package ipacli
 
 import (
 	"bufio"
@@ -121,7 +121,7 @@ context's token.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &exitError{code: exitUsage, err: err}
+		return &exitError{code: ExitUsage, err: err}
 	})
 	cmd.AddCommand(newContextAddCommand(), newContextUseCommand(), newContextListCommand(), newContextRemoveCommand())
 	return cmd

@@ -1,4 +1,4 @@
-package main
+package ipacli
 
 import (
 	"encoding/json"
@@ -13,15 +13,16 @@ import (
 	"github.com/ipa-dev/ipa/internal/client"
 )
 
-// Exit codes of `ipa task`, one per class of the contract's error codes.
+// Exit codes of `ipa task`, one per class of the contract's error codes
+// (printed in the commands' help, and asserted by the process tests).
 const (
-	exitFailure     = 1 // anything else: INTERNAL_SERVER_ERROR, an unexpected answer
-	exitUsage       = 2 // bad flags or arguments; nothing was sent
-	exitBadInput    = 3 // BAD_USER_INPUT, or a request the server could not parse or validate
-	exitNotFound    = 4 // NOT_FOUND, or no task with that id
-	exitConflict    = 5 // CONFLICT
-	exitAuth        = 6 // UNAUTHENTICATED or FORBIDDEN
-	exitUnavailable = 7 // UNAVAILABLE, RATE_LIMITED, or the server cannot be reached
+	ExitFailure     = 1 // anything else: INTERNAL_SERVER_ERROR, an unexpected answer
+	ExitUsage       = 2 // bad flags or arguments; nothing was sent
+	ExitBadInput    = 3 // BAD_USER_INPUT, or a request the server could not parse or validate
+	ExitNotFound    = 4 // NOT_FOUND, or no task with that id
+	ExitConflict    = 5 // CONFLICT
+	ExitAuth        = 6 // UNAUTHENTICATED or FORBIDDEN
+	ExitUnavailable = 7 // UNAVAILABLE, RATE_LIMITED, or the server cannot be reached
 )
 
 const taskExitCodes = `Exit codes:
@@ -40,29 +41,29 @@ func apiExitCode(code string) int {
 	switch code {
 	case client.CodeBadUserInput, "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED",
 		"COMPLEXITY_LIMIT_EXCEEDED", "DEPTH_LIMIT_EXCEEDED", "UNSUPPORTED_MEDIA_TYPE", "METHOD_NOT_ALLOWED":
-		return exitBadInput
+		return ExitBadInput
 	case client.CodeNotFound:
-		return exitNotFound
+		return ExitNotFound
 	case "CONFLICT":
-		return exitConflict
+		return ExitConflict
 	case client.CodeUnauthenticated, client.CodeForbidden:
-		return exitAuth
+		return ExitAuth
 	case client.CodeUnavailable, client.CodeRateLimited, "REQUEST_TIMEOUT":
-		return exitUnavailable
+		return ExitUnavailable
 	}
-	return exitFailure
+	return ExitFailure
 }
 
 // usageError is a bad flag or argument: exit 2, nothing sent.
 func usageError(format string, args ...any) error {
-	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+	return &exitError{code: ExitUsage, err: fmt.Errorf(format, args...)}
 }
 
 // usageArgs makes an argument check fail as a usage error.
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return &exitError{code: exitUsage, err: err}
+			return &exitError{code: ExitUsage, err: err}
 		}
 		return nil
 	}
@@ -183,7 +184,7 @@ the list of them.
 	cmd.SuggestionsMinimumDistance = 2
 	// Flag errors of the task commands are usage errors (exit 2).
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &exitError{code: exitUsage, err: err}
+		return &exitError{code: ExitUsage, err: err}
 	})
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.server, "server", "http://127.0.0.1:8080", "server URL (or host:port, or unix:///path of the server's --socket)")
