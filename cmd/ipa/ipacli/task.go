@@ -298,7 +298,7 @@ func taskIDCompletion(o *taskOptions) cobra.CompletionFunc {
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		data, err := c.Do(cmd.Context(), `{ tasks(first: 50) { edges { node { id title } } } }`, nil)
+		data, err := c.Do(cmd.Context(), docCompletionTasks, nil)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -317,18 +317,6 @@ func taskIDCompletion(o *taskOptions) cobra.CompletionFunc {
 }
 
 // ---------------------------------------------------------------- queries
-
-// taskFragment is what every command that shows one task asks for.
-const taskFragment = `fragment TaskFields on Task {
-  id title description status phase runtime runtimeConfig metadata labels createdAt updatedAt createdBy version
-  restartPolicy { autoRestart maxAttempts windowSeconds initialBackoffMs maxBackoffMs }
-  pod { state pid startedAt restarts nextAttemptAt live queuePosition crashes(last: 5) { at exitCode signal reason uptimeMs } }
-  priority waitingFor { id title status }
-}`
-
-// taskGetFields adds, for task get, how the pod last ended and the
-// workspace.
-const taskGetFields = `pod { lastExit { at exitCode signal durationMs reason } } workspace { sizeBytes }`
 
 // run is the body of every one-shot command: one operation, then the data
 // object printed as JSON or handed to table.
@@ -447,7 +435,7 @@ the last line of stdout. The title is --title or the argument.`,
 			if len(policy) > 0 {
 				in["restartPolicy"] = policy
 			}
-			return o.run(cmd, `mutation($in: CreateTaskInput!) { createTask(input: $in) { task { ...TaskFields } } }`+taskFragment,
+			return o.run(cmd, docCreateTask,
 				map[string]any{"in": in}, func(data json.RawMessage) error {
 					var out struct{ CreateTask struct{ Task apiTask } }
 					if err := json.Unmarshal(data, &out); err != nil {
@@ -540,10 +528,7 @@ follows the pages to the end.`,
 			var page apiTaskPage
 			var edges []json.RawMessage
 			for {
-				data, err := c.Do(cmd.Context(), `query($filter: TaskFilter, $first: Int, $after: String) {
-  tasks(filter: $filter, first: $first, after: $after) {
-    edges { cursor node { id title status phase runtime version updatedAt pod { state } } }
-    pageInfo { hasNextPage hasPreviousPage startCursor endCursor } totalCount } }`, vars)
+				data, err := c.Do(cmd.Context(), docListTasks, vars)
 				if err != nil {
 					return err
 				}
@@ -602,7 +587,7 @@ func newTaskGetCommand(o *taskOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { ...TaskFields `+taskGetFields+` } }`+taskFragment, map[string]any{"id": id})
+			data, err := c.Do(cmd.Context(), docGetTask, map[string]any{"id": id})
 			if err != nil {
 				return err
 			}
@@ -621,8 +606,9 @@ func newTaskGetCommand(o *taskOptions) *cobra.Command {
 	}
 }
 
-// mutationCommand is a command that runs one task mutation whose payload
-// has a task, and prints the task (after note, when set).
+// mutationCommand is a command that runs one task mutation (query, a whole
+// document from documents.go) whose payload has a task, and prints the task
+// (after note, when set).
 func mutationCommand(o *taskOptions, use, short, field, query string, vars func(cmd *cobra.Command, args []string) (map[string]any, error), note func(payload json.RawMessage) string) *cobra.Command {
 	nargs := len(strings.Fields(use)) - 1
 	cmd := &cobra.Command{
@@ -643,7 +629,7 @@ func mutationCommand(o *taskOptions, use, short, field, query string, vars func(
 				return err
 			}
 			expectedVersion(cmd, v)
-			return o.run(cmd, query+taskFragment, v, func(data json.RawMessage) error {
+			return o.run(cmd, query, v, func(data json.RawMessage) error {
 				var out map[string]json.RawMessage
 				if err := json.Unmarshal(data, &out); err != nil {
 					return err
@@ -668,7 +654,7 @@ func noVars(*cobra.Command, []string) (map[string]any, error) { return map[strin
 
 func newTaskStartCommand(o *taskOptions) *cobra.Command {
 	return mutationCommand(o, "start ID", "Start the task's pod (nothing happens when one runs)", "startPod",
-		`mutation($id: ID!, $ev: Int) { startPod(taskId: $id, expectedVersion: $ev) { started task { ...TaskFields } } }`,
+		docStartPod,
 		noVars, func(p json.RawMessage) string {
 			var s struct{ Started bool }
 			_ = json.Unmarshal(p, &s)
@@ -682,7 +668,7 @@ func newTaskStartCommand(o *taskOptions) *cobra.Command {
 func newTaskStopCommand(o *taskOptions) *cobra.Command {
 	var reason string
 	cmd := mutationCommand(o, "stop ID", "Stop the task's pod gracefully (forcibly after a timeout)", "stopPod",
-		`mutation($id: ID!, $reason: String, $ev: Int) { stopPod(taskId: $id, reason: $reason, expectedVersion: $ev) { task { ...TaskFields } } }`,
+		docStopPod,
 		func(cmd *cobra.Command, _ []string) (map[string]any, error) {
 			v := map[string]any{}
 			if cmd.Flags().Changed("reason") {
@@ -696,14 +682,14 @@ func newTaskStopCommand(o *taskOptions) *cobra.Command {
 
 func newTaskRestartCommand(o *taskOptions) *cobra.Command {
 	return mutationCommand(o, "restart ID", "Stop the task's pod if it runs, then start it (clears FAILED)", "restartPod",
-		`mutation($id: ID!, $ev: Int) { restartPod(taskId: $id, expectedVersion: $ev) { task { ...TaskFields } } }`,
+		docRestartPod,
 		noVars, nil)
 }
 
 func newTaskMoveCommand(o *taskOptions) *cobra.Command {
 	var note string
 	cmd := mutationCommand(o, "move ID PHASE", "Move the task one phase forward, or one back for rework", "transitionPhase",
-		`mutation($id: ID!, $to: TaskPhase!, $note: String, $ev: Int) { transitionPhase(taskId: $id, to: $to, note: $note, expectedVersion: $ev) { task { ...TaskFields } } }`,
+		docTransitionPhase,
 		func(cmd *cobra.Command, args []string) (map[string]any, error) {
 			to, err := enumValue("PHASE", args[1], taskPhases)
 			if err != nil {
@@ -727,14 +713,14 @@ func newTaskMoveCommand(o *taskOptions) *cobra.Command {
 
 func newTaskCompleteCommand(o *taskOptions) *cobra.Command {
 	return mutationCommand(o, "complete ID", "Close the task as completed (stops a running pod first)", "completeTask",
-		`mutation($id: ID!, $ev: Int) { completeTask(taskId: $id, expectedVersion: $ev) { task { ...TaskFields } } }`,
+		docCompleteTask,
 		noVars, nil)
 }
 
 func newTaskCancelCommand(o *taskOptions) *cobra.Command {
 	var reason string
 	cmd := mutationCommand(o, "cancel ID", "Close the task as cancelled (stops a running pod first); --reason is required", "cancelTask",
-		`mutation($id: ID!, $reason: String!, $ev: Int) { cancelTask(taskId: $id, reason: $reason, expectedVersion: $ev) { task { ...TaskFields } } }`,
+		docCancelTask,
 		func(cmd *cobra.Command, _ []string) (map[string]any, error) {
 			if !cmd.Flags().Changed("reason") {
 				return nil, usageError("--reason is required")

@@ -31,7 +31,7 @@ func newTaskArtifactsCommand(o *taskOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { id artifacts { name sizeBytes sha256 savedAt url } } }`, map[string]any{"id": id})
+			data, err := c.Do(cmd.Context(), docTaskArtifacts, map[string]any{"id": id})
 			if err != nil {
 				return err
 			}

@@ -30,8 +30,7 @@ func newTaskSendCommand(o *taskOptions) *cobra.Command {
 				vars["data"] = raw
 			}
 			expectedVersion(cmd, vars)
-			return o.run(cmd, `mutation($id: ID!, $text: String!, $data: JSON, $ev: Int) {
-  sendMessage(taskId: $id, text: $text, data: $data, expectedVersion: $ev) { message { id sentAt } task { id version } } }`, vars,
+			return o.run(cmd, docSendMessage, vars,
 				func(raw json.RawMessage) error {
 					var out struct {
 						SendMessage struct {
@@ -75,9 +74,7 @@ func newTaskAnswerCommand(o *taskOptions) *cobra.Command {
 			if cmd.Flags().Changed("comment") {
 				vars["comment"] = comment
 			}
-			return o.run(cmd, `mutation($r: ID!, $answer: String, $approve: Boolean, $comment: String) {
-  answerRequest(requestId: $r, answer: $answer, approve: $approve, comment: $comment) {
-    request { id kind state answer approved answeredBy } task { id phase } } }`, vars,
+			return o.run(cmd, docAnswerRequest, vars,
 				func(raw json.RawMessage) error {
 					var out struct {
 						AnswerRequest struct {
@@ -121,8 +118,7 @@ by default (--state). Answer one with ipa task answer REQUEST.
 			if err != nil {
 				return err
 			}
-			return o.run(cmd, `query($s: InputRequestState, $first: Int) {
-  inputRequests(state: $s, first: $first) { edges { node { id kind prompt options state createdAt expiresAt answer approved answeredBy task { id title } } } pageInfo { hasNextPage endCursor } } }`,
+			return o.run(cmd, docInputRequests,
 				map[string]any{"s": st, "first": first}, func(raw json.RawMessage) error {
 					var out struct {
 						InputRequests struct {

@@ -28,9 +28,7 @@ func resolveID(ctx context.Context, c *client.Client, arg string) (string, error
 		return "", notFound(arg) // no id starts so
 	}
 	// Archived tasks are hidden from a plain list; ask for both halves.
-	data, err := c.Do(ctx, `query($p: String!, $n: Int!) {
-  open: tasks(filter: {idPrefix: $p}, first: $n) { edges { node { id title } } }
-  archived: tasks(filter: {idPrefix: $p, archived: true}, first: $n) { edges { node { id title } } } }`,
+	data, err := c.Do(ctx, docResolveID,
 		map[string]any{"p": arg, "n": maxPrefixCandidates + 1})
 	if err != nil {
 		return "", err

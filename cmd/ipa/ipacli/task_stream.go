@@ -15,8 +15,6 @@ import (
 	"github.com/ipa-dev/ipa/internal/client"
 )
 
-const eventFields = `id taskId version position type data actorId correlationId causationId occurredAt`
-
 // eventsPage is what fetchEvents gathered: the raw edges (for JSON) and
 // the decoded events, with the last page's pageInfo.
 type eventsPage struct {
@@ -52,9 +50,7 @@ func fetchEvents(ctx context.Context, c *client.Client, id string, types []strin
 	}
 	p := &eventsPage{}
 	for {
-		data, err := c.Do(ctx, `query($id: ID!, $first: Int, $after: String, $types: [String!]) {
-  task(id: $id) { id status pod { state } restartPolicy { autoRestart } started: events(first: 1, types: ["pod_started"]) { totalCount } events(first: $first, after: $after, types: $types) {
-    edges { cursor node { `+eventFields+` } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } totalCount } } }`, vars)
+		data, err := c.Do(ctx, docTaskEvents, vars)
 		if err != nil {
 			return nil, err
 		}
@@ -159,10 +155,10 @@ events: ipa task watch ID.`,
 func taskEventsQuery(id string, after int) (string, map[string]any) {
 	vars := map[string]any{"id": id}
 	if after < 0 {
-		return `subscription($id: ID!) { taskEvents(taskId: $id) { ` + eventFields + ` } }`, vars
+		return docTaskEventsLive, vars
 	}
 	vars["after"] = after
-	return `subscription($id: ID!, $after: Int) { taskEvents(taskId: $id, afterVersion: $after) { ` + eventFields + ` } }`, vars
+	return docTaskEventsAfter, vars
 }
 
 // follow runs one subscription until SIGINT or SIGTERM, until the server
@@ -356,7 +352,7 @@ delivers it: {"taskEvents": EVENT} or {"taskChanged": TASK}.`,
 				if err != nil {
 					return err
 				}
-				data, err := c.Do(cmd.Context(), `query($id: ID!) { task(id: $id) { id version } }`, map[string]any{"id": id})
+				data, err := c.Do(cmd.Context(), docTaskVersion, map[string]any{"id": id})
 				if err != nil {
 					return err
 				}
@@ -410,8 +406,7 @@ delivers it: {"taskEvents": EVENT} or {"taskChanged": TASK}.`,
 			if titleContains != "" {
 				filter["titleContains"] = titleContains
 			}
-			return follow(cmd, c, `subscription($filter: TaskFilter) { taskChanged(filter: $filter) {
-  id title status phase runtime version updatedAt pod { state pid restarts } } }`, map[string]any{"filter": filter}, func() {
+			return follow(cmd, c, docTaskChanged, map[string]any{"filter": filter}, func() {
 				fmt.Fprintln(stderr, "watching task changes; Ctrl-C to stop")
 			}, func(data json.RawMessage) (bool, error) {
 				if o.json() {
