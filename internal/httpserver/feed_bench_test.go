@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/loadclient"
 	"github.com/ipa-dev/ipa/internal/service"
@@ -42,9 +43,9 @@ type benchServer struct {
 func benchSetup(tb testing.TB, backend string) *benchServer {
 	tb.Helper()
 	b := setup(tb, backend)
-	tr := b.srv.Client().Transport.(*http.Transport).Clone()
+	tr := b.Srv.Client().Transport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	return &benchServer{store: b.store, url: b.url, http: &http.Client{Transport: tr}}
+	return &benchServer{store: b.Store, url: b.URL, http: &http.Client{Transport: tr}}
 }
 
 // post sends one GraphQL operation and returns its data, or the first error.
@@ -80,8 +81,6 @@ func (s *benchServer) post(ctx context.Context, query string, vars map[string]an
 	return out.Data, nil
 }
 
-func (e *gqlError) Error() string { return e.reason() + ": " + e.Message }
-
 // createTask creates a task over HTTP and returns its id.
 func (s *benchServer) createTask(ctx context.Context, title string) (string, error) {
 	data, err := s.post(ctx, `mutation($t: String!) { createTask(input: {title: $t}) { task { id } } }`, map[string]any{"t": title})
@@ -114,7 +113,7 @@ func (s *benchServer) toggle(ctx context.Context, id string, to *string) error {
 		if err == nil {
 			return nil
 		}
-		if errors.As(err, &ge) && (ge.reason() == ipa.ReasonInvalidTransition || ge.reason() == ipa.ReasonVersionConflict) {
+		if errors.As(err, &ge) && (ge.Reason() == ipa.ReasonInvalidTransition || ge.Reason() == ipa.ReasonVersionConflict) {
 			continue
 		}
 		return err
@@ -434,7 +433,7 @@ func BenchmarkCatchUp(b *testing.B) {
 				globalStoreTime += readStore("")
 
 				start := time.Now()
-				sub, err := s.subscribe(ctx, `subscription($id: ID!) { taskEvents(taskId: $id, afterVersion: 0) { `+eventFields+` causationId } }`,
+				sub, err := s.subscribe(ctx, `subscription($id: ID!) { taskEvents(taskId: $id, afterVersion: 0) { `+apptest.EventFields+` causationId } }`,
 					map[string]any{"id": id})
 				require.NoError(b, err)
 				want := int64(1)
@@ -449,9 +448,9 @@ func BenchmarkCatchUp(b *testing.B) {
 				wsTime += time.Since(start)
 				sub.close()
 
-				taskStreamTime += readBatches(`subscription($id: ID!, $n: Int) { taskEventsStream(taskId: $id, afterVersion: 0, batchSize: $n) { `+eventFields+` causationId } }`,
+				taskStreamTime += readBatches(`subscription($id: ID!, $n: Int) { taskEventsStream(taskId: $id, afterVersion: 0, batchSize: $n) { `+apptest.EventFields+` causationId } }`,
 					map[string]any{"id": id, "n": batch}, "version")
-				streamTime += readBatches(`subscription($n: Int) { eventsStream(afterPosition: "0", batchSize: $n) { `+eventFields+` causationId } }`,
+				streamTime += readBatches(`subscription($n: Int) { eventsStream(afterPosition: "0", batchSize: $n) { `+apptest.EventFields+` causationId } }`,
 					map[string]any{"n": batch}, "position")
 			}
 			b.StopTimer()

@@ -1,4 +1,4 @@
-package httpserver_test
+package graph_test
 
 import (
 	"context"
@@ -43,14 +43,14 @@ const modelFields = `id title status version labels deadline parent { id } metad
 func (c *client) createModel(t *testing.T, input map[string]any) modelTask {
 	t.Helper()
 	var out struct{ CreateTask struct{ Task modelTask } }
-	c.must(t, `mutation($in: CreateTaskInput!) { createTask(input: $in) { task { `+modelFields+` } } }`, map[string]any{"in": input}, &out)
+	c.Must(t, `mutation($in: CreateTaskInput!) { createTask(input: $in) { task { `+modelFields+` } } }`, map[string]any{"in": input}, &out)
 	return out.CreateTask.Task
 }
 
 func (c *client) getModel(t *testing.T, id string) modelTask {
 	t.Helper()
 	var out struct{ Task *modelTask }
-	c.must(t, `query($id: ID!) { task(id: $id) { `+modelFields+` } }`, map[string]any{"id": id}, &out)
+	c.Must(t, `query($id: ID!) { task(id: $id) { `+modelFields+` } }`, map[string]any{"id": id}, &out)
 	require.NotNil(t, out.Task)
 	return *out.Task
 }
@@ -60,7 +60,7 @@ const updateTaskMutation = `mutation($id: ID!, $in: UpdateTaskInput!, $v: Int) {
 func (c *client) update(t *testing.T, id string, in map[string]any) modelTask {
 	t.Helper()
 	var out struct{ UpdateTask struct{ Task modelTask } }
-	c.must(t, updateTaskMutation, map[string]any{"id": id, "in": in}, &out)
+	c.Must(t, updateTaskMutation, map[string]any{"id": id, "in": in}, &out)
 	return out.UpdateTask.Task
 }
 
@@ -86,7 +86,7 @@ func (c *client) causedEvents(t *testing.T, id string) []struct {
 			}
 		}
 	}
-	c.must(t, `query($id: ID!) { task(id: $id) { events(first: 1000) { edges { node { id type actorId causationId data } } } } }`,
+	c.Must(t, `query($id: ID!) { task(id: $id) { events(first: 1000) { edges { node { id type actorId causationId data } } } } }`,
 		map[string]any{"id": id}, &out)
 	var evs []struct {
 		ID, Type    string
@@ -115,21 +115,21 @@ func TestTaskLabelsAndUpdates(t *testing.T) {
 			map[string]any{"team": 1}, map[string]any{"a b": "x"}, map[string]any{"k": strings.Repeat("v", 64)},
 			[]any{"x"}, "team=core", map[string]any{"Bad.Prefix/k": "x"},
 		} {
-			e := c.fail(t, createTaskMutation, map[string]any{"input": map[string]any{"title": "bad", "labels": bad}})
-			requireError(t, e, ipa.EINVALID, ipa.ReasonInvalidLabels)
-			e = c.fail(t, `query($f: TaskFilter) { taskCount(filter: $f) }`, map[string]any{"f": map[string]any{"labels": bad}})
-			requireError(t, e, ipa.EINVALID, ipa.ReasonInvalidLabels)
+			e := c.Fail(t, apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "bad", "labels": bad}})
+			apptest.RequireError(t, e, ipa.EINVALID, ipa.ReasonInvalidLabels)
+			e = c.Fail(t, `query($f: TaskFilter) { taskCount(filter: $f) }`, map[string]any{"f": map[string]any{"labels": bad}})
+			apptest.RequireError(t, e, ipa.EINVALID, ipa.ReasonInvalidLabels)
 		}
 		many := map[string]any{}
 		for i := range 65 {
 			many[fmt.Sprintf("k%d", i)] = "v"
 		}
-		requireError(t, c.fail(t, createTaskMutation, map[string]any{"input": map[string]any{"title": "many", "labels": many}}), ipa.EINVALID, ipa.ReasonInvalidLabels)
+		apptest.RequireError(t, c.Fail(t, apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "many", "labels": many}}), ipa.EINVALID, ipa.ReasonInvalidLabels)
 
-		assert.Equal(t, 1, c.count(t, map[string]any{"labels": map[string]any{"team": "core"}}))
-		assert.Equal(t, 1, c.count(t, map[string]any{"labels": map[string]any{"team": "core", "env": ""}}))
-		assert.Equal(t, 0, c.count(t, map[string]any{"labels": map[string]any{"team": "core", "env": "prod"}}))
-		assert.Equal(t, 2, c.count(t, map[string]any{"labels": map[string]any{}}))
+		assert.Equal(t, 1, c.Count(t, map[string]any{"labels": map[string]any{"team": "core"}}))
+		assert.Equal(t, 1, c.Count(t, map[string]any{"labels": map[string]any{"team": "core", "env": ""}}))
+		assert.Equal(t, 0, c.Count(t, map[string]any{"labels": map[string]any{"team": "core", "env": "prod"}}))
+		assert.Equal(t, 2, c.Count(t, map[string]any{"labels": map[string]any{}}))
 
 		// An edit records only what changed.
 		deadline := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond).Add(123 * time.Nanosecond)
@@ -150,8 +150,8 @@ func TestTaskLabelsAndUpdates(t *testing.T) {
 		var data map[string]any
 		require.NoError(t, json.Unmarshal(last.Data, &data))
 		assert.ElementsMatch(t, []string{"title", "labels", "restartPolicy", "deadline"}, keys(data), "only changed fields: %s", last.Data)
-		assert.Equal(t, 0, c.count(t, map[string]any{"labels": map[string]any{"team": "core"}}), "old labels no longer match")
-		assert.Equal(t, 1, c.count(t, map[string]any{"labels": map[string]any{"team": "edge"}}))
+		assert.Equal(t, 0, c.Count(t, map[string]any{"labels": map[string]any{"team": "core"}}), "old labels no longer match")
+		assert.Equal(t, 1, c.Count(t, map[string]any{"labels": map[string]any{"team": "edge"}}))
 
 		// Nothing changed: no event, the task as it is.
 		same := c.update(t, a.ID, map[string]any{"title": " a2 ", "labels": map[string]any{"team": "edge"}})
@@ -160,37 +160,37 @@ func TestTaskLabelsAndUpdates(t *testing.T) {
 		same = c.update(t, a.ID, map[string]any{})
 		assert.Equal(t, u.Version, same.Version)
 
-		requireError(t, c.fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"title": "x"}, "v": a.Version}),
+		apptest.RequireError(t, c.Fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"title": "x"}, "v": a.Version}),
 			ipa.ECONFLICT, ipa.ReasonVersionConflict)
-		requireError(t, c.fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"title": " "}}), ipa.EINVALID, ipa.ReasonInvalidTitle)
-		requireError(t, c.fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"labels": map[string]any{"k": 1}}}), ipa.EINVALID, ipa.ReasonInvalidLabels)
-		requireError(t, c.fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"restartPolicy": map[string]any{"maxAttempts": -1}}}), ipa.EINVALID, ipa.ReasonInvalidArgument)
-		requireError(t, c.fail(t, updateTaskMutation, map[string]any{"id": "00000000-0000-0000-0000-000000000000", "in": map[string]any{"title": "x"}}), ipa.ENOTFOUND, ipa.ReasonTaskNotFound)
+		apptest.RequireError(t, c.Fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"title": " "}}), ipa.EINVALID, ipa.ReasonInvalidTitle)
+		apptest.RequireError(t, c.Fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"labels": map[string]any{"k": 1}}}), ipa.EINVALID, ipa.ReasonInvalidLabels)
+		apptest.RequireError(t, c.Fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"restartPolicy": map[string]any{"maxAttempts": -1}}}), ipa.EINVALID, ipa.ReasonInvalidArgument)
+		apptest.RequireError(t, c.Fail(t, updateTaskMutation, map[string]any{"id": "00000000-0000-0000-0000-000000000000", "in": map[string]any{"title": "x"}}), ipa.ENOTFOUND, ipa.ReasonTaskNotFound)
 		u2 := c.update(t, a.ID, map[string]any{"title": "a3"})
 		assert.Equal(t, u.Version+1, u2.Version)
 
-		c.must(t, `mutation($id: ID!) { cancelTask(taskId: $id, reason: "done") { task { id } } }`, map[string]any{"id": none.ID}, nil)
-		requireError(t, c.fail(t, updateTaskMutation, map[string]any{"id": none.ID, "in": map[string]any{"title": "x"}}), ipa.ECONFLICT, ipa.ReasonAlreadyCancelled)
-		c.must(t, `mutation($id: ID!) { completeTask(taskId: $id) { task { id } } }`, map[string]any{"id": a.ID}, nil)
-		requireError(t, c.fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"title": "x"}}), ipa.ECONFLICT, ipa.ReasonAlreadyCompleted)
+		c.Must(t, `mutation($id: ID!) { cancelTask(taskId: $id, reason: "done") { task { id } } }`, map[string]any{"id": none.ID}, nil)
+		apptest.RequireError(t, c.Fail(t, updateTaskMutation, map[string]any{"id": none.ID, "in": map[string]any{"title": "x"}}), ipa.ECONFLICT, ipa.ReasonAlreadyCancelled)
+		c.Must(t, `mutation($id: ID!) { completeTask(taskId: $id) { task { id } } }`, map[string]any{"id": a.ID}, nil)
+		apptest.RequireError(t, c.Fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"title": "x"}}), ipa.ECONFLICT, ipa.ReasonAlreadyCompleted)
 
 		// podState: a crash as the supervisor records it.
 		crashed := c.createModel(t, map[string]any{"title": "crash"})
-		_, err := b.store.Append(context.Background(), ipa.AppendRequest{TaskID: crashed.ID, ExpectedVersion: ipa.AnyVersion, Actor: "supervisor",
+		_, err := b.Store.Append(context.Background(), ipa.AppendRequest{TaskID: crashed.ID, ExpectedVersion: ipa.AnyVersion, Actor: "supervisor",
 			Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
 				return []ipa.NewEvent{{Type: ipa.EventPodStarted}, {Type: ipa.EventPodCrashed}}, nil
 			}})
 		require.NoError(t, err)
-		assert.Equal(t, 1, c.count(t, map[string]any{"podState": []string{"CRASHED"}}))
-		assert.Equal(t, 2, c.count(t, map[string]any{"podState": []string{"STOPPED"}}))
-		assert.Equal(t, 3, c.count(t, map[string]any{"podState": []string{"STOPPED", "CRASHED"}}))
-		assert.Equal(t, 0, c.count(t, map[string]any{"podState": []string{"RUNNING"}}))
+		assert.Equal(t, 1, c.Count(t, map[string]any{"podState": []string{"CRASHED"}}))
+		assert.Equal(t, 2, c.Count(t, map[string]any{"podState": []string{"STOPPED"}}))
+		assert.Equal(t, 3, c.Count(t, map[string]any{"podState": []string{"STOPPED", "CRASHED"}}))
+		assert.Equal(t, 0, c.Count(t, map[string]any{"podState": []string{"RUNNING"}}))
 
-		checkReproject(t, b.store)
+		checkReproject(t, b.Store)
 
 		// Minting a token closes the anonymous door: last.
-		_, viewer := b.mint(t, "watcher", ipa.RoleViewer)
-		requireError(t, b.as(viewer).fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"title": "x"}}), ipa.EFORBIDDEN, "")
+		_, viewer := b.Mint(t, "watcher", ipa.RoleViewer)
+		apptest.RequireError(t, b.as(viewer).Fail(t, updateTaskMutation, map[string]any{"id": a.ID, "in": map[string]any{"title": "x"}}), ipa.EFORBIDDEN, "")
 	})
 }
 
@@ -227,14 +227,14 @@ func TestTaskParents(t *testing.T) {
 		assert.Nil(t, root.Parent)
 
 		for _, bad := range []string{"00000000-0000-0000-0000-000000000000", "not-a-uuid"} {
-			requireError(t, c.fail(t, createTaskMutation, map[string]any{"input": map[string]any{"title": "orphan", "parentId": bad}}), ipa.EINVALID, ipa.ReasonInvalidParent)
+			apptest.RequireError(t, c.Fail(t, apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "orphan", "parentId": bad}}), ipa.EINVALID, ipa.ReasonInvalidParent)
 		}
 		// Depth: the root is at 1; a chain of 8 is fine, a 9th is refused.
 		chain := root.ID
 		for depth := 2; depth <= 8; depth++ {
 			chain = c.createModel(t, map[string]any{"title": fmt.Sprintf("depth %d", depth), "parentId": chain}).ID
 		}
-		requireError(t, c.fail(t, createTaskMutation, map[string]any{"input": map[string]any{"title": "depth 9", "parentId": chain}}), ipa.EINVALID, ipa.ReasonInvalidParent)
+		apptest.RequireError(t, c.Fail(t, apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "depth 9", "parentId": chain}}), ipa.EINVALID, ipa.ReasonInvalidParent)
 
 		// children: forward and backward pages agree; filter and parentId filter.
 		type conn struct {
@@ -257,7 +257,7 @@ func TestTaskParents(t *testing.T) {
 				decl += ", $" + k + ": " + types[k]
 			}
 			vars["id"] = root.ID
-			c.must(t, `query(`+decl+`) { task(id: $id) {
+			c.Must(t, `query(`+decl+`) { task(id: $id) {
 				children(`+args+`) { edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } totalCount } } }`, vars, &out)
 			return out.Task.Children
 		}
@@ -296,21 +296,21 @@ func TestTaskParents(t *testing.T) {
 		before := children("last: $last, before: $before", map[string]any{"last": 10, "before": all.Edges[2].Cursor})
 		require.Len(t, before.Edges, 2)
 		assert.Equal(t, fwd[:2], []string{before.Edges[0].Node.ID, before.Edges[1].Node.ID})
-		requireError(t, c.fail(t, `query($id: ID!) { task(id: $id) { children(first: 1, last: 1) { totalCount } } }`, map[string]any{"id": root.ID}), ipa.EINVALID, ipa.ReasonInvalidArgument)
+		apptest.RequireError(t, c.Fail(t, `query($id: ID!) { task(id: $id) { children(first: 1, last: 1) { totalCount } } }`, map[string]any{"id": root.ID}), ipa.EINVALID, ipa.ReasonInvalidArgument)
 		filtered := children("first: $first, filter: $f", map[string]any{"first": 10, "f": map[string]any{"labels": map[string]any{"n": "1"}}})
 		assert.Len(t, filtered.Edges, 2)
 		assert.Equal(t, 2, filtered.TotalCount)
-		assert.Equal(t, 6, c.count(t, map[string]any{"parentId": root.ID}))
-		assert.Equal(t, 1, c.count(t, map[string]any{"parentId": kids[0].ID}))
+		assert.Equal(t, 6, c.Count(t, map[string]any{"parentId": root.ID}))
+		assert.Equal(t, 1, c.Count(t, map[string]any{"parentId": kids[0].ID}))
 
 		// completeTask waits for the children; cancelTask takes them along.
-		requireError(t, c.fail(t, `mutation($id: ID!) { completeTask(taskId: $id) { task { id } } }`, map[string]any{"id": root.ID}), ipa.ECONFLICT, ipa.ReasonOpenChildren)
+		apptest.RequireError(t, c.Fail(t, `mutation($id: ID!) { completeTask(taskId: $id) { task { id } } }`, map[string]any{"id": root.ID}), ipa.ECONFLICT, ipa.ReasonOpenChildren)
 		assert.Equal(t, "INACTIVE", c.getModel(t, root.ID).Status, "a refused complete changes nothing")
-		c.must(t, `mutation($id: ID!) { completeTask(taskId: $id) { task { id } } }`, map[string]any{"id": kids[4].ID}, nil)
-		requireError(t, c.fail(t, createTaskMutation, map[string]any{"input": map[string]any{"title": "late", "parentId": kids[4].ID}}), ipa.EINVALID, ipa.ReasonInvalidParent)
+		c.Must(t, `mutation($id: ID!) { completeTask(taskId: $id) { task { id } } }`, map[string]any{"id": kids[4].ID}, nil)
+		apptest.RequireError(t, c.Fail(t, apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "late", "parentId": kids[4].ID}}), ipa.EINVALID, ipa.ReasonInvalidParent)
 
 		var out struct{ CancelTask struct{ Task modelTask } }
-		c.must(t, `mutation($id: ID!) { cancelTask(taskId: $id, reason: "scrapped") { task { `+modelFields+` } } }`, map[string]any{"id": root.ID}, &out)
+		c.Must(t, `mutation($id: ID!) { cancelTask(taskId: $id, reason: "scrapped") { task { `+modelFields+` } } }`, map[string]any{"id": root.ID}, &out)
 		assert.Equal(t, "CANCELLED", out.CancelTask.Task.Status)
 		rootEvs := c.causedEvents(t, root.ID)
 		cancel := rootEvs[len(rootEvs)-1]
@@ -339,9 +339,9 @@ func TestTaskParents(t *testing.T) {
 			}
 		}
 		assert.Equal(t, "COMPLETED", c.getModel(t, kids[4].ID).Status, "closed children stay as they were")
-		assert.Zero(t, c.count(t, map[string]any{"status": []string{"ACTIVE", "INACTIVE"}}), "the whole tree is closed")
+		assert.Zero(t, c.Count(t, map[string]any{"status": []string{"ACTIVE", "INACTIVE"}}), "the whole tree is closed")
 
-		checkReproject(t, b.store)
+		checkReproject(t, b.Store)
 	})
 }
 
@@ -390,23 +390,23 @@ func TestTaskDeadlines(t *testing.T) {
 			later := c.createModel(t, map[string]any{"title": "later", "deadline": time.Now().Add(time.Hour).Format(time.RFC3339Nano)})
 			moved := c.createModel(t, map[string]any{"title": "moved", "deadline": at.Format(time.RFC3339Nano)})
 			c.update(t, moved.ID, map[string]any{"deadline": time.Now().Add(time.Hour).Format(time.RFC3339Nano)})
-			assert.Equal(t, 3, c.count(t, map[string]any{"deadlineBefore": time.Now().Add(2 * time.Hour).Format(time.RFC3339Nano), "status": []string{"INACTIVE"}}))
-			assert.Equal(t, 1, c.count(t, map[string]any{"deadlineBefore": time.Now().Add(time.Minute).Format(time.RFC3339Nano)}))
+			assert.Equal(t, 3, c.Count(t, map[string]any{"deadlineBefore": time.Now().Add(2 * time.Hour).Format(time.RFC3339Nano), "status": []string{"INACTIVE"}}))
+			assert.Equal(t, 1, c.Count(t, map[string]any{"deadlineBefore": time.Now().Add(time.Minute).Format(time.RFC3339Nano)}))
 
-			waitCancelled(t, b.store, tk.ID, 10*time.Second)
+			waitCancelled(t, b.Store, tk.ID, 10*time.Second)
 			assert.False(t, time.Now().Before(at), "cancelled before its deadline")
-			requireDeadlineCancel(t, b.store, tk.ID)
+			requireDeadlineCancel(t, b.Store, tk.ID)
 			// Its open child went with it, caused by the parent's cancellation.
-			ce := cancellations(t, b.store, child.ID)
+			ce := cancellations(t, b.Store, child.ID)
 			require.Len(t, ce, 1)
-			assert.Equal(t, cancellations(t, b.store, tk.ID)[0].ID, ce[0].CausationID)
+			assert.Equal(t, cancellations(t, b.Store, tk.ID)[0].ID, ce[0].CausationID)
 			// A few more sweeps change nothing.
 			time.Sleep(300 * time.Millisecond)
-			requireDeadlineCancel(t, b.store, tk.ID)
+			requireDeadlineCancel(t, b.Store, tk.ID)
 			for _, id := range []string{later.ID, moved.ID} {
 				assert.Equal(t, "INACTIVE", c.getModel(t, id).Status)
 			}
-			checkReproject(t, b.store)
+			checkReproject(t, b.Store)
 		})
 		t.Run("AcrossRestart", func(t *testing.T) {
 			t.Parallel()

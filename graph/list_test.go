@@ -1,4 +1,4 @@
-package httpserver_test
+package graph_test
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
@@ -18,8 +19,8 @@ import (
 // each one: the truth lists are checked against.
 func listFixture(t *testing.T, b *bundle, n int) (map[string]task, []*client) {
 	t.Helper()
-	_, aliceSecret := b.mint(t, "alice", ipa.RoleOperator)
-	_, bobSecret := b.mint(t, "bob", ipa.RoleAdmin)
+	_, aliceSecret := b.Mint(t, "alice", ipa.RoleOperator)
+	_, bobSecret := b.Mint(t, "bob", ipa.RoleAdmin)
 	creators := []*client{b.as(aliceSecret), b.as(bobSecret)}
 	prefixes := []string{"alpha", "Beta", "100% sure", "snake_case", "Ünïcode", "plain", "ALPHA beta", "under_%mix", `back\slash`}
 
@@ -40,7 +41,7 @@ func listFixture(t *testing.T, b *bundle, n int) (map[string]task, []*client) {
 					in["runtime"] = "exec"
 					in["runtimeConfig"] = map[string]any{"command": []string{"true"}}
 				}
-				tk := c.create(t, in)
+				tk := c.Create(t, in)
 				switch {
 				case i%11 == 3:
 					tk = c.complete(t, tk.ID)
@@ -92,26 +93,6 @@ func sortTruth(tasks []task, o orderSpec) {
 	})
 }
 
-type taskConn struct {
-	Edges []struct {
-		Cursor string
-		Node   task
-	}
-	PageInfo struct {
-		HasNextPage, HasPreviousPage bool
-		StartCursor, EndCursor       *string
-	}
-	TotalCount int
-}
-
-type taskPage struct{ Tasks taskConn }
-
-const tasksQuery = `query($f: TaskFilter, $o: TaskOrder, $first: Int, $after: String) {
-	tasks(filter: $f, orderBy: $o, first: $first, after: $after) {
-		edges { cursor node { ` + taskFields + ` } }
-		pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-		totalCount } }`
-
 // walkTasks reads a whole list page by page, checking every page's
 // pageInfo, and returns the tasks in the order served.
 func walkTasks(t *testing.T, c *client, filter map[string]any, order map[string]any, first int) []task {
@@ -122,7 +103,7 @@ func walkTasks(t *testing.T, c *client, filter map[string]any, order map[string]
 	for pages := 0; ; pages++ {
 		require.Less(t, pages, 1000)
 		var p taskPage
-		c.must(t, tasksQuery, map[string]any{"f": filter, "o": order, "first": first, "after": after}, &p)
+		c.Must(t, apptest.TasksQuery, map[string]any{"f": filter, "o": order, "first": first, "after": after}, &p)
 		tp := p.Tasks
 		if total >= 0 {
 			require.Equal(t, total, tp.TotalCount, "totalCount is the same on every page")
@@ -186,7 +167,7 @@ func TestTaskLists(t *testing.T) {
 			want := slices.Clone(all)
 			sortTruth(want, orderSpec{"UPDATED_AT", "DESC"})
 			var p taskPage
-			c.must(t, `{ tasks { edges { node { id } } pageInfo { hasNextPage } totalCount } }`, nil, &p)
+			c.Must(t, `{ tasks { edges { node { id } } pageInfo { hasNextPage } totalCount } }`, nil, &p)
 			require.Len(t, p.Tasks.Edges, 100, "first defaults to 100")
 			require.True(t, p.Tasks.PageInfo.HasNextPage)
 			require.Equal(t, n, p.Tasks.TotalCount)
@@ -194,7 +175,7 @@ func TestTaskLists(t *testing.T) {
 				require.Equal(t, want[i].ID, e.Node.ID)
 			}
 			var big taskPage
-			c.must(t, `{ tasks(first: 1000) { edges { node { id } } pageInfo { hasNextPage } } }`, nil, &big)
+			c.Must(t, `{ tasks(first: 1000) { edges { node { id } } pageInfo { hasNextPage } } }`, nil, &big)
 			require.Len(t, big.Tasks.Edges, n)
 			require.False(t, big.Tasks.PageInfo.HasNextPage)
 		})
@@ -243,11 +224,11 @@ func TestTaskLists(t *testing.T) {
 						want = append(want, tk)
 					}
 				}
-				require.Equal(t, len(want), c.count(t, f.filter), "taskCount")
+				require.Equal(t, len(want), c.Count(t, f.filter), "taskCount")
 				var p taskPage
-				c.must(t, tasksQuery, map[string]any{"f": f.filter, "o": map[string]any{"field": "CREATED_AT", "direction": "ASC"}, "first": 1000}, &p)
+				c.Must(t, apptest.TasksQuery, map[string]any{"f": f.filter, "o": map[string]any{"field": "CREATED_AT", "direction": "ASC"}, "first": 1000}, &p)
 				require.Equal(t, len(want), p.Tasks.TotalCount, "totalCount")
-				got := p.Tasks.nodes()
+				got := p.Tasks.Nodes()
 				require.Equal(t, ids(want), ids(got))
 				require.False(t, p.Tasks.PageInfo.HasNextPage)
 			})
@@ -260,7 +241,7 @@ func TestTaskLists(t *testing.T) {
 				if f.name == "None" || f.name == "CreatedByNobody" {
 					continue
 				}
-				got := c.count(t, f.filter)
+				got := c.Count(t, f.filter)
 				require.Greater(t, got, 0, f.name)
 				require.Less(t, got, n, f.name)
 			}
@@ -276,7 +257,7 @@ func TestTaskLists(t *testing.T) {
 					full := walkTasks(t, c, filter, map[string]any{"field": order.field, "direction": order.direction}, 1000)
 					paged := walkTasks(t, c, filter, map[string]any{"field": order.field, "direction": order.direction}, 7)
 					require.Equal(t, ids(full), ids(paged))
-					require.Equal(t, c.count(t, filter), len(paged))
+					require.Equal(t, c.Count(t, filter), len(paged))
 					want := slices.Clone(full)
 					sortTruth(want, order)
 					require.Equal(t, ids(want), ids(paged))
@@ -289,14 +270,14 @@ func TestTaskLists(t *testing.T) {
 			// later page of a CREATED_AT ASC walk, nothing repeats.
 			var p taskPage
 			order := map[string]any{"field": "CREATED_AT", "direction": "ASC"}
-			c.must(t, tasksQuery, map[string]any{"o": order, "first": 7}, &p)
-			fresh := c.createTitled(t, "late arrival")
-			seen := ids(p.Tasks.nodes())
+			c.Must(t, apptest.TasksQuery, map[string]any{"o": order, "first": 7}, &p)
+			fresh := c.CreateTitled(t, "late arrival")
+			seen := ids(p.Tasks.Nodes())
 			after := *p.Tasks.PageInfo.EndCursor
 			for {
 				var next taskPage
-				c.must(t, tasksQuery, map[string]any{"o": order, "first": 100, "after": after}, &next)
-				seen = append(seen, ids(next.Tasks.nodes())...)
+				c.Must(t, apptest.TasksQuery, map[string]any{"o": order, "first": 100, "after": after}, &next)
+				seen = append(seen, ids(next.Tasks.Nodes())...)
 				if !next.Tasks.PageInfo.HasNextPage {
 					break
 				}
@@ -307,14 +288,6 @@ func TestTaskLists(t *testing.T) {
 			require.Len(t, uniq(seen), n+1)
 		})
 	})
-}
-
-func (tc taskConn) nodes() []task {
-	out := make([]task, len(tc.Edges))
-	for i, e := range tc.Edges {
-		out[i] = e.Node
-	}
-	return out
 }
 
 func uniq(s []string) map[string]bool {

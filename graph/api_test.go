@@ -1,4 +1,4 @@
-package httpserver_test
+package graph_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
@@ -25,7 +26,7 @@ func TestCreateTask(t *testing.T) {
 
 		t.Run("Defaults", func(t *testing.T) {
 			before := time.Now().UTC()
-			tk := c.createTitled(t, "  \tWrite the docs \n ")
+			tk := c.CreateTitled(t, "  \tWrite the docs \n ")
 			after := time.Now().UTC()
 			require.Equal(t, "Write the docs", tk.Title)
 			require.Nil(t, tk.Description)
@@ -51,14 +52,14 @@ func TestCreateTask(t *testing.T) {
 			require.NoError(t, err)
 
 			// What was returned is what is stored.
-			require.Equal(t, tk, c.get(t, tk.ID))
-			evs := c.events(t, tk.ID)
+			require.Equal(t, tk, c.Get(t, tk.ID))
+			evs := c.Events(t, tk.ID)
 			require.Len(t, evs, 1)
 			require.Equal(t, "task_created", evs[0].Type)
 		})
 
 		t.Run("AllFields", func(t *testing.T) {
-			tk := c.create(t, map[string]any{
+			tk := c.Create(t, map[string]any{
 				"title":         "Full",
 				"description":   "Some words.",
 				"runtime":       "exec",
@@ -76,22 +77,22 @@ func TestCreateTask(t *testing.T) {
 			require.Equal(t, 30, tk.RestartPolicy.WindowSeconds)
 			require.Equal(t, 10, tk.RestartPolicy.InitialBackoffMs)
 			require.Equal(t, 100, tk.RestartPolicy.MaxBackoffMs)
-			require.Equal(t, tk, c.get(t, tk.ID))
+			require.Equal(t, tk, c.Get(t, tk.ID))
 		})
 
 		t.Run("TitleLengthInCharacters", func(t *testing.T) {
 			for _, r := range []string{"é", "日", "😀"} {
 				title := strings.Repeat(r, ipa.MaxTitleChars)
-				tk := c.createTitled(t, "  "+title+"  ")
+				tk := c.CreateTitled(t, "  "+title+"  ")
 				require.Equal(t, title, tk.Title)
 				require.Equal(t, ipa.MaxTitleChars, utf8.RuneCountInString(tk.Title))
 				require.Greater(t, len(tk.Title), ipa.MaxTitleChars, "the title is longer in bytes than in characters")
 
-				n, head := c.count(t, nil), b.headPosition(t)
-				e := c.fail(t, createTaskMutation, map[string]any{"input": map[string]any{"title": title + r}})
-				requireError(t, e, ipa.EINVALID, ipa.ReasonInvalidTitle)
-				require.Equal(t, n, c.count(t, nil))
-				require.Equal(t, head, b.headPosition(t))
+				n, head := c.Count(t, nil), b.HeadPosition(t)
+				e := c.Fail(t, apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": title + r}})
+				apptest.RequireError(t, e, ipa.EINVALID, ipa.ReasonInvalidTitle)
+				require.Equal(t, n, c.Count(t, nil))
+				require.Equal(t, head, b.HeadPosition(t))
 			}
 		})
 
@@ -108,14 +109,14 @@ func TestCreateTask(t *testing.T) {
 				"MetadataKey":    {map[string]any{"title": "t", "metadata": map[string]any{"nul\x00key": 1}}, ipa.ReasonInvalidArgument},
 				"IdempotencyKey": {map[string]any{"title": "t", "idempotencyKey": "k\x00"}, ipa.ReasonInvalidText},
 			} {
-				n, head := c.count(t, nil), b.headPosition(t)
-				e := c.fail(t, createTaskMutation, map[string]any{"input": tc.input})
-				requireError(t, e, ipa.EINVALID, tc.reason)
-				require.Equal(t, n, c.count(t, nil), name)
-				require.Equal(t, head, b.headPosition(t), name)
+				n, head := c.Count(t, nil), b.HeadPosition(t)
+				e := c.Fail(t, apptest.CreateTaskMutation, map[string]any{"input": tc.input})
+				apptest.RequireError(t, e, ipa.EINVALID, tc.reason)
+				require.Equal(t, n, c.Count(t, nil), name)
+				require.Equal(t, head, b.HeadPosition(t), name)
 			}
 			// An escaped backslash followed by "u0000" is text, not NUL.
-			tk := c.create(t, map[string]any{"title": "t", "metadata": map[string]any{"path": `C:\u0000`}})
+			tk := c.Create(t, map[string]any{"title": "t", "metadata": map[string]any{"path": `C:\u0000`}})
 			require.JSONEq(t, `{"path": "C:\\u0000"}`, string(tk.Metadata))
 		})
 
@@ -147,14 +148,14 @@ func TestCreateTask(t *testing.T) {
 		}
 		for _, tc := range refusals {
 			t.Run(tc.name, func(t *testing.T) {
-				n, head := c.count(t, nil), b.headPosition(t)
-				r := c.gql(t, createTaskMutation, map[string]any{"input": tc.input})
+				n, head := c.Count(t, nil), b.HeadPosition(t)
+				r := c.GQL(t, apptest.CreateTaskMutation, map[string]any{"input": tc.input})
 				require.Lenf(t, r.Errors, 1, "%s", r.Raw)
-				requireError(t, r.Errors[0], ipa.EINVALID, tc.reason)
+				apptest.RequireError(t, r.Errors[0], ipa.EINVALID, tc.reason)
 				require.NotContains(t, r.Errors[0].Message, ipa.EINVALID, "the message is for a person, not a code dump")
 				require.JSONEq(t, `null`, string(r.Data), "a refused create returns no task")
-				require.Equal(t, n, c.count(t, nil), "a refused create wrote a task")
-				require.Equal(t, head, b.headPosition(t), "a refused create wrote an event")
+				require.Equal(t, n, c.Count(t, nil), "a refused create wrote a task")
+				require.Equal(t, head, b.HeadPosition(t), "a refused create wrote an event")
 			})
 		}
 	})
@@ -164,7 +165,7 @@ func TestIdempotency(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
 		anon := b.anon()
-		n0 := anon.count(t, nil)
+		n0 := anon.Count(t, nil)
 
 		// 20 concurrent creates with one key from one actor: one task.
 		createConcurrently := func(c *client, title string) []string {
@@ -172,7 +173,7 @@ func TestIdempotency(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range ids {
 				wg.Go(func() {
-					tk := c.create(t, map[string]any{"title": fmt.Sprintf("%s %d", title, i), "idempotencyKey": "deploy-42"})
+					tk := c.Create(t, map[string]any{"title": fmt.Sprintf("%s %d", title, i), "idempotencyKey": "deploy-42"})
 					ids[i] = tk.ID
 				})
 			}
@@ -183,33 +184,33 @@ func TestIdempotency(t *testing.T) {
 		for _, id := range ids {
 			require.Equal(t, ids[0], id)
 		}
-		require.Equal(t, n0+1, anon.count(t, nil))
-		first := anon.get(t, ids[0])
+		require.Equal(t, n0+1, anon.Count(t, nil))
+		first := anon.Get(t, ids[0])
 		require.Equal(t, 1, first.Version)
-		require.Len(t, anon.events(t, first.ID), 1)
+		require.Len(t, anon.Events(t, first.ID), 1)
 
 		// A repeat returns the first task and writes nothing.
-		head := b.headPosition(t)
-		again := anon.create(t, map[string]any{"title": "something else", "idempotencyKey": "deploy-42"})
+		head := b.HeadPosition(t)
+		again := anon.Create(t, map[string]any{"title": "something else", "idempotencyKey": "deploy-42"})
 		require.Equal(t, first, again)
-		require.Equal(t, head, b.headPosition(t))
+		require.Equal(t, head, b.HeadPosition(t))
 
 		// The same key from another actor is another task.
-		_, secret := b.mint(t, "alice", ipa.RoleOperator)
+		_, secret := b.Mint(t, "alice", ipa.RoleOperator)
 		alice := b.as(secret)
 		aliceIDs := createConcurrently(alice, "alice")
 		for _, id := range aliceIDs {
 			require.Equal(t, aliceIDs[0], id)
 		}
 		require.NotEqual(t, first.ID, aliceIDs[0])
-		require.Equal(t, n0+2, alice.count(t, nil))
-		at := alice.get(t, aliceIDs[0])
+		require.Equal(t, n0+2, alice.Count(t, nil))
+		at := alice.Get(t, aliceIDs[0])
 		require.Equal(t, "alice", at.CreatedBy)
 
 		// A different key from the same actor is a new task.
-		other := alice.create(t, map[string]any{"title": "other", "idempotencyKey": "deploy-43"})
+		other := alice.Create(t, map[string]any{"title": "other", "idempotencyKey": "deploy-43"})
 		require.NotEqual(t, at.ID, other.ID)
-		require.Equal(t, n0+3, alice.count(t, nil))
+		require.Equal(t, n0+3, alice.Count(t, nil))
 	})
 }
 
@@ -228,9 +229,8 @@ var taskMutations = []struct {
 }
 
 const (
-	transitionMutation = `mutation($id: ID!, $to: TaskPhase!, $v: Int) { transitionPhase(taskId: $id, to: $to, expectedVersion: $v) { task { ` + taskFields + ` } } }`
-	completeMutation   = `mutation($id: ID!) { completeTask(taskId: $id) { task { ` + taskFields + ` } } }`
-	cancelMutation     = `mutation($id: ID!, $reason: String!) { cancelTask(taskId: $id, reason: $reason) { task { ` + taskFields + ` } } }`
+	completeMutation = `mutation($id: ID!) { completeTask(taskId: $id) { task { ` + apptest.TaskFields + ` } } }`
+	cancelMutation   = `mutation($id: ID!, $reason: String!) { cancelTask(taskId: $id, reason: $reason) { task { ` + apptest.TaskFields + ` } } }`
 )
 
 func (c *client) transition(t *testing.T, id, to string) task {
@@ -238,7 +238,7 @@ func (c *client) transition(t *testing.T, id, to string) task {
 	var out struct {
 		TransitionPhase struct{ Task task } `json:"transitionPhase"`
 	}
-	c.must(t, transitionMutation, map[string]any{"id": id, "to": to}, &out)
+	c.Must(t, apptest.TransitionMutation, map[string]any{"id": id, "to": to}, &out)
 	return out.TransitionPhase.Task
 }
 
@@ -247,7 +247,7 @@ func (c *client) complete(t *testing.T, id string) task {
 	var out struct {
 		CompleteTask struct{ Task task } `json:"completeTask"`
 	}
-	c.must(t, completeMutation, map[string]any{"id": id}, &out)
+	c.Must(t, completeMutation, map[string]any{"id": id}, &out)
 	return out.CompleteTask.Task
 }
 
@@ -256,7 +256,7 @@ func (c *client) cancel(t *testing.T, id, reason string) task {
 	var out struct {
 		CancelTask struct{ Task task } `json:"cancelTask"`
 	}
-	c.must(t, cancelMutation, map[string]any{"id": id, "reason": reason}, &out)
+	c.Must(t, cancelMutation, map[string]any{"id": id, "reason": reason}, &out)
 	return out.CancelTask.Task
 }
 
@@ -264,28 +264,28 @@ func TestErrorCodes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
 		c := b.anon()
-		open := c.createTitled(t, "open")
-		completed := c.complete(t, c.createTitled(t, "to complete").ID)
+		open := c.CreateTitled(t, "open")
+		completed := c.complete(t, c.CreateTitled(t, "to complete").ID)
 		require.Equal(t, "COMPLETED", completed.Status)
-		cancelled := c.cancel(t, c.createTitled(t, "to cancel").ID, "no longer needed")
+		cancelled := c.cancel(t, c.CreateTitled(t, "to cancel").ID, "no longer needed")
 		require.Equal(t, "CANCELLED", cancelled.Status)
 
 		t.Run("MissingReason", func(t *testing.T) {
 			for _, reason := range []string{"", "   ", "\t\n"} {
-				head := b.headPosition(t)
-				e := c.fail(t, cancelMutation, map[string]any{"id": open.ID, "reason": reason})
-				requireError(t, e, ipa.EINVALID, ipa.ReasonMissingReason)
-				require.Equal(t, head, b.headPosition(t))
-				require.Equal(t, "INACTIVE", c.get(t, open.ID).Status)
+				head := b.HeadPosition(t)
+				e := c.Fail(t, cancelMutation, map[string]any{"id": open.ID, "reason": reason})
+				apptest.RequireError(t, e, ipa.EINVALID, ipa.ReasonMissingReason)
+				require.Equal(t, head, b.HeadPosition(t))
+				require.Equal(t, "INACTIVE", c.Get(t, open.ID).Status)
 			}
 		})
 
 		t.Run("TaskNotFound", func(t *testing.T) {
 			for _, m := range taskMutations {
 				for _, id := range []string{uuid.NewString(), "not-a-task-id", "", "00000000-0000-0000-0000-000000000000"} {
-					r := c.gql(t, m.query, map[string]any{"id": id})
+					r := c.GQL(t, m.query, map[string]any{"id": id})
 					require.Lenf(t, r.Errors, 1, "%s %q: %s", m.name, id, r.Raw)
-					requireError(t, r.Errors[0], ipa.ENOTFOUND, ipa.ReasonTaskNotFound)
+					apptest.RequireError(t, r.Errors[0], ipa.ENOTFOUND, ipa.ReasonTaskNotFound)
 					require.JSONEq(t, `null`, string(r.Data))
 				}
 			}
@@ -293,12 +293,12 @@ func TestErrorCodes(t *testing.T) {
 
 		t.Run("TaskQueryNullForUnknown", func(t *testing.T) {
 			for _, id := range []string{uuid.NewString(), "not-a-task-id", "", "'; DROP TABLE tasks; --"} {
-				r := c.gql(t, `query($id: ID!) { task(id: $id) { id } node(id: $id) { id } }`, map[string]any{"id": id})
+				r := c.GQL(t, `query($id: ID!) { task(id: $id) { id } node(id: $id) { id } }`, map[string]any{"id": id})
 				require.Emptyf(t, r.Errors, "%s", r.Raw)
 				require.JSONEq(t, `{"task": null, "node": null}`, string(r.Data))
 			}
 			var out struct{ Node struct{ ID, Title string } }
-			c.must(t, `query($id: ID!) { node(id: $id) { id ... on Task { title } } }`, map[string]any{"id": open.ID}, &out)
+			c.Must(t, `query($id: ID!) { node(id: $id) { id ... on Task { title } } }`, map[string]any{"id": open.ID}, &out)
 			require.Equal(t, open.ID, out.Node.ID)
 			require.Equal(t, "open", out.Node.Title)
 		})
@@ -308,62 +308,62 @@ func TestErrorCodes(t *testing.T) {
 				task   task
 				reason string
 			}{{completed, ipa.ReasonAlreadyCompleted}, {cancelled, ipa.ReasonAlreadyCancelled}} {
-				head := b.headPosition(t)
+				head := b.HeadPosition(t)
 				for _, m := range taskMutations {
-					e := c.fail(t, m.query, map[string]any{"id": closed.task.ID})
-					requireError(t, e, ipa.ECONFLICT, closed.reason)
+					e := c.Fail(t, m.query, map[string]any{"id": closed.task.ID})
+					apptest.RequireError(t, e, ipa.ECONFLICT, closed.reason)
 				}
 				for _, to := range []string{"SPEC_CLARIFICATION", "PLANNING", "DEVELOPMENT", "REVIEW", "COMPLETED", "CANCELLED"} {
-					e := c.fail(t, transitionMutation, map[string]any{"id": closed.task.ID, "to": to})
-					requireError(t, e, ipa.ECONFLICT, closed.reason)
+					e := c.Fail(t, apptest.TransitionMutation, map[string]any{"id": closed.task.ID, "to": to})
+					apptest.RequireError(t, e, ipa.ECONFLICT, closed.reason)
 				}
-				require.Equal(t, head, b.headPosition(t), "a refused change to a closed task wrote an event")
-				require.Equal(t, closed.task, c.get(t, closed.task.ID))
+				require.Equal(t, head, b.HeadPosition(t), "a refused change to a closed task wrote an event")
+				require.Equal(t, closed.task, c.Get(t, closed.task.ID))
 			}
 		})
 
 		t.Run("NotRunning", func(t *testing.T) {
-			e := c.fail(t, `mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }`, map[string]any{"id": open.ID})
-			requireError(t, e, ipa.ECONFLICT, ipa.ReasonNotRunning)
+			e := c.Fail(t, `mutation($id: ID!) { stopPod(taskId: $id) { task { id } } }`, map[string]any{"id": open.ID})
+			apptest.RequireError(t, e, ipa.ECONFLICT, ipa.ReasonNotRunning)
 		})
 
 		t.Run("InvalidTransition", func(t *testing.T) {
-			head := b.headPosition(t)
+			head := b.HeadPosition(t)
 			for _, to := range []string{"DEVELOPMENT", "REVIEW", "COMPLETED", "CANCELLED", "SPEC_CLARIFICATION"} {
-				e := c.fail(t, transitionMutation, map[string]any{"id": open.ID, "to": to})
-				requireError(t, e, ipa.ECONFLICT, ipa.ReasonInvalidTransition)
+				e := c.Fail(t, apptest.TransitionMutation, map[string]any{"id": open.ID, "to": to})
+				apptest.RequireError(t, e, ipa.ECONFLICT, ipa.ReasonInvalidTransition)
 			}
-			require.Equal(t, head, b.headPosition(t))
-			require.Equal(t, open, c.get(t, open.ID))
+			require.Equal(t, head, b.HeadPosition(t))
+			require.Equal(t, open, c.Get(t, open.ID))
 		})
 
 		t.Run("VersionConflict", func(t *testing.T) {
-			tk := c.createTitled(t, "versioned")
+			tk := c.CreateTitled(t, "versioned")
 			var out struct {
 				TransitionPhase struct{ Task task } `json:"transitionPhase"`
 			}
-			c.must(t, transitionMutation, map[string]any{"id": tk.ID, "to": "PLANNING", "v": 1}, &out)
+			c.Must(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": "PLANNING", "v": 1}, &out)
 			require.Equal(t, 2, out.TransitionPhase.Task.Version)
-			cur := c.get(t, tk.ID)
-			head := b.headPosition(t)
+			cur := c.Get(t, tk.ID)
+			head := b.HeadPosition(t)
 
-			e := c.fail(t, transitionMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT", "v": 1})
-			requireError(t, e, ipa.ECONFLICT, ipa.ReasonVersionConflict)
+			e := c.Fail(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT", "v": 1})
+			apptest.RequireError(t, e, ipa.ECONFLICT, ipa.ReasonVersionConflict)
 			require.EqualValues(t, 2, e.Extensions["currentVersion"])
 			for _, m := range taskMutations {
 				if m.name == "stopPod" {
 					continue // NOT_RUNNING is checked first by some implementations; covered above
 				}
-				e := c.fail(t, m.query, map[string]any{"id": tk.ID, "v": 1})
-				requireError(t, e, ipa.ECONFLICT, ipa.ReasonVersionConflict)
+				e := c.Fail(t, m.query, map[string]any{"id": tk.ID, "v": 1})
+				apptest.RequireError(t, e, ipa.ECONFLICT, ipa.ReasonVersionConflict)
 				require.EqualValuesf(t, 2, e.Extensions["currentVersion"], "%s", m.name)
 			}
-			require.Equal(t, head, b.headPosition(t), "a version conflict wrote an event")
-			require.Equal(t, cur, c.get(t, tk.ID))
-			require.Len(t, c.events(t, tk.ID), 2)
+			require.Equal(t, head, b.HeadPosition(t), "a version conflict wrote an event")
+			require.Equal(t, cur, c.Get(t, tk.ID))
+			require.Len(t, c.Events(t, tk.ID), 2)
 
 			// The current version works.
-			c.must(t, transitionMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT", "v": 2}, &out)
+			c.Must(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT", "v": 2}, &out)
 			require.Equal(t, 3, out.TransitionPhase.Task.Version)
 			require.Equal(t, "DEVELOPMENT", out.TransitionPhase.Task.Phase)
 		})
@@ -375,7 +375,7 @@ func TestErrorCodes(t *testing.T) {
 					PageInfo struct{ EndCursor string }
 				}
 			}
-			c.must(t, `{ tasks(first: 1, orderBy: {field: TITLE, direction: ASC}) { edges { cursor } pageInfo { endCursor } } }`, nil, &page)
+			c.Must(t, `{ tasks(first: 1, orderBy: {field: TITLE, direction: ASC}) { edges { cursor } pageInfo { endCursor } } }`, nil, &page)
 			cur := page.Tasks.PageInfo.EndCursor
 			require.NotEmpty(t, cur)
 			tampered := []byte(cur)
@@ -390,7 +390,7 @@ func TestErrorCodes(t *testing.T) {
 					Events struct{ PageInfo struct{ EndCursor string } }
 				}
 			}
-			c.must(t, `query($id: ID!) { task(id: $id) { events(first: 1) { pageInfo { endCursor } } } }`, map[string]any{"id": completed.ID}, &evPage)
+			c.Must(t, `query($id: ID!) { task(id: $id) { events(first: 1) { pageInfo { endCursor } } } }`, map[string]any{"id": completed.ID}, &evPage)
 			evCursor := evPage.Task.Events.PageInfo.EndCursor
 			require.NotEmpty(t, evCursor)
 
@@ -422,8 +422,8 @@ func TestErrorCodes(t *testing.T) {
 			}
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
-					e := c.fail(t, tc.query, tc.vars)
-					requireError(t, e, ipa.EINVALID, ipa.ReasonInvalidArgument)
+					e := c.Fail(t, tc.query, tc.vars)
+					apptest.RequireError(t, e, ipa.EINVALID, ipa.ReasonInvalidArgument)
 				})
 			}
 		})
@@ -435,9 +435,9 @@ func TestErrorCodes(t *testing.T) {
 				// application/graphql-response+json, typed like the
 				// request asked, and never has a data entry.
 				for accept, want := range map[string]int{"": http.StatusOK, "application/json": http.StatusOK, "application/graphql-response+json": http.StatusBadRequest} {
-					r := c.do(t, request{query: q, headers: map[string]string{"Accept": accept}})
+					r := c.Do(t, request{Query: q, Headers: map[string]string{"Accept": accept}})
 					require.NotEmptyf(t, r.Errors, "%s", r.Raw)
-					require.Equal(t, "GRAPHQL_PARSE_FAILED", r.Errors[0].code())
+					require.Equal(t, "GRAPHQL_PARSE_FAILED", r.Errors[0].Code())
 					require.Equalf(t, want, r.Status, "Accept %q: %s", accept, r.Raw)
 					wantType := "application/json"
 					if accept == "application/graphql-response+json" {
@@ -450,7 +450,7 @@ func TestErrorCodes(t *testing.T) {
 		})
 
 		t.Run("ValidationFailed", func(t *testing.T) {
-			n := c.count(t, nil)
+			n := c.Count(t, nil)
 			for _, q := range []string{
 				`{ noSuchField }`,
 				`{ task(id: "x") { noSuchField } }`,
@@ -460,27 +460,27 @@ func TestErrorCodes(t *testing.T) {
 				`mutation { transitionPhase(taskId: "x", to: FINISHED) { task { id } } }`,
 				`{ tasks { edges { node { id } } } }` + "\n" + `{ viewer { id } }`,
 			} {
-				r := c.gql(t, q, nil)
+				r := c.GQL(t, q, nil)
 				require.NotEmptyf(t, r.Errors, "%s", r.Raw)
-				require.Equalf(t, "GRAPHQL_VALIDATION_FAILED", r.Errors[0].code(), "%s: %s", q, r.Raw)
+				require.Equalf(t, "GRAPHQL_VALIDATION_FAILED", r.Errors[0].Code(), "%s: %s", q, r.Raw)
 			}
 			// A variable of the wrong type is refused before running too.
-			r := c.gql(t, createTaskMutation, map[string]any{"input": map[string]any{"description": "no title"}})
+			r := c.GQL(t, apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"description": "no title"}})
 			require.NotEmpty(t, r.Errors)
-			require.Equal(t, "GRAPHQL_VALIDATION_FAILED", r.Errors[0].code())
-			require.Equal(t, n, c.count(t, nil), "a refused document created a task")
+			require.Equal(t, "GRAPHQL_VALIDATION_FAILED", r.Errors[0].Code())
+			require.Equal(t, n, c.Count(t, nil), "a refused document created a task")
 		})
 
 		t.Run("PodsUnavailable", func(t *testing.T) {
 			// This harness's server cannot launch plugins: starting a pod
 			// is a clean UNAVAILABLE, never an internal error, and each
 			// failed start is recorded as the pod's crash (start_failed).
-			head := b.headPosition(t)
-			e := c.fail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": open.ID})
-			requireError(t, e, ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed)
-			e = c.fail(t, `mutation($id: ID!) { restartPod(taskId: $id) { task { id } } }`, map[string]any{"id": open.ID})
-			requireError(t, e, ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed)
-			require.Equal(t, head+2, b.headPosition(t))
+			head := b.HeadPosition(t)
+			e := c.Fail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": open.ID})
+			apptest.RequireError(t, e, ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed)
+			e = c.Fail(t, `mutation($id: ID!) { restartPod(taskId: $id) { task { id } } }`, map[string]any{"id": open.ID})
+			apptest.RequireError(t, e, ipa.EUNAVAILABLE, ipa.ReasonRuntimeFailed)
+			require.Equal(t, head+2, b.HeadPosition(t))
 			var out struct {
 				Task struct {
 					Pod struct {
@@ -489,7 +489,7 @@ func TestErrorCodes(t *testing.T) {
 					}
 				}
 			}
-			c.must(t, `query($id: ID!) { task(id: $id) { pod { state crashes { reason message } } } }`, map[string]any{"id": open.ID}, &out)
+			c.Must(t, `query($id: ID!) { task(id: $id) { pod { state crashes { reason message } } } }`, map[string]any{"id": open.ID}, &out)
 			require.Equal(t, "CRASHED", out.Task.Pod.State)
 			require.Len(t, out.Task.Pod.Crashes, 2)
 			for _, cr := range out.Task.Pod.Crashes {
@@ -499,7 +499,7 @@ func TestErrorCodes(t *testing.T) {
 		})
 
 		t.Run("EveryErrorHasCorrelationID", func(t *testing.T) {
-			r := c.do(t, request{query: `{ task(`, headers: map[string]string{"X-Request-Id": "trace-parse-1"}})
+			r := c.Do(t, request{Query: `{ task(`, Headers: map[string]string{"X-Request-Id": "trace-parse-1"}})
 			require.NotEmpty(t, r.Errors)
 			require.Equal(t, "trace-parse-1", r.Errors[0].Extensions["correlationId"])
 			require.Equal(t, "trace-parse-1", r.Header.Get("X-Request-Id"))
@@ -515,13 +515,13 @@ func TestPhaseRules(t *testing.T) {
 		c := b.anon()
 
 		t.Run("ForwardAndBack", func(t *testing.T) {
-			tk := c.createTitled(t, "walk")
+			tk := c.CreateTitled(t, "walk")
 			version := 1
 			for i := 1; i < len(workPhases); i++ {
 				// Skipping a phase is refused from every phase.
 				if i+1 < len(workPhases) {
-					e := c.fail(t, transitionMutation, map[string]any{"id": tk.ID, "to": workPhases[i+1]})
-					requireError(t, e, ipa.ECONFLICT, ipa.ReasonInvalidTransition)
+					e := c.Fail(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": workPhases[i+1]})
+					apptest.RequireError(t, e, ipa.ECONFLICT, ipa.ReasonInvalidTransition)
 				}
 				got := c.transition(t, tk.ID, workPhases[i])
 				version++
@@ -531,20 +531,20 @@ func TestPhaseRules(t *testing.T) {
 				require.False(t, got.UpdatedAt.Before(got.CreatedAt))
 			}
 			// REVIEW: nothing further forward; COMPLETED only via completeTask.
-			e := c.fail(t, transitionMutation, map[string]any{"id": tk.ID, "to": "COMPLETED"})
-			requireError(t, e, ipa.ECONFLICT, ipa.ReasonInvalidTransition)
+			e := c.Fail(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": "COMPLETED"})
+			apptest.RequireError(t, e, ipa.ECONFLICT, ipa.ReasonInvalidTransition)
 			// Back one step at a time, never two.
 			for i := len(workPhases) - 2; i >= 0; i-- {
 				if i-1 >= 0 {
-					e := c.fail(t, transitionMutation, map[string]any{"id": tk.ID, "to": workPhases[i-1]})
-					requireError(t, e, ipa.ECONFLICT, ipa.ReasonInvalidTransition)
+					e := c.Fail(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": workPhases[i-1]})
+					apptest.RequireError(t, e, ipa.ECONFLICT, ipa.ReasonInvalidTransition)
 				}
 				got := c.transition(t, tk.ID, workPhases[i])
 				version++
 				require.Equal(t, workPhases[i], got.Phase)
 				require.Equal(t, version, got.Version)
 			}
-			evs := c.events(t, tk.ID)
+			evs := c.Events(t, tk.ID)
 			require.Len(t, evs, version)
 			var data struct{ From, To string }
 			require.NoError(t, json.Unmarshal(evs[1].Data, &data))
@@ -555,7 +555,7 @@ func TestPhaseRules(t *testing.T) {
 		t.Run("CloseFromEveryPhase", func(t *testing.T) {
 			for i, phase := range workPhases {
 				for _, closeWith := range []string{"complete", "cancel"} {
-					tk := c.createTitled(t, closeWith+" from "+phase)
+					tk := c.CreateTitled(t, closeWith+" from "+phase)
 					for _, p := range workPhases[1 : i+1] {
 						c.transition(t, tk.ID, p)
 					}
@@ -570,7 +570,7 @@ func TestPhaseRules(t *testing.T) {
 					require.Equal(t, wantStatus, closed.Status)
 					require.Equal(t, wantStatus, closed.Phase)
 					require.Equal(t, i+2, closed.Version)
-					evs := c.events(t, tk.ID)
+					evs := c.Events(t, tk.ID)
 					last := evs[len(evs)-1]
 					require.Equal(t, "task_"+strings.ToLower(wantStatus), last.Type)
 					var data struct{ Phase, Reason string }
@@ -582,12 +582,12 @@ func TestPhaseRules(t *testing.T) {
 
 					// Final stays final: every phase, complete and cancel are refused.
 					for _, to := range append(append([]string{}, workPhases...), "COMPLETED", "CANCELLED") {
-						e := c.fail(t, transitionMutation, map[string]any{"id": tk.ID, "to": to})
-						requireError(t, e, ipa.ECONFLICT, wantReason)
+						e := c.Fail(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": to})
+						apptest.RequireError(t, e, ipa.ECONFLICT, wantReason)
 					}
-					requireError(t, c.fail(t, completeMutation, map[string]any{"id": tk.ID}), ipa.ECONFLICT, wantReason)
-					requireError(t, c.fail(t, cancelMutation, map[string]any{"id": tk.ID, "reason": "again"}), ipa.ECONFLICT, wantReason)
-					require.Equal(t, closed, c.get(t, tk.ID))
+					apptest.RequireError(t, c.Fail(t, completeMutation, map[string]any{"id": tk.ID}), ipa.ECONFLICT, wantReason)
+					apptest.RequireError(t, c.Fail(t, cancelMutation, map[string]any{"id": tk.ID, "reason": "again"}), ipa.ECONFLICT, wantReason)
+					require.Equal(t, closed, c.Get(t, tk.ID))
 				}
 			}
 		})
@@ -601,7 +601,7 @@ func TestEvents(t *testing.T) {
 
 		t.Run("StreamAndCorrelation", func(t *testing.T) {
 			withID := func(id string) map[string]string { return map[string]string{"X-Request-Id": id} }
-			r := c.do(t, request{query: createTaskMutation, vars: map[string]any{"input": map[string]any{"title": "traced"}}, headers: withID("req-create-1")})
+			r := c.Do(t, request{Query: apptest.CreateTaskMutation, Vars: map[string]any{"input": map[string]any{"title": "traced"}}, Headers: withID("req-create-1")})
 			require.Empty(t, r.Errors)
 			require.Equal(t, "req-create-1", r.Header.Get("X-Request-Id"))
 			require.Equal(t, "req-create-1", r.Extensions["correlationId"])
@@ -611,19 +611,19 @@ func TestEvents(t *testing.T) {
 			require.NoError(t, json.Unmarshal(r.Data, &created))
 			id := created.CreateTask.Task.ID
 
-			r = c.do(t, request{query: transitionMutation, vars: map[string]any{"id": id, "to": "PLANNING"}, headers: withID("req-plan-2")})
+			r = c.Do(t, request{Query: apptest.TransitionMutation, Vars: map[string]any{"id": id, "to": "PLANNING"}, Headers: withID("req-plan-2")})
 			require.Empty(t, r.Errors)
 			require.Equal(t, "req-plan-2", r.Extensions["correlationId"])
 
 			// No header: one is generated, echoed in the header and the extensions.
-			r = c.do(t, request{query: transitionMutation, vars: map[string]any{"id": id, "to": "DEVELOPMENT"}})
+			r = c.Do(t, request{Query: apptest.TransitionMutation, Vars: map[string]any{"id": id, "to": "DEVELOPMENT"}})
 			require.Empty(t, r.Errors)
 			generated := r.Header.Get("X-Request-Id")
 			require.NotEmpty(t, generated)
 			require.Equal(t, generated, r.Extensions["correlationId"])
 
 			// An unusable header (control characters, spaces) is replaced.
-			r = c.do(t, request{query: transitionMutation, vars: map[string]any{"id": id, "to": "REVIEW"}, headers: withID("has spaces in it")})
+			r = c.Do(t, request{Query: apptest.TransitionMutation, Vars: map[string]any{"id": id, "to": "REVIEW"}, Headers: withID("has spaces in it")})
 			require.Empty(t, r.Errors)
 			replaced := r.Header.Get("X-Request-Id")
 			require.NotEqual(t, "has spaces in it", replaced)
@@ -631,10 +631,10 @@ func TestEvents(t *testing.T) {
 			require.NotEqual(t, generated, replaced)
 			require.Equal(t, replaced, r.Extensions["correlationId"])
 
-			r = c.do(t, request{query: cancelMutation, vars: map[string]any{"id": id, "reason": "done here"}, headers: withID("req-cancel-5")})
+			r = c.Do(t, request{Query: cancelMutation, Vars: map[string]any{"id": id, "reason": "done here"}, Headers: withID("req-cancel-5")})
 			require.Empty(t, r.Errors)
 
-			evs := c.events(t, id)
+			evs := c.Events(t, id)
 			require.Len(t, evs, 5)
 			wantTypes := []string{"task_created", "phase_changed", "phase_changed", "phase_changed", "task_cancelled"}
 			wantCorr := []string{"req-create-1", "req-plan-2", generated, replaced, "req-cancel-5"}
@@ -665,7 +665,7 @@ func TestEvents(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range ids {
 				wg.Go(func() {
-					tk := c.createTitled(t, fmt.Sprintf("concurrent %d", i))
+					tk := c.CreateTitled(t, fmt.Sprintf("concurrent %d", i))
 					for _, p := range workPhases[1:] {
 						c.transition(t, tk.ID, p)
 					}
@@ -676,7 +676,7 @@ func TestEvents(t *testing.T) {
 			wg.Wait()
 			positions := map[int64]bool{}
 			for _, id := range ids {
-				evs := c.events(t, id)
+				evs := c.Events(t, id)
 				require.Len(t, evs, 5)
 				var last int64 = -1
 				for i, e := range evs {
@@ -692,13 +692,13 @@ func TestEvents(t *testing.T) {
 		})
 
 		t.Run("Pagination", func(t *testing.T) {
-			tk := c.createTitled(t, "paged")
+			tk := c.CreateTitled(t, "paged")
 			for range 3 {
 				c.transition(t, tk.ID, "PLANNING")
 				c.transition(t, tk.ID, "SPEC_CLARIFICATION")
 			}
 			c.complete(t, tk.ID) // 1 created + 6 phase changes + 1 completed = 8
-			all := c.events(t, tk.ID)
+			all := c.Events(t, tk.ID)
 			require.Len(t, all, 8)
 
 			type page struct {
@@ -718,7 +718,7 @@ func TestEvents(t *testing.T) {
 			}
 			const q = `query($id: ID!, $first: Int, $after: String, $types: [String!]) { task(id: $id) {
 				events(first: $first, after: $after, types: $types) {
-					edges { cursor node { ` + eventFields + ` } }
+					edges { cursor node { ` + apptest.EventFields + ` } }
 					pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
 					totalCount } } }`
 			walk := func(first int, types []string) []event {
@@ -727,7 +727,7 @@ func TestEvents(t *testing.T) {
 				for pages := 0; ; pages++ {
 					require.Less(t, pages, 20)
 					var p page
-					c.must(t, q, map[string]any{"id": tk.ID, "first": first, "after": after, "types": types}, &p)
+					c.Must(t, q, map[string]any{"id": tk.ID, "first": first, "after": after, "types": types}, &p)
 					ev := p.Task.Events
 					require.LessOrEqual(t, len(ev.Edges), first)
 					require.Equal(t, after != nil, ev.PageInfo.HasPreviousPage)
@@ -759,9 +759,9 @@ func TestEvents(t *testing.T) {
 			require.Empty(t, walk(5, []string{"no_such_type"}))
 
 			var p page
-			c.must(t, q, map[string]any{"id": tk.ID, "first": 2, "types": []string{"phase_changed"}}, &p)
+			c.Must(t, q, map[string]any{"id": tk.ID, "first": 2, "types": []string{"phase_changed"}}, &p)
 			require.Equal(t, 6, p.Task.Events.TotalCount)
-			c.must(t, q, map[string]any{"id": tk.ID, "first": 2}, &p)
+			c.Must(t, q, map[string]any{"id": tk.ID, "first": 2}, &p)
 			require.Equal(t, 8, p.Task.Events.TotalCount)
 		})
 	})
@@ -774,7 +774,7 @@ func TestReprojectAfterWorkload(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range 12 {
 			wg.Go(func() {
-				tk := c.create(t, map[string]any{"title": fmt.Sprintf("work %d", i), "metadata": map[string]any{"i": i}})
+				tk := c.Create(t, map[string]any{"title": fmt.Sprintf("work %d", i), "metadata": map[string]any{"i": i}})
 				for _, p := range workPhases[1 : 1+i%4] {
 					c.transition(t, tk.ID, p)
 				}
@@ -788,14 +788,14 @@ func TestReprojectAfterWorkload(t *testing.T) {
 					c.cancel(t, tk.ID, fmt.Sprintf("reason %d", i))
 				}
 				// Refusals in the mix must not disturb the projection.
-				c.gql(t, transitionMutation, map[string]any{"id": tk.ID, "to": "COMPLETED"})
+				c.GQL(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": "COMPLETED"})
 			})
 		}
 		wg.Wait()
-		require.Equal(t, 12, c.count(t, nil))
-		require.Equal(t, 4, c.count(t, map[string]any{"status": []string{"COMPLETED"}}))
-		require.Equal(t, 4, c.count(t, map[string]any{"status": []string{"CANCELLED"}}))
-		diff, err := b.store.Reproject(context.Background(), true)
+		require.Equal(t, 12, c.Count(t, nil))
+		require.Equal(t, 4, c.Count(t, map[string]any{"status": []string{"COMPLETED"}}))
+		require.Equal(t, 4, c.Count(t, map[string]any{"status": []string{"CANCELLED"}}))
+		diff, err := b.Store.Reproject(context.Background(), true)
 		require.NoError(t, err)
 		require.Zero(t, diff, "the tasks table differs from the fold of the event log")
 	})
@@ -803,8 +803,8 @@ func TestReprojectAfterWorkload(t *testing.T) {
 
 func TestCorrelationIDOnRefusedRequests(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		b := setup(t, backend, withAuthMode("required"))
-		r := b.anon().do(t, request{query: `{ viewer { id } }`, headers: map[string]string{"X-Request-Id": "refused-1"}})
+		b := setup(t, backend, apptest.WithAuthMode("required"))
+		r := b.anon().Do(t, request{Query: `{ viewer { id } }`, Headers: map[string]string{"X-Request-Id": "refused-1"}})
 		require.Equal(t, http.StatusUnauthorized, r.Status)
 		require.Len(t, r.Errors, 1)
 		require.Equal(t, "refused-1", r.Errors[0].Extensions["correlationId"])
