@@ -9,15 +9,15 @@ import (
 	"testing"
 
 	"github.com/ipa-dev/ipa/internal/app/apptest"
-	"github.com/ipa-dev/ipa/internal/testdb"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) { dbtest.Main(m) }
 
 // forEachBackend runs fn as a parallel subtest per database.
 func forEachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
 	t.Helper()
-	testdb.ForEach(t, fn)
+	dbtest.ForEach(t, fn)
 }
 
 // bundle is a full server behind a real socket (apptest.Setup), with this

@@ -14,9 +14,9 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // modelTask is a Task with the task model's fields.
@@ -410,7 +410,7 @@ func TestTaskDeadlines(t *testing.T) {
 		})
 		t.Run("AcrossRestart", func(t *testing.T) {
 			t.Parallel()
-			url := testdb.URL(t, backend)
+			url := dbtest.URL(t, backend)
 			quick := func(c *app.Config) { c.DeadlineInterval = 50 * time.Millisecond }
 			first := apptest.New(t, url, auth.ModeAuto, quick)
 			ctx := ipa.WithActor(context.Background(), ipa.Actor{ID: "alice", Role: ipa.RoleOperator})
@@ -432,7 +432,7 @@ func TestTaskDeadlines(t *testing.T) {
 			// children due together, each cancelled exactly once, whichever
 			// gets there first.
 			t.Parallel()
-			url := testdb.URL(t, backend)
+			url := dbtest.URL(t, backend)
 			a := apptest.New(t, url, auth.ModeAuto, func(c *app.Config) { c.DeadlineInterval = 20 * time.Millisecond })
 			ctx := ipa.WithActor(context.Background(), ipa.Actor{ID: "alice", Role: ipa.RoleOperator})
 			at := time.Now().Add(time.Second)
@@ -462,7 +462,7 @@ func TestTaskDeadlines(t *testing.T) {
 		}
 		t.Run("TwoServers", func(t *testing.T) {
 			t.Parallel()
-			url := testdb.URL(t, backend)
+			url := dbtest.URL(t, backend)
 			quick := func(c *app.Config) { c.DeadlineInterval = 20 * time.Millisecond }
 			one := apptest.New(t, url, auth.ModeAuto, func(c *app.Config) { quick(c); c.InstanceID = "one" })
 			two := apptest.New(t, url, auth.ModeAuto, func(c *app.Config) { quick(c); c.InstanceID = "two" })

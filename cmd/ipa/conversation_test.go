@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/ipa-dev/ipa/cmd/ipa/ipacli"
-	"github.com/ipa-dev/ipa/internal/testdb"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
@@ -364,7 +364,7 @@ func TestExecPodAsks(t *testing.T) {
 // Two servers on one PostgreSQL database: the pod runs on A; messages sent
 // and answers given through B reach it, once each and in order.
 func TestConversationAcrossInstances(t *testing.T) {
-	url := testdb.URL(t, "postgres")
+	url := dbtest.URL(t, "postgres")
 	dir := newPluginDir(t)
 	buildChatty(t, dir)
 	a, b := newHome(t, "--plugin-dir", dir), newHome(t, "--plugin-dir", dir)

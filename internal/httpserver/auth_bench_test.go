@@ -19,9 +19,9 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // What authenticating costs a writer on an open socket. Run with
@@ -36,7 +36,7 @@ const benchCreate = `mutation($t: String!) { createTask(input: {title: $t}) { ta
 // check before each operation on and off. One client, or 16 at once (16
 // sockets, or 16 HTTP clients), on one server per database.
 func BenchmarkCreateTaskAuth(b *testing.B) {
-	for _, backend := range testdb.Backends {
+	for _, backend := range dbtest.Backends {
 		b.Run(backend, func(b *testing.B) {
 			s := setup(b, backend, apptest.WithAuthMode(auth.ModeRequired))
 			_, secret, err := auth.Mint(context.Background(), s.Store, "bench", ipa.RoleOperator, time.Now())

@@ -19,11 +19,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/app/apptest"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/loadclient"
+	"github.com/ipa-dev/ipa/internal/loadtest"
 	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // Feed benchmarks: real WebSocket clients (coder/websocket, graphql-transport-ws)
@@ -180,8 +180,8 @@ const taskEventsSub = `subscription($id: ID!, $v: Int) { taskEvents(taskId: $id,
 // receive time − the event's occurredAt (taken just before the commit; one
 // machine, one clock). Reports p50/p99/max over every delivery in ms.
 func BenchmarkDeliveryLatency(b *testing.B) {
-	loadclient.RaiseFileLimit(b, 4096)
-	for _, backend := range testdb.Backends {
+	loadtest.RaiseFileLimit(b, 4096)
+	for _, backend := range dbtest.Backends {
 		for _, mode := range []string{"burst", "paced"} {
 			for _, n := range []int{1, 100, 1000} {
 				b.Run(fmt.Sprintf("%s/%s/subs=%d", backend, mode, n), func(b *testing.B) {
@@ -225,7 +225,7 @@ func benchDeliveryLatency(b *testing.B, backend string, subscribers int, paced b
 				sub, err := s.subscribe(ctx, taskEventsSub, map[string]any{"id": hot, "v": 1})
 				if err == nil {
 					var raw []byte
-					if raw, err = sub.next(ctx); err == nil && loadclient.FieldInt(raw, "version") != 2 {
+					if raw, err = sub.next(ctx); err == nil && loadtest.FieldInt(raw, "version") != 2 {
 						err = fmt.Errorf("first message: %s", raw)
 					}
 				}
@@ -265,13 +265,13 @@ func benchDeliveryLatency(b *testing.B, backend string, subscribers int, paced b
 						readErr <- err
 						return
 					}
-					at, err := time.Parse(time.RFC3339Nano, string(loadclient.Field(raw, "occurredAt")))
+					at, err := time.Parse(time.RFC3339Nano, string(loadtest.Field(raw, "occurredAt")))
 					if err != nil {
 						readErr <- fmt.Errorf("occurredAt in %s: %w", raw, err)
 						return
 					}
 					lat[i] = append(lat[i], now.Sub(at))
-					if loadclient.FieldInt(raw, "version") >= final {
+					if loadtest.FieldInt(raw, "version") >= final {
 						return
 					}
 				}
@@ -378,7 +378,7 @@ const catchUpEvents = 100_000
 // task feeds the task's read.
 func BenchmarkCatchUp(b *testing.B) {
 	const batch = 500
-	for _, backend := range testdb.Backends {
+	for _, backend := range dbtest.Backends {
 		b.Run(backend, func(b *testing.B) {
 			s := benchSetup(b, backend)
 			ctx := context.Background()
@@ -414,7 +414,7 @@ func BenchmarkCatchUp(b *testing.B) {
 					raw, err := sub.next(ctx)
 					require.NoError(b, err)
 					n := 0
-					for _, v := range loadclient.FieldInts(raw, seqField) {
+					for _, v := range loadtest.FieldInts(raw, seqField) {
 						if v != want {
 							b.Fatalf("got %s %d, want %d", seqField, v, want)
 						}
@@ -440,7 +440,7 @@ func BenchmarkCatchUp(b *testing.B) {
 				for want <= catchUpEvents {
 					raw, err := sub.next(ctx)
 					require.NoError(b, err)
-					if v := loadclient.FieldInt(raw, "version"); v != want {
+					if v := loadtest.FieldInt(raw, "version"); v != want {
 						b.Fatalf("got version %d, want %d", v, want)
 					}
 					want++

@@ -23,10 +23,10 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // Bundle is one full server, assembled by package app as ipa serve is,
@@ -99,7 +99,7 @@ func Setup(t testing.TB, backend string, opts ...Option) *Bundle {
 	}
 	dbURL := o.dbURL
 	if dbURL == "" {
-		dbURL = testdb.URL(t, backend)
+		dbURL = dbtest.URL(t, backend)
 	}
 	a := New(t, dbURL, o.mode, func(c *app.Config) {
 		c.RateLimit, c.RateBurst = o.rateLimit, o.rateBurst

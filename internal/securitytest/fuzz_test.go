@@ -1,4 +1,4 @@
-package security_test
+package securitytest_test
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // leakMarkers must never appear in an error shown to a client unless the
@@ -69,12 +69,12 @@ func manyAliases(n int, field string) string {
 // name SQL, a driver, a file or a stack, and no 500. One server (on SQLite)
 // serves a whole fuzz process. Run it longer with
 //
-//	go test -run '^$' -fuzz '^FuzzGraphQLRequest$' -fuzztime 10m ./internal/security/
+//	go test -run '^$' -fuzz '^FuzzGraphQLRequest$' -fuzztime 10m ./internal/securitytest/
 func FuzzGraphQLRequest(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add(s[0], s[1])
 	}
-	a := apptest.New(f, testdb.URL(f, "sqlite"), auth.ModeRequired, nil)
+	a := apptest.New(f, dbtest.URL(f, "sqlite"), auth.ModeRequired, nil)
 	_, secret, err := auth.Mint(context.Background(), a.Store, "fuzz", ipa.RoleAdmin, time.Now())
 	if err != nil {
 		f.Fatal(err)

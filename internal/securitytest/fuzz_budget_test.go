@@ -1,4 +1,4 @@
-package security_test
+package securitytest_test
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // allocCeiling is the most one request may allocate, whatever its
@@ -126,7 +126,7 @@ func hostileDocument(shape uint8, n uint16, depth uint8, word string) (string, m
 // a viewer, and requires each answer to be coded, never a 500, and each
 // request to allocate less than allocCeiling. Run it longer with
 //
-//	go test -run '^$' -fuzz '^FuzzHostileDocument$' -fuzztime 10m ./internal/security/
+//	go test -run '^$' -fuzz '^FuzzHostileDocument$' -fuzztime 10m ./internal/securitytest/
 func FuzzHostileDocument(f *testing.F) {
 	for shape := range uint8(hostileShapes) {
 		f.Add(shape, uint16(3000), uint8(40), "tasks")
@@ -136,7 +136,7 @@ func FuzzHostileDocument(f *testing.F) {
 	f.Add(uint8(5), uint16(40000), uint8(0), "")
 	f.Add(uint8(6), uint16(40000), uint8(0), "pod_output")
 	f.Add(uint8(2), uint16(0), uint8(24), "__typename")
-	a := apptest.New(f, testdb.URL(f, "sqlite"), auth.ModeRequired, nil)
+	a := apptest.New(f, dbtest.URL(f, "sqlite"), auth.ModeRequired, nil)
 	_, secret, err := auth.Mint(context.Background(), a.Store, "fuzz", ipa.RoleViewer, time.Now())
 	if err != nil {
 		f.Fatal(err)

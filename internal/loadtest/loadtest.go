@@ -1,9 +1,9 @@
-// Package loadclient holds what the feed benchmarks' load clients share:
+// Package loadtest holds what the feed benchmarks' load clients share:
 // reading a field out of a GraphQL message without decoding it (so a
 // thousand clients in one process spend little CPU per message), lifting
 // the open-files limit for many sockets, and reporting latency percentiles.
 // It is used by benchmarks only.
-package loadclient
+package loadtest
 
 import (
 	"bytes"

@@ -1,8 +1,8 @@
-// Package testdb is the one place that decides which databases the tests run
+// Package dbtest is the one place that decides which databases the tests run
 // on: a fresh SQLite file always, and a fresh database in a throwaway
 // PostgreSQL cluster (package pgtest) whenever one can be started. Test
 // packages call Main from TestMain and URL or ForEach from their setup.
-package testdb
+package dbtest
 
 import (
 	"path/filepath"
@@ -28,7 +28,7 @@ func URL(tb testing.TB, backend string) string {
 	case "postgres":
 		return pgtest.Start(tb)
 	}
-	tb.Fatalf("testdb: unknown backend %q", backend)
+	tb.Fatalf("dbtest: unknown backend %q", backend)
 	return ""
 }
 

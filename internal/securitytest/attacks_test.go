@@ -1,4 +1,4 @@
-package security_test
+package securitytest_test
 
 import (
 	"bufio"
@@ -27,10 +27,10 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/catalog"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/supervisor"
-	"github.com/ipa-dev/ipa/internal/testdb"
 	"github.com/ipa-dev/ipa/plugins/builtin"
 )
 
@@ -48,7 +48,7 @@ const (
 // admin's rights after the first token shut the anonymous door. Now both
 // close with 4403 within a second, and nothing more runs on them.
 func TestAttack1RevokedTokenOnOpenSocket(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, backend string) {
+	dbtest.ForEach(t, func(t *testing.T, backend string) {
 		s := start(t, backend, auth.ModeAuto, nil)
 
 		// The anonymous local admin opens a socket, then someone creates
@@ -87,7 +87,7 @@ func TestAttack1RevokedTokenOnOpenSocket(t *testing.T) {
 // gets a clean environment: the token it mints is not the server's.
 func TestAttack2OperatorToAdminThroughExec(t *testing.T) {
 	bin := ipaBinary(t)
-	dbURL := testdb.URL(t, "sqlite")
+	dbURL := dbtest.URL(t, "sqlite")
 	// The server is configured through its environment, as a service
 	// manager would run it (its plugins get only a minimal environment, and
 	// the command a clean one).
@@ -220,7 +220,7 @@ func TestAttack4DNSRebinding(t *testing.T) {
 // Attack 5: revoking the last token reopened the anonymous admin door (and
 // a restart did too). Now the door stays shut once a token existed.
 func TestAttack5RevokeLastTokenReopensDoor(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, backend string) {
+	dbtest.ForEach(t, func(t *testing.T, backend string) {
 		s := start(t, backend, auth.ModeAuto, nil)
 		tok, admin := s.mint(t, "ada", ipa.RoleAdmin)
 		s.must(t, admin, revokeToken, map[string]any{"id": tok.ID}, nil)

@@ -1,4 +1,4 @@
-package security_test
+package securitytest_test
 
 import (
 	"bytes"
@@ -23,9 +23,9 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/pgtest"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // TestMain runs the tests, then removes the ipa binary if one was built
@@ -52,7 +52,7 @@ type server struct {
 // start serves a fresh database of backend.
 func start(t *testing.T, backend string, mode auth.Mode, adjust func(*app.Config)) *server {
 	t.Helper()
-	return startOn(t, testdb.URL(t, backend), mode, adjust)
+	return startOn(t, dbtest.URL(t, backend), mode, adjust)
 }
 
 // startOn serves the database at dbURL (a restart when another server
