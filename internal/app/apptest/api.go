@@ -60,6 +60,7 @@ type options struct {
 // Option changes how Setup builds a server.
 type Option func(*options)
 
+// WithAuthMode sets the server's --auth mode (auto unless set).
 func WithAuthMode(m auth.Mode) Option { return func(o *options) { o.mode = m } }
 
 // WithServerOptions sets the connection limits of the server.
@@ -78,7 +79,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithAllowedHosts sets the server's --allowed-hosts.
 func WithAllowedHosts(h ...string) Option { return func(o *options) { o.allowedHosts = h } }
 
-// WithWebSocketSendTimeout sets how long a write to a WebSocket Client may
+// WithWebSocketSendTimeout sets how long a write to a WebSocket client may
 // make no progress before its connection is closed.
 func WithWebSocketSendTimeout(d time.Duration) Option {
 	return func(o *options) { o.wsSend = d }
