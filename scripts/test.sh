@@ -22,18 +22,18 @@ go test -race -count=1 -timeout 20m ./...
 
 echo "== chaos (8 exec pods on PostgreSQL: kills, server kill -9, database outage)"
 IPA_CHAOS=1 IPA_CHAOS_PODS=8 go test -race -count=1 -timeout 5m -run TestChaos ./cmd/ipa/
-# A brief fuzz run of the GraphQL endpoint (internal/security). The first run
+# A brief fuzz run of the GraphQL endpoint (internal/securitytest). The first run
 # instruments and rebuilds every dependency, which takes many minutes on two
 # cores; the build cache makes later runs quick. Fuzz longer on demand with
-#   go test -run '^$' -fuzz '^FuzzGraphQLRequest$' -fuzztime 30m ./internal/security/
-# (failing inputs are kept in internal/security/testdata/fuzz/ and replayed by
+#   go test -run '^$' -fuzz '^FuzzGraphQLRequest$' -fuzztime 30m ./internal/securitytest/
+# (failing inputs are kept in internal/securitytest/testdata/fuzz/ and replayed by
 # every later go test).
 echo "== fuzz FuzzGraphQLRequest"
-go test -run '^$' -fuzz '^FuzzGraphQLRequest$' -fuzztime 10s ./internal/security/
+go test -run '^$' -fuzz '^FuzzGraphQLRequest$' -fuzztime 10s ./internal/securitytest/
 # Hostile documents (deep, wide, fragment chains, repeated names, long lists),
 # each request held to an allocation ceiling.
 echo "== fuzz FuzzHostileDocument"
-go test -run '^$' -fuzz '^FuzzHostileDocument$' -fuzztime 10s ./internal/security/
+go test -run '^$' -fuzz '^FuzzHostileDocument$' -fuzztime 10s ./internal/securitytest/
 
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   echo "== console bundle matches its sources"

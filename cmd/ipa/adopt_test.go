@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipa-dev/ipa/cmd/ipa/ipacli"
 )
 
 // TestVersion: `ipa version` and `ipa --version` print the same line with
@@ -122,13 +124,13 @@ func TestTaskCLIIDPrefixAndLabels(t *testing.T) {
 	}
 	s.on(t, "", 0, "events", unique)
 
-	r = s.on(t, "", exitUsage, "get", common)
+	r = s.on(t, "", ipacli.ExitUsage, "get", common)
 	for _, id := range ids {
 		if !strings.Contains(r.stderr, id) {
 			t.Fatalf("an ambiguous prefix's error does not list %s:\n%s", id, r.stderr)
 		}
 	}
-	s.on(t, "", exitNotFound, "get", "zz")
+	s.on(t, "", ipacli.ExitNotFound, "get", "zz")
 	// The API refuses a prefix no id can start with, and finds by one.
 	for _, bad := range []string{"xyz", ids[0][:8] + "x", ids[0] + "0", ids[0][:9] + "-"} {
 		s.mustFail(t, `query($p: String) { tasks(filter: {idPrefix: $p}) { totalCount } }`, map[string]any{"p": bad}, "BAD_USER_INPUT", "INVALID_ARGUMENT")
@@ -138,7 +140,7 @@ func TestTaskCLIIDPrefixAndLabels(t *testing.T) {
 	if found.Tasks.TotalCount != 1 {
 		t.Fatalf("idPrefix of a whole id: %d tasks", found.Tasks.TotalCount)
 	}
-	s.on(t, "", exitNotFound, "cancel", "ffff", "--reason", "x")
+	s.on(t, "", ipacli.ExitNotFound, "cancel", "ffff", "--reason", "x")
 
 	type list struct {
 		Tasks struct {
@@ -149,7 +151,7 @@ func TestTaskCLIIDPrefixAndLabels(t *testing.T) {
 	if len(l.Tasks.Edges) != 1 || l.Tasks.Edges[0].Node.ID != ids[1] {
 		t.Fatalf("list --label team=beta: %+v", l)
 	}
-	s.on(t, "", exitUsage, "list", "--label", "novalue")
+	s.on(t, "", ipacli.ExitUsage, "list", "--label", "novalue")
 }
 
 // TestTaskCLILogsFollowEndsWithPod: logs -f ends by itself once the pod has
@@ -224,21 +226,21 @@ func TestContexts(t *testing.T) {
 	if r.code != 0 || strings.Contains(r.stdout, "sekret") || !regexp.MustCompile(`(?m)^\*\s+dead\s`).MatchString(r.stdout) {
 		t.Fatalf("context list (the first added is current):\n%s", r.stdout)
 	}
-	if r := cli(t, env, "task", "list"); r.code != exitUnavailable {
+	if r := cli(t, env, "task", "list"); r.code != ipacli.ExitUnavailable {
 		t.Fatalf("task list on the dead context: exit %d, %s", r.code, r.stderr)
 	}
 	// The server runs with the local door open (no token yet), so any
 	// token is refused: the context's token is what makes it fail.
-	if r := cli(t, env, "task", "list", "--context", "here"); r.code != exitAuth {
+	if r := cli(t, env, "task", "list", "--context", "here"); r.code != ipacli.ExitAuth {
 		t.Fatalf("task list --context here (its token sent): exit %d, %s", r.code, r.stderr)
 	}
-	if r := cli(t, env, "context", "use", "nowhere"); r.code != exitUsage || !strings.Contains(r.stderr, "dead, here") {
+	if r := cli(t, env, "context", "use", "nowhere"); r.code != ipacli.ExitUsage || !strings.Contains(r.stderr, "dead, here") {
 		t.Fatalf("context use of an unknown name: %+v", r)
 	}
 	if r := cli(t, env, "context", "use", "here"); r.code != 0 {
 		t.Fatalf("context use: %+v", r)
 	}
-	if r := cli(t, env, "task", "list"); r.code != exitAuth {
+	if r := cli(t, env, "task", "list"); r.code != ipacli.ExitAuth {
 		t.Fatalf("task list on the current context: exit %d, %s", r.code, r.stderr)
 	}
 	// --server given: the context's token stays home.
@@ -265,7 +267,7 @@ func TestCLIHelp(t *testing.T) {
 		t.Fatalf("ipa tsak: %+v", r)
 	}
 	r = cli(t, nil, "task", "lsit")
-	if r.code != exitUsage || !strings.Contains(r.stderr, "list") {
+	if r.code != ipacli.ExitUsage || !strings.Contains(r.stderr, "list") {
 		t.Fatalf("ipa task lsit: %+v", r)
 	}
 	r = cli(t, nil, "task", "logs", "--help")

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipa-dev/ipa/cmd/ipa/ipacli"
 )
 
 func (s *server) get(t *testing.T, token, path string, header map[string]string) (*http.Response, string) {
@@ -178,7 +180,7 @@ func TestArtifactsSavedListedDownloaded(t *testing.T) {
 	if r.stdout != "{\"ok\":true}\n" {
 		t.Fatalf("ipa task download: %q", r.stdout)
 	}
-	s.on(t, "", exitAuth, "download", id, "result.json", "--to", "-")
+	s.on(t, "", ipacli.ExitAuth, "download", id, "result.json", "--to", "-")
 }
 
 // mustAs runs an operation with token that must succeed, and decodes its

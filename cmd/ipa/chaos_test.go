@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/pgtest"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // TestChaos runs exec pods on PostgreSQL through everything at once: plugins
@@ -39,7 +39,7 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("IPA_CHAOS_PODS=%q", v)
 		}
 	}
-	url := testdb.URL(t, "postgres")
+	url := dbtest.URL(t, "postgres")
 	// Unsandboxed: under bwrap a command can outlive its plugin by about
 	// 2 s after the server's kill -9 (bwrap between them), a known gap of
 	// the sandbox; this run keeps checking the process-group rules.

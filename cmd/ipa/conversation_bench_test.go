@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipa-dev/ipa/internal/testdb"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 )
 
 func TestConversationLatency(t *testing.T) {
@@ -75,7 +75,7 @@ func TestConversationLatency(t *testing.T) {
 		measure(t, s, s)
 	})
 	t.Run("TwoInstancesPostgres", func(t *testing.T) {
-		url := testdb.URL(t, "postgres")
+		url := dbtest.URL(t, "postgres")
 		a, b := newHome(t, "--plugin-dir", dir), newHome(t, "--plugin-dir", dir)
 		a.db, b.db = url, url
 		sa, sb := a.start(), b.start()

@@ -21,7 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipa-dev/ipa/internal/testdb"
+	"github.com/ipa-dev/ipa/cmd/ipa/ipacli"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
@@ -363,7 +364,7 @@ func TestExecPodAsks(t *testing.T) {
 // Two servers on one PostgreSQL database: the pod runs on A; messages sent
 // and answers given through B reach it, once each and in order.
 func TestConversationAcrossInstances(t *testing.T) {
-	url := testdb.URL(t, "postgres")
+	url := dbtest.URL(t, "postgres")
 	dir := newPluginDir(t)
 	buildChatty(t, dir)
 	a, b := newHome(t, "--plugin-dir", dir), newHome(t, "--plugin-dir", dir)
@@ -520,7 +521,7 @@ func TestConversationCLI(t *testing.T) {
 	if r := s.on(t, ops, 0, "send", id, "hello there", "--data", `{"k": 1}`); !strings.HasPrefix(r.stdout, "message ") {
 		t.Fatalf("send: %q", r.stdout)
 	}
-	if r := s.on(t, eve, exitAuth, "send", id, "no"); !strings.Contains(r.stderr, "FORBIDDEN") {
+	if r := s.on(t, eve, ipacli.ExitAuth, "send", id, "no"); !strings.Contains(r.stderr, "FORBIDDEN") {
 		t.Fatalf("a viewer's send: %q", r.stderr)
 	}
 	var reqID string
@@ -543,13 +544,13 @@ func TestConversationCLI(t *testing.T) {
 	if r := cli(t, []string{"IPA_SERVER=" + s.url, "IPA_TOKEN=" + eve}, "inbox"); r.code != 0 || !strings.Contains(r.stdout, reqID) || !strings.Contains(r.stdout, "Colour?") {
 		t.Fatalf("inbox table: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	if r := s.on(t, eve, exitAuth, "answer", reqID, "red"); !strings.Contains(r.stderr, "FORBIDDEN") {
+	if r := s.on(t, eve, ipacli.ExitAuth, "answer", reqID, "red"); !strings.Contains(r.stderr, "FORBIDDEN") {
 		t.Fatalf("a viewer's answer: %q", r.stderr)
 	}
 	if r := s.on(t, ann, 0, "answer", reqID, "blue", "--comment", "my pick"); !strings.Contains(r.stdout, "ANSWERED") {
 		t.Fatalf("answer: %q", r.stdout)
 	}
-	s.on(t, ops, exitConflict, "answer", reqID, "green")
+	s.on(t, ops, ipacli.ExitConflict, "answer", reqID, "green")
 	line := s.waitLineAs(t, eve, id, "answer: ")
 	if line != "answer: ANSWERED blue approved=false by=ann" {
 		t.Fatalf("the pod got %q", line)
@@ -576,7 +577,7 @@ func TestConversationCLI(t *testing.T) {
 		}
 		return "no gate request: " + r.stdout
 	})
-	if r := s.on(t, ops, exitAuth, "answer", gate, "--approve"); !strings.Contains(r.stderr, "SELF_APPROVAL") {
+	if r := s.on(t, ops, ipacli.ExitAuth, "answer", gate, "--approve"); !strings.Contains(r.stderr, "SELF_APPROVAL") {
 		t.Fatalf("self-approval: %q", r.stderr)
 	}
 	s.on(t, ann, 0, "answer", gate, "--approve")

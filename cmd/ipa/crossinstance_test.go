@@ -12,7 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
-	"github.com/ipa-dev/ipa/internal/testdb"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 )
 
 // wsMessage is a graphql-transport-ws message.
@@ -85,7 +85,7 @@ func subscribe(t *testing.T, ctx context.Context, s *server, query string) <-cha
 // subscriber on one must see every event the other commits, exactly once and
 // in position order, delivered through LISTEN/NOTIFY.
 func TestCrossInstanceFeeds(t *testing.T) {
-	url := testdb.URL(t, "postgres")
+	url := dbtest.URL(t, "postgres")
 	a := newHome(t)
 	a.db = url
 	b := newHome(t)

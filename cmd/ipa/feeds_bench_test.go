@@ -32,7 +32,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/loadclient"
+	"github.com/ipa-dev/ipa/internal/loadtest"
 	"github.com/ipa-dev/ipa/internal/pgtest"
 	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
@@ -144,7 +144,7 @@ func dialMany(ctx context.Context, s *server, n int, query string, vars map[stri
 
 // latency is the time from the event's occurredAt to now.
 func latency(raw []byte, now time.Time) (time.Duration, error) {
-	at, err := time.Parse(time.RFC3339Nano, string(loadclient.Field(raw, "occurredAt")))
+	at, err := time.Parse(time.RFC3339Nano, string(loadtest.Field(raw, "occurredAt")))
 	if err != nil {
 		return 0, fmt.Errorf("occurredAt in %.300s: %w", raw, err)
 	}
@@ -214,7 +214,7 @@ const feedTaskEvents = `subscription($id: ID!, $v: Int) { taskEvents(taskId: $id
 // events/s (100 moves) while the 16 writers create other tasks without
 // pause. subs=1 is the baseline of the same run.
 func BenchmarkFeedsDelivery(b *testing.B) {
-	loadclient.RaiseFileLimit(b, 4096)
+	loadtest.RaiseFileLimit(b, 4096)
 	for _, backend := range feedBackends {
 		for _, mode := range []string{"paced", "burst"} {
 			for _, n := range []int{1, 1000} {
@@ -246,7 +246,7 @@ func benchFeedsDelivery(b *testing.B, backend string, subscribers int, paced boo
 	// From version 1: each subscription's first message (version 2) proves
 	// it is live before any measured write.
 	subs, err := dialMany(ctx, s, subscribers, feedTaskEvents, map[string]any{"id": hot, "v": 1}, func(raw []byte) error {
-		if loadclient.FieldInt(raw, "version") != 2 {
+		if loadtest.FieldInt(raw, "version") != 2 {
 			return fmt.Errorf("first message: %.300s", raw)
 		}
 		return nil
@@ -282,7 +282,7 @@ func benchFeedsDelivery(b *testing.B, backend string, subscribers int, paced boo
 						return
 					}
 					lat[i] = append(lat[i], d)
-					if loadclient.FieldInt(raw, "version") >= final {
+					if loadtest.FieldInt(raw, "version") >= final {
 						return
 					}
 				}
@@ -366,7 +366,7 @@ func benchFeedsDelivery(b *testing.B, backend string, subscribers int, paced boo
 		version = final
 	}
 	b.StopTimer()
-	loadclient.ReportLatency(b, all)
+	loadtest.ReportLatency(b, all)
 	b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "deliveries/s")
 }
 
@@ -377,7 +377,7 @@ func benchFeedsDelivery(b *testing.B, backend string, subscribers int, paced boo
 // events, one at a time, to all of them.
 func BenchmarkFeedsIdle(b *testing.B) {
 	const subscribers = 10_000
-	loadclient.RaiseFileLimit(b, subscribers+1000)
+	loadtest.RaiseFileLimit(b, subscribers+1000)
 	for _, backend := range feedBackends {
 		b.Run(backend, func(b *testing.B) {
 			s := feedHome(b, backend).start()
@@ -405,7 +405,7 @@ func BenchmarkFeedsIdle(b *testing.B) {
 			}
 			began := time.Now()
 			subs, err := dialMany(ctx, s, subscribers, feedTaskEvents, map[string]any{"id": idle, "v": 0}, func(raw []byte) error {
-				if loadclient.FieldInt(raw, "version") != 1 {
+				if loadtest.FieldInt(raw, "version") != 1 {
 					return fmt.Errorf("first message: %.300s", raw)
 				}
 				return nil
@@ -442,7 +442,7 @@ func BenchmarkFeedsIdle(b *testing.B) {
 					for i, sub := range subs {
 						readers.Go(func() {
 							raw, err := sub.next(ctx)
-							if err == nil && loadclient.FieldInt(raw, "version") != want {
+							if err == nil && loadtest.FieldInt(raw, "version") != want {
 								err = fmt.Errorf("got %.200s, want version %d", raw, want)
 							}
 							if err == nil {
@@ -466,7 +466,7 @@ func BenchmarkFeedsIdle(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			loadclient.ReportLatency(b, all)
+			loadtest.ReportLatency(b, all)
 			b.ReportMetric(float64(before)/1024, "rss-before-MiB")
 			b.ReportMetric(float64(after)/1024, "rss-after-MiB")
 			b.ReportMetric(float64(after-before)/subscribers, "KiB/sub")
@@ -561,7 +561,7 @@ func BenchmarkFeedsCatchUp(b *testing.B) {
 						b.Fatal(err)
 					}
 					n := 0
-					for _, v := range loadclient.FieldInts(raw, seqField) {
+					for _, v := range loadtest.FieldInts(raw, seqField) {
 						if v != want {
 							b.Fatalf("got %s %d, want %d", seqField, v, want)
 						}

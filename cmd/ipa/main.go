@@ -1,12 +1,14 @@
 // Command ipa is the task manager: a GraphQL server that creates tasks, runs
 // a pod (an out-of-process runtime plugin) for each, watches it live, and
-// completes or cancels it. Run `ipa --help` for the commands.
+// completes or cancels it. Run `ipa --help` for the commands; they live in
+// cmd/ipa/ipacli.
 package main
 
 import (
 	"fmt"
 	"os"
 
+	"github.com/ipa-dev/ipa/cmd/ipa/ipacli"
 	"github.com/ipa-dev/ipa/internal/hardening"
 )
 
@@ -17,8 +19,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ipa: mark inherited descriptors close-on-exec:", err)
 		os.Exit(1)
 	}
-	if err := newRootCommand().Execute(); err != nil {
+	if err := ipacli.NewRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "ipa:", err)
-		os.Exit(exitCode(err))
+		os.Exit(ipacli.ExitCode(err))
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ipa-dev/ipa/internal/loadclient"
+	"github.com/ipa-dev/ipa/internal/loadtest"
 )
 
 // BenchmarkSeveralInstancesGlobalFeed: the global feed's end-to-end
@@ -58,7 +58,7 @@ func BenchmarkSeveralInstancesGlobalFeed(b *testing.B) {
 	}
 	for i, s := range servers {
 		got, err := dialMany(ctx, s, subsPer, feed, map[string]any{"p": strconv.FormatInt(head, 10)}, func(raw []byte) error {
-			if t := string(loadclient.Field(raw, "title")); t != "warm-up" {
+			if t := string(loadtest.Field(raw, "title")); t != "warm-up" {
 				return fmt.Errorf("first message: %.300s", raw)
 			}
 			return nil
@@ -96,7 +96,7 @@ func BenchmarkSeveralInstancesGlobalFeed(b *testing.B) {
 					r.err = err
 					return
 				}
-				pos, err := strconv.ParseInt(string(loadclient.Field(raw, "position")), 10, 64)
+				pos, err := strconv.ParseInt(string(loadtest.Field(raw, "position")), 10, 64)
 				if err != nil {
 					r.err = fmt.Errorf("position in %.300s: %w", raw, err)
 					return
@@ -105,7 +105,7 @@ func BenchmarkSeveralInstancesGlobalFeed(b *testing.B) {
 					continue // the warm-up
 				}
 				r.positions = append(r.positions, pos)
-				title := string(loadclient.Field(raw, "title"))
+				title := string(loadtest.Field(raw, "title"))
 				if title == "end" {
 					return
 				}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ipa-dev/ipa/internal/testdb"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 )
 
 // Short timings, so a dead instance is noticed in seconds.
@@ -34,7 +34,7 @@ type cluster struct {
 }
 
 func newCluster(t testing.TB) *cluster {
-	return &cluster{t: t, db: testdb.URL(t, "postgres"), homes: map[string]*home{}, srv: map[string]*server{}}
+	return &cluster{t: t, db: dbtest.URL(t, "postgres"), homes: map[string]*home{}, srv: map[string]*server{}}
 }
 
 // start runs `ipa serve` as instance id on the cluster's database.

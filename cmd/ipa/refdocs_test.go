@@ -19,6 +19,7 @@ import (
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/ipa-dev/ipa/cmd/ipa/ipacli"
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
@@ -86,7 +87,7 @@ func cliReference(t *testing.T) map[string][]byte {
 	t.Setenv("HOME", "/home/user")
 	t.Setenv("XDG_CONFIG_HOME", "")
 	t.Setenv("XDG_DATA_HOME", "")
-	root := newRootCommand()
+	root := ipacli.NewRootCommand()
 	root.DisableAutoGenTag = true // the tag carries today's date
 	dir := t.TempDir()
 	if err := doc.GenMarkdownTree(root, dir); err != nil {

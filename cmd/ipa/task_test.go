@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipa-dev/ipa/cmd/ipa/ipacli"
 )
 
 // cliResult is one finished `ipa task …` process.
@@ -269,19 +271,19 @@ func TestTaskCLILifecycle(t *testing.T) {
 	if r := s.on(t, "", 0, "get", id); !strings.Contains(r.stdout, "SPEC_CLARIFICATION") || !strings.Contains(r.stdout, `{"k":"v"}`) {
 		t.Fatalf("get table:\n%s", r.stdout)
 	}
-	s.on(t, "", exitNotFound, "get", "0196f2a0-0000-7000-8000-000000000000")
+	s.on(t, "", ipacli.ExitNotFound, "get", "0196f2a0-0000-7000-8000-000000000000")
 
 	// move: one step forward; a jump is a CONFLICT; a stale version too.
 	s.on(t, "", 0, "move", id, "planning", "--note", "from the CLI")
 	if tv := s.task(t, id); tv.Phase != "PLANNING" {
 		t.Fatalf("after move: %s", tv.Phase)
 	}
-	r = s.on(t, "", exitConflict, "move", id, "REVIEW")
+	r = s.on(t, "", ipacli.ExitConflict, "move", id, "REVIEW")
 	if !strings.Contains(r.stderr, "CONFLICT/INVALID_TRANSITION") {
 		t.Fatalf("bad move stderr: %s", r.stderr)
 	}
-	s.on(t, "", exitConflict, "move", id, "DEVELOPMENT", "--expected-version", "1")
-	s.on(t, "", exitNotFound, "move", "0196f2a0-0000-7000-8000-000000000000", "PLANNING")
+	s.on(t, "", ipacli.ExitConflict, "move", id, "DEVELOPMENT", "--expected-version", "1")
+	s.on(t, "", ipacli.ExitNotFound, "move", "0196f2a0-0000-7000-8000-000000000000", "PLANNING")
 
 	// start the demo pod (it steps only every 10 minutes: phases stay ours).
 	if r := s.on(t, "", 0, "start", id); !strings.Contains(r.stdout, "pod started") {
@@ -358,27 +360,27 @@ func TestTaskCLILifecycle(t *testing.T) {
 	if r := s.on(t, "", 0, "events", id, "--first", "2"); !strings.Contains(r.stdout, "task_created") || !strings.Contains(r.stderr, "--after") {
 		t.Fatalf("events --first 2:\n%s\n%s", r.stdout, r.stderr)
 	}
-	s.on(t, "", exitNotFound, "events", "0196f2a0-0000-7000-8000-000000000000")
+	s.on(t, "", ipacli.ExitNotFound, "events", "0196f2a0-0000-7000-8000-000000000000")
 
 	// stop, then stop again: nothing runs.
 	s.on(t, "", 0, "stop", id, "--reason", "enough")
 	s.waitPod(t, id, "STOPPED", "INACTIVE", 0, 15*time.Second)
-	if r := s.on(t, "", exitConflict, "stop", id); !strings.Contains(r.stderr, "CONFLICT/NOT_RUNNING") {
+	if r := s.on(t, "", ipacli.ExitConflict, "stop", id); !strings.Contains(r.stderr, "CONFLICT/NOT_RUNNING") {
 		t.Fatalf("second stop stderr: %s", r.stderr)
 	}
 
 	// cancel: the reason is required (a usage error before sending, a
 	// BAD_USER_INPUT when empty); after it the task is closed.
-	s.on(t, "", exitUsage, "cancel", id)
-	if r := s.on(t, "", exitBadInput, "cancel", id, "--reason", ""); !strings.Contains(r.stderr, "BAD_USER_INPUT/MISSING_REASON") {
+	s.on(t, "", ipacli.ExitUsage, "cancel", id)
+	if r := s.on(t, "", ipacli.ExitBadInput, "cancel", id, "--reason", ""); !strings.Contains(r.stderr, "BAD_USER_INPUT/MISSING_REASON") {
 		t.Fatalf("empty reason stderr: %s", r.stderr)
 	}
 	s.on(t, "", 0, "cancel", id, "--reason", "no longer needed")
 	if tv := s.task(t, id); tv.Status != "CANCELLED" {
 		t.Fatalf("after cancel: %s", tv.Status)
 	}
-	s.on(t, "", exitConflict, "complete", id)
-	s.on(t, "", exitConflict, "restart", id)
+	s.on(t, "", ipacli.ExitConflict, "complete", id)
+	s.on(t, "", ipacli.ExitConflict, "restart", id)
 
 	// complete another task.
 	s.on(t, "", 0, "complete", a.CreateTask.Task.ID)
@@ -387,7 +389,7 @@ func TestTaskCLILifecycle(t *testing.T) {
 	down := closedPort(t)
 	for _, args := range [][]string{{"task", "list"}, {"task", "watch"}, {"task", "--server", down, "get", id}} {
 		r := cli(t, []string{"IPA_SERVER=http://" + down}, args...)
-		if r.code != exitUnavailable || !strings.Contains(r.stderr, "UNAVAILABLE") {
+		if r.code != ipacli.ExitUnavailable || !strings.Contains(r.stderr, "UNAVAILABLE") {
 			t.Fatalf("%v with no server: exit %d, stderr %s", args, r.code, r.stderr)
 		}
 	}
@@ -501,7 +503,7 @@ func TestTaskCLIAuth(t *testing.T) {
 		{viewer, []string{"create", "nope"}, "FORBIDDEN"},
 		{viewer, []string{"start", id}, "FORBIDDEN"},
 	} {
-		r := s.on(t, c.token, exitAuth, c.args...)
+		r := s.on(t, c.token, ipacli.ExitAuth, c.args...)
 		if !strings.Contains(r.stderr, c.code) {
 			t.Fatalf("%v: stderr %q, want %s", c.args, r.stderr, c.code)
 		}
@@ -554,8 +556,8 @@ func TestTaskCLIUsage(t *testing.T) {
 		{"task", "watch", "--after-version", "3"},
 		{"task", "list", "--server", "ftp://x"},
 	} {
-		if r := cli(t, env, args...); r.code != exitUsage {
-			t.Errorf("%v: exit %d, want %d (stderr %s)", args, r.code, exitUsage, r.stderr)
+		if r := cli(t, env, args...); r.code != ipacli.ExitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %s)", args, r.code, ipacli.ExitUsage, r.stderr)
 		}
 	}
 	r := cli(t, env, "task", "--help")

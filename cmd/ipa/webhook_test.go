@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipa-dev/ipa/internal/testdb"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
@@ -409,7 +409,7 @@ func TestWebhooksRefusePrivateTargetsAndNonAdmins(t *testing.T) {
 // delivers stops, the other takes over where it left off.
 func TestWebhooksOneDelivererAcrossInstances(t *testing.T) {
 	t.Parallel()
-	url := testdb.URL(t, "postgres")
+	url := dbtest.URL(t, "postgres")
 	flags := []string{"--webhook-allow-private", "--webhook-min-backoff", "20ms", "--webhook-max-backoff", "200ms"}
 	a, b := newHome(t, flags...), newHome(t, flags...)
 	a.db, b.db = url, url

@@ -22,8 +22,8 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/supervisor"
-	"github.com/ipa-dev/ipa/internal/testdb"
 	"github.com/ipa-dev/ipa/internal/tracing"
 	"github.com/ipa-dev/ipa/plugins/builtin"
 )
@@ -60,7 +60,7 @@ func TestMain(m *testing.M) {
 // tracedServer is a server launching real plugins, behind a test listener.
 func tracedServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	a := apptest.New(t, testdb.URL(t, "sqlite"), auth.ModeAuto, func(c *app.Config) {
+	a := apptest.New(t, dbtest.URL(t, "sqlite"), auth.ModeAuto, func(c *app.Config) {
 		c.Launcher = supervisor.LauncherFunc(func(runtime string) (*exec.Cmd, error) {
 			return exec.Command(ipaBin, builtin.Args(runtime)...), nil
 		})

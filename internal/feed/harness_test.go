@@ -14,15 +14,15 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) { dbtest.Main(m) }
 
 // hang is how long a test waits for something that must happen before it
 // calls it a hang. It is a deadlock detector, never a timing assertion.
@@ -31,7 +31,7 @@ const hang = 30 * time.Second
 // forEachBackend runs fn as a parallel subtest per backend on a fresh stack.
 func forEachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Helper()
-	for _, b := range testdb.Backends {
+	for _, b := range dbtest.Backends {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			fn(t, setup(t, b, false))
@@ -45,7 +45,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 // goroutine that committed is descheduled before it publishes.
 func forEachBackendReordering(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Helper()
-	for _, b := range testdb.Backends {
+	for _, b := range dbtest.Backends {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			fn(t, setup(t, b, true))
@@ -82,7 +82,7 @@ func setup(t *testing.T, backend string, reorder bool) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ipa.WithActor(context.Background(), ipa.Actor{ID: "t", Role: ipa.RoleAdmin}))
 	var delayed *delayedPublisher
-	a := apptest.New(t, testdb.URL(t, backend), auth.ModeAuto, func(c *app.Config) {
+	a := apptest.New(t, dbtest.URL(t, backend), auth.ModeAuto, func(c *app.Config) {
 		if reorder {
 			c.Publish = func(next eventlog.Publisher) eventlog.Publisher {
 				delayed = &delayedPublisher{next: next}

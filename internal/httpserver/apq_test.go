@@ -42,7 +42,7 @@ func (c *client) apq(t *testing.T, r apqRequest) *gqlResponse {
 			v, _ := json.Marshal(r.variables)
 			q.Set("variables", string(v))
 		}
-		hreq, err = http.NewRequest(http.MethodGet, c.b.url+"/graphql?"+q.Encode(), nil)
+		hreq, err = http.NewRequest(http.MethodGet, c.Bundle.URL+"/graphql?"+q.Encode(), nil)
 		require.NoError(t, err)
 	} else {
 		body := map[string]any{"extensions": ext, "variables": r.variables}
@@ -50,22 +50,22 @@ func (c *client) apq(t *testing.T, r apqRequest) *gqlResponse {
 			body["query"] = r.query
 		}
 		raw, _ := json.Marshal(body)
-		hreq, err = http.NewRequest(http.MethodPost, c.b.url+"/graphql", bytes.NewReader(raw))
+		hreq, err = http.NewRequest(http.MethodPost, c.Bundle.URL+"/graphql", bytes.NewReader(raw))
 		require.NoError(t, err)
 		hreq.Header.Set("Content-Type", "application/json")
 	}
 	hreq.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+c.token)
+	if c.Token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	resp, err := c.b.srv.Client().Do(hreq)
+	resp, err := c.Bundle.Srv.Client().Do(hreq)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	out := &gqlResponse{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
 	require.NoErrorf(t, json.Unmarshal(raw, out), "body: %s", raw)
-	c.b.record(out.Errors)
+	c.Bundle.Record(out.Errors)
 	return out
 }
 
@@ -81,7 +81,7 @@ func requireNotFound(t *testing.T, r *gqlResponse) {
 	require.Equalf(t, http.StatusOK, r.Status, "body: %s", r.Raw)
 	require.Lenf(t, r.Errors, 1, "body: %s", r.Raw)
 	require.Equal(t, "PersistedQueryNotFound", r.Errors[0].Message)
-	require.Equal(t, "PERSISTED_QUERY_NOT_FOUND", r.Errors[0].code())
+	require.Equal(t, "PERSISTED_QUERY_NOT_FOUND", r.Errors[0].Code())
 	require.Contains(t, []string{"", "null"}, string(r.Data), "no data without a query")
 }
 
@@ -91,10 +91,10 @@ func requireNotFound(t *testing.T, r *gqlResponse) {
 // learns it), then the hash alone again (data).
 func TestPersistedQueries(t *testing.T) {
 	b := setup(t, "sqlite")
-	_, viewer := b.mint(t, "reader", ipa.RoleViewer)
-	_, operator := b.mint(t, "writer", ipa.RoleOperator)
+	_, viewer := b.Mint(t, "reader", ipa.RoleViewer)
+	_, operator := b.Mint(t, "writer", ipa.RoleOperator)
 	c := b.as(viewer)
-	made := b.as(operator).create(t, map[string]any{"title": "persisted"})
+	made := b.as(operator).Create(t, map[string]any{"title": "persisted"})
 
 	const query = `query TaskTitle($id: ID!) { task(id: $id) { id title } }`
 	hash := sha256Hex(query)
@@ -155,14 +155,14 @@ func TestPersistedQueries(t *testing.T) {
 		// The hash is known to every caller, but the role still decides.
 		r = c.apq(t, apqRequest{method: http.MethodPost, hash: h, variables: in})
 		require.Len(t, r.Errors, 1)
-		require.Equal(t, "FORBIDDEN", r.Errors[0].code())
+		require.Equal(t, "FORBIDDEN", r.Errors[0].Code())
 	})
 
 	t.Run("HashMismatch", func(t *testing.T) {
 		r := c.apq(t, apqRequest{method: http.MethodPost, hash: sha256Hex("something else"), query: `{ taskCount }`})
 		require.Len(t, r.Errors, 1)
-		require.Equal(t, ipa.EINVALID, r.Errors[0].code())
-		require.Equal(t, ipa.ReasonInvalidArgument, r.Errors[0].reason())
+		require.Equal(t, ipa.EINVALID, r.Errors[0].Code())
+		require.Equal(t, ipa.ReasonInvalidArgument, r.Errors[0].Reason())
 		require.Contains(t, r.Errors[0].Message, "hash does not match")
 		// The wrong hash was not learned.
 		requireNotFound(t, c.apq(t, apqRequest{method: http.MethodPost, hash: sha256Hex("something else")}))
@@ -172,6 +172,6 @@ func TestPersistedQueries(t *testing.T) {
 		// The hash alone opens nothing: authentication comes first.
 		r := b.anon().apq(t, apqRequest{method: http.MethodGet, hash: hash, variables: vars})
 		require.Equal(t, http.StatusUnauthorized, r.Status)
-		require.Equal(t, "UNAUTHENTICATED", r.Errors[0].code())
+		require.Equal(t, "UNAUTHENTICATED", r.Errors[0].Code())
 	})
 }

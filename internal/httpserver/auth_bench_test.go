@@ -17,10 +17,11 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // What authenticating costs a writer on an open socket. Run with
@@ -35,19 +36,19 @@ const benchCreate = `mutation($t: String!) { createTask(input: {title: $t}) { ta
 // check before each operation on and off. One client, or 16 at once (16
 // sockets, or 16 HTTP clients), on one server per database.
 func BenchmarkCreateTaskAuth(b *testing.B) {
-	for _, backend := range testdb.Backends {
+	for _, backend := range dbtest.Backends {
 		b.Run(backend, func(b *testing.B) {
-			s := setup(b, backend, withAuthMode(auth.ModeRequired))
-			_, secret, err := auth.Mint(context.Background(), s.store, "bench", ipa.RoleOperator, time.Now())
+			s := setup(b, backend, apptest.WithAuthMode(auth.ModeRequired))
+			_, secret, err := auth.Mint(context.Background(), s.Store, "bench", ipa.RoleOperator, time.Now())
 			require.NoError(b, err)
-			tr := s.srv.Client().Transport.(*http.Transport).Clone()
+			tr := s.Srv.Client().Transport.(*http.Transport).Clone()
 			tr.MaxIdleConnsPerHost = 64
 			hc := &http.Client{Transport: tr}
 
 			for _, clients := range []int{1, 16} {
 				b.Run(fmt.Sprintf("http/clients=%d", clients), func(b *testing.B) {
 					runClients(b, clients, func() (func(context.Context) error, func()) {
-						return func(ctx context.Context) error { return postAs(ctx, hc, s.url, secret) }, func() {}
+						return func(ctx context.Context) error { return postAs(ctx, hc, s.URL, secret) }, func() {}
 					})
 				})
 			}
@@ -56,7 +57,7 @@ func BenchmarkCreateTaskAuth(b *testing.B) {
 					b.Run(fmt.Sprintf("ws/recheck=%s/sockets=%d", recheck, clients), func(b *testing.B) {
 						defer httpserver.SkipSocketRecheck(recheck == "off")()
 						runClients(b, clients, func() (func(context.Context) error, func()) {
-							ws, err := dialOps(context.Background(), s.url, secret)
+							ws, err := dialOps(context.Background(), s.URL, secret)
 							require.NoError(b, err)
 							return ws.createTask, ws.close
 						})

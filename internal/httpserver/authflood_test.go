@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -45,17 +46,17 @@ func postFrom(t *testing.T, hc *http.Client, url, token string) (int, http.Heade
 // a client from another address is not affected. The limiter keeps no state
 // in the database: SQLite only.
 func TestBadTokensAreRateLimited(t *testing.T) {
-	b := setup(t, "sqlite", withAuthMode(auth.ModeRequired), withRateLimit(0.2, 10))
-	_, alice := b.mint(t, "alice", ipa.RoleViewer)
-	_, bob := b.mint(t, "bob", ipa.RoleViewer)
+	b := setup(t, "sqlite", apptest.WithAuthMode(auth.ModeRequired), apptest.WithRateLimit(0.2, 10))
+	_, alice := b.Mint(t, "alice", ipa.RoleViewer)
+	_, bob := b.Mint(t, "bob", ipa.RoleViewer)
 	attacker, other := fromAddr("127.0.0.1"), fromAddr("127.0.0.2")
 
-	status, _, raw := postFrom(t, attacker, b.url, alice)
+	status, _, raw := postFrom(t, attacker, b.URL, alice)
 	require.Equal(t, http.StatusOK, status, raw)
 
 	var unauthorized, limited, firstLimited int
 	for i := range 20 {
-		status, header, raw := postFrom(t, attacker, b.url, fmt.Sprintf("ipa_made-up-%d", i))
+		status, header, raw := postFrom(t, attacker, b.URL, fmt.Sprintf("ipa_made-up-%d", i))
 		switch status {
 		case http.StatusUnauthorized:
 			require.Zero(t, limited, "a 401 after a 429: the guessing went on")
@@ -77,11 +78,11 @@ func TestBadTokensAreRateLimited(t *testing.T) {
 	require.Equal(t, 18, limited)
 
 	// The token that authenticated before still spends only its own budget.
-	status, _, raw = postFrom(t, attacker, b.url, alice)
+	status, _, raw = postFrom(t, attacker, b.URL, alice)
 	require.Equal(t, http.StatusOK, status, raw)
 	// A client from another address, with a token new to the server, is
 	// not affected.
-	status, _, raw = postFrom(t, other, b.url, bob)
+	status, _, raw = postFrom(t, other, b.URL, bob)
 	require.Equal(t, http.StatusOK, status, raw)
 }
 
@@ -89,11 +90,11 @@ func TestBadTokensAreRateLimited(t *testing.T) {
 // of audit lines; the next line after a pause says how many were left out.
 func TestFailedAuthLogIsLimited(t *testing.T) {
 	logs := &syncBuffer{}
-	b := setup(t, "sqlite", withAuthMode(auth.ModeRequired), withLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+	b := setup(t, "sqlite", apptest.WithAuthMode(auth.ModeRequired), apptest.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 	hc := fromAddr("127.0.0.1")
 	const flood = 60
 	for i := range flood {
-		status, _, raw := postFrom(t, hc, b.url, fmt.Sprintf("ipa_made-up-%d", i))
+		status, _, raw := postFrom(t, hc, b.URL, fmt.Sprintf("ipa_made-up-%d", i))
 		require.Equal(t, http.StatusUnauthorized, status, raw)
 	}
 	logged := len(logs.records(t, "authentication failed"))
@@ -102,7 +103,7 @@ func TestFailedAuthLogIsLimited(t *testing.T) {
 
 	// After a pause a line is written again, with the count left out.
 	require.Eventually(t, func() bool {
-		status, _, _ := postFrom(t, hc, b.url, "ipa_after-the-pause")
+		status, _, _ := postFrom(t, hc, b.URL, "ipa_after-the-pause")
 		require.Equal(t, http.StatusUnauthorized, status)
 		recs := logs.records(t, "authentication failed")
 		last := recs[len(recs)-1]
@@ -115,11 +116,11 @@ func TestFailedAuthLogIsLimited(t *testing.T) {
 // connection_init costs the upgrade's address as a failed HTTP
 // authentication does, so the next upgrades are refused with 429.
 func TestBadSocketInitsAreRateLimited(t *testing.T) {
-	b := setup(t, "sqlite", withAuthMode(auth.ModeRequired), withRateLimit(0.2, 10))
+	b := setup(t, "sqlite", apptest.WithAuthMode(auth.ModeRequired), apptest.WithRateLimit(0.2, 10))
 	var refused *http.Response
 	for i := 0; i < 5 && refused == nil; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.url, "http")+"/graphql",
+		conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.URL, "http")+"/graphql",
 			&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
 		if err != nil {
 			cancel()

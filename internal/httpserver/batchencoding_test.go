@@ -19,16 +19,16 @@ import (
 func TestBatchEncodingMatchesExecution(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
-		_, secret := b.mint(t, "ada", ipa.RoleAdmin)
+		_, secret := b.Mint(t, "ada", ipa.RoleAdmin)
 		admin := b.as(secret)
-		tk := admin.create(t, map[string]any{
+		tk := admin.Create(t, map[string]any{
 			"title":       "\"quoted\" <b>&amp; \u2028 é 😀 \\ end",
 			"description": strings.Repeat("long ", 50) + "\t tab",
 			"metadata":    map[string]any{"line": "a\nb", "n": 1.5e3, "nested": map[string]any{"list": []any{1, "two", nil, true}}},
 		})
 		phases := []string{"PLANNING", "DEVELOPMENT", "REVIEW"}
 		for _, p := range phases {
-			admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": p}, nil)
+			admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": p}, nil)
 		}
 		const events = 4
 		selections := []struct{ sel, repeat string }{
@@ -53,12 +53,12 @@ func TestBatchEncodingMatchesExecution(t *testing.T) {
 			return out
 		}
 		for i, s := range selections {
-			before := b.app.Cohorts.Encoded()
+			before := b.App.Cohorts.Encoded()
 			encoded := read(fmt.Sprintf("e%d", i), s.sel)
-			require.Greater(t, b.app.Cohorts.Encoded(), before, "the encoder answered %q", s.sel)
-			before = b.app.Cohorts.Encoded()
+			require.Greater(t, b.App.Cohorts.Encoded(), before, "the encoder answered %q", s.sel)
+			before = b.App.Cohorts.Encoded()
 			executed := read(fmt.Sprintf("x%d", i), s.sel+` ... on Event { `+s.repeat+` }`)
-			require.Equal(t, before, b.app.Cohorts.Encoded(), "gqlgen executed the fragment")
+			require.Equal(t, before, b.App.Cohorts.Encoded(), "gqlgen executed the fragment")
 			require.Equal(t, executed, encoded, "selection %q", s.sel)
 		}
 	})

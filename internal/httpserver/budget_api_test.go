@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
@@ -46,33 +47,33 @@ const filterQuery = `query($f: TaskFilter) { tasks(filter: $f) { totalCount } }`
 // document in gqlgen's cache escapes the variables' check.
 func TestDocumentBudgetOnEveryTransport(t *testing.T) {
 	b := setup(t, "sqlite")
-	_, secret := b.mint(t, "vera", ipa.RoleViewer)
+	_, secret := b.Mint(t, "vera", ipa.RoleViewer)
 	c := b.as(secret)
-	c.must(t, `{ viewer { id } }`, nil, nil)
+	c.Must(t, `{ viewer { id } }`, nil, nil)
 	type want struct{ code, reason, message string }
 	bombRefusal := want{"COMPLEXITY_LIMIT_EXCEEDED", "", "selections"}
 	listRefusal := want{ipa.EINVALID, ipa.ReasonInvalidArgument, `"$f.status" has 40000 items; the limit is 1000`}
 	check := func(t *testing.T, errs []gqlError, raw []byte, w want) {
 		t.Helper()
 		require.Lenf(t, errs, 1, "%.500s", raw)
-		requireError(t, errs[0], w.code, w.reason)
+		apptest.RequireError(t, errs[0], w.code, w.reason)
 		require.Contains(t, errs[0].Message, w.message)
 	}
 
 	t.Run("POST", func(t *testing.T) {
-		r := c.gql(t, bomb(40), nil)
+		r := c.GQL(t, bomb(40), nil)
 		require.Less(t, r.Status, 500, "%s", r.Raw)
 		check(t, r.Errors, r.Raw, bombRefusal)
 		requireNoData(t, r)
-		r = c.gql(t, filterQuery, longStatusList(40_000))
+		r = c.GQL(t, filterQuery, longStatusList(40_000))
 		check(t, r.Errors, r.Raw, listRefusal)
 		requireNoData(t, r)
 	})
 
 	t.Run("GET", func(t *testing.T) {
-		r := c.do(t, request{method: http.MethodGet, query: bomb(40)})
+		r := c.Do(t, request{Method: http.MethodGet, Query: bomb(40)})
 		check(t, r.Errors, r.Raw, bombRefusal)
-		r = c.do(t, request{method: http.MethodGet, query: filterQuery, vars: longStatusList(2000)})
+		r = c.Do(t, request{Method: http.MethodGet, Query: filterQuery, Vars: longStatusList(2000)})
 		check(t, r.Errors, r.Raw, want{ipa.EINVALID, ipa.ReasonInvalidArgument, `"$f.status" has 2000 items`})
 	})
 
@@ -85,12 +86,12 @@ func TestDocumentBudgetOnEveryTransport(t *testing.T) {
 			body, err := json.Marshal(map[string]any{"query": tc.query, "variables": tc.vars})
 			require.NoError(t, err)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/graphql", bytes.NewReader(body))
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL+"/graphql", bytes.NewReader(body))
 			require.NoError(t, err)
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Accept", "text/event-stream")
 			req.Header.Set("Authorization", "Bearer "+secret)
-			resp, err := b.srv.Client().Do(req)
+			resp, err := b.Srv.Client().Do(req)
 			require.NoError(t, err)
 			raw, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -154,21 +155,21 @@ func TestDocumentBudgetOnEveryTransport(t *testing.T) {
 	t.Run("CachedDocument", func(t *testing.T) {
 		// The document is parsed, validated and cached by its first use;
 		// the variables of every later use are still checked.
-		r := c.gql(t, filterQuery, longStatusList(3))
+		r := c.GQL(t, filterQuery, longStatusList(3))
 		require.Emptyf(t, r.Errors, "%s", r.Raw)
-		r = c.gql(t, filterQuery, longStatusList(40_000))
+		r = c.GQL(t, filterQuery, longStatusList(40_000))
 		check(t, r.Errors, r.Raw, listRefusal)
-		r = c.gql(t, filterQuery, longStatusList(1000))
+		r = c.GQL(t, filterQuery, longStatusList(1000))
 		require.Emptyf(t, r.Errors, "%s", r.Raw)
 	})
 
 	t.Run("LongListInDocument", func(t *testing.T) {
 		statuses := strings.TrimSuffix(strings.Repeat("ACTIVE, ", 40_000), ", ")
-		r := c.gql(t, `{ tasks(filter: {status: [`+statuses+`]}) { totalCount } }`, nil)
+		r := c.GQL(t, `{ tasks(filter: {status: [`+statuses+`]}) { totalCount } }`, nil)
 		check(t, r.Errors, r.Raw, want{ipa.EINVALID, ipa.ReasonInvalidArgument, `"filter.status" has more than 1000 items; the limit is 1000`})
 		// At the limit it runs.
 		statuses = strings.TrimSuffix(strings.Repeat("ACTIVE, ", 1000), ", ")
-		r = c.gql(t, `{ tasks(filter: {status: [`+statuses+`]}) { totalCount } }`, nil)
+		r = c.GQL(t, `{ tasks(filter: {status: [`+statuses+`]}) { totalCount } }`, nil)
 		require.Emptyf(t, r.Errors, "%.300s", r.Raw)
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -31,10 +32,10 @@ func TestCohortSlowMember(t *testing.T) {
 		// which on a busy machine is longer than the default 30 s a write
 		// may make no progress (then its connection is closed:
 		// TestStalledMemberIsClosed). The bound here only bounds a hang.
-		b := setup(t, "sqlite", withWebSocketSendTimeout(5*time.Minute))
-		_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
+		b := setup(t, "sqlite", apptest.WithWebSocketSendTimeout(5*time.Minute))
+		_, adminSecret := b.Mint(t, "ada", ipa.RoleAdmin)
 		admin := b.as(adminSecret)
-		tk := admin.createTitled(t, "slow member")
+		tk := admin.CreateTitled(t, "slow member")
 		live := `subscription($id: ID!) { taskEvents(taskId: $id) { id version type data actorId correlationId occurredAt } }`
 		vars := map[string]any{"id": tk.ID}
 
@@ -52,7 +53,7 @@ func TestCohortSlowMember(t *testing.T) {
 			}
 			return serr
 		}}
-		slow, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.url, "http")+"/graphql", &websocket.DialOptions{
+		slow, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.URL, "http")+"/graphql", &websocket.DialOptions{
 			Subprotocols: []string{"graphql-transport-ws"},
 			HTTPClient:   &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}},
 		})
@@ -69,7 +70,7 @@ func TestCohortSlowMember(t *testing.T) {
 
 		fast := b.dialWS(t, adminSecret)
 		require.NoError(t, fast.send("f", live, vars))
-		waitFor(t, "two members in one cohort", func() bool { return b.app.Cohorts.Members() == 2 && b.app.Cohorts.Count() == 1 })
+		waitFor(t, "two members in one cohort", func() bool { return b.App.Cohorts.Members() == 2 && b.App.Cohorts.Count() == 1 })
 
 		// Commits of four 8 KiB events through the app's writer, as fast as
 		// they commit; the reading member reads as they come. 22 MiB in all:
@@ -81,7 +82,7 @@ func TestCohortSlowMember(t *testing.T) {
 		written := make(chan error, 1)
 		go func() {
 			for range commits {
-				_, _, err := b.app.Writer.Append(ctx, eventlog.Append{TaskID: tk.ID, Actor: "bench", Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
+				_, _, err := b.App.Writer.Append(ctx, eventlog.Append{TaskID: tk.ID, Actor: "bench", Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
 					out := make([]ipa.NewEvent, perCommit)
 					for i := range out {
 						out[i] = ipa.NewEvent{Type: ipa.EventPodOutput, Data: map[string]any{"lines": []string{line}}}

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -26,10 +27,10 @@ import (
 func TestStalledMemberIsClosed(t *testing.T) {
 	// A short bound, so the stall is over soon; the reading member reads
 	// each commit's events before the next commit.
-	b := setup(t, "sqlite", withWebSocketSendTimeout(2*time.Second))
-	_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
+	b := setup(t, "sqlite", apptest.WithWebSocketSendTimeout(2*time.Second))
+	_, adminSecret := b.Mint(t, "ada", ipa.RoleAdmin)
 	admin := b.as(adminSecret)
-	tk := admin.createTitled(t, "stalled member")
+	tk := admin.CreateTitled(t, "stalled member")
 	live := `subscription($id: ID!) { taskEvents(taskId: $id) { id version data } }`
 	vars := map[string]any{"id": tk.ID}
 
@@ -45,7 +46,7 @@ func TestStalledMemberIsClosed(t *testing.T) {
 		}
 		return serr
 	}}
-	stalled, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.url, "http")+"/graphql", &websocket.DialOptions{
+	stalled, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.URL, "http")+"/graphql", &websocket.DialOptions{
 		Subprotocols: []string{"graphql-transport-ws"},
 		HTTPClient:   &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}},
 	})
@@ -62,7 +63,7 @@ func TestStalledMemberIsClosed(t *testing.T) {
 
 	fast := b.dialWS(t, adminSecret)
 	require.NoError(t, fast.send("f", live, vars))
-	waitFor(t, "two members in one cohort", func() bool { return b.app.Cohorts.Members() == 2 && b.app.Cohorts.Count() == 1 })
+	waitFor(t, "two members in one cohort", func() bool { return b.App.Cohorts.Members() == 2 && b.App.Cohorts.Count() == 1 })
 
 	// Commits of four 8 KiB events until the stalled member is gone: far
 	// fewer than the bound below once its socket buffers and send queue
@@ -70,9 +71,9 @@ func TestStalledMemberIsClosed(t *testing.T) {
 	const maxCommits, perCommit = 600, 4
 	line := strings.Repeat("x", 8192)
 	commits, version := 0, 1
-	for b.app.Cohorts.Members() == 2 {
+	for b.App.Cohorts.Members() == 2 {
 		require.Less(t, commits, maxCommits, "the stalled member's connection was never closed")
-		_, _, err := b.app.Writer.Append(ctx, eventlog.Append{TaskID: tk.ID, Actor: "bench", Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
+		_, _, err := b.App.Writer.Append(ctx, eventlog.Append{TaskID: tk.ID, Actor: "bench", Decide: func(cur *ipa.Task) ([]ipa.NewEvent, error) {
 			out := make([]ipa.NewEvent, perCommit)
 			for i := range out {
 				out[i] = ipa.NewEvent{Type: ipa.EventPodOutput, Data: map[string]any{"lines": []string{line}}}
@@ -91,7 +92,7 @@ func TestStalledMemberIsClosed(t *testing.T) {
 			version++
 		}
 	}
-	require.Equal(t, 1, b.app.Cohorts.Members())
+	require.Equal(t, 1, b.App.Cohorts.Members())
 
 	// The stalled client reads again: what was sent before the close, then
 	// the end of the connection — not a wait for messages that never come.

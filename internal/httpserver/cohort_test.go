@@ -26,7 +26,7 @@ func (b *bundle) dialLegacy(t *testing.T, token, query string) *legacyWS {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.url, "http")+"/graphql",
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.URL, "http")+"/graphql",
 		&websocket.DialOptions{Subprotocols: []string{"graphql-ws"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.CloseNow() })
@@ -101,11 +101,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestCohorts(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
-		cohorts := b.app.Cohorts
-		_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
-		viewerTok, viewerSecret := b.mint(t, "vera", ipa.RoleViewer)
+		cohorts := b.App.Cohorts
+		_, adminSecret := b.Mint(t, "ada", ipa.RoleAdmin)
+		viewerTok, viewerSecret := b.Mint(t, "vera", ipa.RoleViewer)
 		admin := b.as(adminSecret)
-		tk := admin.createTitled(t, "cohort")
+		tk := admin.CreateTitled(t, "cohort")
 		live := fmt.Sprintf(`subscription { taskEvents(taskId: %q) { id version type occurredAt } }`, tk.ID)
 
 		ws1 := b.dialWS(t, viewerSecret)
@@ -122,7 +122,7 @@ func TestCohorts(t *testing.T) {
 		const moves = 5
 		phases := []string{"PLANNING", "DEVELOPMENT", "PLANNING", "DEVELOPMENT", "REVIEW"}
 		for i := range moves {
-			admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": phases[i]}, nil)
+			admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": phases[i]}, nil)
 			want := string(ws1.next("a").Data)
 			require.Contains(t, want, fmt.Sprintf(`"version":%d`, i+2))
 			require.Equal(t, want, string(ws2.next("b").Data))
@@ -151,7 +151,7 @@ func TestCohorts(t *testing.T) {
 		waitFor(t, "seven members", func() bool { return cohorts.Members() == 7 })
 
 		// Revocation: the viewer members are closed and leave.
-		admin.must(t, revokeMutation, map[string]any{"id": viewerTok.ID}, nil)
+		admin.Must(t, revokeMutation, map[string]any{"id": viewerTok.ID}, nil)
 		for _, ws := range []*wsClient{ws1, ws2, early, late} {
 			require.Equal(t, websocket.StatusCode(4403), ws.closeCode(closeWithin))
 		}
@@ -171,7 +171,7 @@ func TestCohorts(t *testing.T) {
 			t.Fatal("the legacy socket was not closed")
 		}
 		waitFor(t, "only the admin left", func() bool { return cohorts.Members() == 1 && cohorts.Count() == 1 })
-		admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT"}, nil)
+		admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT"}, nil)
 		require.Contains(t, string(wsAdmin.next("c").Data), `"version":7`)
 	})
 }
@@ -182,10 +182,10 @@ func TestCohorts(t *testing.T) {
 func TestCohortsCoverEveryFeed(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
-		cohorts := b.app.Cohorts
-		_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
+		cohorts := b.App.Cohorts
+		_, adminSecret := b.Mint(t, "ada", ipa.RoleAdmin)
 		admin := b.as(adminSecret)
-		tk := admin.createTitled(t, "feeds")
+		tk := admin.CreateTitled(t, "feeds")
 		feeds := map[string]string{
 			"ev": `subscription { events(types: ["phase_changed"]) { id type data } }`,
 			"tc": `subscription { taskChanged { id version phase } }`,
@@ -199,7 +199,7 @@ func TestCohortsCoverEveryFeed(t *testing.T) {
 		waitFor(t, "six members in three cohorts", func() bool { return cohorts.Members() == 6 && cohorts.Count() == 3 })
 
 		executed0, shared0 := cohorts.Stats()
-		admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
+		admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
 		for id := range feeds {
 			got := string(one.next(id).Data)
 			require.NotEmpty(t, got)

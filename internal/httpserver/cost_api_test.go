@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -28,26 +29,26 @@ func TestQueryCost(t *testing.T) {
 	b := setup(t, "sqlite")
 	c := b.anon()
 	for i := range 3 {
-		c.createTitled(t, fmt.Sprintf("cost %d", i))
+		c.CreateTitled(t, fmt.Sprintf("cost %d", i))
 	}
 	alive := func(t *testing.T) {
 		t.Helper()
-		require.Equal(t, 3, c.count(t, nil), "the server still answers")
+		require.Equal(t, 3, c.Count(t, nil), "the server still answers")
 	}
 	// refused requires the request to be refused, before it ran, with code
 	// (and reason), and returns the error.
 	refused := func(t *testing.T, query string, vars map[string]any, code, reason string) gqlError {
 		t.Helper()
-		r := c.gql(t, query, vars)
+		r := c.GQL(t, query, vars)
 		require.Lenf(t, r.Errors, 1, "%.500s", r.Raw)
-		requireError(t, r.Errors[0], code, reason)
+		apptest.RequireError(t, r.Errors[0], code, reason)
 		require.NotEmpty(t, r.Errors[0].Extensions["correlationId"])
 		requireNoData(t, r)
 		return r.Errors[0]
 	}
 	passes := func(t *testing.T, query string, vars map[string]any) *gqlResponse {
 		t.Helper()
-		r := c.gql(t, query, vars)
+		r := c.GQL(t, query, vars)
 		require.Emptyf(t, r.Errors, "%.500s", r.Raw)
 		require.Equal(t, http.StatusOK, r.Status)
 		require.NotEmpty(t, r.Data)
@@ -84,7 +85,7 @@ func TestQueryCost(t *testing.T) {
 				Edges []struct{ Node struct{ ID string } }
 			}
 		}
-		c.must(t, q, map[string]any{"n": 50}, &out)
+		c.Must(t, q, map[string]any{"n": 50}, &out)
 		require.Len(t, out.Tasks.Edges, 3)
 		refused(t, q, map[string]any{"n": 1000}, "COMPLEXITY_LIMIT_EXCEEDED", "")
 		// The argument defaults (tasks: 100, events: 100) count too.
@@ -141,14 +142,14 @@ func TestQueryCost(t *testing.T) {
 
 	t.Run("OrdinaryQueries", func(t *testing.T) {
 		// A full page of tasks with every field, pod and recent crashes.
-		page := `{ tasks(first: 1000) { edges { cursor node { ` + taskFields + `
+		page := `{ tasks(first: 1000) { edges { cursor node { ` + apptest.TaskFields + `
 			pod { state pid startedAt restarts nextAttemptAt live crashes { at exitCode signal reason uptimeMs } } } }
 			pageInfo { hasNextPage endCursor } totalCount } }`
 		passes(t, page, nil)
-		var p taskPage
-		c.must(t, tasksQuery, map[string]any{"first": 1000}, &p)
+		var p apptest.TaskPage
+		c.Must(t, apptest.TasksQuery, map[string]any{"first": 1000}, &p)
 		require.Len(t, p.Tasks.Edges, 3)
-		require.NotEmpty(t, c.events(t, p.Tasks.Edges[0].Node.ID))
+		require.NotEmpty(t, c.Events(t, p.Tasks.Edges[0].Node.ID))
 		passes(t, `{ activePods { id pod { state pid crashes { at reason } } } runtimes { name description } viewer { id role } }`, nil)
 		// The end-to-end suite's reads (e2e/test/subscriptions.test.js).
 		passes(t, `{ tasks(first: 1000) { totalCount edges { node { id version } } } }`, nil)
@@ -156,8 +157,8 @@ func TestQueryCost(t *testing.T) {
 			events(first: 1000, after: $after) { edges { node { id version position type } } pageInfo { hasNextPage endCursor } }
 			} }`, map[string]any{"id": p.Tasks.Edges[0].Node.ID, "after": nil})
 		// Mutations pass one at a time and in small batches.
-		passes(t, "mutation "+manyAliases(20, `createTask(input: {title: "batch"}) { task { `+taskFields+` } }`), nil)
-		require.Equal(t, 23, c.count(t, nil))
+		passes(t, "mutation "+manyAliases(20, `createTask(input: {title: "batch"}) { task { `+apptest.TaskFields+` } }`), nil)
+		require.Equal(t, 23, c.Count(t, nil))
 	})
 }
 
@@ -168,27 +169,27 @@ func TestResponseLimit(t *testing.T) {
 	desc := strings.Repeat("d", ipa.MaxDescriptionBytes)
 	meta := map[string]any{"m": strings.Repeat("m", ipa.MaxMetadataBytes-16)}
 	for i := range 20 {
-		c.create(t, map[string]any{"title": fmt.Sprintf("big %d", i), "description": desc, "metadata": meta})
+		c.Create(t, map[string]any{"title": fmt.Sprintf("big %d", i), "description": desc, "metadata": meta})
 	}
 	page := `tasks(first: 1000) { edges { node { description metadata } } }`
 
-	r := c.gql(t, manyAliases(1, page), nil)
+	r := c.GQL(t, manyAliases(1, page), nil)
 	require.Empty(t, r.Errors)
 	require.Greater(t, len(r.Data), 20*ipa.MaxDescriptionBytes)
 
 	// Seven pages: over 16 MiB, though cheap by the cost estimate.
-	r = c.gql(t, manyAliases(7, page), nil)
+	r = c.GQL(t, manyAliases(7, page), nil)
 	require.Equal(t, http.StatusOK, r.Status)
 	require.Lessf(t, len(r.Raw), 4096, "the data is not sent: %.300s", r.Raw)
 	require.Len(t, r.Errors, 1)
-	requireError(t, r.Errors[0], "COMPLEXITY_LIMIT_EXCEEDED", "")
+	apptest.RequireError(t, r.Errors[0], "COMPLEXITY_LIMIT_EXCEEDED", "")
 	require.Contains(t, r.Errors[0].Message, fmt.Sprintf("over the limit of %d", httpserver.MaxResponseBytes))
 	require.NotEmpty(t, r.Errors[0].Extensions["correlationId"])
 	require.Equal(t, r.Header.Get("X-Request-Id"), r.Extensions["correlationId"])
 	requireNoData(t, r)
 
 	// Counted like every other error; the server goes on.
-	_, text := b.get(t, "/metrics")
+	_, text := b.Get(t, "/metrics")
 	require.Equal(t, 1.0, metricValue(t, text, `ipa_graphql_errors_total{code="COMPLEXITY_LIMIT_EXCEEDED"}`))
-	require.Equal(t, 20, c.count(t, nil))
+	require.Equal(t, 20, c.Count(t, nil))
 }

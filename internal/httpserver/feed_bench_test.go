@@ -18,11 +18,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/loadclient"
+	"github.com/ipa-dev/ipa/internal/loadtest"
 	"github.com/ipa-dev/ipa/internal/service"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // Feed benchmarks: real WebSocket clients (coder/websocket, graphql-transport-ws)
@@ -37,14 +38,14 @@ type benchServer struct {
 	http  *http.Client
 }
 
-// benchSetup is the tests' setup (the server as cmd/ipa/serve.go assembles
+// benchSetup is the tests' setup (the server as cmd/ipa/ipacli/serve.go assembles
 // it, in auto auth mode) with a client pool sized for many writers.
 func benchSetup(tb testing.TB, backend string) *benchServer {
 	tb.Helper()
 	b := setup(tb, backend)
-	tr := b.srv.Client().Transport.(*http.Transport).Clone()
+	tr := b.Srv.Client().Transport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	return &benchServer{store: b.store, url: b.url, http: &http.Client{Transport: tr}}
+	return &benchServer{store: b.Store, url: b.URL, http: &http.Client{Transport: tr}}
 }
 
 // post sends one GraphQL operation and returns its data, or the first error.
@@ -80,8 +81,6 @@ func (s *benchServer) post(ctx context.Context, query string, vars map[string]an
 	return out.Data, nil
 }
 
-func (e *gqlError) Error() string { return e.reason() + ": " + e.Message }
-
 // createTask creates a task over HTTP and returns its id.
 func (s *benchServer) createTask(ctx context.Context, title string) (string, error) {
 	data, err := s.post(ctx, `mutation($t: String!) { createTask(input: {title: $t}) { task { id } } }`, map[string]any{"t": title})
@@ -114,7 +113,7 @@ func (s *benchServer) toggle(ctx context.Context, id string, to *string) error {
 		if err == nil {
 			return nil
 		}
-		if errors.As(err, &ge) && (ge.reason() == ipa.ReasonInvalidTransition || ge.reason() == ipa.ReasonVersionConflict) {
+		if errors.As(err, &ge) && (ge.Reason() == ipa.ReasonInvalidTransition || ge.Reason() == ipa.ReasonVersionConflict) {
 			continue
 		}
 		return err
@@ -181,8 +180,8 @@ const taskEventsSub = `subscription($id: ID!, $v: Int) { taskEvents(taskId: $id,
 // receive time − the event's occurredAt (taken just before the commit; one
 // machine, one clock). Reports p50/p99/max over every delivery in ms.
 func BenchmarkDeliveryLatency(b *testing.B) {
-	loadclient.RaiseFileLimit(b, 4096)
-	for _, backend := range testdb.Backends {
+	loadtest.RaiseFileLimit(b, 4096)
+	for _, backend := range dbtest.Backends {
 		for _, mode := range []string{"burst", "paced"} {
 			for _, n := range []int{1, 100, 1000} {
 				b.Run(fmt.Sprintf("%s/%s/subs=%d", backend, mode, n), func(b *testing.B) {
@@ -226,7 +225,7 @@ func benchDeliveryLatency(b *testing.B, backend string, subscribers int, paced b
 				sub, err := s.subscribe(ctx, taskEventsSub, map[string]any{"id": hot, "v": 1})
 				if err == nil {
 					var raw []byte
-					if raw, err = sub.next(ctx); err == nil && loadclient.FieldInt(raw, "version") != 2 {
+					if raw, err = sub.next(ctx); err == nil && loadtest.FieldInt(raw, "version") != 2 {
 						err = fmt.Errorf("first message: %s", raw)
 					}
 				}
@@ -266,13 +265,13 @@ func benchDeliveryLatency(b *testing.B, backend string, subscribers int, paced b
 						readErr <- err
 						return
 					}
-					at, err := time.Parse(time.RFC3339Nano, string(loadclient.Field(raw, "occurredAt")))
+					at, err := time.Parse(time.RFC3339Nano, string(loadtest.Field(raw, "occurredAt")))
 					if err != nil {
 						readErr <- fmt.Errorf("occurredAt in %s: %w", raw, err)
 						return
 					}
 					lat[i] = append(lat[i], now.Sub(at))
-					if loadclient.FieldInt(raw, "version") >= final {
+					if loadtest.FieldInt(raw, "version") >= final {
 						return
 					}
 				}
@@ -379,7 +378,7 @@ const catchUpEvents = 100_000
 // task feeds the task's read.
 func BenchmarkCatchUp(b *testing.B) {
 	const batch = 500
-	for _, backend := range testdb.Backends {
+	for _, backend := range dbtest.Backends {
 		b.Run(backend, func(b *testing.B) {
 			s := benchSetup(b, backend)
 			ctx := context.Background()
@@ -415,7 +414,7 @@ func BenchmarkCatchUp(b *testing.B) {
 					raw, err := sub.next(ctx)
 					require.NoError(b, err)
 					n := 0
-					for _, v := range loadclient.FieldInts(raw, seqField) {
+					for _, v := range loadtest.FieldInts(raw, seqField) {
 						if v != want {
 							b.Fatalf("got %s %d, want %d", seqField, v, want)
 						}
@@ -434,14 +433,14 @@ func BenchmarkCatchUp(b *testing.B) {
 				globalStoreTime += readStore("")
 
 				start := time.Now()
-				sub, err := s.subscribe(ctx, `subscription($id: ID!) { taskEvents(taskId: $id, afterVersion: 0) { `+eventFields+` causationId } }`,
+				sub, err := s.subscribe(ctx, `subscription($id: ID!) { taskEvents(taskId: $id, afterVersion: 0) { `+apptest.EventFields+` causationId } }`,
 					map[string]any{"id": id})
 				require.NoError(b, err)
 				want := int64(1)
 				for want <= catchUpEvents {
 					raw, err := sub.next(ctx)
 					require.NoError(b, err)
-					if v := loadclient.FieldInt(raw, "version"); v != want {
+					if v := loadtest.FieldInt(raw, "version"); v != want {
 						b.Fatalf("got version %d, want %d", v, want)
 					}
 					want++
@@ -449,9 +448,9 @@ func BenchmarkCatchUp(b *testing.B) {
 				wsTime += time.Since(start)
 				sub.close()
 
-				taskStreamTime += readBatches(`subscription($id: ID!, $n: Int) { taskEventsStream(taskId: $id, afterVersion: 0, batchSize: $n) { `+eventFields+` causationId } }`,
+				taskStreamTime += readBatches(`subscription($id: ID!, $n: Int) { taskEventsStream(taskId: $id, afterVersion: 0, batchSize: $n) { `+apptest.EventFields+` causationId } }`,
 					map[string]any{"id": id, "n": batch}, "version")
-				streamTime += readBatches(`subscription($n: Int) { eventsStream(afterPosition: "0", batchSize: $n) { `+eventFields+` causationId } }`,
+				streamTime += readBatches(`subscription($n: Int) { eventsStream(afterPosition: "0", batchSize: $n) { `+apptest.EventFields+` causationId } }`,
 					map[string]any{"n": batch}, "position")
 			}
 			b.StopTimer()

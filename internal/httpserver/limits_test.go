@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -38,32 +39,32 @@ func TestLimits(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
 		c := b.anon()
-		c.createTitled(t, "exists")
+		c.CreateTitled(t, "exists")
 		alive := func(t *testing.T) {
 			t.Helper()
-			require.Equal(t, "local", c.viewer(t).Viewer.ID, "the server still answers")
+			require.Equal(t, "local", c.Viewer(t).Viewer.ID, "the server still answers")
 		}
 
 		t.Run("BodyTooLarge", func(t *testing.T) {
-			n := c.count(t, nil)
+			n := c.Count(t, nil)
 			title := strings.Repeat("x", httpserver.MaxBodyBytes)
-			body, err := json.Marshal(map[string]any{"query": createTaskMutation, "variables": map[string]any{"input": map[string]any{"title": title}}})
+			body, err := json.Marshal(map[string]any{"query": apptest.CreateTaskMutation, "variables": map[string]any{"input": map[string]any{"title": title}}})
 			require.NoError(t, err)
 			require.Greater(t, len(body), httpserver.MaxBodyBytes)
 
 			// Announced length: refused before reading.
-			r := c.do(t, request{body: body})
+			r := c.Do(t, request{Body: body})
 			require.Equal(t, http.StatusRequestEntityTooLarge, r.Status)
 			require.Len(t, r.Errors, 1)
-			requireError(t, r.Errors[0], ipa.EINVALID, ipa.ReasonInvalidArgument)
+			apptest.RequireError(t, r.Errors[0], ipa.EINVALID, ipa.ReasonInvalidArgument)
 			alive(t)
 
 			// Unannounced length (chunked): cut off while reading.
-			req, err := http.NewRequest(http.MethodPost, b.url+"/graphql", io.MultiReader(bytes.NewReader(body)))
+			req, err := http.NewRequest(http.MethodPost, b.URL+"/graphql", io.MultiReader(bytes.NewReader(body)))
 			require.NoError(t, err)
 			req.Header.Set("Content-Type", "application/json")
 			req.ContentLength = -1
-			resp, err := b.srv.Client().Do(req)
+			resp, err := b.Srv.Client().Do(req)
 			if err == nil {
 				raw, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
@@ -71,11 +72,11 @@ func TestLimits(t *testing.T) {
 				require.Lessf(t, resp.StatusCode, 500, "%s", raw)
 				var gr gqlResponse
 				if json.Unmarshal(raw, &gr) == nil {
-					b.record(gr.Errors)
+					b.Record(gr.Errors)
 				}
 			}
 			alive(t)
-			require.Equal(t, n, c.count(t, nil))
+			require.Equal(t, n, c.Count(t, nil))
 		})
 
 		t.Run("Depth", func(t *testing.T) {
@@ -83,19 +84,19 @@ func TestLimits(t *testing.T) {
 			// exercised in limits_internal_test.go, since no valid document
 			// over this schema reaches it (and introspection is exempt).
 			deepest := `{ tasks(first: 1) { edges { node { events(first: 1) { edges { node { id } } } } } } }`
-			r := c.gql(t, deepest, nil)
+			r := c.GQL(t, deepest, nil)
 			require.Emptyf(t, r.Errors, "%s", r.Raw)
 			require.NotEmpty(t, r.Data)
 
 			// Tools' introspection, however deep, is not refused.
-			r = c.gql(t, nested(httpserver.MaxQueryDepth+2), nil)
+			r = c.GQL(t, nested(httpserver.MaxQueryDepth+2), nil)
 			require.Emptyf(t, r.Errors, "%d %.300s", r.Status, r.Raw)
 			require.NotEmpty(t, r.Data)
 			alive(t)
 		})
 
 		t.Run("Complexity", func(t *testing.T) {
-			n, head := c.count(t, nil), b.headPosition(t)
+			n, head := c.Count(t, nil), b.HeadPosition(t)
 			// Each alias costs 2 + the task's fields; enough aliases pass the limit.
 			var sb strings.Builder
 			sb.WriteString("mutation {")
@@ -103,12 +104,12 @@ func TestLimits(t *testing.T) {
 				fmt.Fprintf(&sb, ` c%d: createTask(input: {title: "bulk %d"}) { task { id title status phase runtime version createdBy createdAt updatedAt } }`, i, i)
 			}
 			sb.WriteString(" }")
-			r := c.gql(t, sb.String(), nil)
+			r := c.GQL(t, sb.String(), nil)
 			require.Len(t, r.Errors, 1)
-			require.Equal(t, "COMPLEXITY_LIMIT_EXCEEDED", r.Errors[0].code(), r.Errors[0].Message)
+			require.Equal(t, "COMPLEXITY_LIMIT_EXCEEDED", r.Errors[0].Code(), r.Errors[0].Message)
 			requireNoData(t, r)
-			require.Equal(t, n, c.count(t, nil), "refused before running: nothing created")
-			require.Equal(t, head, b.headPosition(t))
+			require.Equal(t, n, c.Count(t, nil), "refused before running: nothing created")
+			require.Equal(t, head, b.HeadPosition(t))
 
 			// A cheap query still runs.
 			var sb2 strings.Builder
@@ -117,42 +118,42 @@ func TestLimits(t *testing.T) {
 				fmt.Fprintf(&sb2, " v%d: viewer { id }", i)
 			}
 			sb2.WriteString(" }")
-			require.Empty(t, c.gql(t, sb2.String(), nil).Errors)
+			require.Empty(t, c.GQL(t, sb2.String(), nil).Errors)
 		})
 
 		t.Run("GET", func(t *testing.T) {
-			r := c.do(t, request{method: http.MethodGet, query: `query($f: TaskFilter) { taskCount(filter: $f) viewer { id } }`, vars: map[string]any{"f": map[string]any{"titleContains": "exist"}}})
+			r := c.Do(t, request{Method: http.MethodGet, Query: `query($f: TaskFilter) { taskCount(filter: $f) viewer { id } }`, Vars: map[string]any{"f": map[string]any{"titleContains": "exist"}}})
 			require.Equal(t, http.StatusOK, r.Status)
 			require.Empty(t, r.Errors)
 			require.JSONEq(t, `{"taskCount": 1, "viewer": {"id": "local"}}`, string(r.Data))
 
-			n, head := c.count(t, nil), b.headPosition(t)
-			r = c.do(t, request{method: http.MethodGet, query: `mutation { createTask(input: {title: "via GET"}) { task { id } } }`})
+			n, head := c.Count(t, nil), b.HeadPosition(t)
+			r = c.Do(t, request{Method: http.MethodGet, Query: `mutation { createTask(input: {title: "via GET"}) { task { id } } }`})
 			require.GreaterOrEqual(t, r.Status, 400, "%s", r.Raw)
 			require.Less(t, r.Status, 500)
 			requireNoData(t, r)
-			require.Equal(t, n, c.count(t, nil), "a GET mutation created a task")
-			require.Equal(t, head, b.headPosition(t))
+			require.Equal(t, n, c.Count(t, nil), "a GET mutation created a task")
+			require.Equal(t, head, b.HeadPosition(t))
 		})
 
 		t.Run("GraphQLResponseContentType", func(t *testing.T) {
-			r := c.do(t, request{query: `{ viewer { id } }`, headers: map[string]string{"Accept": "application/graphql-response+json"}})
+			r := c.Do(t, request{Query: `{ viewer { id } }`, Headers: map[string]string{"Accept": "application/graphql-response+json"}})
 			require.Equal(t, http.StatusOK, r.Status)
 			require.True(t, strings.HasPrefix(r.Header.Get("Content-Type"), "application/graphql-response+json"), r.Header.Get("Content-Type"))
 			require.Empty(t, r.Errors)
 			require.JSONEq(t, `{"viewer": {"id": "local"}}`, string(r.Data))
 
-			r = c.do(t, request{query: `{ viewer { id } }`, headers: map[string]string{"Accept": "application/json"}})
+			r = c.Do(t, request{Query: `{ viewer { id } }`, Headers: map[string]string{"Accept": "application/json"}})
 			require.True(t, strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"), r.Header.Get("Content-Type"))
 		})
 
 		t.Run("MalformedBodies", func(t *testing.T) {
 			for _, body := range []string{``, `{`, `[]`, `{"query": 5}`, `{"query": "{ viewer { id } }", "variables": "nope"}`, "\x00\xff", `{}`} {
-				r := c.do(t, request{body: []byte(body)})
+				r := c.Do(t, request{Body: []byte(body)})
 				require.GreaterOrEqualf(t, r.Status, 400, "%q: %s", body, r.Raw)
 				require.Lessf(t, r.Status, 500, "%q: %s", body, r.Raw)
 				require.NotEmptyf(t, r.Errors, "%q: %s", body, r.Raw)
-				require.NotEqualf(t, ipa.EINTERNAL, r.Errors[0].code(), "a malformed request is the client's fault: %q: %s", body, r.Raw)
+				require.NotEqualf(t, ipa.EINTERNAL, r.Errors[0].Code(), "a malformed request is the client's fault: %q: %s", body, r.Raw)
 				requireNoData(t, r)
 			}
 			alive(t)
@@ -187,24 +188,24 @@ func TestHealthAndMetrics(t *testing.T) {
 		b := setup(t, backend)
 		c := b.anon()
 
-		status, body := b.get(t, "/healthz")
+		status, body := b.Get(t, "/healthz")
 		require.Equal(t, http.StatusOK, status)
 		require.True(t, strings.HasPrefix(body, "ok "), body)
-		status, _ = b.get(t, "/readyz")
+		status, _ = b.Get(t, "/readyz")
 		require.Equal(t, http.StatusOK, status)
 
 		for i := range 3 {
-			c.createTitled(t, fmt.Sprintf("m%d", i))
+			c.CreateTitled(t, fmt.Sprintf("m%d", i))
 		}
-		c.create(t, map[string]any{"title": "e", "runtime": "exec", "runtimeConfig": map[string]any{"command": []string{"true"}}})
+		c.Create(t, map[string]any{"title": "e", "runtime": "exec", "runtimeConfig": map[string]any{"command": []string{"true"}}})
 		for range 2 {
-			c.fail(t, createTaskMutation, map[string]any{"input": map[string]any{"title": " "}})
+			c.Fail(t, apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": " "}})
 		}
-		c.fail(t, `mutation { completeTask(taskId: "nope") { task { id } } }`, nil)
-		c.count(t, nil)
-		c.gql(t, `{ nope }`, nil)
+		c.Fail(t, `mutation { completeTask(taskId: "nope") { task { id } } }`, nil)
+		c.Count(t, nil)
+		c.GQL(t, `{ nope }`, nil)
 
-		status, text := b.get(t, "/metrics")
+		status, text := b.Get(t, "/metrics")
 		require.Equal(t, http.StatusOK, status)
 		require.Equal(t, 3.0, metricValue(t, text, `ipa_tasks_created_total{runtime="demo"}`))
 		require.Equal(t, 1.0, metricValue(t, text, `ipa_tasks_created_total{runtime="exec"}`))
@@ -218,8 +219,8 @@ func TestHealthAndMetrics(t *testing.T) {
 		require.Contains(t, text, "ipa_graphql_request_duration_seconds_bucket")
 
 		// Client-chosen operation names do not become labels.
-		c.gql(t, `query MyVeryOwnName { taskCount }`, nil)
-		_, text = b.get(t, "/metrics")
+		c.GQL(t, `query MyVeryOwnName { taskCount }`, nil)
+		_, text = b.Get(t, "/metrics")
 		require.NotContains(t, text, "MyVeryOwnName")
 		require.Equal(t, 2.0, metricValue(t, text, `ipa_graphql_requests_total{operation="query taskCount"}`))
 	})
@@ -231,8 +232,8 @@ func TestStoreUnavailable(t *testing.T) {
 			t.Parallel()
 			b := setup(t, backend)
 			c := b.anon()
-			tk := c.createTitled(t, "before the outage")
-			require.NoError(t, b.store.Close())
+			tk := c.CreateTitled(t, "before the outage")
+			require.NoError(t, b.Store.Close())
 
 			for _, q := range []struct {
 				query string
@@ -241,36 +242,36 @@ func TestStoreUnavailable(t *testing.T) {
 				{`{ tasks { edges { node { id } } } }`, nil},
 				{`query($id: ID!) { task(id: $id) { id } }`, map[string]any{"id": tk.ID}},
 				{`{ taskCount }`, nil},
-				{createTaskMutation, map[string]any{"input": map[string]any{"title": "during the outage"}}},
-				{transitionMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}},
+				{apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "during the outage"}}},
+				{apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}},
 			} {
-				r := c.gql(t, q.query, q.vars)
+				r := c.GQL(t, q.query, q.vars)
 				require.NotEmptyf(t, r.Errors, "%s", r.Raw)
 				for _, e := range r.Errors {
-					requireError(t, e, ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable)
+					apptest.RequireError(t, e, ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable)
 				}
 			}
-			status, _ := b.get(t, "/readyz")
+			status, _ := b.Get(t, "/readyz")
 			require.Equal(t, http.StatusServiceUnavailable, status)
-			status, _ = b.get(t, "/healthz")
+			status, _ = b.Get(t, "/healthz")
 			require.Equal(t, http.StatusOK, status, "liveness does not depend on the store")
-			require.Positive(t, b.errorsSeen())
+			require.Positive(t, b.ErrorsSeen())
 		})
 
 		t.Run("RequiredMode", func(t *testing.T) {
 			t.Parallel()
-			b := setup(t, backend, withAuthMode(auth.ModeRequired))
-			_, secret := b.mint(t, "alice", ipa.RoleOperator)
+			b := setup(t, backend, apptest.WithAuthMode(auth.ModeRequired))
+			_, secret := b.Mint(t, "alice", ipa.RoleOperator)
 			c := b.as(secret)
-			c.createTitled(t, "before the outage")
-			require.NoError(t, b.store.Close())
+			c.CreateTitled(t, "before the outage")
+			require.NoError(t, b.Store.Close())
 
 			// The token cannot be checked: the refusal says so, not "bad token".
-			r := c.gql(t, `{ taskCount }`, nil)
+			r := c.GQL(t, `{ taskCount }`, nil)
 			require.Equal(t, http.StatusServiceUnavailable, r.Status, "%s", r.Raw)
 			require.Len(t, r.Errors, 1)
-			requireError(t, r.Errors[0], ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable)
-			status, _ := b.get(t, "/readyz")
+			apptest.RequireError(t, r.Errors[0], ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable)
+			status, _ := b.Get(t, "/readyz")
 			require.Equal(t, http.StatusServiceUnavailable, status)
 		})
 	})

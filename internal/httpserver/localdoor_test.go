@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -72,7 +73,7 @@ func requireOtherUserRefused(t *testing.T, status int, body []byte) {
 	var r gqlResponse
 	require.NoError(t, json.Unmarshal(body, &r), "%s", body)
 	require.Len(t, r.Errors, 1)
-	requireError(t, r.Errors[0], ipa.EUNAUTHENTICATED, "")
+	apptest.RequireError(t, r.Errors[0], ipa.EUNAUTHENTICATED, "")
 	require.Contains(t, r.Errors[0].Message, "ipa token create --actor")
 	require.Contains(t, r.Errors[0].Message, "--role")
 	require.Empty(t, r.Data)
@@ -85,20 +86,20 @@ func requireOtherUserRefused(t *testing.T, status int, body []byte) {
 func TestLocalDoorOnlyForServerUser(t *testing.T) {
 	requireRootWith(t, "curl")
 	b := setup(t, "sqlite")
-	n := b.anon().count(t, nil)
+	n := b.anon().Count(t, nil)
 
-	status, body := curlGraphQL(t, "root", b.url, "", `{ viewer { id role } }`)
+	status, body := curlGraphQL(t, "root", b.URL, "", `{ viewer { id role } }`)
 	require.Equal(t, http.StatusOK, status, "%s", body)
 	require.Contains(t, string(body), `"local"`)
 
-	status, body = curlGraphQL(t, "nobody", b.url, "", `mutation { createTask(input: {title: "not mine"}) { task { id } } }`)
+	status, body = curlGraphQL(t, "nobody", b.URL, "", `mutation { createTask(input: {title: "not mine"}) { task { id } } }`)
 	requireOtherUserRefused(t, status, body)
-	status, body = curlGraphQL(t, "nobody", b.url, "", `subscription { events { type } }`, "-H", "Accept: text/event-stream")
+	status, body = curlGraphQL(t, "nobody", b.URL, "", `subscription { events { type } }`, "-H", "Accept: text/event-stream")
 	requireOtherUserRefused(t, status, body)
-	require.Equal(t, n, b.anon().count(t, nil))
+	require.Equal(t, n, b.anon().Count(t, nil))
 
 	// The door itself is still open for the server's user.
-	b.anon().createTitled(t, "mine")
+	b.anon().CreateTitled(t, "mine")
 }
 
 // TestUnixSocket: a server also serving on a Unix socket makes it mode 0600,
@@ -120,7 +121,7 @@ func TestUnixSocket(t *testing.T) {
 	require.Equal(t, os.ModeSocket|httpserver.SocketMode, fi.Mode())
 	tln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := httpserver.NewServer(b.app.Handler, httpserver.ServerOptions{})
+	srv := httpserver.NewServer(b.App.Handler, httpserver.ServerOptions{})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(httpserver.MergeListeners(tln, uln)) }()
 	t.Cleanup(func() {

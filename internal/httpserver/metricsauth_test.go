@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -31,21 +32,21 @@ func scrape(t *testing.T, url, authorization string) (int, http.Header, []byte) 
 
 func TestMetricsNeedAToken(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		b := setup(t, backend, withAuthMode(auth.ModeRequired))
-		_, viewer := b.mint(t, "prometheus", ipa.RoleViewer)
+		b := setup(t, backend, apptest.WithAuthMode(auth.ModeRequired))
+		_, viewer := b.Mint(t, "prometheus", ipa.RoleViewer)
 		// The separate listener of --metrics-addr: no token asked.
-		side := httptest.NewServer(httpserver.MetricsHandler(b.reg))
+		side := httptest.NewServer(httpserver.MetricsHandler(b.Registry))
 		t.Cleanup(side.Close)
 
-		status, h, raw := scrape(t, b.url+"/metrics", "")
+		status, h, raw := scrape(t, b.URL+"/metrics", "")
 		require.Equal(t, http.StatusUnauthorized, status, "%s", raw)
 		requireCoded(t, h, raw, ipa.EUNAUTHENTICATED)
 		require.Contains(t, h.Get("WWW-Authenticate"), "Bearer")
-		status, h, raw = scrape(t, b.url+"/metrics", "Bearer not-a-token")
+		status, h, raw = scrape(t, b.URL+"/metrics", "Bearer not-a-token")
 		require.Equal(t, http.StatusUnauthorized, status, "%s", raw)
 		requireCoded(t, h, raw, ipa.EUNAUTHENTICATED)
 
-		status, _, raw = scrape(t, b.url+"/metrics", "Bearer "+viewer)
+		status, _, raw = scrape(t, b.URL+"/metrics", "Bearer "+viewer)
 		require.Equal(t, http.StatusOK, status, "%s", raw)
 		require.Equal(t, 2.0, metricValue(t, string(raw), `ipa_graphql_errors_total{code="UNAUTHENTICATED"}`))
 
@@ -57,12 +58,12 @@ func TestMetricsNeedAToken(t *testing.T) {
 		requireCoded(t, h, raw, ipa.ENOTFOUND)
 
 		t.Run("StoreOutage", func(t *testing.T) {
-			require.NoError(t, b.store.Close())
+			require.NoError(t, b.Store.Close())
 			// The token cannot be checked: 503, counted like any error.
-			r := b.as(viewer).gql(t, `{ taskCount }`, nil)
+			r := b.as(viewer).GQL(t, `{ taskCount }`, nil)
 			require.Equal(t, http.StatusServiceUnavailable, r.Status, "%s", r.Raw)
 			requireCoded(t, r.Header, r.Raw, ipa.EUNAVAILABLE)
-			status, h, raw := scrape(t, b.url+"/metrics", "Bearer "+viewer)
+			status, h, raw := scrape(t, b.URL+"/metrics", "Bearer "+viewer)
 			require.Equal(t, http.StatusServiceUnavailable, status, "%s", raw)
 			requireCoded(t, h, raw, ipa.EUNAVAILABLE)
 

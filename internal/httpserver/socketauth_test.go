@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
@@ -47,7 +48,7 @@ func (b *bundle) dialWSRaw(t *testing.T, token string) *websocket.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.url, "http")+"/graphql",
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.URL, "http")+"/graphql",
 		&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.CloseNow() })
@@ -173,14 +174,14 @@ func (b *bundle) openSSE(t *testing.T, token, query string) *sseStream {
 	t.Cleanup(cancel)
 	body, err := json.Marshal(map[string]any{"query": query})
 	require.NoError(t, err)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/graphql", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL+"/graphql", bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := b.srv.Client().Do(req)
+	resp, err := b.Srv.Client().Do(req)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	s := &sseStream{events: make(chan string, 1024)}
@@ -238,14 +239,14 @@ const (
 func TestRevokeClosesSockets(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
-		_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
-		opTok, opSecret := b.mint(t, "oscar", ipa.RoleOperator)
-		_, viewerSecret := b.mint(t, "vera", ipa.RoleViewer)
+		_, adminSecret := b.Mint(t, "ada", ipa.RoleAdmin)
+		opTok, opSecret := b.Mint(t, "oscar", ipa.RoleOperator)
+		_, viewerSecret := b.Mint(t, "vera", ipa.RoleViewer)
 		admin := b.as(adminSecret)
 
 		ws := b.dialWS(t, opSecret)
 		require.NoError(t, ws.send("feed", allEvents, nil))
-		require.NoError(t, ws.send("make", createTaskMutation, map[string]any{"input": map[string]any{"title": "over the socket"}}))
+		require.NoError(t, ws.send("make", apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "over the socket"}}))
 		made := ws.next("make")
 		require.Emptyf(t, made.Errors, "%+v", made.Errors)
 		require.Contains(t, string(ws.next("feed").Data), "task_created")
@@ -254,15 +255,15 @@ func TestRevokeClosesSockets(t *testing.T) {
 		bystander := b.dialWS(t, viewerSecret)
 		require.NoError(t, bystander.send("feed", allEvents, nil))
 		bystander.next("feed")
-		n := admin.count(t, nil)
+		n := admin.Count(t, nil)
 
-		admin.must(t, revokeMutation, map[string]any{"id": opTok.ID}, nil)
+		admin.Must(t, revokeMutation, map[string]any{"id": opTok.ID}, nil)
 		require.Equal(t, websocket.StatusCode(4403), ws.closeCode(closeWithin))
 		sse.requireEnds(t, closeWithin)
 
 		// The socket is gone: a mutation cannot even be sent, and none ran.
-		require.Error(t, ws.send("again", createTaskMutation, map[string]any{"input": map[string]any{"title": "after revoke"}}))
-		require.Equal(t, n, admin.count(t, nil))
+		require.Error(t, ws.send("again", apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "after revoke"}}))
+		require.Equal(t, n, admin.Count(t, nil))
 
 		// Another token's connection is untouched.
 		require.NoError(t, bystander.send("q", `{ viewer { id } }`, nil))
@@ -277,33 +278,33 @@ func TestRevokeClosesSockets(t *testing.T) {
 func TestRevokedElsewhereChecksEachOperation(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
-		_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
-		opTok, opSecret := b.mint(t, "oscar", ipa.RoleOperator)
+		_, adminSecret := b.Mint(t, "ada", ipa.RoleAdmin)
+		opTok, opSecret := b.Mint(t, "oscar", ipa.RoleOperator)
 		ws := b.dialWS(t, opSecret)
 		require.NoError(t, ws.send("q", `{ viewer { id } }`, nil))
 		require.Contains(t, string(ws.next("q").Data), "oscar")
-		n := b.as(adminSecret).count(t, nil)
+		n := b.as(adminSecret).Count(t, nil)
 
-		other, err := store.Open(context.Background(), b.dbURL, store.Options{})
+		other, err := store.Open(context.Background(), b.DBURL, store.Options{})
 		require.NoError(t, err)
 		defer other.Close()
 		require.NoError(t, other.RevokeToken(context.Background(), opTok.ID))
 
-		if ws.send("make", createTaskMutation, map[string]any{"input": map[string]any{"title": "after revoke"}}) == nil {
+		if ws.send("make", apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "after revoke"}}) == nil {
 			select {
 			case m, ok := <-ws.msgs:
 				if ok && m.Type == "next" {
 					var r wsResult
 					require.NoError(t, json.Unmarshal(m.Payload, &r))
 					require.Lenf(t, r.Errors, 1, "the mutation ran: %s", m.Payload)
-					requireError(t, r.Errors[0], ipa.EUNAUTHENTICATED, "")
+					apptest.RequireError(t, r.Errors[0], ipa.EUNAUTHENTICATED, "")
 				}
 			case <-time.After(closeWithin):
 				t.Fatal("no answer to an operation after the revocation")
 			}
 		}
 		require.Equal(t, websocket.StatusCode(4403), ws.closeCode(closeWithin))
-		require.Equal(t, n, b.as(adminSecret).count(t, nil), "a mutation ran on a revoked token")
+		require.Equal(t, n, b.as(adminSecret).Count(t, nil), "a mutation ran on a revoked token")
 	})
 }
 
@@ -313,7 +314,7 @@ func TestFirstTokenClosesAnonymousSockets(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
 		anon := b.anon()
-		anon.createTitled(t, "made locally")
+		anon.CreateTitled(t, "made locally")
 		ws := b.dialWS(t, "")
 		require.NoError(t, ws.send("feed", allEvents, nil))
 		require.Contains(t, string(ws.next("feed").Data), "task_created")
@@ -321,10 +322,10 @@ func TestFirstTokenClosesAnonymousSockets(t *testing.T) {
 		require.Contains(t, sse.first(t), "task_created")
 
 		var made struct{ CreateToken struct{ Secret string } }
-		anon.must(t, `mutation { createToken(actorId: "ada", role: ADMIN) { secret } }`, nil, &made)
+		anon.Must(t, `mutation { createToken(actorId: "ada", role: ADMIN) { secret } }`, nil, &made)
 		require.Equal(t, websocket.StatusCode(4403), ws.closeCode(closeWithin))
 		sse.requireEnds(t, closeWithin)
-		requireUnauthenticated(t, anon.gql(t, `{ viewer { id } }`, nil))
+		apptest.RequireUnauthenticated(t, anon.GQL(t, `{ viewer { id } }`, nil))
 
 		// A new anonymous socket is refused at connection_init.
 		conn := b.dialWSRaw(t, "")
@@ -336,7 +337,7 @@ func TestFirstTokenClosesAnonymousSockets(t *testing.T) {
 			err = wsjson.Read(ctx, conn, &m)
 		}
 		require.Equal(t, websocket.StatusCode(4401), websocket.CloseStatus(err))
-		require.Equal(t, "ada", b.as(made.CreateToken.Secret).viewer(t).Viewer.ID)
+		require.Equal(t, "ada", b.as(made.CreateToken.Secret).Viewer(t).Viewer.ID)
 	})
 }
 
@@ -347,29 +348,29 @@ func TestLocalDoorStaysShut(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		ctx := context.Background()
 		b := setup(t, backend)
-		tok, secret := b.mint(t, "ada", ipa.RoleAdmin)
-		b.as(secret).must(t, revokeMutation, map[string]any{"id": tok.ID}, nil)
-		n, err := b.store.CountActiveTokens(ctx)
+		tok, secret := b.Mint(t, "ada", ipa.RoleAdmin)
+		b.as(secret).Must(t, revokeMutation, map[string]any{"id": tok.ID}, nil)
+		n, err := b.Store.CountActiveTokens(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)
-		requireUnauthenticated(t, b.anon().gql(t, `{ viewer { id } }`, nil))
+		apptest.RequireUnauthenticated(t, b.anon().GQL(t, `{ viewer { id } }`, nil))
 		time.Sleep(1100 * time.Millisecond) // past the door cache
-		requireUnauthenticated(t, b.anon().gql(t, `{ viewer { id } }`, nil))
+		apptest.RequireUnauthenticated(t, b.anon().GQL(t, `{ viewer { id } }`, nil))
 
 		// Restarted on the same database: still shut.
-		r := setup(t, backend, withDatabase(b.dbURL))
-		requireUnauthenticated(t, r.anon().gql(t, `{ viewer { id } }`, nil))
+		r := setup(t, backend, apptest.WithDatabase(b.DBURL))
+		apptest.RequireUnauthenticated(t, r.anon().GQL(t, `{ viewer { id } }`, nil))
 
 		// The reset refuses while a token is active.
-		tok2, _ := r.mint(t, "bob", ipa.RoleViewer)
-		require.Equal(t, ipa.ECONFLICT, ipa.ErrorCode(r.store.ReopenLocalDoor(ctx)))
-		require.NoError(t, r.store.RevokeToken(ctx, tok2.ID))
-		requireUnauthenticated(t, r.anon().gql(t, `{ viewer { id } }`, nil))
-		require.NoError(t, r.store.ReopenLocalDoor(ctx))
-		require.Equal(t, "local", r.anon().viewer(t).Viewer.ID)
+		tok2, _ := r.Mint(t, "bob", ipa.RoleViewer)
+		require.Equal(t, ipa.ECONFLICT, ipa.ErrorCode(r.Store.ReopenLocalDoor(ctx)))
+		require.NoError(t, r.Store.RevokeToken(ctx, tok2.ID))
+		apptest.RequireUnauthenticated(t, r.anon().GQL(t, `{ viewer { id } }`, nil))
+		require.NoError(t, r.Store.ReopenLocalDoor(ctx))
+		require.Equal(t, "local", r.anon().Viewer(t).Viewer.ID)
 		// The other server reads the door again within its cache's second.
 		deadline := time.Now().Add(closeWithin)
-		for b.anon().gql(t, `{ viewer { id } }`, nil).Status != http.StatusOK {
+		for b.anon().GQL(t, `{ viewer { id } }`, nil).Status != http.StatusOK {
 			require.True(t, time.Now().Before(deadline), "the other server never saw the door reopen")
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -384,14 +385,14 @@ func (b *bundle) rawRequest(t *testing.T, host string, header map[string]string,
 	if body == "" {
 		method = http.MethodGet
 	}
-	req, err := http.NewRequest(method, b.url+"/graphql", strings.NewReader(body))
+	req, err := http.NewRequest(method, b.URL+"/graphql", strings.NewReader(body))
 	require.NoError(t, err)
 	req.Host = host
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := b.srv.Client().Do(req)
+	resp, err := b.Srv.Client().Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -400,7 +401,7 @@ func (b *bundle) rawRequest(t *testing.T, host string, header map[string]string,
 	if strings.Contains(resp.Header.Get("Content-Type"), "json") {
 		require.NoErrorf(t, json.Unmarshal(raw, &out), "%s", raw)
 	}
-	b.record(out.Errors)
+	b.Record(out.Errors)
 	return resp.StatusCode, out.Errors
 }
 
@@ -409,15 +410,15 @@ func (b *bundle) rawRequest(t *testing.T, host string, header map[string]string,
 // runs nothing; loopback names, addresses and --allowed-hosts are served.
 func TestHostCheck(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		b := setup(t, backend, withAllowedHosts("ipa.internal"))
-		_, port, _ := strings.Cut(strings.TrimPrefix(b.url, "http://"), ":")
+		b := setup(t, backend, apptest.WithAllowedHosts("ipa.internal"))
+		_, port, _ := strings.Cut(strings.TrimPrefix(b.URL, "http://"), ":")
 		create := `{"query":"mutation { createTask(input: {title: \"rebound\", runtime: \"exec\", runtimeConfig: {command: [\"true\"]}}) { task { id } } }"}`
 
 		for _, host := range []string{"attacker.example", "attacker.example:" + port, "10.0.0.1:" + port, "localhost.attacker.example"} {
 			status, errs := b.rawRequest(t, host, map[string]string{"Origin": "http://" + host}, create)
 			require.Equalf(t, http.StatusForbidden, status, "Host %q", host)
 			require.Lenf(t, errs, 1, "Host %q", host)
-			requireError(t, errs[0], ipa.EFORBIDDEN, "")
+			apptest.RequireError(t, errs[0], ipa.EFORBIDDEN, "")
 			require.NotEmpty(t, errs[0].Extensions["correlationId"])
 		}
 		// A WebSocket upgrade is refused the same way, before it upgrades.
@@ -426,8 +427,8 @@ func TestHostCheck(t *testing.T) {
 			"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "graphql-transport-ws",
 		}, "")
 		require.Equal(t, http.StatusForbidden, status)
-		requireError(t, errs[0], ipa.EFORBIDDEN, "")
-		require.Zero(t, b.anon().count(t, nil), "a refused request created a task")
+		apptest.RequireError(t, errs[0], ipa.EFORBIDDEN, "")
+		require.Zero(t, b.anon().Count(t, nil), "a refused request created a task")
 
 		for _, host := range []string{"localhost:" + port, "LOCALHOST", "127.0.0.1:" + port, "127.0.0.2", "[::1]:" + port,
 			"app.localhost:" + port, "ipa.internal", "IPA.internal:" + port} {
@@ -437,7 +438,7 @@ func TestHostCheck(t *testing.T) {
 		}
 
 		// Once tokens are required, the Host no longer matters: the token does.
-		_, secret := b.mint(t, "ada", ipa.RoleAdmin)
+		_, secret := b.Mint(t, "ada", ipa.RoleAdmin)
 		status, errs = b.rawRequest(t, "attacker.example", map[string]string{"Authorization": "Bearer " + secret}, `{"query":"{ viewer { id } }"}`)
 		require.Equalf(t, http.StatusOK, status, "%+v", errs)
 		status, _ = b.rawRequest(t, "attacker.example", nil, `{"query":"{ viewer { id } }"}`)
@@ -485,7 +486,7 @@ func (s *syncBuffer) String() string {
 func TestAuditLog(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		logs := &syncBuffer{}
-		b := setup(t, backend, withLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+		b := setup(t, backend, apptest.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 		anon := b.anon()
 		var made struct {
 			CreateToken struct {
@@ -493,7 +494,7 @@ func TestAuditLog(t *testing.T) {
 				Token  struct{ ID string }
 			}
 		}
-		anon.must(t, `mutation { createToken(actorId: "ada", role: ADMIN) { secret token { id } } }`, nil, &made)
+		anon.Must(t, `mutation { createToken(actorId: "ada", role: ADMIN) { secret token { id } } }`, nil, &made)
 		admin := b.as(made.CreateToken.Secret)
 		var op struct {
 			CreateToken struct {
@@ -501,13 +502,13 @@ func TestAuditLog(t *testing.T) {
 				Token  struct{ ID string }
 			}
 		}
-		admin.must(t, `mutation { createToken(actorId: "oscar", role: OPERATOR) { secret token { id } } }`, nil, &op)
+		admin.Must(t, `mutation { createToken(actorId: "oscar", role: OPERATOR) { secret token { id } } }`, nil, &op)
 		ws := b.dialWS(t, op.CreateToken.Secret)
-		admin.must(t, revokeMutation, map[string]any{"id": op.CreateToken.Token.ID}, nil)
+		admin.Must(t, revokeMutation, map[string]any{"id": op.CreateToken.Token.ID}, nil)
 		require.Equal(t, websocket.StatusCode(4403), ws.closeCode(closeWithin))
 		const wrong = "ipa_not-a-real-secret-but-secret-looking"
-		requireUnauthenticated(t, b.as(wrong).gql(t, `{ viewer { id } }`, nil))
-		requireUnauthenticated(t, b.as(op.CreateToken.Secret).gql(t, `{ viewer { id } }`, nil))
+		apptest.RequireUnauthenticated(t, b.as(wrong).GQL(t, `{ viewer { id } }`, nil))
+		apptest.RequireUnauthenticated(t, b.as(op.CreateToken.Secret).GQL(t, `{ viewer { id } }`, nil))
 
 		fromClient := func(r map[string]any) {
 			t.Helper()

@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
 )
@@ -46,7 +47,7 @@ func errorCodes(t *testing.T, payload json.RawMessage) []string {
 	codes := make([]string, 0, len(list))
 	for _, e := range list {
 		require.NotEmpty(t, e.Message)
-		codes = append(codes, e.code())
+		codes = append(codes, e.Code())
 	}
 	return codes
 }
@@ -64,8 +65,8 @@ func errorCodes(t *testing.T, payload json.RawMessage) []string {
 // operation in flight; the attempt is made again with a new token.
 func TestRefusedSocketOperationSaysWhy(t *testing.T) {
 	b := setup(t, "sqlite")
-	_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
-	other, err := store.Open(context.Background(), b.dbURL, store.Options{})
+	_, adminSecret := b.Mint(t, "ada", ipa.RoleAdmin)
+	other, err := store.Open(context.Background(), b.DBURL, store.Options{})
 	require.NoError(t, err)
 	defer other.Close()
 	for _, proto := range []string{"graphql-transport-ws", "graphql-ws"} {
@@ -75,7 +76,7 @@ func TestRefusedSocketOperationSaysWhy(t *testing.T) {
 				start = "start"
 			}
 			for attempt := 1; ; attempt++ {
-				tok, secret := b.mint(t, "oscar", ipa.RoleOperator)
+				tok, secret := b.Mint(t, "oscar", ipa.RoleOperator)
 				conn := b.dialProto(t, proto)
 				writeRaw(t, conn, `{"type":"connection_init","payload":{"Authorization":"Bearer `+secret+`"}}`)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -83,13 +84,13 @@ func TestRefusedSocketOperationSaysWhy(t *testing.T) {
 				require.NoError(t, wsjson.Read(ctx, conn, &ack))
 				cancel()
 				require.Equal(t, "connection_ack", ack.Type)
-				n := b.as(adminSecret).count(t, nil)
+				n := b.as(adminSecret).Count(t, nil)
 
 				require.NoError(t, other.RevokeToken(context.Background(), tok.ID))
 				writeRaw(t, conn, `{"id":"make","type":"`+start+`","payload":{"query":"mutation { createTask(input: {title: \"after revoke\"}) { task { id } } }"}}`)
 				msgs, code := readUntilClose(t, conn)
 				require.Equal(t, websocket.StatusCode(4403), code)
-				require.Equal(t, n, b.as(adminSecret).count(t, nil), "the refused mutation ran")
+				require.Equal(t, n, b.as(adminSecret).Count(t, nil), "the refused mutation ran")
 				if len(msgs) == 0 && attempt < 5 {
 					continue // the sweep closed the socket first
 				}
@@ -117,16 +118,16 @@ func TestRefusedSocketOperationSaysWhy(t *testing.T) {
 func TestRevokedSubscriptionsSayWhy(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
-		_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
-		tok, secret := b.mint(t, "oscar", ipa.RoleOperator)
+		_, adminSecret := b.Mint(t, "ada", ipa.RoleAdmin)
+		tok, secret := b.Mint(t, "oscar", ipa.RoleOperator)
 		ws := b.dialWS(t, secret)
 		require.NoError(t, ws.send("feed", allEvents, nil))
-		b.as(adminSecret).createTitled(t, "before")
+		b.as(adminSecret).CreateTitled(t, "before")
 		require.Contains(t, string(ws.next("feed").Data), "task_created")
 		sse := b.openSSE(t, secret, allEvents)
 		require.Contains(t, sse.first(t), "task_created")
 
-		b.as(adminSecret).must(t, revokeMutation, map[string]any{"id": tok.ID}, nil)
+		b.as(adminSecret).Must(t, revokeMutation, map[string]any{"id": tok.ID}, nil)
 
 		var got []wsMsg
 		timeout := time.After(closeWithin)
@@ -169,6 +170,6 @@ func TestRevokedSubscriptionsSayWhy(t *testing.T) {
 		var r wsResult
 		require.NoError(t, json.Unmarshal([]byte(last), &r), last)
 		require.Lenf(t, r.Errors, 1, "the stream's last event: %s", last)
-		requireError(t, r.Errors[0], ipa.EUNAUTHENTICATED, "")
+		apptest.RequireError(t, r.Errors[0], ipa.EUNAUTHENTICATED, "")
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
@@ -44,13 +45,13 @@ func batch(t *testing.T, r wsResult, field string, size int) []streamEvent {
 func TestEventStreams(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
-		_, adminSecret := b.mint(t, "ada", ipa.RoleAdmin)
-		viewerTok, viewerSecret := b.mint(t, "vera", ipa.RoleViewer)
+		_, adminSecret := b.Mint(t, "ada", ipa.RoleAdmin)
+		viewerTok, viewerSecret := b.Mint(t, "vera", ipa.RoleViewer)
 		admin := b.as(adminSecret)
-		tk := admin.createTitled(t, "streamed")
+		tk := admin.CreateTitled(t, "streamed")
 		phases := []string{"PLANNING", "DEVELOPMENT", "PLANNING", "DEVELOPMENT", "REVIEW"}
 		for _, to := range phases {
-			admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": to}, nil)
+			admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": to}, nil)
 		}
 		const stored = 6 // task_created and five phase changes
 
@@ -64,7 +65,7 @@ func TestEventStreams(t *testing.T) {
 		}
 		require.Equal(t, []int64{1, 2, 3, 4, 5, 6}, versions)
 
-		head := b.headPosition(t)
+		head := b.HeadPosition(t)
 		require.NoError(t, ws.send("all", eventsStreamSub, map[string]any{"p": "0", "n": 1000}))
 		var positions []string
 		for int64(len(positions)) < head {
@@ -77,7 +78,7 @@ func TestEventStreams(t *testing.T) {
 		}
 
 		// Live: one change is one batch of one, on both streams.
-		admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT"}, nil)
+		admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT"}, nil)
 		live := batch(t, ws.next("task"), "taskEventsStream", 4)
 		require.Equal(t, []streamEvent{{Version: 7, Position: fmt.Sprint(head + 1), Type: ipa.EventPhaseChanged}}, live)
 		liveAll := batch(t, ws.next("all"), "eventsStream", 1000)
@@ -90,13 +91,13 @@ func TestEventStreams(t *testing.T) {
 			require.NoError(t, ws.send(id, taskEventsStreamSub, map[string]any{"id": tk.ID, "n": n}))
 			r := ws.next(id)
 			require.Len(t, r.Errors, 1, "batchSize %d", n)
-			requireError(t, r.Errors[0], ipa.EINVALID, ipa.ReasonInvalidArgument)
+			apptest.RequireError(t, r.Errors[0], ipa.EINVALID, ipa.ReasonInvalidArgument)
 			require.Contains(t, r.Errors[0].Message, "batchSize")
 			id = fmt.Sprintf("badall%d", n)
 			require.NoError(t, ws.send(id, eventsStreamSub, map[string]any{"n": n}))
 			r = ws.next(id)
 			require.Len(t, r.Errors, 1, "batchSize %d", n)
-			requireError(t, r.Errors[0], ipa.EINVALID, ipa.ReasonInvalidArgument)
+			apptest.RequireError(t, r.Errors[0], ipa.EINVALID, ipa.ReasonInvalidArgument)
 		}
 
 		// SSE: the same stream as a text/event-stream; the default batch
@@ -112,7 +113,7 @@ func TestEventStreams(t *testing.T) {
 
 		// Same authorization as the single-event feeds: revoking the
 		// viewer's token closes its socket with 4403 and ends its SSE stream.
-		admin.must(t, revokeMutation, map[string]any{"id": viewerTok.ID}, nil)
+		admin.Must(t, revokeMutation, map[string]any{"id": viewerTok.ID}, nil)
 		require.Equal(t, websocket.StatusCode(4403), ws.closeCode(closeWithin))
 		sse.requireEnds(t, closeWithin)
 	})

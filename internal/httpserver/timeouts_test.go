@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 )
 
@@ -33,7 +34,7 @@ var shortTimeouts = httpserver.ServerOptions{
 // It returns the connection and its reader.
 func trickle(t *testing.T, b *bundle, head, tail string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	addr := strings.TrimPrefix(b.url, "http://")
+	addr := strings.TrimPrefix(b.URL, "http://")
 	conn, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	_, err = io.WriteString(conn, strings.ReplaceAll(head, "HOST", addr))
@@ -72,7 +73,7 @@ func requireClosed(t *testing.T, br *bufio.Reader) {
 
 func TestSlowBodyIsCutOff(t *testing.T) {
 	t.Parallel()
-	b := setup(t, "sqlite", withServerOptions(shortTimeouts))
+	b := setup(t, "sqlite", apptest.WithServerOptions(shortTimeouts))
 	body := `{"query": "{ taskCount }"}`
 	for _, tc := range []struct {
 		name, head, tail string
@@ -115,7 +116,7 @@ func requireCoded(t *testing.T, h http.Header, raw []byte, code string) []gqlErr
 	require.NoErrorf(t, json.Unmarshal(raw, &out), "body: %s", raw)
 	require.NotEmptyf(t, out.Errors, "body: %s", raw)
 	for _, e := range out.Errors {
-		require.Equalf(t, code, e.code(), "body: %s", raw)
+		require.Equalf(t, code, e.Code(), "body: %s", raw)
 		require.NotEmpty(t, e.Message)
 		require.NotEmpty(t, e.Extensions["correlationId"], "body: %s", raw)
 	}
@@ -126,7 +127,7 @@ func requireCoded(t *testing.T, h http.Header, raw []byte, code string) []gqlErr
 // write deadline; subscriptions over WebSocket and SSE outlive it.
 func TestWriteDeadline(t *testing.T) {
 	t.Parallel()
-	b := setup(t, "sqlite", withServerOptions(shortTimeouts))
+	b := setup(t, "sqlite", apptest.WithServerOptions(shortTimeouts))
 	c := b.anon()
 
 	t.Run("OrdinaryResponse", func(t *testing.T) {
@@ -135,7 +136,7 @@ func TestWriteDeadline(t *testing.T) {
 		// reads, which it does only after the deadline.
 		desc := strings.Repeat("d", 60_000)
 		for i := range 100 {
-			c.create(t, map[string]any{"title": fmt.Sprintf("big %d", i), "description": desc})
+			c.Create(t, map[string]any{"title": fmt.Sprintf("big %d", i), "description": desc})
 		}
 		list := `tasks(first: 100) { edges { node { id description } } }`
 		query := fmt.Sprintf(`{ a: %s b: %s }`, list, list)
@@ -157,10 +158,10 @@ func TestWriteDeadline(t *testing.T) {
 	// net/http also clears a connection's deadlines when it hands it over
 	// to the WebSocket; this holds the whole path to its promise.
 	t.Run("WebSocket", func(t *testing.T) {
-		tk := c.createTitled(t, "watched over WebSocket")
+		tk := c.CreateTitled(t, "watched over WebSocket")
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.url, "http")+"/graphql",
+		conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.URL, "http")+"/graphql",
 			&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
 		require.NoError(t, err)
 		defer conn.CloseNow()
@@ -191,23 +192,23 @@ func TestWriteDeadline(t *testing.T) {
 		require.Contains(t, next(), `"version":1`)
 
 		time.Sleep(3 * time.Second) // three write timeouts
-		c.must(t, transitionMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
+		c.Must(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
 		require.Contains(t, next(), `"version":2`)
 	})
 
 	t.Run("SSE", func(t *testing.T) {
-		tk := c.createTitled(t, "watched over SSE")
+		tk := c.CreateTitled(t, "watched over SSE")
 		reqBody, err := json.Marshal(map[string]any{
 			"query":     `subscription($id: ID!) { taskEvents(taskId: $id, afterVersion: 0) { type version } }`,
 			"variables": map[string]any{"id": tk.ID}})
 		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/graphql", bytes.NewReader(reqBody))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL+"/graphql", bytes.NewReader(reqBody))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "text/event-stream")
-		resp, err := b.srv.Client().Do(req)
+		resp, err := b.Srv.Client().Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -225,7 +226,7 @@ func TestWriteDeadline(t *testing.T) {
 		require.Contains(t, next(), `"version":1`)
 
 		time.Sleep(3 * time.Second) // three write timeouts, and past the body deadline
-		c.must(t, transitionMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
+		c.Must(t, apptest.TransitionMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
 		require.Contains(t, next(), `"version":2`)
 	})
 }

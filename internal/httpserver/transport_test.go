@@ -27,54 +27,54 @@ func TestTransportErrorsAreCoded(t *testing.T) {
 	}
 
 	t.Run("MutationOverGET", func(t *testing.T) {
-		r := c.do(t, request{method: http.MethodGet, query: create})
+		r := c.Do(t, request{Method: http.MethodGet, Query: create})
 		requireCodedResponse(t, r, http.StatusMethodNotAllowed, httpserver.CodeMethodNotAllowed)
 		require.Equal(t, "POST", r.Header.Get("Allow"))
-		r = c.do(t, request{method: http.MethodGet, query: `subscription { events { id } }`})
+		r = c.Do(t, request{Method: http.MethodGet, Query: `subscription { events { id } }`})
 		requireCodedResponse(t, r, http.StatusMethodNotAllowed, httpserver.CodeMethodNotAllowed)
-		require.Zero(t, c.count(t, nil), "the mutation must not have run")
+		require.Zero(t, c.Count(t, nil), "the mutation must not have run")
 	})
 
 	t.Run("WrongMethod", func(t *testing.T) {
 		for _, m := range []string{http.MethodPut, http.MethodDelete, http.MethodPatch} {
-			r := c.do(t, request{method: m, query: `{ taskCount }`})
+			r := c.Do(t, request{Method: m, Query: `{ taskCount }`})
 			requireCodedResponse(t, r, http.StatusMethodNotAllowed, httpserver.CodeMethodNotAllowed)
 			require.Equal(t, "GET, POST, OPTIONS", r.Header.Get("Allow"))
 		}
-		r := c.do(t, request{method: http.MethodHead})
+		r := c.Do(t, request{Method: http.MethodHead})
 		require.Equal(t, http.StatusMethodNotAllowed, r.Status)
 	})
 
 	t.Run("UnsupportedMediaType", func(t *testing.T) {
 		for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "application/graphql", "not a media type"} {
-			r := c.do(t, request{query: `{ taskCount }`, headers: map[string]string{"Content-Type": ct}})
+			r := c.Do(t, request{Query: `{ taskCount }`, Headers: map[string]string{"Content-Type": ct}})
 			requireCodedResponse(t, r, http.StatusUnsupportedMediaType, httpserver.CodeUnsupportedMediaType)
 		}
-		r := c.do(t, request{query: create, headers: map[string]string{"Content-Type": "text/plain", "Accept": "text/event-stream"}})
+		r := c.Do(t, request{Query: create, Headers: map[string]string{"Content-Type": "text/plain", "Accept": "text/event-stream"}})
 		requireCodedResponse(t, r, http.StatusUnsupportedMediaType, httpserver.CodeUnsupportedMediaType)
-		require.Zero(t, c.count(t, nil), "the mutation must not have run")
+		require.Zero(t, c.Count(t, nil), "the mutation must not have run")
 	})
 
 	t.Run("BadGETVariables", func(t *testing.T) {
-		status, body := b.get(t, "/graphql?"+url.Values{"query": {`{ taskCount }`}, "variables": {"{not json"}}.Encode())
+		status, body := b.Get(t, "/graphql?"+url.Values{"query": {`{ taskCount }`}, "variables": {"{not json"}}.Encode())
 		require.Equal(t, http.StatusBadRequest, status, body)
 		requireCoded(t, http.Header{"Content-Type": {"application/json"}}, []byte(body), ipa.EINVALID)
 	})
 
 	t.Run("StillServed", func(t *testing.T) {
-		r := c.do(t, request{method: http.MethodGet, query: `{ taskCount }`})
+		r := c.Do(t, request{Method: http.MethodGet, Query: `{ taskCount }`})
 		require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
 		require.Empty(t, r.Errors)
-		r = c.do(t, request{query: `{ taskCount }`, headers: map[string]string{"Content-Type": "application/json; charset=utf-8"}})
+		r = c.Do(t, request{Query: `{ taskCount }`, Headers: map[string]string{"Content-Type": "application/json; charset=utf-8"}})
 		require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
 		require.Empty(t, r.Errors)
-		r = c.do(t, request{method: http.MethodOptions})
+		r = c.Do(t, request{Method: http.MethodOptions})
 		require.Equal(t, http.StatusOK, r.Status)
 		require.Contains(t, r.Header.Get("Allow"), "POST")
 	})
 
 	t.Run("Counted", func(t *testing.T) {
-		_, text := b.get(t, "/metrics")
+		_, text := b.Get(t, "/metrics")
 		require.Equal(t, 6.0, metricValue(t, text, `ipa_graphql_errors_total{code="METHOD_NOT_ALLOWED"}`))
 		require.Equal(t, 5.0, metricValue(t, text, `ipa_graphql_errors_total{code="UNSUPPORTED_MEDIA_TYPE"}`))
 		require.Equal(t, 1.0, metricValue(t, text, `ipa_graphql_errors_total{code="BAD_USER_INPUT"}`))

@@ -9,6 +9,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
 
@@ -18,7 +19,7 @@ import (
 // its operation (complete after a query's result, error).
 func TestDuplicateSubscribeIDCloses4409(t *testing.T) {
 	b := setup(t, "sqlite")
-	_, secret := b.mint(t, "ada", ipa.RoleAdmin)
+	_, secret := b.Mint(t, "ada", ipa.RoleAdmin)
 	ws := b.dialWS(t, secret)
 
 	// The server ends a query's operation: its id can be used again.
@@ -35,7 +36,7 @@ func TestDuplicateSubscribeIDCloses4409(t *testing.T) {
 
 	// The client completes a subscription: its id is free.
 	require.NoError(t, ws.send("feed", allEvents, nil))
-	require.NoError(t, ws.send("make", createTaskMutation, map[string]any{"input": map[string]any{"title": "one"}}))
+	require.NoError(t, ws.send("make", apptest.CreateTaskMutation, map[string]any{"input": map[string]any{"title": "one"}}))
 	require.Empty(t, ws.next("make").Errors)
 	require.Contains(t, string(ws.next("feed").Data), "task_created")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -21,7 +21,7 @@ func (b *bundle) dialProto(t *testing.T, subprotocol string) *websocket.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.url, "http")+"/graphql",
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b.URL, "http")+"/graphql",
 		&websocket.DialOptions{Subprotocols: []string{subprotocol}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.CloseNow() })
@@ -61,7 +61,7 @@ func readMsg(t *testing.T, conn *websocket.Conn) wsMsg {
 // codes the protocol names.
 func TestTransportWSRefusals(t *testing.T) {
 	b := setup(t, "sqlite")
-	_, secret := b.mint(t, "ada", ipa.RoleAdmin)
+	_, secret := b.Mint(t, "ada", ipa.RoleAdmin)
 	initMsg := fmt.Sprintf(`{"type":"connection_init","payload":{"Authorization":"Bearer %s"}}`, secret)
 	cases := []struct {
 		name string
@@ -101,9 +101,9 @@ func TestTransportWSRefusals(t *testing.T) {
 // stopped.
 func TestGraphQLWSProtocol(t *testing.T) {
 	b := setup(t, "sqlite")
-	_, secret := b.mint(t, "ada", ipa.RoleAdmin)
+	_, secret := b.Mint(t, "ada", ipa.RoleAdmin)
 	admin := b.as(secret)
-	tk := admin.createTitled(t, "legacy")
+	tk := admin.CreateTitled(t, "legacy")
 	conn := b.dialProto(t, "graphql-ws")
 	writeRaw(t, conn, fmt.Sprintf(`{"type":"connection_init","payload":{"Authorization":"Bearer %s"}}`, secret))
 	require.Equal(t, "connection_ack", readMsg(t, conn).Type)
@@ -111,8 +111,8 @@ func TestGraphQLWSProtocol(t *testing.T) {
 
 	q, _ := json.Marshal(map[string]any{"query": fmt.Sprintf(`subscription { taskEvents(taskId: %q) { type version } }`, tk.ID)})
 	writeRaw(t, conn, fmt.Sprintf(`{"type":"start","id":"s","payload":%s}`, q))
-	waitFor(t, "the subscription in its cohort", func() bool { return b.app.Cohorts.Members() == 1 })
-	admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
+	waitFor(t, "the subscription in its cohort", func() bool { return b.App.Cohorts.Members() == 1 })
+	admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
 	m := readMsg(t, conn)
 	require.Equal(t, "data", m.Type)
 	require.Equal(t, "s", m.ID)
@@ -122,8 +122,8 @@ func TestGraphQLWSProtocol(t *testing.T) {
 	// leaves its cohort, and the id gets each event once.
 	writeRaw(t, conn, fmt.Sprintf(`{"type":"start","id":"s","payload":%s}`, q))
 	time.Sleep(100 * time.Millisecond)
-	waitFor(t, "one member again", func() bool { return b.app.Cohorts.Members() == 1 })
-	admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT"}, nil)
+	waitFor(t, "one member again", func() bool { return b.App.Cohorts.Members() == 1 })
+	admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": "DEVELOPMENT"}, nil)
 	m = readMsg(t, conn)
 	require.Equal(t, "data", m.Type)
 	require.JSONEq(t, `{"data":{"taskEvents":{"type":"phase_changed","version":3}}}`, string(m.Payload))
@@ -132,7 +132,7 @@ func TestGraphQLWSProtocol(t *testing.T) {
 	m = readMsg(t, conn)
 	require.Equal(t, "complete", m.Type)
 	require.Equal(t, "s", m.ID)
-	waitFor(t, "the cohort empty", func() bool { return b.app.Cohorts.Members() == 0 && b.app.Cohorts.Count() == 0 })
+	waitFor(t, "the cohort empty", func() bool { return b.App.Cohorts.Members() == 0 && b.App.Cohorts.Count() == 0 })
 
 	writeRaw(t, conn, `{"type":"connection_terminate"}`)
 	require.Equal(t, websocket.StatusNormalClosure, closeOf(t, conn))
@@ -143,9 +143,9 @@ func TestGraphQLWSProtocol(t *testing.T) {
 // every member gets the event, once.
 func TestLiveCohortMembersHaveNoGoroutine(t *testing.T) {
 	b := setup(t, "sqlite")
-	_, secret := b.mint(t, "ada", ipa.RoleAdmin)
+	_, secret := b.Mint(t, "ada", ipa.RoleAdmin)
 	admin := b.as(secret)
-	tk := admin.createTitled(t, "crowd")
+	tk := admin.CreateTitled(t, "crowd")
 	q := fmt.Sprintf(`subscription { taskEvents(taskId: %q) { id version } }`, tk.ID)
 	ws := b.dialWS(t, secret)
 	settle := func() int {
@@ -154,30 +154,30 @@ func TestLiveCohortMembersHaveNoGoroutine(t *testing.T) {
 		return runtime.NumGoroutine()
 	}
 	require.NoError(t, ws.send("first", q, nil))
-	waitFor(t, "one member", func() bool { return b.app.Cohorts.Members() == 1 })
+	waitFor(t, "one member", func() bool { return b.App.Cohorts.Members() == 1 })
 	before := settle()
 	const members = 200
 	for i := range members {
 		require.NoError(t, ws.send(fmt.Sprint(i), q, nil))
 	}
 	waitFor(t, "every member in one cohort", func() bool {
-		return b.app.Cohorts.Members() == members+1 && b.app.Cohorts.Count() == 1
+		return b.App.Cohorts.Members() == members+1 && b.App.Cohorts.Count() == 1
 	})
 	after := settle()
 	require.Less(t, after-before, 10, "goroutines for %d more idle members: %d → %d", members, before, after)
 
-	admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
+	admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": "PLANNING"}, nil)
 	for i := range members {
 		require.JSONEq(t, `{"taskEvents":{"id":"`+eventID(t, admin, tk.ID, 2)+`","version":2}}`, string(ws.next(fmt.Sprint(i)).Data))
 	}
-	executed, _ := b.app.Cohorts.Stats()
+	executed, _ := b.App.Cohorts.Stats()
 	require.NotZero(t, executed)
 }
 
 // eventID is the id of the task's event with the version.
 func eventID(t *testing.T, c *client, taskID string, version int) string {
 	t.Helper()
-	for _, e := range c.events(t, taskID) {
+	for _, e := range c.Events(t, taskID) {
 		if e.Version == version {
 			return e.ID
 		}
@@ -192,28 +192,28 @@ func eventID(t *testing.T, c *client, taskID string, version int) string {
 func TestLiveCohortLateMemberCatchesUp(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		b := setup(t, backend)
-		_, secret := b.mint(t, "ada", ipa.RoleAdmin)
+		_, secret := b.Mint(t, "ada", ipa.RoleAdmin)
 		admin := b.as(secret)
-		tk := admin.createTitled(t, "history")
+		tk := admin.CreateTitled(t, "history")
 		q := fmt.Sprintf(`subscription($after: Int) { taskEvents(taskId: %q, afterVersion: $after) { version } }`, tk.ID)
 		vars := map[string]any{"after": 1}
 		early := b.dialWS(t, secret)
 		require.NoError(t, early.send("e", q, vars))
-		waitFor(t, "the early member", func() bool { return b.app.Cohorts.Members() == 1 })
+		waitFor(t, "the early member", func() bool { return b.App.Cohorts.Members() == 1 })
 
 		phases := []string{"PLANNING", "DEVELOPMENT"}
 		const before = 100 // more than the cohort remembers
 		for i := range before {
-			admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": phases[i%2]}, nil)
+			admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": phases[i%2]}, nil)
 		}
 		late := b.dialWS(t, secret)
 		require.NoError(t, late.send("l", q, vars))
 		waitFor(t, "both members in one cohort", func() bool {
-			return b.app.Cohorts.Members() == 2 && b.app.Cohorts.Count() == 1
+			return b.App.Cohorts.Members() == 2 && b.App.Cohorts.Count() == 1
 		})
 		const after = 5
 		for i := range after {
-			admin.must(t, moveMutation, map[string]any{"id": tk.ID, "to": phases[(before+i)%2]}, nil)
+			admin.Must(t, moveMutation, map[string]any{"id": tk.ID, "to": phases[(before+i)%2]}, nil)
 		}
 		for _, c := range []struct {
 			ws *wsClient

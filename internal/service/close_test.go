@@ -11,13 +11,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/cursor"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) { dbtest.Main(m) }
 
 // stoppingPods is a supervisor over a real store: a stop records pod_stopped
 // through the real recorder (so it carries the request's actor and
@@ -76,7 +76,7 @@ type closeFixture struct {
 
 func newCloseFixture(t *testing.T, backend string) *closeFixture {
 	t.Helper()
-	st, err := store.Open(context.Background(), testdb.URL(t, backend), store.Options{})
+	st, err := store.Open(context.Background(), dbtest.URL(t, backend), store.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	w := eventlog.NewWriter(st, nil)
@@ -119,7 +119,7 @@ func (f *closeFixture) types(t *testing.T, taskID string) []string {
 // between its check and its append) fails it with VERSION_CONFLICT and the
 // current version, and the task stays open.
 func TestCloseWithExpectedVersionIsAtomic(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, backend string) {
+	dbtest.ForEach(t, func(t *testing.T, backend string) {
 		t.Run("OwnStopOnly", func(t *testing.T) {
 			f := newCloseFixture(t, backend)
 			task, err := f.tasks.CreateTask(request("c0"), ipa.CreateTaskInput{Title: "a task"})

@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // TestBackupUnderWritesAndRestore: a backup taken while writers commit holds
@@ -166,7 +166,7 @@ func TestRestoreRefusesWhatIsNotABackup(t *testing.T) {
 }
 
 func TestBackupRefusesPostgres(t *testing.T) {
-	s, err := Open(context.Background(), testdb.URL(t, "postgres"), Options{})
+	s, err := Open(context.Background(), dbtest.URL(t, "postgres"), Options{})
 	require.NoError(t, err)
 	defer s.Close()
 	require.ErrorContains(t, s.Backup(context.Background(), filepath.Join(t.TempDir(), "x.db")), "pg_dump")

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // hold blocks s's writer loop inside a batch until the returned release is
@@ -351,10 +351,10 @@ func TestBatchWithdrawQueued(t *testing.T) {
 // returned, every one that failed (EUNAVAILABLE) wrote nothing.
 func TestCloseWithWritesInFlight(t *testing.T) {
 	t.Parallel()
-	for _, backend := range testdb.Backends {
+	for _, backend := range dbtest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
-			url := testdb.URL(t, backend)
+			url := dbtest.URL(t, backend)
 			s := mustOpen(t, url)
 			type result struct {
 				id  string

@@ -12,9 +12,9 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // BenchmarkCreateTask creates tasks four ways in one run, on each dialect,
@@ -26,9 +26,9 @@ import (
 //	service  TaskService.CreateTask (validation, authorization, live-feed publish)
 //	http     createTask as a GraphQL mutation over HTTP on a real socket
 func BenchmarkCreateTask(b *testing.B) {
-	for _, backend := range testdb.Backends {
+	for _, backend := range dbtest.Backends {
 		b.Run(backend, func(b *testing.B) {
-			a := apptest.New(b, testdb.URL(b, backend), auth.ModeAuto, nil)
+			a := apptest.New(b, dbtest.URL(b, backend), auth.ModeAuto, nil)
 			s, tasks := a.Store, a.Services.TaskService
 			ctx := ipa.WithActor(context.Background(), ipa.Actor{ID: "bench", Role: ipa.RoleAdmin})
 			srv := httptest.NewServer(a.Handler)

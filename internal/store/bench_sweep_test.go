@@ -11,9 +11,9 @@ import (
 	"github.com/ipa-dev/ipa/internal/app"
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // BenchmarkDeadlineSweep measures the rate at which passed deadlines are
@@ -38,7 +38,7 @@ func BenchmarkDeadlineSweep(b *testing.B) {
 	ctx := context.Background()
 	open := ipa.TaskFilter{Statuses: []ipa.TaskStatus{ipa.StatusActive, ipa.StatusInactive}}
 	cancelled := ipa.TaskFilter{Statuses: []ipa.TaskStatus{ipa.StatusCancelled}}
-	for _, backend := range testdb.Backends {
+	for _, backend := range dbtest.Backends {
 		b.Run(backend, func(b *testing.B) {
 			for _, p := range []struct {
 				name string
@@ -79,7 +79,7 @@ func BenchmarkDeadlineSweep(b *testing.B) {
 					var took time.Duration
 					for range b.N {
 						b.StopTimer()
-						url := testdb.URL(b, backend)
+						url := dbtest.URL(b, backend)
 						s := openStore(b, url)
 						store.SeedDue(b, s, n)
 						require.NoError(b, s.Close())

@@ -7,13 +7,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/ipa-dev/ipa/internal/testdb"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 )
 
 // Two servers with one instance id on one PostgreSQL database: the second
 // is refused while the first holds the id, and admitted once it let go.
 func TestHoldInstanceID(t *testing.T) {
-	url := testdb.URL(t, "postgres")
+	url := dbtest.URL(t, "postgres")
 	a, b := mustOpen(t, url), mustOpen(t, url)
 	ctx := context.Background()
 

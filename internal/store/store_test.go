@@ -16,11 +16,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) { dbtest.Main(m) }
 
 // dialect opens a fresh, migrated store for one test.
 type dialect struct {
@@ -30,8 +30,8 @@ type dialect struct {
 
 func dialects() []dialect {
 	return []dialect{
-		{"sqlite", func(t testing.TB) *Store { return mustOpen(t, testdb.URL(t, "sqlite")) }},
-		{"postgres", func(t testing.TB) *Store { return mustOpen(t, testdb.URL(t, "postgres")) }},
+		{"sqlite", func(t testing.TB) *Store { return mustOpen(t, dbtest.URL(t, "sqlite")) }},
+		{"postgres", func(t testing.TB) *Store { return mustOpen(t, dbtest.URL(t, "postgres")) }},
 	}
 }
 

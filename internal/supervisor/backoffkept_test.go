@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // A server that dies (kill -9) while a crashed pod backs off leaves no
@@ -17,7 +17,7 @@ import (
 // scheduled restart. The window's accounting goes on from the stream: the
 // limit is reached at the same crash as without the server's death.
 func TestScheduledRestartSurvivesServerDeath(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, backend string) {
+	dbtest.ForEach(t, func(t *testing.T, backend string) {
 		for _, how := range []string{"Reconcile", "TakeOver"} {
 			t.Run(how, func(t *testing.T) {
 				w := newDBWorld(t, backend)

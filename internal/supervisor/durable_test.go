@@ -12,11 +12,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/pgtest"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // These tests run the supervisor over a real database (SQLite file and
@@ -82,7 +82,7 @@ type dbWorld struct {
 
 func newDBWorld(t *testing.T, backend string) *dbWorld {
 	t.Helper()
-	w := &dbWorld{backend: backend, url: testdb.URL(t, backend), db: &dbStore{}}
+	w := &dbWorld{backend: backend, url: dbtest.URL(t, backend), db: &dbStore{}}
 	w.open(t)
 	t.Cleanup(func() { _ = w.db.st().Close() })
 	w.writer = eventlog.NewWriter(w.db, nil)
@@ -208,7 +208,7 @@ var crashLoopPolicy = ipa.RestartPolicy{AutoRestart: true, MaxAttempts: 3, Windo
 // each and in order; the restart waits for the database without spending an
 // attempt, so the limit is still reached at the fourth crash.
 func TestCrashDuringStoreOutage(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, backend string) {
+	dbtest.ForEach(t, func(t *testing.T, backend string) {
 		w := newDBWorld(t, backend)
 		b := setup(t, w.config(nil))
 		s := b.sup
@@ -277,7 +277,7 @@ func TestCrashDuringStoreOutage(t *testing.T) {
 // shows them, and reaches the limit at the same crash as if the server had
 // never restarted.
 func TestRestartHistorySurvivesServerRestart(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, backend string) {
+	dbtest.ForEach(t, func(t *testing.T, backend string) {
 		w := newDBWorld(t, backend)
 		b := setup(t, w.config(nil))
 		task := w.createTask(t, crashLoopPolicy)
@@ -332,7 +332,7 @@ func TestRestartHistorySurvivesServerRestart(t *testing.T) {
 // counted (the older ones keep their order), and what still waits when the
 // server shuts down with the database unreachable is dropped and counted too.
 func TestOutboxBound(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, backend string) {
+	dbtest.ForEach(t, func(t *testing.T, backend string) {
 		w := newDBWorld(t, backend)
 		b := setup(t, w.config(func(c *Config) { c.OutboxLimit = 1 }))
 		s := b.sup

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/podapi"
-	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
 // The tests run real plugin processes: the test binary re-executed with
@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 		podapi.Serve(&testRuntime{})
 		os.Exit(0)
 	}
-	testdb.Main(m) // stops the PostgreSQL cluster the database tests started
+	dbtest.Main(m) // stops the PostgreSQL cluster the database tests started
 }
 
 // testConfig is the runtime config the helper plugin understands.

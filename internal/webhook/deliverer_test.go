@@ -12,17 +12,17 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/testdb"
 	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) { dbtest.Main(m) }
 
 func openStore(tb testing.TB, backend string) *store.Store {
 	tb.Helper()
-	s, err := store.Open(context.Background(), testdb.URL(tb, backend), store.Options{})
+	s, err := store.Open(context.Background(), dbtest.URL(tb, backend), store.Options{})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { s.Close() })
 	return s
@@ -53,7 +53,7 @@ func startDeliverer(tb testing.TB, s *store.Store) *webhook.Deliverer {
 // An endpoint whose types match nothing still moves its position to the
 // head, so it does not read the same events again on every wake.
 func TestDelivererFilteredEndpointFollowsTheHead(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, backend string) {
+	dbtest.ForEach(t, func(t *testing.T, backend string) {
 		s := openStore(t, backend)
 		var hits atomic.Int64
 		rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
@@ -102,7 +102,7 @@ func TestDelivererCloseReleasesLeases(t *testing.T) {
 // record attempt, advance position), beside the baseline of the same signed
 // POSTs sent in a loop with nothing stored.
 func BenchmarkDelivery(b *testing.B) {
-	for _, backend := range testdb.Backends {
+	for _, backend := range dbtest.Backends {
 		b.Run(backend, func(b *testing.B) {
 			s := openStore(b, backend)
 			var got atomic.Int64

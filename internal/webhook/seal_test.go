@@ -13,8 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/testdb"
 	"github.com/ipa-dev/ipa/internal/webhook"
 )
 
@@ -68,7 +68,7 @@ func TestSealerRoundTripAndRefusals(t *testing.T) {
 // once (a second run finds nothing to do), stamps the database with its key,
 // and refuses another key before anything is signed with garbage.
 func TestPrepareSecrets(t *testing.T) {
-	testdb.ForEach(t, func(t *testing.T, backend string) {
+	dbtest.ForEach(t, func(t *testing.T, backend string) {
 		ctx := context.Background()
 		st := openStore(t, backend)
 		plain, _ := webhook.NewSecret()
