@@ -35,9 +35,11 @@ type parts struct {
 	artifacts  *artifact.Store
 	pods       *coordination.ScheduledPods // the pods as the services drive them
 	podService *service.PodService
-	// convStop ends the conversations' background work; see
-	// buildCoordination and startUp for its two turns.
+	// convStop ends the conversations' background work, handoff hands
+	// pods over at shutdown; each has two turns in a.life (see
+	// buildCoordination, settlePods and startBackground).
 	convStop lifecycle.Service
+	handoff  lifecycle.Service
 }
 
 // build runs the steps that assemble the server, in order. A long-lived
@@ -57,7 +59,8 @@ func (a *App) build(ctx context.Context) error {
 		a.buildPods,
 		a.buildCoordination,
 		a.buildServices,
-		a.startUp,
+		a.settlePods,
+		a.startBackground,
 		a.buildHTTP,
 	} {
 		if err := step(ctx, p); err != nil {
@@ -213,7 +216,7 @@ func (a *App) buildCoordination(_ context.Context, p *parts) (err error) {
 	a.Conversations.SetPods(p.pods)
 	// From here the conversations may stop pods in the background (a
 	// budget spent): a start that fails from now on still ends that work
-	// before the pods stop. On a full start it ends earlier (startUp).
+	// before the pods stop. On a full start it ends earlier (startBackground).
 	p.convStop = conversationsStop(a.Conversations)
 	a.life.Add(p.convStop)
 	return nil

@@ -9,14 +9,11 @@ import (
 	"github.com/ipa-dev/ipa/internal/supervisor"
 )
 
-// startUp registers the instance, settles the pods the previous server
-// left, and starts the background parts. The order of the starts is the
-// reverse of their stops in Close: the timers stop first (they cancel
-// tasks and expire requests, which stops pods), then the conversations'
-// background pod stops, the webhook workers (releasing their endpoints'
-// leases while the store is open), the handoff of pods to other instances,
-// the scheduler (no more queued pods start here) and the heartbeat.
-func (a *App) startUp(ctx context.Context, p *parts) error {
+// settlePods registers the instance and settles the pods the previous
+// server left: the leases of its former ids are taken over, the pods still
+// running are reattached (or recorded lost), and those its clean shutdown
+// stopped start again (Config.ResumePods).
+func (a *App) settlePods(ctx context.Context, p *parts) error {
 	cfg := a.cfg
 	// Registered (heartbeat fresh) before reconcile: no other instance
 	// takes this one's leases over while it settles them.
@@ -26,9 +23,9 @@ func (a *App) startUp(ctx context.Context, p *parts) error {
 	if err := a.life.Start(ctx, a.Coord); err != nil {
 		return fmt.Errorf("register instance: %w", err)
 	}
-	handoff := a.handoff()
 	// A start that fails from here hands over what it reconciled, too.
-	a.life.Add(handoff)
+	p.handoff = a.handoff()
+	a.life.Add(p.handoff)
 	for _, former := range cfg.FormerInstanceIDs {
 		if err := a.Store.AdoptInstance(ctx, former, cfg.InstanceID); err != nil {
 			return fmt.Errorf("adopt former instance id: %w", err)
@@ -42,20 +39,32 @@ func (a *App) startUp(ctx context.Context, p *parts) error {
 			return fmt.Errorf("resume pods: %w", err)
 		}
 	}
+	return nil
+}
+
+// startBackground starts the parts that work on their own. The order is
+// the reverse of their stops in Close: the timers stop first (they cancel
+// tasks and expire requests, which stops pods), then the conversations'
+// background pod stops, the webhook workers (releasing their endpoints'
+// leases while the store is open), the handoff of pods to other instances,
+// and the scheduler (no more queued pods start here); the heartbeat and the
+// pods, started before, stop after them.
+func (a *App) startBackground(ctx context.Context, p *parts) error {
 	if err := a.life.Start(ctx, a.Sched); err != nil {
 		return err
 	}
 	// The handoff's turn on a full start: after the webhook workers, while
 	// the scheduler still runs.
-	a.life.Add(handoff)
+	a.life.Add(p.handoff)
 	if err := a.life.Start(ctx, a.Webhooks); err != nil {
 		return err
 	}
 	a.life.Add(p.convStop)
-	if err := a.life.Start(a.baseCtx, conversation.NewExpiry(a.Conversations, cfg.DeadlineInterval, a.log)); err != nil {
+	// The timers run under the requests' context: they end with it.
+	if err := a.life.Start(a.baseCtx, conversation.NewExpiry(a.Conversations, a.cfg.DeadlineInterval, a.log)); err != nil {
 		return err
 	}
-	return a.life.Start(a.baseCtx, &deadlineTimer{tasks: a.Services.TaskService, interval: cfg.DeadlineInterval, log: a.log})
+	return a.life.Start(a.baseCtx, &deadlineTimer{tasks: a.Services.TaskService, interval: a.cfg.DeadlineInterval, log: a.log})
 }
 
 // reconcile hands the supervisor the tasks whose stream says a pod runs or
