@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/lifecycle"
+	"github.com/ipa-dev/ipa/internal/lifecycle/lifecycletest"
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/testdb"
 	"github.com/ipa-dev/ipa/internal/webhook"
@@ -139,5 +141,15 @@ func BenchmarkDelivery(b *testing.B) {
 			resp.Body.Close()
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
+
+// The deliverer is a lifecycle.Service.
+func TestDelivererLifecycle(t *testing.T) {
+	s := openStore(t, "sqlite")
+	lifecycletest.Exercise(t, func(t *testing.T) lifecycle.Service {
+		d, err := webhook.New(webhook.Config{Store: s, Owner: "test", PollInterval: time.Millisecond})
+		require.NoError(t, err)
+		return d
 	})
 }
