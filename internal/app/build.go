@@ -34,7 +34,6 @@ type parts struct {
 	workspaces *workspace.Dirs
 	artifacts  *artifact.Store
 	pods       *coordination.ScheduledPods // the pods as the services drive them
-	podService *service.PodService
 	// convStop ends the conversations' background work, handoff hands
 	// pods over at shutdown; each has two turns in a.life (see
 	// buildCoordination, settlePods and startBackground).
@@ -246,16 +245,16 @@ func (a *App) buildServices(ctx context.Context, p *parts) error {
 	if err != nil {
 		return err
 	}
-	p.podService = service.NewPodService(a.Store, a.Store, p.pods, cfg.Runtimes)
+	podService := service.NewPodService(a.Store, a.Store, p.pods, cfg.Runtimes)
 	if a.Store.Dialect() == "postgres" {
 		// Other instances may run this task's pod: answer it from the store.
-		p.podService.ShareWith(cfg.InstanceID, a.Store, cfg.DefaultPolicy)
+		podService.ShareWith(cfg.InstanceID, a.Store, cfg.DefaultPolicy)
 	}
-	p.podService.SetWorkspaces(p.workspaces)
-	p.podService.SetBudgets(a.Conversations)
+	podService.SetWorkspaces(p.workspaces)
+	podService.SetBudgets(a.Conversations)
 	a.Services = &graph.Resolver{
 		TaskService:         tasks,
-		PodService:          p.podService,
+		PodService:          podService,
 		FeedService:         service.NewFeedService(a.Feed),
 		TokenService:        service.NewTokenService(a.Store, a.log, nil),
 		InstanceService:     service.NewInstanceService(a.Coord),
