@@ -12,31 +12,23 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
-	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ipa-dev/ipa/graph"
-	"github.com/ipa-dev/ipa/internal/artifact"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/cohort"
 	"github.com/ipa-dev/ipa/internal/conversation"
 	"github.com/ipa-dev/ipa/internal/coordination"
-	"github.com/ipa-dev/ipa/internal/cursor"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/httpserver"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/runtimehost"
-	"github.com/ipa-dev/ipa/internal/service"
+	"github.com/ipa-dev/ipa/internal/lifecycle"
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/webhook"
-	"github.com/ipa-dev/ipa/internal/workspace"
 )
 
 // Config is everything a server is built from.
@@ -150,18 +142,11 @@ type App struct {
 	// Cohorts groups the server's identical subscriptions (package cohort).
 	Cohorts *cohort.Cohorts
 
-	stopListening context.CancelFunc
-	listening     sync.WaitGroup
-
-	stopDeadlinesFn context.CancelFunc
-	deadlines       sync.WaitGroup
-
 	// Coord is this server among the instances sharing the database:
 	// heartbeat, leases, takeover, pod command routing, drain.
 	Coord *coordination.Coordinator
 	// Conversations with pods, and their requests' expiry timer.
 	Conversations *conversation.Service
-	expiry        *conversation.Expiry
 	// Sched is this server's part of scheduling: concurrency limits and
 	// the queue of pods waiting for a slot, decided in the store.
 	Sched *coordination.Scheduler
@@ -171,11 +156,9 @@ type App struct {
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
 
-	// releaseID lets go of the instance id (Config.ExclusiveID).
-	releaseID func()
-
-	closeOnce sync.Once
-	closeErr  error
+	// life holds the long-lived parts in the order they started; Close
+	// stops them in reverse (see build).
+	life lifecycle.Group
 }
 
 // New opens the store and builds every part on it, then reconciles the pods
@@ -227,263 +210,6 @@ func prepare(cfg Config) (*App, error) {
 		return nil, err
 	}
 	return &App{cfg: cfg, log: cfg.Logger}, nil
-}
-
-func (a *App) build(ctx context.Context) (err error) {
-	cfg, log := a.cfg, a.log
-	if a.baseCtx == nil {
-		a.baseCtx, a.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
-	}
-
-	// With an exclusive id, the id is held before the store is migrated:
-	// a second server with the same id changes nothing.
-	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log, SkipMigrate: cfg.ExclusiveID}); err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
-	if cfg.ExclusiveID {
-		if a.releaseID, err = a.Store.HoldInstanceID(ctx, cfg.InstanceID); err != nil {
-			return err
-		}
-		if _, err := a.Store.Migrate(ctx); err != nil {
-			return err
-		}
-	}
-	if err := auth.CheckListen(ctx, a.Store, cfg.Loopback); err != nil {
-		return err
-	}
-	sealer, err := a.prepareSecrets(ctx)
-	if err != nil {
-		return err
-	}
-	a.Registry = prometheus.NewRegistry()
-	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	// Outbound webhooks hear of every commit, local or from another
-	// instance, to wake their workers; they start once the services exist.
-	owner := cfg.InstanceID
-	if owner == "" {
-		owner = "process-" + uuid.NewString()
-	}
-	whCfg := webhook.Config{
-		Store: a.Store, Owner: owner, AllowPrivate: cfg.WebhookAllowPrivate, Registry: a.Registry, Logger: log,
-		Secrets: sealer,
-	}
-	if cfg.Webhook != nil {
-		cfg.Webhook(&whCfg)
-	}
-	if a.Webhooks, err = webhook.New(whCfg); err != nil {
-		return err
-	}
-
-	// Live feeds. Commits of other instances on the same PostgreSQL
-	// database arrive as notices; SQLite has no other instances.
-	a.Broker = feed.NewBroker()
-	a.Feed = feed.NewFeed(a.Store, a.Broker, log)
-	listenCtx, stop := context.WithCancel(a.baseCtx)
-	a.stopListening = stop
-	a.listening.Go(func() {
-		a.Store.ListenCommits(listenCtx, func(n store.CommitNotice) {
-			a.Broker.Publish(feed.Commit{TaskID: n.TaskID, Version: n.Version, Position: n.Position})
-			a.Webhooks.Notify()
-		}, func() {
-			a.Broker.Resync()
-			a.Webhooks.Notify()
-		})
-	})
-	var pub eventlog.Publisher = notifyWebhooks{next: a.Broker, webhooks: a.Webhooks}
-	if cfg.Publish != nil {
-		pub = cfg.Publish(pub)
-	}
-	a.Writer = eventlog.NewWriter(a.Store, pub)
-	a.Conversations = conversation.New(a.Store, a.Writer, a.Feed, log)
-
-	// Pods.
-	dataDir := cfg.DataDir
-	if dataDir != "" {
-		// Absolute, so plugins and leases do not depend on the working directory.
-		if dataDir, err = filepath.Abs(dataDir); err != nil {
-			return fmt.Errorf("data dir: %w", err)
-		}
-	}
-	workspaces := workspace.New(dataDir)
-	arts := artifact.New(artifact.Config{DataDir: dataDir, MaxBytes: cfg.ArtifactMaxBytes, MaxTaskBytes: cfg.ArtifactMaxTaskBytes,
-		Record: recordArtifact(a.Writer), Read: a.Store})
-	sweepWorkspaces(ctx, workspaces, arts, a.Store, log)
-	// Scheduling: a pod lease is a slot, so the lease store tells the
-	// scheduler when one frees.
-	a.Sched = coordination.NewScheduler(coordination.SchedConfig{
-		Store: a.Store, Recorder: eventlog.NewPodRecorder(a.Writer), ID: cfg.InstanceID, TTL: cfg.LeaseTTL, Logger: log,
-		OnStart: a.schedMetrics(),
-	})
-	supCfg := supervisor.Config{
-		Recorder:      eventlog.NewPodRecorder(a.Writer),
-		History:       eventlog.NewPodHistory(a.Store),
-		HostFactory:   runtimehost.Factory(a.Writer, a.Store, a.Conversations, arts, stagingDir(workspaces)),
-		Launcher:      cfg.Launcher,
-		DataDir:       dataDir,
-		InstanceID:    cfg.InstanceID,
-		Leases:        slotLeases{coordination.NewLeaseStore(a.Store, cfg.InstanceID), a.Sched},
-		DefaultPolicy: cfg.DefaultPolicy,
-		Logger:        log,
-		Registry:      a.Registry,
-		PluginEnv:     cfg.PluginEnv,
-		Finished:      completeOnSuccess(a.Store, a.Writer, cfg.Runtimes, log),
-	}
-	if a.Store.Dialect() == "postgres" {
-		// Other instances may take this one's pods over after the TTL: its
-		// plugins stop their work when it has been silent for half of it
-		// (the variable is set on each plugin, whatever the environment
-		// says). SQLite has one instance: a plugin keeps its default grace
-		// for the server to come back.
-		supCfg.OrphanGrace = coordination.OrphanGrace(cfg.LeaseTTL)
-	}
-	if cfg.Supervisor != nil {
-		cfg.Supervisor(&supCfg)
-	}
-	if a.Supervisor, err = supervisor.New(supCfg); err != nil {
-		return err
-	}
-	if err := a.Supervisor.Start(ctx); err != nil {
-		return err
-	}
-	if a.Coord, err = coordination.New(coordination.Config{
-		Store: a.Store, Pods: a.Supervisor, ID: cfg.InstanceID, Version: cfg.Version,
-		Interval: cfg.HeartbeatInterval, TTL: cfg.LeaseTTL, Logger: log,
-	}); err != nil {
-		return err
-	}
-	a.Sched.Attach(a.Supervisor)
-	pods := a.Sched.Wrap(a.Coord.Router(a.Supervisor, cfg.CommandWait))
-	a.Conversations.SetPods(pods)
-
-	// Services.
-	key, err := a.Store.Secret(ctx, cursorSecretName, 32)
-	if err != nil {
-		return fmt.Errorf("cursor key: %w", err)
-	}
-	tasks, err := service.NewTaskService(service.TaskConfig{
-		Store:         a.Store,
-		History:       a.Store,
-		Writer:        a.Writer,
-		Pods:          pods,
-		Cursors:       cursor.New(key),
-		Runtimes:      cfg.Runtimes,
-		DefaultPolicy: cfg.DefaultPolicy,
-		Metrics:       service.NewMetrics(a.Registry),
-		Logger:        log,
-		Workspaces:    workspaces,
-		Artifacts:     arts,
-		Gates:         a.Conversations,
-	})
-	if err != nil {
-		return err
-	}
-	podService := service.NewPodService(a.Store, pods, cfg.Runtimes)
-	if a.Store.Dialect() == "postgres" {
-		// Other instances may run this task's pod: answer it from the store.
-		podService.ShareWith(cfg.InstanceID, a.Store, cfg.DefaultPolicy)
-	}
-	podService.SetWorkspaces(workspaces)
-	podService.SetBudgets(a.Conversations)
-	a.Services = &graph.Resolver{
-		TaskService:         tasks,
-		PodService:          podService,
-		FeedService:         service.NewFeedService(a.Feed),
-		TokenService:        service.NewTokenService(a.Store, log, nil),
-		InstanceService:     service.NewInstanceService(a.Coord),
-		ArtifactService:     service.NewArtifactService(a.Store, arts),
-		ConversationService: service.NewConversationService(a.Conversations),
-		WebhookService:      service.NewWebhookService(sealingStore{Store: a.Store, sealer: sealer}, a.Webhooks, webhook.NewSecret, log),
-		SchedulingService:   service.NewSchedulingService(a.Store, a.Store),
-	}
-	// Registered (heartbeat fresh) before reconcile: no other instance
-	// takes this one's leases over while it settles them.
-	a.Store.WatchPodCommands(a.Coord.CommandQueued)
-	a.Store.WatchPodCommandsDone(a.Coord.CommandDone)
-	a.Store.WatchPodCommands(a.Sched.Heard)
-	if err := a.Coord.Start(ctx); err != nil {
-		return fmt.Errorf("register instance: %w", err)
-	}
-	for _, former := range cfg.FormerInstanceIDs {
-		if err := a.Store.AdoptInstance(ctx, former, cfg.InstanceID); err != nil {
-			return fmt.Errorf("adopt former instance id: %w", err)
-		}
-	}
-	if err := a.reconcile(ctx, podService); err != nil {
-		return fmt.Errorf("reconcile pods: %w", err)
-	}
-	if cfg.ResumePods {
-		if err := a.resume(ctx, podService); err != nil {
-			return fmt.Errorf("resume pods: %w", err)
-		}
-	}
-	a.Sched.Start(ctx)
-	a.startDeadlines(cfg.DeadlineInterval)
-	a.expiry = conversation.StartExpiry(a.baseCtx, a.Conversations, cfg.DeadlineInterval, log)
-	a.Webhooks.Start()
-
-	// HTTP.
-	a.Auth = auth.New(a.Store, cfg.AuthMode, cfg.Loopback, auth.WithLogger(log))
-	a.Cohorts = cohort.New()
-	a.Handler = httpserver.New(httpserver.Config{
-		Cohorts:      a.Cohorts,
-		Resolver:     a.Services,
-		Auth:         a.Auth,
-		Registry:     a.Registry,
-		Logger:       log,
-		Ready:        a.Ready,
-		RateLimit:    cfg.RateLimit,
-		RateBurst:    cfg.RateBurst,
-		AllowedHosts: cfg.AllowedHosts,
-
-		WebSocketSendTimeout: cfg.WebSocketSendTimeout,
-	})
-	return nil
-}
-
-// cursorSecretName is the settings row holding the cursor signing key; it is
-// shared by every instance on one database so cursors survive restarts and
-// work across instances.
-const cursorSecretName = "cursor-hmac-key"
-
-// reconcile hands the supervisor the tasks whose stream says a pod runs or
-// should run, so it reattaches to the plugins the previous server left or
-// records what was lost.
-func (a *App) reconcile(ctx context.Context, pods *service.PodService) error {
-	targets, err := pods.PodTargets(ctx)
-	if err != nil {
-		return err
-	}
-	// A pod another instance holds the lease of is that instance's (or,
-	// once it is dead, a takeover's): joining never disturbs it.
-	owners, err := a.Store.LeaseOwners(ctx)
-	if err != nil {
-		return err
-	}
-	rt := make([]supervisor.ReconcileTarget, 0, len(targets))
-	for _, t := range targets {
-		if o, ok := owners[t.ID]; ok && o != a.cfg.InstanceID {
-			continue
-		}
-		rt = append(rt, supervisor.ReconcileTarget{Task: t})
-	}
-	return a.Supervisor.Reconcile(ctx, rt)
-}
-
-// resume starts the pods this instance stopped on its last clean shutdown.
-// It runs after reconcile (whatever the previous server left running is
-// settled first) and before the API serves, so a client never sees those
-// pods STOPPED for a moment and then running. A pod that fails to start is
-// recorded as a crash; only a store that cannot be read fails the start-up.
-func (a *App) resume(ctx context.Context, pods *service.PodService) error {
-	targets, err := pods.ResumeTargets(ctx, a.cfg.InstanceID, a.cfg.FormerInstanceIDs...)
-	if err != nil {
-		return err
-	}
-	if len(targets) > 0 {
-		a.Supervisor.Resume(ctx, targets)
-	}
-	return nil
 }
 
 // Ready reports whether the server can serve: supervisor running, store
@@ -552,76 +278,26 @@ func (a *App) serve(ctx context.Context, srv *http.Server, served chan error) er
 	return errors.Join(serveErr, a.Close())
 }
 
-// Close takes the server apart in reverse order: open subscriptions end,
-// every pod is stopped (gracefully, then killed after the shutdown timeout),
-// the commit listener stops, and the store is closed. It is safe to call more
-// than once; later calls return the first result.
+// Close takes the server apart in the reverse order of its start: open
+// subscriptions end, then the deadline and expiry timers, the
+// conversations' background pod stops, the webhook workers, the handoff of
+// pods (Config.Handoff), the scheduler and the instance's heartbeat; every
+// pod is stopped (gracefully, then killed after the shutdown timeout), the
+// commit listener stops, the instance id is let go of and the store is
+// closed. (Serve has shut the HTTP server down before.) It is safe to call
+// more than once; later calls return the first result: the pods' shutdown
+// running out of time, or the store's close failing.
 func (a *App) Close() error {
-	a.closeOnce.Do(func() {
-		if a.cancelBase != nil {
-			a.cancelBase()
-		}
-		var errs []error
-		// The deadline timer cancels tasks (and stops their pods): it
-		// stops before the pods and the store do.
-		a.stopDeadlines()
-		a.expiry.Stop()
-		if a.Conversations != nil {
-			a.Conversations.Close()
-		}
-		// Webhook workers read the store; they stop (releasing their
-		// endpoints' leases) before it closes.
-		if a.Webhooks != nil {
-			a.Webhooks.Close()
-		}
-		if a.cfg.Handoff && a.Coord != nil {
-			a.handoff()
-		}
-		// No more queued pods start here; the others start what was
-		// granted to this instance once it counts as dead.
-		a.Sched.Stop()
-		if a.Coord != nil {
-			// The row stays: its heartbeat ages, and Query.instances
-			// shows the server dead.
-			a.Coord.Stop()
-		}
-		if a.Supervisor != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-			if err := a.Supervisor.Shutdown(ctx); err != nil {
-				a.log.Warn("pod shutdown", "err", err)
-				errs = append(errs, err)
-			}
-			cancel()
-		}
-		if a.stopListening != nil {
-			a.stopListening()
-			a.listening.Wait()
-		}
-		if a.releaseID != nil {
-			a.releaseID()
-		}
-		if a.Store != nil {
-			errs = append(errs, a.Store.Close())
-		}
-		a.closeErr = errors.Join(errs...)
-	})
-	return a.closeErr
+	if a.cancelBase != nil {
+		a.cancelBase()
+	}
+	return a.life.Stop()
 }
 
 // SetAddress records the address this server listens on in its instance row.
 func (a *App) SetAddress(ctx context.Context, addr string) {
 	if err := a.Coord.SetAddress(ctx, addr); err != nil {
 		a.log.Warn("instance address", "err", err)
-	}
-}
-
-// handoff hands this instance's running pods to the other live instances
-// (on shutdown with Config.Handoff); see coordination.Coordinator.Drain.
-func (a *App) handoff() {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-	defer cancel()
-	if n, err := a.Coord.Drain(ctx); err != nil {
-		a.log.Warn("handoff", "err", err, "handed_off", n)
 	}
 }
 

@@ -2,51 +2,69 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"time"
+
+	"github.com/ipa-dev/ipa/internal/lifecycle"
 )
 
 // defaultDeadlineInterval is how often passed task deadlines are looked for.
 const defaultDeadlineInterval = time.Second
 
-// startDeadlines starts the deadline timer: one goroutine that asks the store
-// for open tasks whose deadline passed (an index range read) and cancels
-// them, every interval. The timer is durable because the deadlines live in
-// the store: a restarted server, or any other server on the same database,
+// deadlineTimer is the deadline timer: one goroutine that asks the store for
+// open tasks whose deadline passed (an index range read) and cancels them,
+// every interval. The timer is durable because the deadlines live in the
+// store: a restarted server, or any other server on the same database,
 // finds the same tasks; the closing transaction rechecks each one, so a task
-// is cancelled once. stopDeadlines ends the goroutine and waits for it.
-func (a *App) startDeadlines(interval time.Duration) {
+// is cancelled once. A lifecycle.Service.
+type deadlineTimer struct {
+	tasks    dueCanceller
+	interval time.Duration // zero: defaultDeadlineInterval
+	log      *slog.Logger
+	life     lifecycle.Base
+}
+
+// dueCanceller cancels the open tasks whose deadline passed, a batch at a
+// time (service.TaskService).
+type dueCanceller interface {
+	CancelDue(ctx context.Context) (int, error)
+}
+
+// Start starts the timer; it runs until Stop or until ctx ends.
+func (d *deadlineTimer) Start(ctx context.Context) error {
+	ctx, ok := d.life.StartInit(ctx)
+	if ok {
+		d.life.Go(func() { d.run(ctx) })
+	}
+	return nil
+}
+
+// Stop ends the timer and waits for it.
+func (d *deadlineTimer) Stop() { d.life.Stop() }
+
+func (d *deadlineTimer) run(ctx context.Context) {
+	interval := d.interval
 	if interval <= 0 {
 		interval = defaultDeadlineInterval
 	}
-	ctx, cancel := context.WithCancel(a.baseCtx)
-	a.stopDeadlinesFn = cancel
-	a.deadlines.Go(func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		// A sweep fills a whole batch only when many deadlines passed at
+		// once; then the next batch follows without waiting.
 		for {
-			// A sweep fills a whole batch only when many deadlines passed at
-			// once; then the next batch follows without waiting.
-			for {
-				n, err := a.Services.TaskService.CancelDue(ctx)
-				if err != nil && ctx.Err() == nil {
-					a.log.Warn("deadline sweep", "err", err)
-				}
-				if err != nil || n == 0 || ctx.Err() != nil {
-					break
-				}
+			n, err := d.tasks.CancelDue(ctx)
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn("deadline sweep", "err", err)
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
+			if err != nil || n == 0 || ctx.Err() != nil {
+				break
 			}
 		}
-	})
-}
-
-func (a *App) stopDeadlines() {
-	if a.stopDeadlinesFn != nil {
-		a.stopDeadlinesFn()
-		a.deadlines.Wait()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/app/apptest"
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/dbtest"
+	"github.com/ipa-dev/ipa/internal/pgtest"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 	"github.com/ipa-dev/ipa/internal/tracing"
 	"github.com/ipa-dev/ipa/plugins/builtin"
@@ -52,6 +53,7 @@ func TestMain(m *testing.M) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
 	tracing.Install(tp)
 	code := m.Run()
+	pgtest.Stop() // the cluster of the PostgreSQL tests, if one started
 	_ = tp.Shutdown(context.Background())
 	_ = os.RemoveAll(dir)
 	os.Exit(code)

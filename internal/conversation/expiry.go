@@ -3,8 +3,9 @@ package conversation
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
+
+	"github.com/ipa-dev/ipa/internal/lifecycle"
 )
 
 // DefaultExpiryInterval is how often passed request expiries are looked for.
@@ -18,53 +19,62 @@ const budgetSweepEvery = 3
 // Expiry is the durable expiry timer: the expiries are rows of the store
 // (input_requests.expires_at), so a restarted server finds them; every
 // instance sweeps, and the optimistic append makes each expiry happen once.
+// It is a lifecycle.Service: one goroutine, every interval, from Start
+// until Stop (or until Start's ctx ends).
 type Expiry struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	s        *Service
+	interval time.Duration
+	log      *slog.Logger
+	life     lifecycle.Base
 }
 
-// StartExpiry starts the sweep: one goroutine, every interval, until Stop.
-func StartExpiry(ctx context.Context, s *Service, interval time.Duration, log *slog.Logger) *Expiry {
+// NewExpiry returns the sweep of s's requests and budgets, not started.
+func NewExpiry(s *Service, interval time.Duration, log *slog.Logger) *Expiry {
 	if interval <= 0 {
 		interval = DefaultExpiryInterval
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	x := &Expiry{cancel: cancel}
-	x.wg.Go(func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for tick := 0; ; tick++ {
-			// Pod time passes without reports: budgets of running pods
-			// are checked every few sweeps.
-			if tick%budgetSweepEvery == 0 {
-				if err := s.SweepBudgets(ctx); err != nil && ctx.Err() == nil {
-					log.Warn("budget sweep", "err", err)
-				}
-			}
-			for {
-				n, err := s.ExpireDue(ctx)
-				if err != nil && ctx.Err() == nil {
-					log.Warn("input request expiry sweep", "err", err)
-				}
-				if err != nil || n == 0 || ctx.Err() != nil {
-					break
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	})
-	return x
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Expiry{s: s, interval: interval, log: log}
 }
 
-// Stop ends the sweep and waits for it. Safe on nil.
-func (x *Expiry) Stop() {
-	if x == nil {
-		return
+// Start starts the sweep.
+func (x *Expiry) Start(ctx context.Context) error {
+	ctx, ok := x.life.StartInit(ctx)
+	if ok {
+		x.life.Go(func() { x.run(ctx) })
 	}
-	x.cancel()
-	x.wg.Wait()
+	return nil
 }
+
+func (x *Expiry) run(ctx context.Context) {
+	t := time.NewTicker(x.interval)
+	defer t.Stop()
+	for tick := 0; ; tick++ {
+		// Pod time passes without reports: budgets of running pods
+		// are checked every few sweeps.
+		if tick%budgetSweepEvery == 0 {
+			if err := x.s.SweepBudgets(ctx); err != nil && ctx.Err() == nil {
+				x.log.Warn("budget sweep", "err", err)
+			}
+		}
+		for {
+			n, err := x.s.ExpireDue(ctx)
+			if err != nil && ctx.Err() == nil {
+				x.log.Warn("input request expiry sweep", "err", err)
+			}
+			if err != nil || n == 0 || ctx.Err() != nil {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stop ends the sweep and waits for it. Safe before Start and twice.
+func (x *Expiry) Stop() { x.life.Stop() }

@@ -129,9 +129,16 @@ func New(cfg Config) (*Coordinator, error) {
 func (c *Coordinator) ID() string { return c.self }
 
 // Start registers the instance (heartbeat now, on the database's clock) and
-// starts the heartbeat loop. Returns the store's error when the
-// registration fails.
+// starts the heartbeat loop, which runs until Stop whatever ctx does.
+// Returns the store's error when the registration fails (Start may then be
+// tried again). A Coordinator started already, or stopped, starts nothing.
 func (c *Coordinator) Start(ctx context.Context) error {
+	c.mu.Lock()
+	idle := c.stopped || c.cancel != nil
+	c.mu.Unlock()
+	if idle {
+		return nil
+	}
 	now := c.clock.Now()
 	c.started = now
 	if err := c.register(ctx); err != nil {
@@ -143,8 +150,8 @@ func (c *Coordinator) Start(ctx context.Context) error {
 	// what it finds may be stale because the database was away, not
 	// because their owners died.
 	c.trustFrom = now.Add(c.ttl)
-	c.mu.Unlock()
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	c.mu.Unlock()
 	c.scheduleBeat()
 	go c.loop(c.ctx)
 	return nil
@@ -187,13 +194,14 @@ func (c *Coordinator) CommandQueued(instanceID string) {
 }
 
 // Stop ends the heartbeat loop and the duties and waits for them. The row
-// stays: its heartbeat ages, and the instance shows as dead. Idempotent.
+// stays: its heartbeat ages, and the instance shows as dead. Safe before
+// Start (the Coordinator then never starts) and twice; every call returns
+// once the loop and the duties have.
 func (c *Coordinator) Stop() {
-	if c == nil || c.cancel == nil {
+	if c == nil {
 		return
 	}
 	c.mu.Lock()
-	already := c.stopped
 	c.stopped = true
 	if c.beatTimer != nil {
 		c.beatTimer.Stop()
@@ -201,11 +209,13 @@ func (c *Coordinator) Stop() {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
+	cancel := c.cancel
 	c.mu.Unlock()
-	c.cancel()
-	if !already {
-		<-c.done
+	if cancel == nil {
+		return // never started
 	}
+	cancel()
+	<-c.done
 	c.wg.Wait()
 }
 

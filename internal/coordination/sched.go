@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/lifecycle"
 	"github.com/ipa-dev/ipa/internal/store"
 )
 
@@ -65,10 +66,8 @@ type Scheduler struct {
 	pods  *ScheduledPods // what Wrap returned: waiting pods start through it
 	kick  chan struct{}
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	sem    chan struct{}
+	life lifecycle.Base
+	sem  chan struct{}
 
 	mu       sync.Mutex
 	inflight map[string]bool
@@ -113,34 +112,30 @@ func (s *Scheduler) Heard(instanceID string) {
 }
 
 // Start starts the loop that dispatches the queue and starts this
-// instance's granted pods.
-func (s *Scheduler) Start(ctx context.Context) {
-	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	s.wg.Add(1)
-	go s.loop()
-}
-
-// Stop ends the loop and waits for the starts it began.
-func (s *Scheduler) Stop() {
-	if s == nil || s.cancel == nil {
-		return
+// instance's granted pods. They run until Stop, whatever ctx does.
+func (s *Scheduler) Start(ctx context.Context) error {
+	ctx, ok := s.life.StartInit(context.WithoutCancel(ctx))
+	if ok {
+		s.life.Go(func() { s.loop(ctx) })
 	}
-	s.cancel()
-	s.wg.Wait()
+	return nil
 }
 
-func (s *Scheduler) loop() {
-	defer s.wg.Done()
+// Stop ends the loop and waits for the starts it began. Safe before Start
+// and twice.
+func (s *Scheduler) Stop() { s.life.Stop() }
+
+func (s *Scheduler) loop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-s.kick:
 		case <-t.C:
 		}
-		s.dispatch(s.ctx)
+		s.dispatch(ctx)
 	}
 }
 
@@ -179,17 +174,19 @@ func (s *Scheduler) dispatch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		s.wg.Add(1)
-		go func(g store.Grant) {
-			defer s.wg.Done()
-			defer func() { <-s.sem }()
-			defer func() {
-				s.mu.Lock()
-				delete(s.inflight, g.TaskID)
-				s.mu.Unlock()
-			}()
+		release := func() {
+			s.mu.Lock()
+			delete(s.inflight, g.TaskID)
+			s.mu.Unlock()
+			<-s.sem
+		}
+		if !s.life.Go(func() {
+			defer release()
 			s.startGranted(ctx, g)
-		}(g)
+		}) {
+			release() // stopping: the grant stays for the next look
+			return
+		}
 	}
 }
 

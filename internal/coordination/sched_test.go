@@ -249,7 +249,9 @@ func TestSchedGrantedStarts(t *testing.T) {
 	st.tasks["open"] = &ipa.Task{ID: "open", Runtime: "demo"}
 	st.tasks["closed"] = &ipa.Task{ID: "closed", Runtime: "demo", Status: ipa.StatusCancelled}
 	st.grants = []store.Grant{{TaskID: "open", InstanceID: "me", Trigger: "manual"}, {TaskID: "closed", InstanceID: "me", Trigger: "manual"}}
-	s.Start(ctx)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	defer s.Stop()
 	s.Kick()
 	deadline := time.Now().Add(10 * time.Second)

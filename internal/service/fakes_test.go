@@ -254,10 +254,20 @@ func (p *memPods) Forget(taskID string) {
 
 // fixture is the services over the fakes.
 type fixture struct {
-	log   *memLog
-	pods  *memPods
-	tasks *TaskService
-	podS  *PodService
+	log    *memLog
+	pods   *memPods
+	tasks  *TaskService
+	podS   *PodService
+	owners leaseOwners
+}
+
+// leaseOwners is the pod leases the fixture's PodService reads owners from:
+// task id → instance.
+type leaseOwners map[string]string
+
+func (o leaseOwners) LeaseOwner(_ context.Context, taskID string) (string, int64, bool, error) {
+	owner, ok := o[taskID]
+	return owner, 1, ok, nil
 }
 
 // runtimes are the fixture's: demo, one that validates its config, and one
@@ -283,7 +293,8 @@ func newFixture(t *testing.T) *fixture {
 		Runtimes: runtimes,
 	})
 	require.NoError(t, err)
-	return &fixture{log: l, pods: p, tasks: ts, podS: NewPodService(l, p, runtimes)}
+	owners := leaseOwners{}
+	return &fixture{log: l, pods: p, tasks: ts, podS: NewPodService(l, owners, p, runtimes), owners: owners}
 }
 
 func as(role ipa.Role) context.Context {

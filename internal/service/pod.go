@@ -12,6 +12,7 @@ import (
 // PodService starts, stops and shows pods. It is safe for concurrent use.
 type PodService struct {
 	store    TaskReader
+	owners   LeaseOwners
 	pods     Pods
 	runtimes map[string]ipa.Runtime
 	shared   *sharedPods     // set by ShareWith: several instances
@@ -35,10 +36,15 @@ func (s *PodService) checkBudget(ctx context.Context, taskID string) error {
 	return s.budgets.CheckStart(ctx, taskID)
 }
 
-// NewPodService returns a PodService reading tasks from r and driving pods
-// of the given runtimes.
-func NewPodService(r TaskReader, pods Pods, runtimes []ipa.Runtime) *PodService {
-	s := &PodService{store: r, pods: pods, runtimes: make(map[string]ipa.Runtime, len(runtimes))}
+// LeaseOwners knows which instance holds a task's pod lease (the store).
+type LeaseOwners interface {
+	LeaseOwner(ctx context.Context, taskID string) (owner string, epoch int64, found bool, err error)
+}
+
+// NewPodService returns a PodService reading tasks from r, pod owners from
+// owners, and driving pods of the given runtimes.
+func NewPodService(r TaskReader, owners LeaseOwners, pods Pods, runtimes []ipa.Runtime) *PodService {
+	s := &PodService{store: r, owners: owners, pods: pods, runtimes: make(map[string]ipa.Runtime, len(runtimes))}
 	for _, rt := range runtimes {
 		s.runtimes[rt.Name] = rt
 	}
@@ -203,49 +209,12 @@ func (s *PodService) RestartPod(ctx context.Context, taskID string, expected *in
 	return s.store.GetTask(ctx, taskID)
 }
 
-// ResumeTargets returns the open tasks whose pod the clean shutdown of
-// instance (under its id or one of its former ids) stopped, and that nobody
-// started or stopped since: what that instance starts again when it
-// returns. It is the server's own call.
-func (s *PodService) ResumeTargets(ctx context.Context, instance string, former ...string) ([]*ipa.Task, error) {
-	if instance == "" {
-		return nil, nil
-	}
-	return s.store.ShutdownStoppedTasks(ctx, append([]string{instance}, former...)...)
-}
-
-// PodTargets returns the open tasks whose stream says a pod runs or should
-// run (ACTIVE, or pod BACKOFF or FAILED): what the supervisor reconciles
-// against at start-up. It is the server's own call, not a client's.
-func (s *PodService) PodTargets(ctx context.Context) ([]*ipa.Task, error) {
-	all, err := s.store.TasksWithPods(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := all[:0]
-	for _, t := range all {
-		if !t.Status.Closed() {
-			out = append(out, t)
-		}
-	}
-	return out, nil
-}
-
-// leaseOwners is the part of the store that knows pod owners.
-type leaseOwners interface {
-	LeaseOwner(ctx context.Context, taskID string) (owner string, epoch int64, found bool, err error)
-}
-
 // PodOwner returns the instance holding the task's pod lease, or "" when
-// none does (or the store keeps no leases). Requires VIEWER.
+// none does. Requires VIEWER.
 func (s *PodService) PodOwner(ctx context.Context, taskID string) (string, error) {
 	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
 		return "", err
 	}
-	lo, ok := s.store.(leaseOwners)
-	if !ok {
-		return "", nil
-	}
-	owner, _, _, err := lo.LeaseOwner(ctx, taskID)
+	owner, _, _, err := s.owners.LeaseOwner(ctx, taskID)
 	return owner, err
 }

@@ -34,9 +34,7 @@ type TaskReader interface {
 	CountTasks(ctx context.Context, f ipa.TaskFilter) (int64, error)
 	ReadEvents(ctx context.Context, q ipa.EventQuery) ([]ipa.Event, error)
 	CountEvents(ctx context.Context, taskID string, types []string) (int64, error)
-	TasksWithPods(ctx context.Context) ([]*ipa.Task, error)
 	ActivePodTasks(ctx context.Context) ([]*ipa.Task, error)
-	ShutdownStoppedTasks(ctx context.Context, instances ...string) ([]*ipa.Task, error)
 	// DueTasks returns open tasks whose deadline is at or before now.
 	DueTasks(ctx context.Context, now time.Time, limit int) ([]*ipa.Task, error)
 }

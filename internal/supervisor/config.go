@@ -87,6 +87,7 @@ type Config struct {
 	WarmPods map[string]int
 
 	StopTimeout      time.Duration // runtime Stop + exit before SIGKILL; default 10s
+	ShutdownTimeout  time.Duration // Stop's bound on Shutdown's graceful part; default 20s
 	StartTimeout     time.Duration // handshake + Start; default 10s
 	StateInterval    time.Duration // live state poll; default 1s
 	HealthInterval   time.Duration // default 5s
@@ -119,6 +120,7 @@ type Config struct {
 // Defaults named, as Nomad names its driver manager's.
 const (
 	DefaultStopTimeout      = 10 * time.Second
+	DefaultShutdownTimeout  = 20 * time.Second
 	DefaultStartTimeout     = 10 * time.Second
 	DefaultStateInterval    = time.Second
 	DefaultHealthInterval   = 5 * time.Second
@@ -141,6 +143,7 @@ func (c *Config) withDefaults() error {
 		}
 	}
 	dur(&c.StopTimeout, DefaultStopTimeout)
+	dur(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	dur(&c.StartTimeout, DefaultStartTimeout)
 	dur(&c.StateInterval, DefaultStateInterval)
 	dur(&c.HealthInterval, DefaultHealthInterval)
@@ -189,7 +192,7 @@ func (c *Config) withDefaults() error {
 		errs = append(errs, errors.New("Leases is required"))
 	}
 	for name, d := range map[string]time.Duration{
-		"StopTimeout": c.StopTimeout, "StartTimeout": c.StartTimeout, "StateInterval": c.StateInterval,
+		"StopTimeout": c.StopTimeout, "ShutdownTimeout": c.ShutdownTimeout, "StartTimeout": c.StartTimeout, "StateInterval": c.StateInterval,
 		"HealthInterval": c.HealthInterval, "HealthTimeout": c.HealthTimeout, "ReattachTimeout": c.ReattachTimeout,
 		"RecordTimeout": c.RecordTimeout, "KillWait": c.KillWait, "CrashHistoryKeep": c.CrashHistoryKeep,
 		"StoreRetryMin": c.StoreRetryMin, "StoreRetryMax": c.StoreRetryMax, "OrphanGrace": c.OrphanGrace,

@@ -219,6 +219,24 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// Stop is Shutdown bounded by Config.ShutdownTimeout, for the server's
+// lifecycle (a lifecycle.StopReporter): safe before Start and twice;
+// StopErr says whether the graceful part ran out of time and pods were
+// killed.
+func (s *Supervisor) Stop() {
+	s.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			s.log.Warn("pod shutdown", slog.Any("error", err))
+			s.stopErr = err
+		}
+	})
+}
+
+// StopErr is Shutdown's error in Stop, once Stop has returned.
+func (s *Supervisor) StopErr() error { return s.stopErr }
+
 // killAll sends SIGKILL to every plugin still running, without the operation
 // lock (the last resort of Shutdown).
 func (s *Supervisor) killAll(pods []*pod) {

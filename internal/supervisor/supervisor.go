@@ -75,6 +75,9 @@ type Supervisor struct {
 	state   int // stateNew, stateRunning, stateClosed
 	pods    map[string]*pod
 	stopped chan struct{} // closed when Shutdown has finished
+	// stopOnce runs Stop's Shutdown once; stopErr is what it returned.
+	stopOnce sync.Once
+	stopErr  error
 }
 
 const (

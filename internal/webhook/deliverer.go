@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/lifecycle"
 )
 
 // Store is what the deliverer reads and records.
@@ -83,7 +84,8 @@ type Config struct {
 }
 
 // Deliverer runs one worker per active endpoint whose lease it holds. Build
-// it with New, start it with Start and stop it with Close.
+// it with New, start it with Start and stop it with Stop (a
+// lifecycle.Service).
 type Deliverer struct {
 	cfg       Config
 	client    *http.Client
@@ -94,8 +96,7 @@ type Deliverer struct {
 	mu      sync.Mutex
 	workers map[string]*worker
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	life lifecycle.Base
 }
 
 type worker struct {
@@ -186,26 +187,23 @@ func (d *Deliverer) CheckURL(ctx context.Context, raw string) error {
 	return CheckURL(ctx, raw, d.cfg.AllowPrivate)
 }
 
-// Start runs the deliverer until Close. It returns at once.
-func (d *Deliverer) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
-	d.done = make(chan struct{})
-	go d.run(ctx)
+// Start runs the deliverer until Stop. It returns at once. The workers run
+// until Stop whatever ctx does: a request in flight is let finish and
+// recorded, and the endpoints' leases are released, only by Stop.
+func (d *Deliverer) Start(ctx context.Context) error {
+	ctx, ok := d.life.StartInit(context.WithoutCancel(ctx))
+	if ok {
+		d.life.Go(func() { d.run(ctx) })
+	}
+	return nil
 }
 
-// Close stops every worker and waits for them: a request in flight is let
+// Stop stops every worker and waits for them: a request in flight is let
 // finish (up to Config.Timeout) and, when taken, recorded, so the next
-// deliverer normally does not send it again. The leases they held are released so
-// another server takes over at once. Safe to call more than
+// deliverer normally does not send it again. The leases they held are
+// released so another server takes over at once. Safe to call more than
 // once and without Start.
-func (d *Deliverer) Close() {
-	if d.cancel == nil {
-		return
-	}
-	d.cancel()
-	<-d.done
-}
+func (d *Deliverer) Stop() { d.life.Stop() }
 
 // Reload makes the deliverer look at the endpoints again now (one was
 // created, paused, resumed or deleted). It never blocks.
@@ -229,7 +227,6 @@ func (d *Deliverer) Notify() {
 }
 
 func (d *Deliverer) run(ctx context.Context) {
-	defer close(d.done)
 	defer d.stopWorkers(nil)
 	t := time.NewTicker(d.cfg.PollInterval)
 	defer t.Stop()

@@ -14,6 +14,8 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/ipa"
+	"github.com/ipa-dev/ipa/internal/lifecycle"
+	"github.com/ipa-dev/ipa/internal/lifecycle/lifecycletest"
 	"github.com/ipa-dev/ipa/internal/store"
 	"github.com/ipa-dev/ipa/internal/webhook"
 )
@@ -45,8 +47,8 @@ func startDeliverer(tb testing.TB, s *store.Store) *webhook.Deliverer {
 	d, err := webhook.New(webhook.Config{Store: s, Owner: "test", AllowPrivate: true, PollInterval: 20 * time.Millisecond,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	require.NoError(tb, err)
-	d.Start()
-	tb.Cleanup(d.Close)
+	require.NoError(tb, d.Start(context.Background()))
+	tb.Cleanup(d.Stop)
 	return d
 }
 
@@ -68,15 +70,15 @@ func TestDelivererFilteredEndpointFollowsTheHead(t *testing.T) {
 			got, _ := s.WebhookEndpoint(context.Background(), e.ID)
 			return got.Position == head
 		}, 20*time.Second, 10*time.Millisecond)
-		d.Close()
+		d.Stop()
 		require.Zero(t, hits.Load())
 		log, _ := s.WebhookDeliveries(context.Background(), ipa.WebhookDeliveryQuery{EndpointID: e.ID, Limit: 10})
 		require.Empty(t, log)
 	})
 }
 
-// Close releases the leases, so another server takes the endpoint at once.
-func TestDelivererCloseReleasesLeases(t *testing.T) {
+// Stop releases the leases, so another server takes the endpoint at once.
+func TestDelivererStopReleasesLeases(t *testing.T) {
 	s := openStore(t, "sqlite")
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer rcv.Close()
@@ -91,7 +93,7 @@ func TestDelivererCloseReleasesLeases(t *testing.T) {
 		}
 		return !ok // the deliverer holds it
 	}, 10*time.Second, 5*time.Millisecond)
-	d.Close()
+	d.Stop()
 	ok, err := s.ClaimWebhookEndpoint(context.Background(), e.ID, "other", time.Now(), time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -139,5 +141,15 @@ func BenchmarkDelivery(b *testing.B) {
 			resp.Body.Close()
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
+
+// The deliverer is a lifecycle.Service.
+func TestDelivererLifecycle(t *testing.T) {
+	s := openStore(t, "sqlite")
+	lifecycletest.Exercise(t, func(t *testing.T) lifecycle.Service {
+		d, err := webhook.New(webhook.Config{Store: s, Owner: "test", PollInterval: time.Millisecond})
+		require.NoError(t, err)
+		return d
 	})
 }

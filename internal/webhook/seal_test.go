@@ -137,8 +137,8 @@ func TestDelivererSignsWithOpenedSecret(t *testing.T) {
 	d, err := webhook.New(webhook.Config{Store: st, Owner: "test", AllowPrivate: true, PollInterval: 20 * time.Millisecond,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Secrets: a})
 	require.NoError(t, err)
-	d.Start()
-	defer d.Close()
+	require.NoError(t, d.Start(context.Background()))
+	defer d.Stop()
 	require.Eventually(t, func() bool { return good.Load() >= 2 }, 20*time.Second, 10*time.Millisecond)
 	require.Zero(t, bad.Load())
 }
