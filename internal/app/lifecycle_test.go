@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/lifecycle"
 	"github.com/ipa-dev/ipa/internal/lifecycle/lifecycletest"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/webhook"
 )
 

@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/conversation"
+	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/eventlog"
 	"github.com/ipa-dev/ipa/internal/feed"
 	"github.com/ipa-dev/ipa/internal/lifecycle"
 	"github.com/ipa-dev/ipa/internal/lifecycle/lifecycletest"
 	"github.com/ipa-dev/ipa/internal/store"
-	"github.com/ipa-dev/ipa/internal/dbtest"
 )
 
 // The expiry timer is a lifecycle.Service, sweeping a real store.
