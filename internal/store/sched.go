@@ -481,19 +481,6 @@ func queuedUnder(tx *gorm.DB, key string) (int, error) {
 	return int(n), err
 }
 
-// Dependents returns the open tasks that depend on taskID.
-func (s *Store) Dependents(ctx context.Context, taskID string) ([]string, error) {
-	if !validID(taskID) {
-		return nil, nil
-	}
-	var ids []string
-	if err := s.read.WithContext(ctx).Raw(`SELECT id FROM tasks WHERE closed_at IS NULL AND depends_on LIKE ? ORDER BY created_at, id LIMIT ?`,
-		`%"`+taskID+`"%`, maxDispatchScan).Scan(&ids).Error; err != nil {
-		return nil, s.wrap(fmt.Errorf("store: dependents: %w", err))
-	}
-	return ids, nil
-}
-
 // WaitingTasks returns open tasks whose pod waits for dependencies
 // (WAITING), oldest first, at most limit.
 func (s *Store) WaitingTasks(ctx context.Context, limit int) ([]*ipa.Task, error) {
