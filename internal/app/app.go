@@ -165,6 +165,9 @@ type App struct {
 	// Sched is this server's part of scheduling: concurrency limits and
 	// the queue of pods waiting for a slot, decided in the store.
 	Sched *coordination.Scheduler
+	// schedPods is the pods as the services see them: scheduling in front
+	// of the Router in front of the supervisor.
+	schedPods *coordination.ScheduledPods
 
 	// baseCtx is the context of every request: cancelling it ends open
 	// subscriptions, which http.Server.Shutdown alone would not.
@@ -354,6 +357,7 @@ func (a *App) build(ctx context.Context) (err error) {
 	}
 	a.Sched.Attach(a.Supervisor)
 	pods := a.Sched.Wrap(a.Coord.Router(a.Supervisor, cfg.CommandWait))
+	a.schedPods = pods
 	a.Conversations.SetPods(pods)
 
 	// Services.
@@ -481,7 +485,9 @@ func (a *App) resume(ctx context.Context, pods *service.PodService) error {
 		return err
 	}
 	if len(targets) > 0 {
-		a.Supervisor.Resume(ctx, targets)
+		// Through the limits: a resume queues where a limit is full.
+		n := a.schedPods.Resume(ctx, targets)
+		a.log.Info("resume done", slog.Int("candidates", len(targets)), slog.Int("started", n))
 	}
 	return nil
 }

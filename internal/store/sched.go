@@ -487,3 +487,68 @@ func (s *Store) WaitingTasks(ctx context.Context, limit int) ([]*ipa.Task, error
 	return s.tasksWhere(ctx, "waiting pods", `SELECT `+taskColumns+` FROM tasks WHERE pod_state = ? AND closed_at IS NULL ORDER BY updated_at, id LIMIT ?`,
 		string(ipa.PodWaiting), limit)
 }
+
+// RequeueLease gives the task's pod back to the queue when owner holds its
+// lease and the task's stream says the pod is QUEUED: its start was granted
+// (the lease took the slot over) and never recorded, because the instance
+// starting it died, and whatever ran of it is gone (the caller made sure).
+// In one transaction the lease goes and the pod queues again at its old
+// place (its newest pod_queued: time and trigger), under the scheduler row
+// lock; the next dispatch grants it a slot like any queued pod. Reports
+// whether it did; a pod in any other state is left to the caller.
+func (s *Store) RequeueLease(ctx context.Context, owner, taskID string, now time.Time) (bool, error) {
+	if !validID(taskID) {
+		return false, nil
+	}
+	done := false
+	err := s.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		done = false
+		if err := lockScheduler(tx); err != nil {
+			return err
+		}
+		var rows []struct {
+			Priority int
+			PodState string
+			ClosedAt *int64
+		}
+		if err := tx.Raw(`SELECT priority, pod_state, closed_at FROM tasks WHERE id = ?`, taskID).Scan(&rows).Error; err != nil {
+			return err
+		}
+		if len(rows) == 0 || rows[0].ClosedAt != nil || rows[0].PodState != string(ipa.PodQueued) {
+			return nil
+		}
+		res := tx.Exec(`DELETE FROM pod_leases WHERE task_id = ? AND owner = ?`, taskID, owner)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return nil // not this owner's pod
+		}
+		var evs []struct {
+			Data       string
+			OccurredAt int64
+		}
+		if err := tx.Raw(`SELECT data, occurred_at FROM events WHERE stream_id = ? AND type = ? ORDER BY version DESC LIMIT 1`,
+			taskID, ipa.EventPodQueued).Scan(&evs).Error; err != nil {
+			return err
+		}
+		trigger, at := ipa.TriggerManual, nanos(now)
+		if len(evs) > 0 {
+			var d ipa.PodQueuedData
+			if json.Unmarshal([]byte(evs[0].Data), &d) == nil && d.Trigger != "" {
+				trigger = d.Trigger
+			}
+			at = evs[0].OccurredAt
+		}
+		if err := tx.Exec(`INSERT INTO pod_queue (task_id, instance_id, trigger, priority, queued_at, granted) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (task_id) DO NOTHING`, taskID, owner, trigger, rows[0].Priority, at, false).Error; err != nil {
+			return err
+		}
+		done = true
+		return nil
+	})
+	if err != nil {
+		return false, s.wrap(fmt.Errorf("store: requeue pod: %w", err))
+	}
+	return done, nil
+}
