@@ -27,6 +27,7 @@ func TestScheduling(t *testing.T) {
 				"ConcurrentAdmits":    testConcurrentAdmits,
 				"ReprojectQueued":     testReprojectQueued,
 				"PriorityMovesQueue":  testPriorityMovesQueue,
+				"RequeueLease":        testRequeueLease,
 			} {
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
@@ -313,4 +314,66 @@ func testPriorityMovesQueue(t *testing.T, s *Store) {
 	ids, err := s.QueuedTasks(ctx, 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{b.ID, a.ID}, ids)
+}
+
+// testRequeueLease: a QUEUED pod whose granted start never got recorded (its
+// lease took the granted slot over) goes back to the queue, at the place and
+// with the trigger of its pod_queued, in place of its owner's lease; a lease
+// of another owner, or of a pod in any other state, is left alone.
+func testRequeueLease(t *testing.T, s *Store) {
+	ctx := context.Background()
+	now := time.Now()
+	_, err := s.SetConcurrencyLimit(ctx, ipa.LimitGlobal, limit(1), now)
+	require.NoError(t, err)
+	run, q := createTask(t, s, "run", t0), createTask(t, s, "q", t0)
+	adm, _, _ := admit(t, s, run, "me")
+	require.Equal(t, ipa.Admitted, adm)
+	require.NoError(t, s.SaveLease(ctx, "me", run.ID, []byte(`{}`), now))
+	adm, _, _, err = s.Admit(ctx, q, "me", ipa.TriggerAutoStart, now)
+	require.NoError(t, err)
+	require.Equal(t, ipa.Queued, adm)
+	queuedAt := t0.Add(time.Minute)
+	_, err = s.Append(ctx, ipa.AppendRequest{TaskID: q.ID, ExpectedVersion: ipa.AnyVersion, Actor: "bob", Now: queuedAt,
+		Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
+			return []ipa.NewEvent{{Type: ipa.EventPodQueued, Data: ipa.PodQueuedData{Trigger: ipa.TriggerAutoStart, Limits: []string{ipa.LimitGlobal}, Position: 1}}}, nil
+		}})
+	require.NoError(t, err)
+	// The slot frees, q is granted it, and its start's lease takes it over.
+	require.NoError(t, s.DeleteLease(ctx, "me", run.ID))
+	grants, err := s.Dispatch(ctx, "me", now.Add(-time.Minute), now)
+	require.NoError(t, err)
+	require.Len(t, grants, 1)
+	require.NoError(t, s.SaveLease(ctx, "dead", q.ID, []byte(`{}`), now))
+
+	done, err := s.RequeueLease(ctx, "me", q.ID, now)
+	require.NoError(t, err)
+	assert.False(t, done, "another owner's lease is left alone")
+	done, err = s.RequeueLease(ctx, "me", run.ID, now)
+	require.NoError(t, err)
+	assert.False(t, done, "a pod that is not QUEUED is left alone")
+
+	done, err = s.RequeueLease(ctx, "dead", q.ID, now)
+	require.NoError(t, err)
+	require.True(t, done)
+	owner, _, found, err := s.LeaseOwner(ctx, q.ID)
+	require.NoError(t, err)
+	assert.False(t, found, "the lease went (owner %q)", owner)
+	pos, err := s.QueuePosition(ctx, q.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, pos)
+	var row struct {
+		Trigger  string
+		QueuedAt int64
+		Granted  bool
+	}
+	require.NoError(t, s.read.Raw(`SELECT trigger, queued_at, granted FROM pod_queue WHERE task_id = ?`, q.ID).Scan(&row).Error)
+	assert.Equal(t, ipa.TriggerAutoStart, row.Trigger)
+	assert.Equal(t, nanos(queuedAt), row.QueuedAt)
+	assert.False(t, row.Granted)
+	// It is granted the free slot like any queued pod.
+	grants, err = s.Dispatch(ctx, "me", now.Add(-time.Minute), now)
+	require.NoError(t, err)
+	require.Len(t, grants, 1)
+	assert.Equal(t, q.ID, grants[0].TaskID)
+	assert.Equal(t, ipa.TriggerAutoStart, grants[0].Trigger)
 }
