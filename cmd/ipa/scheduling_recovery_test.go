@@ -5,6 +5,7 @@ package main
 // through the concurrency limits.
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -171,4 +172,82 @@ func TestSchedulingRestartThroughLimits(t *testing.T) {
 	if last := starts[len(starts)-1]; dataField[string](t, last, "trigger") != "resume" {
 		t.Fatalf("the queued resume started with %s", last.Data)
 	}
+}
+
+// TestSchedulingTakeoverOfStartCutShort: on PostgreSQL, server B is killed
+// with SIGKILL while it starts a queued pod it was granted (its plugin
+// spawned, the start not recorded) and does not come back. Once B's
+// heartbeat is older than the TTL, A takes B's lease of the pod over, kills
+// the half-started plugin, and the pod queues again and runs once, on A:
+// no pod_lost for a start that never happened, one pod_started.
+func TestSchedulingTakeoverOfStartCutShort(t *testing.T) {
+	dir := newPluginDir(t)
+	slow := filepath.Join(t.TempDir(), "slow")
+	script := fmt.Sprintf("#!/bin/sh\nif [ -e %q ]; then sleep 60; fi\nexec %q plugin demo \"$@\"\n", slow, ipaBin)
+	if err := os.WriteFile(filepath.Join(dir, "slowdemo"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t)
+	a, b := c.start("A", "--plugin-dir", dir), c.start("B", "--plugin-dir", dir)
+	a.setLimit(t, "global", 1)
+	first := a.createTask(t, map[string]any{"title": "first", "runtime": "demo", "runtimeConfig": demoConfig(3_600_000)})
+	if started, _ := a.startPod(t, first); !started {
+		t.Fatal("the first pod did not start")
+	}
+	q := b.createTask(t, map[string]any{"title": "queued", "runtime": "slowdemo", "runtimeConfig": demoConfig(3_600_000)})
+	if started, tv := b.startPod(t, q); started || tv.Pod.State != "QUEUED" {
+		t.Fatalf("start beyond the limit: started %v, pod %s", started, tv.Pod.State)
+	}
+	if err := os.WriteFile(slow, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.complete(t, first) // the slot goes to q, on B, which received its start
+
+	var wrapper int
+	eventually(t, 20*time.Second, func() string {
+		for _, pid := range taggedPids(c.homes["B"].tag) {
+			if cmdlineHas(pid, "slowdemo") {
+				wrapper = pid
+				return ""
+			}
+		}
+		return "B did not spawn the granted pod's plugin"
+	})
+	eventually(t, 10*time.Second, func() string {
+		if l, ok := c.leases(context.Background())[q]; !ok || l.Owner != "B" || l.PID != wrapper {
+			return fmt.Sprintf("lease %+v, want B's naming pid %d", l, wrapper)
+		}
+		return ""
+	})
+	b.crash(t)
+	if err := os.Remove(slow); err != nil {
+		t.Fatal(err)
+	}
+
+	tv := a.waitPod(t, q, "RUNNING", "ACTIVE", 0, 30*time.Second)
+	if left := waitGone([]int{wrapper}, c.homes["B"].tag, 10*time.Second); len(left) > 0 {
+		t.Fatalf("the half-started plugin %d of the killed server still runs", wrapper)
+	}
+	if o := a.podOwner(t, q); o != "A" {
+		t.Fatalf("the pod runs on %q, want A", o)
+	}
+	if n := len(a.events(t, q, "pod_started")); n != 1 {
+		t.Fatalf("%d pod_started, want 1", n)
+	}
+	if n := len(a.events(t, q, "pod_lost")); n != 0 {
+		t.Fatalf("%d pod_lost for a start that was never recorded", n)
+	}
+	if !mustPluginOf(c, "A", tv.Pod.PID) {
+		t.Fatalf("pid %d is not A's plugin", tv.Pod.PID)
+	}
+}
+
+// mustPluginOf reports whether pid is a live plugin process of instance id.
+func mustPluginOf(c *cluster, id string, pid int) bool {
+	for _, p := range c.plugins(id) {
+		if p == pid {
+			return true
+		}
+	}
+	return false
 }
