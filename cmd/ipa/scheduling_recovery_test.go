@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -250,4 +251,50 @@ func mustPluginOf(c *cluster, id string, pid int) bool {
 		}
 	}
 	return false
+}
+
+// TestSchedulingOrphanQueuedPodOnStart: a pod the stream says is QUEUED
+// that lost its place in the queue with no lease left either (what a
+// server killed between taking a stopped pod out of the queue and
+// recording the stop leaves, or a database written before a start's claim
+// named its process) queues again when a server starts with no other one
+// alive, and starts once a slot frees.
+func TestSchedulingOrphanQueuedPodOnStart(t *testing.T) {
+	h := newHome(t, "--lease-ttl", testTTL.String(), "--heartbeat-interval", testHeartbeat.String())
+	s := h.start()
+	s.setLimit(t, "global", 1)
+	first := s.createTask(t, map[string]any{"title": "first", "runtime": "demo", "runtimeConfig": demoConfig(3_600_000)})
+	if started, _ := s.startPod(t, first); !started {
+		t.Fatal("the first pod did not start")
+	}
+	q := s.createTask(t, map[string]any{"title": "orphan", "runtime": "demo", "runtimeConfig": demoConfig(3_600_000)})
+	if started, _ := s.startPod(t, q); started {
+		t.Fatal("a second pod started under a limit of 1")
+	}
+	s.crash(t)
+	db, err := sql.Open("sqlite", strings.TrimPrefix(h.db, "sqlite://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`DELETE FROM pod_queue WHERE task_id = ?`, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("%d queue rows of the queued pod, want 1", n)
+	}
+	db.Close()
+
+	// Only a pod unchanged for a TTL is taken for one whose place was lost
+	// (a younger one may be having its stop recorded).
+	time.Sleep(testTTL + 500*time.Millisecond)
+	s = h.start()
+	if v := s.queued(t, q); v.Pod.State != "QUEUED" || v.Pod.QueuePosition == nil || *v.Pod.QueuePosition != 1 {
+		t.Fatalf("after the restart: %+v, want QUEUED at 1", v)
+	}
+	s.complete(t, first)
+	s.waitPod(t, q, "RUNNING", "ACTIVE", 0, 20*time.Second)
+	if n := len(s.events(t, q, "pod_started")); n != 1 {
+		t.Fatalf("%d pod_started, want 1", n)
+	}
 }

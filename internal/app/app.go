@@ -416,6 +416,16 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err := a.reconcile(ctx, podService); err != nil {
 		return fmt.Errorf("reconcile pods: %w", err)
 	}
+	// Queued pods whose place a dead server lost queue again (their
+	// half-made starts were settled above, or by a takeover elsewhere).
+	if now, err := a.Store.Now(ctx); err == nil {
+		if n, err := a.Store.RequeueOrphans(ctx, cfg.InstanceID, now.Add(-cfg.LeaseTTL), now); err != nil {
+			log.Warn("requeue orphaned queued pods", slog.Any("error", err))
+		} else if n > 0 {
+			log.Warn("queued pods that had lost their place queued again", slog.Int("pods", n))
+			a.Sched.Kick()
+		}
+	}
 	if cfg.ResumePods {
 		if err := a.resume(ctx, podService); err != nil {
 			return fmt.Errorf("resume pods: %w", err)

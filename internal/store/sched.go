@@ -552,3 +552,43 @@ func (s *Store) RequeueLease(ctx context.Context, owner, taskID string, now time
 	}
 	return done, nil
 }
+
+// RequeueOrphans puts back in the queue, for instance to start, the open
+// pods the stream says are QUEUED that have neither a queue row nor a lease
+// and whose task has not changed since cutoff: pods whose place was lost
+// with a server that died mid-way (between taking a stopped pod out of the
+// queue and recording its stop, or, in a database written before the claim
+// of a start named its process, with a half-made lease dropped since). A
+// server calls it once as it starts, after it settled its own leases, and
+// it does something only when no other instance is alive (no heartbeat
+// since cutoff): a live one may be between taking a pod's row or lease
+// away and recording why, which looks the same for a moment. Each queues
+// at the time of its last change, trigger manual. Returns how many.
+func (s *Store) RequeueOrphans(ctx context.Context, instance string, cutoff, now time.Time) (int, error) {
+	var n int64
+	err := s.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		n = 0
+		if err := lockScheduler(tx); err != nil {
+			return err
+		}
+		var others int64
+		if err := tx.Raw(`SELECT COUNT(*) FROM instances WHERE id <> ? AND heartbeat_at >= ?`, instance, nanos(cutoff)).Scan(&others).Error; err != nil {
+			return err
+		}
+		if others > 0 {
+			return nil
+		}
+		res := tx.Exec(`INSERT INTO pod_queue (task_id, instance_id, trigger, priority, queued_at, granted)
+			SELECT t.id, ?, ?, t.priority, t.updated_at, ? FROM tasks t
+			WHERE t.pod_state = ? AND t.closed_at IS NULL AND t.updated_at < ?
+			AND NOT EXISTS (SELECT 1 FROM pod_queue q WHERE q.task_id = t.id)
+			AND NOT EXISTS (SELECT 1 FROM pod_leases l WHERE l.task_id = t.id)`,
+			instance, ipa.TriggerManual, false, string(ipa.PodQueued), nanos(cutoff))
+		n = res.RowsAffected
+		return res.Error
+	})
+	if err != nil {
+		return 0, s.wrap(fmt.Errorf("store: requeue orphaned pods: %w", err))
+	}
+	return int(n), nil
+}
