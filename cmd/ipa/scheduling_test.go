@@ -151,24 +151,27 @@ func TestSchedulingOneServer(t *testing.T) {
 // of them while tasks are completed (freeing slots) and two servers are
 // killed with SIGKILL (one restarted). At no sampled moment do the live
 // plugin processes, nor the slots in the store, exceed a limit; every task
-// runs exactly once (one pod_started) and is completed, except those lost
-// with a killed server (run at most once, and settled CRASHED by
-// pod_lost, their default policy restarting nothing).
-// IPA_SCHED_PODS sets the number of pods (default 60).
+// runs exactly once (one pod_started) and is completed, or is lost with a
+// killed server after it ran (settled CRASHED by pod_lost, its default
+// policy restarting nothing). A queued pod whose granted start a kill cut
+// short queues again and runs once.
 //
-// It runs for minutes on a two-core machine, so it is opt-in:
-// IPA_SCHED_CLUSTER=1.
+// It runs 60 pods by default (well under two minutes on a loaded two-core
+// machine); IPA_SCHED_CLUSTER=1 runs 200 (IPA_SCHED_PODS sets another
+// number), which takes minutes.
 func TestSchedulingAcrossInstances(t *testing.T) {
-	if os.Getenv("IPA_SCHED_CLUSTER") != "1" {
-		t.Skip("three servers for minutes: set IPA_SCHED_CLUSTER=1 to run it")
-	}
 	n := 60
+	if os.Getenv("IPA_SCHED_CLUSTER") == "1" {
+		n = 200
+	}
 	if v, err := strconv.Atoi(os.Getenv("IPA_SCHED_PODS")); err == nil && v > 0 {
 		n = v
 	}
 	const global, teamA = 6, 2
 	c := newCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// Generous bounds for a loaded machine: the test asserts no duration.
+	within := 2*time.Minute + time.Duration(n)*3*time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), within+2*time.Minute)
 	defer cancel()
 	srv := []*server{c.start("A"), c.start("B"), c.start("C")}
 	srv[0].setLimit(t, "global", global)
@@ -256,10 +259,17 @@ func TestSchedulingAcrossInstances(t *testing.T) {
 	lost := map[string]bool{}
 	killedB, killedC := false, false
 	var killedCAt time.Time
-	deadline := time.Now().Add(8 * time.Minute)
+	deadline := time.Now().Add(within)
 	for len(done)+len(lost) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d tasks completed (%d lost with their server)", len(done), n, len(lost))
+			var stuck []string
+			for _, id := range ids {
+				if !done[id] && !lost[id] {
+					tv := live()[0].task(t, id)
+					stuck = append(stuck, fmt.Sprintf("%s %s/%s lease %+v", id, tv.Status, tv.Pod.State, c.leases(ctx)[id]))
+				}
+			}
+			t.Fatalf("only %d of %d tasks completed (%d lost with their server); not settled: %v", len(done), n, len(lost), stuck)
 		}
 		if !killedB && len(done) >= n/3 {
 			killedB = true
@@ -321,14 +331,13 @@ func TestSchedulingAcrossInstances(t *testing.T) {
 	if samples.Load() < 20 {
 		t.Fatalf("only %d samples: the watch proves nothing", samples.Load())
 	}
-	// Every pod ran exactly once; one lost with its server may have been
-	// lost while it started (its lease claimed, its pod_started not yet
-	// written), and then it never ran: never twice either way.
+	// Every pod ran exactly once, also one whose start a kill cut short
+	// (it queued again); one lost with its server had run.
 	s := live()[0]
 	queuedSeen := 0
 	for _, id := range ids {
 		starts := s.events(t, id, "pod_started")
-		if len(starts) > 1 || (len(starts) == 0 && !lost[id]) {
+		if len(starts) != 1 {
 			t.Fatalf("task %s (team a %v, lost with its server %v) started %d times", id, team[id], lost[id], len(starts))
 		}
 		queuedSeen += len(s.events(t, id, "pod_queued"))

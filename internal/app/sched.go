@@ -49,3 +49,17 @@ func (a *App) schedMetrics() func(taskID string, waited time.Duration) {
 	a.Registry.MustRegister(waited)
 	return func(_ string, d time.Duration) { waited.Observe(d.Seconds()) }
 }
+
+// Requeue gives a pod whose granted start was never recorded back to the
+// queue, and has the scheduler look at it.
+func (l slotLeases) Requeue(ctx context.Context, taskID string) (bool, error) {
+	rq, ok := l.LeaseStore.(supervisor.Requeuer)
+	if !ok {
+		return false, nil
+	}
+	done, err := rq.Requeue(ctx, taskID)
+	if done {
+		l.sched.Kick()
+	}
+	return done, err
+}

@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/ipa-dev/ipa/internal/conversation"
+	"github.com/ipa-dev/ipa/internal/coordination"
 	"github.com/ipa-dev/ipa/internal/lifecycle"
 	"github.com/ipa-dev/ipa/internal/supervisor"
 )
@@ -34,8 +36,9 @@ func (a *App) settlePods(ctx context.Context, p *parts) error {
 	if err := a.reconcile(ctx); err != nil {
 		return fmt.Errorf("reconcile pods: %w", err)
 	}
+	a.requeueOrphans(ctx)
 	if cfg.ResumePods {
-		if err := a.resume(ctx); err != nil {
+		if err := a.resume(ctx, p.pods); err != nil {
 			return fmt.Errorf("resume pods: %w", err)
 		}
 	}
@@ -102,7 +105,7 @@ func (a *App) reconcile(ctx context.Context) error {
 // and before the API serves, so a client never sees those pods STOPPED for
 // a moment and then running. A pod that fails to start is recorded as a
 // crash; only a store that cannot be read fails the start-up.
-func (a *App) resume(ctx context.Context) error {
+func (a *App) resume(ctx context.Context, pods *coordination.ScheduledPods) error {
 	if a.cfg.InstanceID == "" {
 		return nil
 	}
@@ -111,9 +114,29 @@ func (a *App) resume(ctx context.Context) error {
 		return err
 	}
 	if len(targets) > 0 {
-		a.Supervisor.Resume(ctx, targets)
+		// Through the limits: a resume queues where a limit is full.
+		n := pods.Resume(ctx, targets)
+		a.log.Info("resume done", slog.Int("candidates", len(targets)), slog.Int("started", n))
 	}
 	return nil
+}
+
+// requeueOrphans queues again the queued pods whose place a dead server
+// lost (their half-made starts were settled by reconcile, or by a takeover
+// elsewhere).
+func (a *App) requeueOrphans(ctx context.Context) {
+	now, err := a.Store.Now(ctx)
+	if err != nil {
+		return
+	}
+	n, err := a.Store.RequeueOrphans(ctx, a.cfg.InstanceID, now.Add(-a.cfg.LeaseTTL), now)
+	switch {
+	case err != nil:
+		a.log.Warn("requeue orphaned queued pods", slog.Any("error", err))
+	case n > 0:
+		a.log.Warn("queued pods that had lost their place queued again", slog.Int("pods", n))
+		a.Sched.Kick()
+	}
 }
 
 // handoff is the shutdown step that hands this instance's running pods to

@@ -62,9 +62,17 @@ func (c *Coordinator) runCommand(ctx context.Context, cmd store.PodCommand) {
 	case CmdRestart, CmdStartHandoff:
 		var t *ipa.Task
 		if t, err = c.st.GetTask(ctx, cmd.TaskID); err == nil && !t.Status.Closed() {
-			if cmd.Command == CmdRestart {
+			sp := c.sched.Load()
+			switch {
+			case sp != nil && cmd.Command == CmdRestart:
+				err = sp.restartHere(ctx, t)
+			case sp != nil:
+				// The drained instance gave the pod's slot back when it
+				// stopped it: its start here is admitted like any other.
+				_, err = sp.StartPod(ctx, t, ipa.TriggerHandoff, "")
+			case cmd.Command == CmdRestart:
 				err = c.pods.RestartPod(ctx, t)
-			} else {
+			default:
 				_, err = c.pods.StartPod(ctx, t, ipa.TriggerHandoff, "")
 			}
 		}

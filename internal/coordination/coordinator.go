@@ -77,6 +77,10 @@ type Coordinator struct {
 	closed   atomic.Bool // a closed-task check runs
 	takeover atomic.Bool // a takeover round runs
 	draining atomic.Bool // a drain check runs
+	// sched, once scheduling wraps this instance's pods, carries out the
+	// restarts and handoff starts other instances send here: through the
+	// limits, like every start.
+	sched atomic.Pointer[ScheduledPods]
 	// drainMu makes drains one at a time: a shutdown handoff marks the
 	// instance draining, and the drain duty must not race it for the pods.
 	drainMu sync.Mutex

@@ -54,3 +54,21 @@ func (l LeaseStore) List(ctx context.Context) ([]supervisor.Lease, error) {
 	}
 	return out, nil
 }
+
+// requeuer is a store that can give a pod whose start was never recorded
+// back to the scheduling queue (store.RequeueLease).
+type requeuer interface {
+	RequeueLease(ctx context.Context, owner, taskID string, now time.Time) (bool, error)
+}
+
+// Requeue gives the task's pod back to the queue in place of this
+// instance's lease when the stream says the pod is QUEUED: its granted
+// start never got recorded (supervisor.Requeuer). False when the store
+// cannot, or the pod is in any other state.
+func (l LeaseStore) Requeue(ctx context.Context, taskID string) (bool, error) {
+	rq, ok := l.st.(requeuer)
+	if !ok {
+		return false, nil
+	}
+	return rq.RequeueLease(ctx, l.owner, taskID, time.Now())
+}

@@ -2,8 +2,10 @@ package coordination
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
@@ -279,10 +281,88 @@ type ScheduledPods struct {
 	s *Scheduler
 }
 
-// Wrap puts scheduling in front of pods' starts and stops.
+// Wrap puts scheduling in front of pods' starts and stops. Over a Router,
+// the restarts and handoff starts other instances send here go through it
+// too.
 func (s *Scheduler) Wrap(pods LocalPods) *ScheduledPods {
 	s.pods = &ScheduledPods{LocalPods: pods, s: s}
+	if r, ok := pods.(*Router); ok {
+		r.c.sched.Store(s.pods)
+	}
 	return s.pods
+}
+
+// here is this instance's own supervisor, under the Router if there is one.
+func (p *ScheduledPods) here() LocalPods {
+	if r, ok := p.LocalPods.(*Router); ok {
+		return r.LocalPods
+	}
+	return p.LocalPods
+}
+
+// RestartPod restarts the task's pod on the instance that owns it (here
+// when none does): it stops the pod (pod_stopped, reason restart) and
+// starts it again as a person's start (FAILED and the restart counter
+// cleared), through the concurrency limits like any start: the stop gives
+// its slot back, and when a limit covering it is full then (lowered, or
+// the slot went to a pod queued before) the pod queues. A queued pod stays
+// queued, a waiting one waits: their restart is their start.
+func (p *ScheduledPods) RestartPod(ctx context.Context, t *ipa.Task) error {
+	if t == nil || t.ID == "" {
+		return p.LocalPods.RestartPod(ctx, t)
+	}
+	if r, ok := p.LocalPods.(*Router); ok {
+		return r.route(ctx, t.ID, CmdRestart, "restart", func() error { return p.restartHere(ctx, t) })
+	}
+	return p.restartHere(ctx, t)
+}
+
+// restartHere is RestartPod on the instance that owns the pod (or no one).
+func (p *ScheduledPods) restartHere(ctx context.Context, t *ipa.Task) error {
+	if t.PodState != ipa.PodQueued && t.PodState != ipa.PodWaiting {
+		err := p.here().StopPod(context.WithoutCancel(ctx), t.ID, ipa.StopRestart)
+		if err != nil && !errors.Is(err, ipa.ErrPodNotRunning) {
+			return err
+		}
+	}
+	_, err := p.StartPod(ctx, t, ipa.TriggerManual, "")
+	return err
+}
+
+// resumeParallelism bounds how many pods Resume starts at once, as the
+// supervisor's own resume does.
+const resumeParallelism = 8
+
+// Resume starts again, through the concurrency limits, the pods this
+// instance stopped on its last clean shutdown (trigger resume): a resume
+// takes a slot only where a limit has room, and queues otherwise, so a
+// limit lowered (or filled by other instances) while this one was down
+// holds. It returns how many pods started at once, after every start
+// ended.
+func (p *ScheduledPods) Resume(ctx context.Context, tasks []*ipa.Task) int {
+	var started atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, resumeParallelism)
+	for _, t := range tasks {
+		if t == nil || t.Status.Closed() {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ok, err := p.StartPod(ctx, t, ipa.TriggerResume, "")
+			switch {
+			case err != nil:
+				p.s.log.Warn("pod not resumed", slog.String("task_id", t.ID), slog.String("decision", "resume_failed"), slog.Any("error", err))
+			case ok:
+				started.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(started.Load())
 }
 
 // StartPod starts the task's pod if no concurrency limit covering it is

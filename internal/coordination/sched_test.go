@@ -295,3 +295,46 @@ func TestSchedStopQueued(t *testing.T) {
 		t.Fatalf("stop of a running pod: %v, local %v", err, local.stopped)
 	}
 }
+
+// TestSchedRestartAndResumeQueue: a person's restart stops the pod and
+// starts it through the limits, so beyond a full one it queues; a restart
+// of a queued pod stops nothing; a resume beyond a full limit queues with
+// trigger resume.
+func TestSchedRestartAndResumeQueue(t *testing.T) {
+	ctx := context.Background()
+	st, rec, local, _, pods := newSchedFixture()
+	task := &ipa.Task{ID: "t1", Runtime: "demo", PodState: ipa.PodRunning}
+	st.tasks["t1"] = task
+	st.admit, st.blocking = ipa.Queued, []string{"global"}
+	if err := pods.RestartPod(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if len(local.stopped) != 1 || len(local.started) != 0 {
+		t.Fatalf("restart beyond a full limit: stopped %v, started %v; want a stop and no start", local.stopped, local.started)
+	}
+	if len(rec.evs) != 1 || rec.evs[0].Type != ipa.EventPodQueued || rec.evs[0].Data.(ipa.PodQueuedData).Trigger != ipa.TriggerManual {
+		t.Fatalf("recorded %+v", rec.evs)
+	}
+
+	queued := &ipa.Task{ID: "t2", Runtime: "demo", PodState: ipa.PodQueued}
+	st.tasks["t2"] = queued
+	st.admit, rec.evs, local.stopped = ipa.AlreadyQueued, nil, nil
+	if err := pods.RestartPod(ctx, queued); err != nil {
+		t.Fatal(err)
+	}
+	if len(local.stopped) != 0 || len(local.started) != 0 || len(rec.evs) != 0 {
+		t.Fatalf("restart of a queued pod: stopped %v started %v recorded %+v", local.stopped, local.started, rec.evs)
+	}
+
+	st.admit = ipa.Queued
+	if n := pods.Resume(ctx, []*ipa.Task{{ID: "t3", Runtime: "demo"}}); n != 0 {
+		t.Fatalf("%d resumed beyond a full limit", n)
+	}
+	if len(rec.evs) != 1 || rec.evs[0].Data.(ipa.PodQueuedData).Trigger != ipa.TriggerResume || len(local.started) != 0 {
+		t.Fatalf("resume beyond a full limit: recorded %+v, started %v", rec.evs, local.started)
+	}
+	st.admit = ipa.Admitted
+	if n := pods.Resume(ctx, []*ipa.Task{{ID: "t4", Runtime: "demo"}}); n != 1 || len(local.started) != 1 {
+		t.Fatalf("resume with room: %d resumed, started %v", n, local.started)
+	}
+}

@@ -192,6 +192,13 @@ func (s *Store) rewrite(ctx context.Context, id string) error {
 			if err := writeLabels(tx, *want, labels, true); err != nil {
 				return err
 			}
+			deps, err := want.task()
+			if err != nil {
+				return err
+			}
+			if err := writeDeps(tx, want.ID, deps.DependsOn, true); err != nil {
+				return err
+			}
 		}
 		return applyCounts(tx, counts)
 	})

@@ -481,22 +481,114 @@ func queuedUnder(tx *gorm.DB, key string) (int, error) {
 	return int(n), err
 }
 
-// Dependents returns the open tasks that depend on taskID.
-func (s *Store) Dependents(ctx context.Context, taskID string) ([]string, error) {
-	if !validID(taskID) {
-		return nil, nil
-	}
-	var ids []string
-	if err := s.read.WithContext(ctx).Raw(`SELECT id FROM tasks WHERE closed_at IS NULL AND depends_on LIKE ? ORDER BY created_at, id LIMIT ?`,
-		`%"`+taskID+`"%`, maxDispatchScan).Scan(&ids).Error; err != nil {
-		return nil, s.wrap(fmt.Errorf("store: dependents: %w", err))
-	}
-	return ids, nil
-}
-
 // WaitingTasks returns open tasks whose pod waits for dependencies
 // (WAITING), oldest first, at most limit.
 func (s *Store) WaitingTasks(ctx context.Context, limit int) ([]*ipa.Task, error) {
 	return s.tasksWhere(ctx, "waiting pods", `SELECT `+taskColumns+` FROM tasks WHERE pod_state = ? AND closed_at IS NULL ORDER BY updated_at, id LIMIT ?`,
 		string(ipa.PodWaiting), limit)
+}
+
+// RequeueLease gives the task's pod back to the queue when owner holds its
+// lease and the task's stream says the pod is QUEUED: its start was granted
+// (the lease took the slot over) and never recorded, because the instance
+// starting it died, and whatever ran of it is gone (the caller made sure).
+// In one transaction the lease goes and the pod queues again at its old
+// place (its newest pod_queued: time and trigger), under the scheduler row
+// lock; the next dispatch grants it a slot like any queued pod. Reports
+// whether it did; a pod in any other state is left to the caller.
+func (s *Store) RequeueLease(ctx context.Context, owner, taskID string, now time.Time) (bool, error) {
+	if !validID(taskID) {
+		return false, nil
+	}
+	done := false
+	err := s.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		done = false
+		if err := lockScheduler(tx); err != nil {
+			return err
+		}
+		var rows []struct {
+			Priority int
+			PodState string
+			ClosedAt *int64
+		}
+		if err := tx.Raw(`SELECT priority, pod_state, closed_at FROM tasks WHERE id = ?`, taskID).Scan(&rows).Error; err != nil {
+			return err
+		}
+		if len(rows) == 0 || rows[0].ClosedAt != nil || rows[0].PodState != string(ipa.PodQueued) {
+			return nil
+		}
+		res := tx.Exec(`DELETE FROM pod_leases WHERE task_id = ? AND owner = ?`, taskID, owner)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return nil // not this owner's pod
+		}
+		var evs []struct {
+			Data       string
+			OccurredAt int64
+		}
+		if err := tx.Raw(`SELECT data, occurred_at FROM events WHERE stream_id = ? AND type = ? ORDER BY version DESC LIMIT 1`,
+			taskID, ipa.EventPodQueued).Scan(&evs).Error; err != nil {
+			return err
+		}
+		trigger, at := ipa.TriggerManual, nanos(now)
+		if len(evs) > 0 {
+			var d ipa.PodQueuedData
+			if json.Unmarshal([]byte(evs[0].Data), &d) == nil && d.Trigger != "" {
+				trigger = d.Trigger
+			}
+			at = evs[0].OccurredAt
+		}
+		if err := tx.Exec(`INSERT INTO pod_queue (task_id, instance_id, trigger, priority, queued_at, granted) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (task_id) DO NOTHING`, taskID, owner, trigger, rows[0].Priority, at, false).Error; err != nil {
+			return err
+		}
+		done = true
+		return nil
+	})
+	if err != nil {
+		return false, s.wrap(fmt.Errorf("store: requeue pod: %w", err))
+	}
+	return done, nil
+}
+
+// RequeueOrphans puts back in the queue, for instance to start, the open
+// pods the stream says are QUEUED that have neither a queue row nor a lease
+// and whose task has not changed since cutoff: pods whose place was lost
+// with a server that died mid-way (between taking a stopped pod out of the
+// queue and recording its stop, or, in a database written before the claim
+// of a start named its process, with a half-made lease dropped since). A
+// server calls it once as it starts, after it settled its own leases, and
+// it does something only when no other instance is alive (no heartbeat
+// since cutoff): a live one may be between taking a pod's row or lease
+// away and recording why, which looks the same for a moment. Each queues
+// at the time of its last change, trigger manual. Returns how many.
+func (s *Store) RequeueOrphans(ctx context.Context, instance string, cutoff, now time.Time) (int, error) {
+	var n int64
+	err := s.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		n = 0
+		if err := lockScheduler(tx); err != nil {
+			return err
+		}
+		var others int64
+		if err := tx.Raw(`SELECT COUNT(*) FROM instances WHERE id <> ? AND heartbeat_at >= ?`, instance, nanos(cutoff)).Scan(&others).Error; err != nil {
+			return err
+		}
+		if others > 0 {
+			return nil
+		}
+		res := tx.Exec(`INSERT INTO pod_queue (task_id, instance_id, trigger, priority, queued_at, granted)
+			SELECT t.id, ?, ?, t.priority, t.updated_at, ? FROM tasks t
+			WHERE t.pod_state = ? AND t.closed_at IS NULL AND t.updated_at < ?
+			AND NOT EXISTS (SELECT 1 FROM pod_queue q WHERE q.task_id = t.id)
+			AND NOT EXISTS (SELECT 1 FROM pod_leases l WHERE l.task_id = t.id)`,
+			instance, ipa.TriggerManual, false, string(ipa.PodQueued), nanos(cutoff))
+		n = res.RowsAffected
+		return res.Error
+	})
+	if err != nil {
+		return 0, s.wrap(fmt.Errorf("store: requeue orphaned pods: %w", err))
+	}
+	return int(n), nil
 }

@@ -27,6 +27,8 @@ func TestScheduling(t *testing.T) {
 				"ConcurrentAdmits":    testConcurrentAdmits,
 				"ReprojectQueued":     testReprojectQueued,
 				"PriorityMovesQueue":  testPriorityMovesQueue,
+				"RequeueLease":        testRequeueLease,
+				"RequeueOrphans":      testRequeueOrphans,
 			} {
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
@@ -313,4 +315,113 @@ func testPriorityMovesQueue(t *testing.T, s *Store) {
 	ids, err := s.QueuedTasks(ctx, 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{b.ID, a.ID}, ids)
+}
+
+// testRequeueLease: a QUEUED pod whose granted start never got recorded (its
+// lease took the granted slot over) goes back to the queue, at the place and
+// with the trigger of its pod_queued, in place of its owner's lease; a lease
+// of another owner, or of a pod in any other state, is left alone.
+func testRequeueLease(t *testing.T, s *Store) {
+	ctx := context.Background()
+	now := time.Now()
+	_, err := s.SetConcurrencyLimit(ctx, ipa.LimitGlobal, limit(1), now)
+	require.NoError(t, err)
+	run, q := createTask(t, s, "run", t0), createTask(t, s, "q", t0)
+	adm, _, _ := admit(t, s, run, "me")
+	require.Equal(t, ipa.Admitted, adm)
+	require.NoError(t, s.SaveLease(ctx, "me", run.ID, []byte(`{}`), now))
+	adm, _, _, err = s.Admit(ctx, q, "me", ipa.TriggerAutoStart, now)
+	require.NoError(t, err)
+	require.Equal(t, ipa.Queued, adm)
+	queuedAt := t0.Add(time.Minute)
+	_, err = s.Append(ctx, ipa.AppendRequest{TaskID: q.ID, ExpectedVersion: ipa.AnyVersion, Actor: "bob", Now: queuedAt,
+		Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
+			return []ipa.NewEvent{{Type: ipa.EventPodQueued, Data: ipa.PodQueuedData{Trigger: ipa.TriggerAutoStart, Limits: []string{ipa.LimitGlobal}, Position: 1}}}, nil
+		}})
+	require.NoError(t, err)
+	// The slot frees, q is granted it, and its start's lease takes it over.
+	require.NoError(t, s.DeleteLease(ctx, "me", run.ID))
+	grants, err := s.Dispatch(ctx, "me", now.Add(-time.Minute), now)
+	require.NoError(t, err)
+	require.Len(t, grants, 1)
+	require.NoError(t, s.SaveLease(ctx, "dead", q.ID, []byte(`{}`), now))
+
+	done, err := s.RequeueLease(ctx, "me", q.ID, now)
+	require.NoError(t, err)
+	assert.False(t, done, "another owner's lease is left alone")
+	done, err = s.RequeueLease(ctx, "me", run.ID, now)
+	require.NoError(t, err)
+	assert.False(t, done, "a pod that is not QUEUED is left alone")
+
+	done, err = s.RequeueLease(ctx, "dead", q.ID, now)
+	require.NoError(t, err)
+	require.True(t, done)
+	owner, _, found, err := s.LeaseOwner(ctx, q.ID)
+	require.NoError(t, err)
+	assert.False(t, found, "the lease went (owner %q)", owner)
+	pos, err := s.QueuePosition(ctx, q.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, pos)
+	var row struct {
+		Trigger  string
+		QueuedAt int64
+		Granted  bool
+	}
+	require.NoError(t, s.read.Raw(`SELECT trigger, queued_at, granted FROM pod_queue WHERE task_id = ?`, q.ID).Scan(&row).Error)
+	assert.Equal(t, ipa.TriggerAutoStart, row.Trigger)
+	assert.Equal(t, nanos(queuedAt), row.QueuedAt)
+	assert.False(t, row.Granted)
+	// It is granted the free slot like any queued pod.
+	grants, err = s.Dispatch(ctx, "me", now.Add(-time.Minute), now)
+	require.NoError(t, err)
+	require.Len(t, grants, 1)
+	assert.Equal(t, q.ID, grants[0].TaskID)
+	assert.Equal(t, ipa.TriggerAutoStart, grants[0].Trigger)
+}
+
+// testRequeueOrphans: a QUEUED pod with neither a queue row nor a lease
+// queues again once its task is older than the cutoff; a younger one (a
+// stop may be writing its end), one with a lease and one still queued are
+// left alone.
+func testRequeueOrphans(t *testing.T, s *Store) {
+	ctx := context.Background()
+	now := time.Now()
+	queue := func(task *ipa.Task, at time.Time) {
+		t.Helper()
+		_, err := s.Append(ctx, ipa.AppendRequest{TaskID: task.ID, ExpectedVersion: ipa.AnyVersion, Actor: "bob", Now: at,
+			Decide: func(*ipa.Task) ([]ipa.NewEvent, error) {
+				return []ipa.NewEvent{{Type: ipa.EventPodQueued, Data: ipa.PodQueuedData{Trigger: ipa.TriggerManual, Limits: []string{ipa.LimitGlobal}, Position: 1}}}, nil
+			}})
+		require.NoError(t, err)
+	}
+	orphan, young, leased, queued := createTask(t, s, "orphan", t0), createTask(t, s, "young", t0), createTask(t, s, "leased", t0), createTask(t, s, "queued", t0)
+	queue(orphan, t0.Add(time.Second))
+	queue(young, now.Add(3*time.Minute))
+	queue(leased, t0.Add(time.Second))
+	require.NoError(t, s.SaveLease(ctx, "other", leased.ID, []byte(`{}`), now))
+	_, err := s.SetConcurrencyLimit(ctx, ipa.LimitGlobal, limit(0), now)
+	require.NoError(t, err)
+	adm, _, _, err := s.Admit(ctx, queued, "other", ipa.TriggerManual, now)
+	require.NoError(t, err)
+	require.Equal(t, ipa.Queued, adm)
+	queue(queued, t0.Add(time.Second))
+
+	// Nothing while another instance is alive: it may be between taking a
+	// pod's row away and recording why.
+	require.NoError(t, s.RegisterInstance(ctx, ipa.Instance{ID: "other", Version: "v", StartedAt: now, HeartbeatAt: now}))
+	n, err := s.RequeueOrphans(ctx, "me", now.Add(-time.Minute), now)
+	require.NoError(t, err)
+	assert.Zero(t, n, "another instance is alive")
+	n, err = s.RequeueOrphans(ctx, "me", now.Add(time.Minute), now.Add(2*time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	ids, err := s.QueuedTasks(ctx, 10)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{orphan.ID, queued.ID}, ids)
+	var inst string
+	require.NoError(t, s.read.Raw(`SELECT instance_id FROM pod_queue WHERE task_id = ?`, orphan.ID).Scan(&inst).Error)
+	assert.Equal(t, "me", inst)
+	n, err = s.RequeueOrphans(ctx, "me", now.Add(time.Minute), now.Add(2*time.Minute))
+	require.NoError(t, err)
+	assert.Zero(t, n, "once")
 }

@@ -82,6 +82,9 @@ func (s *Store) CreateTask(ctx context.Context, req ipa.CreateTaskRequest) (ipa.
 		if err := writeLabels(tx, row, task.Labels, false); err != nil {
 			return nil, err
 		}
+		if err := writeDeps(tx, row.ID, task.DependsOn, false); err != nil {
+			return nil, err
+		}
 		return []ipa.Event{ev}, nil
 	})
 	if errors.Is(err, errExisting) {
@@ -278,6 +281,9 @@ func updateTask(tx *gorm.DB, cur, t *ipa.Task) error {
 	if err == nil && cur.Priority != t.Priority {
 		// A queued pod moves with its task's priority.
 		err = tx.Exec(`UPDATE pod_queue SET priority = ? WHERE task_id = ?`, t.Priority, t.ID).Error
+	}
+	if err == nil && !sameDeps(cur.DependsOn, t.DependsOn) {
+		err = writeDeps(tx, t.ID, t.DependsOn, true)
 	}
 	switch {
 	case err != nil:

@@ -166,21 +166,9 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	if s.pool != nil {
 		w = s.pool.take(t.Runtime)
 	}
-	if w == nil {
-		// The pod is claimed before any process exists: an instance that
-		// does not own it launches nothing (another one runs it, or will).
-		// A warm process exists already but has no task until Start: the
-		// lease saved with its pid below is the claim, one write instead
-		// of two.
-		if err := s.claimLease(ctx, t, attempt); err != nil {
-			if errors.Is(err, ipa.ErrLeaseHeld) {
-				log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
-				return err
-			}
-			log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", err))
-			return failStart(fmt.Errorf("claim lease of task %s: %w", t.ID, err), nil, "The server could not record which instance owns the pod.")
-		}
-	}
+	// A cold start claims the pod the moment its process exists, naming
+	// the process (launchRun); a warm process exists already but has no
+	// task until Start: the lease saved with its pid is the claim.
 	return s.launchRun(ctx, p, t, attempt, trigger, causation, span, log, w)
 }
 
@@ -215,7 +203,29 @@ func (s *Supervisor) launchRun(ctx context.Context, p *pod, t ipa.Task, attempt 
 		tail.setLog(log.With(slog.String("source", "plugin")))
 	} else {
 		tail = newStderrTail(log.With(slog.String("source", "plugin")))
-		conn, pr, err = launchPlugin(startCtx, cmd, tail, log, s.cfg.StartTimeout)
+		// The pod is claimed the moment its process exists, before the
+		// handshake, and the claim names the process: a server that dies
+		// from then on leaves a lease by which the next owner finds the
+		// process and kills it, whether its start was recorded or not. (A
+		// claim before the process, with no pid, would leave a plugin that
+		// nobody can find beside the pod's next start.) An instance that
+		// does not own the pod kills the process it just spawned: another
+		// one runs the pod.
+		var claimErr error
+		claim := func(pr *proc) error {
+			claimErr = s.cfg.Leases.Save(ctx, Lease{TaskID: t.ID, Runtime: t.Runtime, Attempt: attempt,
+				PID: pr.pid, StartTicks: pr.startTicks, BootID: bootID(), StartedAt: s.cfg.Now()})
+			return claimErr
+		}
+		conn, pr, err = launchPlugin(startCtx, cmd, tail, log, s.cfg.StartTimeout, claim)
+		if err != nil && claimErr != nil {
+			if errors.Is(claimErr, ipa.ErrLeaseHeld) {
+				log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
+				return claimErr
+			}
+			log.Error("pod start failed", slog.String("decision", "lease_failed"), slog.Any("error", claimErr))
+			return failStart(fmt.Errorf("claim lease of task %s: %w", t.ID, claimErr), nil, "The server could not record which instance owns the pod.")
+		}
 		if err != nil {
 			s.dropLease(t.ID)
 			s.m.startFailures.WithLabelValues(t.Runtime).Inc()

@@ -38,6 +38,15 @@ type LeaseStore interface {
 	List(ctx context.Context) ([]Lease, error)
 }
 
+// Requeuer is a LeaseStore that can give a pod back to the scheduling queue
+// in place of this server's lease of it, when the task's stream says the
+// pod is QUEUED: a start granted to this server (or to a dead one whose
+// lease it took over) that was never recorded. Requeue reports whether it
+// did; a pod in any other state is left as it is.
+type Requeuer interface {
+	Requeue(ctx context.Context, taskID string) (bool, error)
+}
+
 // MemoryLeaseStore is a LeaseStore in memory, for tests: it survives a
 // Supervisor (two supervisors can share it) but not the process.
 type MemoryLeaseStore struct {
@@ -102,4 +111,28 @@ func (s *Supervisor) dropLease(taskID string) {
 	if err := s.cfg.Leases.Delete(ctx, taskID); err != nil {
 		s.log.Error("delete lease", slog.String("task_id", taskID), slog.Any("error", err))
 	}
+}
+
+// requeue gives a pod whose start was never recorded (the previous owner
+// died between its claim and its pod_started; whatever ran of it is killed
+// already) back to the scheduling queue, when the stream says it is
+// QUEUED: it queues again at its old place and starts once a slot is
+// granted to it, so a queued pod runs once even when the server that was
+// starting it died. Reports whether it did.
+func (s *Supervisor) requeue(ctx context.Context, taskID string, log *slog.Logger) bool {
+	rq, ok := s.cfg.Leases.(Requeuer)
+	if !ok {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
+	defer cancel()
+	done, err := rq.Requeue(rctx, taskID)
+	if err != nil {
+		log.Error("requeue pod", slog.Any("error", err))
+		return false
+	}
+	if done {
+		log.Warn("queued pod whose start was never recorded queued again", slog.String("decision", "requeued"))
+	}
+	return done
 }

@@ -103,10 +103,13 @@ func (w slogWriter) Write(b []byte) (int, error) {
 }
 
 // launchPlugin starts cmd as a plugin process, completes the go-plugin
-// handshake and dispenses the Runtime. On error the process, if started, is
-// killed and reaped before it returns.
-func launchPlugin(ctx context.Context, cmd *exec.Cmd, stderr io.Writer, log *slog.Logger, timeout time.Duration) (*pluginConn, *proc, error) {
+// handshake and dispenses the Runtime. spawned, if not nil, is told of the
+// process as soon as it exists (before the handshake); its error ends the
+// launch. On error the process, if started, is killed and reaped before it
+// returns.
+func launchPlugin(ctx context.Context, cmd *exec.Cmd, stderr io.Writer, log *slog.Logger, timeout time.Duration, spawned func(*proc) error) (*pluginConn, *proc, error) {
 	r := newChildRunner(cmd)
+	r.spawned = spawned
 	cfg := podapi.NewClientConfig(cmd, hclogger(log))
 	// Our runner instead of go-plugin's: it owns the wait, so the exit status
 	// is ours. go-plugin writes the handshake environment (cookie, protocol

@@ -112,6 +112,10 @@ type childRunner struct {
 	// started is p once the process exists, for a caller that gives up on
 	// the handshake while go-plugin may still be starting it.
 	started atomic.Pointer[proc]
+	// spawned, if set, is told of the process the moment it exists, before
+	// the handshake; its error fails the start (the caller kills the
+	// process, which started holds).
+	spawned func(*proc) error
 }
 
 // newChildRunner prepares cmd: own process group (so we can kill the whole
@@ -156,6 +160,9 @@ func (r *childRunner) start() error {
 		pipes: []*os.File{outR, errR}}
 	r.started.Store(r.p)
 	go r.wait()
+	if r.spawned != nil {
+		return r.spawned(r.p)
+	}
 	return nil
 }
 

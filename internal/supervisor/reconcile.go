@@ -107,9 +107,14 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		return false // already supervised: Reconcile ran twice
 	}
 	if l.PID <= 0 {
-		// A claim with no process (a launch under way, or a restart
-		// pending) when the previous server stopped: nothing to find. The
-		// task is settled as one without a lease.
+		// A claim with no process (a restart pending, or a launch that had
+		// not spawned its process yet) when the previous server stopped:
+		// nothing to find. A queued pod whose granted start it was queues
+		// again; any other task is settled as one without a lease.
+		if s.requeue(ctx, l.TaskID, log) {
+			s.forgetIdle(p)
+			return false
+		}
 		s.dropLease(l.TaskID)
 		return true
 	}
@@ -118,8 +123,13 @@ func (s *Supervisor) reconcileLease(ctx context.Context, l Lease, t ipa.Task, wa
 		// The previous server saved this run's lease and stopped before it
 		// recorded the run's pod_started: the history never saw it start,
 		// so nothing about it is recorded now either. Whatever is left of
-		// it is killed and the task is settled as one without a lease.
+		// it is killed; a queued pod whose granted start it was queues
+		// again, any other task is settled as one without a lease.
 		s.killLeased(l, log)
+		if s.requeue(ctx, l.TaskID, log) {
+			s.forgetIdle(p)
+			return false
+		}
 		s.dropLease(l.TaskID)
 		log.Warn("run without pod_started ended", slog.String("decision", "kill_unrecorded"))
 		return true

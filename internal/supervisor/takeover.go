@@ -51,7 +51,14 @@ func (s *Supervisor) takeOver(ctx context.Context, tk Takeover) {
 		log.Info("lease taken over and dropped", slog.String("decision", "task_closed"))
 		return
 	}
-	if s.runHistoryOf(ctx, l).unrecorded() {
+	unrecorded := s.runHistoryOf(ctx, l).unrecorded()
+	if (unrecorded || l.PID <= 0) && tk.Task.PodState == ipa.PodQueued && s.requeue(ctx, l.TaskID, log) {
+		// The dead owner was starting a queued pod granted a slot (its
+		// claim, or its process, killed above) and never recorded the
+		// start: nothing ran that the history saw. It queues again.
+		return
+	}
+	if unrecorded {
 		// The dead owner saved the run's lease but never recorded its
 		// pod_started: no run is lost that the history saw start. The
 		// task is settled from what its history does record.

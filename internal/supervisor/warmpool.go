@@ -344,7 +344,7 @@ func (p *warmPool) launch(runtime string, log *slog.Logger) (*warmProc, error) {
 	defer cancel()
 	tail := newStderrTail(log.With(slog.String("source", "plugin")))
 	began := time.Now()
-	conn, pr, err := launchPlugin(ctx, cmd, tail, log, p.s.cfg.StartTimeout)
+	conn, pr, err := launchPlugin(ctx, cmd, tail, log, p.s.cfg.StartTimeout, nil)
 	if err != nil {
 		return &warmProc{tail: tail}, err
 	}
