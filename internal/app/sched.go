@@ -13,7 +13,7 @@ import (
 // slotLeases is the supervisor's lease store that wakes the scheduler when
 // a lease goes: a pod's lease is its scheduling slot.
 type slotLeases struct {
-	supervisor.LeaseStore
+	coordination.LeaseStore
 	sched *coordination.Scheduler
 }
 
@@ -53,13 +53,12 @@ func (a *App) schedMetrics() func(taskID string, waited time.Duration) {
 // Requeue gives a pod whose granted start was never recorded back to the
 // queue, and has the scheduler look at it.
 func (l slotLeases) Requeue(ctx context.Context, taskID string) (bool, error) {
-	rq, ok := l.LeaseStore.(supervisor.Requeuer)
-	if !ok {
-		return false, nil
-	}
-	done, err := rq.Requeue(ctx, taskID)
+	done, err := l.LeaseStore.Requeue(ctx, taskID)
 	if done {
 		l.sched.Kick()
 	}
 	return done, err
 }
+
+// The supervisor finds the requeue by its interface: keep it there.
+var _ supervisor.Requeuer = slotLeases{}
