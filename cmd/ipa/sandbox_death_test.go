@@ -1,0 +1,173 @@
+package main
+
+// No process of a sandboxed pod outlives its plugin. Under bwrap the
+// command is not the plugin's child: the plugin starts bwrap, bwrap's
+// child is PID 1 of the sandbox's PID namespace, and the command is that
+// init's child. These tests kill the plugin every way it can die and watch
+// /proc for the whole tree.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipa-dev/ipa/internal/sandbox"
+)
+
+// needBwrap skips, saying why, where bwrap does not work.
+func needBwrap(t *testing.T) {
+	t.Helper()
+	if _, err := sandbox.Find(context.Background(), ""); err != nil {
+		t.Skipf("needs a working bwrap: %v", err)
+	}
+}
+
+// podTree lists the live descendants of pid (not pid itself), by walking
+// /proc's parent links.
+func podTree(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	parent := map[int]int{}
+	for _, e := range ents {
+		var p int
+		if _, err := fmt.Sscan(e.Name(), &p); err != nil {
+			continue
+		}
+		if pp, state := statPPid(p); state != "" && state != "Z" {
+			parent[p] = pp
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// cmdlineOf is pid's command line, spaces for NULs.
+func cmdlineOf(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
+}
+
+// sandboxedSleeper starts a sandboxed exec pod whose command forks a child
+// that forks a grandchild, all sleeping, and returns its plugin's pid and
+// the pod's processes (bwrap, its init, the command and its descendants).
+func sandboxedSleeper(t *testing.T, h *home, s *server, marker string) (int, []int) {
+	t.Helper()
+	id := s.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{
+		"command": []string{"sh", "-c", `sh -c 'sleep 1000 & sleep 1001; :' & sleep 1002; :`, marker},
+		"env":     tagEnv(h),
+	}})
+	if started, _ := s.startPod(t, id); !started {
+		t.Fatal("startPod: started=false")
+	}
+	var plugin int
+	var tree []int
+	eventually(t, 30*time.Second, func() string {
+		tv := s.task(t, id)
+		if tv.Pod.State != "RUNNING" || tv.Pod.PID <= 0 {
+			return "pod " + tv.Pod.State
+		}
+		if !strings.Contains(string(tv.Pod.Live), `"sandboxed":true`) {
+			return "the pod is not sandboxed: " + string(tv.Pod.Live)
+		}
+		plugin = tv.Pod.PID
+		tree = podTree(plugin)
+		sleeps := 0
+		for _, p := range tree {
+			if strings.HasPrefix(cmdlineOf(p), "sleep 100") {
+				sleeps++
+			}
+		}
+		if sleeps != 3 {
+			return fmt.Sprintf("%d of 3 sleeps running under plugin %d", sleeps, plugin)
+		}
+		return ""
+	})
+	var b strings.Builder
+	for _, p := range tree {
+		pp, _ := statPPid(p)
+		fmt.Fprintf(&b, "\n  %d (parent %d): %.80s", p, pp, cmdlineOf(p))
+	}
+	t.Logf("plugin %d runs:%s", plugin, b.String())
+	if !slices.ContainsFunc(tree, isBwrap) {
+		t.Fatalf("no bwrap under plugin %d", plugin)
+	}
+	return plugin, tree
+}
+
+// treeGone waits for the plugin to end, then samples /proc until none of
+// tree is alive, and fails when some process of it is still there within
+// after the plugin ended. It returns how long the last one outlived the
+// plugin.
+func treeGone(t *testing.T, h *home, plugin int, tree []int, pluginWithin, after time.Duration) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(pluginWithin)
+	for ourAlive(plugin, h.tag) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %d still alive %s later", plugin, pluginWithin)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	gone := time.Now()
+	for {
+		var left []int
+		for _, p := range tree {
+			if ourAlive(p, h.tag) {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 {
+			return time.Since(gone)
+		}
+		if time.Since(gone) > after {
+			t.Fatalf("processes of the pod outlived its plugin %d by %s:%s", plugin, after, describe(left))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestSandboxTreeDiesWithPlugin kills a sandboxed pod's plugin every way
+// it can die and checks that its whole tree goes with it: the plugin
+// SIGKILLed while the server watches (the supervisor kills its group),
+// SIGKILLed while no server runs (only the kernel's parent-death signals
+// and the PID namespace are left), and ending by itself after the server
+// was killed -9 (its host silent for the orphan grace).
+func TestSandboxTreeDiesWithPlugin(t *testing.T) {
+	needBwrap(t)
+	t.Parallel()
+	// Generous: it bounds how long a process may outlive its plugin on a
+	// loaded machine; the kernel's part takes milliseconds.
+	const outlive = 5 * time.Second
+	for _, how := range []string{"plugin-killed", "plugin-killed-server-down", "host-silent"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			h := newHome(t, "--sandbox", "required")
+			h.env = []string{"IPA_PLUGIN_ORPHAN_GRACE=2s"}
+			s := h.start()
+			plugin, tree := sandboxedSleeper(t, h, s, "sandbox-death-"+h.tag)
+			switch how {
+			case "plugin-killed":
+				_ = syscall.Kill(plugin, syscall.SIGKILL)
+			case "plugin-killed-server-down":
+				s.crash(t)
+				_ = syscall.Kill(plugin, syscall.SIGKILL)
+			case "host-silent":
+				s.crash(t)
+			}
+			d := treeGone(t, h, plugin, tree, 60*time.Second, outlive)
+			t.Logf("the last process of the pod ended %s after its plugin", d.Round(time.Millisecond))
+		})
+	}
+}
