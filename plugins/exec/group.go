@@ -24,7 +24,10 @@ import (
 // it starts (unless it leaves the group on purpose) dies with the plugin. On
 // Linux the command also gets SIGKILL as its parent-death signal, so a
 // plugin killed outright takes its command along even when no supervisor is
-// there to kill the group.
+// there to kill the group; and the plugin's group guard (guard.go) kills
+// the whole group the moment the plugin is gone, which also covers what a
+// parent-death signal does not reach: the command's own children, and a
+// sandboxed command, which is not the plugin's child.
 //
 // Signals for the command then reach the plugin too: the plugin catches
 // SIGTERM (and does nothing with it), and SIGKILL goes to every member of
@@ -41,6 +44,7 @@ func commandGroup(attr *syscall.SysProcAttr) (shared bool) {
 		attr.Setpgid = true
 		return false
 	}
+	startGuard()
 	ignoreTermOnce.Do(func() {
 		// Notified, not ignored: an ignored signal would stay ignored in
 		// the command, a caught one is reset to the default when it execs.
