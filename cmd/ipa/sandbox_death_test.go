@@ -171,3 +171,56 @@ func TestSandboxTreeDiesWithPlugin(t *testing.T) {
 		})
 	}
 }
+
+// TestSandboxStopIsGraceful: stopPod's SIGTERM reaches a sandboxed command,
+// which ends in its own time, as an unsandboxed one does. (bwrap itself
+// dies of SIGTERM, and its sandbox with it by SIGKILL, so it must not get
+// one.)
+func TestSandboxStopIsGraceful(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"required", "off"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "required" {
+				needBwrap(t)
+			}
+			t.Parallel()
+			h := newHome(t, "--sandbox", mode)
+			s := h.start()
+			id := s.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{
+				"command": []string{"sh", "-c", `trap 'echo term; sleep 0.3; echo cleaned; exit 3' TERM; echo ready; while :; do sleep 0.1; done`},
+				"env":     tagEnv(h),
+			}})
+			s.startPod(t, id)
+			type line struct{ Stream, Text string }
+			output := func() []string {
+				var out []string
+				for _, e := range s.events(t, id, "pod_output") {
+					for _, l := range dataField[[]line](t, e, "lines") {
+						out = append(out, l.Text)
+					}
+				}
+				return out
+			}
+			eventually(t, 30*time.Second, func() string {
+				if !slices.Contains(output(), "ready") {
+					return "the command has not started"
+				}
+				return ""
+			})
+			s.must(t, stopPodQ, map[string]any{"id": id, "r": "graceful"}, nil)
+			var exited []event
+			eventually(t, 30*time.Second, func() string {
+				if exited = s.events(t, id, "runtime.exec.exited"); len(exited) == 0 {
+					return "the command has not ended"
+				}
+				return ""
+			})
+			if out := output(); !slices.Contains(out, "cleaned") {
+				t.Fatalf("--sandbox %s: the command did not end in its own time on stopPod: output %q, %s", mode, out, exited[0].Data)
+			}
+			if code := dataField[*int](t, exited[0], "exitCode"); code == nil || *code != 3 {
+				t.Fatalf("--sandbox %s: the command's end %s, want exit code 3", mode, exited[0].Data)
+			}
+		})
+	}
+}

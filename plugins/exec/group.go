@@ -60,17 +60,30 @@ func commandGroup(attr *syscall.SysProcAttr) (shared bool) {
 
 // signalGroup sends sig to the command's process group. In a shared group
 // SIGTERM goes to the whole group (the plugin catches it) and SIGKILL to
-// every member but the plugin.
-func signalGroup(pgid int, shared bool, sig syscall.Signal) {
-	if !shared {
+// every member but the plugin. spare (0: none) is a member that gets
+// SIGKILL only: the bwrap outside a sandbox, which would die of any other
+// signal at once and so SIGKILL the whole sandbox (its init dies with it)
+// before the command could end cleanly. Without it, the command gets the
+// signal and the sandbox ends when the command does. (The init of the
+// sandbox's PID namespace, also in the group, never gets a signal it has
+// no handler for from outside its namespace, SIGKILL aside.)
+func signalGroup(pgid int, shared bool, sig syscall.Signal, spare int) {
+	switch {
+	case sig == syscall.SIGKILL && shared:
+		killGroupButSelf(pgid)
+	case sig == syscall.SIGKILL || spare == 0:
 		_ = syscall.Kill(-pgid, sig)
-		return
+	default:
+		// One by one, so spare is left out: a member forked meanwhile
+		// may miss the signal, as it may miss a group's; SIGKILL at the
+		// deadline reaches it.
+		self := os.Getpid()
+		for _, pid := range groupMembers(pgid) {
+			if pid != spare && pid != self {
+				_ = syscall.Kill(pid, sig)
+			}
+		}
 	}
-	if sig != syscall.SIGKILL {
-		_ = syscall.Kill(-pgid, sig)
-		return
-	}
-	killGroupButSelf(pgid)
 }
 
 // killGroupButSelf sends SIGKILL to every process in group pgid except this
