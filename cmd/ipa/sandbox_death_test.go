@@ -61,9 +61,9 @@ func cmdlineOf(pid int) string {
 }
 
 // sandboxedSleeper starts a sandboxed exec pod whose command forks a child
-// that forks a grandchild, all sleeping, and returns its plugin's pid and
-// the pod's processes (bwrap, its init, the command and its descendants).
-func sandboxedSleeper(t *testing.T, h *home, s *server, marker string) (int, []int) {
+// that forks a grandchild, all sleeping, and returns its task, its plugin's
+// pid and the pod's processes (bwrap, its init, the command and its descendants).
+func sandboxedSleeper(t *testing.T, h *home, s *server, marker string) (string, int, []int) {
 	t.Helper()
 	id := s.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{
 		"command": []string{"sh", "-c", `sh -c 'sleep 1000 & sleep 1001; :' & sleep 1002; :`, marker},
@@ -104,7 +104,7 @@ func sandboxedSleeper(t *testing.T, h *home, s *server, marker string) (int, []i
 	if !slices.ContainsFunc(tree, isBwrap) {
 		t.Fatalf("no bwrap under plugin %d", plugin)
 	}
-	return plugin, tree
+	return id, plugin, tree
 }
 
 // treeGone waits for the plugin to end, then samples /proc until none of
@@ -140,7 +140,7 @@ func treeGone(t *testing.T, h *home, plugin int, tree []int, pluginWithin, after
 
 // TestSandboxTreeDiesWithPlugin kills a sandboxed pod's plugin every way
 // it can die and checks that its whole tree goes with it: the plugin
-// SIGKILLed while the server watches (the supervisor kills its group),
+// ending after stopPod, SIGKILLed while the server watches (the supervisor kills its group),
 // SIGKILLed while no server runs (only the kernel's parent-death signals
 // and the PID namespace are left), and ending by itself after the server
 // was killed -9 (its host silent for the orphan grace).
@@ -150,14 +150,16 @@ func TestSandboxTreeDiesWithPlugin(t *testing.T) {
 	// Generous: it bounds how long a process may outlive its plugin on a
 	// loaded machine; the kernel's part takes milliseconds.
 	const outlive = 5 * time.Second
-	for _, how := range []string{"plugin-killed", "plugin-killed-server-down", "host-silent"} {
+	for _, how := range []string{"stopped", "plugin-killed", "plugin-killed-server-down", "host-silent"} {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()
 			h := newHome(t, "--sandbox", "required")
 			h.env = []string{"IPA_PLUGIN_ORPHAN_GRACE=2s"}
 			s := h.start()
-			plugin, tree := sandboxedSleeper(t, h, s, "sandbox-death-"+h.tag)
+			id, plugin, tree := sandboxedSleeper(t, h, s, "sandbox-death-"+h.tag)
 			switch how {
+			case "stopped":
+				s.must(t, stopPodQ, map[string]any{"id": id, "r": "done"}, nil)
 			case "plugin-killed":
 				_ = syscall.Kill(plugin, syscall.SIGKILL)
 			case "plugin-killed-server-down":

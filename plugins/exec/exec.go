@@ -434,6 +434,10 @@ func (r *Runtime) wait(host pod.Host, outR, errR *os.File) {
 
 	raw, _ := json.Marshal(data)
 	reportEnd(host, raw)
+	if r.shared {
+		// The plugin exits next: nothing of the pod stays behind it.
+		retireGuard(r.pgid)
+	}
 	close(r.done)
 	r.finished <- status
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/ipa-dev/ipa/sdk/pod"
 )
@@ -34,7 +35,15 @@ import (
 // it, and it ignores the terminal's. The group's id is the plugin's pid,
 // which the kernel does not hand out again while any member of the group
 // is alive.
-const guardScript = `trap '' TERM INT HUP QUIT; while read -r _; do :; done; kill -KILL -"$1" 2>/dev/null; exit 0`
+//
+// A plugin about to exit on its own (its command ended and was reported)
+// kills what is left of its group itself and retires the guard (the line
+// "exit"), waiting for it, so that no process of the pod, the guard
+// included, is left once the plugin has gone.
+const guardScript = `trap '' TERM INT HUP QUIT; while read -r l; do [ "$l" = exit ] && exit 0; done; kill -KILL -"$1" 2>/dev/null; exit 0`
+
+// guardRetireWait bounds the wait for the guard to end when retired.
+const guardRetireWait = 2 * time.Second
 
 var (
 	guardOnce sync.Once
@@ -42,6 +51,8 @@ var (
 	// here so the garbage collector never closes it either: its end is
 	// the plugin's.
 	guardW *os.File
+	// guardDone is closed once the guard has ended and been reaped.
+	guardDone chan struct{}
 )
 
 // startGuard starts the group guard of this plugin, which leads its group.
@@ -65,13 +76,31 @@ func startGuard() {
 			pod.Logger().Warn("cannot start the process group guard", "error", err)
 			return
 		}
-		guardW = w
-		// Reaps the guard, which ends only after the plugin (or when
-		// someone kills it): the goroutine ends with it.
+		guardW, guardDone = w, make(chan struct{})
+		// Reaps the guard, which ends when retired, after the plugin, or
+		// when someone kills it: the goroutine ends with it.
 		go func() {
 			if err := cmd.Wait(); err != nil {
 				pod.Logger().Warn("the process group guard ended", "error", err)
 			}
+			close(guardDone)
 		}()
 	})
+}
+
+// retireGuard kills every process of the plugin's group but the plugin,
+// then ends the guard and waits for it (at most guardRetireWait). For a
+// plugin that leads its group and is done with its command.
+func retireGuard(pgid int) {
+	killGroupButSelf(pgid)
+	if guardW == nil {
+		return
+	}
+	_, _ = guardW.Write([]byte("exit\n"))
+	t := time.NewTimer(guardRetireWait)
+	defer t.Stop()
+	select {
+	case <-guardDone:
+	case <-t.C:
+	}
 }
