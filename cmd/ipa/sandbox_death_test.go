@@ -60,10 +60,11 @@ func cmdlineOf(pid int) string {
 	return strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
 }
 
-// sandboxedSleeper starts a sandboxed exec pod whose command forks a child
-// that forks a grandchild, all sleeping, and returns its task, its plugin's
-// pid and the pod's processes (bwrap, its init, the command and its descendants).
-func sandboxedSleeper(t *testing.T, h *home, s *server, marker string) (string, int, []int) {
+// podSleeper starts an exec pod whose command forks a child that forks a
+// grandchild, all sleeping, and returns its task, its plugin's pid and the
+// pod's processes (bwrap and its init when sandboxed, the command and its
+// descendants, the plugin's guard).
+func podSleeper(t *testing.T, h *home, s *server, marker string, sandboxed bool) (string, int, []int) {
 	t.Helper()
 	id := s.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{
 		"command": []string{"sh", "-c", `sh -c 'sleep 1000 & sleep 1001; :' & sleep 1002; :`, marker},
@@ -79,8 +80,8 @@ func sandboxedSleeper(t *testing.T, h *home, s *server, marker string) (string, 
 		if tv.Pod.State != "RUNNING" || tv.Pod.PID <= 0 {
 			return "pod " + tv.Pod.State
 		}
-		if !strings.Contains(string(tv.Pod.Live), `"sandboxed":true`) {
-			return "the pod is not sandboxed: " + string(tv.Pod.Live)
+		if want := fmt.Sprintf(`"sandboxed":%v`, sandboxed); !strings.Contains(string(tv.Pod.Live), want) {
+			return "the pod's live state lacks " + want + ": " + string(tv.Pod.Live)
 		}
 		plugin = tv.Pod.PID
 		tree = podTree(plugin)
@@ -101,8 +102,8 @@ func sandboxedSleeper(t *testing.T, h *home, s *server, marker string) (string, 
 		fmt.Fprintf(&b, "\n  %d (parent %d): %.80s", p, pp, cmdlineOf(p))
 	}
 	t.Logf("plugin %d runs:%s", plugin, b.String())
-	if !slices.ContainsFunc(tree, isBwrap) {
-		t.Fatalf("no bwrap under plugin %d", plugin)
+	if slices.ContainsFunc(tree, isBwrap) != sandboxed {
+		t.Fatalf("bwrap under plugin %d: %v, want %v", plugin, !sandboxed, sandboxed)
 	}
 	return id, plugin, tree
 }
@@ -138,25 +139,33 @@ func treeGone(t *testing.T, h *home, plugin int, tree []int, pluginWithin, after
 	}
 }
 
-// TestSandboxTreeDiesWithPlugin kills a sandboxed pod's plugin every way
-// it can die and checks that its whole tree goes with it: the plugin
-// ending after stopPod, SIGKILLed while the server watches (the supervisor kills its group),
-// SIGKILLed while no server runs (only the kernel's parent-death signals
-// and the PID namespace are left), and ending by itself after the server
-// was killed -9 (its host silent for the orphan grace).
+// TestSandboxTreeDiesWithPlugin kills a pod's plugin every way it can die
+// and checks that its whole tree goes with it: the plugin ending after
+// stopPod, SIGKILLed while the server watches (the supervisor kills its
+// group), SIGKILLed while no server runs (the plugin's guard, the
+// kernel's parent-death signals and the PID namespace are left), and
+// ending by itself after the server was killed -9 (its host silent for
+// the orphan grace). Sandboxed, and unsandboxed for comparison (there the
+// command's children have no parent-death signal of their own either).
 func TestSandboxTreeDiesWithPlugin(t *testing.T) {
-	needBwrap(t)
 	t.Parallel()
 	// Generous: it bounds how long a process may outlive its plugin on a
 	// loaded machine; the kernel's part takes milliseconds.
 	const outlive = 5 * time.Second
-	for _, how := range []string{"stopped", "plugin-killed", "plugin-killed-server-down", "host-silent"} {
-		t.Run(how, func(t *testing.T) {
+	for _, c := range []struct{ mode, how string }{
+		{"required", "stopped"}, {"required", "plugin-killed"}, {"required", "plugin-killed-server-down"}, {"required", "host-silent"},
+		{"off", "plugin-killed-server-down"}, {"off", "host-silent"},
+	} {
+		how := c.how
+		t.Run(c.mode+"/"+how, func(t *testing.T) {
+			if c.mode == "required" {
+				needBwrap(t)
+			}
 			t.Parallel()
-			h := newHome(t, "--sandbox", "required")
+			h := newHome(t, "--sandbox", c.mode)
 			h.env = []string{"IPA_PLUGIN_ORPHAN_GRACE=2s"}
 			s := h.start()
-			id, plugin, tree := sandboxedSleeper(t, h, s, "sandbox-death-"+h.tag)
+			id, plugin, tree := podSleeper(t, h, s, "sandbox-death-"+h.tag, c.mode == "required")
 			switch how {
 			case "stopped":
 				s.must(t, stopPodQ, map[string]any{"id": id, "r": "done"}, nil)
