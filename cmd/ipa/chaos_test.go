@@ -20,9 +20,10 @@ import (
 	"github.com/ipa-dev/ipa/internal/testdb"
 )
 
-// TestChaos runs exec pods on PostgreSQL through everything at once: plugins
-// and their commands SIGKILLed at random, the server killed -9 twice and
-// started again on the same database and data dir, and a database outage.
+// TestChaos runs exec pods (sandboxed wherever bwrap works, as by default)
+// on PostgreSQL through everything at once: plugins and their commands
+// SIGKILLed at random, the server killed -9 twice and started again on the
+// same database and data dir, and a database outage.
 // Afterwards the history must be whole (gap-free streams, every run ended
 // exactly once, every kill recorded), no task may ever have run two
 // commands at once, nothing may outlive the final SIGTERM, and the
@@ -87,7 +88,7 @@ func TestChaos(t *testing.T) {
 	_, bwrapErr := sandbox.Find(context.Background(), "")
 	for _, c := range scanCommands(h.tag, marker) {
 		if sandboxed := c.ppid != c.plugin; sandboxed != (bwrapErr == nil) {
-			t.Fatalf("task %d: command %d sandboxed %v, but bwrap works here: %v (%v)", c.task, c.pid, sandboxed, bwrapErr == nil, bwrapErr)
+			t.Fatalf("task %d: command %d sandboxed=%v where bwrap works=%v (%v)", c.task, c.pid, sandboxed, bwrapErr == nil, bwrapErr)
 		}
 	}
 	t.Logf("commands sandboxed: %v", bwrapErr == nil)
