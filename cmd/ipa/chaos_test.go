@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -16,11 +17,13 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/dbtest"
 	"github.com/ipa-dev/ipa/internal/pgtest"
+	"github.com/ipa-dev/ipa/internal/sandbox"
 )
 
-// TestChaos runs exec pods on PostgreSQL through everything at once: plugins
-// and their commands SIGKILLed at random, the server killed -9 twice and
-// started again on the same database and data dir, and a database outage.
+// TestChaos runs exec pods (sandboxed wherever bwrap works, as by default)
+// on PostgreSQL through everything at once: plugins and their commands
+// SIGKILLed at random, the server killed -9 twice and started again on the
+// same database and data dir, and a database outage.
 // Afterwards the history must be whole (gap-free streams, every run ended
 // exactly once, every kill recorded), no task may ever have run two
 // commands at once, nothing may outlive the final SIGTERM, and the
@@ -40,10 +43,7 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	url := dbtest.URL(t, "postgres")
-	// Unsandboxed: under bwrap a command can outlive its plugin by about
-	// 2 s after the server's kill -9 (bwrap between them), a known gap of
-	// the sandbox; this run keeps checking the process-group rules.
-	h := newHome(t, "--sandbox", "off")
+	h := newHome(t)
 	h.db = url
 	// A plugin whose launch a server kill cut short never gets its host: it
 	// waits out the orphan grace (60 s by default) and exits. A shorter grace
@@ -82,6 +82,16 @@ func TestChaos(t *testing.T) {
 		}
 		return ""
 	})
+	// Where bwrap works the commands run sandboxed (bwrap and the init of
+	// its PID namespace between plugin and command), and the run checks
+	// that no process of a sandboxed pod outlives its plugin.
+	_, bwrapErr := sandbox.Find(context.Background(), "")
+	for _, c := range scanCommands(h.tag, marker) {
+		if sandboxed := c.ppid != c.plugin; sandboxed != (bwrapErr == nil) {
+			t.Fatalf("task %d: command %d sandboxed=%v where bwrap works=%v (%v)", c.task, c.pid, sandboxed, bwrapErr == nil, bwrapErr)
+		}
+	}
+	t.Logf("commands sandboxed: %v", bwrapErr == nil)
 
 	w := &chaosWatch{h: h, marker: marker, killed: map[runKey]string{}, orphanSince: map[int]time.Time{}}
 	w.start()
@@ -313,9 +323,37 @@ func checkRuns(t *testing.T, task int, evs []event) runStats {
 	return st
 }
 
-// command is one task's command process seen in /proc.
+// command is one task's command process seen in /proc. plugin is the
+// `ipa plugin exec` it runs under, 0 when there is none: its parent, or,
+// sandboxed, the parent of the bwrap processes between them (bwrap, then
+// the init of the sandbox's PID namespace, then the command).
 type command struct {
-	task, pid, ppid int
+	task, pid, ppid, plugin int
+}
+
+// pluginOf finds the exec plugin above a command whose parent is ppid,
+// passing through bwrap's processes only.
+func pluginOf(ppid int) int {
+	for p, hops := ppid, 0; p > 1 && hops < 4; hops++ {
+		if isPlugin(p, "exec") {
+			return p
+		}
+		if !isBwrap(p) {
+			return 0
+		}
+		p, _ = statPPid(p)
+	}
+	return 0
+}
+
+// isBwrap reports whether pid runs bubblewrap.
+func isBwrap(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	argv0, _, _ := strings.Cut(string(b), "\x00")
+	return filepath.Base(argv0) == "bwrap"
 }
 
 // scanCommands lists the live command processes (sh -c … <marker>NNN) of
@@ -344,7 +382,7 @@ func scanCommands(tag, marker string) []command {
 		if state == "" || state == "Z" || !environHas(pid, tag) {
 			continue
 		}
-		out = append(out, command{task: task, pid: pid, ppid: ppid})
+		out = append(out, command{task: task, pid: pid, ppid: ppid, plugin: pluginOf(ppid)})
 	}
 	// The shell forks to run sleep, and the child bears the shell's argv
 	// until its exec: it is part of the command, not another one.
@@ -450,8 +488,8 @@ func (w *chaosWatch) sample() {
 	w.samples++
 	seen := map[int]bool{}
 	for _, c := range cmds {
-		per[c.task] = append(per[c.task], fmt.Sprintf("%d (plugin %d)", c.pid, c.ppid))
-		if isPlugin(c.ppid, "exec") {
+		per[c.task] = append(per[c.task], fmt.Sprintf("%d (plugin %d)", c.pid, c.plugin))
+		if c.plugin != 0 {
 			continue
 		}
 		// Its plugin is gone: the command must follow within moments.
@@ -498,7 +536,7 @@ func (k *chaosKiller) run(d time.Duration) {
 		var cands []command
 		k.w.mu.Lock()
 		for _, c := range scanCommands(k.w.h.tag, k.w.marker) {
-			if _, done := k.w.killed[runKey{c.task, c.ppid}]; !done && k.perTask[c.task] < maxKillsPerTask && isPlugin(c.ppid, "exec") && environHas(c.ppid, k.w.h.tag) {
+			if _, done := k.w.killed[runKey{c.task, c.plugin}]; !done && k.perTask[c.task] < maxKillsPerTask && c.plugin != 0 && environHas(c.plugin, k.w.h.tag) {
 				cands = append(cands, c)
 			}
 		}
@@ -507,12 +545,12 @@ func (k *chaosKiller) run(d time.Duration) {
 			continue
 		}
 		c := cands[k.rng.IntN(len(cands))]
-		target, kind := c.ppid, "plugin"
+		target, kind := c.plugin, "plugin"
 		if k.rng.IntN(2) == 0 {
 			target, kind = c.pid, "command"
 		}
 		if err := syscall.Kill(target, syscall.SIGKILL); err == nil {
-			k.w.killed[runKey{c.task, c.ppid}] = kind
+			k.w.killed[runKey{c.task, c.plugin}] = kind
 			k.perTask[c.task]++
 			if kind == "plugin" {
 				k.plugins++

@@ -8,7 +8,9 @@
 // its own PID, IPC, UTS, cgroup and (unless network is asked for) network
 // namespaces, so it sees none of the server's processes (nor their
 // /proc/<pid>/environ) and cannot reach any socket of the host, loopback
-// included; and it dies with its plugin (--die-with-parent). The rlimits of
+// included; and it dies with its plugin (--die-with-parent, and the exec
+// runtime's process-group guard, which also covers bwrap's setup, before
+// bwrap arms the parent-death signal of the sandbox's init). The rlimits of
 // the exec runtime apply on top.
 //
 // What it does not protect against: a kernel bug (user namespaces widen

@@ -367,7 +367,7 @@ func (r *Runtime) wait(host pod.Host, outR, errR *os.File) {
 	case <-readersDone:
 	case <-time.After(readerGrace):
 		// Something the command spawned still holds the pipes.
-		signalGroup(r.pgid, r.shared, syscall.SIGKILL)
+		signalGroup(r.pgid, r.shared, syscall.SIGKILL, 0)
 		_ = outR.Close()
 		_ = errR.Close()
 		<-readersDone
@@ -434,6 +434,10 @@ func (r *Runtime) wait(host pod.Host, outR, errR *os.File) {
 
 	raw, _ := json.Marshal(data)
 	reportEnd(host, raw)
+	if r.shared {
+		// The plugin exits next: nothing of the pod stays behind it.
+		retireGuard(r.pgid)
+	}
 	close(r.done)
 	r.finished <- status
 }
@@ -468,14 +472,18 @@ func (r *Runtime) terminate(deadline time.Time) bool {
 	if cmd == nil || cmd.Process == nil {
 		return false
 	}
-	r.termOnce.Do(func() { signalGroup(r.pgid, r.shared, syscall.SIGTERM) })
+	spare := 0
+	if r.sandboxed {
+		spare = cmd.Process.Pid // bwrap: see signalGroup
+	}
+	r.termOnce.Do(func() { signalGroup(r.pgid, r.shared, syscall.SIGTERM, spare) })
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-done:
 		return false
 	case <-t.C:
-		signalGroup(r.pgid, r.shared, syscall.SIGKILL)
+		signalGroup(r.pgid, r.shared, syscall.SIGKILL, 0)
 		<-done
 		return true
 	}

@@ -24,7 +24,10 @@ import (
 // it starts (unless it leaves the group on purpose) dies with the plugin. On
 // Linux the command also gets SIGKILL as its parent-death signal, so a
 // plugin killed outright takes its command along even when no supervisor is
-// there to kill the group.
+// there to kill the group; and the plugin's group guard (guard.go) kills
+// the whole group the moment the plugin is gone, which also covers what a
+// parent-death signal does not reach: the command's own children, and a
+// sandboxed command, which is not the plugin's child.
 //
 // Signals for the command then reach the plugin too: the plugin catches
 // SIGTERM (and does nothing with it), and SIGKILL goes to every member of
@@ -41,6 +44,7 @@ func commandGroup(attr *syscall.SysProcAttr) (shared bool) {
 		attr.Setpgid = true
 		return false
 	}
+	startGuard()
 	ignoreTermOnce.Do(func() {
 		// Notified, not ignored: an ignored signal would stay ignored in
 		// the command, a caught one is reset to the default when it execs.
@@ -56,17 +60,30 @@ func commandGroup(attr *syscall.SysProcAttr) (shared bool) {
 
 // signalGroup sends sig to the command's process group. In a shared group
 // SIGTERM goes to the whole group (the plugin catches it) and SIGKILL to
-// every member but the plugin.
-func signalGroup(pgid int, shared bool, sig syscall.Signal) {
-	if !shared {
+// every member but the plugin. spare (0: none) is a member that gets
+// SIGKILL only: the bwrap outside a sandbox, which would die of any other
+// signal at once and so SIGKILL the whole sandbox (its init dies with it)
+// before the command could end cleanly. Without it, the command gets the
+// signal and the sandbox ends when the command does. (The init of the
+// sandbox's PID namespace, also in the group, never gets a signal it has
+// no handler for from outside its namespace, SIGKILL aside.)
+func signalGroup(pgid int, shared bool, sig syscall.Signal, spare int) {
+	switch {
+	case sig == syscall.SIGKILL && shared:
+		killGroupButSelf(pgid)
+	case sig == syscall.SIGKILL || spare == 0:
 		_ = syscall.Kill(-pgid, sig)
-		return
+	default:
+		// One by one, so spare is left out: a member forked meanwhile
+		// may miss the signal, as it may miss a group's; SIGKILL at the
+		// deadline reaches it.
+		self := os.Getpid()
+		for _, pid := range groupMembers(pgid) {
+			if pid != spare && pid != self {
+				_ = syscall.Kill(pid, sig)
+			}
+		}
 	}
-	if sig != syscall.SIGKILL {
-		_ = syscall.Kill(-pgid, sig)
-		return
-	}
-	killGroupButSelf(pgid)
 }
 
 // killGroupButSelf sends SIGKILL to every process in group pgid except this
