@@ -158,7 +158,10 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 	log := s.log.With(slog.String("task_id", t.ID), slog.String("runtime", t.Runtime), slog.Int("attempt", attempt))
 	// The task's kept facts (a crash during an outage, its restart) go
 	// before its pod_started; while they cannot, no plugin is launched.
-	if err := s.flushTask(ctx, t.ID); err != nil {
+	late := s.warnLate(t.ID, "pod start held up", "the task's kept pod events to be written")
+	err = s.flushTask(ctx, t.ID)
+	late()
+	if err != nil {
 		log.Warn("pod start waits", slog.String("decision", "store_unavailable"), slog.Any("error", err))
 		return err
 	}
@@ -172,7 +175,10 @@ func (s *Supervisor) launch(ctx context.Context, p *pod, t ipa.Task, attempt int
 		// A warm process exists already but has no task until Start: the
 		// lease saved with its pid below is the claim, one write instead
 		// of two.
-		if err := s.claimLease(ctx, t, attempt); err != nil {
+		late := s.warnLate(t.ID, "pod start held up", "the pod's lease to be saved")
+		err := s.claimLease(ctx, t, attempt)
+		late()
+		if err != nil {
 			if errors.Is(err, ipa.ErrLeaseHeld) {
 				log.Info("pod start skipped", slog.String("decision", "lease_held_elsewhere"))
 				return err
