@@ -69,6 +69,9 @@ type Store struct {
 	tokenWatch tokenWatchers
 	// podCommandWatch hears pod commands for an instance (see WatchPodCommands).
 	podCommandWatch podCommandWatchers
+	// writeDSN opens a SQLite connection whose transactions take the
+	// write lock at BEGIN (the writer's, and migrations'); "" on PostgreSQL.
+	writeDSN string
 	// inUse holds a shared lock on the SQLite file's lock file while the
 	// Store is open (see lockFile); nil on PostgreSQL.
 	inUse *os.File
@@ -155,17 +158,24 @@ func (s *Store) openSQLite(rawURL string, opts Options) error {
 	for _, p := range []string{"busy_timeout(5000)", "journal_mode(WAL)", "foreign_keys(1)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
 	}
-	// IMMEDIATE takes the write lock at BEGIN, so another process writing the
-	// same file makes us wait (busy_timeout) instead of failing mid-transaction.
+	// The readers' transactions are deferred: a read transaction (several
+	// reads from one snapshot) takes no lock a writer waits for. With
+	// IMMEDIATE it would hold the database's write lock from BEGIN to its
+	// end, and every write of the server, queued behind the one writer
+	// connection, would wait for it (up to busy_timeout) or fail.
+	readDSN := "file:" + path + "?" + q.Encode()
+	// The writer's are IMMEDIATE: the write lock is taken at BEGIN, so
+	// another process writing the same file makes us wait (busy_timeout)
+	// instead of failing mid-transaction.
 	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
+	s.writeDSN = "file:" + path + "?" + q.Encode()
 
 	s.dialect = dialectSQLite
-	if s.write, err = gorm.Open(sqlite.Open(dsn), gormConfig()); err != nil {
+	if s.write, err = gorm.Open(sqlite.Open(s.writeDSN), gormConfig()); err != nil {
 		s.Close()
 		return s.wrap(err)
 	}
-	if s.read, err = gorm.Open(sqlite.Open(dsn), gormConfig()); err != nil {
+	if s.read, err = gorm.Open(sqlite.Open(readDSN), gormConfig()); err != nil {
 		s.Close()
 		return s.wrap(err)
 	}
@@ -262,8 +272,20 @@ func (s *Store) Migrate(ctx context.Context) (int, error) {
 	}
 	gooseDialect := goose.DialectSQLite3
 	// On SQLite the single-connection writer pool could deadlock with goose's
-	// own connection use; the reader pool is an ordinary connection too.
+	// own connection use, and the readers' transactions are deferred (a
+	// migration would fail, not wait, when it meets another writer): the
+	// migrations get a pool of their own, closed when they are done.
 	handle := s.read
+	if s.writeDSN != "" {
+		mig, err := gorm.Open(sqlite.Open(s.writeDSN), gormConfig())
+		if err != nil {
+			return 0, s.wrap(err)
+		}
+		if db, err := mig.DB(); err == nil {
+			defer db.Close()
+		}
+		handle = mig
+	}
 	popts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	if s.postgres() {
 		gooseDialect = goose.DialectPostgres

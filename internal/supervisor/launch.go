@@ -213,8 +213,10 @@ func (s *Supervisor) launchRun(ctx context.Context, p *pod, t ipa.Task, attempt 
 		// one runs the pod.
 		var claimErr error
 		claim := func(pr *proc) error {
+			late := s.warnLate(t.ID, "pod start held up", "the pod's lease to be saved")
 			claimErr = s.cfg.Leases.Save(ctx, Lease{TaskID: t.ID, Runtime: t.Runtime, Attempt: attempt,
 				PID: pr.pid, StartTicks: pr.startTicks, BootID: bootID(), StartedAt: s.cfg.Now()})
+			late()
 			return claimErr
 		}
 		conn, pr, err = launchPlugin(startCtx, cmd, tail, log, s.cfg.StartTimeout, claim)

@@ -89,8 +89,26 @@ func (s *Supervisor) applyPolicy(parent context.Context, p *pod, at time.Time, u
 	log.Info("pod restart scheduled", slog.String("decision", "backoff"), slog.Int("attempt", pr.attempt), slog.Duration("delay", d.Delay))
 	// The goroutine reads pr.causation only after taking the operation lock,
 	// which this caller holds: set it before.
+	late := s.warnLate(p.taskID, "pod restart held up", "pod_restart_scheduled to be recorded")
 	pr.causation, _ = s.record(ctx, p.taskID, ipa.EventPodRestartScheduled, ipa.PodRestartScheduledData{Attempt: d.Restart, DelayMs: d.Delay.Milliseconds(), At: next}, causation)
+	late()
 	go s.restartAfter(p, pr, timer)
+}
+
+// lateAfter is how long one step of a pod's start or scheduled restart may
+// wait before the server says what it waits for. Such a wait (for the store,
+// or for another operation on the pod) is otherwise silent until it ends:
+// the log would stop at "pod restart scheduled" with nothing to say why.
+const lateAfter = time.Second
+
+// warnLate logs msg once, naming what the pod waits for, if the returned
+// function is not called within lateAfter; that function ends the watch.
+func (s *Supervisor) warnLate(taskID, msg, waitingFor string) (done func()) {
+	began := time.Now()
+	t := time.AfterFunc(lateAfter, func() {
+		s.log.Warn(msg, slog.String("task_id", taskID), slog.String("waiting_for", waitingFor), slog.Duration("waited", time.Since(began)))
+	})
+	return func() { t.Stop() }
 }
 
 // restartAfter waits out a back-off and restarts the pod, unless the restart
@@ -104,7 +122,10 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 	case <-s.ctx.Done():
 		return
 	}
-	if err := p.lock(s.ctx); err != nil {
+	late := s.warnLate(p.taskID, "pod restart held up", "another operation on the pod to end")
+	err := p.lock(s.ctx)
+	late()
+	if err != nil {
 		return
 	}
 	defer p.unlock()
@@ -120,7 +141,7 @@ func (s *Supervisor) restartAfter(p *pod, pr *pendingRestart, timer <-chan time.
 	p.mu.Unlock()
 	ctx, span := startSpan(withSpanOf(s.ctx, pr.span), "pod.restart", t.ID, t.Runtime, attribute.Int("ipa.pod.attempt", pr.attempt))
 	defer span.End()
-	err := s.launch(ctx, p, t, pr.attempt, ipa.TriggerRestart, pr.causation)
+	err = s.launch(ctx, p, t, pr.attempt, ipa.TriggerRestart, pr.causation)
 	if err == nil {
 		s.m.restarts.WithLabelValues(t.Runtime).Inc()
 		return
