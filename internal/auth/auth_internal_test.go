@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,8 +142,30 @@ func TestAuthenticateRefusals(t *testing.T) {
 	}
 }
 
+// blindSweep is the store whose token list and door cannot be read once
+// blind is set: the sweep that re-reads open sessions' credentials then
+// closes nothing, so only a change notice can.
+type blindSweep struct {
+	*store.Store
+	blind atomic.Bool
+}
+
+func (s *blindSweep) ListTokens(ctx context.Context) ([]ipa.Token, error) {
+	if s.blind.Load() {
+		return nil, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable, "blind")
+	}
+	return s.Store.ListTokens(ctx)
+}
+
+func (s *blindSweep) LocalDoorOpen(ctx context.Context) (bool, error) {
+	if s.blind.Load() {
+		return false, ipa.Errorf(ipa.EUNAVAILABLE, ipa.ReasonStoreUnavailable, "blind")
+	}
+	return s.Store.LocalDoorOpen(ctx)
+}
+
 // Revoking a token refuses it at once and ends the connections open with it
-// (and only those), on this instance through the store's notice.
+// (and only those), through the store's change notice.
 func TestRevocationEndsSessions(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
@@ -150,7 +173,8 @@ func TestRevocationEndsSessions(t *testing.T) {
 	require.NoError(t, err)
 	_, s2, err := Mint(ctx, st, "bob", ipa.RoleOperator, time.Now())
 	require.NoError(t, err)
-	a := New(st, ModeRequired, false)
+	tokens := &blindSweep{Store: st}
+	a := New(tokens, ModeRequired, false)
 
 	c1, sess1, err := a.Open(ctx, "Bearer "+s1)
 	require.NoError(t, err)
@@ -162,6 +186,7 @@ func TestRevocationEndsSessions(t *testing.T) {
 	require.NoError(t, err)
 	defer sess2.Close()
 
+	tokens.blind.Store(true)
 	require.NoError(t, st.RevokeToken(ctx, revoked.ID))
 	select {
 	case <-c1.Done():
@@ -169,6 +194,7 @@ func TestRevocationEndsSessions(t *testing.T) {
 		t.Fatal("the revoked token's session stayed open")
 	}
 	require.True(t, sess1.Revoked())
+	tokens.blind.Store(false)
 	requireUnauthenticated(t, sess1.Check(ctx))
 	_, err = a.Authenticate(ctx, "Bearer "+s1)
 	requireUnauthenticated(t, err)
@@ -180,6 +206,46 @@ func TestRevocationEndsSessions(t *testing.T) {
 	sess2.Close()
 	sess2.Close() // twice is once
 	require.Error(t, c2.Err(), "closing a session cancels its context")
+}
+
+// A revocation this instance hears no notice of (another process on
+// SQLite, a notice lost) still ends the token's sessions: the sweep reads
+// open sessions' credentials again.
+func TestRevocationWithoutNoticeEndsSessionsBySweep(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	tok, secret, err := Mint(ctx, st, "ann", ipa.RoleOperator, time.Now())
+	require.NoError(t, err)
+	a := New(quietTokens{st}, ModeRequired, false)
+	sctx, sess, err := a.Open(ctx, "Bearer "+secret)
+	require.NoError(t, err)
+	defer sess.Close()
+	require.NoError(t, st.RevokeToken(ctx, tok.ID))
+	select {
+	case <-sctx.Done():
+	case <-time.After(waitFor):
+		t.Fatal("the sweep did not end the revoked token's session")
+	}
+	require.True(t, sess.Revoked())
+}
+
+// Likewise the anonymous sessions when a token is created elsewhere: the
+// sweep reads the door again and ends them.
+func TestDoorShutWithoutNoticeEndsAnonymousSessionsBySweep(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	a := New(quietTokens{st}, ModeAuto, true)
+	sctx, sess, err := a.Open(asServerUser(ctx), "")
+	require.NoError(t, err)
+	defer sess.Close()
+	_, _, err = Mint(ctx, st, "ann", ipa.RoleAdmin, time.Now())
+	require.NoError(t, err)
+	select {
+	case <-sctx.Done():
+	case <-time.After(waitFor):
+		t.Fatal("the sweep did not end the anonymous session")
+	}
+	require.True(t, sess.Revoked())
 }
 
 // quietTokens is the store without its change notices: another process's
@@ -205,7 +271,8 @@ func TestLocalDoor(t *testing.T) {
 		requireUnauthenticated(t, err, "%s loopback=%v", c.mode, c.loopback)
 	}
 
-	a := New(st, ModeAuto, true)
+	tokens := &blindSweep{Store: st}
+	a := New(tokens, ModeAuto, true)
 	actor, err := a.Authenticate(local, "")
 	require.NoError(t, err)
 	require.Equal(t, LocalActor, actor)
@@ -218,6 +285,7 @@ func TestLocalDoor(t *testing.T) {
 	defer sess.Close()
 	require.True(t, sess.Credential().Anonymous())
 
+	tokens.blind.Store(true) // only the notice of the new token can end it
 	_, _, err = Mint(ctx, st, "ann", ipa.RoleAdmin, time.Now())
 	require.NoError(t, err)
 	_, err = a.Authenticate(local, "")
@@ -227,6 +295,7 @@ func TestLocalDoor(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("an anonymous session outlived the door")
 	}
+	tokens.blind.Store(false)
 	require.Contains(t, sess.Check(ctx).Error(), "Tokens are required now")
 }
 
