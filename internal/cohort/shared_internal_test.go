@@ -48,7 +48,8 @@ func subscribe(ctx context.Context, hub *Cohorts, role ipa.Role, failOn string) 
 				}
 				s.execs.Add(1)
 				if ev.ID == failOn {
-					return &graphql.Response{Errors: gqlerror.List{{Message: "yours only"}}}
+					// Partial data with an error: both are this member's own.
+					return &graphql.Response{Data: []byte(`{"id":null}`), Errors: gqlerror.List{{Message: "yours only"}}}
 				}
 				data, _ := json.Marshal(map[string]string{"id": ev.ID})
 				return &graphql.Response{Data: data}
