@@ -83,18 +83,5 @@ func Handler(endpoint string) http.Handler {
 // attributes, so style-src allows 'unsafe-inline'. Scripts stay 'self' only:
 // the bootstrap is a file, and nothing needs eval.
 func contentSecurityPolicy(endpoint string) string {
-	directives := []string{
-		"default-src 'self'",
-		"script-src 'self'",
-		"style-src 'self' 'unsafe-inline'",
-		"font-src 'self' data:",
-		"img-src 'self' data:",
-		"connect-src " + webasset.ConnectSources(endpoint),
-		"worker-src 'none'",
-		"object-src 'none'",
-		"base-uri 'none'",
-		"form-action 'none'",
-		"frame-ancestors 'none'",
-	}
-	return strings.Join(directives, "; ")
+	return webasset.ContentSecurityPolicy(endpoint, "'self' 'unsafe-inline'", "font-src 'self' data:")
 }

@@ -66,17 +66,5 @@ func Handler(endpoint string) http.Handler {
 // IDE, the console needs no inline styles: Preact sets styles through the
 // CSSOM, which style-src does not govern.
 func contentSecurityPolicy(endpoint string) string {
-	directives := []string{
-		"default-src 'self'",
-		"script-src 'self'",
-		"style-src 'self'",
-		"img-src 'self' data:",
-		"connect-src " + webasset.ConnectSources(endpoint),
-		"worker-src 'none'",
-		"object-src 'none'",
-		"base-uri 'none'",
-		"form-action 'none'",
-		"frame-ancestors 'none'",
-	}
-	return strings.Join(directives, "; ")
+	return webasset.ContentSecurityPolicy(endpoint, "'self'")
 }
