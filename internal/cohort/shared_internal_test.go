@@ -31,6 +31,12 @@ type subscription struct {
 // subscribe runs one subscription operation as role through hub. failOn
 // names an event whose execution answers an error (a member's own).
 func subscribe(ctx context.Context, hub *Cohorts, role ipa.Role, failOn string) *subscription {
+	return subscribeWith(ctx, hub, role, failOn, nil)
+}
+
+// subscribeWith is subscribe whose handler calls during (when not nil)
+// inside each execution, before it answers.
+func subscribeWith(ctx context.Context, hub *Cohorts, role ipa.Role, failOn string, during func()) *subscription {
 	s := &subscription{feed: make(chan *ipa.Event, 1024), execs: new(atomic.Int64)}
 	ctx = ipa.WithActor(ctx, ipa.Actor{ID: "someone", Role: role})
 	ctx = graphql.WithOperationContext(ctx, &graphql.OperationContext{
@@ -45,6 +51,9 @@ func subscribe(ctx context.Context, hub *Cohorts, role ipa.Role, failOn string) 
 			case ev, ok := <-ch:
 				if !ok {
 					return nil
+				}
+				if during != nil {
+					during()
 				}
 				s.execs.Add(1)
 				if ev.ID == failOn {
@@ -227,7 +236,10 @@ func TestSharedExecutionCancellationAndLeaving(t *testing.T) {
 
 	// held's handler stays inside its execution of ev1 until released.
 	release, entered := make(chan struct{}), make(chan struct{})
-	held := subscribeHeld(hctx, hub, entered, release)
+	held := subscribeWith(hctx, hub, ipa.RoleViewer, "", func() {
+		close(entered)
+		<-release
+	})
 	b := subscribe(bctx, hub, ipa.RoleViewer, "")
 	a := subscribe(ctx, hub, ipa.RoleViewer, "")
 	require.Equal(t, 3, hub.Members())
@@ -257,34 +269,6 @@ func TestSharedExecutionCancellationAndLeaving(t *testing.T) {
 	hcancel()
 	require.Eventually(t, func() bool { return hub.Count() == 0 && hub.Members() == 0 }, waitFor, time.Millisecond,
 		"the last member out leaves no cohort behind")
-}
-
-// subscribeHeld is subscribe whose handler signals entered and waits for
-// release before answering.
-func subscribeHeld(ctx context.Context, hub *Cohorts, entered, release chan struct{}) *subscription {
-	s := &subscription{feed: make(chan *ipa.Event, 16), execs: new(atomic.Int64)}
-	ctx = ipa.WithActor(ctx, ipa.Actor{ID: "someone", Role: ipa.RoleViewer})
-	ctx = graphql.WithOperationContext(ctx, &graphql.OperationContext{
-		RawQuery:  "subscription { events { id } }",
-		Variables: map[string]any{"after": "0"},
-		Operation: &ast.OperationDefinition{Operation: ast.Subscription},
-	})
-	next := func(ctx context.Context) graphql.ResponseHandler {
-		ch, _ := Tap(ctx, (<-chan *ipa.Event)(s.feed), nil)
-		return func(ctx context.Context) *graphql.Response {
-			ev, ok := <-ch
-			if !ok {
-				return nil
-			}
-			close(entered)
-			<-release
-			s.execs.Add(1)
-			data, _ := json.Marshal(map[string]string{"id": ev.ID})
-			return &graphql.Response{Data: data}
-		}
-	}
-	s.h = hub.InterceptOperation(ctx, next)
-	return s
 }
 
 // identity tells values apart as members must: an event by id, a task view

@@ -243,17 +243,22 @@ func TestWriterRetriesLostRacesOnlyWithoutExpectedVersion(t *testing.T) {
 	require.Len(t, readAll(t, st.Store, id), 2)
 }
 
+// podEnv is a store, its writer and pod recorder, and one open task.
+func podEnv(t *testing.T) (*store.Store, *eventlog.Writer, eventlog.PodRecorder, string) {
+	t.Helper()
+	st := openStore(t)
+	w := eventlog.NewWriter(st, nil)
+	created, err := w.CreateTask(context.Background(), createReq(""))
+	require.NoError(t, err)
+	return st, w, eventlog.NewPodRecorder(w), created.Task.ID
+}
+
 // The pod recorder writes as the person in the context or as the system,
 // refuses to record a start on a closed task, and still records a crash
 // there (the process was running when the task closed).
 func TestPodRecorder(t *testing.T) {
-	st := openStore(t)
-	w := eventlog.NewWriter(st, nil)
-	rec := eventlog.NewPodRecorder(w)
+	st, w, rec, id := podEnv(t)
 	ctx := context.Background()
-	created, err := w.CreateTask(ctx, createReq(""))
-	require.NoError(t, err)
-	id := created.Task.ID
 
 	started := ipa.NewEvent{Type: ipa.EventPodStarted, Data: ipa.PodStartedData{PID: 1, Runtime: "demo", Trigger: "manual"}}
 	ev, err := rec.RecordPodEvent(ipa.WithActor(ctx, ipa.Actor{ID: "ann", Role: ipa.RoleOperator}), id, started)
@@ -281,13 +286,8 @@ func TestPodRecorder(t *testing.T) {
 // PodHistory reads back the pod facts inside a window, oldest first, and
 // nothing else.
 func TestPodHistory(t *testing.T) {
-	st := openStore(t)
-	w := eventlog.NewWriter(st, nil)
-	rec := eventlog.NewPodRecorder(w)
+	st, w, rec, id := podEnv(t)
 	ctx := context.Background()
-	created, err := w.CreateTask(ctx, createReq(""))
-	require.NoError(t, err)
-	id := created.Task.ID
 
 	var pod []ipa.Event
 	for _, ne := range []ipa.NewEvent{
