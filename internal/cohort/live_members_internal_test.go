@@ -415,3 +415,50 @@ func TestChanSink(t *testing.T) {
 	}
 	require.False(t, s2.Send(cctx, &graphql.Response{}), "a full buffer and a cancelled operation: no wait")
 }
+
+// A member catching up alone may read ahead of the cohort (the cohort is
+// still executing a value the member already read itself) and rejoin with a
+// cursor past it: the cohort must not send it that value again.
+func TestLiveCohortRejoinAheadOfTheCohortGetsNoDuplicate(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := newMemLog()
+	src := log.source()
+	hub := New()
+
+	const held = 3*recentValues + 1
+	entered, release := make(chan struct{}), make(chan struct{})
+	xs := newRecSink()
+	mx, ex := member(ctx, xs, src)
+	hub.Join(mx, func(ctx context.Context) *graphql.Response {
+		r := ex(ctx)
+		if r != nil && string(r.Data) == strconv.Itoa(held) {
+			close(entered) // the cohort is executing held through x
+			<-release
+		}
+		return r
+	})
+	defer hub.Leave(mx)
+	log.append(held - 1) // past what the cohort remembers
+	requireReceived(t, xs, upTo(held-1), "x")
+	log.append(1)
+	<-entered
+
+	// y joins behind the cohort's memory: it reads alone, up to held, and
+	// rejoins while the cohort is still inside held.
+	ys := newRecSink()
+	my, ey := member(ctx, ys, src)
+	hub.Join(my, ey)
+	defer hub.Leave(my)
+	requireReceived(t, ys, upTo(held), "y alone")
+	require.Eventually(t, func() bool {
+		mx.co.mu.Lock()
+		defer mx.co.mu.Unlock()
+		return !my.solo
+	}, waitFor, time.Millisecond, "y never rejoined")
+
+	close(release)
+	log.append(1)
+	requireReceived(t, xs, upTo(held+1), "x")
+	requireReceived(t, ys, upTo(held+1), "y")
+}
