@@ -9,7 +9,7 @@
 //   - Live cohorts (live.go), for the cursor feeds taskEvents and events
 //     (TapSource): the cohort reads one feed for all its members and writes
 //     each value's response to every member itself, through a Sink — the
-//     WebSocket transport's send queue (package wsgql), or a small buffer
+//     WebSocket transport's send queue (package wstransport), or a small buffer
 //     that an SSE stream reads. A member costs no goroutine while it keeps
 //     up, and keeps its own cursor, so order, no gap and no duplicate hold
 //     per member.

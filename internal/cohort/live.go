@@ -12,7 +12,7 @@ import (
 )
 
 // Live cohorts: the cohorts of a transport that lets the cohort write to
-// its members (package wsgql). There a cohort has one feed, not one per
+// its members (package wstransport). There a cohort has one feed, not one per
 // member, and pushes each value to every member itself, so an idle member
 // costs no goroutine and no buffer of its own:
 //

@@ -1,10 +1,10 @@
-// Package eventlog is the write side of the event log as the rest of the
-// server uses it: every append names the task, its expected version, its
-// actor and a decision made against the task's current row; what commits is
-// then handed to the live feeds. The services, the pod recorder and the
-// runtime host all write through one Writer, so "publish after commit" is
-// kept in exactly one place. It sits below the services and the supervisor
-// and depends on neither.
+// Package eventlog is the write side of the event log (its live read side
+// is package feed; stored reads go to the store). Every append names the
+// task, its expected version, its actor and a decision made against the
+// task's current row; what commits is then handed to the live feeds. The
+// services, the pod recorder and the runtime host all write through one
+// Writer, so "publish after commit" is kept in exactly one place. It sits
+// below the services and the supervisor and depends on neither.
 package eventlog
 
 import (

@@ -1,7 +1,8 @@
-// Package feed turns the stored event log into live feeds: catch-up
-// subscriptions that read what is stored and then follow what commits, with no
-// gap and no duplicate across the switch, for one task's stream, for the
-// global feed, and for task rows.
+// Package feed is the read side of the event log (its write side is package
+// eventlog). It turns the stored log into live feeds: catch-up subscriptions
+// that read what is stored and then follow what commits, with no gap and no
+// duplicate across the switch, for one task's stream, for the global feed,
+// and for task rows.
 //
 // How the no-gap guarantee works: the store assigns global positions densely
 // (1, 2, 3…) and in commit order, so a subscriber can tell exactly whether the

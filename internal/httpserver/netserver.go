@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/auth"
@@ -30,9 +29,10 @@ type ServerOptions struct {
 	// SSE subscriptions included.
 	BodyReadTimeout time.Duration
 	// WriteTimeout bounds an ordinary request from its start to the end of
-	// its response. WebSocket upgrades and SSE streams (Accept:
+	// its response. WebSocket upgrades and SSE streams (a POST with Accept:
 	// text/event-stream) are exempt: a subscription lives as long as its
-	// client wants it.
+	// client wants it. A GET asking for text/event-stream is an ordinary
+	// query, answered once, and keeps the limit.
 	WriteTimeout time.Duration
 	// IdleTimeout bounds a keep-alive connection's wait for its next request.
 	IdleTimeout time.Duration
@@ -103,7 +103,7 @@ func withDeadlines(next http.Handler, o ServerOptions) http.Handler {
 		}
 		start := time.Now()
 		rc := http.NewResponseController(w)
-		if !isEventStream(r) {
+		if !isSSE(r) {
 			_ = rc.SetWriteDeadline(start.Add(o.WriteTimeout))
 		}
 		if r.Body != nil && r.Body != http.NoBody {
@@ -111,10 +111,4 @@ func withDeadlines(next http.Handler, o ServerOptions) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// isEventStream reports whether r asks for a Server-Sent Events stream, as
-// gqlgen's SSE transport decides it.
-func isEventStream(r *http.Request) bool {
-	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }

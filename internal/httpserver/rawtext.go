@@ -19,7 +19,7 @@ import (
 // package rawtext): the JSON of a POST or SSE body and of GET parameters
 // here, before gqlgen decodes them; the GraphQL document of every
 // transport, WebSocket included, in textCheck; WebSocket messages in
-// package wsgql. Control characters are valid text: the domain refuses them
+// package wstransport. Control characters are valid text: the domain refuses them
 // field by field (ipa.CheckLine).
 
 // withRawText refuses a request whose body or parameters hold such text,

@@ -32,7 +32,7 @@ import (
 	"github.com/ipa-dev/ipa/internal/ide"
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/ui"
-	"github.com/ipa-dev/ipa/internal/wsgql"
+	"github.com/ipa-dev/ipa/internal/wstransport"
 )
 
 // Limits a request must stay within. They are refused before any resolver runs.
@@ -91,7 +91,7 @@ func New(cfg Config) http.Handler {
 	gql := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: cfg.Resolver}))
 	cohorts := cfg.cohorts()
 	present := presentError(cfg.Logger, m)
-	gql.AddTransport(wsgql.New(wsgql.Config{
+	gql.AddTransport(wstransport.New(wstransport.Config{
 		Init:        wsInit(cfg.Auth),
 		InitTimeout: 10 * time.Second,
 		KeepAlive:   15 * time.Second,

@@ -99,8 +99,11 @@ func wsEndError(present graphql.ErrorPresenterFunc) func(ctx context.Context) *g
 // what the per-operation check costs (export_test.go). Nothing else sets it.
 var skipSocketRecheck atomic.Bool
 
-// isSSE reports whether r asks for a Server-Sent Events stream (as gqlgen's
-// SSE transport decides).
+// isSSE reports whether r asks for a Server-Sent Events stream. It decides
+// as gqlgen's SSE transport does: a POST asking for text/event-stream. A GET
+// with that Accept header is an ordinary query (gqlgen's GET transport
+// answers it once), so it is no stream for authentication, caching or the
+// write deadline either.
 func isSSE(r *http.Request) bool {
 	return r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }

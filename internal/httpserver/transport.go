@@ -44,7 +44,7 @@ func withTransportGate(next http.Handler) http.Handler {
 					"Send the request as Content-Type: application/json."))
 				return
 			}
-			if isEventStream(r) {
+			if isSSE(r) {
 				next.ServeHTTP(w, r)
 				return
 			}

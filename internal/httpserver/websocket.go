@@ -7,10 +7,10 @@ import (
 
 	"github.com/ipa-dev/ipa/internal/auth"
 	"github.com/ipa-dev/ipa/internal/ipa"
-	"github.com/ipa-dev/ipa/internal/wsgql"
+	"github.com/ipa-dev/ipa/internal/wstransport"
 )
 
-// The WebSocket transport (package wsgql) accepts an upgrade only from a
+// The WebSocket transport (package wstransport) accepts an upgrade only from a
 // page of the same origin or from a client that sends no Origin, so a page
 // on another site cannot ride on a loopback server's open door.
 
@@ -19,7 +19,7 @@ import (
 // header when it had one, and binds the connection to that credential (see
 // sessions.go). A refusal closes the socket with 4401 (no or bad token) or
 // 4403 (role not allowed).
-func wsInit(a *auth.Authenticator) wsgql.InitFunc {
+func wsInit(a *auth.Authenticator) wstransport.InitFunc {
 	return func(ctx context.Context, p map[string]any) (context.Context, int, error) {
 		h := wsHolderFrom(ctx)
 		header, _ := p["Authorization"].(string)
@@ -32,7 +32,7 @@ func wsInit(a *auth.Authenticator) wsgql.InitFunc {
 		if h == nil { // not through withAuth: nothing would close a session
 			actor, err := a.Authenticate(ctx, header)
 			if err != nil {
-				return ctx, wsgql.CloseUnauthorized, err
+				return ctx, wstransport.CloseUnauthorized, err
 			}
 			return checkViewer(ipa.WithActor(ctx, actor), actor)
 		}
@@ -42,7 +42,7 @@ func wsInit(a *auth.Authenticator) wsgql.InitFunc {
 				// Counts against the upgrade's address, as over HTTP.
 				rateNoteFrom(ctx).authFailed()
 			}
-			return ctx, wsgql.CloseUnauthorized, err
+			return ctx, wstransport.CloseUnauthorized, err
 		}
 		h.sess.Store(sess)
 		return checkViewer(ctx, sess.Actor())
@@ -51,7 +51,7 @@ func wsInit(a *auth.Authenticator) wsgql.InitFunc {
 
 func checkViewer(ctx context.Context, actor ipa.Actor) (context.Context, int, error) {
 	if !actor.Role.Allows(ipa.RoleViewer) {
-		return ctx, wsgql.CloseForbidden,
+		return ctx, wstransport.CloseForbidden,
 			ipa.Errorf(ipa.EFORBIDDEN, "", "Role %s may not subscribe.", actor.Role)
 	}
 	return ctx, 0, nil
@@ -63,7 +63,7 @@ func checkViewer(ctx context.Context, actor ipa.Actor) (context.Context, int, er
 // another one).
 func wsCloseCode(ctx context.Context) (int, string) {
 	if s := wsHolderFrom(ctx).session(); s != nil && s.Revoked() {
-		return wsgql.CloseForbidden, "credential revoked"
+		return wstransport.CloseForbidden, "credential revoked"
 	}
 	return 1001, "server shutting down"
 }

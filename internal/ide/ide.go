@@ -8,10 +8,8 @@
 package ide
 
 import (
-	"bytes"
 	"embed"
 	"fmt"
-	"html/template"
 	"net/http"
 	"strings"
 
@@ -51,12 +49,6 @@ const DefaultQuery = `# Welcome to ipa's GraphQL IDE.
 }
 `
 
-type handler struct {
-	page   *webasset.Asset            // the rendered index page
-	csp    string                     // Content-Security-Policy of the page
-	assets map[string]*webasset.Asset // by path relative to AssetPrefix: "<hash>/<name>"
-}
-
 // Handler returns the IDE: the page at "/" and its assets under AssetPrefix,
 // both wired to the GraphQL endpoint (a path such as "/graphql", or an
 // absolute http(s) URL). Queries and mutations are sent to it over HTTP and
@@ -66,54 +58,20 @@ type handler struct {
 // Handler panics if the embedded files are broken, which only a bad build can
 // cause.
 func Handler(endpoint string) http.Handler {
-	assets, paths, err := webasset.Load(assetFS)
-	if err != nil {
-		panic(fmt.Sprintf("ide: reading embedded assets: %v", err))
-	}
-	h := &handler{assets: assets, csp: contentSecurityPolicy(endpoint)}
-	hrefs := map[string]string{}
-	for name, rel := range paths {
+	site, err := webasset.NewSite(webasset.SiteConfig{
+		Assets:      assetFS,
+		Page:        indexHTML,
+		Data:        struct{ Endpoint, DefaultQuery string }{endpoint, DefaultQuery},
+		AssetPrefix: AssetPrefix,
 		// Relative, so the page also works when mounted below a prefix.
-		hrefs[name] = strings.TrimPrefix(AssetPrefix, "/") + rel
+		HrefBase: strings.TrimPrefix(AssetPrefix, "/"),
+		CSP:      contentSecurityPolicy(endpoint),
+		IsPage:   func(p string) bool { return p == "/" || p == "" || p == "/index.html" },
+	})
+	if err != nil {
+		panic(fmt.Sprintf("ide: %v", err))
 	}
-
-	tmpl := template.Must(template.New("index").Funcs(template.FuncMap{
-		"asset": func(name string) (string, error) {
-			href, ok := hrefs[name]
-			if !ok {
-				return "", fmt.Errorf("no embedded asset %q", name)
-			}
-			return href, nil
-		},
-	}).Parse(indexHTML))
-	data := struct{ Endpoint, DefaultQuery string }{endpoint, DefaultQuery}
-	var page bytes.Buffer
-	if err := tmpl.Execute(&page, data); err != nil {
-		panic(fmt.Sprintf("ide: rendering index page: %v", err))
-	}
-	h.page = webasset.NewPage(page.Bytes())
-	return h
-}
-
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hdr := w.Header()
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Referrer-Policy", "no-referrer")
-
-	var a *webasset.Asset
-	switch p := r.URL.Path; {
-	case p == "/" || p == "" || p == "/index.html":
-	case strings.HasPrefix(p, AssetPrefix):
-		a = h.assets[strings.TrimPrefix(p, AssetPrefix)]
-		if a == nil {
-			http.NotFound(w, r)
-			return
-		}
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	webasset.ServePageOrAsset(w, r, h.page, h.csp, a)
+	return site
 }
 
 // contentSecurityPolicy allows the page to load scripts and styles only from
@@ -125,18 +83,5 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // attributes, so style-src allows 'unsafe-inline'. Scripts stay 'self' only:
 // the bootstrap is a file, and nothing needs eval.
 func contentSecurityPolicy(endpoint string) string {
-	directives := []string{
-		"default-src 'self'",
-		"script-src 'self'",
-		"style-src 'self' 'unsafe-inline'",
-		"font-src 'self' data:",
-		"img-src 'self' data:",
-		"connect-src " + webasset.ConnectSources(endpoint),
-		"worker-src 'none'",
-		"object-src 'none'",
-		"base-uri 'none'",
-		"form-action 'none'",
-		"frame-ancestors 'none'",
-	}
-	return strings.Join(directives, "; ")
+	return webasset.ContentSecurityPolicy(endpoint, "'self' 'unsafe-inline'", "font-src 'self' data:")
 }

@@ -350,58 +350,29 @@ type ChildrenInput struct {
 	Before *string
 }
 
-// ListChildren returns one page of the task's children, in the same orders
-// and with the same cursors as ListTasks with filter.parentId. Backward pages
-// read the order reversed from the cursor and turn the rows around. Requires
-// VIEWER. Returns EINVALID (INVALID_ARGUMENT) for both or neither direction
-// of sizes out of 1..1000, or a cursor of another list.
+// ListChildren returns one page of the task's children: ListTasks with
+// filter.parentId, so the same orders, cursors and checks. Requires VIEWER.
+// Returns EINVALID (INVALID_ARGUMENT) when first/after and last/before are
+// mixed, for sizes out of 1..1000, or a cursor of another list. A size left
+// out is DefaultPageSize, in the direction the other arguments name.
 func (s *TaskService) ListChildren(ctx context.Context, parentID string, in ChildrenInput) (TaskList, error) {
 	in.Filter.ParentID = &parentID
-	if in.Last == nil && in.Before == nil {
-		first := DefaultPageSize
-		if in.First != nil {
-			first = *in.First
+	list := ListTasksInput{Filter: in.Filter, Order: in.Order, First: DefaultPageSize, After: in.After}
+	if in.First != nil {
+		list.First = *in.First
+	}
+	if in.Last != nil || in.Before != nil {
+		if in.First != nil || in.After != nil {
+			if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
+				return TaskList{}, err
+			}
+			return TaskList{}, invalidArg("Use first/after or last/before, not both.")
 		}
-		return s.ListTasks(ctx, ListTasksInput{Filter: in.Filter, Order: in.Order, First: first, After: in.After})
-	}
-	if _, err := ipa.RequireRole(ctx, ipa.RoleViewer); err != nil {
-		return TaskList{}, err
-	}
-	if in.First != nil || in.After != nil {
-		return TaskList{}, invalidArg("Use first/after or last/before, not both.")
-	}
-	last := DefaultPageSize
-	if in.Last != nil {
-		last = *in.Last
-	}
-	if last < 1 || last > MaxPageSize {
-		return TaskList{}, invalidArg("last must be between 1 and %d.", MaxPageSize)
-	}
-	if err := validateFilter(in.Filter); err != nil {
-		return TaskList{}, err
-	}
-	if in.Order.Field == "" {
-		in.Order = ipa.DefaultTaskOrder
-	}
-	shape := queryShape(in.Filter, in.Order)
-	reversed := ipa.TaskOrder{Field: in.Order.Field, Descending: !in.Order.Descending}
-	q := ipa.TaskQuery{Filter: in.Filter, Order: reversed, Limit: last}
-	if in.Before != nil {
-		var c taskCursor
-		if err := s.cursors.Decode(shape, *in.Before, &c); err != nil {
-			return TaskList{}, invalidArg("before is not a cursor of this list; use a cursor returned with the same filter and order.")
+		last := DefaultPageSize
+		if in.Last != nil {
+			last = *in.Last
 		}
-		q.After = &ipa.TaskKey{Time: time.Unix(0, c.Nanos).UTC(), Title: c.Title, ID: c.ID}
+		list = ListTasksInput{Filter: in.Filter, Order: in.Order, Last: &last, Before: in.Before}
 	}
-	page, err := s.store.FindTasks(ctx, q)
-	if err != nil {
-		return TaskList{}, err
-	}
-	tasks := page.Tasks
-	for i, j := 0, len(tasks)-1; i < j; i, j = i+1, j-1 {
-		tasks[i], tasks[j] = tasks[j], tasks[i]
-	}
-	out := TaskList{Tasks: tasks, HasPrevious: page.HasMore, HasNextPage: in.Before != nil}
-	out.Cursors, err = s.taskCursors(shape, in.Order, tasks)
-	return out, err
+	return s.ListTasks(ctx, list)
 }

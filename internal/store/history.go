@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"gorm.io/gorm"
 
@@ -23,15 +22,11 @@ func (s *Store) PageEvents(ctx context.Context, q ipa.EventPageQuery) (ipa.Event
 	if err != nil {
 		return ipa.EventPage{}, err
 	}
-	var rows []eventRow
-	if err := db.Scan(&rows).Error; err != nil {
-		return ipa.EventPage{}, s.wrap(fmt.Errorf("store: page events: %w", err))
+	rows, more, err := scanPage[eventRow](s, db, q.Limit, q.Last, "page events")
+	if err != nil {
+		return ipa.EventPage{}, err
 	}
-	page := ipa.EventPage{HasMore: len(rows) > q.Limit}
-	rows = rows[:min(len(rows), q.Limit)]
-	if q.Last {
-		slices.Reverse(rows)
-	}
+	page := ipa.EventPage{HasMore: more}
 	page.Events = make([]ipa.Event, len(rows))
 	for i, r := range rows {
 		page.Events[i] = r.event()

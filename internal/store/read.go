@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"gorm.io/gorm"
@@ -76,15 +75,11 @@ func (s *Store) FindTasks(ctx context.Context, q ipa.TaskQuery) (ipa.TaskPage, e
 	if err != nil {
 		return ipa.TaskPage{}, err
 	}
-	var rows []taskRow
-	if err := db.Scan(&rows).Error; err != nil {
-		return ipa.TaskPage{}, s.wrap(fmt.Errorf("store: find tasks: %w", err))
+	rows, more, err := scanPage[taskRow](s, db, q.Limit, q.Last, "find tasks")
+	if err != nil {
+		return ipa.TaskPage{}, err
 	}
-	page := ipa.TaskPage{HasMore: len(rows) > q.Limit}
-	rows = rows[:min(len(rows), q.Limit)]
-	if q.Last {
-		slices.Reverse(rows) // read backwards from the end of the range
-	}
+	page := ipa.TaskPage{HasMore: more}
 	page.Tasks = make([]*ipa.Task, len(rows))
 	for i, r := range rows {
 		var err error

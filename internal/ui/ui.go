@@ -10,10 +10,8 @@
 package ui
 
 import (
-	"bytes"
 	"embed"
 	"fmt"
-	"html/template"
 	"net/http"
 	"strings"
 
@@ -37,12 +35,6 @@ const AssetPrefix = Base + "assets/"
 // IDEPath is where the GraphQL IDE lives; the console links to it.
 const IDEPath = "/"
 
-type handler struct {
-	page   *webasset.Asset            // the rendered index page
-	csp    string                     // Content-Security-Policy of the page
-	assets map[string]*webasset.Asset // by path relative to AssetPrefix: "<hash>/<name>"
-}
-
 // Handler returns the console: its page at Base and at every path below it
 // that is not an asset (so deep links such as /ui/task/ID load the page,
 // which routes by the path), and its assets under AssetPrefix. The page talks
@@ -53,55 +45,20 @@ type handler struct {
 // Handler panics if the embedded files are broken, which only a bad build can
 // cause.
 func Handler(endpoint string) http.Handler {
-	assets, paths, err := webasset.Load(assetFS)
-	if err != nil {
-		panic(fmt.Sprintf("ui: reading embedded assets: %v", err))
-	}
-	h := &handler{assets: assets, csp: contentSecurityPolicy(endpoint)}
-	hrefs := map[string]string{}
-	for name, rel := range paths {
+	site, err := webasset.NewSite(webasset.SiteConfig{
+		Assets:      assetFS,
+		Page:        indexHTML,
+		Data:        struct{ Endpoint, Base, IDE string }{endpoint, Base, IDEPath},
+		AssetPrefix: AssetPrefix,
 		// Absolute: deep links put the page at any depth below Base.
-		hrefs[name] = AssetPrefix + rel
+		HrefBase: AssetPrefix,
+		CSP:      contentSecurityPolicy(endpoint),
+		IsPage:   func(p string) bool { return strings.HasPrefix(p, Base) },
+	})
+	if err != nil {
+		panic(fmt.Sprintf("ui: %v", err))
 	}
-
-	tmpl := template.Must(template.New("index").Funcs(template.FuncMap{
-		"asset": func(name string) (string, error) {
-			href, ok := hrefs[name]
-			if !ok {
-				return "", fmt.Errorf("no embedded asset %q", name)
-			}
-			return href, nil
-		},
-	}).Parse(indexHTML))
-	data := struct{ Endpoint, Base, IDE string }{endpoint, Base, IDEPath}
-	var page bytes.Buffer
-	if err := tmpl.Execute(&page, data); err != nil {
-		panic(fmt.Sprintf("ui: rendering index page: %v", err))
-	}
-	h.page = webasset.NewPage(page.Bytes())
-	return h
-}
-
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hdr := w.Header()
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Referrer-Policy", "no-referrer")
-
-	p := r.URL.Path
-	var a *webasset.Asset
-	switch {
-	case strings.HasPrefix(p, AssetPrefix):
-		a = h.assets[strings.TrimPrefix(p, AssetPrefix)]
-		if a == nil {
-			http.NotFound(w, r)
-			return
-		}
-	case strings.HasPrefix(p, Base):
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	webasset.ServePageOrAsset(w, r, h.page, h.csp, a)
+	return site
 }
 
 // contentSecurityPolicy allows the page to load scripts and styles only from
@@ -109,17 +66,5 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // IDE, the console needs no inline styles: Preact sets styles through the
 // CSSOM, which style-src does not govern.
 func contentSecurityPolicy(endpoint string) string {
-	directives := []string{
-		"default-src 'self'",
-		"script-src 'self'",
-		"style-src 'self'",
-		"img-src 'self' data:",
-		"connect-src " + webasset.ConnectSources(endpoint),
-		"worker-src 'none'",
-		"object-src 'none'",
-		"base-uri 'none'",
-		"form-action 'none'",
-		"frame-ancestors 'none'",
-	}
-	return strings.Join(directives, "; ")
+	return webasset.ContentSecurityPolicy(endpoint, "'self'")
 }

@@ -1,4 +1,4 @@
-package wsgql_test
+package wstransport_test
 
 import (
 	"context"
@@ -12,19 +12,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipa-dev/ipa/graph/generated"
-	"github.com/ipa-dev/ipa/internal/wsgql"
+	"github.com/ipa-dev/ipa/internal/wstransport"
 )
 
 // A connection that sends no connection_init in time is closed: 4408 on
 // graphql-transport-ws, 1002 on graphql-ws.
 func TestInitTimeout(t *testing.T) {
 	gql := handler.New(generated.NewExecutableSchema(generated.Config{}))
-	gql.AddTransport(wsgql.New(wsgql.Config{InitTimeout: 100 * time.Millisecond}))
+	gql.AddTransport(wstransport.New(wstransport.Config{InitTimeout: 100 * time.Millisecond}))
 	srv := httptest.NewServer(gql)
 	defer srv.Close()
 	for proto, want := range map[string]websocket.StatusCode{
-		wsgql.SubprotocolTransportWS: wsgql.CloseInitTimeout,
-		wsgql.SubprotocolGraphQLWS:   websocket.StatusProtocolError,
+		wstransport.SubprotocolTransportWS: wstransport.CloseInitTimeout,
+		wstransport.SubprotocolGraphQLWS:   websocket.StatusProtocolError,
 	} {
 		t.Run(proto, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

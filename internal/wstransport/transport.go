@@ -1,5 +1,6 @@
-// Package wsgql is ipa's GraphQL-over-WebSocket transport for gqlgen: both
-// subprotocols (graphql-transport-ws, and the older graphql-ws of
+// Package wstransport is the GraphQL WebSocket transport: how /graphql
+// serves GraphQL over a WebSocket, for gqlgen, in both subprotocols
+// (graphql-transport-ws, and the older graphql-ws of
 // subscriptions-transport-ws), built for many long-lived subscriptions.
 //
 // What it does differently from gqlgen's own WebSocket transport, and why:
@@ -18,7 +19,7 @@
 //   - The connection outlives the upgrade request's handler: the handler
 //     returns after the upgrade, so net/http's per-connection goroutine and
 //     buffers go with it.
-package wsgql
+package wstransport
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package wsgql
+package wstransport
 
 import (
 	"bytes"
