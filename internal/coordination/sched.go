@@ -5,12 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ipa-dev/ipa/internal/ipa"
 	"github.com/ipa-dev/ipa/internal/lifecycle"
 	"github.com/ipa-dev/ipa/internal/store"
+	"github.com/ipa-dev/ipa/internal/supervisor"
 )
 
 // Scheduling: concurrency limits and the queue of pods waiting for a slot.
@@ -329,10 +329,6 @@ func (p *ScheduledPods) restartHere(ctx context.Context, t *ipa.Task) error {
 	return err
 }
 
-// resumeParallelism bounds how many pods Resume starts at once, as the
-// supervisor's own resume does.
-const resumeParallelism = 8
-
 // Resume starts again, through the concurrency limits, the pods this
 // instance stopped on its last clean shutdown (trigger resume): a resume
 // takes a slot only where a limit has room, and queues otherwise, so a
@@ -340,29 +336,7 @@ const resumeParallelism = 8
 // holds. It returns how many pods started at once, after every start
 // ended.
 func (p *ScheduledPods) Resume(ctx context.Context, tasks []*ipa.Task) int {
-	var started atomic.Int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, resumeParallelism)
-	for _, t := range tasks {
-		if t == nil || t.Status.Closed() {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ok, err := p.StartPod(ctx, t, ipa.TriggerResume, "")
-			switch {
-			case err != nil:
-				p.s.log.Warn("pod not resumed", slog.String("task_id", t.ID), slog.String("decision", "resume_failed"), slog.Any("error", err))
-			case ok:
-				started.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	return int(started.Load())
+	return supervisor.ResumeEach(ctx, tasks, p.StartPod, p.s.log)
 }
 
 // StartPod starts the task's pod if no concurrency limit covering it is

@@ -25,6 +25,16 @@ const resumeParallelism = 8
 // ctx bounds them.
 func (s *Supervisor) Resume(ctx context.Context, tasks []*ipa.Task) int {
 	began := time.Now()
+	n := ResumeEach(ctx, tasks, s.StartPod, s.log)
+	s.log.Info("resume done", slog.Int("candidates", len(tasks)), slog.Int("started", n), slog.Duration("took", time.Since(began)))
+	return n
+}
+
+// ResumeEach starts the pods of tasks (trigger resume) through start, at
+// most resumeParallelism at once, skipping closed tasks; a start that fails
+// is logged and left to start's own accounting. It returns how many pods
+// started, after every start has ended.
+func ResumeEach(ctx context.Context, tasks []*ipa.Task, start func(context.Context, *ipa.Task, string, string) (bool, error), log *slog.Logger) int {
 	var started atomic.Int64
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, resumeParallelism)
@@ -37,16 +47,15 @@ func (s *Supervisor) Resume(ctx context.Context, tasks []*ipa.Task) int {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ok, err := s.StartPod(ctx, t, ipa.TriggerResume, "")
+			ok, err := start(ctx, t, ipa.TriggerResume, "")
 			switch {
 			case err != nil:
-				s.log.Warn("pod not resumed", slog.String("task_id", t.ID), slog.String("decision", "resume_failed"), slog.Any("error", err))
+				log.Warn("pod not resumed", slog.String("task_id", t.ID), slog.String("decision", "resume_failed"), slog.Any("error", err))
 			case ok:
 				started.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	s.log.Info("resume done", slog.Int("candidates", len(tasks)), slog.Int64("started", started.Load()), slog.Duration("took", time.Since(began)))
 	return int(started.Load())
 }
