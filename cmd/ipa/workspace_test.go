@@ -38,6 +38,20 @@ func (s *server) wsTask(t *testing.T, id string) wsTaskView {
 	return out.Task
 }
 
+// waitPodStopped waits until the task's pod is STOPPED (its plugin's exit
+// recorded) and returns the task then.
+func (s *server) waitPodStopped(t *testing.T, id string) wsTaskView {
+	t.Helper()
+	var tv wsTaskView
+	eventually(t, 30*time.Second, func() string {
+		if tv = s.wsTask(t, id); tv.Pod.State != "STOPPED" || tv.Pod.LastExit == nil {
+			return "the pod has not stopped: " + tv.Pod.State
+		}
+		return ""
+	})
+	return tv
+}
+
 // waitEnded waits for the task's n-th runtime.exec.exited.
 func (s *server) waitEnded(t *testing.T, id string, n int) event {
 	t.Helper()
@@ -63,6 +77,9 @@ func TestWorkspaceKeptMeasuredAndRemoved(t *testing.T) {
 	}
 	s.startPod(t, id)
 	s.waitEnded(t, id, 1)
+	// The plugin reports its command's end and then exits: a stop before
+	// that exit is a shutdown of a live pod (and the restart resumes it).
+	s.waitPodStopped(t, id)
 	s.stop(t, 30*time.Second)
 	s = h.start()
 	s.startPod(t, id)
@@ -77,13 +94,7 @@ func TestWorkspaceKeptMeasuredAndRemoved(t *testing.T) {
 	if last != "2" {
 		t.Fatalf("the second run, after a server restart, found %q lines in its workspace file, want 2", last)
 	}
-	var tv wsTaskView
-	eventually(t, 20*time.Second, func() string {
-		if tv = s.wsTask(t, id); tv.Pod.LastExit == nil {
-			return "no last exit yet"
-		}
-		return ""
-	})
+	tv := s.waitPodStopped(t, id)
 	if tv.Workspace == nil || tv.Workspace.SizeBytes != 1000+int64(len("run\nrun\n")) {
 		t.Fatalf("workspace = %+v, want %d bytes", tv.Workspace, 1000+len("run\nrun\n"))
 	}
