@@ -392,4 +392,9 @@ func TestPluginCheckFailsABrokenPlugin(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "FAIL  launch") || !strings.Contains(out, "FAILED: launch") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
+	// A path that is not there fails the same way, saying why (no panic).
+	out, code = pluginCheck(t, filepath.Join(t.TempDir(), "missing"))
+	if code != 1 || !strings.Contains(out, "FAIL  launch") || !strings.Contains(out, "no such file or directory") || strings.Contains(out, "panic") {
+		t.Fatalf("missing plugin: exit %d\n%s", code, out)
+	}
 }
