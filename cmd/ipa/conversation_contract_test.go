@@ -76,6 +76,17 @@ func TestConversationEventFieldsFromAnExecPod(t *testing.T) {
 	if e := inbox.InputRequests.Edges; len(e) != 1 || e[0].Node.ID != r.ID || e[0].Node.State != "PENDING" || e[0].Node.CreatedAt == "" {
 		t.Fatalf("inputRequests with no state: %+v", inbox)
 	}
+	// Its cursors page; anything else is a bad cursor.
+	var next struct {
+		InputRequests struct{ Edges []struct{ Cursor string } }
+	}
+	s.must(t, `query($a: String) { inputRequests(first: 1, after: $a) { edges { cursor } } }`, map[string]any{"a": r.ID}, &next)
+	if len(next.InputRequests.Edges) != 0 {
+		t.Fatalf("after the only request: %+v", next)
+	}
+	for _, bad := range []string{"garbage", strings.ToUpper(r.ID), "urn:uuid:" + r.ID} {
+		s.mustFail(t, `query($a: String) { inputRequests(after: $a) { edges { cursor } } }`, map[string]any{"a": bad}, "BAD_USER_INPUT", "INVALID_ARGUMENT")
+	}
 	s.must(t, `mutation($r: ID!) { answerRequest(requestId: $r, answer: "blue", comment: "bright") { request { id } } }`,
 		map[string]any{"r": r.ID}, nil)
 	s.waitLine(t, id, "choice=blue")
