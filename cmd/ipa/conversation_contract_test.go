@@ -182,6 +182,10 @@ func TestConversationEventFieldsFromAnExecPod(t *testing.T) {
 	if m := page.Task.Messages; len(m.Edges) != 1 || m.Edges[0].Node.Text != "plain" || m.PageInfo.HasPreviousPage {
 		t.Fatalf("messages(last: 2, before): %+v", m)
 	}
+	// Sizes are 1 to 1000, as on every connection.
+	for _, size := range []string{"first: 0", "last: 0", "first: 1001", "first: -1"} {
+		s.mustFail(t, `query($id: ID!) { task(id: $id) { messages(`+size+`) { totalCount } } }`, map[string]any{"id": id}, "BAD_USER_INPUT", "INVALID_ARGUMENT")
+	}
 }
 
 // `ipa pod ask --approval` waits in an exec pod while its server is killed
