@@ -11,8 +11,10 @@ run:
 test:
 	./scripts/test.sh
 
+# Stamped like a release (version, commit, build time), so `ipa version`
+# names them even where Go's own VCS stamping is off (-buildvcs=false).
 build:
-	$(GO) build -o bin/ipa ./cmd/ipa
+	$(GO) build -ldflags "$(STAMP)" -o bin/ipa ./cmd/ipa
 
 # Regenerates the GraphQL server (gqlgen) and the plugin protocol (protoc).
 generate:
@@ -39,22 +41,24 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
-LDFLAGS = -s -w \
-	-X github.com/ipa-dev/ipa/internal/buildinfo.version=$(VERSION) \
+STAMP = -X github.com/ipa-dev/ipa/internal/buildinfo.version=$(VERSION) \
 	-X github.com/ipa-dev/ipa/internal/buildinfo.commit=$(COMMIT) \
 	-X github.com/ipa-dev/ipa/internal/buildinfo.buildTime=$(BUILD_TIME)
+LDFLAGS = -s -w $(STAMP)
 
+# DIST: where the archives go (emptied first).
+DIST ?= dist
 .PHONY: dist image
 dist:
-	rm -rf dist && mkdir -p dist
+	rm -rf $(DIST) && mkdir -p $(DIST)
 	set -e; for p in $(PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; name=ipa_$(VERSION)_$${os}_$${arch}; \
-		mkdir -p dist/$$name; \
-		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/$$name/ipa ./cmd/ipa; \
-		cp -R LICENSE README.md docs dist/$$name/; \
-		tar -C dist -czf dist/$$name.tar.gz $$name; \
+		mkdir -p $(DIST)/$$name; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/$$name/ipa ./cmd/ipa; \
+		cp -R LICENSE README.md docs $(DIST)/$$name/; \
+		tar -C $(DIST) -czf $(DIST)/$$name.tar.gz $$name; \
 	done
-	cd dist && sha256sum *.tar.gz > SHA256SUMS
+	cd $(DIST) && sha256sum *.tar.gz > SHA256SUMS
 
 # The container image (see Containerfile): the static linux binary copied
 # into an empty image.

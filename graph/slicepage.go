@@ -33,8 +33,8 @@ func slicePage(n int, id func(int) string, first *int, after *string, last *int,
 		to = min(to, i)
 	}
 	for _, v := range []*int{first, last} {
-		if v != nil && (*v < 0 || *v > 1000) {
-			return 0, 0, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "first and last must be 0 to 1000.")
+		if v != nil && (*v < 1 || *v > 1000) {
+			return 0, 0, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, "first and last must be between 1 and 1000.")
 		}
 	}
 	if from > to {

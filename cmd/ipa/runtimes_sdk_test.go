@@ -85,12 +85,17 @@ func buildGoExample(t testing.TB, pluginDir string) string {
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), mod, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(pluginDir, "hello")
-	build := exec.Command("go", "build", "-o", out, ".")
+	// A plain `go build`, as an author would type it, names the binary
+	// hello: the runtime's name once it is in the plugin directory.
+	build := exec.Command("go", "build")
 	build.Dir = dir
 	build.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build of the copied example: %v\n%s", err, b)
+	}
+	out := filepath.Join(pluginDir, "hello")
+	if err := os.Rename(filepath.Join(dir, "hello"), out); err != nil {
+		t.Fatalf("go build of the copied example made no binary named hello: %v", err)
 	}
 	// The author's own go test runs the conformance kit (sdk/pod/podtest).
 	test := exec.Command("go", "test", "-count=1", ".")
@@ -391,5 +396,10 @@ func TestPluginCheckFailsABrokenPlugin(t *testing.T) {
 	out, code := pluginCheck(t, script)
 	if code != 1 || !strings.Contains(out, "FAIL  launch") || !strings.Contains(out, "FAILED: launch") {
 		t.Fatalf("exit %d\n%s", code, out)
+	}
+	// A path that is not there fails the same way, saying why (no panic).
+	out, code = pluginCheck(t, filepath.Join(t.TempDir(), "missing"))
+	if code != 1 || !strings.Contains(out, "FAIL  launch") || !strings.Contains(out, "no such file or directory") || strings.Contains(out, "panic") {
+		t.Fatalf("missing plugin: exit %d\n%s", code, out)
 	}
 }

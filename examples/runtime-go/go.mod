@@ -1,4 +1,6 @@
-module github.com/ipa-dev/ipa/examples/runtime-go
+// The module path's last element names the binary a plain `go build` makes:
+// hello, the name this runtime has in the server's --plugin-dir.
+module example.com/hello
 
 go 1.26.8
 

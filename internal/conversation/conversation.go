@@ -149,22 +149,18 @@ func invalid(format string, args ...any) *ipa.Error {
 	return ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument, format, args...)
 }
 
-// text checks free text: valid UTF-8 without control characters other than
-// tab and newline, at most max characters.
+// text checks free text as descriptions are checked (ipa.CheckMultiline:
+// valid UTF-8, no control character but tab, newline and carriage return),
+// at most max characters.
 func text(field, v string, max int, required bool) error {
 	if required && strings.TrimSpace(v) == "" {
 		return invalid("%s must not be empty.", field)
 	}
-	if !utf8.ValidString(v) {
-		return ipa.Errorf(ipa.EINVALID, "INVALID_TEXT", "%s is not valid UTF-8.", field)
+	if err := ipa.CheckMultiline(field, v); err != nil {
+		return err
 	}
 	if n := utf8.RuneCountInString(v); n > max {
 		return invalid("%s has %d characters; the limit is %d.", field, n, max)
-	}
-	for _, r := range v {
-		if r < 0x20 && r != '\t' && r != '\n' || r == 0x7f {
-			return ipa.Errorf(ipa.EINVALID, "INVALID_TEXT", "%s contains a control character.", field)
-		}
 	}
 	return nil
 }

@@ -120,6 +120,9 @@ func (s *Service) Ask(ctx context.Context, taskID, actor string, req podapi.AskR
 		if err := text("option", o, ipa.MaxOptionChars, true); err != nil {
 			return podapi.AskResponse{}, err
 		}
+		if err := ipa.CheckLine("option", o); err != nil {
+			return podapi.AskResponse{}, err // an option is one line
+		}
 	}
 	if kind == ipa.InputChoice && len(req.Options) < 2 {
 		return podapi.AskResponse{}, invalid("A choice needs at least two options.")

@@ -117,6 +117,10 @@ func TestTextIsRefusedNeverAltered(t *testing.T) {
 				"PhaseNote":      {`mutation($id: ID!, $n: String) { transitionPhase(taskId: $id, to: PLANNING, note: $n) { task { id } } }`, map[string]any{"id": open.ID, "n": "a\nb"}, "note"},
 				"WebhookURL":     {`mutation($u: String!) { createWebhookEndpoint(input: {url: $u}) { secret } }`, map[string]any{"u": "https://example.com/\x1b[8m"}, "url"},
 				"TokenActor":     {`mutation($a: String!) { createToken(actorId: $a, role: VIEWER) { secret } }`, map[string]any{"a": "eve\x1b[0m"}, "actor id"},
+				"MessageESC":     {`mutation($id: ID!, $t: String!) { sendMessage(taskId: $id, text: $t) { message { id } } }`, map[string]any{"id": open.ID, "t": "hi\x1b[2J"}, "text"},
+				"MessageC1":      {`mutation($id: ID!, $t: String!) { sendMessage(taskId: $id, text: $t) { message { id } } }`, map[string]any{"id": open.ID, "t": "c1\u009b"}, "text"},
+				"AnswerESC":      {`mutation($a: String) { answerRequest(requestId: "00000000-0000-0000-0000-000000000000", answer: $a) { request { id } } }`, map[string]any{"a": "yes\x07"}, "answer"},
+				"AnswerComment":  {`mutation($c: String) { answerRequest(requestId: "00000000-0000-0000-0000-000000000000", approve: true, comment: $c) { request { id } } }`, map[string]any{"c": "\x00"}, "comment"},
 			} {
 				t.Run(name, func(t *testing.T) {
 					n, head := c.Count(t, nil), b.HeadPosition(t)
@@ -137,6 +141,13 @@ func TestTextIsRefusedNeverAltered(t *testing.T) {
 			require.Equal(t, title, tk.Title)
 			require.NotNil(t, tk.Description)
 			require.Equal(t, desc, *tk.Description)
+			// A message is multi-line text, as a description.
+			var sent struct {
+				SendMessage struct{ Message struct{ Text string } }
+			}
+			c.Must(t, `mutation($id: ID!, $t: String!) { sendMessage(taskId: $id, text: $t) { message { text } } }`,
+				map[string]any{"id": tk.ID, "t": desc}, &sent)
+			require.Equal(t, desc, sent.SendMessage.Message.Text)
 			// The same emoji as an escaped pair, in JSON and in GraphQL.
 			tk = c.Create(t, map[string]any{"title": "x"})
 			var out struct{ CreateTask struct{ Task task } }

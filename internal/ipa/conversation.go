@@ -95,7 +95,7 @@ type TransitionData struct {
 type MessageSentData struct {
 	MessageID string          `json:"messageId"`
 	Text      string          `json:"text"`
-	Data      json.RawMessage `json:"data,omitempty"`
+	Data      json.RawMessage `json:"data"` // null when none was sent (nil, never empty)
 }
 
 // MessageDeliveredData is the data of message_delivered.

@@ -55,7 +55,7 @@ type Answer struct {
 type Message struct {
 	ID     string          `json:"id"`
 	Text   string          `json:"text"`
-	Data   json.RawMessage `json:"data,omitempty"`
+	Data   json.RawMessage `json:"data"` // null when the message has none
 	SentBy string          `json:"sentBy"`
 	SentAt time.Time       `json:"sentAt"`
 }
@@ -212,7 +212,11 @@ func (s *Server) pull() {
 	s.wg.Go(func() {
 		err := s.host.Messages(s.ctx, func(m pod.Message) error {
 			s.mu.Lock()
-			s.queue = append(s.queue, Message{ID: m.ID, Text: m.Text, Data: m.Data, SentBy: m.SentBy, SentAt: m.SentAt})
+			var data json.RawMessage
+			if len(m.Data) > 0 {
+				data = m.Data // an empty one stays nil, which prints as null
+			}
+			s.queue = append(s.queue, Message{ID: m.ID, Text: m.Text, Data: data, SentBy: m.SentBy, SentAt: m.SentAt})
 			close(s.changed)
 			s.changed = make(chan struct{})
 			s.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/google/uuid"
+
 	"github.com/ipa-dev/ipa/internal/conversation"
 	"github.com/ipa-dev/ipa/internal/ipa"
 )
@@ -71,6 +73,13 @@ func (s *ConversationService) InputRequests(ctx context.Context, state ipa.Input
 	}
 	if state != "" && !state.Valid() {
 		return nil, false, invalidArg("Unknown state %q.", state)
+	}
+	// A cursor is a request id as this list returned it; anything else
+	// would page from an arbitrary place in the id order.
+	if after != "" {
+		if id, err := uuid.Parse(after); err != nil || id.String() != after {
+			return nil, false, invalidArg("after is not a cursor of this list; use an edge's cursor.")
+		}
 	}
 	return s.conv.InputRequests(ctx, state, after, n)
 }

@@ -117,6 +117,25 @@ func TestNotAPlugin(t *testing.T) {
 	}
 }
 
+// A command that does not exist, or is not executable, fails at launch with
+// the reason: the kit reports it and never panics.
+func TestMissingCommandFailsAtLaunch(t *testing.T) {
+	t.Parallel()
+	plain := filepath.Join(t.TempDir(), "not-executable")
+	if err := os.WriteFile(plain, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for cmd, why := range map[string]string{
+		filepath.Join(t.TempDir(), "missing"): "no such file or directory",
+		plain:                                 "permission denied",
+	} {
+		rep := podtest.Check(context.Background(), podtest.Config{Command: []string{cmd}, Timeout: 20 * time.Second})
+		if rep.Passed() || !slices.Equal(rep.Failed(), []string{podtest.StepLaunch}) || !strings.Contains(rep.String(), why) {
+			t.Fatalf("%s: report:\n%s", cmd, rep)
+		}
+	}
+}
+
 type syncWriter struct {
 	mu sync.Mutex
 	w  *strings.Builder

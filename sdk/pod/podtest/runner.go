@@ -107,7 +107,14 @@ func (p *proc) wasKilled() bool {
 	return p.killed
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+// pid is the process id, 0 when the process never started (a missing or
+// non-executable command): go-plugin's Kill asks for ID() even then.
+func (p *proc) pid() int {
+	if p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
 
 // kill ends the process group at once.
 func (p *proc) kill() {
@@ -116,17 +123,28 @@ func (p *proc) kill() {
 		return
 	default:
 	}
+	pid := p.pid()
+	if pid == 0 {
+		return
+	}
 	p.mu.Lock()
 	p.killed = true
 	p.mu.Unlock()
-	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
 }
 
 func (p *proc) Diagnose(context.Context) string { return "" }
 func (p *proc) Stdout() io.ReadCloser           { return p.stdout }
 func (p *proc) Stderr() io.ReadCloser           { return p.stderr }
 func (p *proc) Name() string                    { return p.cmd.Path }
-func (p *proc) ID() string                      { return strconv.Itoa(p.pid()) }
+
+// ID is "" for a process that never started: go-plugin then has nothing to kill.
+func (p *proc) ID() string {
+	if p.pid() == 0 {
+		return ""
+	}
+	return strconv.Itoa(p.pid())
+}
 
 func (p *proc) Wait(ctx context.Context) error {
 	select {
@@ -138,6 +156,9 @@ func (p *proc) Wait(ctx context.Context) error {
 }
 
 func (p *proc) Kill(context.Context) error {
+	if p.pid() == 0 {
+		return nil // never started: nothing to wait for
+	}
 	p.kill()
 	<-p.done
 	return nil
