@@ -195,6 +195,14 @@ func TestSandboxRequiredWithoutBwrap(t *testing.T) {
 	id3 := s3.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{"command": []string{"true"}}})
 	s3.mustFail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": id3}, "FAILED_PRECONDITION", "")
 
+	// No bwrap in PATH is a missing bwrap, though the machine has one
+	// elsewhere (/usr/bin/bwrap).
+	h4 := newHome(t, "--sandbox", "required")
+	h4.env = []string{"PATH=" + t.TempDir()}
+	s4 := h4.start()
+	id4 := s4.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{"command": []string{"true"}}})
+	s4.mustFail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": id4}, "FAILED_PRECONDITION", "")
+
 	h2 := newHome(t, "--sandbox", "auto", "--bwrap", "/bin/false")
 	s2 := h2.start()
 	out, _ := execRun(t, h2, s2, `echo "ran: allowed"`, nil)
