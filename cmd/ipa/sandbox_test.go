@@ -195,6 +195,17 @@ func TestSandboxRequiredWithoutBwrap(t *testing.T) {
 	id3 := s3.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{"command": []string{"true"}}})
 	s3.mustFail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": id3}, "FAILED_PRECONDITION", "")
 
+	// ... and refuses --sandbox off outright, before it creates anything.
+	dir := t.TempDir()
+	refusal, err := serveOnce(t, h3, "--addr", "127.0.0.1:0", "--database", "sqlite://"+filepath.Join(dir, "ipa.db"),
+		"--data-dir", filepath.Join(dir, "data"), "--exec-role", "operator", "--sandbox", "off")
+	if err == nil || !strings.Contains(refusal, "--exec-role operator needs the sandbox") {
+		t.Fatalf("--exec-role operator --sandbox off: %v\n%s", err, refusal)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("the refused server left %v behind", ents)
+	}
+
 	// No bwrap in PATH is a missing bwrap, though the machine has one
 	// elsewhere (/usr/bin/bwrap).
 	h4 := newHome(t, "--sandbox", "required")
