@@ -26,7 +26,8 @@ func TestPausedPodKeepsLeaseAndIsNotJudgedHung(t *testing.T) {
 		"command": []string{"sh", "-c", "while true; do sleep 0.2; done"}, "env": tagEnv(c.homes["A"])}})
 	a.startPod(t, id)
 	tv := a.waitPod(t, id, "RUNNING", "ACTIVE", 0, 30*time.Second)
-	a.must(t, `mutation($id: ID!) { pausePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	// Paused through B: the request goes to the owner, A.
+	b.must(t, `mutation($id: ID!) { pausePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
 	before := c.leases(ctx)[id]
 	if before.Owner != "A" || before.PID != tv.Pod.PID {
 		t.Fatalf("lease %+v, want A's with pid %d", before, tv.Pod.PID)
@@ -58,7 +59,7 @@ func TestPausedPodKeepsLeaseAndIsNotJudgedHung(t *testing.T) {
 		t.Fatalf("the paused pod's plugin %d is gone", before.PID)
 	}
 
-	a.must(t, `mutation($id: ID!) { resumePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
+	b.must(t, `mutation($id: ID!) { resumePod(taskId: $id) { task { id } } }`, map[string]any{"id": id}, nil)
 	if got := b.waitPod(t, id, "RUNNING", "ACTIVE", 0, 30*time.Second); got.Pod.PID != before.PID {
 		t.Fatalf("resumed as pid %d, want %d", got.Pod.PID, before.PID)
 	}
