@@ -188,6 +188,17 @@ func TestSandboxRequiredWithoutBwrap(t *testing.T) {
 	if strings.Contains(e.Message, "/bin/false") {
 		t.Fatalf("the refusal names a path: %q", e.Message)
 	}
+	// createTask with autoStart is refused the same way, before the task exists.
+	var before struct{ Tasks struct{ TotalCount int } }
+	s.must(t, `{ tasks { totalCount } }`, nil, &before)
+	s.mustFail(t, `mutation($in: CreateTaskInput!) { createTask(input: $in) { task { id } } }`,
+		map[string]any{"in": map[string]any{"title": "auto", "runtime": "exec", "autoStart": true, "runtimeConfig": map[string]any{"command": []string{"true"}}}},
+		"FAILED_PRECONDITION", "")
+	var after struct{ Tasks struct{ TotalCount int } }
+	s.must(t, `{ tasks { totalCount } }`, nil, &after)
+	if after.Tasks.TotalCount != before.Tasks.TotalCount {
+		t.Fatalf("a refused autoStart created a task: %d tasks, then %d", before.Tasks.TotalCount, after.Tasks.TotalCount)
+	}
 
 	// --exec-role operator implies required.
 	h3 := newHome(t, "--exec-role", "operator", "--bwrap", "/bin/false")
@@ -219,5 +230,37 @@ func TestSandboxRequiredWithoutBwrap(t *testing.T) {
 	out, _ := execRun(t, h2, s2, `echo "ran: allowed"`, nil)
 	if v := verdicts(out); v["ran"] != "allowed" {
 		t.Fatalf("under --sandbox auto with a broken bwrap the command did not run: %q", out)
+	}
+}
+
+// A pod the server resumes after a clean restart, when bwrap is gone
+// meanwhile and the sandbox is required, is not started, and its crash says
+// why (not that the runtime is unknown).
+func TestSandboxRequiredResumeSaysWhy(t *testing.T) {
+	t.Parallel()
+	h := newHome(t, "--sandbox", "required")
+	s := h.start()
+	id := s.createTask(t, map[string]any{"runtime": "exec", "autoStart": true, "runtimeConfig": map[string]any{
+		"command": []string{"sh", "-c", "while true; do sleep 1; done"}, "env": tagEnv(h)}})
+	s.waitPod(t, id, "RUNNING", "ACTIVE", 0, 30*time.Second)
+	s.stop(t, 60*time.Second) // SIGTERM: stopped, to be resumed by the next start
+
+	h.env = []string{"PATH=" + t.TempDir()}
+	s = h.start()
+	var crashed []event
+	eventually(t, 60*time.Second, func() string {
+		if crashed = s.events(t, id, "pod_crashed"); len(crashed) == 0 {
+			return "the resume has not failed yet"
+		}
+		return ""
+	})
+	if r := dataField[string](t, crashed[0], "reason"); r != "start_failed" {
+		t.Fatalf("pod_crashed reason %q, want start_failed", r)
+	}
+	if m := dataField[string](t, crashed[0], "message"); !strings.Contains(m, "sandbox") || !strings.Contains(m, "bwrap") {
+		t.Fatalf("pod_crashed message %q does not say the sandbox is missing", m)
+	}
+	if n := len(s.events(t, id, "pod_started")); n != 1 {
+		t.Fatalf("%d pod_started events, want only the first", n)
 	}
 }
