@@ -309,7 +309,9 @@ func (h *home) start(extra ...string) *server {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = env
+	// The home's own variables last: the later of two values wins, so
+	// h.env can also replace one of the test's environment (PATH).
+	cmd.Env = append(env, h.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: h.cred}
 	s := &server{h: h, cmd: cmd, log: &logBuf{}, exited: make(chan struct{}),
 		client: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}

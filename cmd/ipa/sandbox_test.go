@@ -188,6 +188,17 @@ func TestSandboxRequiredWithoutBwrap(t *testing.T) {
 	if strings.Contains(e.Message, "/bin/false") {
 		t.Fatalf("the refusal names a path: %q", e.Message)
 	}
+	// createTask with autoStart is refused the same way, before the task exists.
+	var before struct{ Tasks struct{ TotalCount int } }
+	s.must(t, `{ tasks { totalCount } }`, nil, &before)
+	s.mustFail(t, `mutation($in: CreateTaskInput!) { createTask(input: $in) { task { id } } }`,
+		map[string]any{"in": map[string]any{"title": "auto", "runtime": "exec", "autoStart": true, "runtimeConfig": map[string]any{"command": []string{"true"}}}},
+		"FAILED_PRECONDITION", "")
+	var after struct{ Tasks struct{ TotalCount int } }
+	s.must(t, `{ tasks { totalCount } }`, nil, &after)
+	if after.Tasks.TotalCount != before.Tasks.TotalCount {
+		t.Fatalf("a refused autoStart created a task: %d tasks, then %d", before.Tasks.TotalCount, after.Tasks.TotalCount)
+	}
 
 	// --exec-role operator implies required.
 	h3 := newHome(t, "--exec-role", "operator", "--bwrap", "/bin/false")
@@ -195,10 +206,61 @@ func TestSandboxRequiredWithoutBwrap(t *testing.T) {
 	id3 := s3.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{"command": []string{"true"}}})
 	s3.mustFail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": id3}, "FAILED_PRECONDITION", "")
 
+	// ... and refuses --sandbox off outright, before it creates anything.
+	dir := t.TempDir()
+	refusal, err := serveOnce(t, h3, "--addr", "127.0.0.1:0", "--database", "sqlite://"+filepath.Join(dir, "ipa.db"),
+		"--data-dir", filepath.Join(dir, "data"), "--exec-role", "operator", "--sandbox", "off")
+	if err == nil || !strings.Contains(refusal, "--exec-role operator needs the sandbox") {
+		t.Fatalf("--exec-role operator --sandbox off: %v\n%s", err, refusal)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("the refused server left %v behind", ents)
+	}
+
+	// No bwrap in PATH is a missing bwrap, though the machine has one
+	// elsewhere (/usr/bin/bwrap).
+	h4 := newHome(t, "--sandbox", "required")
+	h4.env = []string{"PATH=" + t.TempDir()}
+	s4 := h4.start()
+	id4 := s4.createTask(t, map[string]any{"runtime": "exec", "runtimeConfig": map[string]any{"command": []string{"true"}}})
+	s4.mustFail(t, `mutation($id: ID!) { startPod(taskId: $id) { started } }`, map[string]any{"id": id4}, "FAILED_PRECONDITION", "")
+
 	h2 := newHome(t, "--sandbox", "auto", "--bwrap", "/bin/false")
 	s2 := h2.start()
 	out, _ := execRun(t, h2, s2, `echo "ran: allowed"`, nil)
 	if v := verdicts(out); v["ran"] != "allowed" {
 		t.Fatalf("under --sandbox auto with a broken bwrap the command did not run: %q", out)
+	}
+}
+
+// A pod the server resumes after a clean restart, when bwrap is gone
+// meanwhile and the sandbox is required, is not started, and its crash says
+// why (not that the runtime is unknown).
+func TestSandboxRequiredResumeSaysWhy(t *testing.T) {
+	t.Parallel()
+	h := newHome(t, "--sandbox", "required")
+	s := h.start()
+	id := s.createTask(t, map[string]any{"runtime": "exec", "autoStart": true, "runtimeConfig": map[string]any{
+		"command": []string{"sh", "-c", "while true; do sleep 1; done"}, "env": tagEnv(h)}})
+	s.waitPod(t, id, "RUNNING", "ACTIVE", 0, 30*time.Second)
+	s.stop(t, 60*time.Second) // SIGTERM: stopped, to be resumed by the next start
+
+	h.env = []string{"PATH=" + t.TempDir()}
+	s = h.start()
+	var crashed []event
+	eventually(t, 60*time.Second, func() string {
+		if crashed = s.events(t, id, "pod_crashed"); len(crashed) == 0 {
+			return "the resume has not failed yet"
+		}
+		return ""
+	})
+	if r := dataField[string](t, crashed[0], "reason"); r != "start_failed" {
+		t.Fatalf("pod_crashed reason %q, want start_failed", r)
+	}
+	if m := dataField[string](t, crashed[0], "message"); !strings.Contains(m, "sandbox") || !strings.Contains(m, "bwrap") {
+		t.Fatalf("pod_crashed message %q does not say the sandbox is missing", m)
+	}
+	if n := len(s.events(t, id, "pod_started")); n != 1 {
+		t.Fatalf("%d pod_started events, want only the first", n)
 	}
 }

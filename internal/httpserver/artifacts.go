@@ -63,6 +63,31 @@ func artifactsHandler(res *graph.Resolver) http.Handler {
 	})
 }
 
+// refuseArtifactDotSegments answers 400 BAD_USER_INPUT to an artifact path
+// with a "." or ".." segment ("/artifacts/{id}/../x") before the router
+// sees it: the router would clean the path and redirect elsewhere, and a
+// client asking for a name outside its task's artifacts must be told no,
+// not sent on. Other paths go to next unchanged.
+func refuseArtifactDotSegments(next, refuse http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, ArtifactsPath) {
+			for _, seg := range strings.Split(r.URL.Path, "/") {
+				if seg == "." || seg == ".." {
+					refuse.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// dotSegmentRefusal is the answer of refuseArtifactDotSegments.
+func dotSegmentRefusal(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, http.StatusBadRequest, ipa.Errorf(ipa.EINVALID, ipa.ReasonInvalidArgument,
+		"Not an artifact name: names are letters, digits, '.', '_' and '-', not starting with '.'."))
+}
+
 // statusOf is the HTTP status of a coded error.
 func statusOf(err error) int {
 	switch ipa.ErrorCode(err) {

@@ -158,7 +158,8 @@ func New(cfg Config) http.Handler {
 	})
 	mux.Handle(ui.Base, ui.Handler("/graphql"))
 	mux.Handle("/", ide.Handler("/graphql"))
-	return withHostCheck(cfg.Auth, cfg.AllowedHosts, mux)
+	return withHostCheck(cfg.Auth, cfg.AllowedHosts, refuseArtifactDotSegments(mux,
+		withCorrelation(withErrorMetrics(m, http.HandlerFunc(dotSegmentRefusal)))))
 }
 
 // withGETCaching marks GraphQL answers to GET as private to the caller: each

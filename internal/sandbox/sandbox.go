@@ -74,19 +74,13 @@ const probeTimeout = 10 * time.Second
 // Find returns the path of bwrap and checks that it works here: it runs
 // `bwrap … true` with every namespace and mount the sandbox uses. path
 // names the program (looked up in PATH when it has no slash); "" is bwrap
-// from PATH, or from the usual places when PATH lacks them. The error says
-// why it does not work.
+// from PATH, and only from PATH: a PATH without bwrap means no bwrap, as
+// --bwrap and the documentation say, so --sandbox required refuses exec
+// pods then rather than picking one up from elsewhere. The error says why
+// it does not work.
 func Find(ctx context.Context, path string) (string, error) {
 	if path == "" {
 		path = Program
-		if _, err := exec.LookPath(path); err != nil {
-			for _, p := range []string{"/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"} {
-				if st, serr := os.Stat(p); serr == nil && st.Mode().IsRegular() {
-					path = p
-					break
-				}
-			}
-		}
 	}
 	found, err := exec.LookPath(path)
 	if err != nil {

@@ -79,9 +79,7 @@ func TestDecodeHide(t *testing.T) {
 // reason.
 func TestFindAndProbe(t *testing.T) {
 	if _, err := exec.LookPath(Program); err != nil {
-		if _, serr := os.Stat("/usr/bin/bwrap"); serr != nil {
-			t.Fatalf("bwrap is not installed (bubblewrap): %v", err)
-		}
+		t.Fatalf("bwrap is not in PATH (install bubblewrap): %v", err)
 	}
 	path, err := Find(context.Background(), "")
 	if err != nil {
@@ -95,5 +93,10 @@ func TestFindAndProbe(t *testing.T) {
 	}
 	if _, err := Find(context.Background(), "/nonexistent/bwrap"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("Find(missing) = %v, want not found", err)
+	}
+	// A PATH without bwrap means no bwrap, even where /usr/bin/bwrap exists.
+	t.Setenv("PATH", t.TempDir())
+	if _, err := Find(context.Background(), ""); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("Find with bwrap absent from PATH = %v, want not found", err)
 	}
 }

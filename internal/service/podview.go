@@ -106,7 +106,10 @@ func (s *PodService) storedPod(ctx context.Context, t *ipa.Task, lease []byte, f
 		v.State = ipa.PodStopped
 	}
 	var f leaseFacts
-	if found && v.State == ipa.PodRunning && json.Unmarshal(lease, &f) == nil {
+	// A paused pod's process lives on under its lease, as a running one's:
+	// the owner shows its pid and start time, so every instance does.
+	live := v.State == ipa.PodRunning || v.State == ipa.PodPaused
+	if found && live && json.Unmarshal(lease, &f) == nil {
 		if f.PID > 0 {
 			pid := f.PID
 			v.PID = &pid

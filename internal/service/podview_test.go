@@ -69,6 +69,16 @@ func TestPodViewAcrossInstances(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	require.Equal(t, 0, f.podS.Pod(context.Background(), &old).Restarts)
 
+	// A paused pod lives on under its lease: the owner's pid and start time.
+	paused := *cur
+	paused.PodState = ipa.PodPaused
+	v = f.podS.Pod(context.Background(), &paused)
+	require.Equal(t, ipa.PodPaused, v.State)
+	require.NotNil(t, v.PID)
+	require.Equal(t, 777, *v.PID)
+	require.NotNil(t, v.StartedAt)
+	require.True(t, started.Equal(*v.StartedAt))
+
 	// The owner answers from its supervisor.
 	leases[task.ID] = [2]string{"me", leases[task.ID][1]}
 	v = f.podS.Pod(context.Background(), cur)

@@ -144,7 +144,8 @@ func (s *TaskService) Runtimes(ctx context.Context) ([]ipa.RuntimeInfo, error) {
 // returned task shows.
 // Requires OPERATOR, and the runtime's own role when it has one (exec:
 // ADMIN by default). Returns EINVALID (INVALID_TITLE, INVALID_ARGUMENT) for
-// bad input.
+// bad input, and the runtime's refusal (FAILED_PRECONDITION: exec without
+// its required sandbox) for AutoStart on a runtime that cannot start here.
 func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*ipa.Task, error) {
 	actor, err := ipa.RequireRole(ctx, ipa.RoleOperator)
 	if err != nil {
@@ -156,6 +157,13 @@ func (s *TaskService) CreateTask(ctx context.Context, in ipa.CreateTaskInput) (*
 	}
 	if err := requireRuntimeRole(ctx, s.runtimes[data.Runtime]); err != nil {
 		return nil, err
+	}
+	// A pod this server refuses to start (exec with the sandbox required
+	// and no working bwrap: FAILED_PRECONDITION) is refused before the
+	// task exists, as startPod refuses it, rather than created only to
+	// crash at once.
+	if in.AutoStart != nil && *in.AutoStart && s.runtimes[data.Runtime].Unavailable != nil {
+		return nil, s.runtimes[data.Runtime].Unavailable
 	}
 	if err := s.checkParentDepth(ctx, data.ParentID); err != nil {
 		return nil, err

@@ -184,6 +184,12 @@ func (s *Supervisor) launchRun(ctx context.Context, p *pod, t ipa.Task, attempt 
 		if err != nil {
 			s.dropLease(t.ID)
 			log.Warn("pod start refused", slog.String("decision", "unknown_runtime"), slog.Any("error", err))
+			// A refusal that says why (exec without its required sandbox)
+			// is the crash's message; anything else is not for clients.
+			var why *ipa.Error
+			if errors.As(err, &why) && why.Code == ipa.EFAILEDPRECONDITION {
+				return failStart(err, nil, "%s", why.Message)
+			}
 			return failStart(err, nil, "The runtime %q is not available on this server.", t.Runtime)
 		}
 	}

@@ -42,6 +42,26 @@ const ConfigSchema = `{
         "processes": {"type": "integer", "minimum": 0, "maximum": 4194304, "description": "Processes of the server's OS user (RLIMIT_NPROC, counted per user)."}
       },
       "additionalProperties": false
+    },
+    "sandbox": {
+      "type": "object",
+      "description": "What the sandbox (bwrap, --sandbox) lets through: by default no network and only the task's workspace writable.",
+      "properties": {
+        "network": {"type": "boolean", "default": false, "description": "Keep the host's network (loopback included)."},
+        "writable": {
+          "type": "array",
+          "items": {"type": "string"},
+          "maxItems": 32,
+          "description": "More absolute paths the command may write; each must exist and neither hold nor lie inside the server's files."
+        }
+      },
+      "additionalProperties": false
+    },
+    "onSuccess": {
+      "type": "string",
+      "enum": ["COMPLETE", "STOP"],
+      "default": "STOP",
+      "description": "What a command that exits 0 does to its task: COMPLETE completes it, STOP leaves it open."
     }
   },
   "additionalProperties": true
