@@ -100,6 +100,16 @@ func (s *Service) waitUntil(ctx context.Context, taskID string, after int64, at 
 // at its time, the sweep does when nobody waits) or cancelled by the task's
 // close. A task closed before the request was made refuses it.
 func (s *Service) Ask(ctx context.Context, taskID, actor string, req podapi.AskRequest) (podapi.AskResponse, error) {
+	return s.AskIn(ctx, taskID, actor, "", req)
+}
+
+// AskIn is Ask from a pod run: cause is the id of the event that started
+// the run (pod_started or pod_reattached), recorded as the request's
+// cause. An unkeyed ask (ipa.Unkeyed) of a run gets the request an ended
+// run asked the same way and nobody answered it while that run lived
+// (ipa.Conversation.Reusable, recorded as input_reasked), so a pod that
+// restarts while asking still gets the answer given to what it asked.
+func (s *Service) AskIn(ctx context.Context, taskID, actor, cause string, req podapi.AskRequest) (podapi.AskResponse, error) {
 	kind := ipa.InputKind(req.Kind)
 	if kind == "" {
 		kind = ipa.InputQuestion
@@ -139,18 +149,25 @@ func (s *Service) Ask(ctx context.Context, taskID, actor string, req podapi.AskR
 		if err := ipa.ClosedTaskError(t.Status); err != nil {
 			return nil, err
 		}
+		opts := req.Options
+		if opts == nil {
+			opts = []string{}
+		}
+		if ipa.Unkeyed(req.Key) {
+			if r := c.Reusable(kind, req.Prompt, opts, c.Run(cause)); r != nil {
+				id = r.ID
+				return []ipa.NewEvent{{Type: ipa.EventInputReasked, Data: ipa.InputReaskedData{RequestID: r.ID, Key: req.Key},
+					CausationID: cause}}, nil
+			}
+		}
 		id = newID()
 		var exp *time.Time
 		if req.Timeout > 0 {
 			at := s.now().Add(req.Timeout).UTC()
 			exp = &at
 		}
-		opts := req.Options
-		if opts == nil {
-			opts = []string{}
-		}
 		return []ipa.NewEvent{{Type: ipa.EventInputRequested, Data: ipa.InputRequestedData{
-			RequestID: id, Kind: kind, Prompt: req.Prompt, Options: opts, ExpiresAt: exp, Key: req.Key}}}, nil
+			RequestID: id, Kind: kind, Prompt: req.Prompt, Options: opts, ExpiresAt: exp, Key: req.Key}, CausationID: cause}}, nil
 	})
 	if err != nil {
 		return podapi.AskResponse{}, err
