@@ -33,7 +33,7 @@ func (h *ConversingHost) AckMessage(ctx context.Context, messageID string) error
 // Ask records the request (once per key; an unkeyed one a restarted run
 // asks again is the ended run's) and waits for its end.
 func (h *ConversingHost) Ask(ctx context.Context, req podapi.AskRequest) (podapi.AskResponse, error) {
-	return h.conv.AskIn(ctx, h.taskID, Actor(h.runtime), h.cause(ctx), req)
+	return h.conv.AskIn(ctx, h.taskID, Actor(h.runtime), h.cause, req)
 }
 
 // RequestPhase is Host.RequestPhase behind the task's phase gates: a move
