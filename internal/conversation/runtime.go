@@ -100,6 +100,46 @@ func (s *Service) waitUntil(ctx context.Context, taskID string, after int64, at 
 // at its time, the sweep does when nobody waits) or cancelled by the task's
 // close. A task closed before the request was made refuses it.
 func (s *Service) Ask(ctx context.Context, taskID, actor string, req podapi.AskRequest) (podapi.AskResponse, error) {
+	return s.AskIn(ctx, taskID, actor, nil, req)
+}
+
+// runWait bounds how long an ask waits for its run's start to be recorded.
+const runWait = 30 * time.Second
+
+// askingRun returns the id of the event that started the asking run, as
+// cause finds it, once the stream has it: a runtime may ask before the
+// server has recorded its pod_started. "" after runWait, or when the task
+// closed meanwhile.
+func (s *Service) askingRun(ctx context.Context, taskID string, cause func(context.Context) string) (string, error) {
+	deadline := time.Now().Add(runWait)
+	for {
+		t, c, err := s.Load(ctx, taskID)
+		if err != nil {
+			return "", err
+		}
+		id := cause(ctx)
+		if (id != "" && c.Run(id) != "") || t.Status.Closed() {
+			return id, nil
+		}
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		err = s.waitFor(wctx, taskID, t.Version, ipa.EventPodStarted, ipa.EventPodReattached, ipa.EventTaskCompleted, ipa.EventTaskCancelled)
+		cancel()
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		if err != nil {
+			return id, nil // not recorded in time: asked as no run's
+		}
+	}
+}
+
+// AskIn is Ask from a pod run: cause finds the id of the event that
+// started the run (pod_started or pod_reattached, "" while not recorded),
+// recorded as the request's cause. An unkeyed ask (ipa.Unkeyed) of a run gets the request an ended
+// run asked the same way and nobody answered it while that run lived
+// (ipa.Conversation.Reusable, recorded as input_reasked), so a pod that
+// restarts while asking still gets the answer given to what it asked.
+func (s *Service) AskIn(ctx context.Context, taskID, actor string, cause func(context.Context) string, req podapi.AskRequest) (podapi.AskResponse, error) {
 	kind := ipa.InputKind(req.Kind)
 	if kind == "" {
 		kind = ipa.InputQuestion
@@ -130,6 +170,13 @@ func (s *Service) Ask(ctx context.Context, taskID, actor string, req podapi.AskR
 	if req.Timeout < 0 || req.Timeout > MaxTimeout {
 		return podapi.AskResponse{}, invalid("timeout must be between 0 (none) and %s.", MaxTimeout)
 	}
+	run := ""
+	if cause != nil {
+		var err error
+		if run, err = s.askingRun(ctx, taskID, cause); err != nil {
+			return podapi.AskResponse{}, err
+		}
+	}
 	id := ""
 	_, err := s.decide(ctx, taskID, actor, nil, func(t *ipa.Task, c *ipa.Conversation) ([]ipa.NewEvent, error) {
 		if r := c.RequestByKey(req.Key); r != nil {
@@ -139,18 +186,25 @@ func (s *Service) Ask(ctx context.Context, taskID, actor string, req podapi.AskR
 		if err := ipa.ClosedTaskError(t.Status); err != nil {
 			return nil, err
 		}
+		opts := req.Options
+		if opts == nil {
+			opts = []string{}
+		}
+		if ipa.Unkeyed(req.Key) {
+			if r := c.Reusable(kind, req.Prompt, opts, c.Run(run)); r != nil {
+				id = r.ID
+				return []ipa.NewEvent{{Type: ipa.EventInputReasked, Data: ipa.InputReaskedData{RequestID: r.ID, Key: req.Key},
+					CausationID: run}}, nil
+			}
+		}
 		id = newID()
 		var exp *time.Time
 		if req.Timeout > 0 {
 			at := s.now().Add(req.Timeout).UTC()
 			exp = &at
 		}
-		opts := req.Options
-		if opts == nil {
-			opts = []string{}
-		}
 		return []ipa.NewEvent{{Type: ipa.EventInputRequested, Data: ipa.InputRequestedData{
-			RequestID: id, Kind: kind, Prompt: req.Prompt, Options: opts, ExpiresAt: exp, Key: req.Key}}}, nil
+			RequestID: id, Kind: kind, Prompt: req.Prompt, Options: opts, ExpiresAt: exp, Key: req.Key}, CausationID: run}}, nil
 	})
 	if err != nil {
 		return podapi.AskResponse{}, err

@@ -3,6 +3,7 @@ package ipa
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -15,6 +16,9 @@ const (
 	EventInputRequested   = "input_requested"
 	EventInputAnswered    = "input_answered"
 	EventInputExpired     = "input_expired"
+	// EventInputReasked: a new run of the pod asked, unkeyed, what an
+	// ended run had asked, and got that request (see Conversation.Reusable).
+	EventInputReasked = "input_reasked"
 
 	// Phase gates: a move into a phase the task lists in its approvals.
 	EventTransitionRequested = "transition_requested"
@@ -26,7 +30,9 @@ const (
 // together with the closing events (which cancel pending requests).
 var ConversationEventTypes = []string{
 	EventMessageSent, EventMessageDelivered, EventInputRequested, EventInputAnswered, EventInputExpired,
-	EventTaskCompleted, EventTaskCancelled,
+	EventInputReasked, EventTaskCompleted, EventTaskCancelled,
+	// The pod's runs: which run asked a request, and whether it has ended.
+	EventPodStarted, EventPodReattached, EventPodStopped, EventPodCrashed, EventPodLost,
 }
 
 // InputKind is what a runtime asks for.
@@ -164,6 +170,13 @@ type InputRequest struct {
 	// move a phase gate stopped).
 	RequestedBy string
 	Transition  *TransitionData // a phase gate's move; nil otherwise
+	// Run is the pod run that asked it last (the id of the run's
+	// pod_started), "" when unknown; AskedAs the keys of the later asks
+	// that reused it (input_reasked). EndedUnheard: it was answered or
+	// expired after Run had ended, so no run has had its answer.
+	Run          string
+	AskedAs      []string
+	EndedUnheard bool
 }
 
 // Conversation is what a task's stream says about its messages and requests,
@@ -171,6 +184,7 @@ type InputRequest struct {
 type Conversation struct {
 	Messages []Message
 	Requests []InputRequest
+	runs     podRuns
 }
 
 // Request returns the request with id, nil when there is none.
@@ -185,8 +199,11 @@ func (c *Conversation) Request(id string) *InputRequest {
 
 // RequestByKey returns the request a runtime asked under key, nil when none.
 func (c *Conversation) RequestByKey(key string) *InputRequest {
+	if key == "" {
+		return nil
+	}
 	for i := range c.Requests {
-		if key != "" && c.Requests[i].Key == key {
+		if c.Requests[i].Key == key || slices.Contains(c.Requests[i].AskedAs, key) {
 			return &c.Requests[i]
 		}
 	}
@@ -222,6 +239,7 @@ func FoldConversation(events []Event) (Conversation, error) {
 	var c Conversation
 	msgs := map[string]int{}
 	for _, e := range events {
+		c.runs.apply(e)
 		switch e.Type {
 		case EventMessageSent:
 			var d MessageSentData
@@ -251,7 +269,18 @@ func FoldConversation(events []Event) (Conversation, error) {
 			}
 			c.Requests = append(c.Requests, InputRequest{ID: d.RequestID, TaskID: e.TaskID, Key: d.Key, Kind: d.Kind,
 				Prompt: d.Prompt, Options: d.Options, State: InputPending, CreatedAt: e.OccurredAt,
-				ExpiresAt: utcPtr(d.ExpiresAt), Version: e.Version, RequestedBy: e.ActorID, Transition: d.Transition})
+				ExpiresAt: utcPtr(d.ExpiresAt), Version: e.Version, RequestedBy: e.ActorID, Transition: d.Transition,
+				Run: c.runs.asker(e.CausationID)})
+		case EventInputReasked:
+			var d InputReaskedData
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				return c, fmt.Errorf("decode %s of %s: %w", e.Type, e.TaskID, err)
+			}
+			if r := c.Request(d.RequestID); r != nil {
+				// Its answer, if any, now reaches a live run: heard.
+				r.Run, r.EndedUnheard = c.runs.asker(e.CausationID), false
+				r.AskedAs = append(r.AskedAs, d.Key)
+			}
 		case EventInputAnswered:
 			var d InputAnsweredData
 			if err := json.Unmarshal(e.Data, &d); err != nil {
@@ -260,6 +289,7 @@ func FoldConversation(events []Event) (Conversation, error) {
 			if r := c.Request(d.RequestID); r != nil && r.State == InputPending {
 				at := e.OccurredAt
 				r.State, r.Answer, r.Approved, r.Comment, r.AnsweredBy, r.AnsweredAt = InputAnswered, d.Answer, d.Approved, d.Comment, e.ActorID, &at
+				r.EndedUnheard = c.runs.ended(r.Run)
 			}
 		case EventInputExpired:
 			var d InputExpiredData
@@ -269,6 +299,7 @@ func FoldConversation(events []Event) (Conversation, error) {
 			if r := c.Request(d.RequestID); r != nil && r.State == InputPending {
 				at := e.OccurredAt
 				r.State, r.AnsweredAt = InputExpired, &at
+				r.EndedUnheard = c.runs.ended(r.Run)
 			}
 		case EventTaskCompleted, EventTaskCancelled:
 			for i := range c.Requests {

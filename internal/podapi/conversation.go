@@ -9,8 +9,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ipa-dev/ipa/internal/ipa"
 	pb "github.com/ipa-dev/ipa/internal/podapi/proto"
 )
+
+// AutoKeyPrefix starts the key the SDK gives an ask made without one; the
+// server takes such an ask as unkeyed (ipa.Unkeyed).
+const AutoKeyPrefix = ipa.AutoKeyPrefix
 
 // ErrUnsupported is returned by a plugin-side call the connected host does
 // not know (a server older than the protocol version that added it).
@@ -27,7 +32,7 @@ type Message struct {
 
 // AskRequest is a question for a person (protocol version 3).
 type AskRequest struct {
-	Key     string // the runtime's name for the request; "" makes a new one per call
+	Key     string // the runtime's name for the request; "" makes a new one per call (but see ipa.Unkeyed)
 	Kind    string // QUESTION, APPROVAL or CHOICE
 	Prompt  string
 	Options []string

@@ -30,9 +30,10 @@ func (h *ConversingHost) AckMessage(ctx context.Context, messageID string) error
 	return h.conv.Ack(ctx, h.taskID, Actor(h.runtime), messageID)
 }
 
-// Ask records the request (once per key) and waits for its end.
+// Ask records the request (once per key; an unkeyed one a restarted run
+// asks again is the ended run's) and waits for its end.
 func (h *ConversingHost) Ask(ctx context.Context, req podapi.AskRequest) (podapi.AskResponse, error) {
-	return h.conv.Ask(ctx, h.taskID, Actor(h.runtime), req)
+	return h.conv.AskIn(ctx, h.taskID, Actor(h.runtime), h.cause, req)
 }
 
 // RequestPhase is Host.RequestPhase behind the task's phase gates: a move

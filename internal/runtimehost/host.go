@@ -78,13 +78,15 @@ func New(w *eventlog.Writer, r Reader, taskID, runtime string) *Host {
 // (pod_started or pod_reattached), which events a runtime writes name as
 // their cause; "" when there is none. The run's pod_started is recorded after
 // the plugin starts, so it is looked up on the first call, not when the host
-// is made.
+// is made; and while the newest pod event still ends the previous run, this
+// run's start is not recorded yet: "" then, looked up again next time.
 func (h *Host) cause(ctx context.Context) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.causation == "" {
-		evs, err := h.r.ReadEvents(ctx, ipa.EventQuery{TaskID: h.taskID, Types: []string{ipa.EventPodStarted, ipa.EventPodReattached}, Limit: 1, Newest: true})
-		if err == nil && len(evs) > 0 {
+		evs, err := h.r.ReadEvents(ctx, ipa.EventQuery{TaskID: h.taskID, Types: []string{ipa.EventPodStarted, ipa.EventPodReattached,
+			ipa.EventPodStopped, ipa.EventPodCrashed, ipa.EventPodLost}, Limit: 1, Newest: true})
+		if err == nil && len(evs) > 0 && (evs[0].Type == ipa.EventPodStarted || evs[0].Type == ipa.EventPodReattached) {
 			h.causation = evs[0].ID
 		}
 	}

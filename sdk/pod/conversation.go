@@ -123,7 +123,7 @@ func (h host) Ask(ctx context.Context, req AskRequest) (Answer, error) {
 		return Answer{}, ErrUnsupported
 	}
 	if req.Key == "" {
-		req.Key = "sdk:" + uuid.NewString()
+		req.Key = podapi.AutoKeyPrefix + uuid.NewString()
 	}
 	if req.Kind == "" {
 		req.Kind = KindQuestion

@@ -63,7 +63,12 @@ printed. In every kind: 2 when the request expired (--timeout), 3 when it was
 cancelled (the task closed), 4 on an error.
 
 --key names the request: asking again with the same key (after the pod
-restarted) waits for the same request, or prints the answer given meanwhile.`,
+restarted) waits for the same request, or prints the answer given meanwhile.
+Without --key, a pod restarted while its command asked (or before anyone
+answered) that asks the same again (same kind, text and choices) waits for
+the earlier request too, or gets the answer given while the pod was down;
+an answer a run of the pod already got is not reused: started again, the
+command asks anew.`,
 		Args:          cobra.ExactArgs(1),
 		SilenceUsage:  true,
 		SilenceErrors: false,
