@@ -76,8 +76,9 @@ func (p *podRuns) ended(run string) bool { return run != "" && p.over[run] }
 // Reusable returns the request an unkeyed ask of run gets instead of a new
 // one, nil when none: the first request, asked unkeyed with the same kind,
 // prompt and options by a run that has since ended, that no run has had
-// the answer of: still pending, or answered or expired after its run
-// ended. Reusing it makes run its asker (input_reasked), so a second such
+// the answer of: still pending, or answered after its run ended. An
+// expired request is not reused: its wait ran out for the run that asked,
+// and the new run's ask is a new wait. Reusing it makes run its asker (input_reasked), so a second such
 // ask of the same run is a new request, and an answer a live run got is
 // never handed to another: a pod run again asks again.
 func (c *Conversation) Reusable(kind InputKind, prompt string, options []string, run string) *InputRequest {
@@ -92,7 +93,7 @@ func (c *Conversation) Reusable(kind InputKind, prompt string, options []string,
 		if r.Kind != kind || r.Prompt != prompt || !slices.Equal(r.Options, options) {
 			continue
 		}
-		if r.State == InputPending || (r.EndedUnheard && (r.State == InputAnswered || r.State == InputExpired)) {
+		if r.State == InputPending || (r.EndedUnheard && r.State == InputAnswered) {
 			return r
 		}
 	}

@@ -98,6 +98,15 @@ func TestReusable(t *testing.T) {
 		t.Fatalf("answer a live run had reused: %+v", r)
 	}
 
+	// Expired after its run ended: not reused, the new run's ask is a new
+	// wait.
+	c = fold(append(restart[:1], runEv(6, "e1", EventInputExpired, "", InputExpiredData{RequestID: "r1"}),
+		runEv(7, "e2", EventInputExpired, "", InputExpiredData{RequestID: "r2"}),
+		runEv(8, "s2", EventPodStarted, "", PodStartedData{}))...)
+	if r := c.Reusable(InputApproval, "Go?", nil, c.Run("s2")); r != nil {
+		t.Fatalf("expired request reused: %+v", r)
+	}
+
 	// Reused while answered (so the new run got it): heard; once that run
 	// ends too, the next run asks anew.
 	c = fold(append(restart[:1], runEv(6, "a1", EventInputAnswered, "", InputAnsweredData{RequestID: "r1", Approved: &yes}),
