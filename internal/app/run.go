@@ -6,15 +6,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Run is `ipa serve`: it serves on ln — a listener the caller bound before
 // anything else, so a port in use fails the start before the store is
 // touched — while it builds the server (open, migrate, register, reconcile,
 // resume), then with the server, until ctx ends. Until the server is built
-// /readyz answers 503 and every request but /healthz is refused with 503
-// (UNAVAILABLE). ready, when set, is called once the server serves. Returns
+// /readyz answers 503 and every other request but /healthz waits for it
+// (see gate). ready, when set, is called once the server serves. Returns
 // New's errors, the listener's, or Close's.
 func Run(ctx context.Context, cfg Config, ln net.Listener, ready func(*App)) error {
 	a, err := prepare(cfg)
@@ -22,7 +24,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, ready func(*App)) err
 		return err
 	}
 	a.baseCtx, a.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
-	g := &gate{}
+	g := newGate(startWait)
 	srv, served := a.startHTTP(ln, g)
 	if err := a.build(ctx); err != nil {
 		_ = srv.Close()
@@ -38,13 +40,31 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, ready func(*App)) err
 }
 
 // gate is the HTTP face of a server still being built: alive, not ready.
-// open lets every request through to the built server's handler.
-type gate struct{ next atomic.Pointer[http.Handler] }
+// A request other than the probes waits for the build (up to startWait, or
+// until its client gives up) and is then served, as if the listen backlog
+// had held it; only a build that outlasts the wait answers 503. open lets
+// every request through to the built server's handler.
+type gate struct {
+	wait   time.Duration
+	next   atomic.Pointer[http.Handler]
+	once   sync.Once
+	opened chan struct{}
+}
 
-func (g *gate) open(h http.Handler) { g.next.Store(&h) }
+func newGate(wait time.Duration) *gate { return &gate{wait: wait, opened: make(chan struct{})} }
 
-// startingBody is the answer to a GraphQL request before the server is
-// built: the code of an unreachable store, which is what a client retries.
+func (g *gate) open(h http.Handler) {
+	g.next.Store(&h)
+	g.once.Do(func() { close(g.opened) })
+}
+
+// startWait bounds how long a request made during the build waits for it.
+// Migrations and reconcile take well under this; a longer build (a large
+// migration, a store that is down) answers 503 and the client retries.
+const startWait = 30 * time.Second
+
+// startingBody is the answer to a GraphQL request whose wait for the build
+// ran out: the code of an unreachable store, which is what a client retries.
 var startingBody = fmt.Sprintf(`{"errors":[{"message":"The server is starting; try again shortly.","extensions":{"code":%q}}]}`+"\n", "UNAVAILABLE")
 
 func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -56,14 +76,25 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
+		return
 	case "/readyz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready\n"))
-	default:
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(startingBody))
+		return
 	}
+	t := time.NewTimer(g.wait)
+	defer t.Stop()
+	select {
+	case <-g.opened:
+		(*g.next.Load()).ServeHTTP(w, r)
+		return
+	case <-r.Context().Done():
+		return
+	case <-t.C:
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(startingBody))
 }
