@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ipa-dev/ipa/internal/conversation"
 	"github.com/ipa-dev/ipa/internal/coordination"
@@ -115,8 +116,9 @@ func (a *App) resume(ctx context.Context, pods *coordination.ScheduledPods) erro
 	}
 	if len(targets) > 0 {
 		// Through the limits: a resume queues where a limit is full.
+		began := time.Now()
 		n := pods.Resume(ctx, targets)
-		a.log.Info("resume done", slog.Int("candidates", len(targets)), slog.Int("started", n))
+		a.log.Info("resume done", slog.Int("candidates", len(targets)), slog.Int("started", n), slog.Duration("took", time.Since(began)))
 	}
 	return nil
 }

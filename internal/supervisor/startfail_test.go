@@ -85,7 +85,7 @@ func TestShutdownThenResume(t *testing.T) {
 	}
 
 	next := newStarted(t, b.cfg)
-	if n := next.Resume(context.Background(), []*ipa.Task{task}); n != 1 {
+	if n := ResumeEach(context.Background(), []*ipa.Task{task}, next.StartPod, next.log); n != 1 {
 		t.Fatalf("resumed %d pods, want 1", n)
 	}
 	waitState(t, next, task.ID, ipa.PodRunning)
@@ -95,7 +95,7 @@ func TestShutdownThenResume(t *testing.T) {
 		t.Fatalf("pod_started %+v", started)
 	}
 	// A second Resume finds the pod running and starts nothing.
-	if n := next.Resume(context.Background(), []*ipa.Task{task}); n != 0 {
+	if n := ResumeEach(context.Background(), []*ipa.Task{task}, next.StartPod, next.log); n != 0 {
 		t.Fatalf("second resume started %d", n)
 	}
 }
