@@ -311,24 +311,36 @@ func (s *Supervisor) reconcileUnleased(ctx context.Context, t ipa.Task) {
 	s.lost(ctx, p, Lease{TaskID: t.ID, Runtime: t.Runtime}, ipa.LostNoLease)
 }
 
+// lockIdle returns t's pod with its operation lock held and its task set
+// to t, or nil when it cannot be had or a run or a pending restart is
+// already there (this server settled it meanwhile).
+func (s *Supervisor) lockIdle(ctx context.Context, t ipa.Task) *pod {
+	p, err := s.lockPod(ctx, t.ID, true)
+	if err != nil {
+		return nil
+	}
+	p.mu.Lock()
+	p.task = t
+	busy := p.run != nil || p.pending != nil
+	p.mu.Unlock()
+	if busy {
+		p.unlock()
+		return nil
+	}
+	return p
+}
+
 // restartOwed settles a CRASHED pod whose policy restarts it: its crash is
 // recorded but what the policy decided is not (the previous server died
 // before it could write that, e.g. while the database was unreachable and
 // the decision waited in its outbox). The decision is taken again from the
 // recorded history, in which that crash already counts once.
 func (s *Supervisor) restartOwed(ctx context.Context, t ipa.Task) {
-	p, err := s.lockPod(ctx, t.ID, true)
-	if err != nil {
+	p := s.lockIdle(ctx, t)
+	if p == nil {
 		return
 	}
 	defer p.unlock()
-	p.mu.Lock()
-	p.task = t
-	running := p.run != nil || p.pending != nil
-	p.mu.Unlock()
-	if running {
-		return
-	}
 	if err := s.claimLease(ctx, t, 0); err != nil {
 		s.forgetIdle(p) // another instance owns the pod (or the store is down: the next start settles it)
 		return
@@ -351,18 +363,11 @@ func (s *Supervisor) restartOwed(ctx context.Context, t ipa.Task) {
 // passed). The due time is the policy's own arithmetic over the crashes the
 // stream records inside the window, as when it was first scheduled.
 func (s *Supervisor) keepBackoff(ctx context.Context, t ipa.Task) {
-	p, err := s.lockPod(ctx, t.ID, true)
-	if err != nil {
+	p := s.lockIdle(ctx, t)
+	if p == nil {
 		return
 	}
 	defer p.unlock()
-	p.mu.Lock()
-	p.task = t
-	busy := p.run != nil || p.pending != nil
-	p.mu.Unlock()
-	if busy {
-		return
-	}
 	pol := s.policy(t)
 	// The pod is claimed first: another instance on the same database may
 	// own it (and its pending restart) already.
