@@ -20,7 +20,7 @@ import (
 // everything else refused with UNAVAILABLE; once open, the server's handler
 // answers everything.
 func TestGateBeforeAndAfterOpen(t *testing.T) {
-	g := &gate{}
+	g := newGate(10 * time.Millisecond) // the wait for the build runs out
 	get := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
 		g.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
