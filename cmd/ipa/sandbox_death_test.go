@@ -235,3 +235,28 @@ func TestSandboxStopIsGraceful(t *testing.T) {
 		})
 	}
 }
+
+// A stop that comes while bwrap is still setting the sandbox up (the pod is
+// RUNNING as soon as its plugin answers, before the command exists) ends
+// the pod without the stop timeout: there is no command to spare bwrap for
+// yet, so the SIGTERM ends the sandbox before its command can start.
+func TestSandboxStopDuringSetUp(t *testing.T) {
+	needBwrap(t)
+	t.Parallel()
+	h := newHome(t, "--sandbox", "required")
+	s := h.start()
+	for i := range 5 {
+		// autoStart: the stop below waits for the start and follows it at
+		// once, with no round trip between them.
+		id := s.createTask(t, map[string]any{"runtime": "exec", "autoStart": true, "runtimeConfig": map[string]any{
+			"command": []string{"sh", "-c", "while true; do sleep 1; done"}, "env": tagEnv(h)}})
+		s.must(t, stopPodQ, map[string]any{"id": id, "r": "at once"}, nil)
+		stopped := s.events(t, id, "pod_stopped")
+		if len(stopped) != 1 {
+			t.Fatalf("round %d: %d pod_stopped events after stopPod returned", i, len(stopped))
+		}
+		if dataField[bool](t, stopped[0], "forced") {
+			t.Fatalf("round %d: the stop needed SIGKILL at its deadline: %s", i, stopped[0].Data)
+		}
+	}
+}

@@ -473,8 +473,12 @@ func (r *Runtime) terminate(deadline time.Time) bool {
 		return false
 	}
 	spare := 0
-	if r.sandboxed {
-		spare = cmd.Process.Pid // bwrap: see signalGroup
+	if r.sandboxed && sandboxCommandStarted(r.pgid, cmd.Process.Pid) {
+		// bwrap is spared (see signalGroup) once there is a command in the
+		// sandbox to end cleanly. Before that (a stop during bwrap's set-up)
+		// it gets the SIGTERM, and its death ends the sandbox: else the
+		// command, started after the signal went out, would run on.
+		spare = cmd.Process.Pid
 	}
 	r.termOnce.Do(func() { signalGroup(r.pgid, r.shared, syscall.SIGTERM, spare) })
 	t := time.NewTimer(time.Until(deadline))

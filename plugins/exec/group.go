@@ -86,6 +86,20 @@ func signalGroup(pgid int, shared bool, sig syscall.Signal, spare int) {
 	}
 }
 
+// sandboxCommandStarted reports whether the sandbox that bwrap (pid outer)
+// set up in group pgid runs its command yet: besides this plugin and the
+// outer bwrap, the group then holds the sandbox's init and at least the
+// command; during the set-up, at most the init.
+func sandboxCommandStarted(pgid, outer int) bool {
+	self, n := os.Getpid(), 0
+	for _, pid := range groupMembers(pgid) {
+		if pid != self && pid != outer {
+			n++
+		}
+	}
+	return n > 1
+}
+
 // killGroupButSelf sends SIGKILL to every process in group pgid except this
 // one, scanning /proc until none is left (a member may fork while it is
 // scanned; its child is found by the next scan), for at most a second.
